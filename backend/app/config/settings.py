@@ -1,0 +1,333 @@
+"""Application settings: environment, ``backend/.env`` and the YAML files of the custom dir."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.config.db_configs import (
+    DBImportConfig,
+    DuckDBConfig,
+    EvalDBConfig,
+    HumanSignalsDBConfig,
+    MonitoringDBConfig,
+)
+from app.config.theme import THEME_ENV_FIELDS, ThemeConfig, build_theme
+from app.config.yaml_loader import read_yaml_section
+
+logger = logging.getLogger(__name__)
+
+BACKEND_DIR = Path(__file__).resolve().parents[2]
+ROOT_DIR = BACKEND_DIR.parent
+
+M = TypeVar("M", bound=BaseModel)
+
+YAML_FILES = {
+    "eval_db": "eval_db.yaml",
+    "monitoring_db": "monitoring_db.yaml",
+    "human_signals_db": "human_signals_db.yaml",
+    "duckdb": "duckdb.yaml",
+    "theme": "theme.yaml",
+}
+
+
+def _describe_validation_error(exc: ValidationError) -> str:
+    """Locations and messages only: input values may be secrets and are never logged."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+    )
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Built once per app and injected; YAML sections load after init."""
+
+    model_config = SettingsConfigDict(
+        env_file=str(BACKEND_DIR / ".env"),
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    # server
+    host: str = "127.0.0.1"
+    port: int = 8500
+    debug: bool = True
+    app_name: str = "AXIS"
+
+    # locations
+    axis_custom_dir: Path = ROOT_DIR / "custom"
+    axis_home: Path = BACKEND_DIR
+    axis_sample_dir: Path = BACKEND_DIR / "sample_data"
+    axis_load_examples: bool = False
+
+    # security
+    axis_api_token: SecretStr | None = None
+
+    # ingestion limits
+    max_upload_mb: int = Field(default=200, ge=1)
+    upload_response_row_cap: int = Field(default=50_000, ge=0)
+
+    # flags and CORS
+    copilot_enabled: bool = True
+    frontend_url: str = "http://localhost:3500"
+    frontend_urls: str | None = None
+
+    # AI (used by the LLM layer)
+    openai_api_base: str | None = None
+    openai_api_key: SecretStr | None = None
+    anthropic_api_base: str | None = None
+    anthropic_api_key: SecretStr | None = None
+    gateway_api_key: SecretStr | None = None
+    ai_toolkit_url: str | None = None
+    llm_model_name: str = "gpt-4"
+    embedding_model_name: str = "text-embedding-ada-002"
+
+    # database browser
+    db_handle_ttl_seconds: int = Field(default=900, ge=1)
+    db_max_handles: int = Field(default=100, ge=1)
+
+    # human signals db (env fallback)
+    human_signals_db_url: SecretStr | None = None
+    human_signals_db_host: str | None = None
+    human_signals_db_port: int = 5432
+    human_signals_db_name: str | None = None
+    human_signals_db_user: str | None = None
+    human_signals_db_password: SecretStr | None = None
+    human_signals_db_schema: str = "public"
+    human_signals_db_table: str | None = None
+    human_signals_db_ssl_mode: str = "prefer"
+    human_signals_db_auto_connect: bool = False
+
+    # monitoring db (env fallback)
+    monitoring_db_url: SecretStr | None = None
+    monitoring_db_host: str | None = None
+    monitoring_db_port: int = 5432
+    monitoring_db_name: str | None = None
+    monitoring_db_user: str | None = None
+    monitoring_db_password: SecretStr | None = None
+    monitoring_db_schema: str = "public"
+    monitoring_db_table: str | None = None
+    monitoring_db_ssl_mode: str = "prefer"
+    monitoring_db_auto_connect: bool = False
+
+    # eval db (env fallback)
+    eval_db_url: SecretStr | None = None
+    eval_db_host: str | None = None
+    eval_db_port: int = 5432
+    eval_db_name: str | None = None
+    eval_db_user: str | None = None
+    eval_db_password: SecretStr | None = None
+    eval_db_ssl_mode: str = "prefer"
+    eval_db_auto_load: bool = False
+    eval_db_dataset_query: str | None = None
+    eval_db_results_query: str | None = None
+    eval_db_query_timeout: int = 60
+    eval_db_row_limit: int = 10000
+
+    # graph
+    graph_db_host: str | None = None
+    graph_db_port: int = 6379
+    graph_db_name: str = "knowledge_graph"
+    graph_db_password: SecretStr | None = None
+
+    # theme env overrides (env beats YAML)
+    axis_theme_active: str | None = None
+    axis_theme_primary: str | None = None
+    axis_theme_primary_light: str | None = None
+    axis_theme_primary_dark: str | None = None
+    axis_theme_primary_soft: str | None = None
+    axis_theme_primary_pale: str | None = None
+    axis_theme_accent_gold: str | None = None
+    axis_theme_accent_silver: str | None = None
+    axis_theme_hero_image: str | None = None
+    axis_theme_logo_url: str | None = None
+    axis_theme_favicon_url: str | None = None
+    axis_theme_app_icon_url: str | None = None
+    axis_theme_hero_contrast: float | None = None
+    axis_theme_hero_saturation: float | None = None
+    axis_theme_hero_brightness: float | None = None
+    axis_theme_hero_opacity: float | None = None
+    axis_theme_hero_mode: str | None = None
+
+    _eval_db: EvalDBConfig = PrivateAttr(default_factory=EvalDBConfig)
+    _monitoring_db: MonitoringDBConfig = PrivateAttr(default_factory=MonitoringDBConfig)
+    _human_signals_db: HumanSignalsDBConfig = PrivateAttr(default_factory=HumanSignalsDBConfig)
+    _duckdb: DuckDBConfig = PrivateAttr(default_factory=DuckDBConfig)
+    _theme: ThemeConfig = PrivateAttr(default_factory=ThemeConfig)
+
+    def model_post_init(self, __context: Any) -> None:
+        """Load the YAML sections once the env values are known."""
+        self.reload_yaml()
+
+    # ------------------------------------------------------------------ YAML sections
+    @property
+    def config_dir(self) -> Path:
+        """Folder holding the YAML config files."""
+        return self.axis_custom_dir / "config"
+
+    @property
+    def data_dir(self) -> Path:
+        """Folder for the DuckDB file, scratch space and server data."""
+        return self.axis_home / "data"
+
+    @property
+    def eval_db(self) -> EvalDBConfig:
+        """Eval database config (YAML over env)."""
+        return self._eval_db
+
+    @property
+    def monitoring_db(self) -> MonitoringDBConfig:
+        """Monitoring database config (YAML over env)."""
+        return self._monitoring_db
+
+    @property
+    def human_signals_db(self) -> HumanSignalsDBConfig:
+        """Human-signals database config (YAML over env)."""
+        return self._human_signals_db
+
+    @property
+    def duckdb(self) -> DuckDBConfig:
+        """DuckDB store config."""
+        return self._duckdb
+
+    @property
+    def theme(self) -> ThemeConfig:
+        """Theme (env over YAML)."""
+        return self._theme
+
+    @property
+    def duckdb_path(self) -> Path:
+        """Absolute DuckDB file path; relative paths resolve against ``axis_home`` (DB-7)."""
+        path = Path(self._duckdb.path)
+        return path if path.is_absolute() else (self.axis_home / path)
+
+    @property
+    def cors_origins(self) -> list[str]:
+        """CORS allow-list (spec §1.2)."""
+        origins = ["http://localhost:3500", "http://127.0.0.1:3500", self.frontend_url]
+        if self.frontend_urls:
+            origins += [o.strip() for o in self.frontend_urls.split(",") if o.strip()]
+        return list(dict.fromkeys(origins))
+
+    def db_config(self, store: str) -> DBImportConfig:
+        """Lookup by store key: ``data``/``eval`` → eval, ``monitoring``, ``human_signals``."""
+        if store in ("data", "eval"):
+            return self._eval_db
+        if store == "monitoring":
+            return self._monitoring_db
+        if store == "human_signals":
+            return self._human_signals_db
+        raise ValueError(f"Unknown store '{store}'. Use one of: data, monitoring, human_signals")
+
+    def yaml_path(self, name: str) -> Path:
+        """Path of one YAML file in the custom config dir."""
+        return self.config_dir / name
+
+    def reload_yaml(self) -> None:
+        """(Re)read every YAML section; bad files or values fall back to defaults."""
+        self._eval_db = self._load_db("eval_db", EvalDBConfig, self._eval_env())
+        self._monitoring_db = self._load_db("monitoring_db", MonitoringDBConfig, self._store_env("monitoring"))
+        self._human_signals_db = self._load_db(
+            "human_signals_db", HumanSignalsDBConfig, self._store_env("human_signals")
+        )
+        self._duckdb = self._load_section("duckdb", DuckDBConfig) or DuckDBConfig()
+        theme_yaml = read_yaml_section(self.yaml_path(YAML_FILES["theme"]), "theme")
+        overrides = {f: getattr(self, f"axis_theme_{f}") for f in THEME_ENV_FIELDS}
+        try:
+            self._theme = build_theme(theme_yaml, self.axis_theme_active, overrides)
+        except ValidationError as exc:
+            logger.warning(
+                "Invalid theme in %s (%s); using defaults",
+                self.yaml_path(YAML_FILES["theme"]),
+                _describe_validation_error(exc),
+            )
+            self._theme = build_theme(None, self.axis_theme_active, {})
+
+    def _load_section(self, key: str, model: type[M]) -> M | None:
+        path = self.yaml_path(YAML_FILES[key])
+        section = read_yaml_section(path, key)
+        if section is None:
+            return None
+        try:
+            return model.model_validate(section)
+        except ValidationError as exc:
+            logger.warning("Invalid values in %s key '%s' (%s); using defaults", path, key, _describe_validation_error(exc))
+            return None
+
+    def _load_db(self, key: str, model: type[M], env: dict[str, Any] | None) -> M:
+        loaded = self._load_section(key, model)
+        if loaded is not None:
+            # YAML wins; env only fills an empty password or url.
+            prefix = key
+            updates: dict[str, Any] = {}
+            if getattr(loaded, "password", None) is None and getattr(self, f"{prefix}_password", None):
+                updates["password"] = getattr(self, f"{prefix}_password")
+            if getattr(loaded, "url", None) is None and getattr(self, f"{prefix}_url", None):
+                updates["url"] = getattr(self, f"{prefix}_url")
+            return loaded.model_copy(update=updates) if updates else loaded
+        if env is not None:
+            try:
+                return model.model_validate(env)
+            except ValidationError as exc:
+                logger.warning("Invalid %s environment values (%s); using defaults", key, _describe_validation_error(exc))
+        return model()
+
+    def _store_env(self, store: str) -> dict[str, Any] | None:
+        url = getattr(self, f"{store}_db_url")
+        host = getattr(self, f"{store}_db_host")
+        if url is None and not host:
+            return None
+        return {
+            "url": url,
+            "host": host,
+            "port": getattr(self, f"{store}_db_port"),
+            "database": getattr(self, f"{store}_db_name"),
+            "username": getattr(self, f"{store}_db_user"),
+            "password": getattr(self, f"{store}_db_password"),
+            "schema": getattr(self, f"{store}_db_schema"),
+            "table": getattr(self, f"{store}_db_table"),
+            "ssl_mode": getattr(self, f"{store}_db_ssl_mode"),
+            "auto_connect": getattr(self, f"{store}_db_auto_connect"),
+            "auto_load": False,
+            "enabled": True,
+        }
+
+    def _eval_env(self) -> dict[str, Any] | None:
+        if self.eval_db_url is None and not self.eval_db_host:
+            return None
+        return {
+            "url": self.eval_db_url,
+            "host": self.eval_db_host,
+            "port": self.eval_db_port,
+            "database": self.eval_db_name,
+            "username": self.eval_db_user,
+            "password": self.eval_db_password,
+            "ssl_mode": self.eval_db_ssl_mode,
+            "auto_load": self.eval_db_auto_load,
+            "dataset_query": self.eval_db_dataset_query,
+            "results_query": self.eval_db_results_query,
+            "query_timeout": self.eval_db_query_timeout,
+            "row_limit": self.eval_db_row_limit,
+            "enabled": True,
+        }
+
+    # ------------------------------------------------------------------ secrets
+    def secret_values(self) -> list[str]:
+        """Every configured secret value, for scrubbing and audits."""
+        values: list[str] = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr) and value.get_secret_value():
+                values.append(value.get_secret_value())
+        for cfg in (self._eval_db, self._monitoring_db, self._human_signals_db):
+            for secret in (cfg.password, cfg.url):
+                if secret is not None and secret.get_secret_value():
+                    values.append(secret.get_secret_value())
+            params_pw = cfg.connection_params().password if cfg.url is not None else None
+            if params_pw is not None:
+                values.append(params_pw.get_secret_value())
+        return list(dict.fromkeys(values))

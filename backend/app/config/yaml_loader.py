@@ -1,0 +1,66 @@
+"""Reading the YAML files in ``$AXIS_CUSTOM_DIR/config/`` with ``${VAR}`` expansion."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+logger = logging.getLogger(__name__)
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env_vars(value: Any, environ: Mapping[str, str] | None = None) -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of a YAML tree."""
+    env = os.environ if environ is None else environ
+    if isinstance(value, str):
+
+        def _sub(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            current = env.get(name)
+            if current:
+                return current
+            return default if default is not None else ""
+
+        return _VAR.sub(_sub, value)
+    if isinstance(value, list):
+        return [expand_env_vars(v, env) for v in value]
+    if isinstance(value, dict):
+        return {k: expand_env_vars(v, env) for k, v in value.items()}
+    return value
+
+
+def read_yaml_section(path: Path, key: str) -> dict[str, Any] | None:
+    """Return the mapping under top-level ``key`` of a YAML file, or None.
+
+    A missing file or key gives None. A malformed file, or a key whose value is not a
+    mapping, is logged with the file name and also gives None, so boot continues on defaults.
+    """
+    if not path.is_file():
+        return None
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
+        logger.warning("Ignoring malformed YAML file %s: %s", path, exc)
+        return None
+    if loaded is None:
+        return None
+    if not isinstance(loaded, dict):
+        logger.warning("Ignoring YAML file %s: top level is not a mapping", path)
+        return None
+    if key not in loaded:
+        return None
+    section = loaded[key]
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        logger.warning("Ignoring key '%s' in %s: expected a mapping", key, path)
+        return None
+    expanded: dict[str, Any] = expand_env_vars(section)
+    return expanded

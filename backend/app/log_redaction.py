@@ -1,0 +1,60 @@
+"""A logging filter that removes configured secret values from every log record."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from app.errors import Invalid
+
+_DSN_PASSWORD = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]*)@")
+
+
+def scrub_dsn(text: str) -> str:
+    """Replace the password part of any ``scheme://user:password@`` URL with ``***``."""
+    return _DSN_PASSWORD.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:***@", text)
+
+
+def scrub_secrets(text: str, secrets: list[str]) -> str:
+    """Remove DSN passwords and each known secret value from ``text``."""
+    out = scrub_dsn(text)
+    for secret in secrets:
+        if secret and len(secret) >= 3:
+            out = out.replace(secret, "***")
+    return out
+
+
+class SecretRedactingFilter(logging.Filter):
+    """Rewrites a record's message with secrets and DSN passwords removed."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Format the record once, scrub it, and freeze the result."""
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError) as exc:
+            raise Invalid("unformattable log record") from exc
+        cleaned = scrub_secrets(message, self.secrets)
+        if record.exc_info and record.exc_info[1] is not None:
+            exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = scrub_secrets(exc_text, self.secrets)
+            record.exc_info = None
+        record.msg = cleaned
+        record.args = None
+        return True
+
+
+def install_secret_filter(secrets: list[str]) -> SecretRedactingFilter:
+    """Attach a redacting filter to every handler of the root logger (and uvicorn's)."""
+    flt = SecretRedactingFilter(secrets)
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for logger in (root, logging.getLogger("uvicorn"), logging.getLogger("uvicorn.error"), logging.getLogger("uvicorn.access")):
+        for handler in logger.handlers:
+            if not any(isinstance(f, SecretRedactingFilter) for f in handler.filters):
+                handler.addFilter(flt)
+    return flt

@@ -1,0 +1,135 @@
+"""App factory and lifespan."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+
+from app.config import Settings
+from app.errors import register_error_handlers
+from app.log_redaction import install_secret_filter
+from app.models.common import HealthResponse, RootResponse
+from app.routers import ALL_ROUTERS
+from app.serialization import CleanJSONResponse
+from app.services.background import BackgroundTasks
+from app.services.duckdb_store import DuckDBStore
+from app.services.health_service import check_health
+
+logger = logging.getLogger(__name__)
+
+VERSION = "0.1.0"
+
+OPENAPI_TAGS = [
+    {"name": "config", "description": "Theme, visibility, features, agents, assets"},
+    {"name": "data", "description": "Evaluation data ingestion"},
+    {"name": "analytics", "description": "Evaluation metric statistics"},
+    {"name": "ai", "description": "AI copilot"},
+    {"name": "align", "description": "LLM-judge calibration"},
+    {"name": "reports", "description": "Reports and issue extraction"},
+    {"name": "database", "description": "PostgreSQL browser and imports"},
+    {"name": "human-signals", "description": "Human-in-the-loop signals"},
+    {"name": "monitoring", "description": "Production monitoring ingestion"},
+    {"name": "monitoring-analytics", "description": "Monitoring analytics"},
+    {"name": "eval-runner", "description": "Batch evaluation runner"},
+    {"name": "memory", "description": "Rules memory"},
+    {"name": "memory-graph", "description": "Knowledge graph"},
+    {"name": "store", "description": "DuckDB store and sync engine"},
+]
+
+OPEN_PATHS = ("/", "/health", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect")
+
+
+def build_store(settings: Settings) -> DuckDBStore:
+    """The DuckDB store for these settings."""
+    cfg = settings.duckdb
+    return DuckDBStore(
+        settings.duckdb_path,
+        query_concurrency=cfg.query_concurrency,
+        memory_limit=cfg.memory_limit,
+        threads=cfg.threads,
+    )
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Open the store, start background work, and close everything on shutdown."""
+    settings: Settings = app.state.settings
+    store: DuckDBStore = app.state.store
+    tasks: BackgroundTasks = app.state.tasks
+    logger.info("AXIS starting on %s:%s", settings.host, settings.port)
+    await store.open()
+    try:
+        yield
+    finally:
+        await tasks.cancel_all(grace_seconds=5.0)
+        await store.close()
+        logger.info("AXIS stopped")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the FastAPI app: settings, store, routers, middleware and error handling."""
+    settings = settings or Settings()
+    install_secret_filter(settings.secret_values())
+    app = FastAPI(
+        title="AXIS API",
+        version=VERSION,
+        description="Agent X-Ray Interface & Statistics: AI evaluation and monitoring analytics.",
+        lifespan=lifespan,
+        default_response_class=CleanJSONResponse,
+        openapi_tags=OPENAPI_TAGS,
+    )
+    app.state.settings = settings
+    app.state.store = build_store(settings)
+    app.state.tasks = BackgroundTasks()
+
+    register_error_handlers(app)
+    if settings.axis_api_token is not None and settings.axis_api_token.get_secret_value():
+        _install_token_guard(app, settings.axis_api_token.get_secret_value())
+    # CORS is added last so it is the outermost middleware (401s carry CORS headers too).
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_credentials=True,
+        allow_methods=["*"],
+        allow_headers=["*"],
+    )
+
+    for router in ALL_ROUTERS:
+        app.include_router(router)
+
+    @app.get("/", response_model=RootResponse, tags=["health"])
+    async def root() -> RootResponse:
+        """Service identity."""
+        return RootResponse(status="healthy", service="AXIS API", version=VERSION)
+
+    @app.get("/health", response_model=HealthResponse, tags=["health"])
+    async def health(request: Request) -> Response:
+        """Component health with a real DuckDB probe."""
+        report = await check_health(request.app.state.settings, request.app.state.store)
+        return CleanJSONResponse(report.model_dump(), status_code=200 if report.status == "healthy" else 503)
+
+    return app
+
+
+def _install_token_guard(app: FastAPI, token: str) -> None:
+    """Require ``Authorization: Bearer <token>`` on every ``/api/*`` route (decision 8)."""
+    expected = f"Bearer {token}".encode()
+
+    @app.middleware("http")
+    async def token_guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        path = request.url.path
+        if path.startswith("/api/") and request.method != "OPTIONS":
+            given = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                return JSONResponse(
+                    {"detail": "Missing or invalid API token. Send 'Authorization: Bearer <token>'."},
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+        return await call_next(request)

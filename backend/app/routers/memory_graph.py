@@ -1,0 +1,7 @@
+"""``/api/memory/graph``: routes are added with the service that implements them."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/api/memory/graph", tags=["memory-graph"])

@@ -1,0 +1,1 @@
+"""Business logic; no FastAPI imports here."""

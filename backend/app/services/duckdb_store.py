@@ -1,0 +1,551 @@
+"""The single owner of the embedded DuckDB analytics store.
+
+Reads run in worker threads through one shared ``anyio.CapacityLimiter``, each on its own
+cursor; writes are serialised by one async lock. Every stored dataset is recorded in the
+``datasets`` registry. Identifiers reach SQL only through :func:`quote_ident`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import duckdb
+import pyarrow as pa
+
+from app.errors import Invalid, NotFound
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DATASET_KINDS = ("eval", "monitoring", "human_signals")
+
+# Tables reachable from endpoints besides the dataset tables named in the registry.
+ALLOWED_TABLES = frozenset(
+    {"monitoring_data", "human_signals_raw", "human_signals_cases", "eval_data", "kpi_data"}
+)
+
+REGISTRY_TABLE = "datasets"
+METADATA_TABLE = "_store_metadata"
+KV_TABLE = "_store_kv"
+
+
+def quote_ident(name: str) -> str:
+    """Double-quote one SQL identifier, escaping embedded quotes (DB-48)."""
+    if not isinstance(name, str) or name == "" or "\x00" in name:
+        raise Invalid("Invalid identifier")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def utc_now() -> dt.datetime:
+    """Naive UTC timestamp (the store keeps plain UTC TIMESTAMPs)."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def assert_off_event_loop() -> None:
+    """Raise if called on a thread that runs an asyncio event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError("DuckDB call attempted on the event loop thread")
+
+
+@dataclass
+class QueryResult:
+    """Column names and row tuples of one query."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+    def dicts(self) -> list[dict[str, Any]]:
+        """Rows as dicts keyed by column name."""
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+
+@dataclass
+class DatasetInfo:
+    """One entry of the dataset registry."""
+
+    dataset_id: str
+    kind: str
+    source: str
+    table_name: str
+    row_count: int
+    columns: list[dict[str, str]]
+    loaded_at: dt.datetime
+    status: str = "ready"
+    format: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def column_names(self) -> list[str]:
+        """Column names in table order."""
+        return [c["name"] for c in self.columns]
+
+    def column_type(self, name: str) -> str | None:
+        """DuckDB type of a column, or None when absent."""
+        for col in self.columns:
+            if col["name"] == name:
+                return col["type"]
+        return None
+
+
+def new_dataset_id(kind: str) -> str:
+    """A fresh, URL-safe dataset id such as ``eval_3f9a1c2b7d4e``."""
+    return f"{kind}_{uuid.uuid4().hex[:12]}"
+
+
+class DuckDBStore:
+    """Owns the DuckDB file: connection, read limiter, write lock, registry, metadata, KV."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        query_concurrency: int = 8,
+        memory_limit: str | None = None,
+        threads: int | None = None,
+    ) -> None:
+        self.path = path
+        self.query_concurrency = query_concurrency
+        self.memory_limit = memory_limit
+        self.threads = threads
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._limiter = anyio.CapacityLimiter(query_concurrency)
+        self._write_lock = asyncio.Lock()
+        self._metadata_cache: dict[str, dict[str, Any]] = {}
+        self._cache_lock = threading.Lock()
+        self.read_count = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def limiter(self) -> anyio.CapacityLimiter:
+        """The shared limiter every DuckDB read goes through."""
+        return self._limiter
+
+    @property
+    def is_open(self) -> bool:
+        """True while the connection is open."""
+        return self._con is not None
+
+    def open_sync(self) -> None:
+        """Open the file and create the internal tables (call from a worker thread)."""
+        assert_off_event_loop()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        config: dict[str, Any] = {}
+        if self.memory_limit:
+            config["memory_limit"] = self.memory_limit
+        if self.threads:
+            config["threads"] = self.threads
+        con = duckdb.connect(str(self.path), config=config)
+        con.execute(
+            f"""
+            CREATE TABLE IF NOT EXISTS {REGISTRY_TABLE} (
+                dataset_id VARCHAR PRIMARY KEY,
+                kind VARCHAR NOT NULL,
+                source VARCHAR NOT NULL,
+                table_name VARCHAR NOT NULL,
+                row_count BIGINT NOT NULL,
+                columns_json VARCHAR NOT NULL,
+                loaded_at TIMESTAMP NOT NULL,
+                status VARCHAR NOT NULL,
+                format VARCHAR,
+                extra_json VARCHAR NOT NULL DEFAULT '{{}}'
+            )
+            """
+        )
+        con.execute(
+            f"""CREATE TABLE IF NOT EXISTS {METADATA_TABLE} (
+                table_name VARCHAR PRIMARY KEY, metadata_json VARCHAR NOT NULL,
+                updated_at TIMESTAMP DEFAULT now())"""
+        )
+        con.execute(
+            f"""CREATE TABLE IF NOT EXISTS {KV_TABLE} (
+                key VARCHAR PRIMARY KEY, value_json VARCHAR NOT NULL,
+                updated_at TIMESTAMP DEFAULT now())"""
+        )
+        rows = con.execute(f"SELECT table_name, metadata_json FROM {METADATA_TABLE}").fetchall()
+        with self._cache_lock:
+            self._metadata_cache = {name: json.loads(meta) for name, meta in rows}
+        self._con = con
+
+    async def open(self) -> None:
+        """Open the store without blocking the event loop."""
+        await anyio.to_thread.run_sync(self.open_sync)
+
+    async def close(self) -> None:
+        """Checkpoint and close the file (DB-4)."""
+        async with self._write_lock:
+            con = self._con
+            if con is None:
+                return
+
+            def _close() -> None:
+                assert_off_event_loop()
+                try:
+                    con.execute("CHECKPOINT")
+                finally:
+                    con.close()
+
+            self._con = None
+            await anyio.to_thread.run_sync(_close)
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            raise RuntimeError("DuckDB store is not open")
+        return self._con
+
+    # ------------------------------------------------------------------ primitives
+    async def run_read(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """Run ``fn(cursor)`` in a worker thread under the read limiter, on its own cursor."""
+        con = self._connection()
+
+        def _work() -> T:
+            assert_off_event_loop()
+            cur = con.cursor()
+            try:
+                return fn(cur)
+            finally:
+                cur.close()
+
+        self.read_count += 1
+        return await anyio.to_thread.run_sync(_work, limiter=self._limiter)
+
+    async def run_write(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """Run ``fn(cursor)`` in a worker thread while holding the single write lock."""
+        async with self._write_lock:
+            con = self._connection()
+
+            def _work() -> T:
+                assert_off_event_loop()
+                cur = con.cursor()
+                try:
+                    return fn(cur)
+                finally:
+                    cur.close()
+
+            return await anyio.to_thread.run_sync(_work)
+
+    async def fetch(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> QueryResult:
+        """Run a read query with bound parameters; return columns and rows."""
+
+        def _q(cur: duckdb.DuckDBPyConnection) -> QueryResult:
+            cur.execute(sql, params)
+            cols = [d[0] for d in cur.description] if cur.description else []
+            return QueryResult(cols, cur.fetchall())
+
+        return await self.run_read(_q)
+
+    async def fetch_dicts(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Like :meth:`fetch`, rows as dicts."""
+        return (await self.fetch(sql, params)).dicts()
+
+    async def fetch_arrow(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pa.Table:
+        """Run a read query and return an Arrow table."""
+
+        def _q(cur: duckdb.DuckDBPyConnection) -> pa.Table:
+            cur.execute(sql, params)
+            return cur.fetch_arrow_table()
+
+        return await self.run_read(_q)
+
+    async def execute_write(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> None:
+        """Run one write statement under the write lock."""
+
+        def _w(cur: duckdb.DuckDBPyConnection) -> None:
+            cur.execute(sql, params)
+
+        await self.run_write(_w)
+
+    # ------------------------------------------------------------------ tables
+    @staticmethod
+    def table_exists_sync(cur: duckdb.DuckDBPyConnection, name: str) -> bool:
+        """True when a table or view with this name exists (main schema)."""
+        row = cur.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main'", [name]
+        ).fetchone()
+        if row and row[0]:
+            return True
+        row = cur.execute(
+            "SELECT count(*) FROM duckdb_views() WHERE view_name = ? AND schema_name = 'main' AND NOT internal",
+            [name],
+        ).fetchone()
+        return bool(row and row[0])
+
+    async def table_exists(self, name: str) -> bool:
+        """True when a table or view exists."""
+        if self._con is None:
+            return False
+        return await self.run_read(lambda cur: self.table_exists_sync(cur, name))
+
+    async def has_table(self, name: str) -> bool:
+        """True for an API-visible table (allow-list or registry) that exists."""
+        if not await self.is_visible_table(name):
+            return False
+        return await self.table_exists(name)
+
+    async def is_visible_table(self, name: str) -> bool:
+        """Allow-list check: the fixed API tables plus every table in the registry."""
+        if name in ALLOWED_TABLES:
+            return True
+        res = await self.fetch(f"SELECT 1 FROM {REGISTRY_TABLE} WHERE table_name = ? LIMIT 1", [name])
+        return bool(res.rows)
+
+    @staticmethod
+    def describe_sync(cur: duckdb.DuckDBPyConnection, name: str) -> list[dict[str, str]]:
+        """Columns and DuckDB types of a table or view."""
+        cur.execute(f"DESCRIBE SELECT * FROM {quote_ident(name)}")
+        return [{"name": r[0], "type": r[1]} for r in cur.fetchall()]
+
+    async def describe(self, name: str) -> list[dict[str, str]]:
+        """Columns and types of a table or view."""
+        return await self.run_read(lambda cur: self.describe_sync(cur, name))
+
+    # ------------------------------------------------------------------ registry
+    @staticmethod
+    def _row_to_info(row: Sequence[Any]) -> DatasetInfo:
+        return DatasetInfo(
+            dataset_id=row[0],
+            kind=row[1],
+            source=row[2],
+            table_name=row[3],
+            row_count=int(row[4]),
+            columns=json.loads(row[5]),
+            loaded_at=row[6],
+            status=row[7],
+            format=row[8],
+            extra=json.loads(row[9] or "{}"),
+        )
+
+    _REGISTRY_COLS = (
+        "dataset_id, kind, source, table_name, row_count, columns_json, loaded_at, status, format, extra_json"
+    )
+
+    async def list_datasets(self, kind: str | None = None) -> list[DatasetInfo]:
+        """Every registered dataset, newest first, optionally of one kind."""
+        sql = f"SELECT {self._REGISTRY_COLS} FROM {REGISTRY_TABLE}"
+        params: list[Any] = []
+        if kind is not None:
+            sql += " WHERE kind = ?"
+            params.append(kind)
+        sql += " ORDER BY loaded_at DESC, dataset_id"
+        res = await self.fetch(sql, params)
+        return [self._row_to_info(r) for r in res.rows]
+
+    async def get_dataset(self, dataset_id: str) -> DatasetInfo:
+        """One registry entry; unknown id → NotFound."""
+        res = await self.fetch(f"SELECT {self._REGISTRY_COLS} FROM {REGISTRY_TABLE} WHERE dataset_id = ?", [dataset_id])
+        if not res.rows:
+            raise NotFound(f"Dataset '{dataset_id}' not found")
+        return self._row_to_info(res.rows[0])
+
+    async def latest_dataset(self, kind: str) -> DatasetInfo | None:
+        """The most recently loaded ready dataset of a kind."""
+        res = await self.fetch(
+            f"SELECT {self._REGISTRY_COLS} FROM {REGISTRY_TABLE} WHERE kind = ? AND status = 'ready' "
+            "ORDER BY loaded_at DESC LIMIT 1",
+            [kind],
+        )
+        return self._row_to_info(res.rows[0]) if res.rows else None
+
+    async def resolve_dataset(self, kind: str, dataset_id: str | None) -> DatasetInfo:
+        """The dataset named by id (must be of ``kind``), or the latest of ``kind``."""
+        if dataset_id:
+            info = await self.get_dataset(dataset_id)
+            if info.kind != kind:
+                raise Invalid(f"Dataset '{dataset_id}' is a {info.kind} dataset, not {kind}")
+            return info
+        latest = await self.latest_dataset(kind)
+        if latest is None:
+            label = kind.replace("_", " ")
+            raise NotFound(f"No {label} data loaded yet. Upload a file, load an example or run a sync first.")
+        return latest
+
+    @staticmethod
+    def _registry_upsert_sync(cur: duckdb.DuckDBPyConnection, info: DatasetInfo) -> None:
+        cur.execute(
+            f"INSERT OR REPLACE INTO {REGISTRY_TABLE} ({DuckDBStore._REGISTRY_COLS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                info.dataset_id,
+                info.kind,
+                info.source,
+                info.table_name,
+                info.row_count,
+                json.dumps(info.columns),
+                info.loaded_at,
+                info.status,
+                info.format,
+                json.dumps(info.extra),
+            ],
+        )
+
+    async def register_dataset(self, info: DatasetInfo) -> None:
+        """Insert or replace one registry row (for tables/views built elsewhere, e.g. syncs)."""
+        await self.run_write(lambda cur: self._registry_upsert_sync(cur, info))
+
+    async def land_dataset(
+        self,
+        *,
+        kind: str,
+        source: str,
+        build: Callable[[duckdb.DuckDBPyConnection, str], None],
+        dataset_id: str | None = None,
+        table_name: str | None = None,
+        format: str | None = None,
+        extra: dict[str, Any] | None = None,
+        after_swap: Callable[[duckdb.DuckDBPyConnection, DatasetInfo], None] | None = None,
+    ) -> DatasetInfo:
+        """Build a dataset in a staging table and swap it in atomically with its registry row.
+
+        ``build(cursor, staging_table)`` must create ``staging_table``. If it raises, the staging
+        table is dropped and nothing visible changes. ``after_swap`` runs inside the same
+        transaction (for derived tables that must match the dataset).
+        """
+        if kind not in DATASET_KINDS:
+            raise Invalid(f"Unknown dataset kind '{kind}'")
+        ds_id = dataset_id or new_dataset_id(kind)
+        live = table_name or f"ds_{ds_id}"
+        staging = f"{live}_staging"
+
+        def _land(cur: duckdb.DuckDBPyConnection) -> DatasetInfo:
+            cur.execute(f"DROP TABLE IF EXISTS {quote_ident(staging)}")
+            try:
+                build(cur, staging)
+                columns = self.describe_sync(cur, staging)
+                count_row = cur.execute(f"SELECT count(*) FROM {quote_ident(staging)}").fetchone()
+                row_count = int(count_row[0]) if count_row else 0
+            except BaseException:
+                cur.execute(f"DROP TABLE IF EXISTS {quote_ident(staging)}")
+                raise
+            info = DatasetInfo(
+                dataset_id=ds_id,
+                kind=kind,
+                source=source,
+                table_name=live,
+                row_count=row_count,
+                columns=columns,
+                loaded_at=utc_now(),
+                status="ready",
+                format=format,
+                extra=extra or {},
+            )
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                cur.execute(f"DROP TABLE IF EXISTS {quote_ident(live)}")
+                cur.execute(f"ALTER TABLE {quote_ident(staging)} RENAME TO {quote_ident(live)}")
+                self._registry_upsert_sync(cur, info)
+                if after_swap is not None:
+                    after_swap(cur, info)
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                cur.execute(f"DROP TABLE IF EXISTS {quote_ident(staging)}")
+                raise
+            return info
+
+        info = await self.run_write(_land)
+        logger.info("Stored %s dataset %s (%d rows) from %s", kind, info.dataset_id, info.row_count, source)
+        return info
+
+    async def delete_dataset(self, dataset_id: str) -> None:
+        """Drop a dataset's table and its registry row."""
+        info = await self.get_dataset(dataset_id)
+
+        def _drop(cur: duckdb.DuckDBPyConnection) -> None:
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                if info.table_name not in ALLOWED_TABLES:
+                    cur.execute(f"DROP TABLE IF EXISTS {quote_ident(info.table_name)}")
+                cur.execute(f"DELETE FROM {REGISTRY_TABLE} WHERE dataset_id = ?", [dataset_id])
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+
+        await self.run_write(_drop)
+
+    # ------------------------------------------------------------------ metadata + KV
+    def get_cached_metadata(self, table: str) -> dict[str, Any]:
+        """Hot-cache metadata of a table ({} when none)."""
+        with self._cache_lock:
+            return dict(self._metadata_cache.get(table, {}))
+
+    async def get_metadata(self, table: str) -> dict[str, Any]:
+        """Metadata of a table: hot cache, then the persisted row, else {}."""
+        cached = self.get_cached_metadata(table)
+        if cached:
+            return cached
+        res = await self.fetch(f"SELECT metadata_json FROM {METADATA_TABLE} WHERE table_name = ?", [table])
+        if not res.rows:
+            return {}
+        meta: dict[str, Any] = json.loads(res.rows[0][0])
+        with self._cache_lock:
+            self._metadata_cache[table] = meta
+        return dict(meta)
+
+    @staticmethod
+    def set_metadata_sync(cur: duckdb.DuckDBPyConnection, table: str, metadata: dict[str, Any]) -> None:
+        """Upsert a metadata row inside a write (the caller refreshes the cache)."""
+        cur.execute(
+            f"INSERT OR REPLACE INTO {METADATA_TABLE} (table_name, metadata_json, updated_at) VALUES (?, ?, now())",
+            [table, json.dumps(metadata, default=str)],
+        )
+
+    async def set_metadata(self, table: str, metadata: dict[str, Any]) -> None:
+        """Persist metadata for a table and update the hot cache."""
+        await self.run_write(lambda cur: self.set_metadata_sync(cur, table, metadata))
+        self.cache_metadata(table, metadata)
+
+    def cache_metadata(self, table: str, metadata: dict[str, Any] | None) -> None:
+        """Put (or with None, drop) a table's metadata in the hot cache."""
+        with self._cache_lock:
+            if metadata is None:
+                self._metadata_cache.pop(table, None)
+            else:
+                self._metadata_cache[table] = json.loads(json.dumps(metadata, default=str))
+
+    async def kv_get(self, key: str) -> Any:
+        """Value stored under a KV key, or None."""
+        res = await self.fetch(f"SELECT value_json FROM {KV_TABLE} WHERE key = ?", [key])
+        return json.loads(res.rows[0][0]) if res.rows else None
+
+    @staticmethod
+    def kv_set_sync(cur: duckdb.DuckDBPyConnection, key: str, value: Any) -> None:
+        """Upsert a KV value inside a write."""
+        cur.execute(
+            f"INSERT OR REPLACE INTO {KV_TABLE} (key, value_json, updated_at) VALUES (?, ?, now())",
+            [key, json.dumps(value, default=str)],
+        )
+
+    async def kv_set(self, key: str, value: Any) -> None:
+        """Store a JSON-encodable value under a KV key."""
+        await self.run_write(lambda cur: self.kv_set_sync(cur, key, value))
+
+    async def kv_delete(self, key: str) -> None:
+        """Remove a KV key."""
+        await self.execute_write(f"DELETE FROM {KV_TABLE} WHERE key = ?", [key])
+
+    async def kv_items(self, prefix: str) -> dict[str, Any]:
+        """Every KV entry whose key starts with ``prefix``."""
+        res = await self.fetch(f"SELECT key, value_json FROM {KV_TABLE} WHERE starts_with(key, ?)", [prefix])
+        return {k: json.loads(v) for k, v in res.rows}
+
+    # ------------------------------------------------------------------ health
+    async def probe(self) -> bool:
+        """True when DuckDB answers a trivial query."""
+        if self._con is None:
+            return False
+        res = await self.fetch("SELECT 42")
+        return res.rows == [(42,)]
