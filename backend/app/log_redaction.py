@@ -53,7 +53,12 @@ def install_secret_filter(secrets: list[str]) -> SecretRedactingFilter:
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for logger in (root, logging.getLogger("uvicorn"), logging.getLogger("uvicorn.error"), logging.getLogger("uvicorn.access")):
+    for logger in (
+        root,
+        logging.getLogger("uvicorn"),
+        logging.getLogger("uvicorn.error"),
+        logging.getLogger("uvicorn.access"),
+    ):
         for handler in logger.handlers:
             if not any(isinstance(f, SecretRedactingFilter) for f in handler.filters):
                 handler.addFilter(flt)

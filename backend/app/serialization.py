@@ -49,6 +49,6 @@ class CleanJSONResponse(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         """Serialise strictly (no NaN) after cleaning."""
-        return json.dumps(
-            clean_json(content), ensure_ascii=False, allow_nan=False, separators=(",", ":")
-        ).encode("utf-8")
+        return json.dumps(clean_json(content), ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(
+            "utf-8"
+        )

@@ -21,7 +21,15 @@ from app.services.duckdb_store import DuckDBStore
 PG_DSN = os.environ.get("AXIS_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
 # Settings must not pick up a developer's env vars or backend/.env in tests.
-_ISOLATED_ENV_PREFIXES = ("EVAL_DB_", "MONITORING_DB_", "HUMAN_SIGNALS_DB_", "AXIS_", "OPENAI_", "ANTHROPIC_", "GRAPH_DB_")
+_ISOLATED_ENV_PREFIXES = (
+    "EVAL_DB_",
+    "MONITORING_DB_",
+    "HUMAN_SIGNALS_DB_",
+    "AXIS_",
+    "OPENAI_",
+    "ANTHROPIC_",
+    "GRAPH_DB_",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -139,7 +147,9 @@ def make_client() -> Callable[[Settings], Any]:
 
 
 @pytest.fixture
-async def app_client(settings: Settings, make_client: Callable[[Settings], Any]) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+async def app_client(
+    settings: Settings, make_client: Callable[[Settings], Any]
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     """The app and a client over it (lifespan running)."""
     wrapper = make_client(settings)
     async with wrapper as client:

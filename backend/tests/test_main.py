@@ -33,8 +33,20 @@ async def test_openapi_lists_fourteen_router_tags(client: httpx.AsyncClient) -> 
     spec = (await client.get("/openapi.json")).json()
     names = {t["name"] for t in spec["tags"]}
     assert names == {
-        "config", "data", "analytics", "ai", "align", "reports", "database", "human-signals",
-        "monitoring", "monitoring-analytics", "eval-runner", "memory", "memory-graph", "store",
+        "config",
+        "data",
+        "analytics",
+        "ai",
+        "align",
+        "reports",
+        "database",
+        "human-signals",
+        "monitoring",
+        "monitoring-analytics",
+        "eval-runner",
+        "memory",
+        "memory-graph",
+        "store",
     }
 
 

@@ -37,9 +37,7 @@ YAML_FILES = {
 
 def _describe_validation_error(exc: ValidationError) -> str:
     """Locations and messages only: input values may be secrets and are never logged."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
-    )
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors())
 
 
 class Settings(BaseSettings):
@@ -255,7 +253,9 @@ class Settings(BaseSettings):
         try:
             return model.model_validate(section)
         except ValidationError as exc:
-            logger.warning("Invalid values in %s key '%s' (%s); using defaults", path, key, _describe_validation_error(exc))
+            logger.warning(
+                "Invalid values in %s key '%s' (%s); using defaults", path, key, _describe_validation_error(exc)
+            )
             return None
 
     def _load_db(self, key: str, model: type[M], env: dict[str, Any] | None) -> M:
@@ -273,7 +273,9 @@ class Settings(BaseSettings):
             try:
                 return model.model_validate(env)
             except ValidationError as exc:
-                logger.warning("Invalid %s environment values (%s); using defaults", key, _describe_validation_error(exc))
+                logger.warning(
+                    "Invalid %s environment values (%s); using defaults", key, _describe_validation_error(exc)
+                )
         return model()
 
     def _store_env(self, store: str) -> dict[str, Any] | None:

@@ -49,25 +49,29 @@ class Branding(BaseModel):
 
 
 BUILTIN_PALETTES: dict[str, Palette] = {
-    "sage_green": Palette(
-        name="sage_green",
-        primary="#8B9F4F",
-        primaryLight="#A4B86C",
-        primaryDark="#6B7A3A",
-        primarySoft="#B8C78A",
-        primaryPale="#D4E0B8",
-        accentGold="#D4AF37",
-        accentSilver="#B8C5D3",
+    "sage_green": Palette.model_validate(
+        {
+            "name": "sage_green",
+            "primary": "#8B9F4F",
+            "primaryLight": "#A4B86C",
+            "primaryDark": "#6B7A3A",
+            "primarySoft": "#B8C78A",
+            "primaryPale": "#D4E0B8",
+            "accentGold": "#D4AF37",
+            "accentSilver": "#B8C5D3",
+        }
     ),
-    "professional_blue": Palette(
-        name="professional_blue",
-        primary="#3D5A80",
-        primaryLight="#5C7AA3",
-        primaryDark="#2B3C73",
-        primarySoft="#8BA4C4",
-        primaryPale="#C5D4E8",
-        accentGold="#D4AF37",
-        accentSilver="#B8C5D3",
+    "professional_blue": Palette.model_validate(
+        {
+            "name": "professional_blue",
+            "primary": "#3D5A80",
+            "primaryLight": "#5C7AA3",
+            "primaryDark": "#2B3C73",
+            "primarySoft": "#8BA4C4",
+            "primaryPale": "#C5D4E8",
+            "accentGold": "#D4AF37",
+            "accentSilver": "#B8C5D3",
+        }
     ),
 }
 
@@ -105,7 +109,9 @@ class ThemeConfig(BaseModel):
         return self.palettes.get(self.active) or self.palettes.get("sage_green") or BUILTIN_PALETTES["sage_green"]
 
 
-def build_theme(yaml_section: dict[str, Any] | None, env_active: str | None, env_overrides: dict[str, Any]) -> ThemeConfig:
+def build_theme(
+    yaml_section: dict[str, Any] | None, env_active: str | None, env_overrides: dict[str, Any]
+) -> ThemeConfig:
     """Defaults, then YAML, then env (env beats YAML for the theme)."""
     theme = ThemeConfig()
     if yaml_section:

@@ -49,7 +49,7 @@ class BackgroundTasks:
         """Give running tasks ``grace_seconds`` to finish, then cancel and await them."""
         pending = [t for t in self._tasks.values() if not t.done()]
         if pending:
-            done, still = await asyncio.wait(pending, timeout=grace_seconds)
+            _done, still = await asyncio.wait(pending, timeout=grace_seconds)
             for task in still:
                 task.cancel()
             await asyncio.gather(*still, return_exceptions=True)

@@ -31,9 +31,7 @@ T = TypeVar("T")
 DATASET_KINDS = ("eval", "monitoring", "human_signals")
 
 # Tables reachable from endpoints besides the dataset tables named in the registry.
-ALLOWED_TABLES = frozenset(
-    {"monitoring_data", "human_signals_raw", "human_signals_cases", "eval_data", "kpi_data"}
-)
+ALLOWED_TABLES = frozenset({"monitoring_data", "human_signals_raw", "human_signals_cases", "eval_data", "kpi_data"})
 
 REGISTRY_TABLE = "datasets"
 METADATA_TABLE = "_store_metadata"
