@@ -1,0 +1,185 @@
+"""Settings: YAML precedence, ${VAR} expansion, validation fallbacks, theme, templates."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.config import BACKEND_DIR, Colors, Columns, Settings, Thresholds
+from app.config.yaml_loader import expand_env_vars
+
+
+def write_yaml(settings_factory: Callable[..., Settings], name: str, text: str) -> Path:
+    path = settings_factory().config_dir / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_yaml_wins_over_env_for_db_configs(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EVAL_DB_HOST", "env-host")
+    monkeypatch.setenv("EVAL_DB_NAME", "envdb")
+    monkeypatch.setenv("EVAL_DB_PASSWORD", "from-env-pw")
+    write_yaml(make_settings, "eval_db.yaml", "eval_db:\n  host: yaml-host\n  database: yamldb\n  password: ''\n")
+    cfg = make_settings().eval_db
+    assert cfg.host == "yaml-host" and cfg.database == "yamldb"
+    assert cfg.password is not None and cfg.password.get_secret_value() == "from-env-pw"
+    assert cfg.enabled is False  # YAML default, not the env path's enabled=true
+    assert cfg.is_configured
+
+
+def test_env_builds_config_when_yaml_absent(make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONITORING_DB_HOST", "mon-host")
+    monkeypatch.setenv("MONITORING_DB_NAME", "mondb")
+    monkeypatch.setenv("MONITORING_DB_AUTO_CONNECT", "true")
+    cfg = make_settings().monitoring_db
+    assert (cfg.host, cfg.database, cfg.enabled, cfg.auto_load, cfg.auto_connect) == (
+        "mon-host",
+        "mondb",
+        True,
+        False,
+        True,
+    )
+    assert cfg.should_auto_load and not cfg.has_query
+    assert make_settings().human_signals_db.is_configured is False
+
+
+def test_env_var_expansion_in_yaml(make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AXIS_T_HOST", "db.internal")
+    write_yaml(
+        make_settings,
+        "monitoring_db.yaml",
+        "monitoring_db:\n  host: ${AXIS_T_HOST}\n  database: ${AXIS_T_MISSING:-fallback_db}\n"
+        "  username: ${AXIS_T_UNSET}\n  dataset_query: SELECT 1 AS dataset_id\n"
+        "  results_query: SELECT 1 AS dataset_id\n",
+    )
+    cfg = make_settings().monitoring_db
+    assert cfg.host == "db.internal"
+    assert cfg.database == "fallback_db"
+    assert cfg.username is None
+    assert cfg.has_query
+    assert expand_env_vars({"a": ["x${V:-1}y", 3]}, {}) == {"a": ["x1y", 3]}
+    assert expand_env_vars("${V:-d}", {"V": "set"}) == "set"
+
+
+def test_malformed_yaml_falls_back_and_logs(
+    make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_yaml(make_settings, "duckdb.yaml", "duckdb: [unclosed\n  : :\n")
+    write_yaml(make_settings, "eval_db.yaml", "eval_db:\n  port: not-a-number\n  password: hunter2-secret\n")
+    with caplog.at_level(logging.WARNING):
+        settings = make_settings()
+    assert settings.duckdb.path == "data/local_store.duckdb"
+    assert settings.eval_db.port == 5432 and settings.eval_db.password is None
+    text = caplog.text
+    assert str(path) in text
+    assert "eval_db.yaml" in text and "port" in text
+    assert "hunter2-secret" not in text
+
+
+async def test_malformed_yaml_does_not_stop_boot(make_settings: Callable[..., Settings], make_client: Any) -> None:
+    write_yaml(make_settings, "theme.yaml", "theme: {active: [\n")
+    write_yaml(make_settings, "monitoring_db.yaml", "just a string\n")
+    async with make_client(make_settings()) as client:
+        assert (await client.get("/health")).json()["status"] == "healthy"
+        assert (await client.get("/api/config/theme")).json()["active"] == "professional_blue"
+
+
+def test_caps_and_validation(make_settings: Callable[..., Settings]) -> None:
+    write_yaml(
+        make_settings,
+        "eval_db.yaml",
+        "eval_db:\n  query_timeout: 999\n  row_limit: 900000\n  columns: {Score: metric_score}\n",
+    )
+    cfg = make_settings().eval_db
+    assert cfg.query_timeout == 120
+    assert cfg.row_limit == 50000
+    assert cfg.column_rename_map == {"Score": "metric_score"}
+
+
+def test_monitoring_thresholds_inherit_defaults(make_settings: Callable[..., Settings]) -> None:
+    write_yaml(
+        make_settings,
+        "monitoring_db.yaml",
+        "monitoring_db:\n  thresholds:\n    default: {good: 0.8, pass: 0.6}\n    per_source: {Atlas: {pass: 0.4}}\n"
+        "  anomaly_detection: {min_data_points: 1, moving_average: {window_size: 1, severity: fatal}}\n",
+    )
+    cfg = make_settings().monitoring_db
+    assert cfg.thresholds.pass_threshold("Atlas") == 0.4
+    assert cfg.thresholds.per_source["Atlas"].good == 0.8
+    assert cfg.thresholds.pass_threshold("Nova") == 0.6
+    assert cfg.thresholds.pass_threshold(None) == 0.6
+    assert cfg.anomaly_detection.min_data_points == 3
+    assert cfg.anomaly_detection.moving_average.window_size == 2
+    assert cfg.anomaly_detection.moving_average.severity == "warning"
+
+
+def test_theme_env_beats_yaml(make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch) -> None:
+    write_yaml(
+        make_settings,
+        "theme.yaml",
+        "theme:\n  active: sage_green\n  palettes:\n    sage_green: {primary: '#111111'}\n"
+        "  branding: {app_name: Acme}\n",
+    )
+    yaml_only = make_settings().theme
+    assert yaml_only.active == "sage_green"
+    assert yaml_only.active_palette.primary == "#111111"
+    assert yaml_only.active_palette.primary_light == "#A4B86C"
+    monkeypatch.setenv("AXIS_THEME_PRIMARY", "#222222")
+    env = make_settings().theme
+    assert env.active_palette.primary == "#222222"
+    assert env.branding.app_name == "Acme"
+    monkeypatch.setenv("AXIS_THEME_ACTIVE", "no_such_palette")
+    assert make_settings().theme.active_palette.name in ("no_such_palette", "sage_green")
+
+
+def test_templates_are_valid(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    for template in (BACKEND_DIR / "config").glob("*.yaml.example"):
+        shutil.copy(template, settings.config_dir / template.name.removesuffix(".example"))
+    loaded = make_settings()
+    assert loaded.eval_db.eval_runner_enabled is True and loaded.eval_db.is_configured is False
+    assert loaded.monitoring_db.thresholds.default.pass_ == 0.5
+    assert loaded.duckdb.sync_mode == "startup"
+    assert loaded.theme.active == "professional_blue"
+
+
+def test_duckdb_path_resolves_against_home(make_settings: Callable[..., Settings], tmp_path: Path) -> None:
+    settings = make_settings()
+    assert settings.duckdb_path == settings.axis_home / "data" / "local_store.duckdb"
+    write_yaml(make_settings, "duckdb.yaml", f"duckdb:\n  path: {tmp_path / 'x.duckdb'}\n  auto_sync_on_startup: false\n")
+    again = make_settings()
+    assert again.duckdb_path == tmp_path / "x.duckdb"
+    assert again.duckdb.sync_mode == "manual"
+
+
+def test_db_config_lookup(settings: Settings) -> None:
+    assert settings.db_config("data") is settings.eval_db
+    assert settings.db_config("monitoring") is settings.monitoring_db
+    with pytest.raises(ValueError, match="Unknown store"):
+        settings.db_config("kpi2")
+
+
+def test_shared_constants() -> None:
+    assert Columns.LATENCY == "Latency"
+    assert Columns.EXPERIMENT_NAME == "evaluation_name"
+    assert Columns.INDEX_COLUMNS == ["dataset_id", "query", "actual_output", "evaluation_name", "evaluation_metadata"]
+    assert (Thresholds.PASSING_RATE, Thresholds.GREEN_THRESHOLD, Thresholds.RED_THRESHOLD) == (0.5, 0.7, 0.3)
+    assert len(Colors.CHART_COLORS) == 10 and Colors.CHART_COLORS[7:] == ["#1f77b4", "#ff7f0e", "#2ca02c"]
+    assert Colors.get("error") == "#E74C3C"
+    with pytest.raises(ValueError):
+        Colors.get("ultraviolet")
+
+
+def test_secret_values_collected(make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-marker-1")
+    monkeypatch.setenv("EVAL_DB_URL", "postgresql://u:pw-marker-2@h/db")
+    secrets = make_settings().secret_values()
+    assert "sk-marker-1" in secrets
+    assert "pw-marker-2" in secrets
