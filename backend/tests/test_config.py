@@ -34,7 +34,9 @@ def test_yaml_wins_over_env_for_db_configs(
     assert cfg.is_configured
 
 
-def test_env_builds_config_when_yaml_absent(make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_builds_config_when_yaml_absent(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MONITORING_DB_HOST", "mon-host")
     monkeypatch.setenv("MONITORING_DB_NAME", "mondb")
     monkeypatch.setenv("MONITORING_DB_AUTO_CONNECT", "true")
@@ -153,7 +155,9 @@ def test_templates_are_valid(make_settings: Callable[..., Settings]) -> None:
 def test_duckdb_path_resolves_against_home(make_settings: Callable[..., Settings], tmp_path: Path) -> None:
     settings = make_settings()
     assert settings.duckdb_path == settings.axis_home / "data" / "local_store.duckdb"
-    write_yaml(make_settings, "duckdb.yaml", f"duckdb:\n  path: {tmp_path / 'x.duckdb'}\n  auto_sync_on_startup: false\n")
+    write_yaml(
+        make_settings, "duckdb.yaml", f"duckdb:\n  path: {tmp_path / 'x.duckdb'}\n  auto_sync_on_startup: false\n"
+    )
     again = make_settings()
     assert again.duckdb_path == tmp_path / "x.duckdb"
     assert again.duckdb.sync_mode == "manual"
