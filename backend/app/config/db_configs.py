@@ -297,6 +297,8 @@ class DuckDBConfig(BaseModel):
     max_sync_rows: int = Field(default=2_000_000, ge=1)
     query_concurrency: int = Field(default=8, ge=1, le=64)
     sync_workers: int = Field(default=1, ge=1, le=16)
+    # Sync read path: DuckDB's postgres extension (measured fastest), else the chunked asyncpg cursor.
+    sync_reader: Literal["auto", "postgres_extension", "asyncpg"] = "auto"
     memory_limit: str | None = None
     threads: int | None = Field(default=None, ge=1)
 
