@@ -1,0 +1,504 @@
+"""The one CSV ingestion path of AXIS: spool an upload, validate it, parse it with DuckDB, land it.
+
+Every CSV upload (eval data, monitoring, human signals, memory, eval runner) goes through here:
+
+1. :func:`spool_upload` streams an upload (FastAPI ``UploadFile`` or anything with ``filename``
+   and ``async read(n)``) to a temp file under a size cap (:class:`PayloadTooLarge` → 413) and
+   checks the name (missing → "No file provided", not ``*.csv`` case-insensitively →
+   "Only CSV files are supported").
+2. :func:`create_table_from_csv` (sync, runs in a worker thread, e.g. inside a
+   ``store.land_dataset`` build) checks the encoding (UTF-8 with or without BOM; anything else →
+   400 naming the byte offset and line), reads the header (duplicate column names → 400 naming
+   them), and builds a typed DuckDB table with ``read_csv`` (RFC-4180: ``,`` delimiter, ``"``
+   quote doubled as escape, multi-line quoted cells, strict mode). Ragged rows and broken quoting
+   → 400 naming the line. Empty and header-only files → 400. Timezone-aware timestamps are stored
+   as plain UTC ``TIMESTAMP``.
+3. :func:`ingest_csv_upload` / :func:`ingest_csv_file` combine both with ``store.land_dataset``
+   and an optional ``transform(cursor, staging_table, load)`` hook that reshapes the staging table
+   and names the format; if anything raises, the previously stored dataset stays untouched.
+
+This module must not import FastAPI.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import logging
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio
+import duckdb
+
+from app.errors import Invalid, PayloadTooLarge
+from app.services.duckdb_store import DatasetInfo, DuckDBStore, quote_ident
+
+logger = logging.getLogger(__name__)
+
+SPOOL_CHUNK_BYTES = 1 << 20
+_VALIDATE_CHUNK_BYTES = 4 << 20
+_HEADER_PROBE_BYTES = 1 << 20
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+# RFC-4180 dialect; header forced on, no rows skipped, no padding of short rows.
+_CSV_DIALECT = (
+    "header = true, skip = 0, delim = ',', quote = '\"', escape = '\"', "
+    "strict_mode = true, null_padding = false, ignore_errors = false"
+)
+
+
+class UploadLike(Protocol):
+    """What :func:`spool_upload` needs from an upload (FastAPI's ``UploadFile`` fits)."""
+
+    filename: str | None
+
+    async def read(self, size: int = -1) -> bytes:
+        """Read up to ``size`` bytes (``b""`` at the end)."""
+        ...
+
+
+@dataclass
+class SpooledCsv:
+    """An upload written to a temp file. Use as a context manager or call :meth:`remove`."""
+
+    path: Path
+    filename: str
+    size_bytes: int
+
+    def remove(self) -> None:
+        """Delete the temp file (idempotent)."""
+        self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> SpooledCsv:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
+@dataclass
+class CsvLoadResult:
+    """What :func:`create_table_from_csv` built."""
+
+    table: str
+    header: list[str]
+    columns: list[dict[str, str]]
+    row_count: int
+    has_bom: bool
+    inferred_by_sql: bool = False
+
+    @property
+    def column_names(self) -> list[str]:
+        """Column names in file order."""
+        return [c["name"] for c in self.columns]
+
+
+@dataclass
+class CsvTransform:
+    """What a ``transform`` hook reports back: detected format, message and registry extras."""
+
+    format: str | None = None
+    message: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CsvIngestResult:
+    """A landed CSV: the registry entry, the raw load facts and the transform's report."""
+
+    dataset: DatasetInfo
+    load: CsvLoadResult
+    transform: CsvTransform
+
+
+CsvTransformFn = Callable[[duckdb.DuckDBPyConnection, str, CsvLoadResult], CsvTransform | None]
+
+
+# ---------------------------------------------------------------------------------------- names
+def check_csv_filename(filename: str | None) -> str:
+    """Return the bare file name; missing → 'No file provided', not ``.csv`` → 'Only CSV files...'."""
+    if filename is None or not filename.strip():
+        raise Invalid("No file provided")
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    if not name.lower().endswith(".csv"):
+        raise Invalid("Only CSV files are supported")
+    return name
+
+
+# ---------------------------------------------------------------------------------------- spool
+async def spool_upload(
+    upload: UploadLike,
+    *,
+    max_bytes: int,
+    spool_dir: Path,
+    chunk_size: int = SPOOL_CHUNK_BYTES,
+) -> SpooledCsv:
+    """Stream an upload to a temp file in ``spool_dir``; over ``max_bytes`` → PayloadTooLarge (413).
+
+    The name is checked first (400 before any byte is read). File writes run in worker threads.
+    """
+    filename = check_csv_filename(upload.filename)
+    await anyio.to_thread.run_sync(lambda: spool_dir.mkdir(parents=True, exist_ok=True))
+    path = spool_dir / f"upload-{uuid.uuid4().hex}.csv"
+    size = 0
+    try:
+        async with await anyio.open_file(path, "wb") as out:
+            while True:
+                chunk = await upload.read(chunk_size)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > max_bytes:
+                    raise PayloadTooLarge(
+                        f"File '{filename}' is larger than the upload limit of {_format_limit(max_bytes)}"
+                    )
+                await out.write(chunk)
+    except BaseException:
+        await anyio.to_thread.run_sync(lambda: path.unlink(missing_ok=True))
+        raise
+    return SpooledCsv(path=path, filename=filename, size_bytes=size)
+
+
+def _format_limit(max_bytes: int) -> str:
+    mb = max_bytes / (1024 * 1024)
+    return f"{mb:g} MB" if mb >= 1 else f"{max_bytes} bytes"
+
+
+# ---------------------------------------------------------------------------------------- encoding
+def validate_csv_encoding(path: Path) -> bool:
+    """Check the file is non-empty UTF-8 text (BOM allowed); return True when it has a BOM.
+
+    Raises Invalid for an empty file, NUL bytes (binary data) or bytes that are not UTF-8,
+    naming the byte offset and line of the first bad byte.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    newlines = 0
+    has_bom = False
+    has_text = False
+    with path.open("rb") as fh:
+        first = True
+        while True:
+            chunk = fh.read(_VALIDATE_CHUNK_BYTES)
+            if not chunk:
+                break
+            if first:
+                first = False
+                if chunk.startswith(_UTF8_BOM):
+                    has_bom = True
+                elif chunk.startswith((b"\xff\xfe", b"\xfe\xff")):
+                    raise Invalid(
+                        "File is not UTF-8: it starts with a UTF-16 byte-order mark. "
+                        "Save it as UTF-8 (with or without BOM) and upload again."
+                    )
+            nul = chunk.find(b"\x00")
+            if nul >= 0:
+                line = newlines + chunk.count(b"\n", 0, nul) + 1
+                raise Invalid(
+                    f"File is not a text CSV: NUL byte at byte offset {offset + nul} (line {line}); "
+                    "it looks like a binary file"
+                )
+            try:
+                decoder.decode(chunk, False)
+            except UnicodeDecodeError as exc:
+                bad = exc.start
+                line = newlines + chunk.count(b"\n", 0, max(bad, 0)) + 1
+                byte = chunk[bad : bad + 1].hex().upper() if 0 <= bad < len(chunk) else "??"
+                raise Invalid(
+                    f"File is not valid UTF-8: byte 0x{byte} at byte offset {offset + bad} (line {line}) "
+                    f"({exc.reason}). Save the file as UTF-8 (with or without BOM) and upload again."
+                ) from None
+            if not has_text and chunk.strip(b" \t\r\n" + _UTF8_BOM):
+                has_text = True
+            newlines += chunk.count(b"\n")
+            offset += len(chunk)
+    try:
+        decoder.decode(b"", True)
+    except UnicodeDecodeError:
+        raise Invalid(
+            f"File is not valid UTF-8: truncated multi-byte character at the end of the file "
+            f"(byte offset {offset}, line {newlines + 1})"
+        ) from None
+    if not has_text:
+        raise Invalid("Empty CSV file")
+    return has_bom
+
+
+# ---------------------------------------------------------------------------------------- header
+def read_csv_header(path: Path) -> list[str]:
+    """Parse the header record (RFC-4180); duplicate (case-insensitive) or missing names → Invalid.
+
+    Blank names become ``column<N>`` (1-based position), as pandas exports with an index produce.
+    """
+    with path.open("rb") as fh:
+        probe = fh.read(_HEADER_PROBE_BYTES)
+    text = probe.decode("utf-8-sig", errors="ignore")
+    reader = csv.reader(io.StringIO(text, newline=""), strict=False)
+    try:
+        header = next(reader)
+    except (StopIteration, csv.Error):
+        header = []
+    if not header or all(not h.strip() for h in header):
+        raise Invalid("CSV file has no header row")
+    names: list[str] = []
+    seen: dict[str, int] = {}
+    for pos, raw in enumerate(header, start=1):
+        name = raw.strip() or f"column{pos}"
+        key = name.lower()
+        if key in seen:
+            first = seen[key]
+            raise Invalid(
+                f"Duplicate column name '{name}' in the header (columns {first} and {pos}); column names must be unique"
+            )
+        seen[key] = pos
+        names.append(name)
+    return names
+
+
+# ---------------------------------------------------------------------------------------- parse
+_LINE_RE = re.compile(r"CSV Error on Line:\s*(\d+)")
+_ORIGINAL_RE = re.compile(r"Original Line:\s*(.*?)\n", re.S)
+_COLUMNS_RE = re.compile(r"Expected Number of Columns:\s*(\d+)\s*Found:\s*(\d+)")
+
+
+def _csv_error_message(exc: duckdb.Error) -> str:
+    """Turn DuckDB's long CSV error into one line naming the line and the problem."""
+    text = str(exc)
+    line_m = _LINE_RE.search(text)
+    where = f" on line {line_m.group(1)}" if line_m else ""
+    cols_m = _COLUMNS_RE.search(text)
+    if cols_m:
+        problem = f"expected {cols_m.group(1)} columns, found {cols_m.group(2)}"
+    elif "unterminated quote" in text:
+        problem = "a quoted value is never closed"
+    elif "quote" in text.lower() and "escape" in text.lower():
+        problem = "invalid quoting (quotes inside a quoted value must be doubled)"
+    elif "Maximum line size" in text or "max_line_size" in text:
+        problem = "a line is longer than the parser allows"
+    else:
+        problem = text.split("\n", 1)[0].replace("Invalid Input Error: ", "")[:300]
+    orig_m = _ORIGINAL_RE.search(text)
+    snippet = ""
+    if orig_m:
+        original = orig_m.group(1).strip()
+        snippet = f" (line starts: {original[:80]!r})"
+    return f"CSV parsing error{where}: {problem}{snippet}"
+
+
+def _read_csv_sql(columns: dict[str, str] | None, names: list[str]) -> str:
+    """``read_csv(?)`` with our dialect: explicit VARCHAR columns, or sniffed types with our names."""
+    if columns is not None:
+        struct = ", ".join(f"{_sql_str(n)}: {_sql_str(t)}" for n, t in columns.items())
+        return f"read_csv(?, {_CSV_DIALECT}, auto_detect = false, columns = {{{struct}}})"
+    name_list = ", ".join(_sql_str(n) for n in names)
+    return f"read_csv(?, {_CSV_DIALECT}, names = [{name_list}])"
+
+
+def _sql_str(value: str) -> str:
+    """A SQL string literal (only for read_csv option values, which cannot be bound)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _projection(cols: list[tuple[str, str]]) -> str:
+    """SELECT list that stores timezone-aware timestamps as plain UTC TIMESTAMP."""
+    parts = []
+    for name, typ in cols:
+        q = quote_ident(name)
+        if typ.upper().startswith("TIMESTAMP WITH TIME ZONE") or typ.upper() == "TIMESTAMPTZ":
+            parts.append(f"timezone('UTC', {q}) AS {q}")
+        else:
+            parts.append(q)
+    return ", ".join(parts)
+
+
+def _infer_types_sql(cur: duckdb.DuckDBPyConnection, table: str, names: list[str]) -> list[tuple[str, str]]:
+    """Pick BIGINT/DOUBLE/BOOLEAN/TIMESTAMP/VARCHAR per VARCHAR column in one aggregate query."""
+    candidates = ("BIGINT", "DOUBLE", "BOOLEAN", "TIMESTAMPTZ")
+    aggs = []
+    for name in names:
+        q = quote_ident(name)
+        for typ in candidates:
+            aggs.append(f"count(*) FILTER (WHERE {q} IS NOT NULL AND TRY_CAST({q} AS {typ}) IS NULL)")
+        aggs.append(f"count({q})")
+    row = cur.execute(f"SELECT {', '.join(aggs)} FROM {quote_ident(table)}").fetchone()
+    assert row is not None
+    out: list[tuple[str, str]] = []
+    width = len(candidates) + 1
+    for i, name in enumerate(names):
+        stats = row[i * width : (i + 1) * width]
+        non_null = stats[-1]
+        chosen = "VARCHAR"
+        if non_null:
+            for typ, bad in zip(candidates, stats[:-1], strict=True):
+                if bad == 0:
+                    chosen = typ
+                    break
+        out.append((name, chosen))
+    return out
+
+
+def create_table_from_csv(
+    cur: duckdb.DuckDBPyConnection,
+    path: Path,
+    table: str,
+    *,
+    allow_empty: bool = False,
+) -> CsvLoadResult:
+    """Validate a CSV file and build ``table`` from it with DuckDB ``read_csv`` (sync; worker thread).
+
+    Types are sniffed by DuckDB; when a later row contradicts the sniffed types the file is re-read
+    as text and each column gets the narrowest type every value fits. Errors → Invalid naming the
+    line or column. ``allow_empty`` accepts a header-only file (0 rows).
+    """
+    has_bom = validate_csv_encoding(path)
+    header = read_csv_header(path)
+    qtable = quote_ident(table)
+    file_param = str(path)
+    cur.execute(f"DROP TABLE IF EXISTS {qtable}")
+    inferred = False
+    try:
+        source = _read_csv_sql(None, header)
+        described = cur.execute(f"DESCRIBE SELECT * FROM {source}", [file_param]).fetchall()
+        cols = [(str(r[0]), str(r[1])) for r in described]
+        if [c[0] for c in cols] != header:
+            raise duckdb.InvalidInputException("sniffed columns differ from the header")
+        cur.execute(f"CREATE TABLE {qtable} AS SELECT {_projection(cols)} FROM {source}", [file_param])
+    except duckdb.Error as typed_exc:
+        logger.debug("Typed CSV read failed (%s); re-reading as text", str(typed_exc).split("\n", 1)[0])
+        cur.execute(f"DROP TABLE IF EXISTS {qtable}")
+        raw = f"{table}__raw"
+        qraw = quote_ident(raw)
+        source = _read_csv_sql(dict.fromkeys(header, "VARCHAR"), header)
+        try:
+            cur.execute(f"CREATE OR REPLACE TEMP TABLE {qraw} AS SELECT * FROM {source}", [file_param])
+        except duckdb.Error as exc:
+            raise Invalid(_csv_error_message(exc)) from None
+        try:
+            cols = _infer_types_sql(cur, raw, header)
+            select = ", ".join(
+                (
+                    f"timezone('UTC', CAST({quote_ident(n)} AS TIMESTAMPTZ)) AS {quote_ident(n)}"
+                    if t == "TIMESTAMPTZ"
+                    else f"CAST({quote_ident(n)} AS {t}) AS {quote_ident(n)}"
+                )
+                for n, t in cols
+            )
+            cur.execute(f"CREATE TABLE {qtable} AS SELECT {select} FROM {qraw}")
+        finally:
+            cur.execute(f"DROP TABLE IF EXISTS {qraw}")
+        inferred = True
+    count_row = cur.execute(f"SELECT count(*) FROM {qtable}").fetchone()
+    row_count = int(count_row[0]) if count_row else 0
+    if row_count == 0 and not allow_empty:
+        cur.execute(f"DROP TABLE IF EXISTS {qtable}")
+        raise Invalid("CSV file has a header row but no data rows")
+    columns = DuckDBStore.describe_sync(cur, table)
+    return CsvLoadResult(
+        table=table, header=header, columns=columns, row_count=row_count, has_bom=has_bom, inferred_by_sql=inferred
+    )
+
+
+def first_non_numeric_value(cur: duckdb.DuckDBPyConnection, table: str, column: str) -> tuple[int, str] | None:
+    """First (1-based data row, value) of ``column`` that does not cast to DOUBLE, or None.
+
+    Row numbers follow insertion order (``rowid``), i.e. the order of the file's data rows.
+    """
+    q = quote_ident(column)
+    row = cur.execute(
+        f"SELECT rowid, CAST({q} AS VARCHAR) FROM {quote_ident(table)} "
+        f"WHERE {q} IS NOT NULL AND TRY_CAST({q} AS DOUBLE) IS NULL ORDER BY rowid LIMIT 1"
+    ).fetchone()
+    if row is None:
+        return None
+    return int(row[0]) + 1, str(row[1])
+
+
+# ---------------------------------------------------------------------------------------- landing
+async def ingest_csv_file(
+    store: DuckDBStore,
+    path: Path,
+    *,
+    kind: str,
+    source: str,
+    transform: CsvTransformFn | None = None,
+    dataset_id: str | None = None,
+    table_name: str | None = None,
+    extra: dict[str, Any] | None = None,
+    allow_empty: bool = False,
+) -> CsvIngestResult:
+    """Parse a CSV file on disk into a new stored dataset (staging + atomic swap).
+
+    ``transform(cursor, staging_table, load)`` may reshape the staging table in place and return
+    a :class:`CsvTransform` (format, message, extras). Any error leaves the store unchanged.
+    """
+    holder: dict[str, Any] = {}
+
+    def _build(cur: duckdb.DuckDBPyConnection, staging: str) -> None:
+        load = create_table_from_csv(cur, path, staging, allow_empty=allow_empty)
+        report = transform(cur, staging, load) if transform is not None else None
+        holder["load"] = load
+        holder["transform"] = report or CsvTransform()
+
+    def _after_swap(cur: duckdb.DuckDBPyConnection, info: DatasetInfo) -> None:
+        report: CsvTransform = holder["transform"]
+        if report.format is None and not report.extra:
+            return
+        info.format = report.format or info.format
+        info.extra = {**info.extra, **report.extra}
+        cur.execute(
+            "UPDATE datasets SET format = ?, extra_json = ? WHERE dataset_id = ?",
+            [info.format, _json_dumps(info.extra), info.dataset_id],
+        )
+
+    info = await store.land_dataset(
+        kind=kind,
+        source=source,
+        build=_build,
+        dataset_id=dataset_id,
+        table_name=table_name,
+        extra=extra,
+        after_swap=_after_swap,
+    )
+    return CsvIngestResult(dataset=info, load=holder["load"], transform=holder["transform"])
+
+
+async def ingest_csv_upload(
+    store: DuckDBStore,
+    upload: UploadLike,
+    *,
+    kind: str,
+    max_bytes: int,
+    spool_dir: Path,
+    transform: CsvTransformFn | None = None,
+    dataset_id: str | None = None,
+    table_name: str | None = None,
+    extra: dict[str, Any] | None = None,
+    allow_empty: bool = False,
+) -> CsvIngestResult:
+    """Spool an upload (size cap, name check), parse and land it with source ``upload:<file>``."""
+    spooled = await spool_upload(upload, max_bytes=max_bytes, spool_dir=spool_dir)
+    try:
+        return await ingest_csv_file(
+            store,
+            spooled.path,
+            kind=kind,
+            source=f"upload:{spooled.filename}",
+            transform=transform,
+            dataset_id=dataset_id,
+            table_name=table_name,
+            extra=extra,
+            allow_empty=allow_empty,
+        )
+    finally:
+        await anyio.to_thread.run_sync(spooled.remove)
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, default=str)

@@ -1,0 +1,256 @@
+"""CSV ingestion: spooling with a size cap, encoding checks, strict RFC-4180 parsing, landing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from pathlib import Path
+
+import duckdb
+import pytest
+from starlette.datastructures import UploadFile
+
+from app.errors import Invalid, PayloadTooLarge
+from app.services.csv_ingest import (
+    CsvLoadResult,
+    CsvTransform,
+    check_csv_filename,
+    create_table_from_csv,
+    first_non_numeric_value,
+    ingest_csv_file,
+    ingest_csv_upload,
+    spool_upload,
+)
+from app.services.duckdb_store import DuckDBStore
+
+
+class StreamedUpload:
+    """An upload whose bytes are generated lazily (never held in memory at once)."""
+
+    def __init__(self, filename: str | None, total_bytes: int, line: bytes = b"a,b,c\n") -> None:
+        self.filename = filename
+        self.remaining = total_bytes
+        self.line = line
+        self.bytes_served = 0
+
+    async def read(self, size: int = -1) -> bytes:
+        if self.remaining <= 0:
+            return b""
+        n = self.remaining if size < 0 else min(size, self.remaining)
+        reps = n // len(self.line) + 1
+        chunk = (self.line * reps)[:n]
+        self.remaining -= n
+        self.bytes_served += n
+        return chunk
+
+
+def _write(tmp_path: Path, name: str, data: bytes) -> Path:
+    p = tmp_path / name
+    p.write_bytes(data)
+    return p
+
+
+def _load(tmp_path: Path, data: bytes, **kw: bool) -> tuple[duckdb.DuckDBPyConnection, CsvLoadResult]:
+    con = duckdb.connect()
+    res = create_table_from_csv(con, _write(tmp_path, "f.csv", data), "t", **kw)
+    return con, res
+
+
+# ------------------------------------------------------------------ names + spooling
+@pytest.mark.parametrize("name", ["data.csv", "DATA.CSV", "x.Csv", "dir/sub/e.csv", "C:\\u\\e.CSV"])
+def test_filename_accepts_csv_case_insensitively(name: str) -> None:
+    assert check_csv_filename(name).lower().endswith(".csv")
+    assert "/" not in check_csv_filename(name) and "\\" not in check_csv_filename(name)
+
+
+@pytest.mark.parametrize(("name", "message"), [(None, "No file provided"), ("", "No file provided"),
+                                                ("a.xlsx", "Only CSV files are supported"),
+                                                ("a.csv.exe", "Only CSV files are supported")])
+def test_filename_rejects(name: str | None, message: str) -> None:
+    with pytest.raises(Invalid, match=message):
+        check_csv_filename(name)
+
+
+async def test_spool_writes_exact_bytes_and_removes(tmp_path: Path) -> None:
+    payload = b"a,b\n" + b"1,2\n" * 100_000
+    up = UploadFile(io.BytesIO(payload), filename="Upload.CSV")
+    spooled = await spool_upload(up, max_bytes=10 * 1024 * 1024, spool_dir=tmp_path / "spool", chunk_size=4096)
+    with spooled:
+        assert spooled.filename == "Upload.CSV"
+        assert spooled.size_bytes == len(payload)
+        assert spooled.path.read_bytes() == payload
+    assert not spooled.path.exists()
+
+
+async def test_spool_stops_at_cap_without_reading_everything(tmp_path: Path) -> None:
+    # A 250 MB upload generated lazily; the cap (1 MB) stops reading right after it is crossed.
+    up = StreamedUpload("big.csv", 250 * 1024 * 1024)
+    spool = tmp_path / "spool"
+    with pytest.raises(PayloadTooLarge, match="larger than the upload limit of 1 MB"):
+        await spool_upload(up, max_bytes=1024 * 1024, spool_dir=spool, chunk_size=64 * 1024)
+    assert up.bytes_served <= 1024 * 1024 + 64 * 1024
+    assert list(spool.iterdir()) == []
+
+
+async def test_spool_rejects_name_before_reading(tmp_path: Path) -> None:
+    up = StreamedUpload("notes.txt", 1000)
+    with pytest.raises(Invalid, match="Only CSV"):
+        await spool_upload(up, max_bytes=10_000, spool_dir=tmp_path)
+    assert up.bytes_served == 0
+
+
+# ------------------------------------------------------------------ encoding
+def test_bom_is_stripped_from_first_header(tmp_path: Path) -> None:
+    con, res = _load(tmp_path, b"\xef\xbb\xbfmetric_name,metric_score\nacc,0.5\n")
+    assert res.has_bom is True
+    assert res.header == ["metric_name", "metric_score"]
+    assert con.execute("SELECT metric_name, metric_score FROM t").fetchall() == [("acc", 0.5)]
+
+
+def test_latin1_bytes_name_offset_and_line(tmp_path: Path) -> None:
+    data = "a,b\n1,ok\n2,café\n".encode("latin-1")
+    with pytest.raises(Invalid) as err:
+        _load(tmp_path, data)
+    msg = err.value.message
+    assert "not valid UTF-8" in msg
+    bad_offset = data.index(b"\xe9")
+    assert f"byte offset {bad_offset}" in msg
+    assert "line 3" in msg
+    assert "0xE9" in msg
+
+
+def test_utf16_is_named(tmp_path: Path) -> None:
+    with pytest.raises(Invalid, match="UTF-16"):
+        _load(tmp_path, "a,b\n1,2\n".encode("utf-16"))
+
+
+@pytest.mark.parametrize("data", [b"", b"\n\n  \r\n", b"\xef\xbb\xbf"])
+def test_empty_file(tmp_path: Path, data: bytes) -> None:
+    with pytest.raises(Invalid, match="Empty CSV file"):
+        _load(tmp_path, data)
+
+
+def test_binary_file_renamed_csv(tmp_path: Path) -> None:
+    png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4
+    with pytest.raises(Invalid, match="binary"):
+        _load(tmp_path, png)
+
+
+def test_binary_without_nul_is_invalid_utf8(tmp_path: Path) -> None:
+    with pytest.raises(Invalid, match="not valid UTF-8"):
+        _load(tmp_path, bytes(range(1, 256)) * 3)
+
+
+# ------------------------------------------------------------------ structure
+def test_header_only(tmp_path: Path) -> None:
+    with pytest.raises(Invalid, match="header row but no data rows"):
+        _load(tmp_path, b"a,b,c\n")
+
+
+def test_header_only_allowed_when_asked(tmp_path: Path) -> None:
+    _con, res = _load(tmp_path, b"a,b,c\n", allow_empty=True)
+    assert res.row_count == 0 and res.column_names == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize(("data", "line", "expected", "found"), [
+    (b"a,b,c\n1,2,3\n4,5,6,7\n", 3, 3, 4),
+    (b"a,b,c\n1,2,3\n4,5,6\n7,8\n", 4, 3, 2),
+])
+def test_ragged_rows_name_line(tmp_path: Path, data: bytes, line: int, expected: int, found: int) -> None:
+    with pytest.raises(Invalid) as err:
+        _load(tmp_path, data)
+    assert f"on line {line}" in err.value.message
+    assert f"expected {expected} columns, found {found}" in err.value.message
+
+
+def test_unterminated_quote(tmp_path: Path) -> None:
+    with pytest.raises(Invalid, match="on line 2: a quoted value is never closed"):
+        _load(tmp_path, b'a,b\n1,"open\n2,3\n')
+
+
+@pytest.mark.parametrize("header", [b"a,b,a", b"Score,x,score"])
+def test_duplicate_columns(tmp_path: Path, header: bytes) -> None:
+    with pytest.raises(Invalid) as err:
+        _load(tmp_path, header + b"\n1,2,3\n")
+    assert "Duplicate column name" in err.value.message
+    assert "columns 1 and 3" in err.value.message
+
+
+def test_rfc4180_multiline_and_doubled_quotes(tmp_path: Path) -> None:
+    data = (
+        b'id,text,json\n'
+        b'1,"line one\nline two, with comma","{""k"": [1, 2]}"\n'
+        b'2,plain,"{}"\n'
+    )
+    con, res = _load(tmp_path, data)
+    assert res.row_count == 2
+    rows = con.execute("SELECT id, text, json FROM t ORDER BY id").fetchall()
+    assert rows == [(1, "line one\nline two, with comma", '{"k": [1, 2]}'), (2, "plain", "{}")]
+
+
+def test_crlf_and_blank_header_name(tmp_path: Path) -> None:
+    con, res = _load(tmp_path, b",a,b\r\n0,x,1.5\r\n1,y,2\r\n")
+    assert res.column_names == ["column1", "a", "b"]
+    assert con.execute("SELECT a, b FROM t ORDER BY column1").fetchall() == [("x", 1.5), ("y", 2.0)]
+
+
+def test_types_and_utc_timestamps(tmp_path: Path) -> None:
+    data = b"n,x,ok,ts,label\n1,0.5,true,2026-01-01T10:00:00Z,a\n2,1.5,false,2026-01-01T12:30:00+02:00,b\n"
+    con, res = _load(tmp_path, data)
+    types = {c["name"]: c["type"] for c in res.columns}
+    assert types == {"n": "BIGINT", "x": "DOUBLE", "ok": "BOOLEAN", "ts": "TIMESTAMP", "label": "VARCHAR"}
+    assert [r[0] for r in con.execute("SELECT ts FROM t ORDER BY n").fetchall()] == [
+        dt.datetime(2026, 1, 1, 10, 0), dt.datetime(2026, 1, 1, 10, 30)]
+
+
+def test_value_after_sniff_sample_falls_back_to_sql_inference(tmp_path: Path) -> None:
+    rows = "".join(f"{i},{i / 10},2026-01-01 10:00:00\n" for i in range(25_000))
+    data = ("id,metric_score,ts\n" + rows + "25000,high,2026-01-01 11:00:00\n").encode()
+    con, res = _load(tmp_path, data)
+    assert res.inferred_by_sql is True
+    assert res.row_count == 25_001
+    types = {c["name"]: c["type"] for c in res.columns}
+    assert types == {"id": "BIGINT", "metric_score": "VARCHAR", "ts": "TIMESTAMP"}
+    assert first_non_numeric_value(con, "t", "metric_score") == (25_001, "high")
+
+
+def test_first_non_numeric_value_none_for_numbers(tmp_path: Path) -> None:
+    con, _ = _load(tmp_path, b"s\n1\n\n2.5\n")
+    assert first_non_numeric_value(con, "t", "s") is None
+
+
+# ------------------------------------------------------------------ landing
+async def test_ingest_lands_dataset_and_failure_keeps_previous(store: DuckDBStore, tmp_path: Path) -> None:
+    def transform(cur: duckdb.DuckDBPyConnection, table: str, load: CsvLoadResult) -> CsvTransform:
+        cur.execute(f'ALTER TABLE "{table}" ADD COLUMN doubled DOUBLE')
+        cur.execute(f'UPDATE "{table}" SET doubled = score * 2')
+        return CsvTransform(format="toy", message=f"{load.row_count} rows", extra={"note": "x"})
+
+    good = _write(tmp_path, "good.csv", b"name,score\na,1\nb,2.5\n")
+    res = await ingest_csv_file(store, good, kind="eval", source="upload:good.csv", transform=transform)
+    assert res.transform.message == "2 rows"
+    assert res.dataset.format == "toy" and res.dataset.row_count == 2
+    stored = await store.get_dataset(res.dataset.dataset_id)
+    assert stored.format == "toy" and stored.extra == {"note": "x"}
+    assert stored.column_names == ["name", "score", "doubled"]
+    rows = await store.fetch(f'SELECT name, doubled FROM "{stored.table_name}" ORDER BY name')
+    assert rows.rows == [("a", 2.0), ("b", 5.0)]
+
+    for bad in (b"", b"name,score\n", b"name,score\nc,1,9\n", "x\ncafé\n".encode("latin-1")):
+        with pytest.raises(Invalid):
+            await ingest_csv_file(store, _write(tmp_path, "bad.csv", bad), kind="eval", source="upload:bad.csv")
+    latest = await store.resolve_dataset("eval", None)
+    assert latest.dataset_id == res.dataset.dataset_id
+    assert len(await store.list_datasets("eval")) == 1
+
+
+async def test_ingest_upload_source_and_cleanup(store: DuckDBStore, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    up = UploadFile(io.BytesIO(b"a,b\n1,2\n"), filename="My Data.CSV")
+    res = await ingest_csv_upload(store, up, kind="eval", max_bytes=1000, spool_dir=spool)
+    assert res.dataset.source == "upload:My Data.CSV"
+    assert res.load.row_count == 1
+    assert list(spool.iterdir()) == []
+    with pytest.raises(PayloadTooLarge):
+        await ingest_csv_upload(store, StreamedUpload("x.csv", 5000), kind="eval", max_bytes=1000, spool_dir=spool)
+    assert list(spool.iterdir()) == []
