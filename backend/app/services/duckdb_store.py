@@ -258,6 +258,33 @@ class DuckDBStore:
 
         return await self.run_read(_q)
 
+    async def run_staging(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """Run ``fn(cursor)`` in a worker thread WITHOUT the write lock, for private staging work.
+
+        Only for building tables no reader can see (``*__staging``); the visible swap must go
+        through :meth:`run_write`. Cancelling the caller interrupts the running DuckDB query.
+        """
+        con = self._connection()
+        cur = con.cursor()
+
+        def _work() -> T:
+            assert_off_event_loop()
+            return fn(cur)
+
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(None, _work)
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            cur.interrupt()
+            await asyncio.wait([fut], timeout=30)
+            raise
+        finally:
+            if fut.done():
+                cur.close()
+            else:
+                fut.add_done_callback(lambda _f: cur.close())
+
     async def execute_write(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> None:
         """Run one write statement under the write lock."""
 
@@ -389,6 +416,11 @@ class DuckDBStore:
             ],
         )
 
+    @staticmethod
+    def register_dataset_sync(cur: duckdb.DuckDBPyConnection, info: DatasetInfo) -> None:
+        """Insert or replace one registry row inside a write (e.g. in the sync's swap transaction)."""
+        DuckDBStore._registry_upsert_sync(cur, info)
+
     async def register_dataset(self, info: DatasetInfo) -> None:
         """Insert or replace one registry row (for tables/views built elsewhere, e.g. syncs)."""
         await self.run_write(lambda cur: self._registry_upsert_sync(cur, info))
@@ -514,6 +546,17 @@ class DuckDBStore:
             else:
                 self._metadata_cache[table] = json.loads(json.dumps(metadata, default=str))
 
+    @staticmethod
+    def kv_get_sync(cur: duckdb.DuckDBPyConnection, key: str) -> Any:
+        """Value stored under a KV key (inside a worker-thread callable), or None."""
+        row = cur.execute(f"SELECT value_json FROM {KV_TABLE} WHERE key = ?", [key]).fetchone()
+        return json.loads(row[0]) if row else None
+
+    @staticmethod
+    def kv_delete_sync(cur: duckdb.DuckDBPyConnection, key: str) -> None:
+        """Remove a KV key inside a write."""
+        cur.execute(f"DELETE FROM {KV_TABLE} WHERE key = ?", [key])
+
     async def kv_get(self, key: str) -> Any:
         """Value stored under a KV key, or None."""
         res = await self.fetch(f"SELECT value_json FROM {KV_TABLE} WHERE key = ?", [key])
@@ -547,3 +590,87 @@ class DuckDBStore:
             return False
         res = await self.fetch("SELECT 42")
         return res.rows == [(42,)]
+
+
+# ---------------------------------------------------------------------- table metadata (§10.7)
+METADATA_FILTER_FIELDS = (
+    "environment",
+    "source_name",
+    "source_component",
+    "source_type",
+    "metric_name",
+    "metric_category",
+    "kpi_name",
+    "kpi_category",
+)
+LATENCY_COLUMNS = ("latency", "latency_ms", "response_time", "duration", "duration_ms")
+FILTER_VALUES_CAP = 200
+
+
+def _summary_select(score: str, latency: str | None) -> str:
+    lat = (
+        f"coalesce(quantile_cont(TRY_CAST({latency} AS DOUBLE), [0.5, 0.95, 0.99]), [0.0, 0.0, 0.0])"
+        if latency
+        else "[0.0, 0.0, 0.0]"
+    )
+    return (
+        f"count(TRY_CAST({score} AS DOUBLE)), avg(TRY_CAST({score} AS DOUBLE)), "
+        f"100.0 * count(*) FILTER (WHERE TRY_CAST({score} AS DOUBLE) >= 0.5) "
+        f"/ nullif(count(TRY_CAST({score} AS DOUBLE)), 0), {lat}"
+    )
+
+
+def _summary_dict(row: Sequence[Any]) -> dict[str, Any]:
+    lat = row[3] or [0.0, 0.0, 0.0]
+    return {
+        "total_records": int(row[0] or 0),
+        "avg_score": float(row[1]) if row[1] is not None else 0.0,
+        "pass_rate": float(row[2]) if row[2] is not None else 0.0,
+        "p50_latency": float(lat[0] or 0.0),
+        "p95_latency": float(lat[1] or 0.0),
+        "p99_latency": float(lat[2] or 0.0),
+    }
+
+
+def compute_table_metadata_sync(cur: duckdb.DuckDBPyConnection, table: str) -> dict[str, Any]:
+    """Row count, columns, filter values, time range and score summary of a table or view (§10.7).
+
+    Scores are TRY_CAST so text scores (classification rows) never fail the computation (DB-30);
+    with a ``metric_category`` column the summary is also given per category (DB-29).
+    """
+    t = quote_ident(table)
+    cols = DuckDBStore.describe_sync(cur, table)
+    names = [c["name"] for c in cols]
+    count_row = cur.execute(f"SELECT count(*) FROM {t}").fetchone()
+    meta: dict[str, Any] = {
+        "row_count": int(count_row[0]) if count_row else 0,
+        "columns": [{"column_name": c["name"], "column_type": c["type"]} for c in cols],
+        "filter_values": {},
+        "time_range": None,
+    }
+    for fld in METADATA_FILTER_FIELDS:
+        if fld not in names:
+            continue
+        f = quote_ident(fld)
+        rows = cur.execute(
+            f"SELECT DISTINCT CAST({f} AS VARCHAR) AS v FROM {t} WHERE {f} IS NOT NULL ORDER BY v LIMIT ?",
+            [FILTER_VALUES_CAP],
+        ).fetchall()
+        meta["filter_values"][fld] = [r[0] for r in rows]
+    if "timestamp" in names:
+        row = cur.execute(
+            f'SELECT CAST(min("timestamp") AS VARCHAR), CAST(max("timestamp") AS VARCHAR) FROM {t}'
+        ).fetchone()
+        meta["time_range"] = {"min": row[0] if row else None, "max": row[1] if row else None}
+    if "metric_score" in names:
+        latency = next((quote_ident(c) for c in LATENCY_COLUMNS if c in names), None)
+        select = _summary_select('"metric_score"', latency)
+        row = cur.execute(f"SELECT {select} FROM {t}").fetchone()
+        meta["summary_stats"] = _summary_dict(row or (0, None, None, None))
+        if "metric_category" in names:
+            by_cat = cur.execute(
+                f"SELECT coalesce(upper(CAST(metric_category AS VARCHAR)), 'SCORE') AS c, {select} "
+                f"FROM {t} GROUP BY ALL ORDER BY c"
+            ).fetchall()
+            meta["summary_stats_by_category"] = {r[0]: _summary_dict(r[1:]) for r in by_cat}
+    return meta
