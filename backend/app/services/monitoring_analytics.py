@@ -1,0 +1,776 @@
+"""Monitoring analytics (spec §9): parameterised DuckDB SQL over a stored monitoring dataset.
+
+Every endpoint resolves a monitoring dataset (the given ``dataset_id`` or the latest one: an
+upload, an example or the synced ``monitoring_data`` view), builds one WHERE clause from the
+common filters (filters on absent columns are ignored) and answers with single GROUP BY queries.
+Identifiers come only from allow-lists or the dataset's own column list and pass ``quote_ident``;
+every value is a bound parameter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+
+from app.config.db_configs import MonitoringDBConfig
+from app.errors import Invalid
+from app.models.monitoring import (
+    AnalysisInsightsResponse,
+    AnalysisRecord,
+    CategoryCount,
+    ClassDistributionGroup,
+    ClassDistributionResponse,
+    ClassificationBreakdownResponse,
+    ClassificationMetric,
+    ClassificationTrendPoint,
+    ClassificationTrendsResponse,
+    CorrelationResponse,
+    DistributionStats,
+    GroupHistogram,
+    GroupStats,
+    Histogram,
+    LatencyDistributionResponse,
+    MetricBreakdownItem,
+    MetricBreakdownResponse,
+    Percentiles,
+    SourceInfo,
+    SummaryKpis,
+    SummaryResponse,
+    TrendPoint,
+    TrendsResponse,
+)
+from app.services.duckdb_store import DatasetInfo, DuckDBStore, quote_ident
+
+KIND = "monitoring"
+GROUP_BY_ALLOWED = (
+    "environment",
+    "source_name",
+    "source_component",
+    "source_type",
+    "metric_name",
+    "evaluation_name",
+    "model_name",
+)
+EQUALITY_FILTERS = ("environment", "source_name", "source_component", "source_type")
+LATENCY_CANDIDATES = ("latency", "latency_ms", "response_time", "duration", "duration_ms")
+GRANULARITY_UNITS = {"hourly": "hour", "daily": "day", "weekly": "week"}
+MAX_RAW_VALUES = 2000
+SUMMARY_CACHE_KEY = "monitoring_summary"
+NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+                 "UBIGINT", "FLOAT", "DOUBLE", "REAL")
+
+
+@dataclass
+class MonitoringFilters:
+    """The common filter set accepted by every monitoring analytics endpoint."""
+
+    dataset_id: str | None = None
+    environment: str | None = None
+    source_name: str | None = None
+    source_component: str | None = None
+    source_type: str | None = None
+    time_start: str | None = None
+    time_end: str | None = None
+    metric_category: str | None = None
+    metric_name: str | None = None
+    metrics: str | None = None
+
+    def metric_list(self) -> list[str]:
+        """The ``metrics`` CSV as a list of trimmed, non-empty names."""
+        return [m.strip() for m in (self.metrics or "").split(",") if m.strip()]
+
+    def has_row_filters(self) -> bool:
+        """True when anything beyond ``metric_category`` restricts rows."""
+        return any(
+            v for v in (self.environment, self.source_name, self.source_component, self.source_type,
+                        self.time_start, self.time_end, self.metric_name, self.metrics)
+        )
+
+
+@dataclass
+class MonitoringTable:
+    """A resolved monitoring dataset with its column list and derived SQL expressions."""
+
+    info: DatasetInfo
+    types: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, info: DatasetInfo) -> MonitoringTable:
+        """Wrap a registry entry."""
+        return cls(info, {c["name"]: c["type"].upper() for c in info.columns})
+
+    @property
+    def sql(self) -> str:
+        """The quoted table name."""
+        return quote_ident(self.info.table_name)
+
+    def has(self, name: str) -> bool:
+        """True when the column exists."""
+        return name in self.types
+
+    @property
+    def is_long(self) -> bool:
+        """Long format: one row per (record, metric)."""
+        return self.has("metric_name") and self.has("metric_score")
+
+    @property
+    def score_columns(self) -> list[str]:
+        """Wide-format metric columns: every ``*_score`` column except metric_score."""
+        return [c for c in self.types if c.endswith("_score") and c != "metric_score"]
+
+    @property
+    def latency_column(self) -> str | None:
+        """First present latency column (§9.1)."""
+        return next((c for c in LATENCY_CANDIDATES if self.has(c)), None)
+
+    def num(self, name: str) -> str:
+        """A column as DOUBLE; text cells that do not parse become NULL (DB-30)."""
+        col = quote_ident(name)
+        if self.types.get(name, "").startswith(NUMERIC_TYPES) or self.types.get(name, "").startswith("DECIMAL"):
+            return f"CAST({col} AS DOUBLE)"
+        return f"TRY_CAST({col} AS DOUBLE)"
+
+    def text(self, name: str) -> str:
+        """A column as VARCHAR."""
+        col = quote_ident(name)
+        return col if self.types.get(name) == "VARCHAR" else f"CAST({col} AS VARCHAR)"
+
+    @property
+    def ts(self) -> str | None:
+        """The timestamp column as a plain UTC TIMESTAMP expression (None when absent)."""
+        if not self.has("timestamp"):
+            return None
+        col = quote_ident("timestamp")
+        kind = self.types["timestamp"]
+        if kind == "TIMESTAMP":
+            return col
+        if kind.startswith("TIMESTAMP WITH TIME ZONE") or kind == "TIMESTAMPTZ":
+            return f"timezone('UTC', {col})"
+        if kind.startswith("TIMESTAMP") or kind == "DATE":
+            return f"CAST({col} AS TIMESTAMP)"
+        return (
+            f"(CASE WHEN regexp_matches(CAST({col} AS VARCHAR), '(Z|[+-][0-9]{{2}}:?[0-9]{{2}})$') "
+            f"THEN timezone('UTC', TRY_CAST({col} AS TIMESTAMPTZ)) ELSE TRY_CAST({col} AS TIMESTAMP) END)"
+        )
+
+
+@dataclass
+class Where:
+    """An AND-ed list of SQL conditions with their bound parameters."""
+
+    clauses: list[str] = field(default_factory=list)
+    params: list[Any] = field(default_factory=list)
+
+    def add(self, clause: str, *params: Any) -> None:
+        """Append one condition."""
+        self.clauses.append(clause)
+        self.params.extend(params)
+
+    def sql(self) -> str:
+        """``WHERE …`` (or empty)."""
+        return ("WHERE " + " AND ".join(self.clauses)) if self.clauses else ""
+
+    def and_sql(self) -> str:
+        """`` AND …`` continuation (or empty)."""
+        return (" AND " + " AND ".join(self.clauses)) if self.clauses else ""
+
+
+def parse_time_bound(value: str | None, name: str) -> dt.datetime | None:
+    """Parse an ISO timestamp filter to naive UTC; invalid text → 400."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise Invalid(f"Invalid {name}: expected an ISO-8601 timestamp") from None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+    return parsed
+
+
+def build_where(
+    t: MonitoringTable,
+    f: MonitoringFilters,
+    config: MonitoringDBConfig,
+    *,
+    category: str | None = None,
+    default_category: str | None = None,
+    apply_metric_name: bool = True,
+) -> Where:
+    """The common filters as one parameterised WHERE; filters on absent columns are ignored."""
+    w = Where()
+    for name in EQUALITY_FILTERS:
+        value = getattr(f, name)
+        if value is not None and value != "" and t.has(name):
+            w.add(f"{t.text(name)} = ?", value)
+    start = parse_time_bound(f.time_start, "time_start")
+    end = parse_time_bound(f.time_end, "time_end")
+    ts = t.ts
+    if ts is not None:
+        if start is not None:
+            w.add(f"{ts} >= ?", start)
+        if end is not None:
+            w.add(f"{ts} <= ?", end)
+    effective = (category or f.metric_category or default_category or "").strip().upper()
+    if effective:
+        if t.has("metric_category"):
+            if effective == "SCORE":
+                w.add(f"(upper({t.text('metric_category')}) = 'SCORE' OR {quote_ident('metric_category')} IS NULL)")
+            else:
+                w.add(f"upper({t.text('metric_category')}) = ?", effective)
+        elif effective != "SCORE":
+            w.add("FALSE")
+    if apply_metric_name and t.has("metric_name"):
+        if f.metric_name:
+            w.add(f"{t.text('metric_name')} = ?", f.metric_name)
+        elif config.visible_metrics:
+            w.add(f"list_contains(?, {t.text('metric_name')})", list(config.visible_metrics))
+        names = f.metric_list()
+        if names and t.is_long:
+            w.add(f"list_contains(?, {t.text('metric_name')})", names)
+    return w
+
+
+def _check_group_by(t: MonitoringTable, group_by: str | None) -> str | None:
+    """Allow-list check (400 outside it); a group_by column absent from the table is ignored."""
+    if group_by is None or group_by == "":
+        return None
+    if group_by not in GROUP_BY_ALLOWED:
+        raise Invalid(f"Invalid group_by: {group_by}. Allowed: {', '.join(GROUP_BY_ALLOWED)}")
+    return group_by if t.has(group_by) else None
+
+
+def _f(v: Any) -> float | None:
+    """A DB number as a finite float or None."""
+    if v is None:
+        return None
+    x = float(v)
+    return x if math.isfinite(x) else None
+
+
+def _pcts(q: Sequence[Any] | None) -> Percentiles:
+    if not q:
+        return Percentiles()
+    return Percentiles(p50=_f(q[0]) or 0.0, p95=_f(q[1]) or 0.0, p99=_f(q[2]) or 0.0)
+
+
+def _iso(v: Any) -> str:
+    return v.isoformat() if isinstance(v, dt.datetime | dt.date) else str(v)
+
+
+async def resolve_table(store: DuckDBStore, dataset_id: str | None) -> MonitoringTable:
+    """The chosen (or latest) monitoring dataset."""
+    return MonitoringTable.of(await store.resolve_dataset(KIND, dataset_id))
+
+
+def _wide_metrics(t: MonitoringTable, f: MonitoringFilters) -> list[str]:
+    cols = t.score_columns
+    wanted = f.metric_list()
+    if wanted:
+        cols = [c for c in cols if c in wanted]
+    return cols
+
+
+def _unpivot_source(t: MonitoringTable, cols: list[str], extra: list[tuple[str, str]], where: Where) -> str:
+    """A derived table (metric, s, extras…) over wide score columns, NULL scores dropped."""
+    select = ", ".join([f"{expr} AS {quote_ident(alias)}" for alias, expr in extra] +
+                       [f"{t.num(c)} AS {quote_ident(c)}" for c in cols])
+    on = ", ".join(quote_ident(c) for c in cols)
+    return f"(UNPIVOT (SELECT {select} FROM {t.sql} {where.sql()}) ON {on} INTO NAME metric VALUE s)"
+
+
+# --------------------------------------------------------------------------- summary
+def summary_by_category_sync(cur: duckdb.DuckDBPyConnection, t: MonitoringTable, threshold: float) -> dict[str, Any]:
+    """Per-category summary KPIs over the whole dataset (SCORE = SCORE or NULL), one GROUP BY."""
+    if not t.has("metric_score"):
+        return {}
+    cat = f"coalesce(upper({t.text('metric_category')}), 'SCORE')" if t.has("metric_category") else "'SCORE'"
+    lat = t.latency_column
+    key = quote_ident("dataset_id") if (t.is_long and t.has("dataset_id")) else "row_number() OVER ()"
+    lat_expr = t.num(lat) if lat else "NULL::DOUBLE"
+    sql = f"""
+        WITH base AS (
+            SELECT {cat} AS c, {t.num('metric_score')} AS s, {lat_expr} AS lat, {key} AS k FROM {t.sql}
+        ), scored AS (SELECT * FROM base WHERE s IS NOT NULL),
+        agg AS (SELECT c, count(*) AS n, avg(s) AS a, count(*) FILTER (WHERE s >= ?) AS p FROM scored GROUP BY c),
+        rec AS (SELECT c, max(lat) AS lat FROM scored GROUP BY c, k),
+        l AS (SELECT c, quantile_cont(lat, [0.5, 0.95, 0.99]) AS q FROM rec WHERE lat IS NOT NULL GROUP BY c)
+        SELECT agg.c, agg.n, agg.a, agg.p, l.q FROM agg LEFT JOIN l USING (c)
+    """
+    out: dict[str, Any] = {}
+    for c, n, a, p, q in cur.execute(sql, [threshold]).fetchall():
+        out[c] = _kpis(n, a, p, q).model_dump()
+    return out
+
+
+def _kpis(n: Any, a: Any, p: Any, q: Sequence[Any] | None) -> SummaryKpis:
+    n = int(n or 0)
+    if n == 0:
+        return SummaryKpis()
+    pct = _pcts(q)
+    return SummaryKpis(
+        total_records=n,
+        avg_score=_f(a),
+        pass_rate=100.0 * float(p or 0) / n,
+        p50_latency=pct.p50,
+        p95_latency=pct.p95,
+        p99_latency=pct.p99,
+    )
+
+
+async def refresh_summary_cache(store: DuckDBStore, info: DatasetInfo, config: MonitoringDBConfig) -> dict[str, Any]:
+    """Compute per-category summary stats for a dataset and store them in its metadata (DB-29)."""
+    t = MonitoringTable.of(info)
+    threshold = config.thresholds.pass_threshold(None)
+    stats = await store.run_read(lambda cur: summary_by_category_sync(cur, t, threshold))
+    entry = {"loaded_at": info.loaded_at.isoformat(), "threshold": threshold, "by_category": stats}
+    meta = await store.get_metadata(info.table_name)
+    meta[SUMMARY_CACHE_KEY] = entry
+    if "SCORE" in stats:
+        meta["summary_stats"] = stats["SCORE"]
+    await store.set_metadata(info.table_name, meta)
+    return entry
+
+
+async def summary(store: DuckDBStore, config: MonitoringDBConfig, f: MonitoringFilters) -> SummaryResponse:
+    """KPIs: record count, mean score, pass rate (percent) and latency percentiles (per record)."""
+    t = await resolve_table(store, f.dataset_id)
+    threshold = config.thresholds.pass_threshold(f.source_name)
+    category = (f.metric_category or "SCORE").strip().upper()
+    fast = not f.has_row_filters() and not config.visible_metrics
+    if fast and t.has("metric_score"):
+        meta = await store.get_metadata(t.info.table_name)
+        entry: dict[str, Any] = meta.get(SUMMARY_CACHE_KEY) or {}
+        fresh = entry.get("loaded_at") == t.info.loaded_at.isoformat()
+        if not (fresh and entry.get("threshold") == threshold):
+            entry = await refresh_summary_cache(store, t.info, config)
+        stats = entry["by_category"].get(category)
+        kpis = SummaryKpis(**stats) if stats else SummaryKpis()
+        return SummaryResponse(kpis=kpis, dataset_id=t.info.dataset_id, threshold=threshold, cached=True)
+    if not t.has("metric_score"):
+        return SummaryResponse(kpis=SummaryKpis(), dataset_id=t.info.dataset_id, threshold=threshold)
+    where = build_where(t, f, config, default_category="SCORE")
+    lat = t.latency_column
+    lat_expr = t.num(lat) if lat else "NULL::DOUBLE"
+    key = quote_ident("dataset_id") if (t.is_long and t.has("dataset_id")) else "row_number() OVER ()"
+    sql = f"""
+        WITH scored AS (
+            SELECT s, lat, k FROM (
+                SELECT {t.num('metric_score')} AS s, {lat_expr} AS lat, {key} AS k FROM {t.sql} {where.sql()}
+            ) WHERE s IS NOT NULL
+        ),
+        agg AS (SELECT count(*) AS n, avg(s) AS a, count(*) FILTER (WHERE s >= ?) AS p FROM scored),
+        l AS (SELECT quantile_cont(lat, [0.5, 0.95, 0.99]) AS q
+              FROM (SELECT max(lat) AS lat FROM scored GROUP BY k) WHERE lat IS NOT NULL)
+        SELECT agg.n, agg.a, agg.p, l.q FROM agg, l
+    """
+    row = (await store.fetch(sql, [*where.params, threshold])).rows[0]
+    return SummaryResponse(kpis=_kpis(*row), dataset_id=t.info.dataset_id, threshold=threshold)
+
+
+# --------------------------------------------------------------------------- trends
+async def trends(
+    store: DuckDBStore, config: MonitoringDBConfig, f: MonitoringFilters, granularity: str = "daily"
+) -> TrendsResponse:
+    """Per-bucket, per-metric mean, percentiles and count (weeks start Monday)."""
+    unit = GRANULARITY_UNITS.get(granularity)
+    if unit is None:
+        raise Invalid("granularity must be one of hourly, daily, weekly")
+    t = await resolve_table(store, f.dataset_id)
+    ts = t.ts
+    empty = TrendsResponse(data=[], metrics=[], granularity=granularity, dataset_id=t.info.dataset_id)
+    if ts is None:
+        return empty
+    where = build_where(t, f, config, default_category="SCORE")
+    if t.is_long:
+        src = (f"(SELECT {ts} AS _ts, {t.text('metric_name')} AS metric, {t.num('metric_score')} AS s "
+               f"FROM {t.sql} {where.sql()})")
+    else:
+        cols = _wide_metrics(t, f)
+        if not cols:
+            return empty
+        src = _unpivot_source(t, cols, [("_ts", ts)], where)
+    sql = f"""
+        SELECT date_trunc('{unit}', _ts) AS b, metric, avg(s), quantile_cont(s, [0.5, 0.95, 0.99]), count(s)
+        FROM {src} WHERE s IS NOT NULL AND _ts IS NOT NULL AND metric IS NOT NULL
+        GROUP BY b, metric ORDER BY b, metric
+    """
+    rows = (await store.fetch(sql, where.params)).rows
+    data = [
+        TrendPoint(timestamp=_iso(b), metric=m, avg=_f(a), p50=_f(q[0]), p95=_f(q[1]), p99=_f(q[2]), count=int(n))
+        for b, m, a, q, n in rows
+    ]
+    return TrendsResponse(
+        data=data, metrics=sorted({p.metric for p in data}), granularity=granularity, dataset_id=t.info.dataset_id
+    )
+
+
+# --------------------------------------------------------------------------- metric breakdown
+async def metric_breakdown(
+    store: DuckDBStore,
+    config: MonitoringDBConfig,
+    f: MonitoringFilters,
+    threshold: float | None = None,
+    group_by: str | None = None,
+) -> MetricBreakdownResponse:
+    """Per-metric pass rate (percent), mean and count; optional per-group split in the same query."""
+    t = await resolve_table(store, f.dataset_id)
+    grp = _check_group_by(t, group_by)
+    thr = threshold if threshold is not None else config.thresholds.pass_threshold(f.source_name)
+    where = build_where(t, f, config, default_category="SCORE")
+    g_expr = t.text(grp) if grp else "NULL::VARCHAR"
+    if t.is_long:
+        src = (f"(SELECT {t.text('metric_name')} AS metric, {t.num('metric_score')} AS s, {g_expr} AS g "
+               f"FROM {t.sql} {where.sql()})")
+    else:
+        cols = _wide_metrics(t, f)
+        if not cols:
+            return MetricBreakdownResponse(metrics=[], threshold=thr, dataset_id=t.info.dataset_id)
+        src = _unpivot_source(t, cols, [("g", g_expr)], where)
+    sets = "GROUPING SETS ((metric), (metric, g))" if grp else "metric"
+    grouping = "GROUPING(g)" if grp else "1"
+    sql = f"""
+        SELECT metric, {'g' if grp else 'NULL'} AS g, {grouping} AS only_metric,
+               100.0 * count(*) FILTER (WHERE s >= ?) / count(*), avg(s), count(*)
+        FROM {src} WHERE s IS NOT NULL AND metric IS NOT NULL
+        GROUP BY {sets} ORDER BY metric, g NULLS FIRST
+    """
+    rows = (await store.fetch(sql, [thr, *where.params])).rows
+    items: dict[str, MetricBreakdownItem] = {}
+    groups: list[tuple[str, str, GroupStats]] = []
+    for metric, g, only_metric, rate, avg, n in rows:
+        if only_metric:
+            items[metric] = MetricBreakdownItem(name=metric, pass_rate=_f(rate), avg=_f(avg), count=int(n),
+                                                by_group={} if grp else None)
+        elif g is not None:
+            groups.append((metric, g, GroupStats(pass_rate=_f(rate), avg=_f(avg), count=int(n))))
+    for metric, g, stats in groups:
+        bg = items[metric].by_group
+        if bg is not None:
+            bg[g] = stats
+    return MetricBreakdownResponse(metrics=list(items.values()), threshold=thr, dataset_id=t.info.dataset_id)
+
+
+# --------------------------------------------------------------------------- latency
+async def latency_distribution(
+    store: DuckDBStore, config: MonitoringDBConfig, f: MonitoringFilters, bins: int = 20, group_by: str | None = None
+) -> LatencyDistributionResponse:
+    """Histogram (max value in the last bin) and percentiles of per-record latency (DB-31)."""
+    if not 5 <= bins <= 100:
+        raise Invalid("bins must be between 5 and 100")
+    t = await resolve_table(store, f.dataset_id)
+    grp = _check_group_by(t, group_by)
+    lat = t.latency_column
+    empty = LatencyDistributionResponse(histogram=Histogram(counts=[], edges=[]), percentiles=Percentiles(),
+                                        dataset_id=t.info.dataset_id)
+    if lat is None:
+        return empty
+    where = build_where(t, f, config)
+    dedupe = t.is_long and t.has("dataset_id")
+    key = quote_ident("dataset_id") if dedupe else "row_number() OVER ()"
+    g_expr = t.text(grp) if grp else "NULL::VARCHAR"
+    base = f"SELECT {key} AS k, {g_expr} AS g, {t.num(lat)} AS v FROM {t.sql} {where.sql()}"
+    # Per record overall; per (group, record) for by_group.
+    sql_all = f"WITH base AS ({base}) SELECT max(v) AS v FROM base WHERE v IS NOT NULL GROUP BY k"
+    sql_grp = (f"WITH base AS ({base}) SELECT g, max(v) AS v FROM base "
+               f"WHERE v IS NOT NULL AND g IS NOT NULL GROUP BY g, k")
+    params = where.params
+
+    def _run(cur: duckdb.DuckDBPyConnection) -> tuple[Any, list[Any], list[Any], list[Any]]:
+        stats = cur.execute(
+            f"WITH r AS ({sql_all}) SELECT min(v), max(v), count(v), quantile_cont(v, [0.5, 0.95, 0.99]) FROM r",
+            params,
+        ).fetchone()
+        if not stats or not stats[2]:
+            return stats, [], [], []
+        lo = float(stats[0])
+        hi = float(stats[1])
+        if hi == lo:
+            hi = lo + 1.0
+        bucket = "LEAST(GREATEST(CAST(floor((v - ?) / (? - ?) * ?) AS BIGINT) + 1, 1), ?)"
+        bparams = [lo, hi, lo, bins, bins]
+        hist = cur.execute(
+            f"WITH r AS ({sql_all}) SELECT {bucket} AS b, count(*) FROM r GROUP BY b", [*params, *bparams]
+        ).fetchall()
+        ghist: list[Any] = []
+        gpct: list[Any] = []
+        if grp:
+            ghist = cur.execute(
+                f"WITH r AS ({sql_grp}) SELECT g, {bucket} AS b, count(*) FROM r GROUP BY g, b",
+                [*params, *bparams],
+            ).fetchall()
+            gpct = cur.execute(
+                f"WITH r AS ({sql_grp}) SELECT g, quantile_cont(v, [0.5, 0.95, 0.99]) FROM r GROUP BY g ORDER BY g",
+                params,
+            ).fetchall()
+        return stats, hist, ghist, gpct
+
+    stats, hist, ghist, gpct = await store.run_read(_run)
+    if not stats or not stats[2]:
+        return empty
+    lo = float(stats[0])
+    hi = float(stats[1])
+    if hi == lo:
+        hi = lo + 1.0
+    width = (hi - lo) / bins
+    counts = [0] * bins
+    for b, n in hist:
+        counts[int(b) - 1] = int(n)
+    by_group: dict[str, GroupHistogram] | None = None
+    if grp:
+        by_group = {g: GroupHistogram(counts=[0] * bins, percentiles=_pcts(q)) for g, q in gpct}
+        for g, b, n in ghist:
+            by_group[g].counts[int(b) - 1] = int(n)
+    return LatencyDistributionResponse(
+        histogram=Histogram(counts=counts, edges=[lo + i * width for i in range(bins + 1)]),
+        percentiles=_pcts(stats[3]),
+        by_group=by_group,
+        dataset_id=t.info.dataset_id,
+    )
+
+
+# --------------------------------------------------------------------------- class distribution
+async def class_distribution(
+    store: DuckDBStore, config: MonitoringDBConfig, f: MonitoringFilters, metric: str, group_by: str
+) -> ClassDistributionResponse:
+    """Per-group values (capped) and stats of one numeric column, or of one metric in long format."""
+    t = await resolve_table(store, f.dataset_id)
+    if group_by not in GROUP_BY_ALLOWED:
+        raise Invalid(f"Invalid group_by: {group_by}. Allowed: {', '.join(GROUP_BY_ALLOWED)}")
+    if not t.has(group_by):
+        raise Invalid(f"Missing group_by column: {group_by}")
+    if t.has(metric):
+        value_expr = t.num(metric)
+        where = build_where(t, f, config, default_category="SCORE" if metric == "metric_score" else None)
+    elif t.is_long:
+        value_expr = t.num("metric_score")
+        where = build_where(t, f, config, default_category="SCORE")
+        where.add(f"{t.text('metric_name')} = ?", metric)
+    else:
+        raise Invalid(f"Missing metric column: {metric}")
+    fractions = [i / (MAX_RAW_VALUES - 1) for i in range(MAX_RAW_VALUES)]
+    sql = f"""
+        SELECT g, count(v), avg(v), coalesce(stddev_samp(v), 0), min(v), max(v), median(v),
+               CASE WHEN count(v) <= ? THEN list(v) ELSE quantile_cont(v, ?::DOUBLE[]) END
+        FROM (SELECT {t.text(group_by)} AS g, {value_expr} AS v FROM {t.sql} {where.sql()})
+        WHERE v IS NOT NULL AND g IS NOT NULL GROUP BY g ORDER BY g
+    """
+    rows = (await store.fetch(sql, [MAX_RAW_VALUES, fractions, *where.params])).rows
+    data = [
+        ClassDistributionGroup(
+            group=g,
+            values=[float(x) for x in vals],
+            values_truncated=int(n) > MAX_RAW_VALUES,
+            stats=DistributionStats(mean=_f(a), std=_f(sd), min=_f(mn), max=_f(mx), median=_f(md), count=int(n)),
+        )
+        for g, n, a, sd, mn, mx, md, vals in rows
+    ]
+    return ClassDistributionResponse(data=data, metric=metric, group_by=group_by, dataset_id=t.info.dataset_id)
+
+
+# --------------------------------------------------------------------------- correlation
+async def correlation(
+    store: DuckDBStore, config: MonitoringDBConfig, f: MonitoringFilters, metrics: str
+) -> CorrelationResponse:
+    """Pairwise-complete Pearson matrix over columns, or over metric names pivoted per record."""
+    names = list(dict.fromkeys(m.strip() for m in metrics.split(",") if m.strip()))
+    t = await resolve_table(store, f.dataset_id)
+    if len(names) < 2:
+        return CorrelationResponse(matrix=[], metrics=[], dataset_id=t.info.dataset_id)
+    cols = [n for n in names if t.has(n)]
+    where = build_where(t, f, config, apply_metric_name=False)
+    if len(cols) >= 2:
+        valid = cols
+        src = f"(SELECT {', '.join(f'{t.num(c)} AS c{i}' for i, c in enumerate(valid))} FROM {t.sql} {where.sql()})"
+        params: list[Any] = list(where.params)
+    elif t.is_long and t.has("dataset_id"):
+        where = build_where(t, f, config, default_category="SCORE", apply_metric_name=False)
+        present = await store.fetch(
+            f"SELECT DISTINCT {t.text('metric_name')} FROM {t.sql} WHERE list_contains(?, {t.text('metric_name')})",
+            [names],
+        )
+        have = {r[0] for r in present.rows}
+        valid = [n for n in names if n in have]
+        if len(valid) < 2:
+            return CorrelationResponse(matrix=[], metrics=[], dataset_id=t.info.dataset_id)
+        pivots = ", ".join(f"avg(s) FILTER (WHERE m = ?) AS c{i}" for i in range(len(valid)))
+        src = (f"(SELECT {pivots} FROM (SELECT {quote_ident('dataset_id')} AS k, {t.text('metric_name')} AS m, "
+               f"{t.num('metric_score')} AS s FROM {t.sql} {where.sql()}) GROUP BY k)")
+        params = [*valid, *where.params]
+    else:
+        return CorrelationResponse(matrix=[], metrics=[], dataset_id=t.info.dataset_id)
+    k = len(valid)
+    pairs = [(i, j) for i in range(k) for j in range(i, k)]
+    sql = f"SELECT {', '.join(f'corr(c{i}, c{j})' for i, j in pairs)} FROM {src}"
+    row = (await store.fetch(sql, params)).rows[0]
+    matrix = [[0.0] * k for _ in range(k)]
+    for (i, j), r in zip(pairs, row, strict=True):
+        v = _f(r)
+        matrix[i][j] = matrix[j][i] = v if v is not None else 0.0
+    return CorrelationResponse(matrix=matrix, metrics=valid, dataset_id=t.info.dataset_id)
+
+
+# --------------------------------------------------------------------------- classification
+def _category_column(t: MonitoringTable, category_source: str) -> str | None:
+    for name in (category_source, "actual_output", "metric_score"):
+        if name and t.has(name):
+            return name
+    return None
+
+
+async def classification_breakdown(
+    store: DuckDBStore,
+    config: MonitoringDBConfig,
+    f: MonitoringFilters,
+    category_source: str = "explanation",
+) -> ClassificationBreakdownResponse:
+    """Per-metric counts and percentages of CLASSIFICATION labels, one GROUP BY."""
+    t = await resolve_table(store, f.dataset_id)
+    cat = _category_column(t, category_source)
+    if cat is None or not t.has("metric_name"):
+        return ClassificationBreakdownResponse(metrics=[], dataset_id=t.info.dataset_id)
+    where = build_where(t, f, config, category="CLASSIFICATION")
+    sql = f"""
+        SELECT m, v, count(*) AS n FROM (
+            SELECT {t.text('metric_name')} AS m, {t.text(cat)} AS v FROM {t.sql} {where.sql()}
+        ) WHERE v IS NOT NULL AND m IS NOT NULL GROUP BY m, v ORDER BY m, n DESC, v
+    """
+    rows = (await store.fetch(sql, where.params)).rows
+    grouped: dict[str, list[tuple[str, int]]] = {}
+    for m, v, n in rows:
+        grouped.setdefault(m, []).append((v, int(n)))
+    out = []
+    for m, cats in grouped.items():
+        total = sum(n for _, n in cats)
+        if total == 0:
+            continue
+        out.append(
+            ClassificationMetric(
+                metric_name=m,
+                categories=[CategoryCount(value=v, count=n, percentage=round(100.0 * n / total, 1)) for v, n in cats],
+                total_count=total,
+            )
+        )
+    return ClassificationBreakdownResponse(metrics=out, dataset_id=t.info.dataset_id)
+
+
+async def classification_trends(
+    store: DuckDBStore,
+    config: MonitoringDBConfig,
+    f: MonitoringFilters,
+    metric_name: str,
+    granularity: str = "daily",
+    category_source: str = "explanation",
+) -> ClassificationTrendsResponse:
+    """Counts of each CLASSIFICATION label of one metric per time bucket."""
+    unit = GRANULARITY_UNITS.get(granularity)
+    if unit is None:
+        raise Invalid("granularity must be one of hourly, daily, weekly")
+    t = await resolve_table(store, f.dataset_id)
+    cat = _category_column(t, category_source)
+    ts = t.ts
+    empty = ClassificationTrendsResponse(data=[], metric_name=metric_name, granularity=granularity,
+                                         unique_categories=[], dataset_id=t.info.dataset_id)
+    if cat is None or ts is None or not t.has("metric_name"):
+        return empty
+    scoped = dataclasses.replace(f, metric_name=metric_name)
+    where = build_where(t, scoped, config, category="CLASSIFICATION")
+    sql = f"""
+        SELECT date_trunc('{unit}', _ts) AS b, v, count(*) FROM (
+            SELECT {ts} AS _ts, {t.text(cat)} AS v FROM {t.sql} {where.sql()}
+        ) WHERE _ts IS NOT NULL AND v IS NOT NULL GROUP BY b, v ORDER BY b, v
+    """
+    rows = (await store.fetch(sql, where.params)).rows
+    buckets: dict[str, dict[str, int]] = {}
+    for b, v, n in rows:
+        buckets.setdefault(_iso(b), {})[v] = int(n)
+    return ClassificationTrendsResponse(
+        data=[ClassificationTrendPoint(timestamp=b, categories=c) for b, c in buckets.items()],
+        metric_name=metric_name,
+        granularity=granularity,
+        unique_categories=sorted({v for _, v, _ in rows}),
+        dataset_id=t.info.dataset_id,
+    )
+
+
+# --------------------------------------------------------------------------- analysis insights
+ANALYSIS_TEXT_FIELDS = ("dataset_id", "metric_name", "query", "actual_output", "explanation",
+                        "environment", "source_name", "source_component")
+
+
+def _text_or_none(v: Any) -> str | None:
+    return str(v) if v else None
+
+
+def _parse_signals(v: Any) -> Any:
+    if isinstance(v, str):
+        try:
+            return json.loads(v)
+        except ValueError:
+            return v
+    return v
+
+
+async def analysis_insights(
+    store: DuckDBStore, config: MonitoringDBConfig, f: MonitoringFilters, page: int = 1, limit: int = 20
+) -> AnalysisInsightsResponse:
+    """Paged ANALYSIS rows (newest first, only the needed columns) with the metric names available."""
+    if page < 1:
+        raise Invalid("page must be >= 1")
+    if not 1 <= limit <= 100:
+        raise Invalid("limit must be between 1 and 100")
+    t = await resolve_table(store, f.dataset_id)
+    where = build_where(t, f, config, category="ANALYSIS")
+    names_where = build_where(t, f, config, category="ANALYSIS", apply_metric_name=False)
+    projected = [c for c in ANALYSIS_TEXT_FIELDS if t.has(c)]
+    select = [f"{t.text(c)} AS {quote_ident(c)}" for c in projected]
+    ts = t.ts
+    select.append(f"{ts} AS _ts" if ts else "NULL::TIMESTAMP AS _ts")
+    if t.has("signals"):
+        select.append(f"{t.text('signals')} AS signals")
+    order = ["_ts DESC NULLS LAST"] + ([quote_ident("dataset_id")] if t.has("dataset_id") else [])
+    sql_rows = (f"SELECT {', '.join(select)} FROM {t.sql} {where.sql()} ORDER BY {', '.join(order)} "
+                f"LIMIT ? OFFSET ?")
+    sql_count = f"SELECT count(*) FROM {t.sql} {where.sql()}"
+    sql_names = (f"SELECT DISTINCT {t.text('metric_name')} AS m FROM {t.sql} {names_where.sql()} ORDER BY m"
+                 if t.has("metric_name") else None)
+
+    def _run(cur: duckdb.DuckDBPyConnection) -> tuple[list[dict[str, Any]], int, list[str]]:
+        cur.execute(sql_rows, [*where.params, limit, (page - 1) * limit])
+        cols = [d[0] for d in cur.description]
+        rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+        count_row = cur.execute(sql_count, where.params).fetchone()
+        names = [r[0] for r in cur.execute(sql_names, names_where.params).fetchall() if r[0] is not None] \
+            if sql_names else []
+        return rows, int(count_row[0]) if count_row else 0, names
+
+    rows, total, names = await store.run_read(_run)
+    records = [
+        AnalysisRecord(
+            dataset_id=_text_or_none(r.get("dataset_id")),
+            timestamp=_iso(r["_ts"]) if r.get("_ts") is not None else None,
+            metric_name=_text_or_none(r.get("metric_name")),
+            query=_text_or_none(r.get("query")),
+            actual_output=_text_or_none(r.get("actual_output")),
+            signals=_parse_signals(r.get("signals")),
+            explanation=_text_or_none(r.get("explanation")),
+            source_info=SourceInfo(
+                environment=_text_or_none(r.get("environment")),
+                source_name=_text_or_none(r.get("source_name")),
+                source_component=_text_or_none(r.get("source_component")),
+            ),
+        )
+        for r in rows
+    ]
+    return AnalysisInsightsResponse(records=records, total_count=total, page=page, limit=limit, metric_names=names,
+                                    dataset_id=t.info.dataset_id)
