@@ -1,0 +1,205 @@
+"""The read-only SQL gate: tokenizer, single statement, keywords, functions, relation allow-list."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.errors import Unprocessable
+from app.services.sql_safety import RelationRef, table_allowed, tokenize, validate_select
+
+
+def kinds(sql: str) -> list[tuple[str, str]]:
+    return [(t.kind, t.text) for t in tokenize(sql) if t.kind != "space"]
+
+
+# ---------------------------------------------------------------- tokenizer
+def test_tokenizer_strings_and_escapes() -> None:
+    assert kinds("SELECT 'a;b''c'") == [("word", "SELECT"), ("string", "'a;b''c'")]
+    assert kinds(r"SELECT E'it\'s; \\'") == [("word", "SELECT"), ("string", r"E'it\'s; \\'")]
+    # A plain literal does not treat backslash as an escape (standard_conforming_strings).
+    assert kinds(r"SELECT '\' , 1") == [("word", "SELECT"), ("string", r"'\'"), ("op", ","), ("number", "1")]
+    assert kinds("SELECT X'1F', B'01', N'x'") == [
+        ("word", "SELECT"), ("string", "X'1F'"), ("op", ","), ("string", "B'01'"), ("op", ","), ("string", "N'x'"),
+    ]  # fmt: skip
+
+
+def test_tokenizer_dollar_quotes_comments_and_identifiers() -> None:
+    assert kinds("SELECT $$a;--b$$, $fn$ x $$ y $fn$") == [
+        ("word", "SELECT"), ("string", "$$a;--b$$"), ("op", ","), ("string", "$fn$ x $$ y $fn$"),
+    ]  # fmt: skip
+    assert kinds("SELECT 1 -- c; DROP\n, 2") == [
+        ("word", "SELECT"), ("number", "1"), ("comment", "-- c; DROP"), ("op", ","), ("number", "2"),
+    ]  # fmt: skip
+    assert kinds("SELECT /* a /* nested; */ still */ 1") == [
+        ("word", "SELECT"), ("comment", "/* a /* nested; */ still */"), ("number", "1"),
+    ]  # fmt: skip
+    assert kinds('SELECT "a""b;" FROM t') == [
+        ("word", "SELECT"), ("qident", '"a""b;"'), ("word", "FROM"), ("word", "t"),
+    ]  # fmt: skip
+    assert kinds("SELECT a$b, $1") == [("word", "SELECT"), ("word", "a$b"), ("op", ","), ("param", "$1")]
+    # Numbers never swallow letters: "1from" is a number then the keyword FROM (PostgreSQL 15 lexing).
+    assert kinds("SELECT 1from t") == [("word", "SELECT"), ("number", "1"), ("word", "from"), ("word", "t")]
+    assert kinds("SELECT 1.5e-3, .5") == [("word", "SELECT"), ("number", "1.5e-3"), ("op", ","), ("number", ".5")]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    ["SELECT 'open", "SELECT E'\\'", 'SELECT "open', "SELECT $$ open", "SELECT /* /* */ 1", 'SELECT ""'],
+)
+def test_tokenizer_rejects_unterminated(sql: str) -> None:
+    with pytest.raises(Unprocessable):
+        tokenize(sql)
+
+
+# ---------------------------------------------------------------- accepted queries
+@pytest.mark.parametrize(
+    ("sql", "expected_sql"),
+    [
+        ("SELECT 1", "SELECT 1"),
+        ("  select 1 ;;  ", "select 1"),
+        ("SELECT 1; -- trailing comment", "SELECT 1"),
+        ("SELECT 'a;b' AS x;", "SELECT 'a;b' AS x"),
+        ("SELECT '100%' AS pct", "SELECT '100%' AS pct"),
+        ("SELECT * FROM t LIMIT 5", "SELECT * FROM t LIMIT 5"),
+        ("SELECT 1 -- note\n, 2", "SELECT 1  \n, 2"),
+        ("(SELECT 1) UNION (SELECT 2)", "(SELECT 1) UNION (SELECT 2)"),
+        ("WITH x AS (SELECT 1 AS a) SELECT a FROM x", "WITH x AS (SELECT 1 AS a) SELECT a FROM x"),
+        ("SELECT $$;$$ AS s", "SELECT $$;$$ AS s"),
+        ("SELECT t.update, t.delete FROM t", "SELECT t.update, t.delete FROM t"),
+        ("SELECT x AS update FROM t", "SELECT x AS update FROM t"),
+        ("SELECT substring(s FROM 1 FOR 2) FROM t", "SELECT substring(s FROM 1 FOR 2) FROM t"),
+        ("SELECT pg_sleep(1)", "SELECT pg_sleep(1)"),
+    ],
+)
+def test_accepts_read_only_selects(sql: str, expected_sql: str) -> None:
+    assert validate_select(sql).sql == expected_sql
+
+
+def test_comments_are_removed_from_executed_sql() -> None:
+    safe = validate_select("SELECT 1 /* ; DROP TABLE t */ AS a -- ) x")
+    assert "DROP" not in safe.sql and "--" not in safe.sql and "/*" not in safe.sql
+    assert safe.sql == "SELECT 1   AS a"
+
+
+# ---------------------------------------------------------------- refused queries
+@pytest.mark.parametrize(
+    ("sql", "fragment"),
+    [
+        ("", "empty"),
+        ("  ;; ", "empty"),
+        ("-- only a comment", "empty"),
+        ("INSERT INTO t VALUES (1)", "Only SELECT"),
+        ("UPDATE t SET a = 1", "Only SELECT"),
+        ("DELETE FROM t", "Only SELECT"),
+        ("DROP TABLE t", "Only SELECT"),
+        ("CREATE TABLE x (a int)", "Only SELECT"),
+        ("COPY t TO STDOUT", "Only SELECT"),
+        ("TRUNCATE t", "Only SELECT"),
+        ("EXPLAIN ANALYZE DELETE FROM t", "Only SELECT"),
+        ("SET statement_timeout = 0", "Only SELECT"),
+        ("VALUES (1)", "Only SELECT"),
+        ("WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d", "DELETE"),
+        ("WITH d AS (INSERT INTO t VALUES (1) RETURNING *) SELECT 1", "INSERT"),
+        ("WITH d AS (UPDATE t SET a = 2 RETURNING *) SELECT 1", "UPDATE"),
+        ("WITH d AS (SELECT 1) DELETE FROM t", "DELETE"),
+        ("with x as (select 1) drop table t", "DROP"),
+        ("WITH c AS (SELECT 1) CREATE TABLE z AS SELECT 1", "CREATE"),
+        ("WITH c AS (SELECT 1) COPY t TO STDOUT", "COPY"),
+        ("SELECT 1; DROP TABLE t", "Multi-statement"),
+        ("SELECT 1;DROP TABLE t;", "Multi-statement"),
+        ("SELECT 1 /* hidden */; DELETE FROM t", "Multi-statement"),
+        ("SELECT 1 -- hidden\n; DELETE FROM t", "Multi-statement"),
+        ("SELECT $$ ok $$; DELETE FROM t", "Multi-statement"),
+        ("SELECT * INTO newt FROM t", "INTO"),
+        ("SELECT * FROM t FOR UPDATE", "Row-locking"),
+        ("SELECT * FROM t FOR NO KEY UPDATE", "Row-locking"),
+        ("SELECT * FROM t FOR SHARE", "Row-locking"),
+        ("SELECT * FROM t FOR KEY SHARE", "Row-locking"),
+        ("SELECT pg_terminate_backend(pg_backend_pid())", "pg_terminate_backend"),
+        ("SELECT pg_catalog.pg_terminate_backend (1)", "pg_terminate_backend"),
+        ('SELECT "pg_cancel_backend"(1)', "pg_cancel_backend"),
+        ("SELECT query_to_xml('delete from t', true, true, '')", "query_to_xml"),
+        ("SELECT table_to_xml('t', true, true, '')", "table_to_xml"),
+        ("SELECT * FROM dblink('dbname=x', 'select 1') AS r(a int)", "dblink"),
+        ("SELECT lo_import('/etc/passwd')", "lo_import"),
+        ("SELECT pg_advisory_lock(1)", "pg_advisory_lock"),
+        ("SELECT set_config('default_transaction_read_only', 'off', false)", "set_config"),
+        ("SELECT pg_read_file('/etc/passwd')", "pg_read_file"),
+        ("SELECT nextval('s')", "nextval"),
+        ("SELECT * FROM t WHERE a = $1", "Bind parameters"),
+        ("SELECT U&'\\0041'", "Unicode-escape"),
+        ('SELECT * FROM U&"t"', "Unicode-escape"),
+        ("SELECT 'unterminated", "Unterminated"),
+    ],
+)
+def test_refuses(sql: str, fragment: str) -> None:
+    with pytest.raises(Unprocessable) as info:
+        validate_select(sql)
+    assert fragment.lower() in info.value.message.lower()
+    assert info.value.status_code == 422
+
+
+# ---------------------------------------------------------------- relations + allow-list
+def rels(sql: str) -> list[str]:
+    return [str(r) for r in validate_select(sql).relations]
+
+
+def test_relation_extraction() -> None:
+    assert rels("SELECT * FROM a") == ["a"]
+    assert rels("SELECT * FROM s.a x JOIN b ON x.id = b.id LEFT OUTER JOIN \"S\".\"B b\" USING (id)") == [
+        "s.a", "b", "S.B b",
+    ]  # fmt: skip
+    assert rels("SELECT * FROM a, b AS bb, ONLY c") == ["a", "b", "c"]
+    assert rels("SELECT (SELECT max(x) FROM d) FROM a WHERE EXISTS (SELECT 1 FROM e)") == ["d", "a", "e"]
+    assert rels("SELECT * FROM (SELECT * FROM inner_t) q JOIN LATERAL (SELECT 1 FROM lat) l ON true") == [
+        "inner_t", "lat",
+    ]  # fmt: skip
+    assert rels("SELECT * FROM (a JOIN b ON a.x = b.x)") == ["a", "b"]
+    assert rels("SELECT * FROM generate_series(1, 3) g, f(1)") == []
+    assert rels("SELECT EXTRACT(year FROM ts), x IS DISTINCT FROM y, substring(s from 2) FROM t") == ["t"]
+    assert rels("SELECT 1 UNION SELECT a FROM u INTERSECT TABLE v") == ["u", "v"]
+    assert rels("SELECT * FROM a JOIN b ON a.order = b.x JOIN c ON true") == ["a", "b", "c"]
+    assert rels("SELECT 1 AS from") == []
+    assert rels("SELECT 1 FROM a WHERE x IN ((SELECT 1) UNION SELECT y FROM hidden)") == ["a", "hidden"]
+    assert rels("SELECT 1from secret") == ["secret"]
+
+
+def test_cte_scoping() -> None:
+    # CTE names are not relations where they are in scope ...
+    assert rels("WITH x AS (SELECT * FROM real_t) SELECT * FROM x") == ["real_t"]
+    assert rels("WITH a AS (SELECT 1), b(c) AS MATERIALIZED (SELECT * FROM a) SELECT * FROM b, a") == []
+    # ... but a non-recursive CTE body that names itself reads the real table,
+    assert rels("WITH secret AS (SELECT * FROM secret) SELECT * FROM secret") == ["secret"]
+    # a CTE declared inside a subquery does not shadow the same name outside it,
+    assert rels("SELECT * FROM (WITH s AS (SELECT 1) SELECT * FROM s) q, s") == ["s"]
+    # and a recursive CTE may reference itself.
+    assert rels("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT * FROM r") == []
+    # WITH ORDINALITY / WITH TIME ZONE are not CTE lists.
+    assert rels("SELECT * FROM unnest(ARRAY[1]) WITH ORDINALITY AS o(v, i), real_t") == ["real_t"]
+
+
+def test_allow_list() -> None:
+    allowed = ["public.orders", "sales.items", "customers"]
+    validate_select("SELECT * FROM orders o JOIN sales.items i ON true JOIN public.customers c ON true", allowed)
+    validate_select("WITH x AS (SELECT * FROM orders) SELECT * FROM x", allowed)
+    for sql in (
+        "SELECT * FROM secrets",
+        "SELECT * FROM orders, secrets",
+        "SELECT * FROM orders WHERE id IN (SELECT id FROM other.orders)",
+        "SELECT * FROM pg_catalog.pg_authid",
+        "SELECT * FROM pg_authid",
+        "WITH secret AS (SELECT * FROM secret) SELECT * FROM secret",
+        "SELECT * FROM orders UNION TABLE secrets",
+        "SELECT * FROM items",  # unqualified = public.items, only sales.items is allowed
+    ):
+        with pytest.raises(Unprocessable) as info:
+            validate_select(sql, allowed)
+        assert "allow-list" in info.value.message
+
+
+def test_table_allowed_folding() -> None:
+    assert table_allowed("public", "orders", ["ORDERS"])
+    assert table_allowed(None, "orders", ["public.orders"])
+    assert not table_allowed("public", "Orders", ["orders"])
+    assert table_allowed("public", "Orders", ['"Orders"'])
+    assert RelationRef(None, "t").__str__() == "t"
