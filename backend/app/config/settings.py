@@ -87,6 +87,15 @@ class Settings(BaseSettings):
     # database browser
     db_handle_ttl_seconds: int = Field(default=900, ge=1)
     db_max_handles: int = Field(default=100, ge=1)
+    db_handle_sweep_seconds: float = Field(default=30.0, gt=0)
+    db_connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    db_statement_timeout_seconds: int = Field(default=30, ge=1)
+    db_query_timeout_seconds: int = Field(default=60, ge=1)
+    db_import_timeout_seconds: int = Field(default=600, ge=1)
+    db_import_max_rows: int = Field(default=1_000_000, ge=1)
+    db_import_batch_rows: int = Field(default=5000, ge=100)
+    db_pool_max_size: int = Field(default=4, ge=1)
+    db_application_name: str = "axis-db-browser"
 
     # human signals db (env fallback)
     human_signals_db_url: SecretStr | None = None
