@@ -652,7 +652,8 @@ ANNOTATION_ITEMS: Final[tuple[dict[str, str], ...]] = (
     {
         "query": "How do I undo the last Git commit?",
         "answer": "### Undoing the last commit\n\n- Keep the changes staged: `git reset --soft HEAD~1`\n- "
-        "Discard the changes entirely: `git reset --hard HEAD~1`\n\n```bash\ngit reset --soft HEAD~1\n"
+        "Discard the changes entirely: `git reset --hard HEAD~1` (`git stash pop` brings them back later)"
+        "\n\n```bash\ngit reset --soft HEAD~1\n"
         "git status\n```\n\nIf the commit is already pushed, prefer `git revert HEAD`, which records a new "
         "commit instead of rewriting history.",
         "rubric": "Covers soft vs. hard reset and recommends git revert for pushed commits.",
@@ -699,7 +700,7 @@ ANNOTATION_JUDGMENTS: Final[tuple[tuple[int, str, str, list[str] | None], ...]] 
     (
         5,
         "reject",
-        "Omits git revert details and says nothing about what happens to the working tree.",
+        "Wrong: git stash pop cannot recover work discarded by reset --hard; no warning about data loss.",
         ["Incomplete", "Factual Error"],
     ),
     (7, "4", "Accurate but too short: no mention of integrity checks or forward secrecy.", ["Incomplete"]),
