@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from app.config import Settings
 from app.services.background import BackgroundTasks
 from app.services.duckdb_store import DuckDBStore
+from app.services.sync_engine import SyncEngine
 
 
 def get_settings(request: Request) -> Settings:
@@ -29,6 +30,13 @@ def get_tasks(request: Request) -> BackgroundTasks:
     return tasks
 
 
+def get_sync_engine(request: Request) -> SyncEngine:
+    """The app's PostgreSQL sync engine."""
+    engine: SyncEngine = request.app.state.sync_engine
+    return engine
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[DuckDBStore, Depends(get_store)]
 TasksDep = Annotated[BackgroundTasks, Depends(get_tasks)]
+SyncEngineDep = Annotated[SyncEngine, Depends(get_sync_engine)]

@@ -20,6 +20,7 @@ from app.serialization import CleanJSONResponse
 from app.services.background import BackgroundTasks
 from app.services.duckdb_store import DuckDBStore
 from app.services.health_service import check_health
+from app.services.sync_engine import SYNC_BACKGROUND_TASK, SyncEngine
 
 logger = logging.getLogger(__name__)
 
@@ -62,12 +63,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     store: DuckDBStore = app.state.store
     tasks: BackgroundTasks = app.state.tasks
+    engine: SyncEngine = app.state.sync_engine
     logger.info("AXIS starting on %s:%s", settings.host, settings.port)
     await store.open()
+    if settings.duckdb.enabled:
+        # Restore persisted sync status, take the leader lock, then repair/sync/schedule in the background.
+        await engine.startup()
+        tasks.start(SYNC_BACKGROUND_TASK, engine.run_background())
     try:
         yield
     finally:
+        background = tasks.get(SYNC_BACKGROUND_TASK)
+        if background is not None:
+            background.cancel()
         await tasks.cancel_all(grace_seconds=5.0)
+        engine.shutdown()
         await store.close()
         logger.info("AXIS stopped")
 
@@ -87,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.store = build_store(settings)
     app.state.tasks = BackgroundTasks()
+    app.state.sync_engine = SyncEngine(settings, app.state.store, app.state.tasks)
 
     register_error_handlers(app)
     if settings.axis_api_token is not None and settings.axis_api_token.get_secret_value():
