@@ -58,6 +58,7 @@ CASES_SYNC_ID_KEY = "human_signals_cases_sync_id"
 CASES_TABLE = "human_signals_cases"
 STATUS_TABLES = ("monitoring_data", "human_signals_raw", "human_signals_cases", "eval_data", "kpi_data")
 STAGING_SUFFIX = "__staging"
+SYNC_BACKGROUND_TASK = "sync-background"
 
 DerivedBuilder = Callable[[DuckDBStore, Settings, str, str], Awaitable[Any]]
 

@@ -1,0 +1,235 @@
+"""Logic behind ``/api/store``: sync triggers, status, metadata, paginated data and the dataset list."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+
+from app.config import Settings
+from app.errors import Invalid, NotFound
+from app.models.store import (
+    DataPageResponse,
+    DatasetEntry,
+    DatasetListResponse,
+    DatasetSyncStatus,
+    MetadataResponse,
+    ResetWatermarkResponse,
+    StoreStatusResponse,
+    SyncStartedResponse,
+)
+from app.services.duckdb_store import DuckDBStore, compute_table_metadata_sync, quote_ident
+from app.services.sync_engine import TARGETS, SyncEngine
+
+# Path names of §10.1 → API table, and the registry kind whose latest dataset they default to.
+DATASET_TABLES = {
+    "monitoring": "monitoring_data",
+    "human_signals": "human_signals_cases",
+    "human_signals_raw": "human_signals_raw",
+    "eval": "eval_data",
+    "kpi": "kpi_data",
+}
+DATASET_KINDS = {"monitoring": "monitoring", "human_signals_raw": "human_signals", "eval": "eval"}
+EQUALITY_FILTERS = ("environment", "source_name", "source_component", "source_type", "metric_name")
+SEARCH_COLUMNS = ("query", "trace_id", "actual_output", "dataset_query", "dataset_actual_output")
+
+
+@dataclass
+class DataQuery:
+    """Parameters of ``GET /data/{dataset}`` (already range-checked by the router)."""
+
+    page: int = 1
+    page_size: int = 50
+    sort_by: str | None = None
+    sort_dir: str = "desc"
+    columns: str | None = None
+    environment: str | None = None
+    source_name: str | None = None
+    source_component: str | None = None
+    source_type: str | None = None
+    metric_name: str | None = None
+    metric_category: str | None = None
+    time_start: str | None = None
+    time_end: str | None = None
+    search: str | None = None
+
+
+# ---------------------------------------------------------------------- sync
+def start_sync(engine: SyncEngine, dataset: str | None, full: bool) -> SyncStartedResponse:
+    """Validate and start a background sync; 400 ineligible, 404 unknown, 409 running."""
+    sync_id, names = engine.start_sync(dataset, full=full)
+    mode = "full rebuild" if full else "incremental (if available)"
+    message = f"Sync started in background ({mode})" if dataset is None else f"Sync started for {dataset} ({mode})"
+    return SyncStartedResponse(message=message, sync_id=sync_id, datasets=names)
+
+
+async def reset_watermark(engine: SyncEngine, dataset: str) -> ResetWatermarkResponse:
+    """Clear a split dataset's watermarks so the next sync is full."""
+    if dataset not in TARGETS and dataset != "kpi":
+        raise NotFound(f"Unknown dataset: {dataset}")
+    if not await engine.reset_watermark(dataset):
+        return ResetWatermarkResponse(success=False, message=f"No split tables found for {dataset}")
+    return ResetWatermarkResponse(
+        success=True, message=f"Watermarks cleared for {dataset}. Next sync will do a full rebuild."
+    )
+
+
+async def store_status(engine: SyncEngine, settings: Settings) -> StoreStatusResponse:
+    """Persisted status of every API table plus sync configuration hints."""
+    report = await engine.status_report()
+    return StoreStatusResponse(
+        enabled=settings.duckdb.enabled,
+        leader=engine.leader.held,
+        running=engine.running(),
+        datasets={name: DatasetSyncStatus.model_validate(st) for name, st in report.items()},
+    )
+
+
+# ---------------------------------------------------------------------- datasets
+async def resolve_table(store: DuckDBStore, dataset: str, dataset_id: str | None) -> tuple[str, str | None]:
+    """API table (and registry id) for a path name and optional ``dataset_id``.
+
+    ``dataset_id`` names a registry entry (its kind must match the path's kind); without it the
+    path's kind resolves to its latest dataset, else the fixed table of §10.1. A path that is
+    itself a registry id is accepted too.
+    """
+    kind = DATASET_KINDS.get(dataset) or ("human_signals" if dataset == "human_signals" else None)
+    if dataset_id:
+        info = await store.get_dataset(dataset_id)
+        if dataset in DATASET_TABLES and kind is not None and info.kind != kind:
+            raise Invalid(f"Dataset '{dataset_id}' is a {info.kind} dataset, not {kind}")
+        if dataset not in DATASET_TABLES and dataset != dataset_id:
+            raise NotFound(f"Unknown dataset: {dataset}")
+        return info.table_name, info.dataset_id
+    if dataset in DATASET_TABLES:
+        if dataset in DATASET_KINDS:
+            latest = await store.latest_dataset(DATASET_KINDS[dataset])
+            if latest is not None:
+                return latest.table_name, latest.dataset_id
+        return DATASET_TABLES[dataset], None
+    try:
+        info = await store.get_dataset(dataset)
+    except NotFound:
+        raise NotFound(f"Unknown dataset: {dataset}") from None
+    return info.table_name, info.dataset_id
+
+
+async def dataset_metadata(store: DuckDBStore, dataset: str, dataset_id: str | None) -> MetadataResponse:
+    """Cached metadata of a dataset's table; computed on demand when none is stored ({} if no table)."""
+    table, _ = await resolve_table(store, dataset, dataset_id)
+    meta = await store.get_metadata(table)
+    if not meta and await store.table_exists(table):
+        meta = await store.run_read(lambda cur: compute_table_metadata_sync(cur, table))
+    return MetadataResponse(dataset=dataset, metadata=meta)
+
+
+async def list_datasets(store: DuckDBStore, kind: str | None) -> DatasetListResponse:
+    """The dataset registry, newest first."""
+    infos = await store.list_datasets(kind)
+    entries = [
+        DatasetEntry(
+            dataset_id=i.dataset_id,
+            kind=i.kind,
+            source=i.source,
+            table_name=i.table_name,
+            row_count=i.row_count,
+            columns=i.columns,
+            loaded_at=i.loaded_at.isoformat(),
+            status=i.status,
+            format=i.format,
+        )
+        for i in infos
+    ]
+    return DatasetListResponse(datasets=entries, total=len(entries))
+
+
+# ---------------------------------------------------------------------- data
+def escape_like(term: str) -> str:
+    """Escape ``\\``, ``%`` and ``_`` for ``ILIKE … ESCAPE '\\'`` (DB-47)."""
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def parse_time_bound(value: str, name: str) -> dt.datetime:
+    """ISO-8601 text → naive UTC datetime; invalid → 400."""
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise Invalid(f"Invalid {name}: expected an ISO-8601 timestamp") from None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+    return parsed
+
+
+def build_where(names: list[str], q: DataQuery) -> tuple[str, list[Any]]:
+    """WHERE clause over existing columns only; every value is a bound parameter."""
+    parts: list[str] = []
+    params: list[Any] = []
+    for fld in EQUALITY_FILTERS:
+        value = getattr(q, fld)
+        if value is not None and value != "" and fld in names:
+            parts.append(f"CAST({quote_ident(fld)} AS VARCHAR) = ?")
+            params.append(value)
+    if q.metric_category and "metric_category" in names:
+        cat = q.metric_category.strip().upper()
+        expr = 'upper(CAST("metric_category" AS VARCHAR))'
+        if cat == "SCORE":
+            parts.append(f'({expr} = ? OR "metric_category" IS NULL)')
+        else:
+            parts.append(f"{expr} = ?")
+        params.append(cat)
+    if "timestamp" in names:
+        if q.time_start:
+            parts.append('TRY_CAST("timestamp" AS TIMESTAMP) >= ?')
+            params.append(parse_time_bound(q.time_start, "time_start"))
+        if q.time_end:
+            parts.append('TRY_CAST("timestamp" AS TIMESTAMP) <= ?')
+            params.append(parse_time_bound(q.time_end, "time_end"))
+    if q.search:
+        cols = [c for c in SEARCH_COLUMNS if c in names]
+        if cols:
+            pattern = f"%{escape_like(q.search)}%"
+            ors = [f"CAST({quote_ident(c)} AS VARCHAR) ILIKE ? ESCAPE '\\'" for c in cols]
+            parts.append("(" + " OR ".join(ors) + ")")
+            params.extend([pattern] * len(cols))
+    return (" WHERE " + " AND ".join(parts)) if parts else "", params
+
+
+async def dataset_rows(store: DuckDBStore, dataset: str, dataset_id: str | None, q: DataQuery) -> DataPageResponse:
+    """One page of a dataset's rows with filters, allow-listed sort, projection and the filtered total."""
+    table, ds_id = await resolve_table(store, dataset, dataset_id)
+    if q.sort_dir not in ("asc", "desc"):
+        raise Invalid("sort_dir must be asc or desc")
+
+    def _page(cur: duckdb.DuckDBPyConnection) -> tuple[list[dict[str, Any]], int] | None:
+        if not DuckDBStore.table_exists_sync(cur, table):
+            return None
+        names = [c["name"] for c in DuckDBStore.describe_sync(cur, table)]
+        where, params = build_where(names, q)
+        sort_col = q.sort_by if q.sort_by in names else ("timestamp" if "timestamp" in names else None)
+        direction = "ASC" if q.sort_dir == "asc" else "DESC"
+        if q.sort_by not in names:
+            direction = "DESC"
+        wanted = [c.strip() for c in (q.columns or "").split(",") if c.strip()]
+        projected = [c for c in dict.fromkeys(wanted) if c in names]
+        if projected and sort_col and sort_col not in projected:
+            projected.append(sort_col)
+        select = ", ".join(quote_ident(c) for c in projected) if projected else "*"
+        t = quote_ident(table)
+        order = f" ORDER BY {quote_ident(sort_col)} {direction} NULLS LAST" if sort_col else ""
+        total_row = cur.execute(f"SELECT count(*) FROM {t}{where}", params).fetchone()
+        cur.execute(
+            f"SELECT {select} FROM {t}{where}{order} LIMIT ? OFFSET ?",
+            [*params, q.page_size, (q.page - 1) * q.page_size],
+        )
+        cols = [d[0] for d in cur.description] if cur.description else []
+        rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+        return rows, int(total_row[0]) if total_row else 0
+
+    result = await store.run_read(_page)
+    rows, total = result if result is not None else ([], 0)
+    return DataPageResponse(data=rows, total=total, page=q.page, page_size=q.page_size, dataset_id=ds_id)
