@@ -439,3 +439,21 @@ def test_bad_request_body_and_unknown_path(fake_llm: FakeLLMServer) -> None:
         ("POST", "/v1/chat/completions", None),
         ("GET", "/v1/nothing-here", None),
     ]
+
+
+def test_usage_stop_reason_and_model_overrides(fake_llm: FakeLLMServer) -> None:
+    fake_llm.queue("cut", usage=(100, 7), stop_reason="length", model="gpt-pinned", times=2, provider="openai")
+    fake_llm.queue("capped", usage=(11, 13), stop_reason="max_tokens", provider="anthropic")
+    client = oai(fake_llm)
+
+    results = [client.chat.completions.create(model="m", messages=MESSAGES) for _ in range(2)]
+    message = claude(fake_llm).messages.create(model="c", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+
+    for result in results:
+        assert result.model == "gpt-pinned"
+        assert result.choices[0].finish_reason == "length"
+        assert result.usage is not None
+        assert (result.usage.prompt_tokens, result.usage.completion_tokens, result.usage.total_tokens) == (100, 7, 107)
+    assert message.stop_reason == "max_tokens"
+    assert (message.usage.input_tokens, message.usage.output_tokens) == (11, 13)
+    assert fake_llm.pending_replies == 0
