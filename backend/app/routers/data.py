@@ -1,7 +1,132 @@
-"""``/api/data``: routes are added with the service that implements them."""
+"""``/api/data``: evaluation data upload, detection, reshaping, examples and database import."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, File, Query, UploadFile
+
+from app.deps import SettingsDep, StoreDep
+from app.models.data import (
+    ConvertTreeResponse,
+    DetectFormatResponse,
+    EvalDBConfigResponse,
+    ExampleResponse,
+    MetricMapping,
+    PrepareAnalyticsResponse,
+    UploadResponse,
+)
+from app.services import data_processor
 
 router = APIRouter(prefix="/api/data", tags=["data"])
+
+Records = Annotated[list[dict[str, Any]], Body()]
+
+
+def _spool_dir(settings: SettingsDep) -> Any:
+    return settings.data_dir / "spool"
+
+
+def _upload_response(res: data_processor.EvalLoadResult) -> UploadResponse:
+    return UploadResponse(
+        format=res.format,
+        row_count=res.row_count,
+        columns=res.columns,
+        preview=res.preview,
+        message=res.message,
+        data=res.data,
+        dataset_id=res.dataset.dataset_id,
+        data_truncated=res.data_truncated,
+    )
+
+
+@router.post("/upload", response_model=UploadResponse)
+async def upload(settings: SettingsDep, store: StoreDep, file: Annotated[UploadFile, File()]) -> UploadResponse:
+    """Upload an evaluation CSV; it is processed and stored as the latest eval dataset."""
+    res = await data_processor.upload_eval_csv(
+        store,
+        file,
+        max_bytes=settings.max_upload_mb * 1024 * 1024,
+        spool_dir=_spool_dir(settings),
+        row_cap=settings.upload_response_row_cap,
+    )
+    return _upload_response(res)
+
+
+@router.post("/detect-format", response_model=DetectFormatResponse)
+async def detect_format(
+    settings: SettingsDep, store: StoreDep, file: Annotated[UploadFile, File()]
+) -> DetectFormatResponse:
+    """Detect the format of a CSV without storing it."""
+    res = await data_processor.detect_upload_format(
+        store, file, max_bytes=settings.max_upload_mb * 1024 * 1024, spool_dir=_spool_dir(settings)
+    )
+    return DetectFormatResponse(format=res.format, columns=res.columns, row_count=res.row_count)
+
+
+@router.post("/convert-tree", response_model=ConvertTreeResponse)
+async def convert_tree(
+    store: StoreDep,
+    records: Records,
+    metric_type: Annotated[str | None, Query()] = None,
+    include_conversation: Annotated[bool, Query()] = False,
+) -> ConvertTreeResponse:
+    """Pivot tree rows to one wide row per item."""
+    res = await data_processor.convert_tree(
+        store, records, metric_type=metric_type, include_conversation=include_conversation
+    )
+    return ConvertTreeResponse(data=res.data, columns=res.columns)
+
+
+@router.post("/prepare-analytics", response_model=PrepareAnalyticsResponse)
+async def prepare_analytics(
+    store: StoreDep,
+    records: Records,
+    format_type: Annotated[str, Query()],
+    metric_type: Annotated[str | None, Query()] = None,
+) -> PrepareAnalyticsResponse:
+    """Wide rows, metric columns and the metric/component mapping for the analytics views."""
+    res = await data_processor.prepare_analytics(store, records, format_type=format_type, metric_type=metric_type)
+    return PrepareAnalyticsResponse(
+        data=res.data,
+        columns=res.columns,
+        metric_columns=res.metric_columns,
+        mapping=MetricMapping(**res.mapping),
+    )
+
+
+@router.get("/example/{dataset_name}", response_model=ExampleResponse)
+async def example(settings: SettingsDep, store: StoreDep, dataset_name: str) -> ExampleResponse:
+    """Load one of the bundled example datasets (model, comparison, annotation, align)."""
+    res = await data_processor.load_example(
+        store, dataset_name, sample_dir=settings.axis_sample_dir, row_cap=settings.upload_response_row_cap
+    )
+    return ExampleResponse(
+        format=res.format,
+        row_count=res.row_count,
+        columns=res.columns,
+        data=res.data,
+        message=res.message,
+        dataset_id=res.dataset.dataset_id,
+        data_truncated=res.data_truncated,
+    )
+
+
+@router.get("/eval-db-config", response_model=EvalDBConfigResponse)
+async def eval_db_config(settings: SettingsDep) -> EvalDBConfigResponse:
+    """Whether the evaluation database is configured (no secrets)."""
+    st = data_processor.eval_db_status(settings.eval_db)
+    return EvalDBConfigResponse(
+        configured=st.configured,
+        auto_load=st.auto_load,
+        has_query=st.has_query,
+        row_limit=st.row_limit,
+        query_timeout=st.query_timeout,
+    )
+
+
+@router.post("/eval-db-import", response_model=UploadResponse)
+async def eval_db_import(settings: SettingsDep, store: StoreDep) -> UploadResponse:
+    """Import evaluation data with the configured split queries and store it."""
+    res = await data_processor.import_eval_db(store, settings.eval_db, row_cap=settings.upload_response_row_cap)
+    return _upload_response(res)

@@ -350,13 +350,16 @@ def create_table_from_csv(
     table: str,
     *,
     allow_empty: bool = False,
+    temporary: bool = False,
 ) -> CsvLoadResult:
     """Validate a CSV file and build ``table`` from it with DuckDB ``read_csv`` (sync; worker thread).
 
     Types are sniffed by DuckDB; when a later row contradicts the sniffed types the file is re-read
     as text and each column gets the narrowest type every value fits. Errors → Invalid naming the
-    line or column. ``allow_empty`` accepts a header-only file (0 rows).
+    line or column. ``allow_empty`` accepts a header-only file (0 rows); ``temporary`` builds a
+    connection-local TEMP table (e.g. for inspection inside ``store.run_read``).
     """
+    create = "CREATE TEMP TABLE" if temporary else "CREATE TABLE"
     has_bom = validate_csv_encoding(path)
     header = read_csv_header(path)
     qtable = quote_ident(table)
@@ -369,7 +372,7 @@ def create_table_from_csv(
         cols = [(str(r[0]), str(r[1])) for r in described]
         if [c[0] for c in cols] != header:
             raise duckdb.InvalidInputException("sniffed columns differ from the header")
-        cur.execute(f"CREATE TABLE {qtable} AS SELECT {_projection(cols)} FROM {source}", [file_param])
+        cur.execute(f"{create} {qtable} AS SELECT {_projection(cols)} FROM {source}", [file_param])
     except duckdb.Error as typed_exc:
         logger.debug("Typed CSV read failed (%s); re-reading as text", str(typed_exc).split("\n", 1)[0])
         cur.execute(f"DROP TABLE IF EXISTS {qtable}")
@@ -390,7 +393,7 @@ def create_table_from_csv(
                 )
                 for n, t in cols
             )
-            cur.execute(f"CREATE TABLE {qtable} AS SELECT {select} FROM {qraw}")
+            cur.execute(f"{create} {qtable} AS SELECT {select} FROM {qraw}")
         finally:
             cur.execute(f"DROP TABLE IF EXISTS {qraw}")
         inferred = True

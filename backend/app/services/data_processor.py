@@ -1,0 +1,780 @@
+"""Evaluation data: format detection, processing, tree→wide, prepare-analytics, examples, DB import.
+
+Every load (upload, example, database import) lands in the DuckDB store as an ``eval`` dataset;
+processing (§4.3) runs as SQL on the staging table, so a failure leaves the previous dataset
+served. Inline record lists (convert-tree, prepare-analytics) are registered as a temporary Arrow
+relation and reshaped with the same SQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import logging
+import math
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import duckdb
+import pyarrow as pa
+
+from app.config.db_configs import EvalDBConfig
+from app.errors import Invalid, NotFound, ServiceError, Timeout, Upstream
+from app.log_redaction import scrub_secrets
+from app.services.csv_ingest import (
+    CsvLoadResult,
+    CsvTransform,
+    UploadLike,
+    create_table_from_csv,
+    first_non_numeric_value,
+    ingest_csv_file,
+    ingest_csv_upload,
+    spool_upload,
+)
+from app.services.duckdb_store import DatasetInfo, DuckDBStore, quote_ident
+
+logger = logging.getLogger(__name__)
+
+EVAL_RUNNER = "eval_runner"
+TREE_FORMAT = "tree_format"
+FLAT_FORMAT = "flat_format"
+SIMPLE_JUDGMENT = "simple_judgment"
+FRESH_ANNOTATION = "fresh_annotation"
+UNKNOWN_FORMAT = "unknown"
+
+# §4.2, first match wins.
+FORMAT_RULES: tuple[tuple[str, frozenset[str]], ...] = (
+    (EVAL_RUNNER, frozenset({"run_id", "dataset_id", "passed"})),
+    (TREE_FORMAT, frozenset({"metric_name", "parent", "metric_type", "metric_score"})),
+    (FLAT_FORMAT, frozenset({"metric_name", "metric_score"})),
+    (SIMPLE_JUDGMENT, frozenset({"judgment"})),
+    (FRESH_ANNOTATION, frozenset({"dataset_id", "evaluation_name", "query", "actual_output"})),
+)
+
+# Formats whose rows are long (one row per metric) and pivot to wide for analytics.
+LONG_FORMATS = frozenset({TREE_FORMAT, FLAT_FORMAT, EVAL_RUNNER})
+
+BACK_COMPAT_RENAMES = {"experiment_name": "evaluation_name", "experiment_metadata": "evaluation_metadata"}
+
+TREE_DEFAULTS: tuple[tuple[str, str], ...] = (
+    ("dataset_id", "test_case_1"),
+    ("evaluation_name", "Experiment 1"),
+    ("query", ""),
+    ("actual_output", ""),
+    ("expected_output", ""),
+    ("evaluation_metadata", "{}"),
+    ("critique", ""),
+)
+
+WIDE_INDEX_COLUMNS = ("dataset_id", "evaluation_name", "query", "actual_output", "evaluation_metadata", "data_metadata")
+
+# §4.4 eval alias table: normalised key → canonical name.
+EVAL_ALIASES: dict[str, str] = {
+    **dict.fromkeys(("id", "record_id", "eval_id"), "dataset_id"),
+    **dict.fromkeys(("input", "prompt", "question"), "query"),
+    **dict.fromkeys(("output", "response", "completion", "answer"), "actual_output"),
+    **dict.fromkeys(("expected", "ground_truth", "reference"), "expected_output"),
+    **dict.fromkeys(("experiment", "run_name", "experiment_name"), "evaluation_name"),
+    "metric": "metric_name",
+    **dict.fromkeys(("score", "metric_value", "value"), "metric_score"),
+}
+
+EXAMPLE_FILES: dict[str, str] = {
+    "model": "example_model.csv",
+    "comparison": "example_model_comparison.csv",
+    "annotation": "annotation_sample.csv",
+    "align": "align_sample.csv",
+}
+
+PREVIEW_ROWS = 10
+ORDINAL = "__axis_ord"
+INLINE_RELATION = "__axis_inline_rows"
+
+
+# ------------------------------------------------------------------------------------ results
+@dataclass
+class EvalLoadResult:
+    """A processed, stored eval dataset plus the Ref response payload."""
+
+    dataset: DatasetInfo
+    format: str
+    message: str
+    row_count: int
+    columns: list[str]
+    preview: list[dict[str, Any]]
+    data: list[dict[str, Any]]
+    data_truncated: bool
+
+
+@dataclass
+class DetectedFormat:
+    """``detect-format``: raw format, columns and row count (before processing)."""
+
+    format: str
+    columns: list[str]
+    row_count: int
+
+
+@dataclass
+class WideTable:
+    """Rows and column names of a reshaped table."""
+
+    data: list[dict[str, Any]]
+    columns: list[str]
+
+
+@dataclass
+class PreparedAnalytics:
+    """prepare-analytics output."""
+
+    data: list[dict[str, Any]]
+    columns: list[str]
+    metric_columns: list[str]
+    mapping: dict[str, list[str]] = field(default_factory=lambda: {"metrics": [], "components": []})
+
+
+@dataclass
+class EvalDBStatus:
+    """``eval-db-config`` payload."""
+
+    configured: bool
+    auto_load: bool
+    has_query: bool
+    row_limit: int
+    query_timeout: int
+
+
+# ------------------------------------------------------------------------------------ detection
+def detect_data_format(columns: Iterable[str]) -> str:
+    """§4.2 detection by exact column names, first matching rule wins; else ``unknown``."""
+    present = set(columns)
+    for name, required in FORMAT_RULES:
+        if required <= present:
+            return name
+    return UNKNOWN_FORMAT
+
+
+def normalise_alias_key(name: str) -> str:
+    """Alias lookup key: lowercased, trimmed, spaces and hyphens → ``_``."""
+    return name.strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def eval_alias_renames(columns: Sequence[str], custom_map: dict[str, str] | None = None) -> dict[str, str]:
+    """§4.4 renames {source: target}: custom map (exact name) first, then aliases, with collision guard.
+
+    A rename is skipped when its target already exists as a column or was claimed by an earlier
+    rename, so renaming never creates duplicate columns (DB-23).
+    """
+    custom_map = custom_map or {}
+    taken = {c for c in columns}
+    renames: dict[str, str] = {}
+    for col in columns:
+        target = custom_map.get(col) or EVAL_ALIASES.get(normalise_alias_key(col))
+        if not target or target == col or target in taken:
+            continue
+        renames[col] = target
+        taken.discard(col)
+        taken.add(target)
+    return renames
+
+
+# ------------------------------------------------------------------------------------ arrow
+def _arrow_column(values: list[Any]) -> pa.Array:
+    """One Arrow column from JSON-ish values: bool, int64, float64, timestamp or string (JSON for objects)."""
+    kinds = set()
+    for v in values:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            continue
+        if isinstance(v, bool):
+            kinds.add("bool")
+        elif isinstance(v, int):
+            kinds.add("int")
+        elif isinstance(v, (float, decimal.Decimal)):
+            kinds.add("float")
+        elif isinstance(v, dt.datetime):
+            kinds.add("ts")
+        elif isinstance(v, str):
+            kinds.add("str")
+        else:
+            kinds.add("obj")
+    clean = [None if (isinstance(v, float) and math.isnan(v)) else v for v in values]
+    if not kinds:
+        return pa.array([None] * len(values), type=pa.string())
+    if kinds == {"bool"}:
+        return pa.array(clean, type=pa.bool_())
+    if kinds == {"int"} and all(v is None or -(2**63) <= v < 2**63 for v in clean):
+        return pa.array(clean, type=pa.int64())
+    if kinds <= {"int", "float"}:
+        return pa.array([None if v is None else float(v) for v in clean], type=pa.float64())
+    if kinds == {"ts"}:
+        out = [
+            None if v is None else (v.astimezone(dt.UTC).replace(tzinfo=None) if v.tzinfo else v) for v in clean
+        ]
+        return pa.array(out, type=pa.timestamp("us"))
+    return pa.array([None if v is None else _text(v) for v in clean], type=pa.string())
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, default=str)
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    return str(value)
+
+
+def rows_to_arrow(rows: Sequence[dict[str, Any]], *, ordinal: bool = True) -> pa.Table:
+    """Record dicts → Arrow table (columns in first-seen order; JSON objects stored as JSON text).
+
+    With ``ordinal`` a ``__axis_ord`` column keeps the row order. Column names that differ only
+    by case are rejected (DuckDB identifiers are case-insensitive).
+    """
+    names: dict[str, None] = {}
+    for row in rows:
+        if not isinstance(row, dict):
+            raise Invalid("Each record must be a JSON object")
+        for key in row:
+            names.setdefault(str(key), None)
+    lowered: dict[str, str] = {}
+    for name in names:
+        if name.lower() in lowered:
+            raise Invalid(f"Duplicate column name '{name}' (also '{lowered[name.lower()]}'); names must be unique")
+        lowered[name.lower()] = name
+    if ordinal and ORDINAL.lower() in lowered:
+        raise Invalid(f"Column name '{ORDINAL}' is reserved")
+    arrays = {name: _arrow_column([row.get(name) for row in rows]) for name in names}
+    if ordinal:
+        arrays[ORDINAL] = pa.array(range(len(rows)), type=pa.int64())
+    return pa.table(arrays)
+
+
+def fetch_rows(cur: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | None = None) -> WideTable:
+    """Run a query; rows as dicts and the column names."""
+    cur.execute(sql, params or [])
+    cols = [d[0] for d in cur.description] if cur.description else []
+    return WideTable(data=[dict(zip(cols, r, strict=True)) for r in cur.fetchall()], columns=cols)
+
+
+def _columns(cur: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
+    """Column name → DuckDB type of a table/view (case preserved)."""
+    cur.execute(f"DESCRIBE SELECT * FROM {quote_ident(relation)}")
+    return {str(r[0]): str(r[1]) for r in cur.fetchall()}
+
+
+def is_numeric_type(type_name: str) -> bool:
+    """True for DuckDB integer/float/decimal types (not BOOLEAN)."""
+    t = type_name.upper()
+    return any(k in t for k in ("INT", "DOUBLE", "FLOAT", "DECIMAL", "REAL", "NUMERIC")) and "INTERVAL" not in t
+
+
+# ------------------------------------------------------------------------------------ processing
+def _add_column(cur: duckdb.DuckDBPyConnection, table: str, name: str, default: str | None) -> None:
+    q = quote_ident(table)
+    if default is None:
+        cur.execute(f"ALTER TABLE {q} ADD COLUMN {quote_ident(name)} VARCHAR")
+    else:
+        literal = "'" + default.replace("'", "''") + "'"
+        cur.execute(f"ALTER TABLE {q} ADD COLUMN {quote_ident(name)} VARCHAR DEFAULT {literal}")
+
+
+def _ensure_varchar(cur: duckdb.DuckDBPyConnection, table: str, name: str, types: dict[str, str]) -> None:
+    if types.get(name, "VARCHAR") != "VARCHAR":
+        cur.execute(f"ALTER TABLE {quote_ident(table)} ALTER COLUMN {quote_ident(name)} TYPE VARCHAR")
+        types[name] = "VARCHAR"
+
+
+def _require_numeric_scores(cur: duckdb.DuckDBPyConnection, table: str, types: dict[str, str]) -> None:
+    """metric_score must hold numbers (blank allowed); stored as DOUBLE."""
+    col = "metric_score"
+    typ = types[col]
+    if typ == "DOUBLE":
+        return
+    if not is_numeric_type(typ):
+        bad = first_non_numeric_value(cur, table, col)
+        if bad is not None:
+            row, value = bad
+            raise Invalid(f"Column 'metric_score' must be numeric: data row {row} has the value {value[:80]!r}")
+    cur.execute(f"ALTER TABLE {quote_ident(table)} ALTER COLUMN {quote_ident(col)} TYPE DOUBLE")
+    types[col] = "DOUBLE"
+
+
+def _fill_tree_columns(cur: duckdb.DuckDBPyConnection, table: str, types: dict[str, str]) -> None:
+    """§4.3 step 2: parent blanks → NULL, default columns, data_metadata and retrieved_content."""
+    q = quote_ident(table)
+    _require_numeric_scores(cur, table, types)
+    _ensure_varchar(cur, table, "parent", types)
+    cur.execute(f"UPDATE {q} SET parent = NULL WHERE parent IS NOT NULL AND trim(parent) = ''")
+    lower = {c.lower() for c in types}
+    for name, default in TREE_DEFAULTS:
+        if name.lower() not in lower:
+            _add_column(cur, table, name, default)
+            types[name] = "VARCHAR"
+    if "data_metadata" not in lower:
+        _add_column(cur, table, "data_metadata", "{}")
+        types["data_metadata"] = "VARCHAR"
+    else:
+        _ensure_varchar(cur, table, "data_metadata", types)
+        cur.execute(f"UPDATE {q} SET data_metadata = '{{}}' WHERE data_metadata IS NULL")
+    if "retrieved_content" in types:
+        _ensure_varchar(cur, table, "retrieved_content", types)
+        cur.execute(f"UPDATE {q} SET retrieved_content = '[]' WHERE retrieved_content IS NULL")
+
+
+def _flat_to_tree(cur: duckdb.DuckDBPyConnection, table: str, types: dict[str, str]) -> None:
+    """§4.3 step 3: flat rows get metric_type 'metric', parent NULL, weight NULL."""
+    if "metric_type" not in types:
+        _add_column(cur, table, "metric_type", "metric")
+        types["metric_type"] = "VARCHAR"
+    if "parent" not in types:
+        _add_column(cur, table, "parent", None)
+        types["parent"] = "VARCHAR"
+    if "weight" not in types:
+        cur.execute(f"ALTER TABLE {quote_ident(table)} ADD COLUMN weight DOUBLE")
+        types["weight"] = "DOUBLE"
+
+
+def _tree_message(cur: duckdb.DuckDBPyConnection, table: str, label: str) -> str:
+    q = quote_ident(table)
+    count = cur.execute(f"SELECT count(*) FROM {q}").fetchone()
+    roots = cur.execute(
+        f"SELECT CAST(metric_name AS VARCHAR) FROM {q} WHERE parent IS NULL AND metric_name IS NOT NULL "
+        "GROUP BY 1 ORDER BY min(rowid) LIMIT 20"
+    ).fetchall()
+    n = int(count[0]) if count else 0
+    return f"{label} with {n} nodes, root: {', '.join(r[0] for r in roots)}"
+
+
+def process_eval_table(cur: duckdb.DuckDBPyConnection, table: str) -> CsvTransform:
+    """§4.3 processing in SQL on ``table`` (in place); returns the format and message.
+
+    eval_runner exports are processed (long ones as tree rows, DB-9), flat data is reported as
+    ``flat_format``, undetectable data → Invalid.
+    """
+    types = _columns(cur, table)
+    for old, new in BACK_COMPAT_RENAMES.items():
+        if old in types and new not in types:
+            cur.execute(f"ALTER TABLE {quote_ident(table)} RENAME COLUMN {quote_ident(old)} TO {quote_ident(new)}")
+            types[new] = types.pop(old)
+    fmt = detect_data_format(types)
+    q = quote_ident(table)
+    if fmt == EVAL_RUNNER:
+        if {"metric_name", "metric_score"} <= set(types):
+            _flat_to_tree(cur, table, types)
+            _fill_tree_columns(cur, table, types)
+            return CsvTransform(format=EVAL_RUNNER, message=_tree_message(cur, table, "Eval runner export (tree)"))
+        count = cur.execute(f"SELECT count(*) FROM {q}").fetchone()
+        n = int(count[0]) if count else 0
+        return CsvTransform(format=EVAL_RUNNER, message=f"Eval runner export with {n} rows")
+    if fmt == TREE_FORMAT:
+        _fill_tree_columns(cur, table, types)
+        return CsvTransform(format=TREE_FORMAT, message=_tree_message(cur, table, "Tree format"))
+    if fmt == FLAT_FORMAT:
+        _flat_to_tree(cur, table, types)
+        _fill_tree_columns(cur, table, types)
+        return CsvTransform(format=FLAT_FORMAT, message=_tree_message(cur, table, "Flat format (as tree)"))
+    count = cur.execute(f"SELECT count(*) FROM {q}").fetchone()
+    n = int(count[0]) if count else 0
+    lower = {c.lower() for c in types}
+    if fmt == SIMPLE_JUDGMENT:
+        if "critique" not in lower:
+            _add_column(cur, table, "critique", "")
+        return CsvTransform(format=SIMPLE_JUDGMENT, message=f"Simple judgment format with {n} evaluations")
+    if fmt == FRESH_ANNOTATION:
+        if "critique" not in lower:
+            _add_column(cur, table, "critique", "")
+        if "evaluation_metadata" not in lower:
+            _add_column(cur, table, "evaluation_metadata", "{}")
+        return CsvTransform(format=FRESH_ANNOTATION, message=f"Fresh annotation for {n} model outputs")
+    raise Invalid(
+        "Could not detect valid data format. Please check the sample formats. "
+        f"Columns found: {', '.join(list(types)[:30])}"
+    )
+
+
+def _csv_transform(cur: duckdb.DuckDBPyConnection, table: str, load: CsvLoadResult) -> CsvTransform:
+    return process_eval_table(cur, table)
+
+
+async def _load_result(store: DuckDBStore, info: DatasetInfo, report: CsvTransform, row_cap: int) -> EvalLoadResult:
+    """Fetch the preview and the capped ``data`` rows of a stored dataset."""
+    limit = max(row_cap, PREVIEW_ROWS)
+
+    def _fetch(cur: duckdb.DuckDBPyConnection) -> WideTable:
+        return fetch_rows(cur, f"SELECT * FROM {quote_ident(info.table_name)} ORDER BY rowid LIMIT ?", [limit])
+
+    table = await store.run_read(_fetch)
+    data = table.data[:row_cap]
+    return EvalLoadResult(
+        dataset=info,
+        format=report.format or info.format or UNKNOWN_FORMAT,
+        message=report.message or "",
+        row_count=info.row_count,
+        columns=info.column_names,
+        preview=table.data[:PREVIEW_ROWS],
+        data=data,
+        data_truncated=info.row_count > len(data),
+    )
+
+
+async def upload_eval_csv(
+    store: DuckDBStore, upload: UploadLike, *, max_bytes: int, spool_dir: Path, row_cap: int
+) -> EvalLoadResult:
+    """POST /upload: spool, parse, process (§4.3) and land an eval CSV; Ref response payload."""
+    res = await ingest_csv_upload(
+        store, upload, kind="eval", max_bytes=max_bytes, spool_dir=spool_dir, transform=_csv_transform
+    )
+    return await _load_result(store, res.dataset, res.transform, row_cap)
+
+
+async def detect_upload_format(
+    store: DuckDBStore, upload: UploadLike, *, max_bytes: int, spool_dir: Path
+) -> DetectedFormat:
+    """POST /detect-format: raw detection on the parsed file (nothing is stored)."""
+    spooled = await spool_upload(upload, max_bytes=max_bytes, spool_dir=spool_dir)
+
+    def _detect(cur: duckdb.DuckDBPyConnection) -> DetectedFormat:
+        name = f"detect_{uuid.uuid4().hex[:12]}"
+        try:
+            load = create_table_from_csv(cur, spooled.path, name, allow_empty=True, temporary=True)
+        finally:
+            cur.execute(f"DROP TABLE IF EXISTS temp.{quote_ident(name)}")
+        return DetectedFormat(format=detect_data_format(load.header), columns=load.header, row_count=load.row_count)
+
+    try:
+        return await store.run_read(_detect)
+    finally:
+        spooled.remove()
+
+
+def example_path(sample_dir: Path, name: str) -> Path:
+    """Sample file of an example name; unknown name or missing file → NotFound."""
+    if name not in EXAMPLE_FILES:
+        raise NotFound(f"Dataset not found. Available: {sorted(EXAMPLE_FILES)}")
+    path = sample_dir / EXAMPLE_FILES[name]
+    if not path.is_file():
+        raise NotFound(f"Example dataset '{name}' is not available (missing {EXAMPLE_FILES[name]})")
+    return path
+
+
+async def load_example(store: DuckDBStore, name: str, *, sample_dir: Path, row_cap: int) -> EvalLoadResult:
+    """GET /example/{name}: load a sample CSV through the upload path, source ``example:<name>``."""
+    path = example_path(sample_dir, name)
+    res = await ingest_csv_file(store, path, kind="eval", source=f"example:{name}", transform=_csv_transform)
+    return await _load_result(store, res.dataset, res.transform, row_cap)
+
+
+# ------------------------------------------------------------------------------------ inline reshaping
+def tree_to_wide_sql(
+    cur: duckdb.DuckDBPyConnection,
+    relation: str,
+    *,
+    metric_type: str | None = None,
+    include_conversation: bool = False,
+) -> WideTable:
+    """§4.5 pivot in SQL: one row per index tuple (NULLs kept), one column per metric_name.
+
+    ``relation`` must have an ``__axis_ord`` row-order column. The cell is the first non-null
+    metric_score in row order. A latency column (any case) with max > 1 is dropped with
+    ``PERFORMANCE``.
+    """
+    types = _columns(cur, relation)
+    if not {"metric_name", "metric_score"} <= set(types):
+        raise Invalid("Tree data needs 'metric_name' and 'metric_score' columns")
+    where, params = "", []
+    if metric_type is not None:
+        if "metric_type" not in types:
+            raise Invalid("metric_type filter given but the data has no 'metric_type' column")
+        where, params = "WHERE CAST(metric_type AS VARCHAR) = ?", [metric_type]
+    dm = "data_metadata"
+    dm_expr = f"coalesce(CAST({quote_ident(dm)} AS VARCHAR), '{{}}')" if dm in types else "'{}'"
+    index_candidates = list(WIDE_INDEX_COLUMNS) + (["conversation"] if include_conversation else [])
+    index = [c for c in index_candidates if c in types or c == dm]
+    if len(index) < 2:
+        return WideTable(data=[], columns=[])
+    base_cols = ", ".join(
+        f"{dm_expr} AS {quote_ident(dm)}" if c == dm else quote_ident(c) for c in index
+    )
+    base = (
+        f"SELECT {base_cols}, CAST(metric_name AS VARCHAR) AS __m, "
+        f"TRY_CAST(metric_score AS DOUBLE) AS __v, {ORDINAL} AS __o FROM {quote_ident(relation)} {where}"
+    )
+    metrics = [
+        r[0]
+        for r in cur.execute(
+            f"SELECT __m FROM ({base}) WHERE __m IS NOT NULL GROUP BY __m ORDER BY min(__o)", params
+        ).fetchall()
+    ]
+    index_q = ", ".join(quote_ident(c) for c in index)
+    aggs, agg_params = [], []
+    used = {c.lower() for c in index}
+    for m in metrics:
+        alias = m if m.lower() not in used else f"{m}_metric"
+        used.add(alias.lower())
+        aggs.append(f"arg_min(__v, __o) FILTER (WHERE __m = ? AND __v IS NOT NULL) AS {quote_ident(alias)}")
+        agg_params.append(m)
+    select = ", ".join([index_q, *aggs])
+    sql = f"SELECT {select} FROM ({base}) GROUP BY {index_q} ORDER BY min(__o)"
+    table = fetch_rows(cur, sql, [*params, *agg_params])
+    latency = next((c for c in table.columns if c.lower() == "latency"), None)
+    if latency is not None:
+        values = [r[latency] for r in table.data if isinstance(r[latency], (int, float))]
+        if values and max(values) > 1:
+            drop = {latency, "PERFORMANCE"}
+            table = WideTable(
+                data=[{k: v for k, v in r.items() if k not in drop} for r in table.data],
+                columns=[c for c in table.columns if c not in drop],
+            )
+    return table
+
+
+async def _with_inline(store: DuckDBStore, records: Sequence[dict[str, Any]], fn: Any) -> Any:
+    """Run ``fn(cursor, relation)`` over records registered as a temporary Arrow relation."""
+
+    def _work(cur: duckdb.DuckDBPyConnection) -> Any:
+        arrow = rows_to_arrow(records)
+        cur.register(INLINE_RELATION, arrow)
+        try:
+            return fn(cur, INLINE_RELATION)
+        finally:
+            cur.unregister(INLINE_RELATION)
+
+    return await store.run_read(_work)
+
+
+def _strip_ordinal(table: WideTable) -> WideTable:
+    if ORDINAL not in table.columns:
+        return table
+    return WideTable(
+        data=[{k: v for k, v in r.items() if k != ORDINAL} for r in table.data],
+        columns=[c for c in table.columns if c != ORDINAL],
+    )
+
+
+async def convert_tree(
+    store: DuckDBStore,
+    records: Sequence[dict[str, Any]],
+    *,
+    metric_type: str | None = None,
+    include_conversation: bool = False,
+) -> WideTable:
+    """POST /convert-tree: tree records → wide rows (§4.5)."""
+    if not records:
+        return WideTable(data=[], columns=[])
+
+    def _fn(cur: duckdb.DuckDBPyConnection, rel: str) -> WideTable:
+        return tree_to_wide_sql(cur, rel, metric_type=metric_type, include_conversation=include_conversation)
+
+    result: WideTable = await _with_inline(store, records, _fn)
+    return result
+
+
+_NON_METRIC = ("dataset_id", "evaluation_name", "query", "actual_output", "expected_output",
+               "evaluation_metadata", "data_metadata")
+
+
+async def prepare_analytics(
+    store: DuckDBStore,
+    records: Sequence[dict[str, Any]],
+    *,
+    format_type: str,
+    metric_type: str | None = None,
+) -> PreparedAnalytics:
+    """POST /prepare-analytics (§4.6): mapping, tree→wide for long formats, metric columns."""
+    if not records:
+        return PreparedAnalytics(data=[], columns=[], metric_columns=[])
+    long = format_type in LONG_FORMATS
+
+    def _fn(cur: duckdb.DuckDBPyConnection, rel: str) -> PreparedAnalytics:
+        types = _columns(cur, rel)
+        mapping: dict[str, list[str]] = {"metrics": [], "components": []}
+        if "metric_type" in types and "metric_name" in types:
+            rows = cur.execute(
+                f"SELECT CAST(metric_type AS VARCHAR), CAST(metric_name AS VARCHAR) FROM {quote_ident(rel)} "
+                "WHERE metric_name IS NOT NULL AND metric_type IN ('metric', 'component') "
+                f"GROUP BY 1, 2 ORDER BY min({ORDINAL})"
+            ).fetchall()
+            mapping["metrics"] = [name for kind, name in rows if kind == "metric"]
+            mapping["components"] = [name for kind, name in rows if kind == "component"]
+        if format_type == SIMPLE_JUDGMENT:
+            table = _strip_ordinal(fetch_rows(cur, f"SELECT * FROM {quote_ident(rel)} ORDER BY {ORDINAL}"))
+            return PreparedAnalytics(table.data, table.columns, ["judgment"], mapping)
+        if long:
+            table = tree_to_wide_sql(cur, rel, metric_type=metric_type)
+            if not table.data:
+                return PreparedAnalytics([], [], [], mapping)
+            cur.register("__axis_wide", rows_to_arrow(table.data, ordinal=False))
+            try:
+                wide_types = _columns(cur, "__axis_wide")
+            finally:
+                cur.unregister("__axis_wide")
+            excluded = set(_NON_METRIC)
+        else:
+            table = _strip_ordinal(fetch_rows(cur, f"SELECT * FROM {quote_ident(rel)} ORDER BY {ORDINAL}"))
+            wide_types = {k: v for k, v in types.items() if k != ORDINAL}
+            excluded = {*_NON_METRIC, "critique"}
+        metric_columns = [c for c, t in wide_types.items() if is_numeric_type(t) and c not in excluded]
+        return PreparedAnalytics(table.data, table.columns, metric_columns, mapping)
+
+    result: PreparedAnalytics = await _with_inline(store, records, _fn)
+    return result
+
+
+# ------------------------------------------------------------------------------------ eval-db import
+def eval_db_status(cfg: EvalDBConfig) -> EvalDBStatus:
+    """GET /eval-db-config payload."""
+    return EvalDBStatus(
+        configured=cfg.is_configured,
+        auto_load=cfg.auto_load and cfg.is_configured,
+        has_query=cfg.has_query,
+        row_limit=cfg.row_limit,
+        query_timeout=cfg.query_timeout,
+    )
+
+
+def _cfg_secrets(cfg: EvalDBConfig) -> list[str]:
+    out = []
+    if cfg.password is not None:
+        out.append(cfg.password.get_secret_value())
+    if cfg.url is not None:
+        out.append(cfg.url.get_secret_value())
+        params = cfg.connection_params()
+        if params.password is not None:
+            out.append(params.password.get_secret_value())
+    return out
+
+
+def _scrub(text: str, cfg: EvalDBConfig) -> str:
+    """Remove secrets; messages that still mention credentials get a generic text."""
+    cleaned = scrub_secrets(text, _cfg_secrets(cfg))
+    if "@" in cleaned or "password" in cleaned.lower():
+        return "Database connection failed; check your configuration"
+    return cleaned
+
+
+def _record_rows(records: Sequence[asyncpg.Record]) -> list[dict[str, Any]]:
+    return [dict(r.items()) for r in records]
+
+
+async def _fetch_split(cfg: EvalDBConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Run both split queries on one connection with a server-side statement timeout."""
+    params = cfg.connection_params()
+    timeout_ms = cfg.query_timeout * 1000
+    conn = await asyncpg.connect(
+        host=params.host,
+        port=params.port,
+        user=params.username or None,
+        password=params.password.get_secret_value() if params.password else None,
+        database=params.database or None,
+        ssl=params.ssl_mode,
+        timeout=min(cfg.query_timeout, 30),
+        server_settings={"statement_timeout": str(timeout_ms), "application_name": "axis-eval-import"},
+    )
+    try:
+        async with conn.transaction(readonly=True):
+            wait = cfg.query_timeout + 5
+            ds = await conn.fetch(
+                f"SELECT * FROM ({cfg.dataset_query}) AS subq LIMIT $1", cfg.row_limit, timeout=wait
+            )
+            res = await conn.fetch(
+                f"SELECT * FROM ({cfg.results_query}) AS subq LIMIT $1", cfg.row_limit, timeout=wait
+            )
+    finally:
+        await conn.close()
+    return _record_rows(ds), _record_rows(res)
+
+
+def join_split_rows(
+    cur: duckdb.DuckDBPyConnection, dataset_rows: list[dict[str, Any]], result_rows: list[dict[str, Any]], target: str
+) -> None:
+    """LEFT join results→dataset on dataset_id into ``target``; results win on shared columns.
+
+    Dataset-only columns are kept under their own names, so legitimate ``*_dataset`` columns
+    survive (DB-13). Without dataset_id on both sides, the results alone are used.
+    """
+    res_arrow = rows_to_arrow(result_rows)
+    cur.register("__axis_results", res_arrow)
+    try:
+        res_cols = [c for c in res_arrow.column_names if c != ORDINAL]
+        ds_cols = list(dataset_rows[0].keys()) if dataset_rows else []
+        sel_res = ", ".join(f"r.{quote_ident(c)}" for c in res_cols)
+        if dataset_rows and "dataset_id" in res_cols and "dataset_id" in ds_cols:
+            cur.register("__axis_dataset", rows_to_arrow(dataset_rows))
+            try:
+                lower_res = {c.lower() for c in res_cols}
+                extra = [c for c in ds_cols if c.lower() not in lower_res]
+                sel_ds = "".join(f", d.{quote_ident(c)}" for c in extra)
+                cur.execute(
+                    f"CREATE TABLE {quote_ident(target)} AS SELECT {sel_res}{sel_ds} FROM __axis_results r "
+                    "LEFT JOIN __axis_dataset d ON r.dataset_id = d.dataset_id "
+                    f"ORDER BY r.{ORDINAL}, d.{ORDINAL}"
+                )
+            finally:
+                cur.unregister("__axis_dataset")
+        else:
+            cur.execute(
+                f"CREATE TABLE {quote_ident(target)} AS SELECT {sel_res} FROM __axis_results r ORDER BY r.{ORDINAL}"
+            )
+    finally:
+        cur.unregister("__axis_results")
+
+
+async def import_eval_db(store: DuckDBStore, cfg: EvalDBConfig, *, row_cap: int) -> EvalLoadResult:
+    """POST /eval-db-import (§4.8): split queries → LEFT join → aliases → §4.3 → stored dataset."""
+    if not cfg.is_configured:
+        raise Invalid("Database not configured. Set eval_db in eval_db.yaml or the EVAL_DB_* variables.")
+    if not cfg.has_query:
+        raise Invalid("No SQL queries configured. Set eval_db.dataset_query and eval_db.results_query.")
+    try:
+        dataset_rows, result_rows = await _fetch_split(cfg)
+    except (asyncpg.QueryCanceledError, TimeoutError) as exc:
+        raise Timeout(
+            f"Query timeout exceeded ({cfg.query_timeout}s). Simplify the query or raise query_timeout."
+        ) from exc
+    except (OSError, asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidCatalogNameError,
+            asyncpg.CannotConnectNowError, asyncpg.InvalidPasswordError) as exc:
+        raise Invalid(f"Could not connect to the evaluation database: {_scrub(str(exc), cfg)}") from None
+    except asyncpg.PostgresError as exc:
+        raise Upstream(f"Import failed: {_scrub(str(exc), cfg)}") from None
+    if not result_rows:
+        raise Invalid("Results query returned no data. Check eval_db.results_query.")
+
+    def _build(cur: duckdb.DuckDBPyConnection, staging: str) -> None:
+        joined = f"{staging}__joined"
+        join_split_rows(cur, dataset_rows, result_rows, joined)
+        try:
+            cols = list(_columns(cur, joined))
+            renames = eval_alias_renames(cols, cfg.column_rename_map)
+            select = ", ".join(
+                f"{quote_ident(c)} AS {quote_ident(renames.get(c, c))}" for c in cols
+            )
+            cur.execute(f"CREATE TABLE {quote_ident(staging)} AS SELECT {select} FROM {quote_ident(joined)}")
+        finally:
+            cur.execute(f"DROP TABLE IF EXISTS {quote_ident(joined)}")
+        count = cur.execute(f"SELECT count(*) FROM {quote_ident(staging)}").fetchone()
+        if not count or not count[0]:
+            raise Invalid("The joined evaluation data is empty")
+        holder["report"] = process_eval_table(cur, staging)
+
+    holder: dict[str, CsvTransform] = {}
+
+    def _after(cur: duckdb.DuckDBPyConnection, info: DatasetInfo) -> None:
+        info.format = holder["report"].format
+        cur.execute("UPDATE datasets SET format = ? WHERE dataset_id = ?", [info.format, info.dataset_id])
+
+    try:
+        info = await store.land_dataset(kind="eval", source="database", build=_build, after_swap=_after)
+    except ServiceError:
+        raise
+    except duckdb.Error as exc:
+        raise Invalid(f"Import failed: {_scrub(str(exc).splitlines()[0], cfg)}") from None
+    report = holder["report"]
+    n = info.row_count
+    return await _load_result(
+        store, info, CsvTransform(format=report.format, message=f"Imported {n} records from database"), row_cap
+    )

@@ -1,0 +1,507 @@
+"""Evaluation metric statistics (spec §5) as parameterised DuckDB SQL.
+
+Rows come from a stored ``eval`` dataset (``dataset_id`` or the latest) or from inline records
+registered as a temporary Arrow relation; both go through the same SQL. Long-format data
+(``metric_name`` + ``metric_score``) is read as (metric, value) pairs directly and pivoted by
+``metric_name`` per record for correlation and scatter; wide data is unpivoted the other way.
+Every statistic is one query with one GROUP BY (DB-16).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import duckdb
+import numpy as np
+
+from app.config.constants import Columns, Thresholds
+from app.errors import Invalid
+from app.services.data_processor import ORDINAL, is_numeric_type, rows_to_arrow
+from app.services.duckdb_store import DuckDBStore, quote_ident
+
+T = TypeVar("T")
+
+Source = Literal["auto", "body", "store"]
+
+INLINE_RELATION = "__axis_analytics_rows"
+SCATTER_POINT_CAP = 20_000
+DISTRIBUTION_VALUE_CAP = 10_000
+MAX_BINS = 200
+
+# Per-metric columns of long data: they vary per metric row, never describe a record.
+_PER_METRIC_COLUMNS = frozenset(
+    {
+        "metric_name", "metric_score", "metric_type", "metric_category", "metric_id", "parent", "weight",
+        "passed", "threshold", "explanation", "signals", "critique", "metric_metadata", "judgment",
+        "cost_estimate", ORDINAL,
+    }
+)
+# Columns that identify one evaluated record in long data (the pivot key).
+_RECORD_KEYS = ("dataset_id", "evaluation_name", "run_id")
+
+
+# ------------------------------------------------------------------------------------ inputs
+def parse_metrics(*values: Any) -> list[str] | None:
+    """Merge ``metrics`` given as repeated params, CSV, a JSON array string or a list (DB-15)."""
+    out: list[str] = []
+    seen_any = False
+
+    def _add(item: Any) -> None:
+        nonlocal seen_any
+        if item is None:
+            return
+        if isinstance(item, (list, tuple)):
+            for sub in item:
+                _add(sub)
+            return
+        seen_any = True
+        text = str(item).strip()
+        if not text:
+            return
+        if text.startswith("["):
+            try:
+                parsed = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise Invalid(f"metrics is not a valid JSON array: {exc.msg}") from None
+            if not isinstance(parsed, list):
+                raise Invalid("metrics JSON must be an array of names")
+            for p in parsed:
+                if str(p).strip() and str(p).strip() not in out:
+                    out.append(str(p).strip())
+            return
+        for part in text.split(","):
+            name = part.strip()
+            if name and name not in out:
+                out.append(name)
+
+    for v in values:
+        _add(v)
+    return out if seen_any else None
+
+
+@dataclass
+class AnalyticsInput:
+    """Normalised request: inline rows (maybe empty), dataset id, source choice."""
+
+    rows: list[dict[str, Any]]
+    dataset_id: str | None = None
+    source: Source = "auto"
+
+
+def parse_body(body: Any) -> tuple[list[dict[str, Any]], list[str] | None, str | None]:
+    """Body as a raw list of rows or ``{data, metrics, dataset_id}``; returns (rows, metrics, dataset_id)."""
+    if body is None:
+        return [], None, None
+    if isinstance(body, list):
+        return _rows(body), None, None
+    if isinstance(body, dict):
+        rows = _rows(body.get("data") or [])
+        metrics = parse_metrics(body.get("metrics"))
+        ds = body.get("dataset_id")
+        return rows, metrics, str(ds) if ds else None
+    raise Invalid("Body must be a list of rows or an object with 'data'")
+
+
+def build_input(
+    body: Any, *, dataset_id: str | None, source: Source, query_metrics: list[str] | None
+) -> tuple[AnalyticsInput, list[str] | None]:
+    """Request → (input, metrics): query metrics and body metrics merged; query dataset_id wins."""
+    rows, body_metrics, body_ds = parse_body(body)
+    metrics = parse_metrics(query_metrics, body_metrics)
+    return AnalyticsInput(rows=rows, dataset_id=dataset_id or body_ds, source=source), metrics
+
+
+def _rows(value: Any) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
+        raise Invalid("'data' must be a list of JSON objects")
+    return value
+
+
+# ------------------------------------------------------------------------------------ relation
+@dataclass
+class Relation:
+    """A readable relation and what its columns mean."""
+
+    name: str
+    types: dict[str, str]
+    long: bool
+
+    def has(self, column: str) -> bool:
+        """True when the column exists (exact name)."""
+        return column in self.types
+
+    @property
+    def q(self) -> str:
+        """Quoted relation name."""
+        return quote_ident(self.name)
+
+    def record_keys(self) -> list[str]:
+        """Columns identifying one record of long data (falls back to every record column)."""
+        keys = [k for k in _RECORD_KEYS if k in self.types]
+        if keys:
+            return keys
+        return [c for c in self.types if c not in _PER_METRIC_COLUMNS]
+
+    def wide_metric_columns(self) -> list[str]:
+        """Numeric, non-index columns of wide data."""
+        return [
+            c for c, t in self.types.items()
+            if is_numeric_type(t) and c not in Columns.INDEX_COLUMNS and c != ORDINAL
+        ]
+
+
+def _describe(cur: duckdb.DuckDBPyConnection, name: str) -> dict[str, str]:
+    cur.execute(f"DESCRIBE SELECT * FROM {quote_ident(name)}")
+    return {str(r[0]): str(r[1]) for r in cur.fetchall()}
+
+
+def _relation(cur: duckdb.DuckDBPyConnection, name: str) -> Relation:
+    types = _describe(cur, name)
+    return Relation(name=name, types=types, long={"metric_name", "metric_score"} <= set(types))
+
+
+async def run_on_source(
+    store: DuckDBStore, inp: AnalyticsInput, fn: Callable[[duckdb.DuckDBPyConnection, Relation], T]
+) -> T:
+    """Run ``fn(cursor, relation)`` over inline rows or the stored dataset, in a worker thread."""
+    use_body = inp.source == "body" or (inp.source == "auto" and bool(inp.rows) and not inp.dataset_id)
+    if use_body:
+        rows = inp.rows
+
+        def _inline(cur: duckdb.DuckDBPyConnection) -> T:
+            cur.register(INLINE_RELATION, rows_to_arrow(rows, ordinal=False))
+            try:
+                return fn(cur, _relation(cur, INLINE_RELATION))
+            finally:
+                cur.unregister(INLINE_RELATION)
+
+        return await store.run_read(_inline)
+    info = await store.resolve_dataset("eval", inp.dataset_id)
+
+    def _stored(cur: duckdb.DuckDBPyConnection) -> T:
+        return fn(cur, _relation(cur, info.table_name))
+
+    return await store.run_read(_stored)
+
+
+# ------------------------------------------------------------------------------------ SQL builders
+def available_metrics(cur: duckdb.DuckDBPyConnection, rel: Relation) -> list[str]:
+    """Metric names: numeric wide columns, or metric_name values with at least one numeric score."""
+    if not rel.long:
+        return rel.wide_metric_columns()
+    rows = cur.execute(
+        f"SELECT CAST(metric_name AS VARCHAR) AS m FROM {rel.q} "
+        "WHERE metric_name IS NOT NULL AND TRY_CAST(metric_score AS DOUBLE) IS NOT NULL "
+        "GROUP BY m ORDER BY m"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def values_sql(rel: Relation, metrics: Sequence[str], extra: Sequence[str] = ()) -> tuple[str, list[Any]]:
+    """SELECT <extra...>, metric_name, v: one row per (record, metric) value (v may be NULL)."""
+    extra_q = "".join(f"{quote_ident(c)}, " for c in extra)
+    if rel.long:
+        marks = ", ".join("?" for _ in metrics)
+        sql = (
+            f"SELECT {extra_q}CAST(metric_name AS VARCHAR) AS metric_name, "
+            f"TRY_CAST(metric_score AS DOUBLE) AS v FROM {rel.q} "
+            f"WHERE CAST(metric_name AS VARCHAR) IN ({marks})"
+        )
+        return sql, list(metrics)
+    parts = [
+        f"SELECT {extra_q}CAST(? AS VARCHAR) AS metric_name, CAST({quote_ident(m)} AS DOUBLE) AS v FROM {rel.q}"
+        for m in metrics
+    ]
+    return " UNION ALL ".join(parts), list(metrics)
+
+
+def wide_sql(rel: Relation, metrics: Sequence[str], extra: Sequence[str] = ()) -> tuple[str, list[Any]]:
+    """One row per record with one DOUBLE column per metric (long data pivoted by metric_name)."""
+    if not rel.long:
+        cols = [*(quote_ident(c) for c in extra), *(f"CAST({quote_ident(m)} AS DOUBLE) AS {quote_ident(m)}"
+                                                    for m in metrics)]
+        return f"SELECT {', '.join(cols)} FROM {rel.q}", []
+    keys = rel.record_keys()
+    key_q = ", ".join(quote_ident(k) for k in keys)
+    attrs = [c for c in extra if c not in keys]
+    select = [key_q]
+    select += [f"any_value({quote_ident(c)}) AS {quote_ident(c)}" for c in attrs]
+    params: list[Any] = []
+    for m in metrics:
+        select.append(
+            f"avg(TRY_CAST(metric_score AS DOUBLE)) FILTER (WHERE CAST(metric_name AS VARCHAR) = ?) "
+            f"AS {quote_ident(m)}"
+        )
+        params.append(m)
+    return f"SELECT {', '.join(select)} FROM {rel.q} GROUP BY {key_q}", params
+
+
+def _check_column(rel: Relation, column: str, label: str) -> None:
+    if not rel.has(column):
+        raise Invalid(f"{label} '{column}' not found")
+
+
+def _resolve_metrics(
+    cur: duckdb.DuckDBPyConnection, rel: Relation, requested: list[str] | None
+) -> list[str]:
+    """Requested metrics that exist and are numeric (order kept), or every available metric."""
+    if requested is None:
+        return available_metrics(cur, rel)
+    if rel.long:
+        available = set(available_metrics(cur, rel))
+        return [m for m in requested if m in available]
+    return [m for m in requested if m in rel.types and is_numeric_type(rel.types[m])]
+
+
+def _require_metric(cur: duckdb.DuckDBPyConnection, rel: Relation, name: str, label: str) -> None:
+    """400 unless ``name`` is a metric with numeric values."""
+    if rel.long:
+        if name not in available_metrics(cur, rel):
+            raise Invalid(f"{label} '{name}' not found")
+        return
+    if name not in rel.types:
+        raise Invalid(f"{label} '{name}' not found")
+    if not is_numeric_type(rel.types[name]):
+        raise Invalid(f"{label} '{name}' is not numeric")
+
+
+def _f(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+# ------------------------------------------------------------------------------------ endpoints
+async def summary(store: DuckDBStore, inp: AnalyticsInput) -> dict[str, Any]:
+    """Per metric: mean, sample std (0 when n<2), min, max, count, passing_rate (≥ 0.5); total_records."""
+
+    def _fn(cur: duckdb.DuckDBPyConnection, rel: Relation) -> dict[str, Any]:
+        metrics = available_metrics(cur, rel)
+        if rel.long:
+            keys = ", ".join(quote_ident(k) for k in rel.record_keys())
+            total_row = cur.execute(f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {rel.q})").fetchone()
+        else:
+            total_row = cur.execute(f"SELECT count(*) FROM {rel.q}").fetchone()
+        total = int(total_row[0]) if total_row else 0
+        if not metrics:
+            return {"summary": [], "total_records": total}
+        vals, params = values_sql(rel, metrics)
+        rows = cur.execute(
+            f"SELECT metric_name, avg(v), coalesce(stddev_samp(v), 0), min(v), max(v), count(v), "
+            f"avg(CASE WHEN v >= ? THEN 1.0 ELSE 0.0 END) FILTER (WHERE v IS NOT NULL) "
+            f"FROM ({vals}) GROUP BY metric_name HAVING count(v) > 0",
+            [Thresholds.PASSING_RATE, *params],
+        ).fetchall()
+        by_name = {r[0]: r for r in rows}
+        out = []
+        for m in metrics:
+            r = by_name.get(m)
+            if r is None:
+                continue
+            out.append({
+                "metric_name": m, "mean": _f(r[1]), "std": _f(r[2]) if int(r[5]) >= 2 else 0.0,
+                "min": _f(r[3]), "max": _f(r[4]), "count": int(r[5]), "passing_rate": _f(r[6]),
+            })
+        return {"summary": out, "total_records": total}
+
+    return await run_on_source(store, inp, _fn)
+
+
+def histogram_edges(lo: float | None, hi: float | None, bins: int) -> list[float]:
+    """Equal-width edges: ``bins + 1`` values; min == max → [v−0.5, v+0.5]; no data → [0, 1]."""
+    if lo is None or hi is None:
+        lo, hi = 0.0, 1.0
+    elif lo == hi:
+        lo, hi = lo - 0.5, hi + 0.5
+    return [float(x) for x in np.linspace(lo, hi, bins + 1)]
+
+
+async def distribution(store: DuckDBStore, inp: AnalyticsInput, *, metric: str, bins: int = 20) -> dict[str, Any]:
+    """Values (capped), histogram (last bin right-closed) and mean/median/std/q25/q75 of one metric."""
+    if not 1 <= bins <= MAX_BINS:
+        raise Invalid(f"bins must be between 1 and {MAX_BINS}")
+
+    def _fn(cur: duckdb.DuckDBPyConnection, rel: Relation) -> dict[str, Any]:
+        _require_metric(cur, rel, metric, "Metric")
+        vals, params = values_sql(rel, [metric])
+        stats = cur.execute(
+            "SELECT count(v), avg(v), quantile_cont(v, 0.5), stddev_samp(v), quantile_cont(v, 0.25), "
+            f"quantile_cont(v, 0.75), min(v), max(v) FROM ({vals})",
+            params,
+        ).fetchone()
+        assert stats is not None
+        n = int(stats[0])
+        edges = histogram_edges(_f(stats[6]), _f(stats[7]), bins)
+        counts = [0] * bins
+        if n:
+            lo, hi = edges[0], edges[-1]
+            norm = bins / (hi - lo)
+            # numpy.histogram's rule: index by scaling, then correct against the exact edges.
+            hist = cur.execute(
+                f"WITH b AS (SELECT v, least(greatest(CAST(floor((v - ?) * ?) AS BIGINT), 0), ?) AS i "
+                f"FROM ({vals}) WHERE v IS NOT NULL), "
+                "e AS (SELECT ?::DOUBLE[] AS edges) "
+                "SELECT CASE WHEN v < edges[i + 1] THEN i - 1 "
+                "WHEN i < ? AND v >= edges[i + 2] THEN i + 1 ELSE i END AS bin, count(*) "
+                "FROM b, e GROUP BY bin",
+                [lo, norm, bins - 1, *params, edges, bins - 1],
+            ).fetchall()
+            for b, c in hist:
+                counts[min(max(int(b), 0), bins - 1)] += int(c)
+        values_rows = cur.execute(
+            f"SELECT v FROM ({vals}) WHERE v IS NOT NULL LIMIT ?", [*params, DISTRIBUTION_VALUE_CAP]
+        ).fetchall()
+        values = [float(r[0]) for r in values_rows]
+        std = _f(stats[3]) if n >= 2 else 0.0
+        return {
+            "metric": metric,
+            "values": values,
+            "values_total": n,
+            "values_truncated": n > len(values),
+            "histogram": {"counts": counts, "bin_edges": edges},
+            "stats": {
+                "mean": _f(stats[1]) or 0.0,
+                "median": _f(stats[2]) or 0.0,
+                "std": std or 0.0,
+                "q25": _f(stats[4]) or 0.0,
+                "q75": _f(stats[5]) or 0.0,
+            },
+        }
+
+    return await run_on_source(store, inp, _fn)
+
+
+async def comparison(
+    store: DuckDBStore, inp: AnalyticsInput, *, group_by: str, metrics: list[str] | None
+) -> dict[str, Any]:
+    """Per group × metric mean / sample std / count in one GROUP BY; null groups dropped."""
+
+    def _fn(cur: duckdb.DuckDBPyConnection, rel: Relation) -> dict[str, Any]:
+        _check_column(rel, group_by, "Column")
+        chosen = _resolve_metrics(cur, rel, metrics)
+        if not chosen:
+            raise Invalid("No numeric metrics to compare")
+        vals, params = values_sql(rel, chosen, extra=[group_by])
+        g = quote_ident(group_by)
+        rows = cur.execute(
+            f"SELECT CAST({g} AS VARCHAR) AS grp, metric_name, avg(v), coalesce(stddev_samp(v), 0), count(v) "
+            f"FROM ({vals}) WHERE {g} IS NOT NULL GROUP BY grp, metric_name ORDER BY grp, metric_name",
+            params,
+        ).fetchall()
+        groups: dict[str, dict[str, Any]] = {}
+        for grp, m, mean, std, count in rows:
+            entry = groups.setdefault(grp, {"group": grp})
+            if int(count) > 0:
+                entry[m] = {"mean": _f(mean), "std": _f(std) if int(count) >= 2 else 0.0, "count": int(count)}
+        return {"comparison": list(groups.values()), "metrics": chosen, "groups": list(groups)}
+
+    return await run_on_source(store, inp, _fn)
+
+
+async def correlation(store: DuckDBStore, inp: AnalyticsInput, *, metrics: list[str] | None) -> dict[str, Any]:
+    """Pearson r for every metric pair over pairwise-complete records (DuckDB corr); NaN → null."""
+
+    def _fn(cur: duckdb.DuckDBPyConnection, rel: Relation) -> dict[str, Any]:
+        chosen = _resolve_metrics(cur, rel, metrics)
+        if len(chosen) < 2:
+            raise Invalid("Need at least 2 metrics for correlation")
+        wide, params = wide_sql(rel, chosen)
+        pairs = [(a, b) for i, a in enumerate(chosen) for b in chosen[i:]]
+        aggs = ", ".join(f"corr({quote_ident(a)}, {quote_ident(b)})" for a, b in pairs)
+        row = cur.execute(f"SELECT {aggs} FROM ({wide})", params).fetchone()
+        assert row is not None
+        matrix: dict[str, dict[str, float | None]] = {m: {} for m in chosen}
+        for (a, b), r in zip(pairs, row, strict=True):
+            value = None if r is None or r != r else float(r)
+            matrix[a][b] = value
+            matrix[b][a] = value
+        return {"correlation": matrix, "metrics": chosen}
+
+    return await run_on_source(store, inp, _fn)
+
+
+async def radar(
+    store: DuckDBStore, inp: AnalyticsInput, *, metrics: list[str] | None, group_by: str | None
+) -> dict[str, Any]:
+    """AVG per metric per group (or one 'Overall' trace), null → 0.0; one GROUP BY."""
+
+    def _fn(cur: duckdb.DuckDBPyConnection, rel: Relation) -> dict[str, Any]:
+        chosen = _resolve_metrics(cur, rel, metrics)
+        if len(chosen) < 3:
+            raise Invalid("Need at least 3 metrics for radar chart")
+        if group_by:
+            _check_column(rel, group_by, "Column")
+            vals, params = values_sql(rel, chosen, extra=[group_by])
+            grp_expr = f"CAST({quote_ident(group_by)} AS VARCHAR)"
+            where = f"WHERE {quote_ident(group_by)} IS NOT NULL"
+        else:
+            vals, params = values_sql(rel, chosen)
+            grp_expr, where = "'Overall'", ""
+        rows = cur.execute(
+            f"SELECT {grp_expr} AS grp, metric_name, avg(v) FROM ({vals}) {where} "
+            "GROUP BY grp, metric_name ORDER BY grp",
+            params,
+        ).fetchall()
+        traces: dict[str, dict[str, float]] = {}
+        for grp, m, mean in rows:
+            traces.setdefault(grp, {})[m] = 0.0 if mean is None else float(mean)
+        return {
+            "metrics": chosen,
+            "traces": [{"name": name, "values": [vals_.get(m, 0.0) for m in chosen]} for name, vals_ in traces.items()],
+        }
+
+    return await run_on_source(store, inp, _fn)
+
+
+async def scatter(
+    store: DuckDBStore, inp: AnalyticsInput, *, x_metric: str, y_metric: str, color_by: str | None
+) -> dict[str, Any]:
+    """x/y pairs with both values present (capped at 20k, reported), optional color and ids."""
+
+    def _fn(cur: duckdb.DuckDBPyConnection, rel: Relation) -> dict[str, Any]:
+        _require_metric(cur, rel, x_metric, "X metric")
+        _require_metric(cur, rel, y_metric, "Y metric")
+        color = color_by if color_by and rel.has(color_by) else None
+        extra = [c for c in (color, Columns.DATASET_ID) if c and rel.has(c)]
+        extra = list(dict.fromkeys(extra))
+        metrics = list(dict.fromkeys([x_metric, y_metric]))
+        wide, params = wide_sql(rel, metrics, extra=extra)
+        x, y = quote_ident(x_metric), quote_ident(y_metric)
+        base = f"SELECT * FROM ({wide}) WHERE {x} IS NOT NULL AND {y} IS NOT NULL"
+        total_row = cur.execute(f"SELECT count(*) FROM ({base})", params).fetchone()
+        total = int(total_row[0]) if total_row else 0
+        sel = [x, y]
+        if color:
+            sel.append(f"CAST({quote_ident(color)} AS VARCHAR)")
+        has_ids = rel.has(Columns.DATASET_ID)
+        if has_ids:
+            sel.append(f"CAST({quote_ident(Columns.DATASET_ID)} AS VARCHAR)")
+        order = f" ORDER BY {quote_ident(Columns.DATASET_ID)}" if has_ids else ""
+        if total > SCATTER_POINT_CAP:
+            sql = (
+                f"SELECT {', '.join(sel)} FROM ({base}) USING SAMPLE reservoir({SCATTER_POINT_CAP} ROWS) "
+                "REPEATABLE (42)"
+            )
+        else:
+            sql = f"SELECT {', '.join(sel)} FROM ({base}){order}"
+        rows = cur.execute(sql, params).fetchall()
+        out: dict[str, Any] = {
+            "x": [float(r[0]) for r in rows],
+            "y": [float(r[1]) for r in rows],
+            "x_metric": x_metric,
+            "y_metric": y_metric,
+            "total_points": total,
+            "truncated": total > len(rows),
+            "point_cap": SCATTER_POINT_CAP,
+        }
+        pos = 2
+        if color:
+            out["color"] = [r[pos] for r in rows]
+            out["color_by"] = color
+            pos += 1
+        if has_ids:
+            out["ids"] = [r[pos] for r in rows]
+        return out
+
+    return await run_on_source(store, inp, _fn)
