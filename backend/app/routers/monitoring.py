@@ -1,7 +1,39 @@
-"""``/api/monitoring``: routes are added with the service that implements them."""
+"""``/api/monitoring``: monitoring upload, examples, db-config and db-import (spec §8)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, File, UploadFile
+
+from app.deps import SettingsDep, StoreDep
+from app.models.monitoring import MonitoringDBConfigResponse, MonitoringUploadResponse
+from app.services import monitoring_service
 
 router = APIRouter(prefix="/api/monitoring", tags=["monitoring"])
+
+
+@router.post("/upload", response_model=MonitoringUploadResponse)
+async def upload(
+    settings: SettingsDep, store: StoreDep, file: Annotated[UploadFile, File()]
+) -> MonitoringUploadResponse:
+    """Upload a monitoring CSV (wide or long); stored as the latest monitoring dataset."""
+    return await monitoring_service.upload_monitoring(store, settings, file, settings.data_dir / "spool")
+
+
+@router.get("/example/{dataset_name}", response_model=MonitoringUploadResponse)
+async def example(settings: SettingsDep, store: StoreDep, dataset_name: str) -> MonitoringUploadResponse:
+    """Load a bundled monitoring sample."""
+    return await monitoring_service.load_monitoring_example(store, settings, dataset_name)
+
+
+@router.get("/db-config", response_model=MonitoringDBConfigResponse)
+async def db_config(settings: SettingsDep) -> MonitoringDBConfigResponse:
+    """Monitoring database configuration, thresholds and anomaly-detection settings."""
+    return monitoring_service.monitoring_db_config(settings)
+
+
+@router.post("/db-import", response_model=MonitoringUploadResponse)
+async def db_import(settings: SettingsDep, store: StoreDep) -> MonitoringUploadResponse:
+    """Import monitoring rows from the configured PostgreSQL database into the store."""
+    return await monitoring_service.import_monitoring_from_db(store, settings)

@@ -290,18 +290,32 @@ def _unpivot_source(t: MonitoringTable, cols: list[str], extra: list[tuple[str, 
 
 
 # --------------------------------------------------------------------------- summary
+def _scored_source(t: MonitoringTable, where: Where, wide_cols: list[str]) -> str | None:
+    """A derived table (c, s, lat, k): category, numeric score, latency, record key.
+
+    Long format: one row per metric row (record key = dataset_id, so latency counts once per
+    record, DB-31). Wide format: the ``*_score`` columns unpivoted (category SCORE, one key per row).
+    """
+    lat = t.latency_column
+    lat_expr = t.num(lat) if lat else "NULL::DOUBLE"
+    if t.is_long:
+        cat = f"coalesce(upper({t.text('metric_category')}), 'SCORE')" if t.has("metric_category") else "'SCORE'"
+        key = quote_ident("dataset_id") if t.has("dataset_id") else "row_number() OVER ()"
+        return (f"(SELECT {cat} AS c, {t.num('metric_score')} AS s, {lat_expr} AS lat, {key} AS k "
+                f"FROM {t.sql} {where.sql()})")
+    if not wide_cols:
+        return None
+    extra = [("c", "'SCORE'"), ("lat", lat_expr), ("k", "row_number() OVER ()")]
+    return _unpivot_source(t, wide_cols, extra, where)
+
+
 def summary_by_category_sync(cur: duckdb.DuckDBPyConnection, t: MonitoringTable, threshold: float) -> dict[str, Any]:
     """Per-category summary KPIs over the whole dataset (SCORE = SCORE or NULL), one GROUP BY."""
-    if not t.has("metric_score"):
+    src = _scored_source(t, Where(), t.score_columns)
+    if src is None:
         return {}
-    cat = f"coalesce(upper({t.text('metric_category')}), 'SCORE')" if t.has("metric_category") else "'SCORE'"
-    lat = t.latency_column
-    key = quote_ident("dataset_id") if (t.is_long and t.has("dataset_id")) else "row_number() OVER ()"
-    lat_expr = t.num(lat) if lat else "NULL::DOUBLE"
     sql = f"""
-        WITH base AS (
-            SELECT {cat} AS c, {t.num('metric_score')} AS s, {lat_expr} AS lat, {key} AS k FROM {t.sql}
-        ), scored AS (SELECT * FROM base WHERE s IS NOT NULL),
+        WITH scored AS (SELECT c, s, lat, k FROM {src} WHERE s IS NOT NULL),
         agg AS (SELECT c, count(*) AS n, avg(s) AS a, count(*) FILTER (WHERE s >= ?) AS p FROM scored GROUP BY c),
         rec AS (SELECT c, max(lat) AS lat FROM scored GROUP BY c, k),
         l AS (SELECT c, quantile_cont(lat, [0.5, 0.95, 0.99]) AS q FROM rec WHERE lat IS NOT NULL GROUP BY c)
@@ -348,7 +362,7 @@ async def summary(store: DuckDBStore, config: MonitoringDBConfig, f: MonitoringF
     threshold = config.thresholds.pass_threshold(f.source_name)
     category = (f.metric_category or "SCORE").strip().upper()
     fast = not f.has_row_filters() and not config.visible_metrics
-    if fast and t.has("metric_score"):
+    if fast:
         meta = await store.get_metadata(t.info.table_name)
         entry: dict[str, Any] = meta.get(SUMMARY_CACHE_KEY) or {}
         fresh = entry.get("loaded_at") == t.info.loaded_at.isoformat()
@@ -357,18 +371,12 @@ async def summary(store: DuckDBStore, config: MonitoringDBConfig, f: MonitoringF
         stats = entry["by_category"].get(category)
         kpis = SummaryKpis(**stats) if stats else SummaryKpis()
         return SummaryResponse(kpis=kpis, dataset_id=t.info.dataset_id, threshold=threshold, cached=True)
-    if not t.has("metric_score"):
-        return SummaryResponse(kpis=SummaryKpis(), dataset_id=t.info.dataset_id, threshold=threshold)
     where = build_where(t, f, config, default_category="SCORE")
-    lat = t.latency_column
-    lat_expr = t.num(lat) if lat else "NULL::DOUBLE"
-    key = quote_ident("dataset_id") if (t.is_long and t.has("dataset_id")) else "row_number() OVER ()"
+    src = _scored_source(t, where, _wide_metrics(t, f))
+    if src is None:
+        return SummaryResponse(kpis=SummaryKpis(), dataset_id=t.info.dataset_id, threshold=threshold)
     sql = f"""
-        WITH scored AS (
-            SELECT s, lat, k FROM (
-                SELECT {t.num('metric_score')} AS s, {lat_expr} AS lat, {key} AS k FROM {t.sql} {where.sql()}
-            ) WHERE s IS NOT NULL
-        ),
+        WITH scored AS (SELECT s, lat, k FROM {src} WHERE s IS NOT NULL),
         agg AS (SELECT count(*) AS n, avg(s) AS a, count(*) FILTER (WHERE s >= ?) AS p FROM scored),
         l AS (SELECT quantile_cont(lat, [0.5, 0.95, 0.99]) AS q
               FROM (SELECT max(lat) AS lat FROM scored GROUP BY k) WHERE lat IS NOT NULL)

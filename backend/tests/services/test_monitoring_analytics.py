@@ -352,8 +352,14 @@ async def test_wide_format_trends_and_breakdown(store: DuckDBStore, config: Moni
     rel = next(m for m in bd.metrics if m.name == "relevance_score")
     assert rel.count == 3 and rel.pass_rate == pytest.approx(200 / 3)
     assert rel.by_group is not None and rel.by_group["dev"].count == 1
-    summ = await ma.summary(store, config, MonitoringFilters())
-    assert summ.kpis.total_records == 0  # wide data has no metric_score column
+    vals = [0.9, 0.4, 0.7, 0.5, 0.6, 0.2, 0.8]  # every non-null *_score value
+    for f in (MonitoringFilters(), MonitoringFilters(time_start="2000-01-01")):
+        summ = await ma.summary(store, config, f)
+        assert summ.kpis.total_records == 7 and summ.kpis.avg_score == pytest.approx(statistics.mean(vals))
+        assert summ.kpis.pass_rate == pytest.approx(100 * sum(v >= 0.6 for v in vals) / 7)
+        assert summ.kpis.p50_latency == pytest.approx(250.0)
+    dev = await ma.summary(store, config, MonitoringFilters(environment="dev"))
+    assert dev.kpis.total_records == 3 and dev.kpis.p50_latency == pytest.approx(350.0)
     lat = await ma.latency_distribution(store, config, MonitoringFilters(), bins=5)
     assert sum(lat.histogram.counts) == 4  # wide: one row per record, latency_ms recognised
 

@@ -1,0 +1,473 @@
+"""Monitoring ingestion (spec §8): upload, examples, db-config and db-import, all landing in DuckDB.
+
+``process_monitoring`` is one SQL projection over the loaded relation: column renames through
+the custom map and the alias table (§8.2) with a collision guard (DB-23), a UTC ``TIMESTAMP``
+column (the load time when the file has none), and try-cast numeric coercion of ``latency`` and
+``*_score`` columns. PostgreSQL imports read through asyncpg (split queries joined in DuckDB, or
+the legacy single-table path) and land through the same projection.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import duckdb
+import pyarrow as pa
+
+from app.config import Settings
+from app.config.db_configs import DBImportConfig, MonitoringDBConfig
+from app.errors import Invalid, NotFound, ServiceError, Timeout
+from app.models.monitoring import (
+    ConnectionInfo,
+    MonitoringDBConfigResponse,
+    MonitoringUploadResponse,
+    ThresholdsOut,
+    ThresholdValues,
+)
+from app.services.csv_ingest import CsvLoadResult, CsvTransform, UploadLike, ingest_csv_file, ingest_csv_upload
+from app.services.duckdb_store import DatasetInfo, DuckDBStore, compute_table_metadata_sync, quote_ident, utc_now
+from app.services.monitoring_analytics import refresh_summary_cache
+
+logger = logging.getLogger(__name__)
+
+KIND = "monitoring"
+FORMAT = "monitoring"
+EXAMPLES = {"monitoring": "monitoring_sample.csv", "monitoring_long": "monitoring_long_sample.csv"}
+PREVIEW_ROWS = 10
+
+_ALIAS_GROUPS: dict[str, tuple[str, ...]] = {
+    "dataset_id": ("id", "record_id"),
+    "timestamp": ("time", "created_at", "dataset_created_at"),
+    "model_name": ("model", "agent_name", "agent"),
+    "latency": ("latency_ms", "response_time"),
+    "has_errors": ("error",),
+    "query": ("input", "prompt", "user_input"),
+    "actual_output": ("output", "response", "model_output", "completion"),
+    "evaluation_name": ("evaluationname", "eval_name", "experiment", "experiment_name"),
+    "environment": ("env", "stage"),
+}
+_IDENTITY = (
+    "metric_id", "run_id", "llm_provider", "expected_output", "metric_name", "metric_score", "metric_type",
+    "parent", "weight", "passed", "threshold", "signals", "explanation", "critique", "metric_category",
+    "source_type", "source_name", "source_component", "trace_id", "observation_id", "eval_mode",
+    "cost_estimate", "version",
+)
+MONITORING_ALIASES: dict[str, str] = {
+    **{canon: canon for canon in _ALIAS_GROUPS},
+    **{alias: canon for canon, aliases in _ALIAS_GROUPS.items() for alias in aliases},
+    **{name: name for name in _IDENTITY},
+}
+ID_KEYS = ("dataset_id", "id", "record_id")
+
+
+class ImportFailed(ServiceError):
+    """A database import failed for a reason the client cannot fix by changing input."""
+
+    status_code = 500
+
+
+def normalise_column_key(name: str) -> str:
+    """Lookup key of a column name: lowercase, trimmed, spaces and hyphens → ``_``."""
+    return name.strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def plan_renames(
+    columns: Sequence[str], custom_map: Mapping[str, str] | None, aliases: Mapping[str, str]
+) -> dict[str, str]:
+    """Original → new name for each column; custom map (exact) first, then aliases (normalised key).
+
+    A rename is skipped when its target is already an original column or already claimed by an
+    earlier column, so two sources never produce duplicate columns (DB-23).
+    """
+    originals = set(columns)
+    taken: set[str] = set()
+    out: dict[str, str] = {}
+    for col in columns:
+        target = (custom_map or {}).get(col) or aliases.get(normalise_column_key(col)) or col
+        if target != col and (target in originals or target in taken):
+            target = col
+        if target in taken:
+            continue
+        taken.add(target)
+        out[col] = target
+    return out
+
+
+@dataclass
+class ProcessedMonitoring:
+    """What ``process_monitoring_sync`` built."""
+
+    format: str
+    message: str
+    metric_columns: list[str]
+    row_count: int
+    columns: list[str] = field(default_factory=list)
+
+
+def _timestamp_expr(col: str, typ: str) -> str:
+    q = quote_ident(col)
+    t = typ.upper()
+    if t == "TIMESTAMP":
+        return q
+    if t.startswith("TIMESTAMP WITH TIME ZONE") or t == "TIMESTAMPTZ":
+        return f"timezone('UTC', {q})"
+    if t.startswith("TIMESTAMP") or t == "DATE":
+        return f"CAST({q} AS TIMESTAMP)"
+    return (
+        f"(CASE WHEN regexp_matches(CAST({q} AS VARCHAR), '(Z|[+-][0-9]{{2}}:?[0-9]{{2}})$') "
+        f"THEN timezone('UTC', TRY_CAST(CAST({q} AS VARCHAR) AS TIMESTAMPTZ)) "
+        f"ELSE TRY_CAST(CAST({q} AS VARCHAR) AS TIMESTAMP) END)"
+    )
+
+
+def process_monitoring_sync(
+    cur: duckdb.DuckDBPyConnection,
+    source: str,
+    target: str,
+    custom_map: Mapping[str, str] | None = None,
+    now: dt.datetime | None = None,
+) -> ProcessedMonitoring:
+    """Build ``target`` from relation ``source`` with the §8.1 processing in one SQL projection."""
+    cols = DuckDBStore.describe_sync(cur, source)
+    count_row = cur.execute(f"SELECT count(*) FROM {quote_ident(source)}").fetchone()
+    n = int(count_row[0]) if count_row else 0
+    if n == 0:
+        raise Invalid("Empty dataset")
+    names = [c["name"] for c in cols]
+    types = {c["name"]: c["type"] for c in cols}
+    if not any(normalise_column_key(c) in ID_KEYS for c in names) and not any(
+        (custom_map or {}).get(c) == "dataset_id" for c in names
+    ):
+        raise Invalid("Data does not appear to be monitoring format. Required column: dataset_id")
+    renames = plan_renames(names, custom_map, MONITORING_ALIASES)
+    final = list(renames.values())
+    is_long = "metric_name" in final and "metric_score" in final
+    select: list[str] = []
+    params: list[Any] = []
+    for col, new in renames.items():
+        q = quote_ident(col)
+        alias = quote_ident(new)
+        if new == "timestamp":
+            select.append(f"{_timestamp_expr(col, types[col])} AS {alias}")
+        elif new == "metric_score" and is_long:
+            # Classification rows may carry text labels here: coerce only when every value is numeric.
+            bad = cur.execute(
+                f"SELECT count(*) FROM {quote_ident(source)} WHERE {q} IS NOT NULL "
+                f"AND TRY_CAST({q} AS DOUBLE) IS NULL"
+            ).fetchone()
+            select.append(f"TRY_CAST({q} AS DOUBLE) AS {alias}" if not (bad and bad[0]) else f"{q} AS {alias}")
+        elif new == "latency" or new.endswith("_score"):
+            select.append(f"TRY_CAST({q} AS DOUBLE) AS {alias}")
+        else:
+            select.append(f"{q} AS {alias}")
+    if "timestamp" not in final:
+        select.append("CAST(? AS TIMESTAMP) AS timestamp")
+        params.append(now or utc_now())
+        final.append("timestamp")
+    cur.execute(f"DROP TABLE IF EXISTS {quote_ident(target)}")
+    cur.execute(
+        f"CREATE TABLE {quote_ident(target)} AS SELECT {', '.join(select)} FROM {quote_ident(source)}", params
+    )
+    metric_columns = ["metric_score"] if is_long else [c for c in final if c.endswith("_score") and c != "metric_score"]
+    return ProcessedMonitoring(FORMAT, f"Processed {n} monitoring records", metric_columns, n, final)
+
+
+def _reshape_in_place(
+    cur: duckdb.DuckDBPyConnection, staging: str, custom_map: Mapping[str, str] | None
+) -> ProcessedMonitoring:
+    tmp = f"{staging}__mon"
+    try:
+        result = process_monitoring_sync(cur, staging, tmp, custom_map)
+        cur.execute(f"DROP TABLE {quote_ident(staging)}")
+        cur.execute(f"ALTER TABLE {quote_ident(tmp)} RENAME TO {quote_ident(staging)}")
+    except BaseException:
+        cur.execute(f"DROP TABLE IF EXISTS {quote_ident(tmp)}")
+        raise
+    return result
+
+
+def _csv_transform(custom_map: Mapping[str, str] | None) -> Any:
+    def transform(cur: duckdb.DuckDBPyConnection, staging: str, load: CsvLoadResult) -> CsvTransform:
+        res = _reshape_in_place(cur, staging, custom_map)
+        return CsvTransform(format=res.format, message=res.message, extra={"metric_columns": res.metric_columns})
+
+    return transform
+
+
+async def finish_monitoring_load(store: DuckDBStore, config: MonitoringDBConfig, info: DatasetInfo) -> None:
+    """Store table metadata and the per-category summary cache of a freshly loaded dataset (DB-29)."""
+    meta = await store.run_read(lambda cur: compute_table_metadata_sync(cur, info.table_name))
+    await store.set_metadata(info.table_name, meta)
+    await refresh_summary_cache(store, info, config)
+
+
+async def _response(
+    store: DuckDBStore,
+    info: DatasetInfo,
+    *,
+    message: str,
+    metric_columns: list[str],
+    row_cap: int,
+    source: str | None = None,
+) -> MonitoringUploadResponse:
+    rows = await store.fetch_dicts(f"SELECT * FROM {quote_ident(info.table_name)} LIMIT ?", [row_cap])
+    return MonitoringUploadResponse(
+        row_count=info.row_count,
+        columns=info.column_names,
+        metric_columns=metric_columns,
+        data=rows,
+        preview=rows[:PREVIEW_ROWS],
+        message=message,
+        dataset_id=info.dataset_id,
+        data_truncated=info.row_count > len(rows),
+        source=source,
+    )
+
+
+async def upload_monitoring(
+    store: DuckDBStore, settings: Settings, upload: UploadLike, spool_dir: Path
+) -> MonitoringUploadResponse:
+    """Parse an uploaded monitoring CSV, process it and store it as the latest monitoring dataset."""
+    cfg = settings.monitoring_db
+    res = await ingest_csv_upload(
+        store,
+        upload,
+        kind=KIND,
+        max_bytes=settings.max_upload_mb * 1024 * 1024,
+        spool_dir=spool_dir,
+        transform=_csv_transform(cfg.column_rename_map),
+    )
+    await finish_monitoring_load(store, cfg, res.dataset)
+    return await _response(
+        store,
+        res.dataset,
+        message=res.transform.message or "",
+        metric_columns=list(res.transform.extra.get("metric_columns", [])),
+        row_cap=settings.upload_response_row_cap,
+    )
+
+
+async def load_monitoring_example(store: DuckDBStore, settings: Settings, name: str) -> MonitoringUploadResponse:
+    """Load a bundled sample (``monitoring`` wide, ``monitoring_long`` long) as a monitoring dataset."""
+    file = EXAMPLES.get(name)
+    if file is None:
+        raise NotFound(f"Dataset not found. Available: {sorted(EXAMPLES)}")
+    path = settings.axis_sample_dir / file
+    if not path.is_file():
+        raise NotFound(f"Example file for '{name}' is missing")
+    res = await ingest_csv_file(store, path, kind=KIND, source=f"example:{name}", transform=_csv_transform(None))
+    await finish_monitoring_load(store, settings.monitoring_db, res.dataset)
+    return await _response(
+        store,
+        res.dataset,
+        message=res.transform.message or "",
+        metric_columns=list(res.transform.extra.get("metric_columns", [])),
+        row_cap=settings.upload_response_row_cap,
+    )
+
+
+# --------------------------------------------------------------------------- db-config
+def connection_info(cfg: MonitoringDBConfig | Any) -> ConnectionInfo | None:
+    """Non-secret connection summary (None when not configured)."""
+    if not cfg.is_configured:
+        return None
+    params = cfg.connection_params()
+    return ConnectionInfo(
+        host=params.host,
+        port=params.port,
+        database=params.database,
+        schema_name=getattr(cfg, "schema_name", None),
+        table=getattr(cfg, "table", None),
+        ssl_mode=params.ssl_mode,
+        has_url=cfg.url is not None,
+    )
+
+
+def monitoring_db_config(settings: Settings) -> MonitoringDBConfigResponse:
+    """``GET /api/monitoring/db-config``: what is configured, thresholds and anomaly settings."""
+    cfg = settings.monitoring_db
+    th = cfg.thresholds
+    return MonitoringDBConfigResponse(
+        configured=cfg.is_configured,
+        auto_connect=cfg.auto_connect and cfg.is_configured,
+        auto_load=cfg.should_auto_load,
+        has_query=cfg.has_query,
+        row_limit=cfg.row_limit,
+        query_timeout=cfg.query_timeout,
+        connection=connection_info(cfg),
+        thresholds=ThresholdsOut(
+            default=ThresholdValues(good=th.default.good, pass_=th.default.pass_),
+            per_source={k: ThresholdValues(good=v.good, pass_=v.pass_) for k, v in th.per_source.items()},
+        ),
+        anomaly_detection=cfg.anomaly_detection.model_dump(),
+    )
+
+
+# --------------------------------------------------------------------------- PostgreSQL import
+def scrub(message: str) -> str:
+    """Hide messages that could carry credentials."""
+    if "@" in message or "password" in message.lower():
+        return "Database error; check your configuration"
+    return message
+
+
+async def _connect(cfg: DBImportConfig) -> Any:
+    p = cfg.connection_params()
+    ssl: Any = False if p.ssl_mode == "disable" else p.ssl_mode
+    try:
+        return await asyncpg.connect(
+            host=p.host,
+            port=p.port,
+            user=p.username or None,
+            password=p.password.get_secret_value() if p.password else None,
+            database=p.database or None,
+            ssl=ssl,
+            timeout=10,
+            command_timeout=cfg.query_timeout,
+        )
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        raise Invalid(f"Could not connect to the database: {scrub(str(exc))}") from None
+
+
+def _arrow_value(v: Any) -> Any:
+    if isinstance(v, uuid.UUID | dt.timedelta | bytes | memoryview):
+        return str(v) if not isinstance(v, bytes | memoryview) else bytes(v).decode("utf-8", errors="replace")
+    return v
+
+
+def records_to_arrow(columns: list[str], rows: Sequence[Sequence[Any]]) -> pa.Table:
+    """Rows from asyncpg as an Arrow table; values Arrow cannot type become text."""
+    arrays = []
+    for i, _ in enumerate(columns):
+        values = [_arrow_value(r[i]) for r in rows]
+        if any(isinstance(v, dt.datetime) and v.tzinfo is not None for v in values):
+            values = [v.astimezone(dt.UTC).replace(tzinfo=None) if isinstance(v, dt.datetime) else v for v in values]
+        try:
+            arrays.append(pa.array(values))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+            arrays.append(pa.array([None if v is None else str(v) for v in values], type=pa.string()))
+        if isinstance(values[0] if values else None, decimal.Decimal):
+            arrays[-1] = arrays[-1].cast(pa.float64())
+    return pa.table(arrays, names=columns)
+
+
+async def _fetch_arrow(conn: Any, sql: str, *args: Any) -> pa.Table:
+    stmt = await conn.prepare(sql)
+    columns = [a.name for a in stmt.get_attributes()]
+    rows = await stmt.fetch(*args)
+    return records_to_arrow(columns, rows)
+
+
+async def _run_pg(cfg: DBImportConfig, fn: Any) -> Any:
+    conn = await _connect(cfg)
+    try:
+        return await fn(conn)
+    except asyncpg.QueryCanceledError:
+        raise Timeout(f"Query timeout exceeded ({cfg.query_timeout}s). Narrow the query or raise query_timeout.") \
+            from None
+    except TimeoutError:
+        raise Timeout(f"Query timeout exceeded ({cfg.query_timeout}s). Narrow the query or raise query_timeout.") \
+            from None
+    except asyncpg.PostgresError as exc:
+        raise ImportFailed(f"Import failed: {scrub(str(exc))}") from None
+    finally:
+        await conn.close()
+
+
+async def fetch_split_queries(cfg: DBImportConfig) -> tuple[pa.Table, pa.Table]:
+    """Run the dataset and results queries (each ``LIMIT row_limit``); returns (dataset, results)."""
+
+    async def _both(conn: Any) -> tuple[pa.Table, pa.Table]:
+        ds = await _fetch_arrow(conn, f"SELECT * FROM ({cfg.dataset_query}) AS subq LIMIT $1", cfg.row_limit)
+        rs = await _fetch_arrow(conn, f"SELECT * FROM ({cfg.results_query}) AS subq LIMIT $1", cfg.row_limit)
+        return ds, rs
+
+    result: tuple[pa.Table, pa.Table] = await _run_pg(cfg, _both)
+    return result
+
+
+async def fetch_table(cfg: DBImportConfig, schema: str, table: str) -> pa.Table:
+    """Legacy path: ``SELECT * FROM schema.table LIMIT row_limit``."""
+    sql = f"SELECT * FROM {quote_ident(schema)}.{quote_ident(table)} LIMIT $1"
+    result: pa.Table = await _run_pg(cfg, lambda conn: _fetch_arrow(conn, sql, cfg.row_limit))
+    return result
+
+
+def joined_split_sql(dataset_cols: Sequence[str], results_cols: Sequence[str]) -> str:
+    """SELECT over registered ``_ds``/``_rs``: results LEFT JOIN dataset on dataset_id; collisions get a
+    ``dataset_`` prefix (results win, nothing else dropped)."""
+    rs = set(results_cols)
+    parts = [f"r.{quote_ident(c)}" for c in results_cols]
+    if "dataset_id" not in rs or "dataset_id" not in dataset_cols:
+        return f"SELECT {', '.join(parts)} FROM _rs r"
+    for c in dataset_cols:
+        if c == "dataset_id":
+            continue
+        alias = c if c not in rs else f"dataset_{c}"
+        if alias in rs:
+            continue
+        parts.append(f"d.{quote_ident(c)} AS {quote_ident(alias)}")
+    return f"SELECT {', '.join(parts)} FROM _rs r LEFT JOIN _ds d ON r.dataset_id = d.dataset_id"
+
+
+async def land_arrow_monitoring(
+    store: DuckDBStore, cfg: MonitoringDBConfig, results: pa.Table, dataset: pa.Table | None, source: str
+) -> tuple[DatasetInfo, ProcessedMonitoring]:
+    """Land imported rows (optionally joined with their dataset rows) as a processed monitoring dataset."""
+    holder: dict[str, ProcessedMonitoring] = {}
+
+    def build(cur: duckdb.DuckDBPyConnection, staging: str) -> None:
+        raw = f"{staging}__raw"
+        cur.register("_rs", results)
+        if dataset is not None:
+            cur.register("_ds", dataset)
+        try:
+            sql = joined_split_sql(dataset.column_names if dataset is not None else [], results.column_names)
+            cur.execute(f"CREATE OR REPLACE TEMP TABLE {quote_ident(raw)} AS {sql}")
+            holder["p"] = process_monitoring_sync(cur, raw, staging, cfg.column_rename_map)
+        finally:
+            cur.unregister("_rs")
+            if dataset is not None:
+                cur.unregister("_ds")
+            cur.execute(f"DROP TABLE IF EXISTS {quote_ident(raw)}")
+
+    info = await store.land_dataset(kind=KIND, source=source, build=build, format=FORMAT)
+    return info, holder["p"]
+
+
+async def import_monitoring_from_db(store: DuckDBStore, settings: Settings) -> MonitoringUploadResponse:
+    """``POST /api/monitoring/db-import``: split queries, else the configured table, into the store."""
+    cfg = settings.monitoring_db
+    if not cfg.is_configured:
+        raise Invalid("Database not configured. Set monitoring_db in monitoring_db.yaml or MONITORING_DB_* env vars.")
+    if cfg.has_query:
+        dataset, results = await fetch_split_queries(cfg)
+        if results.num_rows == 0:
+            raise Invalid("Results query returned no data. Check results_query.")
+        info, processed = await land_arrow_monitoring(store, cfg, results, dataset, "database")
+        message = f"Imported {processed.row_count} records from database query"
+    elif cfg.table:
+        table = await fetch_table(cfg, cfg.schema_name or "public", cfg.table)
+        if table.num_rows == 0:
+            raise Invalid(f"Table {cfg.table} returned no data")
+        info, processed = await land_arrow_monitoring(store, cfg, table, None, "database")
+        message = f"Imported {processed.row_count} records from {cfg.table}"
+    else:
+        raise Invalid("No queries configured. Set dataset_query and results_query (or table) in monitoring_db.")
+    await finish_monitoring_load(store, cfg, info)
+    return await _response(
+        store,
+        info,
+        message=message,
+        metric_columns=processed.metric_columns,
+        row_cap=settings.upload_response_row_cap,
+        source="database",
+    )

@@ -1,0 +1,75 @@
+"""``/api/monitoring`` over HTTP: upload, examples, db-config."""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+
+import httpx
+
+CSV = (
+    "ID,Response Time,relevance_score,coherence_score,env\n"
+    "a,100,0.9,0.8,prod\n"
+    "b,300,0.3,0.6,prod\n"
+    "c,200,0.7,bad,dev\n"
+)
+
+
+async def test_upload_then_summary_without_ids(client: httpx.AsyncClient) -> None:
+    res = await client.post("/api/monitoring/upload", files={"file": ("mon.csv", CSV, "text/csv")})
+    assert res.status_code == 200, res.text
+    body = res.json()
+    assert body["success"] and body["format"] == "monitoring" and body["row_count"] == 3
+    assert body["metric_columns"] == ["relevance_score", "coherence_score"]
+    assert body["columns"][:3] == ["dataset_id", "latency", "relevance_score"]
+    assert body["data"][2]["coherence_score"] is None
+    assert body["data"][0]["timestamp"].endswith(body["data"][1]["timestamp"][-8:])  # same load time
+    assert body["data_truncated"] is False
+    ds = body["dataset_id"]
+    # wide data: breakdown per *_score column; default threshold = configured pass (0.5)
+    bd = (await client.get("/api/monitoring/analytics/metric-breakdown")).json()
+    rel = next(m for m in bd["metrics"] if m["name"] == "relevance_score")
+    assert bd["dataset_id"] == ds and rel["count"] == 3
+    assert rel["pass_rate"] == 100 * 2 / 3 and rel["avg"] == statistics.mean([0.9, 0.3, 0.7])
+    lat = (await client.get("/api/monitoring/analytics/latency-distribution", params={"bins": 5})).json()
+    assert lat["histogram"]["counts"] == [1, 0, 1, 0, 1] and lat["percentiles"]["p50"] == 200.0
+
+
+async def test_upload_long_then_summary_kpis(client: httpx.AsyncClient) -> None:
+    rows = [["dataset_id", "timestamp", "latency", "metric_name", "metric_category", "metric_score", "explanation"]]
+    scores = {"r1": (0.9, 0.2), "r2": (0.6, 0.4), "r3": (0.1, 0.8)}
+    lats = {"r1": 100, "r2": 250, "r3": 400}
+    for rid, (a, b) in scores.items():
+        ts = f"2025-02-0{rid[-1]}T12:00:00Z"
+        rows.append([rid, ts, lats[rid], "a", "SCORE", a, ""])
+        rows.append([rid, ts, lats[rid], "b", "", b, ""])
+        rows.append([rid, ts, lats[rid], "tone", "CLASSIFICATION", "friendly", "friendly"])
+    buf = io.StringIO()
+    csv.writer(buf).writerows(rows)
+    up = await client.post("/api/monitoring/upload", files={"file": ("long.csv", buf.getvalue(), "text/csv")})
+    assert up.status_code == 200, up.text
+    k = (await client.get("/api/monitoring/analytics/summary", params={"metric_category": "SCORE"})).json()["kpis"]
+    vals = [v for pair in scores.values() for v in pair]
+    assert k["total_records"] == 6
+    assert abs(k["avg_score"] - statistics.mean(vals)) < 1e-12
+    assert k["pass_rate"] == 100 * sum(v >= 0.5 for v in vals) / 6
+    assert k["p50_latency"] == 250.0  # one latency per record, not per metric row
+
+
+async def test_upload_errors(client: httpx.AsyncClient) -> None:
+    res = await client.post("/api/monitoring/upload", files={"file": ("x.csv", "foo,bar\n1,2\n", "text/csv")})
+    assert res.status_code == 400 and "Required column: dataset_id" in res.json()["detail"]
+    res = await client.post("/api/monitoring/upload", files={"file": ("x.txt", "a\n1\n", "text/plain")})
+    assert res.status_code == 400
+    res = await client.get("/api/monitoring/example/unknown")
+    assert res.status_code == 404
+
+
+async def test_db_config_defaults(client: httpx.AsyncClient) -> None:
+    body = (await client.get("/api/monitoring/db-config")).json()
+    assert body["configured"] is False and body["connection"] is None
+    assert body["thresholds"]["default"] == {"good": 0.7, "pass": 0.5}
+    assert body["anomaly_detection"]["z_score"]["threshold"] == 2.0
+    res = await client.post("/api/monitoring/db-import")
+    assert res.status_code == 400

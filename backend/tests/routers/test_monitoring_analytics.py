@@ -1,0 +1,68 @@
+"""``/api/monitoring/analytics`` over HTTP, on the bundled examples."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+BASE = "/api/monitoring/analytics"
+
+
+async def test_no_data_is_404(client: httpx.AsyncClient) -> None:
+    res = await client.get(f"{BASE}/summary")
+    assert res.status_code == 404
+
+
+@pytest.mark.parametrize("example", ["monitoring", "monitoring_long"])
+async def test_every_endpoint_answers_over_examples(client: httpx.AsyncClient, example: str) -> None:
+    loaded = await client.get(f"/api/monitoring/example/{example}")
+    assert loaded.status_code == 200, loaded.text
+    ds = loaded.json()["dataset_id"]
+    long = example == "monitoring_long"
+    metrics = "relevance,faithfulness" if long else "relevance_score,accuracy_score"
+    calls = {
+        "summary": {"metric_category": "SCORE"},
+        "trends": {"granularity": "weekly"},
+        "metric-breakdown": {"group_by": "source_name"},
+        "latency-distribution": {"group_by": "environment", "bins": 10},
+        "class-distribution": {"metric": "relevance" if long else "relevance_score", "group_by": "source_name"},
+        "correlation": {"metrics": metrics},
+        "classification-breakdown": {},
+        "classification-trends": {"metric_name": "sentiment"},
+        "analysis-insights": {"limit": 5},
+    }
+    bodies = {}
+    for path, params in calls.items():
+        res = await client.get(f"{BASE}/{path}", params={**params, "dataset_id": ds})
+        assert res.status_code == 200, (path, res.text)
+        bodies[path] = res.json()
+        assert bodies[path]["success"] is True
+    assert bodies["summary"]["kpis"]["total_records"] > 0
+    assert bodies["trends"]["data"] and bodies["metric-breakdown"]["metrics"]
+    assert sum(bodies["latency-distribution"]["histogram"]["counts"]) > 0
+    assert len(bodies["correlation"]["matrix"]) == 2
+    assert bodies["class-distribution"]["data"]
+    if long:
+        assert bodies["classification-breakdown"]["metrics"]
+        assert bodies["analysis-insights"]["total_count"] > 0
+        assert len(bodies["analysis-insights"]["records"]) == 5
+
+
+async def test_hostile_params_cannot_alter_the_query(client: httpx.AsyncClient) -> None:
+    await client.get("/api/monitoring/example/monitoring_long")
+    total = (await client.get(f"{BASE}/summary")).json()["kpis"]["total_records"]
+    assert total > 0
+    for value in ["Atlas' OR '1'='1", "%", "Atlas\"; DROP TABLE datasets; --", "' UNION SELECT 1 --"]:
+        res = await client.get(f"{BASE}/summary", params={"source_name": value})
+        assert res.status_code == 200 and res.json()["kpis"]["total_records"] == 0
+        res = await client.get(f"{BASE}/analysis-insights", params={"metric_name": value})
+        assert res.status_code == 200 and res.json()["total_count"] == 0
+    for bad in ["query", "source_name; DROP TABLE datasets", "1=1"]:
+        res = await client.get(f"{BASE}/metric-breakdown", params={"group_by": bad})
+        assert res.status_code == 400 and "Invalid group_by" in res.json()["detail"]
+        res = await client.get(f"{BASE}/latency-distribution", params={"group_by": bad})
+        assert res.status_code == 400
+    assert (await client.get(f"{BASE}/trends", params={"granularity": "yearly"})).status_code == 422
+    assert (await client.get(f"{BASE}/latency-distribution", params={"bins": 500})).status_code == 422
+    assert (await client.get(f"{BASE}/summary", params={"time_start": "not a time"})).status_code == 400
+    assert (await client.get(f"{BASE}/summary")).json()["kpis"]["total_records"] == total

@@ -1,0 +1,165 @@
+"""Monitoring ingestion: SQL processing, alias collision guard, examples and real PostgreSQL imports."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.config import Settings
+from app.errors import Invalid, NotFound
+from app.services import monitoring_service as ms
+from app.services.duckdb_store import DuckDBStore, quote_ident, utc_now
+from tests.conftest import PgSchema
+
+
+def test_plan_renames_collision_guard() -> None:
+    # id and record_id both alias dataset_id: only the first gets it (DB-23).
+    assert ms.plan_renames(["id", "record_id", "Latency-MS"], None, ms.MONITORING_ALIASES) == {
+        "id": "dataset_id",
+        "record_id": "record_id",
+        "Latency-MS": "latency",
+    }
+    # A target that already exists as an original column is never produced twice.
+    assert ms.plan_renames(["model", "model_name"], None, ms.MONITORING_ALIASES) == {
+        "model": "model",
+        "model_name": "model_name",
+    }
+    # The custom map (exact names) wins over the alias table; score/metric are not aliased.
+    assert ms.plan_renames(["Agent", "score"], {"Agent": "source_name"}, ms.MONITORING_ALIASES) == {
+        "Agent": "source_name",
+        "score": "score",
+    }
+
+
+async def _process(store: DuckDBStore, sql: str, custom: dict[str, str] | None = None) -> tuple[Any, list[Any]]:
+    def run(cur: Any) -> tuple[Any, list[Any]]:
+        cur.execute(f"CREATE OR REPLACE TABLE src AS {sql}")
+        res = ms.process_monitoring_sync(cur, "src", "out", custom, now=dt.datetime(2025, 1, 2, 3, 4, 5))
+        desc = cur.execute("DESCRIBE out").fetchall()
+        return res, [desc, cur.execute("SELECT * FROM out ORDER BY 1").fetchall()]
+
+    return await store.run_write(run)
+
+
+async def test_process_wide_coerces_and_adds_utc_timestamp(store: DuckDBStore) -> None:
+    res, (desc, rows) = await _process(
+        store,
+        "SELECT * FROM (VALUES ('a', '120', '0.9', 'x'), ('b', 'slow', 'bad', 'y')) "
+        "t(ID, \"Response Time\", relevance_score, env)",
+    )
+    assert res.format == "monitoring" and res.message == "Processed 2 monitoring records"
+    assert res.metric_columns == ["relevance_score"]
+    types = {r[0]: r[1] for r in desc}
+    assert types == {"dataset_id": "VARCHAR", "latency": "DOUBLE", "relevance_score": "DOUBLE",
+                     "environment": "VARCHAR", "timestamp": "TIMESTAMP"}
+    assert rows == [("a", 120.0, 0.9, "x", dt.datetime(2025, 1, 2, 3, 4, 5)),
+                    ("b", None, None, "y", dt.datetime(2025, 1, 2, 3, 4, 5))]
+
+
+async def test_process_long_keeps_text_scores_and_normalises_offsets(store: DuckDBStore) -> None:
+    res, (desc, rows) = await _process(
+        store,
+        "SELECT * FROM (VALUES ('a', '2025-01-01T10:00:00+02:00', 'm', '0.5'), "
+        "('b', '2025-01-01 10:00:00', 'c', 'positive')) t(record_id, created_at, metric_name, metric_score)",
+    )
+    assert res.metric_columns == ["metric_score"]
+    types = {r[0]: r[1] for r in desc}
+    assert types["timestamp"] == "TIMESTAMP" and types["metric_score"] == "VARCHAR"
+    assert rows[0][1] == dt.datetime(2025, 1, 1, 8, 0) and rows[1][1] == dt.datetime(2025, 1, 1, 10, 0)
+    assert rows[1][3] == "positive"
+
+
+async def test_process_rejects_non_monitoring_and_empty(store: DuckDBStore) -> None:
+    with pytest.raises(Invalid, match="Required column: dataset_id"):
+        await _process(store, "SELECT 1 AS foo")
+    with pytest.raises(Invalid, match="Empty dataset"):
+        await _process(store, "SELECT 'a' AS dataset_id WHERE false")
+
+
+async def test_example_loads_and_caches_summary(store: DuckDBStore, settings: Settings) -> None:
+    res = await ms.load_monitoring_example(store, settings, "monitoring")
+    assert res.row_count == 50 and res.format == "monitoring"
+    assert set(res.metric_columns) == {"relevance_score", "coherence_score", "accuracy_score"}
+    assert "latency" in res.columns and "has_errors" in res.columns and "latency_ms" not in res.columns
+    info = await store.get_dataset(res.dataset_id)
+    assert info.source == "example:monitoring" and info.kind == "monitoring"
+    ts_type = info.column_type("timestamp")
+    assert ts_type == "TIMESTAMP"
+    long = await ms.load_monitoring_example(store, settings, "monitoring_long")
+    assert long.metric_columns == ["metric_score"]
+    meta = await store.get_metadata((await store.get_dataset(long.dataset_id)).table_name)
+    assert meta["monitoring_summary"]["by_category"]["SCORE"]["total_records"] > 0
+    with pytest.raises(NotFound, match="Available"):
+        await ms.load_monitoring_example(store, settings, "nope")
+
+
+def _write_yaml(settings_dir: Path, body: str) -> None:
+    (settings_dir / "monitoring_db.yaml").write_text(body)
+
+
+async def test_db_import_split_queries(
+    store: DuckDBStore, pg: PgSchema, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    pg.execute("CREATE TABLE ds (dataset_id text, query text, created_at timestamptz, environment text)")
+    pg.execute("CREATE TABLE rs (dataset_id text, metric_name text, metric_score double precision, "
+               "environment text, latency_ms int, id uuid)")
+    pg.execute("INSERT INTO ds VALUES ('a','q1','2025-01-01 10:00+02','prod'), ('b','q2','2025-01-02 00:00Z','dev')")
+    pg.execute("INSERT INTO rs VALUES ('a','m1',0.9,'r-env',100, gen_random_uuid()), ('a','m2',0.4,'r-env',100, "
+               "gen_random_uuid()), ('b','m1',0.7,'r-env',50, gen_random_uuid()), ('c','m1',0.1,'x',10, NULL)")
+    _write_yaml(tmp_path / "custom" / "config", f"""monitoring_db:
+  host: {pg.host}
+  port: {pg.port}
+  database: {pg.database}
+  username: {pg.user}
+  ssl_mode: disable
+  dataset_query: "SELECT * FROM {pg.schema}.ds"
+  results_query: "SELECT * FROM {pg.schema}.rs ORDER BY dataset_id, metric_name"
+""")
+    settings = make_settings()
+    res = await ms.import_monitoring_from_db(store, settings)
+    assert res.source == "database" and res.row_count == 4
+    assert res.message == "Imported 4 records from database query"
+    info = await store.get_dataset(res.dataset_id)
+    assert info.source == "database"
+    rows = await store.fetch_dicts(
+        f"SELECT dataset_id, query, environment, dataset_environment, timestamp, latency "
+        f"FROM {quote_ident(info.table_name)} ORDER BY dataset_id, metric_name"
+    )
+    # LEFT join keeps the result without a dataset row; results win on collisions.
+    assert [r["dataset_id"] for r in rows] == ["a", "a", "b", "c"]
+    assert rows[0]["environment"] == "r-env" and rows[0]["dataset_environment"] == "prod"
+    assert rows[0]["timestamp"] == dt.datetime(2025, 1, 1, 8, 0) and rows[3]["timestamp"] is None
+    assert rows[2]["latency"] == 50.0
+    # `id` is not renamed to dataset_id because dataset_id already exists.
+    assert "id" in info.column_names
+
+
+async def test_db_import_legacy_table_and_errors(
+    store: DuckDBStore, pg: PgSchema, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    pg.execute("CREATE TABLE mon (record_id int, relevance_score text)")
+    pg.execute("INSERT INTO mon VALUES (1, '0.5'), (2, 'n/a')")
+    cfg_dir = tmp_path / "custom" / "config"
+    base = f"monitoring_db:\n  host: {pg.host}\n  port: {pg.port}\n  database: {pg.database}\n  username: {pg.user}\n"
+    _write_yaml(cfg_dir, base + f"  schema: {pg.schema}\n  table: mon\n")
+    before = utc_now()
+    res = await ms.import_monitoring_from_db(store, make_settings())
+    assert res.message == "Imported 2 records from mon" and res.metric_columns == ["relevance_score"]
+    assert [r["relevance_score"] for r in res.data] == [0.5, None]
+    assert all(r["timestamp"] >= before for r in res.data)
+    _write_yaml(cfg_dir, base)
+    with pytest.raises(Invalid, match="No queries configured"):
+        await ms.import_monitoring_from_db(store, make_settings())
+    bad_query = "  dataset_query: SELECT 1 AS dataset_id\n  results_query: SELECT * FROM nope_missing\n"
+    _write_yaml(cfg_dir, base + bad_query)
+    with pytest.raises(ms.ImportFailed, match="Import failed"):
+        await ms.import_monitoring_from_db(store, make_settings())
+    _write_yaml(cfg_dir, "monitoring_db:\n  host: 127.0.0.1\n  port: 1\n  database: x\n  table: t\n")
+    with pytest.raises(Invalid, match="Could not connect"):
+        await ms.import_monitoring_from_db(store, make_settings())
+    with pytest.raises(Invalid, match="not configured"):
+        await ms.import_monitoring_from_db(store, make_settings(axis_custom_dir=tmp_path / "none"))
