@@ -1,0 +1,454 @@
+"""Sync engine against the real PostgreSQL (``pg``) and real DuckDB files."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.config import Settings
+from app.services.background import BackgroundTasks
+from app.services.duckdb_store import DuckDBStore
+from app.services.sync_engine import (
+    CASES_SYNC_ID_KEY,
+    RAW_SYNC_ID_KEY,
+    TARGETS,
+    LeaderLock,
+    SyncEngine,
+    column_renames,
+    due_datasets,
+    incremental_query,
+    scrub_error,
+    seconds_until_next,
+)
+from tests.conftest import PgSchema
+from tests.sync_helpers import configure, create_source, joined_count, slow_results_query, terminate_sync_backend
+
+MAP = {"metric": "metric_name", "score": "metric_score"}
+READERS = ["postgres_extension", "asyncpg"]
+
+
+class Env:
+    """A store + engine on the settings' DuckDB file."""
+
+    def __init__(self, settings: Settings, derived: dict[str, Any] | None = None) -> None:
+        self.settings = settings
+        self.store = DuckDBStore(settings.duckdb_path, query_concurrency=4)
+        self.engine = SyncEngine(settings, self.store, BackgroundTasks(), derived_builders=derived)
+
+    async def __aenter__(self) -> Env:
+        await self.store.open()
+        await self.engine.startup()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.engine.shutdown()
+        await self.store.close()
+
+    async def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return (await self.store.fetch(sql)).rows
+
+    async def count(self, table: str = "monitoring_data") -> int:
+        return int((await self.rows(f'SELECT count(*) FROM "{table}"'))[0][0])
+
+
+@pytest.fixture
+def source(pg: PgSchema) -> PgSchema:
+    create_source(pg, n_cases=20, metrics=3)
+    return pg
+
+
+@pytest.fixture
+async def env(make_settings: Callable[..., Settings], source: PgSchema) -> AsyncIterator[Env]:
+    settings = configure(make_settings, source, columns=MAP, incremental_column="seq")
+    async with Env(settings) as e:
+        yield e
+
+
+# ---------------------------------------------------------------------- full sync
+@pytest.mark.parametrize("reader", READERS)
+async def test_full_sync_keeps_types_and_builds_the_join_view(
+    make_settings: Callable[..., Settings], source: PgSchema, reader: str
+) -> None:
+    source.execute(
+        "INSERT INTO ds VALUES ('tz1', 'offset row', '2024-03-01 12:30:00+02', '{\"k\": [1, null]}', true, '', 999)"
+    )
+    source.execute("INSERT INTO rs VALUES ('tz1', 'm1', 0.25, '2024-03-01 12:30:00+02', 9991, NULL)")
+    source.execute("INSERT INTO rs VALUES ('orphan', 'm1', 0.5, '2024-03-01 12:30:00+00', 9992, 'prod')")
+    settings = configure(make_settings, source, columns=MAP, duckdb={"sync_reader": reader})
+    async with Env(settings) as e:
+        res = await e.engine.sync_dataset("monitoring")
+        assert res.status == "ready", res.error
+        assert res.reader == reader and res.sync_type == "full" and not res.truncated
+        # inner join: the orphan result vanishes; count equals PostgreSQL's own join count
+        assert res.rows == joined_count(source) == 20 * 3 + 1
+        assert await e.count() == res.rows
+
+        types = {c["name"]: c["type"] for c in await e.store.describe("monitoring_data")}
+        assert types["timestamp"] == "TIMESTAMP"  # timestamptz → plain UTC TIMESTAMP
+        assert types["flagged"] == "BOOLEAN"
+        assert types["metric_score"] == "DOUBLE"
+        # dataset columns colliding with results columns are prefixed; dataset_id is not repeated
+        assert "dataset_timestamp" in types and "dataset_seq" in types
+        assert list(types).count("dataset_id") == 1
+
+        row = (
+            await e.store.fetch_dicts(
+                "SELECT timestamp, dataset_timestamp, meta, flagged, note, query FROM monitoring_data "
+                "WHERE dataset_id = 'tz1'"
+            )
+        )[0]
+        assert row["dataset_timestamp"] == dt.datetime(2024, 3, 1, 10, 30)  # +02 → UTC
+        assert json.loads(row["meta"]) == {"k": [1, None]}  # JSON text, not a Python repr
+        assert row["flagged"] is True
+        assert row["note"] == ""  # empty string stays empty ...
+        nulls = await e.rows("SELECT count(*) FROM monitoring_dataset WHERE note IS NULL")
+        assert nulls[0][0] == len([g for g in range(1, 21) if g % 3 == 0])  # ... and NULL stays NULL
+
+        info = await e.store.get_dataset("sync_monitoring")
+        assert (info.kind, info.source, info.table_name, info.row_count) == (
+            "monitoring",
+            "sync",
+            "monitoring_data",
+            res.rows,
+        )
+        latest = await e.store.resolve_dataset("monitoring", None)
+        assert latest.dataset_id == "sync_monitoring"
+
+        meta = await e.store.get_metadata("monitoring_data")
+        assert meta["row_count"] == res.rows
+        assert meta["filter_values"]["environment"] == ["prod", "staging"]
+        scores = [r[0] for r in source.fetch("SELECT score FROM rs JOIN ds ON rs.dataset_id = ds.record_id")]
+        assert meta["summary_stats"]["avg_score"] == pytest.approx(sum(scores) / len(scores))
+        assert meta["summary_stats"]["pass_rate"] == pytest.approx(100.0 * sum(s >= 0.5 for s in scores) / len(scores))
+        status = await e.engine.get_status("monitoring_data")
+        assert status["state"] == "ready" and status["rows"] == res.rows and status["sync_type"] == "full"
+
+
+async def test_empty_source_gives_empty_typed_tables(make_settings: Callable[..., Settings], pg: PgSchema) -> None:
+    pg.execute("CREATE TABLE ds (dataset_id text, created_at timestamptz, n int)")
+    pg.execute("CREATE TABLE rs (dataset_id text, metric_name text, metric_score float8)")
+    settings = configure(make_settings, pg)
+    async with Env(settings) as e:
+        res = await e.engine.sync_dataset("monitoring")
+        assert res.status == "ready" and res.rows == 0
+        types = {c["name"]: c["type"] for c in await e.store.describe("monitoring_data")}
+        assert types == {
+            "dataset_id": "VARCHAR",
+            "metric_name": "VARCHAR",
+            "metric_score": "DOUBLE",
+            "timestamp": "TIMESTAMP",
+            "n": "INTEGER",
+        }
+
+
+async def test_max_sync_rows_truncates_and_flags(make_settings: Callable[..., Settings], source: PgSchema) -> None:
+    settings = configure(make_settings, source, columns=MAP, duckdb={"max_sync_rows": 25})
+    async with Env(settings) as e:
+        res = await e.engine.sync_dataset("monitoring")
+        assert res.status == "ready" and res.truncated
+        assert await e.count("monitoring_results") == 25
+        assert await e.count("monitoring_dataset") == 20
+        assert (await e.engine.get_status("monitoring_data"))["truncated"] is True
+
+
+async def test_missing_dataset_id_is_an_error_and_nothing_is_swapped(
+    make_settings: Callable[..., Settings], source: PgSchema
+) -> None:
+    settings = configure(make_settings, source, columns=MAP, dataset_query=f'SELECT query FROM "{source.schema}".ds')
+    async with Env(settings) as e:
+        res = await e.engine.sync_dataset("monitoring")
+        assert res.status == "error" and "dataset_id" in (res.error or "")
+        assert not await e.store.table_exists("monitoring_data")
+        assert not await e.store.table_exists("monitoring_dataset__staging")
+
+
+# ---------------------------------------------------------------------- incremental
+async def test_incremental_appends_new_rows_and_upserts_updates(env: Env, source: PgSchema) -> None:
+    first = await env.engine.sync_dataset("monitoring")
+    assert first.sync_type == "full" and first.rows == 60
+    wms = await env.engine.watermarks(TARGETS["monitoring"])
+    assert wms == {"monitoring_dataset": "20", "monitoring_results": "203"}
+
+    # new case 21 with 3 results; an updated re-emitted result row (higher seq) for case 1/m1
+    source.execute("INSERT INTO ds VALUES ('c0021', 'question 21', '2024-02-01 00:00:00+00', '{}', false, 'x', 21)")
+    source.execute(
+        "INSERT INTO rs SELECT 'c0021', 'm' || m, 0.9, '2024-02-01 00:00:00+00', 210 + m, 'prod' "
+        "FROM generate_series(1, 3) m"
+    )
+    source.execute("UPDATE rs SET score = 0.123, seq = 500 WHERE dataset_id = 'c0001' AND metric = 'm1'")
+
+    res = await env.engine.sync_dataset("monitoring")
+    assert res.status == "ready" and res.sync_type == "incremental", res
+    assert res.rows == joined_count(source) == 63
+    assert res.incremental_rows == 3
+    dup = await env.rows(
+        "SELECT count(*), max(metric_score) FROM monitoring_data WHERE dataset_id = 'c0001' AND metric_name = 'm1'"
+    )
+    assert dup == [(1, pytest.approx(0.123))]
+    # typed comparison: seq 500 > 213 numerically although '500' < '99' would hold as strings
+    wms = await env.engine.watermarks(TARGETS["monitoring"])
+    assert wms == {"monitoring_dataset": "21", "monitoring_results": "500"}
+
+    again = await env.engine.sync_dataset("monitoring")
+    assert again.sync_type == "incremental" and again.rows == 63 and again.incremental_rows == 0
+
+
+def test_incremental_query_uses_typed_literals() -> None:
+    ts = incremental_query("SELECT * FROM t;", "created_at", {"value": "2024-01-01 10:00:00", "pg_cast": "timestamptz"})
+    assert ts.endswith("""WHERE _axis_inc."created_at" >= '2024-01-01 10:00:00+00'::timestamptz""")
+    assert "SELECT * FROM t\n" in ts  # trailing semicolon removed
+    txt = incremental_query("SELECT 1", 'we"ird', {"value": "it's", "pg_cast": "text"})
+    assert txt.endswith("""WHERE _axis_inc."we""ird" >= 'it''s'::text""")
+
+
+async def test_reset_watermark_and_full_flag_force_full(env: Env) -> None:
+    await env.engine.sync_dataset("monitoring")
+    assert (await env.engine.sync_dataset("monitoring")).sync_type == "incremental"
+    assert (await env.engine.sync_dataset("monitoring", force_full=True)).sync_type == "full"
+    assert await env.engine.reset_watermark("monitoring") is True
+    assert await env.engine.watermarks(TARGETS["monitoring"]) == {
+        "monitoring_dataset": None,
+        "monitoring_results": None,
+    }
+    assert (await env.engine.sync_dataset("monitoring")).sync_type == "full"
+    assert await env.engine.reset_watermark("kpi") is False
+
+
+async def test_schema_drift_falls_back_to_full_rebuild(env: Env, source: PgSchema) -> None:
+    await env.engine.sync_dataset("monitoring")
+    source.execute("ALTER TABLE rs ADD COLUMN extra text")
+    source.execute("INSERT INTO rs VALUES ('c0002', 'm9', 0.7, now(), 999, 'prod', 'new')")
+    res = await env.engine.sync_dataset("monitoring")
+    assert res.status == "ready" and res.sync_type == "full"
+    assert res.rows == joined_count(source) == 61
+    cols = [c["name"] for c in await env.store.describe("monitoring_data")]
+    assert "extra" in cols
+    got = await env.rows("SELECT extra FROM monitoring_data WHERE metric_name = 'm9'")
+    assert got == [("new",)]
+    # watermarks were rebuilt by the full sync, so the next one is incremental again
+    assert (await env.engine.sync_dataset("monitoring")).sync_type == "incremental"
+
+
+# ---------------------------------------------------------------------- faults
+@pytest.mark.parametrize("reader", READERS)
+async def test_backend_terminated_mid_read_keeps_previous_table(
+    make_settings: Callable[..., Settings], source: PgSchema, reader: str
+) -> None:
+    settings = configure(
+        make_settings,
+        source,
+        columns=MAP,
+        results_query=slow_results_query(source),
+        duckdb={"sync_reader": reader},
+    )
+    async with Env(settings) as e:
+        assert (await e.engine.sync_dataset("monitoring")).rows == 60
+        source.execute("INSERT INTO rs VALUES ('c0003', 'm7', 0.1, now(), 777, 'prod')")
+        source.execute("UPDATE ctl SET slow = true")
+        task = asyncio.create_task(e.engine.sync_dataset("monitoring", force_full=True))
+        assert await terminate_sync_backend(source) >= 1
+        res = await task
+        assert res.status == "error" and res.error
+        status = await e.engine.get_status("monitoring_data")
+        assert status["state"] == "error" and status["error"] == res.error
+        assert status["rows"] == 60
+        assert await e.count() == 60  # the previous table is still served
+        tables = await e.rows("SELECT table_name FROM duckdb_tables() WHERE table_name LIKE '%staging%'")
+        assert tables == []
+        source.execute("UPDATE ctl SET slow = false")
+        ok = await e.engine.sync_dataset("monitoring")
+        assert ok.status == "ready" and ok.rows == 61
+        assert (await e.engine.get_status("monitoring_data"))["error"] is None
+
+
+async def test_connection_errors_never_leak_the_password(
+    make_settings: Callable[..., Settings], source: PgSchema
+) -> None:
+    url = "postgresql://postgres:Sup3rSecretPw@127.0.0.1:1/test"
+    settings = configure(make_settings, source, url=url)
+    async with Env(settings) as e:
+        res = await e.engine.sync_dataset("monitoring")
+        assert res.status == "error" and res.error
+        assert "Sup3rSecretPw" not in res.error
+        status = await e.engine.get_status("monitoring_data")
+        assert "Sup3rSecretPw" not in json.dumps(status)
+
+
+def test_scrub_error_removes_conninfo_and_url_passwords() -> None:
+    text = "failed at \"host=x password='a b\\'c' user=u\" and postgresql://u:pw1@h/db"
+    out = scrub_error(text, ["pw1"])
+    assert "a b" not in out and "pw1" not in out and "password=***" in out
+
+
+async def test_readers_never_see_partial_data_during_swap(env: Env, source: PgSchema) -> None:
+    await env.engine.sync_dataset("monitoring")
+    source.execute(
+        "INSERT INTO rs SELECT 'c' || lpad(g::text, 4, '0'), 'x' || k, 0.5, now(), 100000 + g * 100 + k, 'prod' "
+        "FROM generate_series(1, 20) g, generate_series(1, 200) k"
+    )
+    new_total = joined_count(source)
+    counts: list[int] = []
+    done = asyncio.Event()
+
+    async def reader() -> None:
+        while not done.is_set():
+            counts.append(int((await env.store.fetch("SELECT count(*) FROM monitoring_data")).rows[0][0]))
+
+    readers = [asyncio.create_task(reader()) for _ in range(3)]
+    for _ in range(3):
+        res = await env.engine.sync_dataset("monitoring", force_full=True)
+        assert res.status == "ready", res.error
+    done.set()
+    await asyncio.gather(*readers)
+    assert set(counts) <= {60, new_total}
+    assert new_total in counts and len(counts) > 3
+
+
+# ---------------------------------------------------------------------- restart + derived repair
+async def _cases_builder(store: DuckDBStore, settings: Settings, raw_table: str, sync_id: str) -> None:
+    """A simple derived step: one row per case with its metric count."""
+
+    def _build(cur: Any) -> None:
+        cur.execute(
+            f'CREATE OR REPLACE TABLE human_signals_cases AS SELECT dataset_id AS "Case_ID", count(*) AS n, '
+            f"'{sync_id}' AS sync_id FROM \"{raw_table}\" GROUP BY 1"
+        )
+
+    await store.run_write(_build)
+
+
+async def _crashing_builder(store: DuckDBStore, settings: Settings, raw_table: str, sync_id: str) -> None:
+    raise RuntimeError("process died between the dataset and derived stages")
+
+
+async def test_crash_between_stages_is_repaired_at_startup(
+    make_settings: Callable[..., Settings], source: PgSchema
+) -> None:
+    settings = configure(make_settings, source, store="human_signals", columns={**MAP, "record_id": "dataset_id"})
+    async with Env(settings, derived={"human_signals": _crashing_builder}) as e:
+        res = await e.engine.sync_dataset("human_signals")
+        assert res.status == "ready" and res.rows == 60
+        raw_id = await e.store.kv_get(RAW_SYNC_ID_KEY)
+        assert raw_id == res.sync_id
+        assert await e.store.kv_get(CASES_SYNC_ID_KEY) is None
+        assert (await e.engine.get_status("human_signals_cases"))["state"] == "error"
+        assert (await e.store.get_dataset("sync_human_signals")).table_name == "human_signals_raw"
+
+    async with Env(settings, derived={"human_signals": _cases_builder}) as e2:
+        assert await e2.engine.repair_derived() is True
+        assert await e2.store.kv_get(CASES_SYNC_ID_KEY) == raw_id
+        rows = await e2.rows("SELECT count(*), min(n), max(n), min(sync_id) FROM human_signals_cases")
+        assert rows == [(20, 3, 3, raw_id)]
+        assert (await e2.engine.get_status("human_signals_cases"))["state"] == "ready"
+        assert await e2.engine.repair_derived() is False  # ids agree now
+
+
+async def test_status_and_registry_survive_restart(env: Env, make_settings: Callable[..., Settings]) -> None:
+    res = await env.engine.sync_dataset("monitoring")
+    await env.store.close()
+    env.engine.shutdown()
+    async with Env(env.settings) as e2:
+        status = await e2.engine.get_status("monitoring_data")
+        assert status["state"] == "ready" and status["rows"] == res.rows and status["sync_id"] == res.sync_id
+        assert (await e2.store.get_dataset("sync_monitoring")).row_count == res.rows
+        assert (await e2.store.get_metadata("monitoring_data"))["row_count"] == res.rows
+        # a status left at "syncing" by a crash is settled from the file at the next boot
+        await e2.store.kv_set("sync_status:monitoring_data", {**status, "state": "syncing"})
+    async with Env(env.settings) as e3:
+        status = await e3.engine.get_status("monitoring_data")
+        assert status["state"] == "ready" and status["rows"] == res.rows
+        assert "interrupted" in status["error"]
+    await env.store.open()  # the fixture closes it again
+
+
+# ---------------------------------------------------------------------- leader, eligibility, scheduler
+def test_leader_lock_is_exclusive(tmp_path: Path) -> None:
+    first, second = LeaderLock(tmp_path / "db.lock"), LeaderLock(tmp_path / "db.lock")
+    assert first.try_acquire() and first.held
+    assert not second.try_acquire()
+    first.release()
+    assert second.try_acquire()
+    second.release()
+
+
+async def test_second_sync_of_a_running_dataset_is_skipped(
+    make_settings: Callable[..., Settings], source: PgSchema
+) -> None:
+    settings = configure(make_settings, source, columns=MAP, results_query=slow_results_query(source))
+    async with Env(settings) as e:
+        source.execute("UPDATE ctl SET slow = true")
+        task = asyncio.create_task(e.engine.sync_dataset("monitoring"))
+        await asyncio.sleep(0)
+        assert list(e.engine.running()) == ["monitoring"]
+        second = await e.engine.sync_dataset("monitoring")
+        assert second.status == "skipped"
+        await terminate_sync_backend(source)
+        assert (await task).status == "error"
+        assert e.engine.running() == {}
+
+
+def test_eligibility_rules(make_settings: Callable[..., Settings], pg: PgSchema) -> None:
+    settings = configure(make_settings, pg, store="eval", auto_load=True)
+    engine = SyncEngine(settings, DuckDBStore(settings.duckdb_path), BackgroundTasks())
+    assert engine.eligible("manual") == ["eval"]
+    assert engine.eligible("startup") == ["eval"]  # DB-6: eval syncs at startup when auto_load
+    assert "disabled" in (engine.ineligible_reason("monitoring") or "")
+    settings2 = configure(make_settings, pg, store="eval", auto_load=False, results_query="")
+    engine2 = SyncEngine(settings2, DuckDBStore(settings2.duckdb_path), BackgroundTasks())
+    assert "results_query" in (engine2.ineligible_reason("eval") or "")
+    assert engine2.eligible("startup") == []
+
+
+def test_scheduler_due_computation() -> None:
+    intervals = {"monitoring": 60.0, "eval": 300.0}
+    last = {"monitoring": 0.0, "eval": 0.0}
+    assert due_datasets(last, intervals, 59.0) == []
+    assert due_datasets(last, intervals, 60.0) == ["monitoring"]
+    assert due_datasets(last, intervals, 300.0) == ["eval", "monitoring"]
+    assert seconds_until_next(last, intervals, 10.0) == 50.0
+    assert seconds_until_next({}, {}, 10.0) == 60.0
+
+
+async def test_scheduler_task_cancels_cleanly(make_settings: Callable[..., Settings], source: PgSchema) -> None:
+    settings = configure(make_settings, source, columns=MAP, refresh_interval_minutes=1)
+    async with Env(settings) as e:
+        assert e.engine.scheduled_intervals() == {"monitoring": 60.0}
+        task = asyncio.create_task(e.engine.run_scheduler())
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not await e.store.table_exists("monitoring_data")  # first run waits a full interval
+
+
+def test_column_renames_custom_map_aliases_and_collision_guard() -> None:
+    mon = TARGETS["monitoring"]
+    assert column_renames(["id", "Latency MS", "metric"], mon, {"metric": "metric_name"}) == {
+        "id": "dataset_id",
+        "Latency MS": "latency",
+        "metric": "metric_name",
+    }
+    # id → dataset_id is skipped because dataset_id already exists; so is a second source for one target
+    assert column_renames(["dataset_id", "id", "latency_ms", "response_time"], mon, {}) == {
+        "dataset_id": "dataset_id",
+        "id": "id",
+        "latency_ms": "latency",
+        "response_time": "response_time",
+    }
+    hs = TARGETS["human_signals"]
+    assert column_renames(["Metric Name", "source-name"], hs, {}) == {
+        "Metric Name": "metric_name",
+        "source-name": "source_name",
+    }
+    ev = TARGETS["eval"]
+    assert column_renames(["question", "score", "Record ID"], ev, {}) == {
+        "question": "query",
+        "score": "metric_score",
+        "Record ID": "dataset_id",
+    }
