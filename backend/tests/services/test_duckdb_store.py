@@ -1,0 +1,198 @@
+"""DuckDB store: limiter, cursors off the event loop, registry with staging + swap, metadata, KV."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import threading
+from typing import Any
+
+import anyio
+import duckdb
+import numpy as np
+import pytest
+
+from app.config import Settings
+from app.errors import Invalid, NotFound
+from app.services.duckdb_store import (
+    DatasetInfo,
+    DuckDBStore,
+    assert_off_event_loop,
+    compute_table_metadata_sync,
+    quote_ident,
+    utc_now,
+)
+
+
+def test_quote_ident_escapes_and_rejects() -> None:
+    assert quote_ident("order") == '"order"'
+    assert quote_ident('a"b') == '"a""b"'
+    assert quote_ident("naïve col") == '"naïve col"'
+    for bad in ("", "a\x00b"):
+        with pytest.raises(Invalid):
+            quote_ident(bad)
+
+
+async def test_assert_off_event_loop_raises_on_the_loop() -> None:
+    with pytest.raises(RuntimeError):
+        assert_off_event_loop()
+    await anyio.to_thread.run_sync(assert_off_event_loop)  # fine in a worker thread
+
+
+async def test_reads_run_in_worker_threads_under_the_limiter(store: DuckDBStore) -> None:
+    loop_thread = threading.get_ident()
+    seen: list[int] = []
+
+    def _read(cur: duckdb.DuckDBPyConnection) -> int:
+        seen.append(threading.get_ident())
+        row = cur.execute("SELECT 41 + 1").fetchone()
+        return int(row[0]) if row else 0
+
+    assert await store.run_read(_read) == 42
+    assert seen and seen[0] != loop_thread
+
+    # with every token borrowed, a read waits; releasing them lets it finish
+    limiter = store.limiter
+    borrowers = [object() for _ in range(int(limiter.total_tokens))]
+    for b in borrowers:
+        await limiter.acquire_on_behalf_of(b)
+    task = asyncio.create_task(store.fetch("SELECT 1"))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not task.done()
+    assert limiter.borrowed_tokens == limiter.total_tokens
+    for b in borrowers:
+        limiter.release_on_behalf_of(b)
+    assert (await task).rows == [(1,)]
+
+
+async def test_land_dataset_swaps_atomically_and_failed_builds_leave_nothing(store: DuckDBStore) -> None:
+    def build(cur: duckdb.DuckDBPyConnection, staging: str) -> None:
+        cur.execute(f"CREATE TABLE {quote_ident(staging)} AS SELECT range AS v FROM range(10)")
+
+    info = await store.land_dataset(kind="eval", source="upload:a.csv", build=build, format="wide")
+    assert info.row_count == 10 and info.columns == [{"name": "v", "type": "BIGINT"}]
+    assert (await store.get_dataset(info.dataset_id)).table_name == info.table_name
+
+    def bad(cur: duckdb.DuckDBPyConnection, staging: str) -> None:
+        cur.execute(f"CREATE TABLE {quote_ident(staging)} AS SELECT 1 AS v")
+        raise ValueError("parse failed")
+
+    with pytest.raises(ValueError):
+        await store.land_dataset(kind="eval", source="upload:b.csv", build=bad, table_name=info.table_name)
+    # previous table intact, no staging left behind, registry unchanged
+    assert (await store.fetch(f"SELECT count(*) FROM {quote_ident(info.table_name)}")).rows == [(10,)]
+    leftovers = await store.fetch("SELECT table_name FROM duckdb_tables() WHERE table_name LIKE '%staging%'")
+    assert leftovers.rows == []
+    assert len(await store.list_datasets("eval")) == 1
+
+    with pytest.raises(Invalid):
+        await store.land_dataset(kind="bogus", source="x", build=build)
+
+
+async def test_registry_resolves_latest_and_checks_kind(store: DuckDBStore) -> None:
+    with pytest.raises(NotFound):
+        await store.resolve_dataset("monitoring", None)
+
+    def build(cur: duckdb.DuckDBPyConnection, staging: str) -> None:
+        cur.execute(f"CREATE TABLE {quote_ident(staging)} AS SELECT 1 AS x")
+
+    first = await store.land_dataset(kind="monitoring", source="upload:1.csv", build=build)
+    second = await store.land_dataset(kind="monitoring", source="example:monitoring", build=build)
+    other = await store.land_dataset(kind="eval", source="upload:e.csv", build=build)
+    assert (await store.resolve_dataset("monitoring", None)).dataset_id == second.dataset_id
+    assert (await store.resolve_dataset("monitoring", first.dataset_id)).dataset_id == first.dataset_id
+    with pytest.raises(Invalid):
+        await store.resolve_dataset("monitoring", other.dataset_id)
+    with pytest.raises(NotFound):
+        await store.get_dataset("nope")
+
+    await store.register_dataset(
+        DatasetInfo(
+            dataset_id="sync_monitoring",
+            kind="monitoring",
+            source="sync",
+            table_name="monitoring_data",
+            row_count=0,
+            columns=[],
+            loaded_at=utc_now(),
+        )
+    )
+    assert (await store.resolve_dataset("monitoring", None)).dataset_id == "sync_monitoring"
+    assert await store.is_visible_table(first.table_name)
+    assert not await store.is_visible_table("_store_kv")
+    await store.delete_dataset(first.dataset_id)
+    assert not await store.table_exists(first.table_name)
+
+
+async def test_metadata_and_kv_persist_across_reopen(settings: Settings) -> None:
+    st = DuckDBStore(settings.duckdb_path)
+    await st.open()
+    await st.set_metadata("monitoring_data", {"row_count": 3, "columns": []})
+    await st.kv_set("_watermark_x", {"value": "5", "pg_cast": "bigint"})
+    await st.kv_set("other", [1, 2])
+    assert await st.kv_items("_watermark_") == {"_watermark_x": {"value": "5", "pg_cast": "bigint"}}
+    await st.close()
+    assert not st.is_open
+
+    st2 = DuckDBStore(settings.duckdb_path)
+    await st2.open()
+    try:
+        assert st2.get_cached_metadata("monitoring_data") == {"row_count": 3, "columns": []}  # loaded at open
+        assert await st2.kv_get("other") == [1, 2]
+        # metadata and KV live in separate tables (DB-43)
+        assert (await st2.fetch("SELECT count(*) FROM _store_metadata WHERE table_name = 'other'")).rows == [(0,)]
+        await st2.kv_delete("other")
+        assert await st2.kv_get("other") is None
+    finally:
+        await st2.close()
+
+
+async def test_compute_metadata_try_casts_text_scores(store: DuckDBStore) -> None:
+    rng = np.random.default_rng(7)
+    scores = [round(float(x), 3) for x in rng.random(40)]
+    latency = [float(x) for x in rng.integers(100, 900, 40)]
+
+    def build(cur: duckdb.DuckDBPyConnection) -> None:
+        cur.execute(
+            "CREATE TABLE m (metric_score VARCHAR, latency_ms DOUBLE, metric_category VARCHAR, "
+            "environment VARCHAR, timestamp TIMESTAMP)"
+        )
+        rows: list[tuple[Any, ...]] = [
+            (str(s), lat, "SCORE" if i % 4 else None, "prod" if i % 2 else "dev", f"2024-01-{i % 28 + 1:02d} 00:00:00")
+            for i, (s, lat) in enumerate(zip(scores, latency, strict=True))
+        ]
+        rows.append(("positive", 100.0, "CLASSIFICATION", "prod", "2024-02-01 00:00:00"))
+        cur.executemany("INSERT INTO m VALUES (?, ?, ?, ?, ?)", rows)
+
+    await store.run_write(build)
+    meta = await store.run_read(lambda cur: compute_table_metadata_sync(cur, "m"))
+    assert meta["row_count"] == 41
+    assert meta["filter_values"]["environment"] == ["dev", "prod"]
+    assert meta["filter_values"]["metric_category"] == ["CLASSIFICATION", "SCORE"]
+    assert meta["time_range"] == {"min": "2024-01-01 00:00:00", "max": "2024-02-01 00:00:00"}
+    stats = meta["summary_stats"]
+    assert stats["total_records"] == 40  # the text score is skipped, not an error (DB-30)
+    assert stats["avg_score"] == pytest.approx(statistics.mean(scores))
+    assert stats["pass_rate"] == pytest.approx(100 * sum(s >= 0.5 for s in scores) / 40)
+    all_lat = [*latency, 100.0]
+    assert stats["p95_latency"] == pytest.approx(float(np.quantile(all_lat, 0.95)))
+    assert meta["summary_stats_by_category"]["CLASSIFICATION"]["total_records"] == 0
+    assert meta["summary_stats_by_category"]["SCORE"]["total_records"] == 40
+
+
+async def test_run_staging_is_off_loop_and_interruptible(store: DuckDBStore) -> None:
+    assert await store.run_staging(lambda cur: threading.get_ident()) != threading.get_ident()
+    started = threading.Event()
+
+    def slow(cur: duckdb.DuckDBPyConnection) -> Any:
+        started.set()
+        return cur.execute("SELECT count(*) FROM range(10000000000) a").fetchall()
+
+    task = asyncio.create_task(store.run_staging(slow))
+    assert await anyio.to_thread.run_sync(started.wait, 30)
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert (await store.fetch("SELECT 1")).rows == [(1,)]
