@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, File, Query, UploadFile
+from fastapi import APIRouter, Body, Query, Request, UploadFile
 
 from app.deps import SettingsDep, StoreDep
+from app.errors import Invalid
 from app.models.data import (
     ConvertTreeResponse,
     DetectFormatResponse,
@@ -17,14 +18,41 @@ from app.models.data import (
     UploadResponse,
 )
 from app.services import data_processor
+from app.services.csv_ingest import check_declared_size
 
 router = APIRouter(prefix="/api/data", tags=["data"])
 
 Records = Annotated[list[dict[str, Any]], Body()]
 
 
+_MULTIPART_FILE = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            }
+        },
+    }
+}
+
+
 def _spool_dir(settings: SettingsDep) -> Any:
     return settings.data_dir / "spool"
+
+
+async def read_upload_file(request: Request, *, max_bytes: int, field: str = "file") -> UploadFile:
+    """The multipart ``file`` part; a declared body over the cap is refused (413) before parsing."""
+    check_declared_size(request.headers.get("content-length"), max_bytes=max_bytes)
+    form = await request.form(max_files=1, max_fields=20)
+    part = form.get(field)
+    if not isinstance(part, UploadFile):
+        raise Invalid("No file provided")
+    return part
 
 
 def _upload_response(res: data_processor.EvalLoadResult) -> UploadResponse:
@@ -40,27 +68,27 @@ def _upload_response(res: data_processor.EvalLoadResult) -> UploadResponse:
     )
 
 
-@router.post("/upload", response_model=UploadResponse)
-async def upload(settings: SettingsDep, store: StoreDep, file: Annotated[UploadFile, File()]) -> UploadResponse:
+@router.post("/upload", response_model=UploadResponse, openapi_extra=_MULTIPART_FILE)
+async def upload(request: Request, settings: SettingsDep, store: StoreDep) -> UploadResponse:
     """Upload an evaluation CSV; it is processed and stored as the latest eval dataset."""
+    max_bytes = settings.max_upload_mb * 1024 * 1024
+    file = await read_upload_file(request, max_bytes=max_bytes)
     res = await data_processor.upload_eval_csv(
         store,
         file,
-        max_bytes=settings.max_upload_mb * 1024 * 1024,
+        max_bytes=max_bytes,
         spool_dir=_spool_dir(settings),
         row_cap=settings.upload_response_row_cap,
     )
     return _upload_response(res)
 
 
-@router.post("/detect-format", response_model=DetectFormatResponse)
-async def detect_format(
-    settings: SettingsDep, store: StoreDep, file: Annotated[UploadFile, File()]
-) -> DetectFormatResponse:
+@router.post("/detect-format", response_model=DetectFormatResponse, openapi_extra=_MULTIPART_FILE)
+async def detect_format(request: Request, settings: SettingsDep, store: StoreDep) -> DetectFormatResponse:
     """Detect the format of a CSV without storing it."""
-    res = await data_processor.detect_upload_format(
-        store, file, max_bytes=settings.max_upload_mb * 1024 * 1024, spool_dir=_spool_dir(settings)
-    )
+    max_bytes = settings.max_upload_mb * 1024 * 1024
+    file = await read_upload_file(request, max_bytes=max_bytes)
+    res = await data_processor.detect_upload_format(store, file, max_bytes=max_bytes, spool_dir=_spool_dir(settings))
     return DetectFormatResponse(format=res.format, columns=res.columns, row_count=res.row_count)
 
 

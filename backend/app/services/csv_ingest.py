@@ -133,6 +133,21 @@ def check_csv_filename(filename: str | None) -> str:
 
 
 # ---------------------------------------------------------------------------------------- spool
+MULTIPART_SLACK_BYTES = 64 * 1024
+
+
+def check_declared_size(content_length: str | None, *, max_bytes: int) -> None:
+    """413 before reading anything when a request declares a body over the cap (+ multipart slack)."""
+    if content_length is None:
+        return
+    try:
+        declared = int(content_length)
+    except ValueError:
+        raise Invalid("Invalid Content-Length header") from None
+    if declared > max_bytes + MULTIPART_SLACK_BYTES:
+        raise PayloadTooLarge(f"Upload is larger than the upload limit of {_format_limit(max_bytes)}")
+
+
 async def spool_upload(
     upload: UploadLike,
     *,

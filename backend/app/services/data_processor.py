@@ -171,15 +171,20 @@ def eval_alias_renames(columns: Sequence[str], custom_map: dict[str, str] | None
     rename, so renaming never creates duplicate columns (DB-23).
     """
     custom_map = custom_map or {}
-    taken = {c for c in columns}
+    taken = set(columns)
     renames: dict[str, str] = {}
-    for col in columns:
-        target = custom_map.get(col) or EVAL_ALIASES.get(normalise_alias_key(col))
-        if not target or target == col or target in taken:
-            continue
+
+    def _claim(col: str, target: str | None) -> None:
+        if not target or target == col or target in taken or col in renames:
+            return
         renames[col] = target
         taken.discard(col)
         taken.add(target)
+
+    for col in columns:
+        _claim(col, custom_map.get(col))
+    for col in columns:
+        _claim(col, EVAL_ALIASES.get(normalise_alias_key(col)))
     return renames
 
 
@@ -520,7 +525,7 @@ def tree_to_wide_sql(
         agg_params.append(m)
     select = ", ".join([index_q, *aggs])
     sql = f"SELECT {select} FROM ({base}) GROUP BY {index_q} ORDER BY min(__o)"
-    table = fetch_rows(cur, sql, [*params, *agg_params])
+    table = fetch_rows(cur, sql, [*agg_params, *params])
     latency = next((c for c in table.columns if c.lower() == "latency"), None)
     if latency is not None:
         values = [r[latency] for r in table.data if isinstance(r[latency], (int, float))]
