@@ -38,6 +38,8 @@ class DatasetSyncStatus(BaseModel):
     incremental_rows: int = 0
     sync_id: str | None = None
     reader: str | None = None
+    reason: str | None = None
+    seconds: float | None = None
     refresh_interval_minutes: int | None = None
     incremental_column: str | None = None
     watermarks: dict[str, Any] | None = None

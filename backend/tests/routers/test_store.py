@@ -1,0 +1,326 @@
+"""``/api/store`` over the real app, the real PostgreSQL and a real DuckDB file."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import httpx
+import pytest
+
+from app.config import Settings
+from app.services.duckdb_store import DuckDBStore, quote_ident
+from app.services.sync_engine import LeaderLock
+from tests.conftest import PgSchema
+from tests.sync_helpers import configure, create_source, joined_count, slow_results_query, terminate_sync_backend
+
+MAP = {"metric": "metric_name", "score": "metric_score"}
+
+
+async def wait_state(client: httpx.AsyncClient, table: str, states: set[str], wait_s: float = 60.0) -> dict[str, Any]:
+    """Poll ``/status`` until ``table`` reaches one of ``states``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while loop.time() < deadline:
+        body = (await client.get("/api/store/status")).json()
+        st: dict[str, Any] = body["datasets"][table]
+        if st["state"] in states and not body["running"]:
+            return st
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{table} never reached {states}")
+
+
+@pytest.fixture
+def source(pg: PgSchema) -> PgSchema:
+    create_source(pg, n_cases=20, metrics=3)
+    return pg
+
+
+async def test_sync_then_data_metadata_status_datasets(
+    make_settings: Callable[..., Settings], make_client: Callable[[Settings], Any], source: PgSchema
+) -> None:
+    settings = configure(make_settings, source, columns=MAP, incremental_column="seq")
+    async with make_client(settings) as client:
+        resp = await client.post("/api/store/sync/monitoring")
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert body["success"] and body["datasets"] == ["monitoring"] and len(body["sync_id"]) == 32
+        assert body["message"] == "Sync started for monitoring (incremental (if available))"
+        st = await wait_state(client, "monitoring_data", {"ready", "error"})
+        assert st["state"] == "ready" and st["rows"] == joined_count(source) == 60
+        assert st["sync_id"] == body["sync_id"] and st["incremental_column"] == "seq"
+        assert st["watermarks"] == {"monitoring_dataset": "20", "monitoring_results": "203"}
+
+        # pagination: every page together equals PostgreSQL's ordered list
+        expected = [
+            r[0] for r in source.fetch("SELECT rs.seq FROM rs JOIN ds ON rs.dataset_id = ds.record_id ORDER BY 1")
+        ]
+        seen: list[int] = []
+        page = 1
+        while True:
+            r = (
+                await client.get(f"/api/store/data/monitoring?page={page}&page_size=7&sort_by=seq&sort_dir=asc")
+            ).json()
+            assert r["total"] == len(expected) and r["page_size"] == 7 and r["dataset_id"] == "sync_monitoring"
+            if not r["data"]:
+                break
+            seen += [row["seq"] for row in r["data"]]
+            page += 1
+        assert seen == expected
+
+        prod = (await client.get("/api/store/data/monitoring", params={"environment": "prod"})).json()
+        assert (
+            prod["total"]
+            == source.fetch(
+                "SELECT count(*) FROM rs JOIN ds ON rs.dataset_id = ds.record_id WHERE environment = 'prod'"
+            )[0][0]
+        )
+        found = (await client.get("/api/store/data/monitoring", params={"search": "QUESTION 1"})).json()
+        assert (
+            found["total"]
+            == source.fetch(
+                "SELECT count(*) FROM rs JOIN ds ON rs.dataset_id = ds.record_id WHERE ds.query ILIKE '%question 1%'"
+            )[0][0]
+            == 33
+        )
+        proj = (
+            await client.get("/api/store/data/monitoring", params={"columns": "metric_name,nope", "sort_by": "seq"})
+        ).json()
+        assert set(proj["data"][0]) == {"metric_name", "seq"}
+        default = (await client.get("/api/store/data/monitoring", params={"page_size": 500})).json()
+        stamps = [row["timestamp"] for row in default["data"]]
+        assert stamps == sorted(stamps, reverse=True)  # default order: timestamp desc
+
+        meta = (await client.get("/api/store/metadata/monitoring")).json()
+        assert meta["dataset"] == "monitoring" and meta["metadata"]["row_count"] == 60
+        assert meta["metadata"]["filter_values"]["metric_name"] == ["m1", "m2", "m3"]
+        assert (await client.get("/api/store/metadata/human_signals")).json()["metadata"] == {}
+        assert (await client.get("/api/store/metadata/bogus")).status_code == 404
+
+        ds = (await client.get("/api/store/datasets")).json()
+        assert [d["dataset_id"] for d in ds["datasets"]] == ["sync_monitoring"] and ds["total"] == 1
+        assert ds["datasets"][0]["row_count"] == 60 and ds["datasets"][0]["source"] == "sync"
+
+        # all-datasets trigger; the second run is incremental
+        resp = await client.post("/api/store/sync")
+        assert resp.status_code == 200 and resp.json()["datasets"] == ["monitoring"]
+        st = await wait_state(client, "monitoring_data", {"ready", "error"})
+        assert st["sync_type"] == "incremental" and st["sync_id"] == resp.json()["sync_id"]
+
+        reset = (await client.post("/api/store/sync/monitoring/reset-watermark")).json()
+        assert reset == {
+            "success": True,
+            "message": "Watermarks cleared for monitoring. Next sync will do a full rebuild.",
+        }
+        st = (await client.get("/api/store/status")).json()["datasets"]["monitoring_data"]
+        assert st["watermarks"] == {"monitoring_dataset": None, "monitoring_results": None}
+        await client.post("/api/store/sync/monitoring", params={"full": "true"})
+        st = await wait_state(client, "monitoring_data", {"ready", "error"})
+        assert st["sync_type"] == "full"
+
+
+async def test_sync_validation_errors(
+    make_settings: Callable[..., Settings], make_client: Callable[[Settings], Any], source: PgSchema
+) -> None:
+    settings = configure(make_settings, source, columns=MAP)
+    async with make_client(settings) as client:
+        assert (await client.post("/api/store/sync/nope")).status_code == 404
+        r = await client.post("/api/store/sync/eval")
+        assert r.status_code == 400 and "eval" in r.json()["detail"]
+        assert (await client.post("/api/store/sync/kpi")).status_code == 400
+        assert (await client.post("/api/store/sync/nope/reset-watermark")).status_code == 404
+        kpi = (await client.post("/api/store/sync/kpi/reset-watermark")).json()
+        assert kpi == {"success": False, "message": "No split tables found for kpi"}
+        status = (await client.get("/api/store/status")).json()
+        assert status["enabled"] and status["leader"]
+        assert set(status["datasets"]) == {
+            "monitoring_data",
+            "human_signals_raw",
+            "human_signals_cases",
+            "eval_data",
+            "kpi_data",
+        }
+        assert all(d["state"] == "not_synced" for d in status["datasets"].values())
+
+
+async def test_sync_all_with_nothing_configured_is_400(client: httpx.AsyncClient) -> None:
+    r = await client.post("/api/store/sync")
+    assert r.status_code == 400
+    # no table yet: data is an empty page, not an error
+    r = await client.get("/api/store/data/eval")
+    assert r.status_code == 200 and r.json()["data"] == [] and r.json()["total"] == 0
+
+
+async def test_second_request_while_running_is_409_and_failure_keeps_old_data(
+    make_settings: Callable[..., Settings], make_client: Callable[[Settings], Any], source: PgSchema
+) -> None:
+    settings = configure(make_settings, source, columns=MAP, results_query=slow_results_query(source))
+    async with make_client(settings) as client:
+        await client.post("/api/store/sync/monitoring")
+        await wait_state(client, "monitoring_data", {"ready"})
+        source.execute("UPDATE ctl SET slow = true")
+        assert (await client.post("/api/store/sync/monitoring", params={"full": "true"})).status_code == 200
+        r = await client.post("/api/store/sync/monitoring")
+        assert r.status_code == 409 and r.json()["detail"] == "Sync already running for monitoring_data"
+        assert (await client.post("/api/store/sync")).status_code == 409
+        await terminate_sync_backend(source)
+        st = await wait_state(client, "monitoring_data", {"error"})
+        assert st["error"] and st["rows"] == 60
+        assert (await client.get("/api/store/data/monitoring")).json()["total"] == 60
+        source.execute("UPDATE ctl SET slow = false")
+        assert (await client.post("/api/store/sync/monitoring")).status_code == 200
+        st = await wait_state(client, "monitoring_data", {"ready"})
+        assert st["error"] is None
+
+
+SPECIAL = ["100% sure", "a_b", "ab", "O'Reilly", "naïve ☃ 日本", "'; DROP TABLE x; --", 'say "hi"', None]
+
+
+async def _land_special(store: DuckDBStore) -> str:
+    def build(cur: duckdb.DuckDBPyConnection, staging: str) -> None:
+        cur.execute(
+            f"CREATE TABLE {quote_ident(staging)} (dataset_id VARCHAR, query VARCHAR, environment VARCHAR, "
+            'metric_category VARCHAR, metric_score DOUBLE, timestamp TIMESTAMP, "order" INTEGER)'
+        )
+        rows = [
+            (
+                f"r{i}",
+                q,
+                "prod" if i % 2 else "dev",
+                [None, "SCORE", "CLASSIFICATION"][i % 3],
+                i / 10,
+                dt.datetime(2024, 1, 1 + i),
+                len(SPECIAL) - i,
+            )
+            for i, q in enumerate(SPECIAL)
+        ]
+        cur.executemany(f"INSERT INTO {quote_ident(staging)} VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        cur.execute("CREATE TABLE IF NOT EXISTS x (v INTEGER)")
+
+    info = await store.land_dataset(kind="monitoring", source="upload:special.csv", build=build)
+    return info.dataset_id
+
+
+async def test_data_filters_are_bound_and_search_is_escaped(app_client: tuple[Any, httpx.AsyncClient]) -> None:
+    app, client = app_client
+    ds_id = await _land_special(app.state.store)
+
+    async def get(**params: Any) -> dict[str, Any]:
+        r = await client.get("/api/store/data/monitoring", params=params)
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    def queries(body: dict[str, Any]) -> list[str | None]:
+        return sorted(row["query"] for row in body["data"] if row["query"] is not None)
+
+    everything = await get()
+    assert everything["total"] == len(SPECIAL) and everything["dataset_id"] == ds_id
+    assert queries(await get(search="%")) == ["100% sure"]
+    assert queries(await get(search="_")) == ["a_b"]
+    assert queries(await get(search="'")) == sorted(["O'Reilly", "'; DROP TABLE x; --"])
+    assert queries(await get(search="'; DROP TABLE x; --")) == ["'; DROP TABLE x; --"]
+    assert queries(await get(search="☃ 日")) == ["naïve ☃ 日本"]
+    assert queries(await get(search='"hi"')) == ['say "hi"']
+    assert (await get(environment="' OR 1=1 --"))["total"] == 0
+    # a filter on a column the table does not have is ignored, not interpolated
+    assert (await get(metric_name="x'); DROP TABLE x; --"))["total"] == len(SPECIAL)
+    assert (await app.state.store.fetch("SELECT count(*) FROM x")).rows == [(0,)]
+
+    # sort: allow-listed column names only, even awkward ones; anything else is ignored
+    by_order = await get(sort_by="order", sort_dir="asc")
+    assert [row["order"] for row in by_order["data"]] == sorted(row["order"] for row in everything["data"])
+    injected = await get(sort_by="dataset_id; DROP TABLE x", sort_dir="asc")
+    assert injected["data"] == everything["data"]  # fell back to timestamp desc
+    assert [row["timestamp"] for row in everything["data"]] == sorted(
+        (row["timestamp"] for row in everything["data"]), reverse=True
+    )
+    assert (await client.get("/api/store/data/monitoring", params={"sort_dir": "sideways"})).status_code == 422
+    assert (await client.get("/api/store/data/monitoring", params={"page": 0})).status_code == 422
+    assert (await client.get("/api/store/data/monitoring", params={"page_size": 501})).status_code == 422
+    assert (await client.get("/api/store/data/monitoring", params={"time_start": "yesterday"})).status_code == 400
+
+    # SCORE matches SCORE or NULL; time bounds are inclusive
+    score = await get(metric_category="score")
+    expected_score = [i for i in range(len(SPECIAL)) if i % 3 in (0, 1)]
+    assert sorted(row["dataset_id"] for row in score["data"]) == sorted(f"r{i}" for i in expected_score)
+    window = await get(time_start="2024-01-02T00:00:00Z", time_end="2024-01-04T00:00:00")
+    assert sorted(row["dataset_id"] for row in window["data"]) == ["r1", "r2", "r3"]
+
+    # dataset_id selects a registry entry; a kind mismatch is 400; unknown ids are 404
+    assert (await get(dataset_id=ds_id))["total"] == len(SPECIAL)
+    assert (await client.get(f"/api/store/data/{ds_id}")).json()["total"] == len(SPECIAL)
+    assert (await client.get("/api/store/data/eval", params={"dataset_id": ds_id})).status_code == 400
+    assert (await client.get("/api/store/data/monitoring", params={"dataset_id": "nope"})).status_code == 404
+    assert (await client.get("/api/store/data/nope")).status_code == 404
+    meta = (await client.get("/api/store/metadata/monitoring", params={"dataset_id": ds_id})).json()
+    assert meta["metadata"]["row_count"] == len(SPECIAL)
+    assert meta["metadata"]["summary_stats"]["avg_score"] == pytest.approx(
+        sum(i / 10 for i in range(len(SPECIAL))) / len(SPECIAL)
+    )
+
+
+async def test_data_reads_go_through_the_limiter(app_client: tuple[Any, httpx.AsyncClient]) -> None:
+    app, client = app_client
+    await _land_special(app.state.store)
+    limiter = app.state.store.limiter
+    borrowers = [object() for _ in range(int(limiter.total_tokens))]
+    for b in borrowers:
+        await limiter.acquire_on_behalf_of(b)
+    before = app.state.store.read_count
+    task = asyncio.create_task(client.get("/api/store/data/monitoring"))
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert not task.done()
+    for b in borrowers:
+        limiter.release_on_behalf_of(b)
+    assert (await task).json()["total"] == len(SPECIAL)
+    assert app.state.store.read_count > before
+
+
+async def test_status_and_registry_survive_app_restart(
+    make_settings: Callable[..., Settings], make_client: Callable[[Settings], Any], source: PgSchema
+) -> None:
+    settings = configure(make_settings, source, columns=MAP)
+    async with make_client(settings) as client:
+        sync_id = (await client.post("/api/store/sync/monitoring")).json()["sync_id"]
+        await wait_state(client, "monitoring_data", {"ready"})
+    async with make_client(settings) as client:
+        st = (await client.get("/api/store/status")).json()["datasets"]["monitoring_data"]
+        assert st["state"] == "ready" and st["rows"] == 60 and st["sync_id"] == sync_id
+        ds = (await client.get("/api/store/datasets", params={"kind": "monitoring"})).json()
+        assert [d["dataset_id"] for d in ds["datasets"]] == ["sync_monitoring"]
+        assert (await client.get("/api/store/data/monitoring")).json()["total"] == 60
+
+
+async def test_startup_sync_runs_for_auto_load_sources_including_eval(
+    make_settings: Callable[..., Settings], make_client: Callable[[Settings], Any], source: PgSchema
+) -> None:
+    settings = configure(make_settings, source, store="eval", auto_load=True)
+    async with make_client(settings) as client:
+        st = await wait_state(client, "eval_data", {"ready", "error"})
+        assert st["state"] == "ready" and st["rows"] == 60 and st["reason"] == "startup"
+        cols = (await client.get("/api/store/metadata/eval")).json()["metadata"]["columns"]
+        names = {c["column_name"] for c in cols}
+        assert {"dataset_id", "metric_name", "metric_score", "query"} <= names  # eval aliases applied
+
+
+async def test_non_leader_does_not_sync(
+    make_settings: Callable[..., Settings], make_client: Callable[[Settings], Any], source: PgSchema
+) -> None:
+    settings = configure(make_settings, source, columns=MAP, auto_load=True)
+    other = LeaderLock(Path(str(settings.duckdb_path) + ".lock"))
+    assert other.try_acquire()
+    try:
+        async with make_client(settings) as client:
+            status = (await client.get("/api/store/status")).json()
+            assert status["leader"] is False
+            r = await client.post("/api/store/sync/monitoring")
+            assert r.status_code == 409 and "lock" in r.json()["detail"]
+            assert status["datasets"]["monitoring_data"]["state"] == "not_synced"
+    finally:
+        other.release()
