@@ -18,6 +18,8 @@ from app.models.common import HealthResponse, RootResponse
 from app.routers import ALL_ROUTERS
 from app.serialization import CleanJSONResponse
 from app.services.background import BackgroundTasks
+from app.services.connection_store import ConnectionStore
+from app.services.database_service import build_connection_store
 from app.services.duckdb_store import DuckDBStore
 from app.services.health_service import check_health
 from app.services.sync_engine import SYNC_BACKGROUND_TASK, SyncEngine
@@ -25,6 +27,7 @@ from app.services.sync_engine import SYNC_BACKGROUND_TASK, SyncEngine
 logger = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
+DB_HANDLE_SWEEPER_TASK = "db_handle_sweeper"
 
 OPENAPI_TAGS = [
     {"name": "config", "description": "Theme, visibility, features, agents, assets"},
@@ -64,15 +67,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     store: DuckDBStore = app.state.store
     tasks: BackgroundTasks = app.state.tasks
     engine: SyncEngine = app.state.sync_engine
+    db_connections: ConnectionStore = app.state.db_connections
     logger.info("AXIS starting on %s:%s", settings.host, settings.port)
     await store.open()
     if settings.duckdb.enabled:
         # Restore persisted sync status, take the leader lock, then repair/sync/schedule in the background.
         await engine.startup()
         tasks.start(SYNC_BACKGROUND_TASK, engine.run_background())
+    tasks.start(DB_HANDLE_SWEEPER_TASK, db_connections.run_sweeper(settings.db_handle_sweep_seconds))
     try:
         yield
     finally:
+        await db_connections.close_all()  # stops the sweeper and closes every Postgres pool
         background = tasks.get(SYNC_BACKGROUND_TASK)
         if background is not None:
             background.cancel()
@@ -98,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = build_store(settings)
     app.state.tasks = BackgroundTasks()
     app.state.sync_engine = SyncEngine(settings, app.state.store, app.state.tasks)
+    app.state.db_connections = build_connection_store(settings)
 
     register_error_handlers(app)
     if settings.axis_api_token is not None and settings.axis_api_token.get_secret_value():
