@@ -208,8 +208,8 @@ def _arrow_column(values: list[Any]) -> pa.Array:
         else:
             kinds.add("obj")
     clean = [None if (isinstance(v, float) and math.isnan(v)) else v for v in values]
-    if not kinds:
-        return pa.array([None] * len(values), type=pa.string())
+    if not kinds:  # all null: numeric, so an empty metric column stays a (valueless) metric
+        return pa.array([None] * len(values), type=pa.float64())
     if kinds == {"bool"}:
         return pa.array(clean, type=pa.bool_())
     if kinds == {"int"} and all(v is None or -(2**63) <= v < 2**63 for v in clean):
