@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request, UploadFile
+from fastapi import APIRouter, Body, Query, Request
+from starlette.datastructures import UploadFile
 
 from app.deps import SettingsDep, StoreDep
 from app.errors import Invalid

@@ -1,0 +1,237 @@
+"""``/api/data`` over HTTP: Ref shapes, bad input → clear 4xx with the previous dataset still served."""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.config import Settings
+from tests.conftest import PgSchema
+
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_data"
+BOUNDARY = "axisboundary7MA4YWxkTrZu0gW"
+
+
+def multipart_stream(filename: str, total_bytes: int, counter: dict[str, int]) -> tuple[AsyncIterator[bytes], int]:
+    """A multipart body whose CSV part is generated lazily, 1 MiB at a time; returns (stream, length)."""
+    head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
+            "Content-Type: text/csv\r\n\r\n").encode()
+    tail = f"\r\n--{BOUNDARY}--\r\n".encode()
+    line = b"metric_name,metric_score\n" + b"acc,0.5\n" * 100
+
+    async def gen() -> AsyncIterator[bytes]:
+        yield head
+        remaining = total_bytes
+        chunk = (line * (1024 * 1024 // len(line) + 1))[: 1024 * 1024]
+        while remaining > 0:
+            part = chunk[: min(remaining, len(chunk))]
+            remaining -= len(part)
+            counter["sent"] = counter.get("sent", 0) + len(part)
+            yield part
+        yield tail
+
+    return gen(), len(head) + total_bytes + len(tail)
+
+
+async def upload(client: httpx.AsyncClient, data: bytes, name: str = "data.csv") -> httpx.Response:
+    return await client.post("/api/data/upload", files={"file": (name, data, "text/csv")})
+
+
+async def summary_of_latest(client: httpx.AsyncClient) -> dict[str, Any]:
+    r = await client.post("/api/analytics/summary")
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def model_scores() -> dict[str, list[float]]:
+    with (SAMPLES / "example_model.csv").open(newline="", encoding="utf-8") as fh:
+        out: dict[str, list[float]] = {}
+        for row in csv.DictReader(fh):
+            if row["metric_score"]:
+                out.setdefault(row["metric_name"], []).append(float(row["metric_score"]))
+    return out
+
+
+async def test_upload_ref_shape_and_store(make_settings: Callable[..., Settings], make_client: Any) -> None:
+    settings = make_settings(upload_response_row_cap=5)
+    async with make_client(settings) as client:
+        data = (SAMPLES / "example_model.csv").read_bytes()
+        r = await upload(client, data, name="Example_Model.CSV")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert set(body) == {"success", "format", "row_count", "columns", "preview", "message", "data",
+                             "dataset_id", "data_truncated"}
+        n_rows = sum(1 for _ in csv.DictReader(io.StringIO(data.decode())))
+        assert body["success"] is True and body["format"] == "tree_format"
+        assert body["row_count"] == n_rows
+        assert len(body["preview"]) == 10 and len(body["data"]) == 5 and body["data_truncated"] is True
+        assert body["message"].startswith(f"Tree format with {n_rows} nodes, root: answer_quality")
+        datasets = (await client.get("/api/store/datasets")).json()
+        listed = datasets.get("datasets", datasets) if isinstance(datasets, dict) else datasets
+        assert any(d["dataset_id"] == body["dataset_id"] for d in listed)
+        summ = await summary_of_latest(client)
+        expected = model_scores()
+        got = {s["metric_name"]: s for s in summ["summary"]}
+        for m, v in expected.items():
+            assert got[m]["mean"] == pytest.approx(statistics.mean(v))
+            assert got[m]["std"] == pytest.approx(statistics.stdev(v))
+
+
+async def test_bad_inputs_are_4xx_and_previous_dataset_still_served(client: httpx.AsyncClient) -> None:
+    bom = b"\xef\xbb\xbf" + (SAMPLES / "example_model.csv").read_bytes()
+    r = await upload(client, bom, name="bom.csv")
+    assert r.status_code == 200, r.text
+    assert r.json()["columns"][0] == "dataset_id"
+    good_id = r.json()["dataset_id"]
+    before = await summary_of_latest(client)
+
+    cases: list[tuple[str, bytes, int, str]] = [
+        ("latin1.csv", "metric_name,metric_score\ncafé,0.5\n".encode("latin-1"), 400, "not valid UTF-8"),
+        ("empty.csv", b"", 400, "Empty CSV file"),
+        ("header.csv", b"metric_name,metric_score\n", 400, "header row but no data rows"),
+        ("image.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)), 400, "binary"),
+        ("ragged.csv", b"metric_name,metric_score\nacc,0.5\nacc,0.6,extra\n", 400, "on line 3"),
+        ("text.csv", b"metric_name,metric_score\nacc,0.5\nacc,great\n", 400, "'metric_score' must be numeric"),
+        ("dup.csv", b"metric_name,metric_score,metric_name\nacc,0.5,x\n", 400, "Duplicate column name"),
+        ("unknown.csv", b"a,b\n1,2\n", 400, "Could not detect valid data format"),
+        ("notes.txt", b"metric_name,metric_score\nacc,0.5\n", 400, "Only CSV files are supported"),
+    ]
+    for name, data, status, message in cases:
+        r = await upload(client, data, name=name)
+        assert r.status_code == status, (name, r.text)
+        assert message in r.json()["detail"], (name, r.json())
+        assert await summary_of_latest(client) == before, name
+    r = await client.post("/api/data/upload", files={"other": ("x.csv", b"a\n1\n")})
+    assert r.status_code == 400 and r.json()["detail"] == "No file provided"
+    r = await client.post("/api/analytics/summary", params={"dataset_id": good_id})
+    assert r.json() == before
+
+
+async def test_250mb_upload_refused(make_settings: Callable[..., Settings], make_client: Any) -> None:
+    assert Settings(_env_file=None).max_upload_mb == 200  # type: ignore[call-arg]
+    headers = {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
+    # default cap (200 MB): the declared 250 MB body is refused before it is read
+    async with make_client(make_settings()) as client:
+        await upload(client, (SAMPLES / "example_model.csv").read_bytes())
+        before = await summary_of_latest(client)
+        counter: dict[str, int] = {}
+        stream, length = multipart_stream("big.csv", 250 * 1024 * 1024, counter)
+        r = await client.post("/api/data/upload", content=stream,
+                              headers={**headers, "content-length": str(length)})
+        assert r.status_code == 413 and "200 MB" in r.json()["detail"]
+        assert counter.get("sent", 0) < 250 * 1024 * 1024
+        assert await summary_of_latest(client) == before
+    # small cap, no Content-Length (chunked): the spool stops at the cap
+    async with make_client(make_settings(max_upload_mb=1)) as client:
+        await upload(client, (SAMPLES / "example_model.csv").read_bytes())
+        before = await summary_of_latest(client)
+        counter = {}
+        stream, _ = multipart_stream("big.csv", 3 * 1024 * 1024, counter)
+        r = await client.post("/api/data/upload", content=stream, headers=headers)
+        assert r.status_code == 413, r.text
+        assert "1 MB" in r.json()["detail"]
+        assert await summary_of_latest(client) == before
+        spool = Path(make_settings(max_upload_mb=1).data_dir) / "spool"
+        assert not spool.exists() or list(spool.iterdir()) == []
+
+
+async def test_detect_format(client: httpx.AsyncClient) -> None:
+    data = (SAMPLES / "annotation_sample.csv").read_bytes()
+    r = await client.post("/api/data/detect-format", files={"file": ("a.csv", data)})
+    assert r.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
+    assert r.json()["format"] == "simple_judgment"
+    assert r.json()["row_count"] == len(rows) and r.json()["columns"] == list(rows[0])
+    r = await client.post("/api/data/detect-format", files={"file": ("a.csv", b"x,y\n1,2\n3\n")})
+    assert r.status_code == 400 and "line 3" in r.json()["detail"]
+
+
+async def test_convert_tree_and_prepare_analytics(client: httpx.AsyncClient) -> None:
+    rows = [{"dataset_id": "d1", "query": "q", "metric_name": "quality", "metric_score": 0.8, "metric_type": "metric"},
+            {"dataset_id": "d1", "query": "q", "metric_name": "faith", "metric_score": 0.6,
+             "metric_type": "component"}]
+    r = await client.post("/api/data/convert-tree", json=rows)
+    assert r.json() == {"success": True, "columns": ["dataset_id", "query", "data_metadata", "quality", "faith"],
+                        "data": [{"dataset_id": "d1", "query": "q", "data_metadata": "{}", "quality": 0.8,
+                                  "faith": 0.6}]}
+    r = await client.post("/api/data/prepare-analytics", params={"format_type": "tree_format"}, json=rows)
+    body = r.json()
+    assert body["metric_columns"] == ["quality", "faith"]
+    assert body["mapping"] == {"metrics": ["quality"], "components": ["faith"]}
+    r = await client.post("/api/data/prepare-analytics", json=rows)
+    assert r.status_code == 422
+
+
+@pytest.mark.parametrize(("name", "fmt"), [("model", "tree_format"), ("comparison", "tree_format"),
+                                           ("annotation", "simple_judgment"), ("align", "fresh_annotation")])
+async def test_examples(client: httpx.AsyncClient, name: str, fmt: str) -> None:
+    r = await client.get(f"/api/data/example/{name}")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["format"] == fmt and "preview" not in body
+    with (SAMPLES / Path({"model": "example_model.csv", "comparison": "example_model_comparison.csv",
+                          "annotation": "annotation_sample.csv", "align": "align_sample.csv"}[name])).open(
+            encoding="utf-8-sig", newline="") as fh:
+        assert body["row_count"] == sum(1 for _ in csv.DictReader(fh))
+
+
+async def test_example_errors(make_settings: Callable[..., Settings], make_client: Any, tmp_path: Path) -> None:
+    async with make_client(make_settings(axis_sample_dir=tmp_path / "none")) as client:
+        r = await client.get("/api/data/example/unknown")
+        assert r.status_code == 404 and "Available" in r.json()["detail"]
+        r = await client.get("/api/data/example/model")
+        assert r.status_code == 404
+
+
+def _eval_yaml(settings: Settings, pg: PgSchema, **extra: Any) -> None:
+    lines = ["eval_db:", f"  host: {pg.host}", f"  port: {pg.port}", f"  database: {pg.database}",
+             f"  username: {pg.user}", "  ssl_mode: disable"]
+    lines += [f"  {k}: {v!r}" if isinstance(v, str) else f"  {k}: {v}" for k, v in extra.items()]
+    settings.config_dir.mkdir(parents=True, exist_ok=True)
+    (settings.config_dir / "eval_db.yaml").write_text("\n".join(lines) + "\n")
+    settings.reload_yaml()
+
+
+async def test_eval_db_config_and_import(make_settings: Callable[..., Settings], make_client: Any,
+                                         pg: PgSchema) -> None:
+    settings = make_settings()
+    async with make_client(settings) as client:
+        r = await client.get("/api/data/eval-db-config")
+        assert r.json() == {"success": True, "configured": False, "auto_load": False, "has_query": False,
+                            "row_limit": 10000, "query_timeout": 60}
+        r = await client.post("/api/data/eval-db-import")
+        assert r.status_code == 400 and "not configured" in r.json()["detail"]
+
+    pg.execute("CREATE TABLE ds (dataset_id text, prompt text)")
+    pg.execute("INSERT INTO ds VALUES ('a', 'question a'), ('b', 'question b')")
+    pg.execute("CREATE TABLE res (dataset_id text, metric text, value float8)")
+    pg.execute("INSERT INTO res VALUES ('a', 'acc', 1.0), ('b', 'acc', 0.0), ('b', 'f1', 0.25)")
+    settings = make_settings()
+    _eval_yaml(settings, pg, dataset_query=f"SELECT * FROM {pg.schema}.ds",
+               results_query=f"SELECT * FROM {pg.schema}.res", query_timeout=2)
+    async with make_client(settings) as client:
+        cfg = (await client.get("/api/data/eval-db-config")).json()
+        assert cfg["configured"] is True and cfg["has_query"] is True and cfg["query_timeout"] == 2
+        r = await client.post("/api/data/eval-db-import")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["message"] == "Imported 3 records from database" and body["format"] == "flat_format"
+        assert {(d["dataset_id"], d["query"], d["metric_name"], d["metric_score"]) for d in body["data"]} == {
+            ("a", "question a", "acc", 1.0), ("b", "question b", "acc", 0.0), ("b", "question b", "f1", 0.25)}
+        summ = await summary_of_latest(client)
+        assert {s["metric_name"]: s["mean"] for s in summ["summary"]} == {"acc": 0.5, "f1": 0.25}
+
+    settings = make_settings()
+    _eval_yaml(settings, pg, dataset_query="SELECT 1 AS x", results_query="SELECT pg_sleep(4), 'a' AS dataset_id",
+               query_timeout=1)
+    async with make_client(settings) as client:
+        r = await client.post("/api/data/eval-db-import")
+        assert r.status_code == 408 and "Query timeout exceeded (1s)" in r.json()["detail"]
