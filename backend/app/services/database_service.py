@@ -623,7 +623,7 @@ async def table_import(
         t = await _resolve_table(s, req.table)
         resolved["t"] = t
         select = _projection(t, req.mappings)
-        where, params = _where(t, req.filters, 2)
+        where, params = _where(t, req.filters, 1)  # the LIMIT is bound after the filter values
         declared = {c.name: c.data_type for c in t.columns}
         if req.mappings:
             declared = {m.target: declared[m.source] for m in req.mappings}
@@ -650,10 +650,12 @@ async def _import(
     cfg = store_config(settings, target_store)
     preferred = STORE_KINDS.get(target_store, "eval")
     scratch = f"_axis_dbimport_{uuid.uuid4().hex[:12]}"
+    created: list[bool] = []
     try:
         async with _session(conns, settings, handle_id, settings.db_import_timeout_seconds) as s:
             inner, params, declared = await source_sql(s)
-            probe = await s.conn.prepare(f"SELECT * FROM (\n{inner}\n) AS _axis_src")
+            limit_param = f"${len(params) + 1}"
+            probe = await s.conn.prepare(f"SELECT * FROM (\n{inner}\n) AS _axis_src LIMIT {limit_param}")
             attrs = probe.get_attributes()
             names = [a.name for a in attrs]
             _check_result_names(names)
@@ -664,11 +666,12 @@ async def _import(
             key_positions = [mapped.index(k) + 1 for k in plan.key] if dedupe else []
             order = key_positions + [i + 1 for i, c in enumerate(cols) if c.orderable and i + 1 not in key_positions]
             order_sql = f" ORDER BY {', '.join(map(str, order))}" if order else ""
-            limit_param = f"${len(params) + 1}"
             stmt = await s.conn.prepare(
                 f"SELECT * FROM (\n{inner}\n) AS _axis_src{order_sql} LIMIT {limit_param}"
             )
-            read = await _stream(s.conn, stmt, [*params, limit], cols, store, scratch, settings.db_import_batch_rows)
+            read = await _stream(
+                s.conn, stmt, [*params, limit], cols, store, scratch, settings.db_import_batch_rows, created
+            )
         if read == 0:
             return DatabaseImportResponse(
                 format="database_import", row_count=0, columns=[], preview=[], data=[],
@@ -676,7 +679,8 @@ async def _import(
             )
         return await _land(store, settings, scratch, cols, custom, plan, dedupe, read, target_store)
     finally:
-        await store.execute_write(f"DROP TABLE IF EXISTS {quote_ident(scratch)}")
+        if created:
+            await store.execute_write(f"DROP TABLE IF EXISTS {quote_ident(scratch)}")
 
 
 def _check_result_names(names: list[str]) -> None:
@@ -700,11 +704,14 @@ async def _stream(
     store: DuckDBStore,
     scratch: str,
     batch_rows: int,
+    created: list[bool],
 ) -> int:
-    """Read ``stmt`` through one server-side cursor into DuckDB table ``scratch``; returns rows read."""
+    """Read ``stmt`` through one server-side cursor into DuckDB table ``scratch``; returns rows read.
+
+    ``created`` gets an entry once the scratch table exists (so the caller can drop it).
+    """
     cursor = await stmt.cursor(*args)
     total = 0
-    created = False
     while True:
         records = await cursor.fetch(batch_rows)
         if not records:
@@ -721,7 +728,7 @@ async def _stream(
                 cur.unregister("_axis_batch")
 
         await store.run_write(_append)
-        created = True
+        created.append(True)
         total += len(records)
     return total
 

@@ -1,0 +1,489 @@
+"""Database service against the real PostgreSQL server and a real DuckDB store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from app.config import Settings
+from app.errors import Invalid, NotFound, ServiceError, Timeout, Unprocessable
+from app.models.database import (
+    ColumnFilter,
+    ColumnMapping,
+    ConnectRequest,
+    DistinctValuesRequest,
+    PreviewRequest,
+    QueryImportRequest,
+    QueryRequest,
+    TableImportRequest,
+    TableRef,
+)
+from app.services import database_service as ds
+from app.services.connection_store import ConnectionStore
+from app.services.duckdb_store import DuckDBStore, quote_ident
+from tests.conftest import PgSchema
+
+Env = tuple[ConnectionStore, Settings, str]
+
+
+def connect_request(pg: PgSchema, **over: Any) -> ConnectRequest:
+    values = {"host": pg.host, "port": pg.port, "database": pg.database, "username": pg.user,
+              "password": "pw", "ssl_mode": "disable"}  # fmt: skip
+    values.update(over)
+    return ConnectRequest(**values)
+
+
+@pytest.fixture
+def people(pg: PgSchema) -> PgSchema:
+    pg.execute(
+        """
+        CREATE TABLE people (id int PRIMARY KEY, name text NOT NULL, team text, score numeric(6,2),
+                             created timestamptz, "Mixed Case" text);
+        INSERT INTO people VALUES
+          (1, 'ann', 'red', 1.50, '2024-01-01 10:00:00+02', 'a'),
+          (2, 'bob', 'blue', 2.25, '2024-01-02 00:00:00+00', 'b'),
+          (3, 'cid', 'red', NULL, NULL, NULL),
+          (4, 'dee', NULL, 4.00, '2024-01-04 12:30:00-05', 'd');
+        CREATE TABLE secret (v text); INSERT INTO secret VALUES ('classified');
+        ANALYZE people; ANALYZE secret;
+        """
+    )
+    return pg
+
+
+async def _env(settings: Settings, pg: PgSchema) -> tuple[ConnectionStore, str]:
+    conns = ds.build_connection_store(settings)
+    resp = await ds.connect(conns, settings, "data", connect_request(pg))
+    return conns, resp.handle
+
+
+@pytest.fixture
+async def env(settings: Settings, people: PgSchema) -> AsyncIterator[Env]:
+    conns, handle = await _env(settings, people)
+    try:
+        yield conns, settings, handle
+    finally:
+        await conns.close_all()
+
+
+def people_count(pg: PgSchema) -> int:
+    return int(pg.fetch("SELECT count(*) FROM people")[0][0])
+
+
+# ------------------------------------------------------------------------------ identifiers
+@pytest.mark.parametrize(
+    "name",
+    ['x"; DROP TABLE people; --', "people;", 'peo"ple', "people\x00", "ｐｅｏｐｌｅ", "peo\u200bple", "\u202epeople",
+     " people", "", "a" * 64, "back\\slash"],
+)
+def test_check_identifier_rejects(name: str) -> None:
+    with pytest.raises(Invalid):
+        ds.check_identifier(name, "table")
+
+
+def test_check_identifier_accepts_real_names() -> None:
+    assert ds.check_identifier("Mixed Case", "column") == "Mixed Case"
+    assert ds.check_identifier("données_été", "column") == "données_été"
+    assert ds.pg_ident('we"ird') == '"we""ird"'
+
+
+def test_json_value_ref_serialisation() -> None:
+    assert ds.json_value(None) is None
+    assert ds.json_value([1, "a"]) == [1, "a"]
+    assert ds.json_value({"a": 1}) == {"a": 1}
+    assert ds.json_value(dt.date(2024, 1, 2)) == "2024-01-02"
+    assert ds.json_value(uuid.UUID(int=1)) == "00000000-0000-0000-0000-000000000001"
+
+
+# ------------------------------------------------------------------------------ defaults + connect
+def write_yaml(settings_dir: Path, name: str, text: str) -> None:
+    (settings_dir / name).write_text(text, encoding="utf-8")
+
+
+def test_defaults_never_expose_password(make_settings: Callable[..., Settings], tmp_path: Path) -> None:
+    cfg_dir = tmp_path / "custom" / "config"
+    write_yaml(
+        cfg_dir,
+        "monitoring_db.yaml",
+        "monitoring_db:\n  url: postgresql://mon_user:TopSecret99@db.example:6543/mon?sslmode=require\n"
+        "  tables: [public.events]\n  columns: {ts: timestamp}\n  filters: [{column: env, label: Env}]\n",
+    )
+    settings = make_settings()
+    d = ds.get_defaults(settings, "monitoring")
+    assert (d.host, d.port, d.database, d.username, d.ssl_mode) == ("db.example", 6543, "mon", "mon_user", "require")
+    assert d.has_password is True and d.url is None and d.has_defaults is True
+    assert d.tables == ["public.events"] and d.column_rename_map == {"ts": "timestamp"}
+    assert d.filters[0].column == "env"
+    assert "TopSecret99" not in d.model_dump_json()
+    empty = ds.get_defaults(settings, "data")
+    assert empty.has_defaults is False and empty.has_password is False
+    with pytest.raises(Invalid):
+        ds.get_defaults(settings, "nope")
+
+
+async def test_masked_password_uses_configured_one(
+    make_settings: Callable[..., Settings], tmp_path: Path, pg: PgSchema
+) -> None:
+    settings = make_settings()
+    conns = ds.build_connection_store(settings)
+    try:
+        with pytest.raises(Invalid) as info:
+            await ds.connect(conns, settings, "data", connect_request(pg, password=ds.MASKED_PASSWORD))
+        assert "No password is configured" in info.value.message
+        yaml = "eval_db:\n  host: h\n  database: d\n  password: cfgpw\n"
+        write_yaml(tmp_path / "custom" / "config", "eval_db.yaml", yaml)
+        settings2 = make_settings()
+        resp = await ds.connect(conns, settings2, "data", connect_request(pg, password=ds.MASKED_PASSWORD))
+        handle = await conns.lookup(resp.handle)
+        assert handle.credentials.password == "cfgpw"
+        assert resp.message == "Connection successful"
+    finally:
+        await conns.close_all()
+
+
+# ------------------------------------------------------------------------------ browsing
+async def test_tables_schema_and_samples(env: Env, people: PgSchema) -> None:
+    conns, settings, handle = env
+    tables = await ds.list_tables(conns, settings, handle)
+    mine = {(t.schema_name, t.name): t.row_count_estimate for t in tables.tables if t.schema_name == people.schema}
+    assert mine == {(people.schema, "people"): 4, (people.schema, "secret"): 1}
+    assert not any(t.schema_name in ("pg_catalog", "information_schema") for t in tables.tables)
+    keys = [(t.schema_name, t.name) for t in tables.tables]
+    assert keys == sorted(keys)
+
+    sch = await ds.table_schema(conns, settings, handle, people.schema, "people")
+    assert [(c.name, c.data_type, c.nullable) for c in sch.columns] == [
+        ("id", "integer", False), ("name", "text", False), ("team", "text", True), ("score", "numeric(6,2)", True),
+        ("created", "timestamp with time zone", True), ("Mixed Case", "text", True),
+    ]  # fmt: skip
+    assert sorted(sch.sample_values["name"]) == ["ann", "bob", "cid", "dee"]
+    assert sorted(sch.sample_values["team"]) == ["blue", "red", "red"]  # NULLs are not samples
+    with pytest.raises(NotFound) as info:
+        await ds.table_schema(conns, settings, handle, people.schema, "nope")
+    assert info.value.message == f"Table '{people.schema}.nope' not found"
+
+
+async def test_distinct_values_and_preview(env: Env, people: PgSchema) -> None:
+    conns, settings, handle = env
+    table = TableRef(schema_name=people.schema, name="people")
+    dv = await ds.distinct_values(conns, settings, handle, DistinctValuesRequest(table=table, column="team"))
+    assert dv.values == ["blue", "red"]
+    dv = await ds.distinct_values(conns, settings, handle, DistinctValuesRequest(table=table, column="id", limit=2))
+    assert dv.values == sorted(["1", "2", "3", "4"])[:2]
+
+    pv = await ds.preview(
+        conns, settings, handle,
+        PreviewRequest(table=table, mappings=[ColumnMapping(source="id", target="dataset_id"),
+                                              ColumnMapping(source="Mixed Case", target="label")],
+                       filters=[ColumnFilter(column="team", value="red")], limit=10),
+    )  # fmt: skip
+    assert sorted(pv.data, key=lambda r: r["dataset_id"]) == [
+        {"dataset_id": 1, "label": "a"}, {"dataset_id": 3, "label": None},
+    ]  # fmt: skip
+    assert pv.row_count == 2
+    pv = await ds.preview(conns, settings, handle, PreviewRequest(table=table, limit=1))
+    assert pv.row_count == 1 and set(pv.data[0]) == {"id", "name", "team", "score", "created", "Mixed Case"}
+    # Numeric filter values compare as text; NULL filters use IS NULL.
+    pv = await ds.preview(conns, settings, handle, PreviewRequest(table=table, filters=[
+        ColumnFilter(column="id", value=2), ColumnFilter(column="Mixed Case", value="b")]))
+    assert [r["name"] for r in pv.data] == ["bob"]
+    pv = await ds.preview(conns, settings, handle, PreviewRequest(table=table, filters=[
+        ColumnFilter(column="team", value=None)]))
+    assert [r["name"] for r in pv.data] == ["dee"]
+
+
+@pytest.mark.parametrize(
+    "request_factory",
+    [
+        lambda s: PreviewRequest(table=TableRef(schema_name=s, name='people"; DROP TABLE people; --')),
+        lambda s: PreviewRequest(table=TableRef(schema_name=f'{s}"; DROP', name="people")),
+        lambda s: PreviewRequest(table=TableRef(schema_name=s, name="ｐｅｏｐｌｅ")),
+        lambda s: PreviewRequest(table=TableRef(schema_name=s, name="people"),
+                                 mappings=[ColumnMapping(source='id"; DROP TABLE people; --', target="x")]),
+        lambda s: PreviewRequest(table=TableRef(schema_name=s, name="people"),
+                                 mappings=[ColumnMapping(source="id", target='x" FROM people; DROP TABLE people; --')]),
+        lambda s: PreviewRequest(table=TableRef(schema_name=s, name="people"),
+                                 mappings=[ColumnMapping(source="nаme", target="x")]),  # Cyrillic а
+        lambda s: PreviewRequest(table=TableRef(schema_name=s, name="people"),
+                                 filters=[ColumnFilter(column="team; DROP TABLE people", value="red")]),
+        lambda s: PreviewRequest(table=TableRef(schema_name=s, name="people"),
+                                 filters=[ColumnFilter(column="ｔｅａｍ", value="red")]),
+        lambda s: PreviewRequest(table=TableRef(schema_name=s, name="people"),
+                                 mappings=[ColumnMapping(source="id", target="a"),
+                                           ColumnMapping(source="name", target="A")]),
+    ],
+)
+async def test_identifier_injection_rejected(env: Env, people: PgSchema, request_factory: Any) -> None:
+    conns, settings, handle = env
+    with pytest.raises(Invalid) as info:
+        await ds.preview(conns, settings, handle, request_factory(people.schema))
+    assert info.value.status_code == 400
+    assert people_count(people) == 4
+
+
+async def test_distinct_values_column_injection(env: Env, people: PgSchema) -> None:
+    conns, settings, handle = env
+    table = TableRef(schema_name=people.schema, name="people")
+    for column in ['team"; DROP TABLE people; --', "tеam", "team\u200d", "nope"]:
+        with pytest.raises(Invalid):
+            await ds.distinct_values(conns, settings, handle, DistinctValuesRequest(table=table, column=column))
+    # A well-formed table that does not exist (Cyrillic look-alike) is not found.
+    with pytest.raises(NotFound):
+        await ds.table_schema(conns, settings, handle, people.schema, "pеople")
+    assert people_count(people) == 4
+
+
+# ------------------------------------------------------------------------------ safe query
+async def query(env: Env, sql: str, limit: int = 10) -> list[dict[str, Any]]:
+    conns, settings, handle = env
+    return (await ds.run_query(conns, settings, handle, QueryRequest(query=sql, limit=limit))).data
+
+
+async def test_query_basics(env: Env, people: PgSchema) -> None:
+    s = people.schema
+    rows = await query(env, f'SELECT id, name FROM "{s}".people ORDER BY id LIMIT 5', limit=3)
+    assert rows == [{"id": 1, "name": "ann"}, {"id": 2, "name": "bob"}, {"id": 3, "name": "cid"}]
+    rows = await query(env, f'SELECT id FROM "{s}".people ORDER BY id LIMIT 2', limit=10)
+    assert [r["id"] for r in rows] == [1, 2]
+    assert await query(env, "SELECT '100%' AS pct, 'a;b' AS semi, $$x;y$$ AS d;") == [
+        {"pct": "100%", "semi": "a;b", "d": "x;y"}
+    ]
+    assert await query(env, "SELECT 1 AS one -- trailing comment") == [{"one": 1}]
+    assert await query(env, "SELECT 1 AS one /* ; DROP TABLE people */") == [{"one": 1}]
+    assert await query(env, r"SELECT E'it\'s' AS s") == [{"s": "it's"}]
+    rows = await query(env, f'WITH r AS (SELECT team, count(*) AS n FROM "{s}".people GROUP BY team) '
+                             "SELECT * FROM r ORDER BY n DESC, team NULLS LAST")
+    assert rows == [{"team": "red", "n": 2}, {"team": "blue", "n": 1}, {"team": None, "n": 1}]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "INSERT INTO {s}.people VALUES (9, 'x')",
+        "UPDATE {s}.people SET name = 'x'",
+        "DELETE FROM {s}.people",
+        "DROP TABLE {s}.people",
+        "CREATE TABLE {s}.evil (a int)",
+        "COPY {s}.people TO STDOUT",
+        "WITH x AS (SELECT 1) INSERT INTO {s}.people VALUES (9, 'x')",
+        "WITH x AS (SELECT 1) UPDATE {s}.people SET name = 'x'",
+        "WITH x AS (SELECT 1) DELETE FROM {s}.people",
+        "WITH x AS (SELECT 1) DROP TABLE {s}.people",
+        "WITH x AS (DELETE FROM {s}.people RETURNING *) SELECT * FROM x",
+        "WITH x AS (SELECT 1) COPY {s}.people TO STDOUT",
+        "SELECT 1; DROP TABLE {s}.people",
+        "SELECT 1 -- hide\n; DROP TABLE {s}.people",
+        "SELECT 1 /* hide */; DELETE FROM {s}.people",
+        "SELECT * FROM {s}.people FOR UPDATE",
+        "SELECT * INTO {s}.copy FROM {s}.people",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'axis-victim'",
+        "SELECT pg_catalog.pg_cancel_backend(1)",
+        "SELECT * FROM {s}.people WHERE id = $1",
+    ],
+)
+async def test_dangerous_queries_refused_and_database_unchanged(env: Env, people: PgSchema, sql: str) -> None:
+    victim = psycopg.connect(people.dsn, autocommit=True, application_name="axis-victim")
+    try:
+        with pytest.raises(ServiceError) as info:
+            await query(env, sql.format(s=f'"{people.schema}"'))
+        assert info.value.status_code in (400, 422)
+        assert people_count(people) == 4
+        tables = people.fetch("SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY 1", (people.schema,))
+        assert tables == [("people",), ("secret",)]
+        assert victim.execute("SELECT 1").fetchone() == (1,)  # the victim backend is still alive
+    finally:
+        victim.close()
+
+
+async def test_write_through_function_is_harmless(env: Env, people: PgSchema) -> None:
+    s = people.schema
+    people.execute(
+        "CREATE FUNCTION sneaky() RETURNS int LANGUAGE sql AS "
+        f"$$ INSERT INTO \"{s}\".people VALUES (99, 'evil'); SELECT 1 $$"
+    )
+    people.execute("CREATE SEQUENCE seq")
+    with pytest.raises(Invalid) as info:
+        await query(env, f'SELECT "{s}".sneaky()')
+    assert "read-only" in info.value.message
+    assert people_count(people) == 4
+    with pytest.raises(Unprocessable):
+        await query(env, f"SELECT nextval('\"{s}\".seq')")
+    assert people.fetch("SELECT last_value, is_called FROM seq") == [(1, False)]
+
+
+async def test_query_timeout_is_408(make_settings: Callable[..., Settings], people: PgSchema) -> None:
+    settings = make_settings(db_query_timeout_seconds=1)
+    conns, handle = await _env(settings, people)
+    try:
+        with pytest.raises(Timeout) as info:
+            await ds.run_query(conns, settings, handle, QueryRequest(query="SELECT pg_sleep(10)"))
+        assert info.value.status_code == 408
+        # The pooled connection is usable afterwards and not stuck read-only or timed out.
+        probe = QueryRequest(query="SELECT current_setting('statement_timeout') AS t")
+        res = await ds.run_query(conns, settings, handle, probe)
+        assert res.data == [{"t": "1s"}]
+        async with conns.connection(handle) as (conn, _):
+            assert await conn.fetchval("SHOW transaction_read_only") == "off"
+            assert await conn.fetchval("SHOW statement_timeout") == "30s"
+    finally:
+        await conns.close_all()
+
+
+async def test_allow_list_enforced(
+    make_settings: Callable[..., Settings], tmp_path: Path, people: PgSchema, store: DuckDBStore
+) -> None:
+    s = people.schema
+    write_yaml(tmp_path / "custom" / "config", "eval_db.yaml", f"eval_db:\n  tables: ['{s}.people']\n")
+    settings = make_settings()
+    conns, handle = await _env(settings, people)
+    try:
+        env: Env = (conns, settings, handle)
+        assert await query(env, f'SELECT count(*) AS n FROM "{s}".people') == [{"n": 4}]
+        for sql in (f'SELECT * FROM "{s}".secret', f'SELECT * FROM "{s}".people, "{s}".secret',
+                    "SELECT * FROM pg_catalog.pg_authid", "SELECT * FROM pg_user"):
+            with pytest.raises(Unprocessable) as info:
+                await query(env, sql)
+            assert "allow-list" in info.value.message
+        listed = await ds.list_tables(conns, settings, handle)
+        assert [(t.schema_name, t.name) for t in listed.tables] == [(s, "people")]
+        with pytest.raises(Invalid):
+            await ds.preview(conns, settings, handle, PreviewRequest(table=TableRef(schema_name=s, name="secret")))
+        with pytest.raises(Invalid):
+            await ds.table_import(conns, store, settings, handle,
+                                  TableImportRequest(handle=handle, table=TableRef(schema_name=s, name="secret")), None)
+    finally:
+        await conns.close_all()
+
+
+# ------------------------------------------------------------------------------ imports
+async def test_import_dedupes_in_stable_order_and_lands_eval(env: Env, people: PgSchema, store: DuckDBStore) -> None:
+    conns, settings, handle = env
+    people.execute(
+        """
+        CREATE TABLE evals (record_id text, metric text, score float8, note text);
+        INSERT INTO evals VALUES
+          ('c2', 'acc', 0.5, 'z'), ('c1', 'acc', 0.9, 'b'), ('c1', 'acc', 0.1, 'a'),
+          ('c1', 'f1', 0.7, NULL), (NULL, 'acc', 0.3, 'n1'), (NULL, 'acc', 0.4, 'n2'), ('c2', 'acc', 0.6, 'y');
+        """
+    )
+    req = QueryImportRequest(handle=handle, query=f'SELECT * FROM "{people.schema}".evals')
+    res = await ds.query_import(conns, store, settings, handle, req, None)
+    assert res.kind == "eval" and res.format == "flat_format"
+    # Expected: ORDER BY key then all other columns; the first row of each (dataset_id, metric_name) wins;
+    # rows with a NULL key are all kept.
+    rows = sorted(people.fetch("SELECT record_id, metric, score, note FROM evals"),
+                  key=lambda r: (r[0] is None, r[0] or "", r[1], r[2], r[3] is None, r[3] or ""))
+    seen: set[tuple[str, str]] = set()
+    expected = []
+    for r in rows:
+        if r[0] is not None:
+            if (r[0], r[1]) in seen:
+                continue
+            seen.add((r[0], r[1]))
+        expected.append((r[0], r[1], r[2]))
+    got = [(r["dataset_id"], r["metric_name"], r["metric_score"]) for r in res.data]
+    assert got == expected
+    assert res.duplicates_removed == 7 - len(expected) == 2
+    assert res.dataset_id is not None
+    info = await store.get_dataset(res.dataset_id)
+    assert (info.kind, info.source, info.row_count, info.format) == ("eval", "database", len(expected), "flat_format")
+    # dedupe_on_id=false keeps every row.
+    req2 = QueryImportRequest(handle=handle, query=f'SELECT * FROM "{people.schema}".evals', dedupe_on_id=False)
+    res2 = await ds.query_import(conns, store, settings, handle, req2, None)
+    assert res2.row_count == 7 and res2.duplicates_removed == 0
+    # No scratch tables are left behind in DuckDB.
+    leftovers = await store.fetch("SELECT table_name FROM duckdb_tables() WHERE table_name LIKE '_axis_dbimport%'")
+    assert leftovers.rows == []
+
+
+async def test_import_rename_map_of_targeted_store_and_kinds(
+    make_settings: Callable[..., Settings], tmp_path: Path, people: PgSchema, store: DuckDBStore
+) -> None:
+    cfg = tmp_path / "custom" / "config"
+    write_yaml(cfg, "eval_db.yaml", "eval_db:\n  columns: {lat_raw: eval_latency}\n")
+    write_yaml(cfg, "monitoring_db.yaml", "monitoring_db:\n  columns: {lat_raw: latency, happened: timestamp}\n")
+    settings = make_settings()
+    people.execute(
+        """
+        CREATE TABLE mon (id text, happened timestamptz, lat_raw float8, relevance_score float8);
+        INSERT INTO mon VALUES ('a', '2024-03-01 12:00:00+01', 120, 0.9), ('b', '2024-03-02 00:00:00+00', 80, 0.4),
+                               ('a', '2024-03-03 00:00:00+00', 999, 0.1);
+        CREATE TABLE hs (dataset_id text, metric_name text, signals jsonb, source_name text);
+        INSERT INTO hs VALUES ('1', 'm', '{"is_ok": true}', 'bot');
+        """
+    )
+    conns, handle = await _env(settings, people)
+    try:
+        sql = f'SELECT * FROM "{people.schema}".mon'
+        mon = await ds.query_import(conns, store, settings, handle, QueryImportRequest(handle=handle, query=sql),
+                                    "monitoring")
+        assert mon.kind == "monitoring" and mon.format == "monitoring"
+        assert mon.columns[:4] == ["dataset_id", "timestamp", "latency", "relevance_score"]
+        assert [(r["dataset_id"], r["latency"]) for r in mon.data] == [("a", 120.0), ("b", 80.0)]
+        assert mon.data[0]["timestamp"] == "2024-03-01T11:00:00"  # UTC, naive
+        # Same rows targeted at the data store: the eval map applies (DB-20) and the data still lands as monitoring.
+        ev = await ds.query_import(conns, store, settings, handle, QueryImportRequest(handle=handle, query=sql), None)
+        assert "eval_latency" in ev.columns and "latency" not in ev.columns
+        assert ev.kind == "monitoring"
+        hs = await ds.query_import(
+            conns, store, settings, handle,
+            QueryImportRequest(handle=handle, query=f'SELECT * FROM "{people.schema}".hs'), "human_signals",
+        )  # fmt: skip
+        assert hs.kind == "human_signals"
+        types = {c["name"]: c["type"] for c in (await store.get_dataset(hs.dataset_id or "")).columns}
+        assert types["signals"] == "JSON"
+    finally:
+        await conns.close_all()
+
+
+async def test_table_import_mappings_filters_types(env: Env, people: PgSchema, store: DuckDBStore) -> None:
+    conns, settings, handle = env
+    req = TableImportRequest(
+        handle=handle,
+        table=TableRef(schema_name=people.schema, name="people"),
+        mappings=[ColumnMapping(source="id", target="dataset_id"), ColumnMapping(source="name", target="query"),
+                  ColumnMapping(source="score", target="score_value"), ColumnMapping(source="created", target="ts")],
+        filters=[ColumnFilter(column="team", value="red")],
+    )  # fmt: skip
+    res = await ds.table_import(conns, store, settings, handle, req, None)
+    assert res.row_count == 2 and res.columns == ["dataset_id", "query", "score_value", "ts"]
+    assert res.data == [
+        {"dataset_id": 1, "query": "ann", "score_value": 1.5, "ts": "2024-01-01T08:00:00"},
+        {"dataset_id": 3, "query": "cid", "score_value": None, "ts": None},
+    ]
+    assert res.format == "database_import" and "Warning" not in res.message
+    info = await store.get_dataset(res.dataset_id or "")
+    assert {c["name"]: c["type"] for c in info.columns} == {
+        "dataset_id": "INTEGER", "query": "VARCHAR", "score_value": "DECIMAL(6,2)", "ts": "TIMESTAMP",
+    }  # fmt: skip
+    with pytest.raises(Invalid):
+        await ds.table_import(conns, store, settings, handle, req.model_copy(update={"handle": "other"}), None)
+    empty = await ds.table_import(
+        conns, store, settings, handle,
+        req.model_copy(update={"filters": [ColumnFilter(column="team", value="green")]}), None,
+    )  # fmt: skip
+    assert (empty.row_count, empty.dataset_id, empty.format) == (0, None, "database_import")
+    assert empty.message == "No data found matching the specified criteria"
+
+
+async def test_import_limit_and_warning(env: Env, people: PgSchema, store: DuckDBStore) -> None:
+    conns, settings, handle = env
+    req = QueryImportRequest(handle=handle, query=f'SELECT v FROM "{people.schema}".secret', limit=5)
+    res = await ds.query_import(conns, store, settings, handle, req, None)
+    assert res.row_count == 1 and "Warning: no canonical columns" in res.message
+    with pytest.raises(Invalid):
+        await ds.query_import(conns, store, settings, handle,
+                              req.model_copy(update={"limit": settings.db_import_max_rows + 1}), None)
+    with pytest.raises(Invalid) as info:
+        await ds.query_import(conns, store, settings, handle,
+                              req.model_copy(update={"query": "SELECT 1 AS a, 2 AS A"}), None)
+    assert "Duplicate column names" in info.value.message
+    info = await store.get_dataset(res.dataset_id or "")
+    table = await store.fetch(f"SELECT * FROM {quote_ident(info.table_name)}")
+    assert table.rows == [("classified",)]
