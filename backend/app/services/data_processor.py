@@ -248,6 +248,8 @@ def rows_to_arrow(rows: Sequence[dict[str, Any]], *, ordinal: bool = True) -> pa
             names.setdefault(str(key), None)
     lowered: dict[str, str] = {}
     for name in names:
+        if not name or "\x00" in name:
+            raise Invalid("Column names must be non-empty and must not contain NUL characters")
         if name.lower() in lowered:
             raise Invalid(f"Duplicate column name '{name}' (also '{lowered[name.lower()]}'); names must be unique")
         lowered[name.lower()] = name
