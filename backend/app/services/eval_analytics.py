@@ -170,6 +170,8 @@ async def run_on_source(
     use_body = inp.source == "body" or (inp.source == "auto" and bool(inp.rows) and not inp.dataset_id)
     if use_body:
         rows = inp.rows
+        if not any(rows):
+            raise Invalid("No rows to analyse: send a non-empty list of row objects, or use source=store")
 
         def _inline(cur: duckdb.DuckDBPyConnection) -> T:
             cur.register(INLINE_RELATION, rows_to_arrow(rows, ordinal=False))
