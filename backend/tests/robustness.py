@@ -1,0 +1,215 @@
+"""Shared pieces of the robustness checks (fuzz, fault drills, concurrency drill, secrets audit).
+
+- ``LiveServer``: the real app (``create_app``) served by uvicorn in a thread on a loopback port, so
+  requests travel real HTTP and the lifespan runs exactly as in production.
+- ``secret_settings``: every secret setting filled with a recognisable marker.
+- ``seed_samples``: the bundled sample CSVs uploaded through the real upload endpoints.
+- ``write_db_yaml`` / ``create_split_source``: PostgreSQL split sources for the sync engine.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+import yaml
+
+from app.config import Settings
+from app.main import create_app
+from tests.conftest import PgSchema
+
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
+
+# Recognisable, never produced by the app itself and unlikely in generated data.
+SECRET_MARKER = "AxSecretMarker7Qz"
+
+# (upload endpoint, sample file) for each dataset kind; an endpoint that does not exist yet is skipped.
+SAMPLE_UPLOADS: list[tuple[str, str, str]] = [
+    ("eval", "/api/data/upload", "example_model.csv"),
+    ("monitoring", "/api/monitoring/upload", "monitoring_long_sample.csv"),
+    ("monitoring", "/api/monitoring/upload", "monitoring_sample.csv"),
+    ("human_signals", "/api/human-signals/upload", "hitl_sample.csv"),
+]
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def marker_dsn(pg: PgSchema, marker: str = SECRET_MARKER, port: int | None = None) -> str:
+    """The test database's DSN carrying ``marker`` as its password (trust auth ignores it)."""
+    return f"postgresql://{pg.user}:{marker}@{pg.host}:{port or pg.port}/{pg.database}"
+
+
+def secret_settings(marker: str = SECRET_MARKER) -> dict[str, Any]:
+    """Settings overrides that fill every secret field (passwords, DSNs, API keys, token) with ``marker``."""
+    return {
+        "axis_api_token": f"{marker}-token",
+        "openai_api_key": f"sk-{marker}-openai",
+        "anthropic_api_key": f"sk-ant-{marker}",
+        "gateway_api_key": f"gw-{marker}",
+        "graph_db_password": f"{marker}-graph",
+        "eval_db_password": f"{marker}-evalpw",
+        "eval_db_url": f"postgresql://axis:{marker}-evalurl@127.0.0.1:1/evaldb",
+        "monitoring_db_password": f"{marker}-monpw",
+        "monitoring_db_url": f"postgresql://axis:{marker}-monurl@127.0.0.1:1/mondb",
+        "human_signals_db_password": f"{marker}-hspw",
+        "human_signals_db_url": f"postgresql://axis:{marker}-hsurl@127.0.0.1:1/hsdb",
+    }
+
+
+def write_db_yaml(settings: Settings, store: str, cfg: dict[str, Any]) -> None:
+    """Write ``<store>_db.yaml`` (top key ``<store>_db``) into the settings' config dir."""
+    settings.config_dir.mkdir(parents=True, exist_ok=True)
+    (settings.config_dir / f"{store}_db.yaml").write_text(yaml.safe_dump({f"{store}_db": cfg}))
+
+
+def write_duckdb_yaml(settings: Settings, cfg: dict[str, Any]) -> None:
+    """Write ``duckdb.yaml`` into the settings' config dir."""
+    settings.config_dir.mkdir(parents=True, exist_ok=True)
+    (settings.config_dir / "duckdb.yaml").write_text(yaml.safe_dump({"duckdb": cfg}))
+
+
+def create_split_source(pg: PgSchema, prefix: str, n_cases: int, *, score_shift: float = 0.0) -> None:
+    """``<prefix>_ds`` (one row per case) and ``<prefix>_rs`` (3 monitoring metrics per case) plus ``<prefix>_ctl``.
+
+    Scores are ``((g*7 + m) % 10) / 10 + score_shift`` (capped at 1); the control table's ``slow``
+    flag makes ``slow_results_query`` sleep so a drill can act while the read is in flight.
+    """
+    p = prefix
+    pg.execute(f"DROP TABLE IF EXISTS {p}_ds, {p}_rs, {p}_ctl")
+    pg.execute(
+        f"""CREATE TABLE {p}_ds (dataset_id text, query text, actual_output text, timestamp timestamptz,
+                                 source_name text, environment text, latency float8)"""
+    )
+    pg.execute(f"CREATE TABLE {p}_rs (dataset_id text, metric_name text, metric_score float8, metric_category text)")
+    pg.execute(
+        f"""INSERT INTO {p}_ds SELECT 'c' || lpad(g::text, 5, '0'), 'question ' || g, 'answer ' || g,
+                  timestamptz '2024-01-01 00:00:00+00' + g * interval '1 hour',
+                  CASE WHEN g % 2 = 0 THEN 'alpha' ELSE 'beta' END,
+                  CASE WHEN g % 3 = 0 THEN 'staging' ELSE 'prod' END, 100 + g
+           FROM generate_series(1, {int(n_cases)}) g"""
+    )
+    pg.execute(
+        f"""INSERT INTO {p}_rs SELECT 'c' || lpad(g::text, 5, '0'), 'm' || m,
+                  least(1.0, ((g * 7 + m) % 10) / 10.0 + {float(score_shift)}), 'SCORE'
+           FROM generate_series(1, {int(n_cases)}) g, generate_series(1, 3) m"""
+    )
+    pg.execute(f"CREATE TABLE {p}_ctl (slow bool)")
+    pg.execute(f"INSERT INTO {p}_ctl VALUES (false)")
+
+
+def split_queries(pg: PgSchema, prefix: str, *, slow: bool = False) -> dict[str, str]:
+    """``dataset_query``/``results_query`` for a split source; ``slow`` makes the results read sleep on demand."""
+    s = pg.schema
+    results = f'SELECT * FROM "{s}".{prefix}_rs'
+    if slow:
+        results = (
+            f'SELECT r.* FROM "{s}".{prefix}_rs r, '
+            f'(SELECT pg_sleep(CASE WHEN (SELECT slow FROM "{s}".{prefix}_ctl) THEN 60 ELSE 0 END)) AS _s'
+        )
+    return {"dataset_query": f'SELECT * FROM "{s}".{prefix}_ds', "results_query": results}
+
+
+class LiveServer:
+    """``create_app(settings)`` served by uvicorn (lifespan on) in a daemon thread on 127.0.0.1."""
+
+    def __init__(self, settings: Settings, *, port: int | None = None) -> None:
+        self.settings = settings
+        self.app = create_app(settings)
+        self.port = port or free_port()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start serving; return once the lifespan finished and the socket accepts connections."""
+        config = uvicorn.Config(
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="info",
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+            ws="none",
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="axis-live", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the AXIS server did not start")
+            time.sleep(0.02)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Ask uvicorn to exit (runs the lifespan shutdown) and join the thread."""
+        if self._server is None or self._thread is None:
+            return
+        self._server.should_exit = True
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._server.force_exit = True
+            self._thread.join(timeout)
+        self._server = None
+        self._thread = None
+
+
+@contextmanager
+def live_server(settings: Settings) -> Iterator[LiveServer]:
+    """A started ``LiveServer``, stopped on exit."""
+    server = LiveServer(settings)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def route_paths(app: Any) -> set[str]:
+    """Every path the app's OpenAPI document declares."""
+    return set(app.openapi().get("paths", {}))
+
+
+def seed_samples(
+    client: httpx.Client, paths: set[str], uploads: list[tuple[str, str, str]] | None = None
+) -> tuple[dict[str, list[str]], list[str]]:
+    """Upload the sample CSVs through the endpoints that exist; return (dataset ids per kind, errors)."""
+    out: dict[str, list[str]] = {}
+    errors: list[str] = []
+    for kind, endpoint, name in uploads or SAMPLE_UPLOADS:
+        if endpoint not in paths or not (SAMPLE_DIR / name).exists():
+            continue
+        with open(SAMPLE_DIR / name, "rb") as fh:
+            res = client.post(endpoint, files={"file": (name, fh, "text/csv")})
+        if res.status_code != 200:
+            errors.append(f"seeding {name} through {endpoint}: {res.status_code} {res.text[:300]}")
+            continue
+        dataset_id = res.json().get("dataset_id")
+        if dataset_id:
+            out.setdefault(kind, []).append(str(dataset_id))
+    return out, errors
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, interval: float = 0.05) -> None:
+    """Poll ``predicate`` until it is true (AssertionError after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError("condition not reached in time")
