@@ -321,16 +321,9 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _projection(cols: list[tuple[str, str]]) -> str:
-    """SELECT list that stores timezone-aware timestamps as plain UTC TIMESTAMP."""
-    parts = []
-    for name, typ in cols:
-        q = quote_ident(name)
-        if typ.upper().startswith("TIMESTAMP WITH TIME ZONE") or typ.upper() == "TIMESTAMPTZ":
-            parts.append(f"timezone('UTC', {q}) AS {q}")
-        else:
-            parts.append(q)
-    return ", ".join(parts)
+def _is_tz_timestamp(type_name: str) -> bool:
+    t = type_name.upper()
+    return t.startswith("TIMESTAMP WITH TIME ZONE") or t == "TIMESTAMPTZ"
 
 
 def _infer_types_sql(cur: duckdb.DuckDBPyConnection, table: str, names: list[str]) -> list[tuple[str, str]]:
@@ -383,11 +376,14 @@ def create_table_from_csv(
     inferred = False
     try:
         source = _read_csv_sql(None, header)
-        described = cur.execute(f"DESCRIBE SELECT * FROM {source}", [file_param]).fetchall()
-        cols = [(str(r[0]), str(r[1])) for r in described]
+        cur.execute(f"{create} {qtable} AS SELECT * FROM {source}", [file_param])
+        cols = [(c["name"], c["type"]) for c in DuckDBStore.describe_sync(cur, table)]
         if [c[0] for c in cols] != header:
             raise duckdb.InvalidInputException("sniffed columns differ from the header")
-        cur.execute(f"{create} {qtable} AS SELECT {_projection(cols)} FROM {source}", [file_param])
+        for name, typ in cols:
+            if _is_tz_timestamp(typ):
+                q = quote_ident(name)
+                cur.execute(f"ALTER TABLE {qtable} ALTER COLUMN {q} TYPE TIMESTAMP USING timezone('UTC', {q})")
     except duckdb.Error as typed_exc:
         logger.debug("Typed CSV read failed (%s); re-reading as text", str(typed_exc).split("\n", 1)[0])
         cur.execute(f"DROP TABLE IF EXISTS {qtable}")

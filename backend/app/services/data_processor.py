@@ -91,6 +91,12 @@ EXAMPLE_FILES: dict[str, str] = {
     "align": "align_sample.csv",
 }
 
+# Columns that identify one evaluated record in long data (the analytics pivot key).
+RECORD_KEYS = ("dataset_id", "evaluation_name", "run_id")
+# Registry extras cached at load time for long data (analytics read them instead of rescanning).
+EXTRA_METRIC_NAMES = "metric_names"
+EXTRA_RECORD_COUNT = "record_count"
+
 PREVIEW_ROWS = 10
 ORDINAL = "__axis_ord"
 INLINE_RELATION = "__axis_inline_rows"
@@ -346,6 +352,30 @@ def _flat_to_tree(cur: duckdb.DuckDBPyConnection, table: str, types: dict[str, s
         types["weight"] = "DOUBLE"
 
 
+def long_metric_names(cur: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
+    """metric_name values that have at least one numeric metric_score, sorted."""
+    rows = cur.execute(
+        f"SELECT CAST(metric_name AS VARCHAR) AS m FROM {quote_ident(relation)} "
+        "WHERE metric_name IS NOT NULL AND TRY_CAST(metric_score AS DOUBLE) IS NOT NULL "
+        "GROUP BY m ORDER BY m"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def count_records(cur: duckdb.DuckDBPyConnection, relation: str, keys: Sequence[str]) -> int:
+    """Distinct record-key tuples of long data."""
+    cols = ", ".join(quote_ident(k) for k in keys)
+    row = cur.execute(f"SELECT count(*) FROM (SELECT DISTINCT {cols} FROM {quote_ident(relation)})").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _long_extra(cur: duckdb.DuckDBPyConnection, table: str) -> dict[str, Any]:
+    """Metric names and record count of processed long data (cached in the registry)."""
+    types = _columns(cur, table)
+    keys = [k for k in RECORD_KEYS if k in types]
+    return {EXTRA_METRIC_NAMES: long_metric_names(cur, table), EXTRA_RECORD_COUNT: count_records(cur, table, keys)}
+
+
 def _tree_message(cur: duckdb.DuckDBPyConnection, table: str, label: str) -> str:
     q = quote_ident(table)
     count = cur.execute(f"SELECT count(*) FROM {q}").fetchone()
@@ -374,17 +404,27 @@ def process_eval_table(cur: duckdb.DuckDBPyConnection, table: str) -> CsvTransfo
         if {"metric_name", "metric_score"} <= set(types):
             _flat_to_tree(cur, table, types)
             _fill_tree_columns(cur, table, types)
-            return CsvTransform(format=EVAL_RUNNER, message=_tree_message(cur, table, "Eval runner export (tree)"))
+            return CsvTransform(
+                format=EVAL_RUNNER,
+                message=_tree_message(cur, table, "Eval runner export (tree)"),
+                extra=_long_extra(cur, table),
+            )
         count = cur.execute(f"SELECT count(*) FROM {q}").fetchone()
         n = int(count[0]) if count else 0
         return CsvTransform(format=EVAL_RUNNER, message=f"Eval runner export with {n} rows")
     if fmt == TREE_FORMAT:
         _fill_tree_columns(cur, table, types)
-        return CsvTransform(format=TREE_FORMAT, message=_tree_message(cur, table, "Tree format"))
+        return CsvTransform(
+            format=TREE_FORMAT, message=_tree_message(cur, table, "Tree format"), extra=_long_extra(cur, table)
+        )
     if fmt == FLAT_FORMAT:
         _flat_to_tree(cur, table, types)
         _fill_tree_columns(cur, table, types)
-        return CsvTransform(format=FLAT_FORMAT, message=_tree_message(cur, table, "Flat format (as tree)"))
+        return CsvTransform(
+            format=FLAT_FORMAT,
+            message=_tree_message(cur, table, "Flat format (as tree)"),
+            extra=_long_extra(cur, table),
+        )
     count = cur.execute(f"SELECT count(*) FROM {q}").fetchone()
     n = int(count[0]) if count else 0
     lower = {c.lower() for c in types}
@@ -772,7 +812,11 @@ async def import_eval_db(store: DuckDBStore, cfg: EvalDBConfig, *, row_cap: int)
 
     def _after(cur: duckdb.DuckDBPyConnection, info: DatasetInfo) -> None:
         info.format = holder["report"].format
-        cur.execute("UPDATE datasets SET format = ? WHERE dataset_id = ?", [info.format, info.dataset_id])
+        info.extra = {**info.extra, **holder["report"].extra}
+        cur.execute(
+            "UPDATE datasets SET format = ?, extra_json = ? WHERE dataset_id = ?",
+            [info.format, json.dumps(info.extra, default=str), info.dataset_id],
+        )
 
     try:
         info = await store.land_dataset(kind="eval", source="database", build=_build, after_swap=_after)

@@ -19,7 +19,16 @@ import numpy as np
 
 from app.config.constants import Columns, Thresholds
 from app.errors import Invalid
-from app.services.data_processor import ORDINAL, is_numeric_type, rows_to_arrow
+from app.services.data_processor import (
+    EXTRA_METRIC_NAMES,
+    EXTRA_RECORD_COUNT,
+    ORDINAL,
+    RECORD_KEYS,
+    count_records,
+    is_numeric_type,
+    long_metric_names,
+    rows_to_arrow,
+)
 from app.services.duckdb_store import DuckDBStore, quote_ident
 
 T = TypeVar("T")
@@ -39,8 +48,7 @@ _PER_METRIC_COLUMNS = frozenset(
         "cost_estimate", ORDINAL,
     }
 )
-# Columns that identify one evaluated record in long data (the pivot key).
-_RECORD_KEYS = ("dataset_id", "evaluation_name", "run_id")
+_RECORD_KEYS = RECORD_KEYS
 
 
 # ------------------------------------------------------------------------------------ inputs
@@ -128,6 +136,8 @@ class Relation:
     name: str
     types: dict[str, str]
     long: bool
+    cached_metrics: list[str] | None = None
+    cached_records: int | None = None
 
     def has(self, column: str) -> bool:
         """True when the column exists (exact name)."""
@@ -158,9 +168,18 @@ def _describe(cur: duckdb.DuckDBPyConnection, name: str) -> dict[str, str]:
     return {str(r[0]): str(r[1]) for r in cur.fetchall()}
 
 
-def _relation(cur: duckdb.DuckDBPyConnection, name: str) -> Relation:
+def _relation(cur: duckdb.DuckDBPyConnection, name: str, extra: dict[str, Any] | None = None) -> Relation:
     types = _describe(cur, name)
-    return Relation(name=name, types=types, long={"metric_name", "metric_score"} <= set(types))
+    extra = extra or {}
+    metrics = extra.get(EXTRA_METRIC_NAMES)
+    records = extra.get(EXTRA_RECORD_COUNT)
+    return Relation(
+        name=name,
+        types=types,
+        long={"metric_name", "metric_score"} <= set(types),
+        cached_metrics=list(metrics) if isinstance(metrics, list) else None,
+        cached_records=int(records) if isinstance(records, int) else None,
+    )
 
 
 async def run_on_source(
@@ -184,7 +203,8 @@ async def run_on_source(
     info = await store.resolve_dataset("eval", inp.dataset_id)
 
     def _stored(cur: duckdb.DuckDBPyConnection) -> T:
-        return fn(cur, _relation(cur, info.table_name))
+        # Metric names and record count cached at load time (same values the live SQL computes).
+        return fn(cur, _relation(cur, info.table_name, info.extra))
 
     return await store.run_read(_stored)
 
@@ -194,12 +214,20 @@ def available_metrics(cur: duckdb.DuckDBPyConnection, rel: Relation) -> list[str
     """Metric names: numeric wide columns, or metric_name values with at least one numeric score."""
     if not rel.long:
         return rel.wide_metric_columns()
-    rows = cur.execute(
-        f"SELECT CAST(metric_name AS VARCHAR) AS m FROM {rel.q} "
-        "WHERE metric_name IS NOT NULL AND TRY_CAST(metric_score AS DOUBLE) IS NOT NULL "
-        "GROUP BY m ORDER BY m"
-    ).fetchall()
-    return [r[0] for r in rows]
+    if rel.cached_metrics is None:
+        rel.cached_metrics = long_metric_names(cur, rel.name)
+    return rel.cached_metrics
+
+
+def record_count(cur: duckdb.DuckDBPyConnection, rel: Relation) -> int:
+    """Number of records: rows of wide data, distinct record keys of long data."""
+    if rel.cached_records is None:
+        if rel.long:
+            rel.cached_records = count_records(cur, rel.name, rel.record_keys())
+        else:
+            row = cur.execute(f"SELECT count(*) FROM {rel.q}").fetchone()
+            rel.cached_records = int(row[0]) if row else 0
+    return rel.cached_records
 
 
 def values_sql(rel: Relation, metrics: Sequence[str], extra: Sequence[str] = ()) -> tuple[str, list[Any]]:
@@ -280,12 +308,7 @@ async def summary(store: DuckDBStore, inp: AnalyticsInput) -> dict[str, Any]:
 
     def _fn(cur: duckdb.DuckDBPyConnection, rel: Relation) -> dict[str, Any]:
         metrics = available_metrics(cur, rel)
-        if rel.long:
-            keys = ", ".join(quote_ident(k) for k in rel.record_keys())
-            total_row = cur.execute(f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {rel.q})").fetchone()
-        else:
-            total_row = cur.execute(f"SELECT count(*) FROM {rel.q}").fetchone()
-        total = int(total_row[0]) if total_row else 0
+        total = record_count(cur, rel)
         if not metrics:
             return {"summary": [], "total_records": total}
         vals, params = values_sql(rel, metrics)
