@@ -126,7 +126,7 @@ class LiveServer:
 
     def __init__(self, settings: Settings, *, port: int | None = None) -> None:
         self.settings = settings
-        self.app = create_app(settings)
+        self._app: Any = None
         self.port = port or free_port()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -136,10 +136,26 @@ class LiveServer:
         """``http://127.0.0.1:PORT``."""
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def app(self) -> Any:
+        """The FastAPI app (built by uvicorn's factory call in ``start``)."""
+        if self._app is None:
+            raise RuntimeError("the server is not started")
+        return self._app
+
+    def _factory(self) -> Any:
+        self._app = create_app(self.settings)
+        return self._app
+
     def start(self, timeout: float = 60.0) -> None:
-        """Start serving; return once the lifespan finished and the socket accepts connections."""
+        """Start serving; return once the lifespan finished and the socket accepts connections.
+
+        As ``make run`` (``uvicorn --factory``), uvicorn configures its logging first and then
+        calls the factory, so ``create_app`` sees uvicorn's handlers.
+        """
         config = uvicorn.Config(
-            self.app,
+            self._factory,
+            factory=True,
             host="127.0.0.1",
             port=self.port,
             log_level="info",
@@ -213,3 +229,87 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, interval: flo
             return
         time.sleep(interval)
     raise AssertionError("condition not reached in time")
+
+
+class FakePgAuthServer:
+    """A loopback server speaking just enough PostgreSQL wire protocol to refuse a password.
+
+    It answers SSL/GSS requests with ``N``, asks for a cleartext password, records what the client
+    sent and replies ``28P01 password authentication failed`` — the real "wrong password" path of a
+    driver, without touching the local server's trust-auth configuration.
+    """
+
+    def __init__(self) -> None:
+        self.passwords: list[str] = []
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self.port = int(self._sock.getsockname()[1])
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="fake-pg-auth", daemon=True)
+
+    def __enter__(self) -> FakePgAuthServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._sock.close()
+        self._thread.join(5)
+
+    def _serve(self) -> None:
+        self._sock.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _recv_exact(conn: socket.socket, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = conn.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("client went away")
+            data += chunk
+        return data
+
+    def _handle(self, conn: socket.socket) -> None:
+        import struct
+
+        try:
+            conn.settimeout(10)
+            while True:
+                length = struct.unpack("!I", self._recv_exact(conn, 4))[0]
+                payload = self._recv_exact(conn, length - 4)
+                code = struct.unpack("!I", payload[:4])[0]
+                if code in (80877103, 80877104):  # SSLRequest / GSSENCRequest
+                    conn.sendall(b"N")
+                    continue
+                user = "unknown"
+                parts = payload[4:].split(b"\x00")
+                for key, value in zip(parts[::2], parts[1::2], strict=False):
+                    if key == b"user":
+                        user = value.decode(errors="replace")
+                break
+            conn.sendall(b"R" + struct.pack("!II", 8, 3))  # AuthenticationCleartextPassword
+            kind = self._recv_exact(conn, 1)
+            length = struct.unpack("!I", self._recv_exact(conn, 4))[0]
+            body = self._recv_exact(conn, length - 4)
+            if kind == b"p":
+                self.passwords.append(body.rstrip(b"\x00").decode(errors="replace"))
+            fields = [
+                b"SFATAL",
+                b"VFATAL",
+                b"C28P01",
+                f'Mpassword authentication failed for user "{user}"'.encode(),
+            ]
+            message = b"".join(f + b"\x00" for f in fields) + b"\x00"
+            conn.sendall(b"E" + struct.pack("!I", len(message) + 4) + message)
+        except (OSError, ConnectionError):
+            pass
+        finally:
+            conn.close()
