@@ -50,14 +50,14 @@ def generate_csv(path: Path, rows: int) -> None:
         COPY (
             SELECT 'item_' || lpad(CAST(i AS VARCHAR), 7, '0') AS dataset_id,
                    ['baseline_v1', 'prompt_tuned_v2', 'rag_v3'][1 + i % 3] AS evaluation_name,
-                   'How do I reset my password for account ' || i || '?' AS query,
-                   'Open settings, choose security and follow the reset link. Ticket ' || i || '.' AS actual_output,
+                   'How do I reset my password? #' || i AS query,
+                   'Open settings and follow the reset link. #' || i AS actual_output,
                    ['answer_quality', 'faithfulness', 'answer_relevance', 'completeness'][m + 1] AS metric_name,
                    round(((i * 7919 + m * 104729) % 1000) / 1000.0, 3) AS metric_score,
                    CASE WHEN m = 0 THEN 'metric' ELSE 'component' END AS metric_type,
                    CASE WHEN m = 0 THEN NULL ELSE 'answer_quality' END AS parent,
                    CASE WHEN m = 0 THEN 1.0 ELSE 0.3 END AS weight,
-                   'Judge rationale for item ' || i || ', metric ' || m AS explanation
+                   'Rationale ' || i || '/' || m AS explanation
             FROM range({items}) t(i), range(4) u(m)
             ORDER BY i, m
         ) TO '{path}' (HEADER, DELIMITER ',')
@@ -246,10 +246,10 @@ def main() -> None:
         print(f"(b) pandas read_csv+detect: {pand['seconds']:.2f}s  rows={pand['rows']:,} format={pand['format']}  "
               f"peak RSS {pand['maxrss_mb']:.0f} MB")
         print(f"    speed-up b/a = {pand['seconds'] / ours['seconds']:.2f}x (target >= 3x)")
+        added = ours["maxrss_mb"] - base["maxrss_mb"]
         print(f"    our peak RSS / file size = {ours['maxrss_mb'] / size_mb:.2f} (target <= 2); "
               f"interpreter+imports alone {base['maxrss_mb']:.0f} MB, so the upload itself adds "
-              f"{ours['maxrss_mb'] - base['maxrss_mb']:.0f} MB = {(ours['maxrss_mb'] - base['maxrss_mb']) / size_mb:.2f}"
-              " x file size")
+              f"{added:.0f} MB = {added / size_mb:.2f} x file size")
 
         res = http_analytics(csv_path, tmpdir / "home_http", args.repeat)
         print(f"HTTP upload of the same file through uvicorn: {res['http_upload_s']:.2f}s")

@@ -189,6 +189,8 @@ async def run_on_source(
     use_body = inp.source == "body" or (inp.source == "auto" and bool(inp.rows) and not inp.dataset_id)
     if use_body:
         rows = inp.rows
+        if not rows:
+            raise Invalid("source=body needs rows in the request body")
         if not any(rows):
             raise Invalid("No rows to analyse: send a non-empty list of row objects, or use source=store")
 

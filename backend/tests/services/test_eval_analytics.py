@@ -287,3 +287,5 @@ async def test_dataset_selection(store: DuckDBStore, tmp_path: Path) -> None:
     assert forced["summary"][0]["metric_name"] == "s"
     with pytest.raises(NotFound):
         await ea.summary(store, ea.AnalyticsInput(rows=[], dataset_id="eval_missing"))
+    with pytest.raises(Invalid, match="source=body"):
+        await ea.summary(store, ea.AnalyticsInput(rows=[], source="body"))
