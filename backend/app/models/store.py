@@ -40,6 +40,7 @@ class DatasetSyncStatus(BaseModel):
     reader: str | None = None
     reason: str | None = None
     seconds: float | None = None
+    phases: dict[str, float] | None = None
     refresh_interval_minutes: int | None = None
     incremental_column: str | None = None
     watermarks: dict[str, Any] | None = None

@@ -16,13 +16,15 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import duckdb
-import pyarrow as pa
 
 from app.errors import Invalid, NotFound
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 logger = logging.getLogger(__name__)
 
@@ -641,35 +643,36 @@ def compute_table_metadata_sync(cur: duckdb.DuckDBPyConnection, table: str) -> d
     t = quote_ident(table)
     cols = DuckDBStore.describe_sync(cur, table)
     names = [c["name"] for c in cols]
-    count_row = cur.execute(f"SELECT count(*) FROM {t}").fetchone()
+    # One scan for count, filter values, time range and the score summary.
+    fields = [f for f in METADATA_FILTER_FIELDS if f in names]
+    select = ["count(*)"]
+    for fld in fields:
+        v = f"CAST({quote_ident(fld)} AS VARCHAR)"
+        select.append(f"list(DISTINCT {v} ORDER BY {v}) FILTER (WHERE {v} IS NOT NULL)[1:{FILTER_VALUES_CAP}]")
+    has_time = "timestamp" in names
+    if has_time:
+        select += ['CAST(min("timestamp") AS VARCHAR)', 'CAST(max("timestamp") AS VARCHAR)']
+    has_score = "metric_score" in names
+    latency = next((quote_ident(c) for c in LATENCY_COLUMNS if c in names), None)
+    summary = _summary_select('"metric_score"', latency) if has_score else ""
+    if has_score:
+        select.append(summary)
+    row = cur.execute(f"SELECT {', '.join(select)} FROM {t}").fetchone() or ()
     meta: dict[str, Any] = {
-        "row_count": int(count_row[0]) if count_row else 0,
+        "row_count": int(row[0]) if row else 0,
         "columns": [{"column_name": c["name"], "column_type": c["type"]} for c in cols],
-        "filter_values": {},
+        "filter_values": {fld: list(row[1 + i] or []) for i, fld in enumerate(fields)},
         "time_range": None,
     }
-    for fld in METADATA_FILTER_FIELDS:
-        if fld not in names:
-            continue
-        f = quote_ident(fld)
-        rows = cur.execute(
-            f"SELECT DISTINCT CAST({f} AS VARCHAR) AS v FROM {t} WHERE {f} IS NOT NULL ORDER BY v LIMIT ?",
-            [FILTER_VALUES_CAP],
-        ).fetchall()
-        meta["filter_values"][fld] = [r[0] for r in rows]
-    if "timestamp" in names:
-        row = cur.execute(
-            f'SELECT CAST(min("timestamp") AS VARCHAR), CAST(max("timestamp") AS VARCHAR) FROM {t}'
-        ).fetchone()
-        meta["time_range"] = {"min": row[0] if row else None, "max": row[1] if row else None}
-    if "metric_score" in names:
-        latency = next((quote_ident(c) for c in LATENCY_COLUMNS if c in names), None)
-        select = _summary_select('"metric_score"', latency)
-        row = cur.execute(f"SELECT {select} FROM {t}").fetchone()
-        meta["summary_stats"] = _summary_dict(row or (0, None, None, None))
+    pos = 1 + len(fields)
+    if has_time:
+        meta["time_range"] = {"min": row[pos], "max": row[pos + 1]}
+        pos += 2
+    if has_score:
+        meta["summary_stats"] = _summary_dict(row[pos : pos + 4])
         if "metric_category" in names:
             by_cat = cur.execute(
-                f"SELECT coalesce(upper(CAST(metric_category AS VARCHAR)), 'SCORE') AS c, {select} "
+                f"SELECT coalesce(upper(CAST(metric_category AS VARCHAR)), 'SCORE') AS c, {summary} "
                 f"FROM {t} GROUP BY ALL ORDER BY c"
             ).fetchall()
             meta["summary_stats_by_category"] = {r[0]: _summary_dict(r[1:]) for r in by_cat}

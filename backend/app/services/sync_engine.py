@@ -30,11 +30,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import asyncpg
 import duckdb
-import pyarrow as pa
 
 from app.config import DBImportConfig, Settings
 from app.config.db_configs import ConnectionParams
@@ -48,6 +47,9 @@ from app.services.duckdb_store import (
     quote_ident,
     utc_now,
 )
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 logger = logging.getLogger(__name__)
 
@@ -455,25 +457,46 @@ def load_with_extension(
 
 
 # asyncpg type name → (Arrow type, DuckDB source-type name used for watermarks)
-_ASYNCPG_TYPES: dict[str, tuple[pa.DataType, str]] = {
-    "bool": (pa.bool_(), "BOOLEAN"),
-    "int2": (pa.int16(), "SMALLINT"),
-    "int4": (pa.int32(), "INTEGER"),
-    "int8": (pa.int64(), "BIGINT"),
-    "float4": (pa.float32(), "FLOAT"),
-    "float8": (pa.float64(), "DOUBLE"),
-    "numeric": (pa.float64(), "DOUBLE"),
-    "text": (pa.string(), "VARCHAR"),
-    "varchar": (pa.string(), "VARCHAR"),
-    "bpchar": (pa.string(), "VARCHAR"),
-    "name": (pa.string(), "VARCHAR"),
-    "json": (pa.string(), "VARCHAR"),
-    "jsonb": (pa.string(), "VARCHAR"),
-    "uuid": (pa.string(), "VARCHAR"),
-    "timestamptz": (pa.timestamp("us", tz="UTC"), "TIMESTAMP WITH TIME ZONE"),
-    "timestamp": (pa.timestamp("us"), "TIMESTAMP"),
-    "date": (pa.date32(), "DATE"),
+# asyncpg type name → DuckDB type name on the source side (used for watermarks).
+_ASYNCPG_SOURCE_TYPES: dict[str, str] = {
+    "bool": "BOOLEAN",
+    "int2": "SMALLINT",
+    "int4": "INTEGER",
+    "int8": "BIGINT",
+    "float4": "FLOAT",
+    "float8": "DOUBLE",
+    "numeric": "DOUBLE",
+    "text": "VARCHAR",
+    "varchar": "VARCHAR",
+    "bpchar": "VARCHAR",
+    "name": "VARCHAR",
+    "json": "VARCHAR",
+    "jsonb": "VARCHAR",
+    "uuid": "VARCHAR",
+    "timestamptz": "TIMESTAMP WITH TIME ZONE",
+    "timestamp": "TIMESTAMP",
+    "date": "DATE",
 }
+
+
+def _arrow_type(pg_type: str) -> pa.DataType:
+    """Arrow type of an asyncpg column (pyarrow is imported only by this fallback path)."""
+    import pyarrow as pa
+
+    types = {
+        "bool": pa.bool_(),
+        "int2": pa.int16(),
+        "int4": pa.int32(),
+        "int8": pa.int64(),
+        "float4": pa.float32(),
+        "float8": pa.float64(),
+        "numeric": pa.float64(),
+        "timestamptz": pa.timestamp("us", tz="UTC"),
+        "timestamp": pa.timestamp("us"),
+        "date": pa.date32(),
+    }
+    return types.get(pg_type, pa.string())
+
 
 
 def _to_text(value: Any) -> str | None:
@@ -486,13 +509,15 @@ def _to_text(value: Any) -> str | None:
 
 def rows_to_arrow(rows: list[Any], names: list[str], pg_types: list[str]) -> pa.Table:
     """One fetched chunk as an Arrow table with explicit, source-derived types."""
+    import pyarrow as pa
+
     arrays = []
     for i, pg_type in enumerate(pg_types):
         values = [r[i] for r in rows]
-        arrow_type = _ASYNCPG_TYPES.get(pg_type, (pa.string(), "VARCHAR"))[0]
+        arrow_type = _arrow_type(pg_type)
         if pg_type == "numeric":
             values = [float(v) if isinstance(v, decimal.Decimal) else v for v in values]
-        elif pg_type == "uuid" or pg_type not in _ASYNCPG_TYPES:
+        elif pg_type == "uuid" or pg_type not in _ASYNCPG_SOURCE_TYPES:
             values = [_to_text(v) for v in values]
         arrays.append(pa.array(values, type=arrow_type))
     return pa.Table.from_arrays(arrays, names=[f"c{i}" for i in range(len(names))])
@@ -544,6 +569,7 @@ class _Outcome:
     reader: str
     rows_before: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 class SchemaDrift(Exception):
@@ -823,7 +849,7 @@ class SyncEngine:
             outcome: _Outcome | None = None
             if wms is not None:
                 try:
-                    outcome = await self._sync_incremental(target, wms)
+                    outcome = await self._sync_incremental(target, wms, sync_id)
                 except Exception as exc:
                     logger.warning(
                         "Incremental sync of %s failed (%s); clearing watermarks and rebuilding in full",
@@ -869,6 +895,7 @@ class SyncEngine:
             "sync_id": sync_id,
             "reader": outcome.reader,
             "seconds": round(time.perf_counter() - started, 3),
+            "phases": outcome.phases,
             "reason": reason,
         }
         await self._set_status(target.view, status)
@@ -1003,7 +1030,7 @@ class SyncEngine:
                 names = [a.name for a in attrs]
                 pg_types = [a.type.name for a in attrs]
                 columns = [
-                    (n, _ASYNCPG_TYPES.get(t, (pa.string(), "VARCHAR"))[1])
+                    (n, _ASYNCPG_SOURCE_TYPES.get(t, "VARCHAR"))
                     for n, t in zip(names, pg_types, strict=True)
                 ]
                 renames = column_renames(names, target, custom)
@@ -1076,9 +1103,12 @@ class SyncEngine:
             else:
                 DuckDBStore.kv_delete_sync(cur, key)
 
-    def _register_sync(self, cur: duckdb.DuckDBPyConnection, target: SyncTarget, sync_id: str, truncated: bool) -> None:
-        columns = DuckDBStore.describe_sync(cur, target.view)
-        row = cur.execute(f"SELECT count(*) FROM {quote_ident(target.view)}").fetchone()
+    def _register_sync(
+        self, cur: duckdb.DuckDBPyConnection, target: SyncTarget, sync_id: str, truncated: bool
+    ) -> dict[str, Any]:
+        """Inside the swap transaction: metadata, registry row and (human signals) the raw sync id."""
+        meta = compute_table_metadata_sync(cur, target.view)
+        DuckDBStore.set_metadata_sync(cur, target.view, meta)
         DuckDBStore.register_dataset_sync(
             cur,
             DatasetInfo(
@@ -1086,8 +1116,8 @@ class SyncEngine:
                 kind=target.kind,
                 source="sync",
                 table_name=target.view,
-                row_count=int(row[0]) if row else 0,
-                columns=columns,
+                row_count=int(meta["row_count"]),
+                columns=DuckDBStore.describe_sync(cur, target.view),
                 loaded_at=utc_now(),
                 status="ready",
                 format="sync",
@@ -1096,13 +1126,10 @@ class SyncEngine:
         )
         if target.name == "human_signals":
             DuckDBStore.kv_set_sync(cur, RAW_SYNC_ID_KEY, sync_id)
-
-    def _finish_metadata(self, cur: duckdb.DuckDBPyConnection, target: SyncTarget) -> dict[str, Any]:
-        meta = compute_table_metadata_sync(cur, target.view)
-        DuckDBStore.set_metadata_sync(cur, target.view, meta)
         return meta
 
     async def _sync_full(self, target: SyncTarget, sync_id: str) -> _Outcome:
+        started = time.perf_counter()
         cfg = self.config(target.name)
         queries = {target.dataset_table: cfg.dataset_query or "", target.results_table: cfg.results_query or ""}
         loads = await self._read_pair(target, queries)
@@ -1116,19 +1143,21 @@ class SyncEngine:
                     cur.execute(f"ALTER TABLE {quote_ident(table + STAGING_SUFFIX)} RENAME TO {quote_ident(table)}")
                 cur.execute(self._view_sql(cur, target))
                 self._update_watermarks_sync(cur, target, loads)
-                self._register_sync(cur, target, sync_id, truncated)
+                meta = self._register_sync(cur, target, sync_id, truncated)
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
-            return self._finish_metadata(cur, target)
+            return meta
 
+        read_s = time.perf_counter() - started
         meta = await self.store.run_write(_swap)
         self.store.cache_metadata(target.view, meta)
         reader = next(iter(loads.values())).reader
-        return _Outcome(sync_type="full", truncated=truncated, reader=reader, metadata=meta)
+        phases = {"read": round(read_s, 3), "swap": round(time.perf_counter() - started - read_s, 3)}
+        return _Outcome(sync_type="full", truncated=truncated, reader=reader, metadata=meta, phases=phases)
 
-    async def _sync_incremental(self, target: SyncTarget, wms: dict[str, Any]) -> _Outcome:
+    async def _sync_incremental(self, target: SyncTarget, wms: dict[str, Any], sync_id: str) -> _Outcome:
         cfg = self.config(target.name)
         column = cfg.incremental_column or ""
         rows_before = await self._count(target.view)
@@ -1164,12 +1193,12 @@ class SyncEngine:
                     )
                     cur.execute(f"DROP TABLE {staging}")
                 self._update_watermarks_sync(cur, target, loads)
-                self._register_sync(cur, target, uuid.uuid4().hex, truncated)
+                meta = self._register_sync(cur, target, sync_id, truncated)
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
-            return self._finish_metadata(cur, target)
+            return meta
 
         meta = await self.store.run_write(_apply)
         self.store.cache_metadata(target.view, meta)
