@@ -45,7 +45,8 @@ def generate(dsn: str, schema: str, n: int) -> None:
                    'How do I reset my password? #' || g AS query,
                    'Open settings, choose security and follow the reset link sent to you. ' || g AS actual_output,
                    timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second' AS created_at,
-                   jsonb_build_object('channel', 'web', 'turns', g % 7, 'tags', jsonb_build_array('a', 'b')) AS metadata,
+                   jsonb_build_object('channel', 'web', 'turns', g % 7,
+                                      'tags', jsonb_build_array('a', 'b')) AS metadata,
                    CASE WHEN g % 5 = 0 THEN 'staging' ELSE 'prod' END AS environment,
                    (g % 900) + 100.5 AS latency,
                    g % 50 = 0 AS has_errors
@@ -216,7 +217,8 @@ def main() -> None:
     ):
         print(f"{label:<46}{secs:>9.2f}{total_rows / secs:>14,.0f}")
     print(
-        f"    of which read into staging {float(b_res['read_s']):.2f}s, swap + view + metadata {float(b_res['swap_s']):.2f}s"
+        f"    of which read into staging {float(b_res['read_s']):.2f}s, "
+        f"swap + view + metadata {float(b_res['swap_s']):.2f}s"
     )
     print(f"\npeak RSS of (b): {float(b_res['peak_rss_mb']):.0f} MB")
     print(f"b/a = {b / a:.2f}   (target ≤ 1.6)")
