@@ -19,7 +19,7 @@ class ConnectRequest(BaseModel):
     port: int = Field(default=5432, ge=1, le=65535)
     database: str = Field(min_length=1)
     username: str = Field(min_length=1)
-    password: SecretStr = SecretStr("")
+    password: SecretStr
     ssl_mode: SslModeIn = "require"
     db_type: Literal["postgres"] = "postgres"
 

@@ -7,9 +7,12 @@ tables users may see.
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from app.deps import SettingsDep, StoreDep
 from app.models.database import (
@@ -46,6 +49,26 @@ ConnectionsDep = Annotated[ConnectionStore, Depends(get_connections)]
 StoreQuery = Annotated[str, Query(description="Config store: data, monitoring or human_signals")]
 
 
+async def connect_body(request: Request) -> ConnectRequest:
+    """Parse the connect body; validation errors never echo the submitted values (the password)."""
+    try:
+        raw: Any = json.loads(await request.body() or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise RequestValidationError(
+            [{"type": "json_invalid", "loc": ["body"], "msg": "JSON decode error"}]
+        ) from None
+    try:
+        return ConnectRequest.model_validate(raw)
+    except ValidationError as exc:
+        errors = [
+            {"type": e["type"], "loc": ["body", *e["loc"]], "msg": e["msg"]} for e in exc.errors(include_input=False)
+        ]
+        raise RequestValidationError(errors) from None
+
+
+ConnectBody = Annotated[ConnectRequest, Depends(connect_body)]
+
+
 @router.get("/defaults", response_model=DatabaseDefaults)
 async def defaults(settings: SettingsDep, store: StoreQuery = "data") -> DatabaseDefaults:
     """Configured connection defaults of a store (never the password or URL)."""
@@ -58,9 +81,14 @@ async def stats(conns: ConnectionsDep) -> HandleStatsResponse:
     return await database_service.handle_stats(conns)
 
 
-@router.post("/connect", response_model=ConnectResponse)
+@router.post(
+    "/connect",
+    response_model=ConnectResponse,
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+        "schema": ConnectRequest.model_json_schema()}}}},
+)
 async def connect(
-    body: ConnectRequest, settings: SettingsDep, conns: ConnectionsDep, store: StoreQuery = "data"
+    body: ConnectBody, settings: SettingsDep, conns: ConnectionsDep, store: StoreQuery = "data"
 ) -> ConnectResponse:
     """Test a connection and return a handle valid for the configured TTL (absolute)."""
     return await database_service.connect(conns, settings, store, body)

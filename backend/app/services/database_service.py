@@ -759,18 +759,18 @@ async def _land(
 
     def _raw(cur: duckdb.DuckDBPyConnection, target: str) -> None:
         cur.execute(
-            f"CREATE TABLE {quote_ident(target)} AS SELECT {', '.join(select)} FROM {quote_ident(scratch)}"
+            f"CREATE VIEW {quote_ident(target)} AS SELECT {', '.join(select)} FROM {quote_ident(scratch)}"
             f"{qualify} ORDER BY {ORDINAL}"
         )
 
     def _renamed(cur: duckdb.DuckDBPyConnection, source: str, target: str, renames: dict[str, str]) -> None:
         names = [c["name"] for c in DuckDBStore.describe_sync(cur, source)]
         proj = ", ".join(f"{quote_ident(n)} AS {quote_ident(renames.get(n, n))}" for n in names)
-        cur.execute(f"CREATE TABLE {quote_ident(target)} AS SELECT {proj} FROM {quote_ident(source)} ORDER BY rowid")
+        cur.execute(f"CREATE TABLE {quote_ident(target)} AS SELECT {proj} FROM {quote_ident(source)}")
 
     def build(cur: duckdb.DuckDBPyConnection, staging: str) -> None:
         raw = f"{staging}__raw"
-        cur.execute(f"DROP TABLE IF EXISTS {quote_ident(raw)}")
+        cur.execute(f"DROP VIEW IF EXISTS {quote_ident(raw)}")
         _raw(cur, raw)
         try:
             if plan.kind == "monitoring":
@@ -789,7 +789,7 @@ async def _land(
                     _renamed(cur, raw, staging, {})
                     holder.update(format="database_import", message="")
         finally:
-            cur.execute(f"DROP TABLE IF EXISTS {quote_ident(raw)}")
+            cur.execute(f"DROP VIEW IF EXISTS {quote_ident(raw)}")
 
     def after(cur: duckdb.DuckDBPyConnection, info: DatasetInfo) -> None:
         info.format = holder["format"]
@@ -808,9 +808,12 @@ async def _land(
     if plan.kind == "monitoring":
         await monitoring_service.finish_monitoring_load(store, settings.monitoring_db, info)
     cap = settings.upload_response_row_cap
-    rows = clean_json(await store.fetch_dicts(
-        f"SELECT * FROM {quote_ident(info.table_name)} ORDER BY rowid LIMIT ?", [max(cap, PREVIEW_ROWS)]
-    ))
+    def _read_rows(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+        cur.execute(f"SELECT * FROM {quote_ident(info.table_name)} ORDER BY rowid LIMIT ?", [max(cap, PREVIEW_ROWS)])
+        names = [d[0] for d in cur.description or []]
+        return [clean_json(dict(zip(names, row, strict=True))) for row in cur.fetchall()]
+
+    rows = await store.run_read(_read_rows)
     data = rows[:cap]
     removed = read - info.row_count
     message = f"Imported {info.row_count} rows from database as a {plan.kind.replace('_', ' ')} dataset"

@@ -1,0 +1,347 @@
+"""``/api/database`` over HTTP with the real app lifespan, PostgreSQL server and DuckDB store."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from app.config import Settings
+from app.services.duckdb_store import DuckDBStore
+from tests.conftest import PgSchema
+
+PASSWORD = "Sup3r-" + uuid.uuid4().hex
+
+
+def body(pg: PgSchema, **over: Any) -> dict[str, Any]:
+    values = {"host": pg.host, "port": pg.port, "database": pg.database, "username": pg.user,
+              "password": PASSWORD, "ssl_mode": "disable"}  # fmt: skip
+    values.update(over)
+    return values
+
+
+def backends(pg: PgSchema, app_name: str) -> int:
+    rows = pg.fetch("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (app_name,))
+    return int(rows[0][0])
+
+
+async def wait_backends(pg: PgSchema, app_name: str, expected: int) -> int:
+    count = backends(pg, app_name)
+    for _ in range(100):
+        if count == expected:
+            break
+        await asyncio.sleep(0.05)
+        count = backends(pg, app_name)
+    return count
+
+
+async def test_handle_lifecycle(pg: PgSchema, make_settings: Callable[..., Settings], make_client: Any) -> None:
+    pg.execute("CREATE TABLE t (id int, name text); INSERT INTO t VALUES (1, 'a'), (2, 'b'); ANALYZE t")
+    app_name = f"axis-r-{uuid.uuid4().hex[:8]}"
+    settings = make_settings(db_application_name=app_name)
+    async with make_client(settings) as client:
+        r = await client.post("/api/database/connect", json=body(pg))
+        assert r.status_code == 200, r.text
+        payload = r.json()
+        assert set(payload) == {"success", "handle", "message", "version"}
+        assert payload["message"] == "Connection successful" and payload["version"].startswith("PostgreSQL")
+        handle = payload["handle"]
+        r = await client.get(f"/api/database/{handle}/tables")
+        mine = [t for t in r.json()["tables"] if t["schema_name"] == pg.schema]
+        assert mine == [{"schema_name": pg.schema, "name": "t", "row_count_estimate": 2}]
+        r = await client.get(f"/api/database/{handle}/schema", params={"schema_name": pg.schema, "table": "t"})
+        assert r.json()["columns"] == [
+            {"name": "id", "data_type": "integer", "nullable": True},
+            {"name": "name", "data_type": "text", "nullable": True},
+        ]
+        assert (await client.get("/api/database/stats")).json() == {
+            "success": True, "active_handles": 1, "max_handles": 100,
+        }  # fmt: skip
+        assert await wait_backends(pg, app_name, 1) == 1
+        r = await client.delete(f"/api/database/{handle}")
+        assert r.json() == {"success": True, "message": "Connection closed"}
+        r = await client.delete(f"/api/database/{handle}")
+        assert r.status_code == 200
+        assert r.json() == {"success": False, "message": "Handle not found or already expired"}
+        r = await client.get(f"/api/database/{handle}/tables")
+        assert r.status_code == 401
+        assert r.json() == {"detail": "Connection handle has expired or is invalid. Please reconnect."}
+        assert await wait_backends(pg, app_name, 0) == 0
+        # A handle left open is closed with its pool at shutdown.
+        r = await client.post("/api/database/connect", json=body(pg))
+        assert await wait_backends(pg, app_name, 1) == 1
+    assert await wait_backends(pg, app_name, 0) == 0
+
+
+async def test_expiry_by_sweeper(pg: PgSchema, make_settings: Callable[..., Settings], make_client: Any) -> None:
+    app_name = f"axis-r-{uuid.uuid4().hex[:8]}"
+    settings = make_settings(db_application_name=app_name, db_handle_ttl_seconds=1, db_handle_sweep_seconds=0.1)
+    async with make_client(settings) as client:
+        handle = (await client.post("/api/database/connect", json=body(pg))).json()["handle"]
+        assert (await client.get(f"/api/database/{handle}/tables")).status_code == 200
+        assert await wait_backends(pg, app_name, 1) == 1
+        await asyncio.sleep(1.1)
+        # No request in between: the lifespan's sweeper closes the pool by itself.
+        assert await wait_backends(pg, app_name, 0) == 0
+        r = await client.post(f"/api/database/{handle}/query", json={"query": "SELECT 1"})
+        assert r.status_code == 401
+        assert "expired" in r.json()["detail"]
+
+
+async def test_101st_handle_is_429(pg: PgSchema, settings: Settings, make_client: Any) -> None:
+    async with make_client(settings) as client:
+        handles = []
+        for _ in range(100):
+            r = await client.post("/api/database/connect", json=body(pg))
+            assert r.status_code == 200, r.text
+            handles.append(r.json()["handle"])
+        assert len(set(handles)) == 100
+        r = await client.post("/api/database/connect", json=body(pg))
+        assert r.status_code == 429
+        assert "Too many open database connections" in r.json()["detail"]
+        assert (await client.get("/api/database/stats")).json()["active_handles"] == 100
+        await client.delete(f"/api/database/{handles[0]}")
+        assert (await client.post("/api/database/connect", json=body(pg))).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("over", "status"),
+    [
+        ({}, 200),  # the local server trusts loopback, so any password connects
+        ({"host": "127.0.0.1", "port": 1}, 400),  # closed loopback port
+        ({"username": "no_such_role_" + uuid.uuid4().hex[:6]}, 400),
+        ({"database": "no_such_db_" + uuid.uuid4().hex[:6]}, 400),
+        ({"ssl_mode": "bogus"}, 422),
+        ({"host": ""}, 422),
+        ({"host": "   "}, 422),
+        ({"port": 0}, 422),
+        ({"port": 70000}, 422),
+        ({"host": None}, 422),
+    ],
+)
+async def test_password_never_in_responses(
+    pg: PgSchema, client: Any, over: dict[str, Any], status: int
+) -> None:
+    payload = body(pg, **over)
+    payload = {k: v for k, v in payload.items() if v is not None}
+    r = await client.post("/api/database/connect", json=payload)
+    assert r.status_code == status, r.text
+    assert PASSWORD not in r.text
+    if status == 400:
+        assert any(w in r.json()["detail"] for w in ("Could not connect", "Authentication failed", "does not exist"))
+    r = await client.post("/api/database/connect", content=b'{"password": "' + PASSWORD.encode() + b'", bad')
+    assert r.status_code == 422 and PASSWORD not in r.text
+
+
+async def test_defaults_without_password(
+    make_settings: Callable[..., Settings], tmp_path: Path, make_client: Any
+) -> None:
+    (tmp_path / "custom" / "config" / "human_signals_db.yaml").write_text(
+        f"human_signals_db:\n  host: db.internal\n  database: hs\n  username: reader\n  password: {PASSWORD}\n"
+        "  table: signals\n  ssl_mode: require\n",
+        encoding="utf-8",
+    )
+    async with make_client(make_settings()) as client:
+        r = await client.get("/api/database/defaults", params={"store": "human_signals"})
+        assert r.status_code == 200
+        d = r.json()
+        assert PASSWORD not in r.text
+        assert (d["host"], d["database"], d["username"], d["has_password"], d["ssl_mode"], d["table"], d["url"]) == (
+            "db.internal", "hs", "reader", True, "require", "signals", None,
+        )  # fmt: skip
+        assert (await client.get("/api/database/defaults")).json()["has_defaults"] is False
+        assert (await client.get("/api/database/defaults", params={"store": "kpi"})).status_code == 400
+
+
+async def test_ssl_modes_over_http(pg: PgSchema, client: Any) -> None:
+    with psycopg.connect(pg.dsn) as conn:
+        row = conn.execute("SHOW ssl").fetchone()
+    tls = bool(row and row[0] == "on")
+    for mode in ("disable", "prefer"):
+        r = await client.post("/api/database/connect", json=body(pg, ssl_mode=mode))
+        assert r.status_code == 200, r.text
+    for mode in ("require", "verify-ca", "verify-full"):
+        r = await client.post("/api/database/connect", json=body(pg, ssl_mode=mode))
+        if tls:
+            assert r.status_code in (200, 400)
+        else:
+            assert r.status_code == 400
+            assert "does not accept TLS" in r.json()["detail"]
+    # The Ref default ssl_mode is "require".
+    defaults = {k: v for k, v in body(pg).items() if k != "ssl_mode"}
+    r = await client.post("/api/database/connect", json=defaults)
+    assert r.status_code == (200 if tls else 400)
+
+
+async def test_query_endpoint(pg: PgSchema, make_settings: Callable[..., Settings], make_client: Any) -> None:
+    pg.execute("CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 20) g")
+    settings = make_settings(db_query_timeout_seconds=1)
+    async with make_client(settings) as client:
+        handle = (await client.post("/api/database/connect", json=body(pg))).json()["handle"]
+        url = f"/api/database/{handle}/query"
+        r = await client.post(url, json={"query": f'SELECT id FROM "{pg.schema}".t ORDER BY id LIMIT 5', "limit": 3})
+        assert r.json() == {"success": True, "data": [{"id": 1}, {"id": 2}, {"id": 3}], "row_count": 3}
+        r = await client.post(url, json={"query": f'SELECT id FROM "{pg.schema}".t ORDER BY id'})
+        assert r.json()["row_count"] == 10  # default limit
+        for bad in (f'DELETE FROM "{pg.schema}".t', f'SELECT 1; DROP TABLE "{pg.schema}".t', "", "SELECT 1 FOR UPDATE"):
+            r = await client.post(url, json={"query": bad})
+            assert r.status_code == 422, (bad, r.text)
+            assert isinstance(r.json()["detail"], str)
+        r = await client.post(url, json={"query": "SELECT pg_sleep(10)"})
+        assert r.status_code == 408
+        assert (await client.post(url, json={"query": "SELECT 1", "limit": 101})).status_code == 422
+        assert pg.fetch("SELECT count(*) FROM t") == [(20,)]
+
+
+async def test_body_validation_limits(pg: PgSchema, client: Any) -> None:
+    pg.execute("CREATE TABLE t (id int)")
+    handle = (await client.post("/api/database/connect", json=body(pg))).json()["handle"]
+    table = {"schema_name": pg.schema, "name": "t"}
+    r = await client.post(f"/api/database/{handle}/preview", json={"table": table, "limit": 101})
+    assert r.status_code == 422
+    r = await client.post(
+        f"/api/database/{handle}/distinct-values", json={"table": table, "column": "id", "limit": 1001}
+    )
+    assert r.status_code == 422
+    injected = {"schema_name": pg.schema, "name": 't"; DROP'}
+    r = await client.post(f"/api/database/{handle}/preview", json={"table": injected})
+    assert r.status_code == 400
+    r = await client.get(f"/api/database/{handle}/schema", params={"schema": pg.schema, "table": "missing"})
+    assert r.status_code == 404
+    r = await client.post(f"/api/database/{handle}/query-import", json={"handle": "other", "query": "SELECT 1"})
+    assert r.status_code == 400 and "does not match" in r.json()["detail"]
+    r = await client.post(
+        f"/api/database/{handle}/import", json={"handle": handle, "table": table}, params={"store": "x"}
+    )
+    assert r.status_code == 422
+
+
+# ------------------------------------------------------------------------------ 100k import
+METRICS = ("accuracy", "relevance", "faithfulness", "toxicity")
+N = 100_000
+
+
+def expected_score(g: int) -> float:
+    return ((g * 7919) % 1000) / 1000.0
+
+
+async def test_import_100k_rows_exact_types_and_analytics(
+    pg: PgSchema, make_client: Any, make_settings: Callable[..., Settings]
+) -> None:
+    wrapper = make_client(make_settings(upload_response_row_cap=2000))
+    async with wrapper as client:
+        await _import_100k(pg, client, wrapper.app.state.store)
+
+
+async def _import_100k(pg: PgSchema, client: Any, store: DuckDBStore) -> None:
+    pg.execute(
+        f"""
+        CREATE TABLE big AS SELECT
+          'case_' || ((g - 1) % 25000) AS dataset_id,
+          (ARRAY['accuracy', 'relevance', 'faithfulness', 'toxicity'])[(g - 1) / 25000 + 1] AS metric_name,
+          ((g * 7919) % 1000) / 1000.0::float8 AS metric_score,
+          g::int4 AS n,
+          g::int8 * 3000000000 AS big_n,
+          (g % 1000)::int2 AS small_n,
+          (g % 3 = 0) AS flag,
+          (g / 8.0)::numeric(12,3) AS amount,
+          TIMESTAMPTZ '2024-01-01 00:00:00+00' + g * INTERVAL '1 minute' AS ts,
+          DATE '2024-01-01' + (g % 365) AS day,
+          jsonb_build_object('g', g) AS payload,
+          md5(g::text)::uuid AS uid,
+          CASE WHEN g % 10 = 0 THEN NULL ELSE 'note ' || g END AS note
+        FROM generate_series(1, {N}) g
+        """
+    )
+    handle = (await client.post("/api/database/connect", json=body(pg))).json()["handle"]
+    r = await client.post(
+        f"/api/database/{handle}/import",
+        json={"handle": handle, "table": {"schema_name": pg.schema, "name": "big"}, "limit": N},
+    )
+    assert r.status_code == 200, r.text[:500]
+    res = r.json()
+    assert res["row_count"] == N and res["duplicates_removed"] == 0
+    assert res["kind"] == "eval" and res["format"] == "flat_format"
+    assert len(res["preview"]) == 10 and res["data_truncated"] is True and len(res["data"]) == 2000
+    assert res["data"][:10] == res["preview"]
+    dataset_id = res["dataset_id"]
+
+    # The registry entry and the exact DuckDB types.
+    datasets = (await client.get("/api/store/datasets")).json()["datasets"]
+    entry = next(d for d in datasets if d["dataset_id"] == dataset_id)
+    assert entry["row_count"] == N and entry["source"] == "database" and entry["kind"] == "eval"
+    info = await store.get_dataset(dataset_id)
+    types = {c["name"]: c["type"] for c in info.columns}
+    assert {k: types[k] for k in (
+        "dataset_id", "metric_name", "metric_score", "n", "big_n", "small_n", "flag", "amount", "ts", "day",
+        "payload", "uid", "note")} == {
+        "dataset_id": "VARCHAR", "metric_name": "VARCHAR", "metric_score": "DOUBLE", "n": "INTEGER",
+        "big_n": "BIGINT", "small_n": "SMALLINT", "flag": "BOOLEAN", "amount": "DECIMAL(12,3)", "ts": "TIMESTAMP",
+        "day": "DATE", "payload": "JSON", "uid": "UUID", "note": "VARCHAR",
+    }  # fmt: skip
+    t = info.table_name
+    agg = await store.fetch(
+        f'SELECT count(*), sum(n), sum(big_n), sum(small_n), count(*) FILTER (flag), sum(amount), min(ts), max(ts), '
+        f'count(note), count(DISTINCT uid), sum(CAST(payload->>\'g\' AS BIGINT)) FROM "{t}"'
+    )
+    count, sum_n, sum_big, sum_small, flags, sum_amount, min_ts, max_ts, notes, uids, sum_payload = agg.rows[0]
+    gs = range(1, N + 1)
+    assert count == N
+    assert sum_n == sum(gs) == sum_payload
+    assert sum_big == sum(g * 3_000_000_000 for g in gs)
+    assert sum_small == sum(g % 1000 for g in gs)
+    assert flags == sum(1 for g in gs if g % 3 == 0)
+    assert float(sum_amount) == pytest.approx(sum(round(g / 8, 3) for g in gs))
+    assert (min_ts.isoformat(), max_ts.isoformat()) == ("2024-01-01T00:01:00", "2024-03-10T10:40:00")
+    assert notes == N - N // 10 and uids == N
+    # Stable order: rows land sorted by the id key (dataset_id, metric_name).
+    first = await store.fetch(f'SELECT dataset_id, metric_name, n FROM "{t}" ORDER BY rowid LIMIT 2')
+    assert first.rows == [("case_0", "accuracy", 1), ("case_0", "faithfulness", 50001)]
+
+    # The dataset is served by the eval analytics endpoints.
+    r = await client.post("/api/analytics/summary", params={"dataset_id": dataset_id})
+    assert r.status_code == 200, r.text[:300]
+    summary = {m["metric_name"]: m for m in r.json()["summary"]}
+    assert set(summary) == set(METRICS)
+    for idx, metric in enumerate(METRICS):
+        values = [expected_score(g) for g in range(idx * 25000 + 1, (idx + 1) * 25000 + 1)]
+        assert summary[metric]["count"] == 25000
+        assert summary[metric]["mean"] == pytest.approx(statistics.fmean(values))
+        assert summary[metric]["std"] == pytest.approx(statistics.stdev(values))
+        assert summary[metric]["passing_rate"] == pytest.approx(sum(v >= 0.5 for v in values) / len(values))
+
+
+async def test_query_import_monitoring_is_served_by_monitoring_analytics(pg: PgSchema, client: Any) -> None:
+    pg.execute(
+        """
+        CREATE TABLE mon AS SELECT 'r' || g AS record_id, TIMESTAMPTZ '2024-05-01 00:00:00+00' + g * INTERVAL '1 hour'
+          AS created_at, (g * 10)::float8 AS latency_ms, (g % 10) / 10.0::float8 AS relevance_score,
+          CASE WHEN g % 2 = 0 THEN 'prod' ELSE 'dev' END AS env
+        FROM generate_series(1, 200) g
+        """
+    )
+    r = await client.post("/api/database/connect", json=body(pg), params={"store": "monitoring"})
+    handle = r.json()["handle"]
+    r = await client.post(
+        f"/api/database/{handle}/query-import",
+        json={"handle": handle, "query": f'SELECT * FROM "{pg.schema}".mon WHERE latency_ms > 0'},
+    )
+    assert r.status_code == 200, r.text[:400]
+    res = r.json()
+    assert res["kind"] == "monitoring" and res["row_count"] == 200
+    assert {"dataset_id", "timestamp", "latency", "relevance_score", "environment"} <= set(res["columns"])
+    r = await client.get("/api/monitoring/analytics/summary", params={"dataset_id": res["dataset_id"]})
+    assert r.status_code == 200, r.text[:300]
+    kpis = r.json()["kpis"]
+    scores = [(g % 10) / 10.0 for g in range(1, 201)]
+    latencies = [g * 10.0 for g in range(1, 201)]
+    assert kpis["total_records"] == 200
+    assert kpis["avg_score"] == pytest.approx(statistics.fmean(scores))
+    assert kpis["pass_rate"] == pytest.approx(100 * sum(v >= 0.5 for v in scores) / len(scores))
+    assert kpis["p50_latency"] == pytest.approx(statistics.median(latencies))
