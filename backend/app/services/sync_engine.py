@@ -498,7 +498,6 @@ def _arrow_type(pg_type: str) -> pa.DataType:
     return types.get(pg_type, pa.string())
 
 
-
 def _to_text(value: Any) -> str | None:
     if value is None:
         return None
@@ -1029,10 +1028,7 @@ class SyncEngine:
                 attrs = stmt.get_attributes()
                 names = [a.name for a in attrs]
                 pg_types = [a.type.name for a in attrs]
-                columns = [
-                    (n, _ASYNCPG_SOURCE_TYPES.get(t, "VARCHAR"))
-                    for n, t in zip(names, pg_types, strict=True)
-                ]
+                columns = [(n, _ASYNCPG_SOURCE_TYPES.get(t, "VARCHAR")) for n, t in zip(names, pg_types, strict=True)]
                 renames = column_renames(names, target, custom)
                 await self.store.run_staging(lambda cur: cur.execute(f"DROP TABLE IF EXISTS {quote_ident(staging)}"))
                 cursor = await stmt.cursor()
@@ -1229,11 +1225,21 @@ class SyncEngine:
         previous = await self.get_status(CASES_TABLE)
         await self._set_status(CASES_TABLE, {**previous, "state": "syncing", "sync_id": raw_id})
         try:
-            await builder(self.store, self.settings, target.view, raw_id)
+            built = await builder(self.store, self.settings, target.view, raw_id)
         except Exception as exc:
             message = self._scrub(str(exc))
             logger.error("Derived build of %s failed: %s", CASES_TABLE, message)
             await self._set_status(CASES_TABLE, {**previous, "state": "error", "error": message, "sync_id": raw_id})
+            return
+        if built is None and not await self.store.table_exists(CASES_TABLE):
+            await self._set_status(
+                CASES_TABLE,
+                {
+                    **blank_status(),
+                    "error": "The synced rows are not V2 human-signals data; no cases were built",
+                    "sync_id": raw_id,
+                },
+            )
             return
         await self.store.kv_set(CASES_SYNC_ID_KEY, raw_id)
         rows = await self._count(CASES_TABLE)

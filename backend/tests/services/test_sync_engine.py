@@ -452,3 +452,29 @@ def test_column_renames_custom_map_aliases_and_collision_guard() -> None:
         "score": "metric_score",
         "Record ID": "dataset_id",
     }
+
+
+async def test_human_signals_sync_runs_the_real_derived_build(
+    make_settings: Callable[..., Settings], pg: PgSchema
+) -> None:
+    pg.execute("CREATE TABLE ds (dataset_id text, source_name text, conversation jsonb)")
+    pg.execute("CREATE TABLE rs (dataset_id text, metric_name text, metric_category text, signals jsonb)")
+    pg.execute(
+        "INSERT INTO ds SELECT 'case-' || g, 'Atlas', "
+        "jsonb_build_object('messages', jsonb_build_array(jsonb_build_object('role', 'user', "
+        "'content', 'New support case: T-' || g))) FROM generate_series(1, 4) g"
+    )
+    pg.execute(
+        "INSERT INTO rs SELECT 'case-' || g, 'escalation_type', 'classification', "
+        "jsonb_build_object('is_escalated', g % 2 = 0, 'escalation_type', 'team_mention') "
+        "FROM generate_series(1, 4) g"
+    )
+    settings = configure(make_settings, pg, store="human_signals")
+    async with Env(settings) as e:  # default builders: app.services.human_signals_service
+        res = await e.engine.sync_dataset("human_signals")
+        assert res.status == "ready" and res.rows == 4
+        assert await e.store.kv_get(CASES_SYNC_ID_KEY) == await e.store.kv_get(RAW_SYNC_ID_KEY) == res.sync_id
+        assert await e.count("human_signals_cases") == 4
+        status = await e.engine.get_status("human_signals_cases")
+        assert status["state"] == "ready" and status["rows"] == 4
+        assert await e.engine.repair_derived() is False
