@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import statistics
 import uuid
 from collections.abc import Callable
@@ -345,3 +346,17 @@ async def test_query_import_monitoring_is_served_by_monitoring_analytics(pg: PgS
     assert kpis["avg_score"] == pytest.approx(statistics.fmean(scores))
     assert kpis["pass_rate"] == pytest.approx(100 * sum(v >= 0.5 for v in scores) / len(scores))
     assert kpis["p50_latency"] == pytest.approx(statistics.median(latencies))
+
+
+async def test_password_never_logged(pg: PgSchema, client: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    for over in ({}, {"host": "127.0.0.1", "port": 1}, {"username": "nobody_axis"}, {"database": "nodb_axis"},
+                 {"ssl_mode": "require"}):
+        r = await client.post("/api/database/connect", json=body(pg, **over))
+        assert r.status_code in (200, 400)
+    handle = (await client.post("/api/database/connect", json=body(pg))).json()["handle"]
+    await client.post(f"/api/database/{handle}/query", json={"query": "SELECT 1/0"})
+    await client.delete(f"/api/database/{handle}")
+    assert caplog.records, "expected the browser to log handle activity"
+    assert "Opened database handle" in caplog.text
+    assert PASSWORD not in caplog.text
