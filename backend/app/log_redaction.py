@@ -32,18 +32,36 @@ class SecretRedactingFilter(logging.Filter):
         self.secrets = [s for s in secrets if s]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Format the record once, scrub it, and freeze the result."""
+        """Scrub the record's message and traceback.
+
+        A record without secrets keeps its ``msg``/``args`` untouched (formatters such as
+        uvicorn's access formatter read ``args``); otherwise each string argument is scrubbed in
+        place, and if a secret only appears in the formatted text the result is frozen.
+        """
         try:
             message = record.getMessage()
         except (TypeError, ValueError) as exc:
             raise Invalid("unformattable log record") from exc
-        cleaned = scrub_secrets(message, self.secrets)
         if record.exc_info and record.exc_info[1] is not None:
             exc_text = logging.Formatter().formatException(record.exc_info)
             record.exc_text = scrub_secrets(exc_text, self.secrets)
             record.exc_info = None
-        record.msg = cleaned
-        record.args = None
+        cleaned = scrub_secrets(message, self.secrets)
+        if cleaned == message:
+            return True
+        record.msg = scrub_secrets(str(record.msg), self.secrets)
+        if isinstance(record.args, tuple):
+            record.args = tuple(scrub_secrets(a, self.secrets) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.args, dict):
+            args = record.args
+            record.args = {k: scrub_secrets(v, self.secrets) if isinstance(v, str) else v for k, v in args.items()}
+        try:
+            rescrubbed = record.getMessage()
+        except (TypeError, ValueError):
+            rescrubbed = message
+        if scrub_secrets(rescrubbed, self.secrets) != rescrubbed:
+            record.msg = cleaned
+            record.args = None
         return True
 
 

@@ -1,0 +1,51 @@
+"""The secret-redacting log filter keeps records formattable (uvicorn's access formatter) and secret-free."""
+
+from __future__ import annotations
+
+import logging
+
+from uvicorn.logging import AccessFormatter
+
+from app.log_redaction import SecretRedactingFilter
+
+SECRET = "Sup3r-Secret-Value"
+
+
+def _record(msg: str, args: object, name: str = "uvicorn.access") -> logging.LogRecord:
+    return logging.LogRecord(name, logging.INFO, __file__, 1, msg, args, None)  # type: ignore[arg-type]
+
+
+def test_clean_access_record_keeps_its_args_for_the_access_formatter() -> None:
+    record = _record('%s - "%s %s HTTP/%s" %d', ("127.0.0.1:5000", "GET", "/api/store/status", "1.1", 200))
+    assert SecretRedactingFilter([SECRET]).filter(record)
+    assert record.args == ("127.0.0.1:5000", "GET", "/api/store/status", "1.1", 200)
+    line = AccessFormatter('%(client_addr)s - "%(request_line)s" %(status_code)s', use_colors=False).format(record)
+    assert line == '127.0.0.1:5000 - "GET /api/store/status HTTP/1.1" 200 OK'
+
+
+def test_secret_in_an_argument_is_scrubbed_and_the_record_stays_formattable() -> None:
+    record = _record('%s - "%s %s HTTP/%s" %d', ("127.0.0.1:5000", "GET", f"/x?token={SECRET}", "1.1", 401))
+    SecretRedactingFilter([SECRET]).filter(record)
+    line = AccessFormatter('%(client_addr)s - "%(request_line)s" %(status_code)s', use_colors=False).format(record)
+    assert SECRET not in line and line == '127.0.0.1:5000 - "GET /x?token=*** HTTP/1.1" 401 Unauthorized'
+
+
+def test_dict_args_dsn_passwords_and_tracebacks_are_scrubbed() -> None:
+    record = _record("connecting to %(dsn)s", ({"dsn": "postgresql://u:pw123@h/db"},), name="app")
+    SecretRedactingFilter([]).filter(record)
+    assert record.getMessage() == "connecting to postgresql://u:***@h/db"
+    try:
+        raise RuntimeError(f"failed with {SECRET}")
+    except RuntimeError:
+        import sys
+
+        record = logging.LogRecord("app", logging.ERROR, __file__, 1, "boom %s", (SECRET,), sys.exc_info())
+    SecretRedactingFilter([SECRET]).filter(record)
+    text = logging.Formatter().format(record)
+    assert SECRET not in text and "RuntimeError: failed with ***" in text
+
+
+def test_secret_spanning_message_and_argument_is_frozen_scrubbed() -> None:
+    record = _record("key=Sup3r-%s", ("Secret-Value",), name="app")
+    SecretRedactingFilter([SECRET]).filter(record)
+    assert record.getMessage() == "key=***"
