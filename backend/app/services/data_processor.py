@@ -444,11 +444,12 @@ def process_eval_table(cur: duckdb.DuckDBPyConnection, table: str) -> CsvTransfo
     )
 
 
-def _csv_transform(cur: duckdb.DuckDBPyConnection, table: str, load: CsvLoadResult) -> CsvTransform:
+def eval_csv_transform(cur: duckdb.DuckDBPyConnection, table: str, load: CsvLoadResult) -> CsvTransform:
+    """``csv_ingest`` transform hook: §4.3 processing of a freshly parsed eval CSV."""
     return process_eval_table(cur, table)
 
 
-async def _load_result(store: DuckDBStore, info: DatasetInfo, report: CsvTransform, row_cap: int) -> EvalLoadResult:
+async def load_result(store: DuckDBStore, info: DatasetInfo, report: CsvTransform, row_cap: int) -> EvalLoadResult:
     """Fetch the preview and the capped ``data`` rows of a stored dataset."""
     limit = max(row_cap, PREVIEW_ROWS)
 
@@ -474,9 +475,9 @@ async def upload_eval_csv(
 ) -> EvalLoadResult:
     """POST /upload: spool, parse, process (§4.3) and land an eval CSV; Ref response payload."""
     res = await ingest_csv_upload(
-        store, upload, kind="eval", max_bytes=max_bytes, spool_dir=spool_dir, transform=_csv_transform
+        store, upload, kind="eval", max_bytes=max_bytes, spool_dir=spool_dir, transform=eval_csv_transform
     )
-    return await _load_result(store, res.dataset, res.transform, row_cap)
+    return await load_result(store, res.dataset, res.transform, row_cap)
 
 
 async def detect_upload_format(
@@ -512,8 +513,8 @@ def example_path(sample_dir: Path, name: str) -> Path:
 async def load_example(store: DuckDBStore, name: str, *, sample_dir: Path, row_cap: int) -> EvalLoadResult:
     """GET /example/{name}: load a sample CSV through the upload path, source ``example:<name>``."""
     path = example_path(sample_dir, name)
-    res = await ingest_csv_file(store, path, kind="eval", source=f"example:{name}", transform=_csv_transform)
-    return await _load_result(store, res.dataset, res.transform, row_cap)
+    res = await ingest_csv_file(store, path, kind="eval", source=f"example:{name}", transform=eval_csv_transform)
+    return await load_result(store, res.dataset, res.transform, row_cap)
 
 
 # ------------------------------------------------------------------------------------ inline reshaping
@@ -826,6 +827,6 @@ async def import_eval_db(store: DuckDBStore, cfg: EvalDBConfig, *, row_cap: int)
         raise Invalid(f"Import failed: {_scrub(str(exc).splitlines()[0], cfg)}") from None
     report = holder["report"]
     n = info.row_count
-    return await _load_result(
+    return await load_result(
         store, info, CsvTransform(format=report.format, message=f"Imported {n} records from database"), row_cap
     )
