@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
@@ -42,7 +43,7 @@ _MULTIPART_FILE = {
 }
 
 
-def _spool_dir(settings: SettingsDep) -> Any:
+def _spool_dir(settings: SettingsDep) -> Path:
     return settings.data_dir / "spool"
 
 
