@@ -37,7 +37,7 @@ from typing import Any, Protocol
 import anyio
 import duckdb
 
-from app.errors import Invalid, PayloadTooLarge
+from app.errors import Invalid, PayloadTooLarge, Unavailable
 from app.services.duckdb_store import DatasetInfo, DuckDBStore, quote_ident
 
 logger = logging.getLogger(__name__)
@@ -160,10 +160,10 @@ async def spool_upload(
     The name is checked first (400 before any byte is read). File writes run in worker threads.
     """
     filename = check_csv_filename(upload.filename)
-    await anyio.to_thread.run_sync(lambda: spool_dir.mkdir(parents=True, exist_ok=True))
     path = spool_dir / f"upload-{uuid.uuid4().hex}.csv"
     size = 0
     try:
+        await anyio.to_thread.run_sync(lambda: spool_dir.mkdir(parents=True, exist_ok=True))
         async with await anyio.open_file(path, "wb") as out:
             while True:
                 chunk = await upload.read(chunk_size)
@@ -175,10 +175,21 @@ async def spool_upload(
                         f"File '{filename}' is larger than the upload limit of {_format_limit(max_bytes)}"
                     )
                 await out.write(chunk)
-    except BaseException:
-        await anyio.to_thread.run_sync(lambda: path.unlink(missing_ok=True))
+    except BaseException as exc:
+        await anyio.to_thread.run_sync(_discard, path)
+        if isinstance(exc, OSError):
+            # Disk full, read-only or immutable data directory: the server cannot store, not a client error.
+            raise Unavailable(f"Cannot store the upload: the data directory is not writable ({exc.strerror})") from None
         raise
     return SpooledCsv(path=path, filename=filename, size_bytes=size)
+
+
+def _discard(path: Path) -> None:
+    """Remove a spool file if it exists (a failing removal is not worth masking the first error)."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        logger.warning("Could not remove the spool file %s", path.name)
 
 
 def _format_limit(max_bytes: int) -> str:
