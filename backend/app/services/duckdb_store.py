@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import duckdb
 
-from app.errors import Invalid, NotFound
+from app.errors import Invalid, NotFound, Unavailable
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -104,6 +104,24 @@ class DatasetInfo:
 def new_dataset_id(kind: str) -> str:
     """A fresh, URL-safe dataset id such as ``eval_3f9a1c2b7d4e``."""
     return f"{kind}_{uuid.uuid4().hex[:12]}"
+
+
+_STORAGE_WRITE_MARKERS = ("Could not write file", "Failed to commit", "No space left on device")
+
+
+def is_storage_write_failure(exc: BaseException) -> bool:
+    """True for DuckDB errors caused by the data directory refusing writes (read-only, immutable, full)."""
+    return isinstance(exc, (duckdb.IOException, duckdb.TransactionException)) and any(
+        marker in str(exc) for marker in _STORAGE_WRITE_MARKERS
+    )
+
+
+def _cleanup_quietly(cur: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Run a cleanup statement; its own failure (e.g. no active transaction) must not mask the first error."""
+    try:
+        cur.execute(sql)
+    except duckdb.Error as exc:
+        logger.warning("Cleanup statement failed (%s): %s", sql.split()[0], str(exc).splitlines()[0][:200])
 
 
 class DuckDBStore:
@@ -232,6 +250,13 @@ class DuckDBStore:
                 cur = con.cursor()
                 try:
                     return fn(cur)
+                except (duckdb.IOException, duckdb.TransactionException) as exc:
+                    if is_storage_write_failure(exc):
+                        raise Unavailable(
+                            "The data store cannot write to its data directory (read-only or full); "
+                            "previously stored data is unchanged"
+                        ) from exc
+                    raise
                 finally:
                     cur.close()
 
@@ -459,7 +484,7 @@ class DuckDBStore:
                 count_row = cur.execute(f"SELECT count(*) FROM {quote_ident(staging)}").fetchone()
                 row_count = int(count_row[0]) if count_row else 0
             except BaseException:
-                cur.execute(f"DROP TABLE IF EXISTS {quote_ident(staging)}")
+                _cleanup_quietly(cur, f"DROP TABLE IF EXISTS {quote_ident(staging)}")
                 raise
             info = DatasetInfo(
                 dataset_id=ds_id,
@@ -482,8 +507,8 @@ class DuckDBStore:
                     after_swap(cur, info)
                 cur.execute("COMMIT")
             except BaseException:
-                cur.execute("ROLLBACK")
-                cur.execute(f"DROP TABLE IF EXISTS {quote_ident(staging)}")
+                _cleanup_quietly(cur, "ROLLBACK")
+                _cleanup_quietly(cur, f"DROP TABLE IF EXISTS {quote_ident(staging)}")
                 raise
             return info
 
