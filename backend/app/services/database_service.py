@@ -26,7 +26,7 @@ import re
 import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -213,6 +213,9 @@ def _translate(exc: BaseException, creds: Credentials, timeout_s: int) -> Servic
         return Invalid(f"Refused: queries run read-only ({scrub_error(str(exc), secrets)})")
     if isinstance(exc, asyncpg.InsufficientPrivilegeError):
         return Invalid(f"Permission denied: {scrub_error(str(exc), secrets)}")
+    if isinstance(exc, (asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError)):
+        # Backend terminated (pg_terminate_backend, shutdown) or connection lost mid-query: not the query's fault.
+        return Upstream("Lost the connection to the database; reconnect and try again.")
     if isinstance(exc, asyncpg.PostgresError):
         return Invalid(f"Query failed: {scrub_error(str(exc), secrets)}")
     return Upstream("Lost the connection to the database; reconnect and try again.")
@@ -245,7 +248,10 @@ async def _session(
                 try:
                     await tr.rollback()
                 except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-                    conn.terminate()
+                    # A connection lost mid-query is already detached from the pool; terminating it again
+                    # raises InterfaceError, which must not replace the error being reported.
+                    with suppress(asyncpg.InterfaceError):
+                        conn.terminate()
 
 
 @dataclass
