@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -313,3 +313,75 @@ class FakePgAuthServer:
             pass
         finally:
             conn.close()
+
+
+class TcpProxy:
+    """A loopback TCP forwarder to ``target`` on a fixed port; ``stop()`` closes the port, ``start()`` reopens it.
+
+    Stands in for a PostgreSQL server that becomes unreachable and comes back on the same address.
+    """
+
+    def __init__(self, target_host: str, target_port: int, port: int | None = None) -> None:
+        self.target = (target_host, target_port)
+        self.port = port or free_port()
+        self._sock: socket.socket | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._conns: list[socket.socket] = []
+
+    def start(self) -> None:
+        """Listen on ``self.port`` and forward every connection."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        sock.listen(32)
+        sock.settimeout(0.1)
+        self._sock = sock
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, args=(sock, self._stop), daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Close the listening port and cut every forwarded connection."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        if self._sock is not None:
+            self._sock.close()
+        for conn in self._conns:
+            with suppress(OSError):
+                conn.close()
+        self._conns.clear()
+        self._sock = None
+        self._thread = None
+
+    def _serve(self, sock: socket.socket, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                client, _ = sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            self._conns += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            src.settimeout(None)
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with suppress(OSError):
+                    sock.close()
