@@ -92,23 +92,28 @@ async def resolve_table(store: DuckDBStore, dataset: str, dataset_id: str | None
     """API table (and registry id) for a path name and optional ``dataset_id``.
 
     ``dataset_id`` names a registry entry (its kind must match the path's kind); without it the
-    path's kind resolves to its latest dataset, else the fixed table of §10.1. A path that is
-    itself a registry id is accepted too.
+    path's kind resolves to its latest dataset, else the fixed table of §10.1. ``human_signals``
+    serves a dataset's cases table. A path that is itself a registry id is accepted too.
     """
-    kind = DATASET_KINDS.get(dataset) or ("human_signals" if dataset == "human_signals" else None)
-    if dataset_id:
-        info = await store.get_dataset(dataset_id)
-        if dataset in DATASET_TABLES and kind is not None and info.kind != kind:
-            raise Invalid(f"Dataset '{dataset_id}' is a {info.kind} dataset, not {kind}")
-        if dataset not in DATASET_TABLES and dataset != dataset_id:
-            raise NotFound(f"Unknown dataset: {dataset}")
-        return info.table_name, info.dataset_id
     if dataset in DATASET_TABLES:
-        if dataset in DATASET_KINDS:
-            latest = await store.latest_dataset(DATASET_KINDS[dataset])
-            if latest is not None:
-                return latest.table_name, latest.dataset_id
-        return DATASET_TABLES[dataset], None
+        kind = DATASET_KINDS.get(dataset) or ("human_signals" if dataset == "human_signals" else None)
+        info = None
+        if dataset_id:
+            info = await store.get_dataset(dataset_id)
+            if kind is not None and info.kind != kind:
+                raise Invalid(f"Dataset '{dataset_id}' is a {info.kind} dataset, not {kind}")
+        elif kind is not None:
+            info = await store.latest_dataset(kind)
+        if info is None:
+            return DATASET_TABLES[dataset], None
+        if dataset == "human_signals":
+            cases = info.extra.get("cases_table")
+            if not cases and info.table_name == DATASET_TABLES["human_signals_raw"]:
+                cases = DATASET_TABLES["human_signals"]
+            return str(cases or DATASET_TABLES["human_signals"]), info.dataset_id
+        return info.table_name, info.dataset_id
+    if dataset_id and dataset_id != dataset:
+        raise NotFound(f"Unknown dataset: {dataset}")
     try:
         info = await store.get_dataset(dataset)
     except NotFound:

@@ -324,3 +324,27 @@ async def test_non_leader_does_not_sync(
             assert status["datasets"]["monitoring_data"]["state"] == "not_synced"
     finally:
         other.release()
+
+
+async def test_human_signals_paths_serve_cases_and_raw_rows(
+    make_settings: Callable[..., Settings], make_client: Callable[[Settings], Any], pg: PgSchema
+) -> None:
+    pg.execute("CREATE TABLE ds (dataset_id text, source_name text)")
+    pg.execute("CREATE TABLE rs (dataset_id text, metric_name text, metric_category text, signals jsonb)")
+    pg.execute("INSERT INTO ds SELECT 'case-' || g, 'Atlas' FROM generate_series(1, 3) g")
+    pg.execute(
+        "INSERT INTO rs SELECT 'case-' || g, 'm' || m, 'classification', jsonb_build_object('is_ok', g = m) "
+        "FROM generate_series(1, 3) g, generate_series(1, 2) m"
+    )
+    settings = configure(make_settings, pg, store="human_signals")
+    async with make_client(settings) as client:
+        assert (await client.post("/api/store/sync/human_signals")).status_code == 200
+        await wait_state(client, "human_signals_raw", {"ready"})
+        st = await wait_state(client, "human_signals_cases", {"ready", "error", "not_synced"})
+        assert st["state"] == "ready" and st["rows"] == 3
+        cases = (await client.get("/api/store/data/human_signals")).json()
+        assert cases["total"] == 3 and cases["dataset_id"] == "sync_human_signals"
+        raw = (await client.get("/api/store/data/human_signals_raw")).json()
+        assert raw["total"] == 6
+        meta = (await client.get("/api/store/metadata/human_signals")).json()["metadata"]
+        assert meta["row_count"] == 3
