@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import uvicorn
 import yaml
 
@@ -109,16 +110,34 @@ def create_split_source(pg: PgSchema, prefix: str, n_cases: int, *, score_shift:
     pg.execute(f"INSERT INTO {p}_ctl VALUES (false)")
 
 
-def split_queries(pg: PgSchema, prefix: str, *, slow: bool = False) -> dict[str, str]:
-    """``dataset_query``/``results_query`` for a split source; ``slow`` makes the results read sleep on demand."""
+def split_queries(pg: PgSchema, prefix: str, *, slow: bool = False, sleep_seconds: float = 60) -> dict[str, str]:
+    """``dataset_query``/``results_query`` for a split source.
+
+    With ``slow`` the results read sleeps ``sleep_seconds`` server-side while ``<prefix>_ctl.slow`` is true.
+    """
     s = pg.schema
     results = f'SELECT * FROM "{s}".{prefix}_rs'
     if slow:
         results = (
-            f'SELECT r.* FROM "{s}".{prefix}_rs r, '
-            f'(SELECT pg_sleep(CASE WHEN (SELECT slow FROM "{s}".{prefix}_ctl) THEN 60 ELSE 0 END)) AS _s'
+            f'SELECT r.* FROM "{s}".{prefix}_rs r, (SELECT pg_sleep(CASE WHEN (SELECT slow FROM "{s}".{prefix}_ctl) '
+            f"THEN {float(sleep_seconds)} ELSE 0 END)) AS _s"
         )
     return {"dataset_query": f'SELECT * FROM "{s}".{prefix}_ds', "results_query": results}
+
+
+def source_scores(n_cases: int, shift: float) -> list[float]:
+    """The metric scores ``create_split_source`` writes, computed here independently of PostgreSQL."""
+    return [min(1.0, ((g * 7 + m) % 10) / 10.0 + shift) for g in range(1, n_cases + 1) for m in (1, 2, 3)]
+
+
+def monitoring_kpis(scores: list[float], threshold: float = 0.5) -> dict[str, Any]:
+    """``total_records``, ``avg_score`` and ``pass_rate`` (percent) of the monitoring summary, by numpy."""
+    arr = np.array(scores, dtype=float)
+    return {
+        "total_records": int(arr.size),
+        "avg_score": float(arr.mean()),
+        "pass_rate": float((arr >= threshold).mean() * 100.0),
+    }
 
 
 class LiveServer:

@@ -32,7 +32,6 @@ from typing import Any
 
 import duckdb
 import httpx
-import numpy as np
 import psycopg
 import pytest
 
@@ -43,6 +42,8 @@ from tests.robustness import (
     TcpProxy,
     create_split_source,
     live_server,
+    monitoring_kpis,
+    source_scores,
     split_queries,
     wait_for,
     write_db_yaml,
@@ -55,21 +56,6 @@ N_CASES = 40
 
 
 # ------------------------------------------------------------------------------------ expectations
-def source_scores(n_cases: int, shift: float) -> list[float]:
-    """The metric scores ``create_split_source`` writes, computed here independently."""
-    return [min(1.0, ((g * 7 + m) % 10) / 10.0 + shift) for g in range(1, n_cases + 1) for m in (1, 2, 3)]
-
-
-def monitoring_kpis(scores: list[float], threshold: float = 0.5) -> dict[str, Any]:
-    """``total_records``, ``avg_score`` and ``pass_rate`` (percent) of a list of scores."""
-    arr = np.array(scores, dtype=float)
-    return {
-        "total_records": int(arr.size),
-        "avg_score": float(arr.mean()),
-        "pass_rate": float((arr >= threshold).mean() * 100.0),
-    }
-
-
 def assert_kpis(client: httpx.Client, expected: dict[str, Any], **params: Any) -> None:
     """The monitoring summary equals the expected KPIs."""
     res = client.get("/api/monitoring/analytics/summary", params=params)
