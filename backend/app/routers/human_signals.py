@@ -1,7 +1,55 @@
-"""``/api/human-signals``: routes are added with the service that implements them."""
+"""``/api/human-signals``: V2 human-signals upload, example, db-config, db-import, cases, schema (§7.6)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, File, Query, UploadFile
+
+from app.deps import SettingsDep, StoreDep
+from app.models.human_signals import CaseListResponse, HumanSignalsDBConfigResponse, MetricSchemaResponse
+from app.services import human_signals_service
 
 router = APIRouter(prefix="/api/human-signals", tags=["human-signals"])
+
+
+@router.post("/upload", response_model=CaseListResponse)
+async def upload(settings: SettingsDep, store: StoreDep, file: Annotated[UploadFile, File()]) -> CaseListResponse:
+    """Upload a V2 human-signals CSV; stored as the latest human-signals dataset."""
+    return await human_signals_service.upload_human_signals(store, settings, file, settings.data_dir / "spool")
+
+
+@router.get("/example/{dataset_name}", response_model=CaseListResponse)
+async def example(settings: SettingsDep, store: StoreDep, dataset_name: str) -> CaseListResponse:
+    """Load the bundled ``hitl`` sample."""
+    return await human_signals_service.load_human_signals_example(store, settings, dataset_name)
+
+
+@router.get("/db-config", response_model=HumanSignalsDBConfigResponse)
+async def db_config(settings: SettingsDep) -> HumanSignalsDBConfigResponse:
+    """Human-signals database configuration (no secrets)."""
+    return human_signals_service.human_signals_db_config(settings)
+
+
+@router.post("/db-import", response_model=CaseListResponse)
+async def db_import(settings: SettingsDep, store: StoreDep) -> CaseListResponse:
+    """Serve synced cases or import human signals from the configured database."""
+    return await human_signals_service.import_human_signals_from_db(store, settings)
+
+
+@router.get("/cases", response_model=CaseListResponse)
+async def cases(
+    settings: SettingsDep,
+    store: StoreDep,
+    page: Annotated[int, Query(ge=1)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=500)] = 50,
+    dataset_id: str | None = None,
+) -> CaseListResponse:
+    """One page of cases of the chosen (default: latest) human-signals dataset."""
+    return await human_signals_service.list_cases(store, settings, page, page_size, dataset_id)
+
+
+@router.get("/metric-schema", response_model=MetricSchemaResponse)
+async def metric_schema(settings: SettingsDep, store: StoreDep, dataset_id: str | None = None) -> MetricSchemaResponse:
+    """Metric schema and display config of the chosen (default: latest) human-signals dataset."""
+    return await human_signals_service.metric_schema(store, settings, dataset_id)

@@ -1,0 +1,45 @@
+"""Human-signals schemas (spec §7.6)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.models.common import Row, SuccessResponse
+from app.models.monitoring import ConnectionInfo
+
+
+class CaseListResponse(SuccessResponse):
+    """The common case-list body of upload, example, db-import and cases."""
+
+    format: str = "hitl_feedback"
+    row_count: int
+    columns: list[str]
+    data: list[Row]
+    message: str
+    metric_schema: dict[str, Any] | None = None
+    display_config: dict[str, Any] | None = None
+    source: str | None = None
+    dataset_id: str | None = None
+    data_truncated: bool = False
+    page: int | None = None
+    page_size: int | None = None
+
+
+class HumanSignalsDBConfigResponse(SuccessResponse):
+    """``GET /api/human-signals/db-config``."""
+
+    configured: bool
+    auto_connect: bool
+    auto_load: bool
+    has_query: bool
+    row_limit: int
+    query_timeout: int
+    connection: ConnectionInfo | None
+
+
+class MetricSchemaResponse(SuccessResponse):
+    """``GET /api/human-signals/metric-schema``."""
+
+    metric_schema: dict[str, Any]
+    display_config: dict[str, Any]
+    dataset_id: str | None = None

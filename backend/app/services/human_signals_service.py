@@ -1,0 +1,670 @@
+"""Human signals (spec §7): V2 detection, signal expansion, metric schema and case aggregation.
+
+Everything heavy runs as DuckDB SQL with its JSON functions: cells are parsed with ``TRY_CAST(..
+AS JSON)`` (Python-literal cells, the legacy format, are converted in a small fallback pass),
+signal objects are expanded with ``json_each`` and list lambdas (category dicts flattened to
+``name → value``), the schema is a handful of GROUP BYs, and the cases table is one GROUP BY per
+case with a ``map`` pivot. Uploads and examples store the raw rows as a ``human_signals`` dataset
+and the cases as a second table named in the registry entry's ``extra``; the sync engine calls
+:func:`build_human_signals_derived` to rebuild ``human_signals_cases`` from ``human_signals_raw``.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import duckdb
+import pyarrow as pa
+
+from app.config import Settings
+from app.errors import Invalid, NotFound
+from app.models.human_signals import CaseListResponse, HumanSignalsDBConfigResponse, MetricSchemaResponse
+from app.services.csv_ingest import CsvLoadResult, CsvTransform, UploadLike, ingest_csv_file, ingest_csv_upload
+from app.services.duckdb_store import (
+    DatasetInfo,
+    DuckDBStore,
+    compute_table_metadata_sync,
+    new_dataset_id,
+    quote_ident,
+)
+from app.services.monitoring_service import connection_info, fetch_split_queries, fetch_table, joined_split_sql
+from app.services.signals_display_config import build_display_config, load_signals_metrics_yaml
+
+logger = logging.getLogger(__name__)
+
+KIND = "human_signals"
+FORMAT = "hitl_feedback"
+REQUIRED = ("metric_name", "dataset_id", "signals")
+SOURCE_FIELDS = ("source_name", "source_component", "source_type", "environment")
+JSON_COLUMNS = ("signals", "conversation", "conversation_stats", "additional_input", "evaluation_metadata",
+                "actual_reference", "additional_output")
+TEXT_JSON_FIELDS = ("evaluation_metadata", "actual_reference", "additional_output")
+EXAMPLES = {"hitl": "hitl_sample.csv"}
+RAW_VIEW = "human_signals_raw"
+SYNC_CASES_TABLE = "human_signals_cases"
+SCHEMA_KV = "human_signals_metric_schema"
+RAW_SYNC_KV = "human_signals_raw_sync_id"
+CASES_SYNC_KV = "human_signals_cases_sync_id"
+MAX_SCHEMA_VALUES = 200
+BASE_CASE_COLUMNS = ("Case_ID", *SOURCE_FIELDS, "Slack_URL", "Agent_Name", "additional_input", "Business",
+                     "Full_Conversation", "Message_Count", "Timestamp", *TEXT_JSON_FIELDS)
+REQUIRED_MESSAGE = "Data does not appear to be in signals format. Required columns: metric_name, dataset_id, signals"
+
+
+def normalise_name(name: str) -> str:
+    """``"Metric Name"`` → ``metric_name`` (lowercase, trimmed, spaces/hyphens → ``_``)."""
+    return name.strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def signal_columns(columns: Sequence[str]) -> dict[str, str]:
+    """Normalised name → original column; ``source`` stands in for a missing ``source_name`` (DB-21).
+
+    Raises Invalid naming the required columns when a V2 column is missing.
+    """
+    mapping: dict[str, str] = {}
+    for col in columns:
+        mapping.setdefault(normalise_name(col), col)
+    if "source_name" not in mapping and "source" in mapping:
+        mapping["source_name"] = mapping["source"]
+    missing = [c for c in REQUIRED if c not in mapping]
+    if missing:
+        raise Invalid(f"{REQUIRED_MESSAGE} (missing: {', '.join(missing)})")
+    return mapping
+
+
+def _parse_literal(text: str) -> str | None:
+    """A Python-literal dict/list cell as JSON text, else None."""
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+    if isinstance(value, dict | list):
+        try:
+            return json.dumps(value, default=str)
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+@dataclass
+class SignalsBuild:
+    """Result of one derived build."""
+
+    metric_schema: dict[str, Any]
+    case_count: int
+    columns: list[str]
+
+
+_TYPE_SQL = """CASE json_type(v) WHEN 'BOOLEAN' THEN 'boolean' WHEN 'BIGINT' THEN 'number' WHEN 'UBIGINT' THEN 'number'
+    WHEN 'DOUBLE' THEN 'number' WHEN 'HUGEINT' THEN 'number' WHEN 'ARRAY' THEN 'array' WHEN 'OBJECT' THEN 'object'
+    WHEN 'VARCHAR' THEN 'string' ELSE NULL END"""
+
+_IS_CATEGORY_SQL = """(json_type(v) = 'OBJECT' AND len(json_keys(v)) > 0 AND list_bool_and(list_transform(
+    json_extract(v, '$.*'), cv -> json_type(cv) = 'ARRAY' AND coalesce(list_bool_and(list_transform(
+    json_extract(cv, '$[*]'), x -> json_type(x) = 'OBJECT' AND json_exists(x, '$.name'))), true))))"""
+
+
+def build_signals_tables_sync(
+    cur: duckdb.DuckDBPyConnection,
+    raw_table: str,
+    cases_table: str,
+    visible_metrics: Sequence[str] = (),
+) -> SignalsBuild:
+    """Build ``cases_table`` (§7.4) from the V2 rows in ``raw_table`` and return the schema (§7.3)."""
+    described = DuckDBStore.describe_sync(cur, raw_table)
+    cols = signal_columns([c["name"] for c in described])
+    tag = uuid.uuid4().hex[:8]
+    temps = {name: f"_hs_{name}_{tag}" for name in ("rows", "base", "e")}
+    try:
+        return _build(cur, raw_table, cases_table, cols, list(visible_metrics), temps)
+    finally:
+        for t in temps.values():
+            cur.execute(f"DROP TABLE IF EXISTS {quote_ident(t)}")
+
+
+def _as_json(expr: str) -> str:
+    """``expr`` (text) parsed as a JSON object/array, else NULL."""
+    return f"(CASE WHEN json_type(TRY_CAST({expr} AS JSON)) IN ('OBJECT', 'ARRAY') THEN TRY_CAST({expr} AS JSON) END)"
+
+
+def _literal_fallback(cur: duckdb.DuckDBPyConnection, table: str, pairs: Sequence[tuple[str, str]]) -> None:
+    """Parse Python-literal cells (``{'a': True}``) that JSON rejected, only for those rows."""
+    q = quote_ident(table)
+    for txt, j in pairs:
+        bad = cur.execute(
+            f"SELECT _rid, {quote_ident(txt)} FROM {q} WHERE {quote_ident(j)} IS NULL "
+            f"AND {quote_ident(txt)} IS NOT NULL AND regexp_matches({quote_ident(txt)}, '^\\s*[\\[{{]')"
+        ).fetchall()
+        fixed = [(js, rid) for rid, raw in bad if (js := _parse_literal(raw)) is not None]
+        if fixed:
+            cur.executemany(f"UPDATE {q} SET {quote_ident(j)} = CAST(? AS JSON) WHERE _rid = ?", fixed)
+
+
+def _build(
+    cur: duckdb.DuckDBPyConnection,
+    raw_table: str,
+    cases_table: str,
+    cols: Mapping[str, str],
+    visible: list[str],
+    temps: Mapping[str, str],
+) -> SignalsBuild:
+    def text(name: str) -> str:
+        return f"CAST({quote_ident(cols[name])} AS VARCHAR)" if name in cols else "NULL::VARCHAR"
+
+    q_raw = quote_ident(raw_table)
+    q_rows, q_base, q_e = (quote_ident(temps[n]) for n in ("rows", "base", "e"))
+    # 1. Light per-row table: ids, metric, category and the parsed signals object.
+    cur.execute(
+        f"""CREATE TEMP TABLE {q_rows} AS
+        SELECT _rid, dataset_id, metric_name, cat, sig_txt,
+               CASE WHEN json_type(sj) = 'OBJECT' THEN sj END AS sig_j FROM (
+            SELECT row_number() OVER () AS _rid, {text('dataset_id')} AS dataset_id,
+                   trim({text('metric_name')}) AS metric_name, lower(trim({text('metric_category')})) AS cat,
+                   {text('signals')} AS sig_txt, TRY_CAST({text('signals')} AS JSON) AS sj
+            FROM {q_raw})"""
+    )
+    _literal_fallback(cur, temps["rows"], [("sig_txt", "sig_j")])
+    # 2. Per-case fields from each case's first row; heavy JSON is parsed once per case, not per row.
+    firsts = {"did": quote_ident(cols["dataset_id"]), "ts": text("timestamp")}
+    firsts.update({f: text(f) for f in SOURCE_FIELDS})
+    firsts.update({c: text(c) for c in JSON_COLUMNS if c != "signals"})
+    json_fields = ", ".join(
+        f"{_as_json(text(c))} AS {quote_ident(c + '_j')}" for c in JSON_COLUMNS if c != "signals"
+    )
+    cur.execute(
+        f"""CREATE TEMP TABLE {q_base} AS
+        WITH numbered AS (SELECT row_number() OVER () AS rn, {text('dataset_id')} AS _case, * FROM {q_raw}),
+        firsts AS (SELECT _case, min(rn) AS rn FROM numbered WHERE _case IS NOT NULL GROUP BY _case),
+        f AS (SELECT n.* FROM numbered n SEMI JOIN firsts USING (rn))
+        SELECT row_number() OVER () AS _rid, f._case AS dataset_id, f.rn AS _first,
+               {', '.join(f"{v} AS {quote_ident(k + '_txt')}" for k, v in firsts.items())}, {json_fields}
+        FROM f"""
+    )
+    _literal_fallback(cur, temps["base"], [(c + "_txt", c + "_j") for c in JSON_COLUMNS if c != "signals"])
+    # 3. Expanded signals: one row per (row, key); JSON text values parsed; category dicts flattened.
+    str_json = _as_json("e.value ->> '$'")
+    cur.execute(
+        f"""CREATE TEMP TABLE {q_e} AS
+        WITH e1 AS (
+            SELECT _rid, dataset_id, metric_name, k, ord, v,
+                   CASE WHEN json_type(v) = 'OBJECT' THEN {_IS_CATEGORY_SQL} ELSE false END AS is_cat FROM (
+                SELECT r._rid, r.dataset_id, r.metric_name, e.key AS k, e.id AS ord,
+                       CASE WHEN e.type = 'VARCHAR' AND regexp_matches(CAST(e.value AS VARCHAR), '^"\\s*[\\[{{]')
+                            THEN coalesce({str_json}, e.value) ELSE e.value END AS v
+                FROM {q_rows} r, json_each(r.sig_j) e
+                WHERE r.sig_j IS NOT NULL AND coalesce(r.metric_name, '') <> ''
+            )
+        )
+        SELECT _rid, dataset_id, metric_name, k, v,
+               (_rid::HUGEINT * 4294967296 + ord) * 4294967296 + sub AS pos FROM (
+            SELECT _rid, dataset_id, metric_name, k, ord, 0 AS sub, v FROM e1 WHERE NOT is_cat
+            UNION ALL
+            SELECT _rid, dataset_id, metric_name, item ->> 'name' AS k, ord, sub,
+                   CASE WHEN json_exists(item, '$.value') THEN item -> 'value' ELSE item -> 'score' END AS v
+            FROM (
+                SELECT _rid, dataset_id, metric_name, ord,
+                       unnest(items) AS item, unnest(range(1, len(items) + 1)) AS sub
+                FROM (SELECT *, flatten(list_transform(json_extract(v, '$.*'), cv -> json_extract(cv, '$[*]')))
+                      AS items FROM e1 WHERE is_cat)
+            )
+        ) WHERE k IS NOT NULL"""
+    )
+    schema, common = _metric_schema(cur, q_rows, q_e, cols, visible)
+    kept = list(schema["metrics"])
+    n_cases = _cases_table(cur, q_base, q_e, cases_table, cols, kept, common, schema)
+    columns = [c["name"] for c in DuckDBStore.describe_sync(cur, cases_table)]
+    return SignalsBuild(metric_schema=schema, case_count=n_cases, columns=columns)
+
+
+def _metric_schema(
+    cur: duckdb.DuckDBPyConnection, q_rows: str, q_e: str, cols: Mapping[str, str], visible: list[str]
+) -> tuple[dict[str, Any], list[str]]:
+    metrics = cur.execute(
+        f"""SELECT metric_name, coalesce(arg_min({{'c': cat}}, _rid).c, 'classification') FROM {q_rows}
+            WHERE coalesce(metric_name, '') <> '' GROUP BY metric_name ORDER BY metric_name"""
+    ).fetchall()
+    n_metrics = len(metrics)
+    common: list[str] = []
+    if n_metrics >= 2:
+        common = [r[0] for r in cur.execute(
+            f"SELECT k FROM {q_e} GROUP BY k HAVING count(DISTINCT metric_name) > ? ORDER BY min(pos)",
+            [n_metrics / 2],
+        ).fetchall()]
+    keys = cur.execute(
+        f"""WITH typed AS (SELECT metric_name, k, pos, v, {_TYPE_SQL} AS t FROM {q_e}),
+            tcount AS (SELECT metric_name, k, t, count(*) AS n, min(pos) AS first_pos FROM typed
+                       WHERE t IS NOT NULL GROUP BY ALL),
+            majority AS (SELECT metric_name, k, arg_max(t, (n, -first_pos)) AS t FROM tcount GROUP BY ALL),
+            vals AS (SELECT metric_name, k, list(DISTINCT v ->> '$' ORDER BY v ->> '$') AS vs FROM typed
+                     WHERE t = 'string' AND trim(v ->> '$') <> '' GROUP BY ALL),
+            firsts AS (SELECT metric_name, k, min(pos) AS p FROM typed GROUP BY ALL)
+        SELECT f.metric_name, f.k, coalesce(m.t, 'unknown'), vals.vs FROM firsts f
+        LEFT JOIN majority m USING (metric_name, k) LEFT JOIN vals USING (metric_name, k)
+        WHERE NOT list_contains(?, f.k) ORDER BY f.metric_name, f.p""",
+        [common],
+    ).fetchall()
+    out: dict[str, Any] = {}
+    for name, cat in metrics:
+        if visible and name not in visible:
+            continue
+        out[name] = {"category": cat or "classification", "signals": [], "signal_types": {}, "values": {}}
+    for metric, k, typ, vs in keys:
+        spec = out.get(metric)
+        if spec is None:
+            continue
+        spec["signals"].append(k)
+        spec["signal_types"][k] = typ
+        if typ == "string" and vs:
+            spec["values"][k] = vs[:MAX_SCHEMA_VALUES]
+    schema = {
+        "metrics": out,
+        "source_fields": [f for f in SOURCE_FIELDS if f in cols],
+        "has_timestamp": "timestamp" in cols,
+    }
+    return schema, common
+
+
+def _cases_table(
+    cur: duckdb.DuckDBPyConnection,
+    q_base: str,
+    q_e: str,
+    cases_table: str,
+    cols: Mapping[str, str],
+    kept: list[str],
+    common: list[str],
+    schema: dict[str, Any],
+) -> int:
+    present_sources = [f for f in SOURCE_FIELDS if f in cols]
+    proj: list[str] = ['b.dataset_id AS "Case_ID"']
+    proj += [f"b.{quote_ident(f + '_txt')} AS {quote_ident(f)}" for f in present_sources]
+    agent_fallback = "b.source_name_txt" if "source_name" in cols else "NULL::VARCHAR"
+    first_content = "b.first_content"
+    label = f"trim(regexp_extract({first_content}, 'New \\w+ case:[ \\t]*([^\\n]*)', 1))"
+    proj += [
+        "CASE WHEN json_type(b.additional_input_j) = 'OBJECT' THEN b.additional_input_j ->> 'message_url' END "
+        'AS "Slack_URL"',
+        "CASE WHEN json_type(b.additional_input_j) = 'OBJECT' THEN b.additional_input_j ->> 'sender' "
+        f'ELSE {agent_fallback} END AS "Agent_Name"',
+        "CAST(b.additional_input_j AS VARCHAR) AS additional_input",
+        f"""CASE WHEN coalesce({label}, '') <> '' THEN {label}
+            ELSE coalesce(left(trim(list_filter(string_split({first_content}, chr(10)),
+                                                x -> trim(x) <> '')[1]), 80), 'Unknown') END AS Business""",
+        "coalesce(b.msgs, '[]'::JSON) AS Full_Conversation",
+        """CASE WHEN b.conversation_stats_j IS NULL OR json_type(b.conversation_stats_j) <> 'OBJECT' THEN 0
+            ELSE coalesce(TRY_CAST(b.conversation_stats_j ->> 'turn_count' AS BIGINT),
+                 coalesce(TRY_CAST(b.conversation_stats_j ->> 'user_message_count' AS BIGINT), 0)
+                 + coalesce(TRY_CAST(b.conversation_stats_j ->> 'ai_message_count' AS BIGINT), 0)) END
+            AS Message_Count""",
+        "coalesce(b.ts_txt, '') AS \"Timestamp\"",
+    ]
+    for fld in TEXT_JSON_FIELDS:
+        if fld in cols:
+            j, t = quote_ident(fld + "_j"), quote_ident(fld + "_txt")
+            proj.append(f"coalesce(CAST(b.{j} AS VARCHAR), b.{t}) AS {quote_ident(fld)}")
+    taken = {"case_id", "slack_url", "agent_name", "additional_input", "business", "full_conversation",
+             "message_count", "timestamp", *present_sources, *[f for f in TEXT_JSON_FIELDS if f in cols]}
+    promoted = [k for k in common if k.lower() not in taken]
+    signal_cols = [(m, k) for m in kept for k in schema["metrics"][m]["signals"]]
+    value = "CASE WHEN json_type({0}) IN ('OBJECT', 'ARRAY') THEN to_json(CAST({0} AS VARCHAR)) ELSE {0} END"
+    aggs: list[str] = []
+    agg_params: list[Any] = []
+    # Integer column ids (list_position against bound lists) keep the per-column FILTERs cheap.
+    for i, k in enumerate(promoted, start=1):
+        aggs.append(f"arg_min(v, pos) FILTER (WHERE cc = {i} AND json_type(v) <> 'NULL') AS _c{i}")
+        proj.append(f"{value.format(f'p._c{i}')} AS {quote_ident(k)}")
+    for i, (m, k) in enumerate(signal_cols, start=1):
+        aggs.append(f"arg_max(v, pos) FILTER (WHERE sc = {i}) AS _s{i}")
+        proj.append(f"{value.format(f'p._s{i}')} AS {quote_ident(f'{m}__{k}')}")
+    sep = chr(31)
+    agg_params = [promoted or [""], [f"{m}{sep}{k}" for m, k in signal_cols] or [""]]
+    pivot = f"""SELECT dataset_id, {', '.join(aggs) or 'NULL AS _none'} FROM (
+            SELECT dataset_id, v, pos, list_position(?, k) AS cc, list_position(?, metric_name || chr(31) || k) AS sc
+            FROM {q_e}) WHERE cc IS NOT NULL OR sc IS NOT NULL GROUP BY dataset_id"""
+    sql = f"""
+        CREATE OR REPLACE TABLE {quote_ident(cases_table)} AS
+        WITH b1 AS (SELECT *, conversation_j -> 'messages' AS m0 FROM {q_base}),
+        b2 AS (SELECT * EXCLUDE (m0), CASE WHEN json_type(m0) = 'ARRAY' THEN m0 END AS msgs FROM b1),
+        b AS (SELECT *, msgs ->> '$[0].content' AS first_content FROM b2),
+        p AS ({pivot})
+        SELECT {', '.join(proj)}
+        FROM b LEFT JOIN p USING (dataset_id)
+        ORDER BY b.did_txt, b._first
+    """
+    cur.execute(sql, agg_params)
+    row = cur.execute(f"SELECT count(*) FROM {quote_ident(cases_table)}").fetchone()
+    return int(row[0]) if row else 0
+
+
+# --------------------------------------------------------------------------- reading cases
+def read_cases_sync(
+    cur: duckdb.DuckDBPyConnection, table: str, limit: int, offset: int = 0
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """Columns and one page of cases (JSON columns decoded, NULL signal columns omitted)."""
+    described = DuckDBStore.describe_sync(cur, table)
+    json_cols = {c["name"] for c in described if c["type"] == "JSON"}
+    cur.execute(f"SELECT * FROM {quote_ident(table)} ORDER BY rowid LIMIT ? OFFSET ?", [limit, offset])
+    names = [d[0] for d in cur.description]
+    out = []
+    for row in cur.fetchall():
+        case: dict[str, Any] = {}
+        for name, value in zip(names, row, strict=True):
+            if name in json_cols:
+                if value is None:
+                    continue
+                value = json.loads(value)
+            case[name] = value
+        out.append(case)
+    return [c["name"] for c in described], out
+
+
+async def _display_config(settings: Settings, schema: dict[str, Any]) -> dict[str, Any]:
+    path: Path = settings.yaml_path("signals_metrics.yaml")
+    overrides = await anyio.to_thread.run_sync(load_signals_metrics_yaml, path)
+    return build_display_config(schema, list(settings.human_signals_db.visible_kpis), overrides)
+
+
+async def _case_response(
+    store: DuckDBStore,
+    settings: Settings,
+    info: DatasetInfo,
+    cases_table: str,
+    schema: dict[str, Any],
+    *,
+    message: str,
+    source: str | None,
+    limit: int,
+    offset: int = 0,
+    page: int | None = None,
+) -> CaseListResponse:
+    total_row = (await store.fetch(f"SELECT count(*) FROM {quote_ident(cases_table)}")).rows[0]
+    total = int(total_row[0])
+    columns, cases = await store.run_read(lambda cur: read_cases_sync(cur, cases_table, limit, offset))
+    return CaseListResponse(
+        row_count=total,
+        columns=columns,
+        data=cases,
+        message=message.format(n=total),
+        metric_schema=schema,
+        display_config=await _display_config(settings, schema),
+        source=source,
+        dataset_id=info.dataset_id,
+        data_truncated=page is None and total > len(cases),
+        page=page,
+        page_size=limit if page is not None else None,
+    )
+
+
+# --------------------------------------------------------------------------- loading
+def _normalise_in_place(cur: duckdb.DuckDBPyConnection, staging: str) -> None:
+    """Rename staging columns to their normalised names (first wins) and add ``source_name`` from ``source``."""
+    names = [c["name"] for c in DuckDBStore.describe_sync(cur, staging)]
+    mapping = signal_columns(names)
+    seen: set[str] = set()
+    sel = []
+    for col in names:
+        new = normalise_name(col)
+        if new in seen:
+            new = col
+        seen.add(new)
+        sel.append(f"{quote_ident(col)} AS {quote_ident(new)}")
+    if "source_name" not in seen and "source_name" in mapping:
+        sel.append(f"{quote_ident(mapping['source_name'])} AS source_name")
+    tmp = f"{staging}__norm"
+    cur.execute(f"CREATE OR REPLACE TABLE {quote_ident(tmp)} AS SELECT {', '.join(sel)} FROM {quote_ident(staging)}")
+    cur.execute(f"DROP TABLE {quote_ident(staging)}")
+    cur.execute(f"ALTER TABLE {quote_ident(tmp)} RENAME TO {quote_ident(staging)}")
+
+
+def _csv_transform(cases_table: str, visible: Sequence[str]) -> Any:
+    def transform(cur: duckdb.DuckDBPyConnection, staging: str, load: CsvLoadResult) -> CsvTransform:
+        _normalise_in_place(cur, staging)
+        try:
+            built = build_signals_tables_sync(cur, staging, cases_table, visible)
+        except BaseException:
+            cur.execute(f"DROP TABLE IF EXISTS {quote_ident(cases_table)}")
+            raise
+        return CsvTransform(
+            format=FORMAT,
+            message=f"Processed {built.case_count} cases",
+            extra={"cases_table": cases_table, "metric_schema": built.metric_schema},
+        )
+
+    return transform
+
+
+async def _finish(store: DuckDBStore, info: DatasetInfo) -> None:
+    cases = str(info.extra.get("cases_table") or "")
+    if cases:
+        meta = await store.run_read(lambda cur: compute_table_metadata_sync(cur, cases))
+        await store.set_metadata(cases, meta)
+
+
+async def upload_human_signals(
+    store: DuckDBStore, settings: Settings, upload: UploadLike, spool_dir: Path
+) -> CaseListResponse:
+    """Parse a V2 human-signals CSV, store raw rows + cases, answer with cases, schema and display config."""
+    ds_id = new_dataset_id(KIND)
+    cases_table = f"ds_{ds_id}_cases"
+    res = await ingest_csv_upload(
+        store,
+        upload,
+        kind=KIND,
+        max_bytes=settings.max_upload_mb * 1024 * 1024,
+        spool_dir=spool_dir,
+        transform=_csv_transform(cases_table, settings.human_signals_db.visible_metrics),
+        dataset_id=ds_id,
+    )
+    await _finish(store, res.dataset)
+    return await _case_response(
+        store, settings, res.dataset, cases_table, res.transform.extra["metric_schema"],
+        message="Processed {n} cases", source="upload", limit=settings.upload_response_row_cap,
+    )
+
+
+async def load_human_signals_example(store: DuckDBStore, settings: Settings, name: str) -> CaseListResponse:
+    """Load the bundled ``hitl`` sample as a human-signals dataset."""
+    file = EXAMPLES.get(name)
+    if file is None:
+        raise NotFound(f"Dataset not found. Available: {sorted(EXAMPLES)}")
+    path = settings.axis_sample_dir / file
+    if not path.is_file():
+        raise NotFound(f"Example file for '{name}' is missing")
+    ds_id = new_dataset_id(KIND)
+    cases_table = f"ds_{ds_id}_cases"
+    res = await ingest_csv_file(
+        store, path, kind=KIND, source=f"example:{name}", dataset_id=ds_id,
+        transform=_csv_transform(cases_table, settings.human_signals_db.visible_metrics),
+    )
+    await _finish(store, res.dataset)
+    return await _case_response(
+        store, settings, res.dataset, cases_table, res.transform.extra["metric_schema"],
+        message="Processed {n} cases", source="example", limit=settings.upload_response_row_cap,
+    )
+
+
+async def land_arrow_signals(
+    store: DuckDBStore, settings: Settings, results: pa.Table, dataset: pa.Table | None, source: str
+) -> DatasetInfo:
+    """Land imported rows (optionally joined with their dataset rows) as raw rows + cases."""
+    ds_id = new_dataset_id(KIND)
+    cases_table = f"ds_{ds_id}_cases"
+    holder: dict[str, SignalsBuild] = {}
+    visible = settings.human_signals_db.visible_metrics
+
+    def build(cur: duckdb.DuckDBPyConnection, staging: str) -> None:
+        cur.register("_rs", results)
+        if dataset is not None:
+            cur.register("_ds", dataset)
+        try:
+            sql = joined_split_sql(dataset.column_names if dataset is not None else [], results.column_names)
+            cur.execute(f"CREATE TABLE {quote_ident(staging)} AS {sql}")
+        finally:
+            cur.unregister("_rs")
+            if dataset is not None:
+                cur.unregister("_ds")
+        _normalise_in_place(cur, staging)
+        try:
+            holder["b"] = build_signals_tables_sync(cur, staging, cases_table, visible)
+        except BaseException:
+            cur.execute(f"DROP TABLE IF EXISTS {quote_ident(cases_table)}")
+            raise
+
+    def after_swap(cur: duckdb.DuckDBPyConnection, info: DatasetInfo) -> None:
+        info.extra = {**info.extra, "cases_table": cases_table, "metric_schema": holder["b"].metric_schema}
+        DuckDBStore.register_dataset_sync(cur, info)
+
+    info = await store.land_dataset(kind=KIND, source=source, build=build, dataset_id=ds_id, format=FORMAT,
+                                    after_swap=after_swap)
+    await _finish(store, info)
+    return info
+
+
+def human_signals_db_config(settings: Settings) -> HumanSignalsDBConfigResponse:
+    """``GET /api/human-signals/db-config``."""
+    cfg = settings.human_signals_db
+    return HumanSignalsDBConfigResponse(
+        configured=cfg.is_configured,
+        auto_connect=cfg.auto_connect and cfg.is_configured,
+        auto_load=cfg.should_auto_load,
+        has_query=cfg.has_query,
+        row_limit=cfg.row_limit,
+        query_timeout=cfg.query_timeout,
+        connection=connection_info(cfg),
+    )
+
+
+async def import_human_signals_from_db(store: DuckDBStore, settings: Settings) -> CaseListResponse:
+    """``POST /api/human-signals/db-import``: serve synced cases, else a one-shot import, else the table."""
+    cfg = settings.human_signals_db
+    if not cfg.is_configured:
+        raise Invalid("Database not configured. Set human_signals_db in human_signals_db.yaml or "
+                      "HUMAN_SIGNALS_DB_* env vars.")
+    latest = await store.latest_dataset(KIND)
+    if cfg.has_query and latest is not None and latest.source == "sync":
+        table, schema = await _cases_of(store, latest)
+        return await _case_response(store, settings, latest, table, schema, message="Loaded {n} cases from database",
+                                    source="duckdb", limit=settings.upload_response_row_cap)
+    if cfg.has_query:
+        dataset, results = await fetch_split_queries(cfg)
+        if results.num_rows == 0:
+            raise Invalid("Results query returned no data. Check results_query.")
+        info = await land_arrow_signals(store, settings, results, dataset, "database")
+    elif cfg.table:
+        table_rows = await fetch_table(cfg, cfg.schema_name or "public", cfg.table)
+        if table_rows.num_rows == 0:
+            raise Invalid(f"Table {cfg.table} returned no data")
+        info = await land_arrow_signals(store, settings, table_rows, None, "database")
+    else:
+        raise Invalid("No queries configured. Set dataset_query and results_query (or table) in human_signals_db.")
+    return await _case_response(
+        store, settings, info, str(info.extra["cases_table"]), info.extra["metric_schema"],
+        message="Imported {n} cases from database", source="database", limit=settings.upload_response_row_cap,
+    )
+
+
+async def _cases_of(store: DuckDBStore, info: DatasetInfo) -> tuple[str, dict[str, Any]]:
+    """Cases table and metric schema of a human-signals dataset (sync datasets use the fixed names)."""
+    table = info.extra.get("cases_table")
+    schema = info.extra.get("metric_schema")
+    if not table and info.table_name == RAW_VIEW:
+        table = SYNC_CASES_TABLE
+        schema = await store.kv_get(SCHEMA_KV)
+        if isinstance(schema, str):
+            schema = json.loads(schema)
+    if not table or not await store.table_exists(str(table)):
+        raise NotFound("No human signals data available. Upload a file, load the example or run a sync first.")
+    return str(table), schema if isinstance(schema, dict) else {"metrics": {}, "source_fields": [],
+                                                                "has_timestamp": False}
+
+
+async def list_cases(
+    store: DuckDBStore, settings: Settings, page: int, page_size: int, dataset_id: str | None = None
+) -> CaseListResponse:
+    """One page of cases (ascending case id) of the chosen or latest human-signals dataset."""
+    if page < 1 or not 1 <= page_size <= 500:
+        raise Invalid("page must be >= 1 and page_size between 1 and 500")
+    try:
+        info = await store.resolve_dataset(KIND, dataset_id)
+    except NotFound:
+        if dataset_id:
+            raise
+        raise NotFound("No human signals data available. Upload a file, load the example or run a sync first.") \
+            from None
+    table, schema = await _cases_of(store, info)
+    return await _case_response(store, settings, info, table, schema, message="{n} cases available",
+                                source="duckdb", limit=page_size, offset=(page - 1) * page_size, page=page)
+
+
+async def metric_schema(store: DuckDBStore, settings: Settings, dataset_id: str | None = None) -> MetricSchemaResponse:
+    """Metric schema and display config of the chosen or latest human-signals dataset."""
+    try:
+        info = await store.resolve_dataset(KIND, dataset_id)
+        _, schema = await _cases_of(store, info)
+    except NotFound:
+        if dataset_id:
+            raise
+        raise NotFound("No metric schema stored. Upload a file, load the example or run a sync first.") from None
+    return MetricSchemaResponse(metric_schema=schema, display_config=await _display_config(settings, schema),
+                                dataset_id=info.dataset_id)
+
+
+# --------------------------------------------------------------------------- sync-engine hook (§10.9)
+async def build_human_signals_derived(
+    store: DuckDBStore, settings: Settings, raw_table: str, sync_id: str
+) -> dict[str, Any] | None:
+    """Rebuild ``human_signals_cases`` and the schema KV from a synced raw table, tagged with ``sync_id``.
+
+    Builds into a staging table and swaps it in with the KV entries in one transaction; returns
+    the metric schema, or None (with a warning) when the raw data is not V2 signals data.
+    """
+    staging = f"{SYNC_CASES_TABLE}__staging"
+    visible = settings.human_signals_db.visible_metrics
+
+    def _run(cur: duckdb.DuckDBPyConnection) -> SignalsBuild | None:
+        try:
+            built = build_signals_tables_sync(cur, raw_table, staging, visible)
+        except Invalid as exc:
+            cur.execute(f"DROP TABLE IF EXISTS {quote_ident(staging)}")
+            logger.warning("Skipping human-signals derived build: %s", exc.message)
+            return None
+        except BaseException:
+            cur.execute(f"DROP TABLE IF EXISTS {quote_ident(staging)}")
+            raise
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            cur.execute(f"DROP TABLE IF EXISTS {quote_ident(SYNC_CASES_TABLE)}")
+            cur.execute(f"ALTER TABLE {quote_ident(staging)} RENAME TO {quote_ident(SYNC_CASES_TABLE)}")
+            DuckDBStore.kv_set_sync(cur, SCHEMA_KV, built.metric_schema)
+            DuckDBStore.kv_set_sync(cur, CASES_SYNC_KV, sync_id)
+            DuckDBStore.set_metadata_sync(cur, SYNC_CASES_TABLE, compute_table_metadata_sync(cur, SYNC_CASES_TABLE))
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            cur.execute(f"DROP TABLE IF EXISTS {quote_ident(staging)}")
+            raise
+        return built
+
+    built = await store.run_write(_run)
+    if built is None:
+        return None
+    store.cache_metadata(SYNC_CASES_TABLE, None)
+    logger.info("Built %s: %d cases (sync %s)", SYNC_CASES_TABLE, built.case_count, sync_id)
+    return built.metric_schema
+
+
+async def rebuild_cases_if_stale(store: DuckDBStore, settings: Settings) -> bool:
+    """At startup: rebuild ``human_signals_cases`` only when its sync id differs from the raw one."""
+    raw_id = await store.kv_get(RAW_SYNC_KV)
+    if raw_id is None or not await store.table_exists(RAW_VIEW):
+        return False
+    if await store.kv_get(CASES_SYNC_KV) == raw_id and await store.table_exists(SYNC_CASES_TABLE):
+        return False
+    return await build_human_signals_derived(store, settings, RAW_VIEW, str(raw_id)) is not None

@@ -1,0 +1,63 @@
+"""``/api/human-signals`` over HTTP."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import httpx
+
+
+def _csv(rows: list[list[object]]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf).writerows(rows)
+    return buf.getvalue()
+
+
+async def test_upload_with_display_headers_and_source_column(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/api/human-signals/cases")).status_code == 404
+    assert (await client.get("/api/human-signals/metric-schema")).status_code == 404
+    body = _csv([
+        ["Metric Name", "Dataset ID", "Signals", "Source", "Timestamp"],
+        ["resolution", "c1", json.dumps({"is_resolved": True, "status": "done"}), "atlas", "2025-01-01T10:00:00Z"],
+        ["resolution", "c2", json.dumps({"is_resolved": False, "status": "open"}), "nova", "2025-01-02T10:00:00Z"],
+        ["sentiment", "c2", json.dumps({"mood": "sad"}), "nova", "2025-01-02T10:00:00Z"],
+    ])
+    res = await client.post("/api/human-signals/upload", files={"file": ("hs.csv", body, "text/csv")})
+    assert res.status_code == 200, res.text
+    data = res.json()
+    assert data["format"] == "hitl_feedback" and data["row_count"] == 2 and data["message"] == "Processed 2 cases"
+    assert [c["Case_ID"] for c in data["data"]] == ["c1", "c2"]
+    assert data["data"][0]["source_name"] == "atlas" and data["data"][0]["Agent_Name"] == "atlas"
+    assert data["data"][1]["resolution__status"] == "open" and data["data"][1]["sentiment__mood"] == "sad"
+    assert data["data"][0]["Timestamp"] == "2025-01-01 10:00:00"
+    assert data["metric_schema"]["source_fields"] == ["source_name"]
+    assert data["display_config"]["kpi_strip"][0]["signal"] == "is_resolved"
+    assert "sentiment__mood" in data["columns"]  # union of keys, not the first row's
+    page = (await client.get("/api/human-signals/cases", params={"page": 2, "page_size": 1})).json()
+    assert page["row_count"] == 2 and page["page"] == 2 and [c["Case_ID"] for c in page["data"]] == ["c2"]
+    assert page["message"] == "2 cases available" and page["source"] == "duckdb"
+    schema = (await client.get("/api/human-signals/metric-schema")).json()
+    assert schema["metric_schema"] == data["metric_schema"]
+    assert (await client.get("/api/human-signals/cases", params={"page": 0})).status_code == 422
+    assert (await client.get("/api/human-signals/cases", params={"page_size": 501})).status_code == 422
+
+
+async def test_upload_without_signals_is_400(client: httpx.AsyncClient) -> None:
+    body = _csv([["metric_name", "dataset_id", "source_name"], ["m", "a", "s"]])
+    res = await client.post("/api/human-signals/upload", files={"file": ("x.csv", body, "text/csv")})
+    assert res.status_code == 400
+    assert "Required columns: metric_name, dataset_id, signals" in res.json()["detail"]
+
+
+async def test_example_and_db_config(client: httpx.AsyncClient) -> None:
+    res = await client.get("/api/human-signals/example/hitl")
+    assert res.status_code == 200, res.text
+    assert res.json()["row_count"] == 3
+    assert (await client.get("/api/human-signals/example/other")).status_code == 404
+    cases = (await client.get("/api/human-signals/cases")).json()
+    assert cases["row_count"] == 3 and len(cases["data"]) == 3
+    cfg = (await client.get("/api/human-signals/db-config")).json()
+    assert cfg["configured"] is False and cfg["connection"] is None
+    assert (await client.post("/api/human-signals/db-import")).status_code == 400

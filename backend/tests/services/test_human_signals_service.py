@@ -1,0 +1,220 @@
+"""Human-signals processing in DuckDB: detection, expansion, schema, cases, sync-engine hook."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from app.config import Settings
+from app.errors import Invalid, NotFound
+from app.services import human_signals_service as hs
+from app.services.duckdb_store import DuckDBStore, quote_ident
+
+CONV_A = json.dumps({"messages": [{"role": "assistant", "content": "New support case: TICK-1\nDetails here"},
+                                  {"role": "user", "content": "hi"}]})
+CONV_B = json.dumps({"messages": [{"role": "assistant", "content": "\n   \n" + "x" * 100 + "\nmore"}]})
+LONG_LINE = "x" * 80
+
+
+def v2_frame() -> pd.DataFrame:
+    """Two cases × three metrics, with the awkward cases the spec names."""
+    rows = [
+        # case 10 ---------------------------------------------------------------
+        {"Metric Name": "escalation", "Dataset-ID": 10, "Signals": json.dumps(
+            {"is_escalated": True, "reason": "billing", "reasoning": "r1", "details": '{"team": "billing"}'}),
+         "source": "atlas", "Metric Category": " Classification ", "conversation": CONV_A,
+         "conversation_stats": json.dumps({"turn_count": 4, "user_message_count": 9}),
+         "additional_input": json.dumps({"message_url": "https://slack/x", "sender": "Bot"}),
+         "timestamp": "2025-01-01 10:00:00"},
+        {"Metric Name": "quality", "Dataset-ID": 10, "Signals": json.dumps(
+            {"overall": {"checks": [{"name": "total", "value": 5}, {"name": "relevant", "score": 2}]},
+             "reasoning": "r2"}),
+         "source": "atlas", "Metric Category": "score", "conversation": CONV_A,
+         "conversation_stats": "{}", "additional_input": None, "timestamp": "2025-01-01 10:00:00"},
+        {"Metric Name": "sentiment", "Dataset-ID": 10, "Signals": "{'sentiment': 'happy', 'needs_followup': 'no'}",
+         "source": "atlas", "Metric Category": None, "conversation": CONV_A, "conversation_stats": None,
+         "additional_input": None, "timestamp": "2025-01-01 10:00:00"},
+        # case 2 ----------------------------------------------------------------
+        {"Metric Name": "escalation", "Dataset-ID": 2, "Signals": json.dumps(
+            {"is_escalated": False, "reason": "none", "reasoning": None}),
+         "source": "nova", "Metric Category": "classification", "conversation": CONV_B,
+         "conversation_stats": json.dumps({"user_message_count": 2, "ai_message_count": 3}),
+         "additional_input": "[1, 2]", "timestamp": "2025-01-02 11:00:00"},
+        {"Metric Name": "sentiment", "Dataset-ID": 2, "Signals": json.dumps({"sentiment": "sad", "reasoning": "r3"}),
+         "source": "nova", "Metric Category": "classification", "conversation": CONV_B,
+         "conversation_stats": "not json", "additional_input": None, "timestamp": "2025-01-02 11:00:00"},
+        {"Metric Name": "escalation", "Dataset-ID": 3, "Signals": json.dumps({"is_escalated": True}),
+         "source": "nova", "Metric Category": "classification", "conversation": None,
+         "conversation_stats": None, "additional_input": None, "timestamp": "2025-01-03 11:00:00"},
+        {"Metric Name": "  ", "Dataset-ID": 3, "Signals": json.dumps({"ignored": 1}),
+         "source": "nova", "Metric Category": None, "conversation": None,
+         "conversation_stats": None, "additional_input": None, "timestamp": "2025-01-03 11:00:00"},
+    ]
+    return pd.DataFrame(rows)
+
+
+async def build(store: DuckDBStore, df: pd.DataFrame, visible: list[str] | None = None) -> tuple[Any, list[Any]]:
+    def run(cur: Any) -> tuple[Any, list[Any]]:
+        cur.register("src_df", df)
+        cur.execute("CREATE OR REPLACE TABLE raw AS SELECT * FROM src_df")
+        cur.unregister("src_df")
+        built = hs.build_signals_tables_sync(cur, "raw", "cases", visible or [])
+        return built, hs.read_cases_sync(cur, "cases", 100)[1]
+
+    return await store.run_write(run)
+
+
+async def test_schema_expansion_and_types(store: DuckDBStore) -> None:
+    built, _ = await build(store, v2_frame())
+    schema = built.metric_schema
+    assert list(schema["metrics"]) == ["escalation", "quality", "sentiment"]  # sorted, blank skipped
+    esc = schema["metrics"]["escalation"]
+    # "reasoning" is in 3 of 3 metrics (> 50 %) → common metadata, removed from every metric.
+    assert esc["signals"] == ["is_escalated", "reason", "details"]
+    assert esc["category"] == "classification"
+    assert esc["signal_types"] == {"is_escalated": "boolean", "reason": "string", "details": "object"}
+    assert esc["values"] == {"reason": ["billing", "none"]}
+    q = schema["metrics"]["quality"]
+    assert q["category"] == "score"
+    assert q["signals"] == ["total", "relevant"]  # category dict flattened to name → value/score
+    assert q["signal_types"] == {"total": "number", "relevant": "number"}
+    sent = schema["metrics"]["sentiment"]
+    assert sent["category"] == "classification"  # null category → classification
+    assert sent["signals"] == ["sentiment", "needs_followup"]  # the Python-literal cell was parsed
+    assert sent["values"]["sentiment"] == ["happy", "sad"]
+    assert schema["source_fields"] == ["source_name"] and schema["has_timestamp"] is True
+
+
+async def test_majority_type_wins(store: DuckDBStore) -> None:
+    df = pd.DataFrame({
+        "metric_name": ["m", "m", "m", "other"], "dataset_id": ["a", "b", "c", "a"], "source_name": ["s"] * 4,
+        "signals": [json.dumps({"flag": "yes"}), json.dumps({"flag": True}), json.dumps({"flag": False}),
+                    json.dumps({"x": None})],
+    })
+    built, _ = await build(store, df)
+    assert built.metric_schema["metrics"]["m"]["signal_types"] == {"flag": "boolean"}  # DB-22: 2 of 3
+    assert built.metric_schema["metrics"]["other"]["signal_types"] == {"x": "unknown"}
+
+
+async def test_cases(store: DuckDBStore) -> None:
+    built, cases = await build(store, v2_frame())
+    assert built.case_count == 3
+    assert [c["Case_ID"] for c in cases] == ["2", "3", "10"]  # ascending (numeric) id order
+    c2, c3, c10 = cases
+    assert c10["source_name"] == "atlas"
+    assert c10["Slack_URL"] == "https://slack/x" and c10["Agent_Name"] == "Bot"
+    assert c10["Business"] == "TICK-1"
+    assert c10["Message_Count"] == 4
+    assert c10["Timestamp"] == "2025-01-01 10:00:00"
+    assert c10["Full_Conversation"][1] == {"role": "user", "content": "hi"}
+    assert c10["escalation__is_escalated"] is True
+    assert json.loads(c10["escalation__details"]) == {"team": "billing"}  # JSON string value parsed, stored as text
+    assert c10["quality__total"] == 5 and c10["quality__relevant"] == 2
+    assert c10["sentiment__needs_followup"] == "no"
+    assert c10["reasoning"] == "r1"  # common metadata promoted: first non-null in row order
+    assert "escalation__reasoning" not in c10
+    assert c2["Business"] == LONG_LINE  # first non-blank line, truncated to 80
+    assert c2["Message_Count"] == 5  # user + ai when no turn_count
+    assert c2["Slack_URL"] is None and c2["Agent_Name"] == "nova"
+    assert json.loads(c2["additional_input"]) == [1, 2]
+    assert c2["reasoning"] == "r3"  # null reasoning skipped
+    assert c3["Business"] == "Unknown" and c3["Message_Count"] == 0 and c3["Full_Conversation"] == []
+    assert "sentiment__sentiment" not in c3
+
+
+async def test_visible_metrics(store: DuckDBStore) -> None:
+    built, cases = await build(store, v2_frame(), visible=["sentiment"])
+    assert list(built.metric_schema["metrics"]) == ["sentiment"]
+    assert not any(k.startswith("escalation__") for c in cases for k in c)
+
+
+async def test_missing_signals_is_400(store: DuckDBStore) -> None:
+    df = pd.DataFrame({"metric_name": ["m"], "dataset_id": ["a"], "source": ["s"]})
+    with pytest.raises(Invalid, match="Required columns: metric_name, dataset_id, signals"):
+        await build(store, df)
+
+
+async def test_example_hitl(store: DuckDBStore, settings: Settings) -> None:
+    res = await hs.load_human_signals_example(store, settings, "hitl")
+    assert res.format == "hitl_feedback" and res.row_count == 3 and res.message == "Processed 3 cases"
+    assert [c["Business"] for c in res.data] == ["SUP-1204", "SUP-5893", "SUP-8087"]
+    assert [c["Message_Count"] for c in res.data] == [5, 4, 5]
+    schema = res.metric_schema
+    assert schema is not None and len(schema["metrics"]) == 13
+    assert "reasoning" in schema["metrics"]["priority_level"]["signals"]  # 5/13 metrics: not common
+    kpis = [(k.get("signal"), k.get("format")) for k in (res.display_config or {})["kpi_strip"]]
+    for sig in ("is_escalated", "has_intervention", "is_compliant", "is_resolved", "is_stalemate",
+                "has_actionable_feedback"):
+        assert (sig, "percent") in kpis
+    assert ("time_to_resolution_seconds", "duration") in kpis and ("escalation_turn_index", "number") in kpis
+    info = await store.get_dataset(str(res.dataset_id))
+    assert info.kind == "human_signals" and info.source == "example:hitl"
+    assert info.extra["cases_table"] == f"ds_{info.dataset_id}_cases"
+    page = await hs.list_cases(store, settings, page=2, page_size=2)
+    assert page.row_count == 3 and [c["Case_ID"] for c in page.data] == [res.data[2]["Case_ID"]]
+    sch = await hs.metric_schema(store, settings)
+    assert sch.metric_schema == schema
+    with pytest.raises(NotFound):
+        await hs.load_human_signals_example(store, settings, "v1")
+
+
+async def test_sync_hook_builds_fixed_tables_and_rebuilds_only_when_stale(
+    store: DuckDBStore, settings: Settings
+) -> None:
+    df = v2_frame()
+
+    def make_raw(cur: Any) -> None:
+        cur.register("src_df", df)
+        cur.execute("CREATE OR REPLACE TABLE human_signals_raw AS SELECT * FROM src_df")
+        cur.unregister("src_df")
+
+    await store.run_write(make_raw)
+    schema = await hs.build_human_signals_derived(store, settings, "human_signals_raw", "sync-1")
+    assert schema is not None and list(schema["metrics"]) == ["escalation", "quality", "sentiment"]
+    assert await store.kv_get(hs.SCHEMA_KV) == schema
+    assert await store.kv_get(hs.CASES_SYNC_KV) == "sync-1"
+    rows = await store.fetch(f"SELECT \"Case_ID\" FROM {quote_ident(hs.SYNC_CASES_TABLE)} ORDER BY rowid")
+    assert [r[0] for r in rows.rows] == ["2", "3", "10"]
+    meta = await store.get_metadata(hs.SYNC_CASES_TABLE)
+    assert meta["row_count"] == 3
+    # startup rebuild only when stale
+    await store.kv_set(hs.RAW_SYNC_KV, "sync-1")
+    assert await hs.rebuild_cases_if_stale(store, settings) is False
+    await store.kv_set(hs.RAW_SYNC_KV, "sync-2")
+    assert await hs.rebuild_cases_if_stale(store, settings) is True
+    assert await store.kv_get(hs.CASES_SYNC_KV) == "sync-2"
+    # a synced dataset registered by the sync engine serves /cases from the fixed tables
+    from app.services.duckdb_store import DatasetInfo, utc_now
+
+    await store.register_dataset(DatasetInfo(
+        dataset_id="sync_human_signals", kind="human_signals", source="sync", table_name="human_signals_raw",
+        row_count=len(df), columns=await store.describe("human_signals_raw"), loaded_at=utc_now()))
+    page = await hs.list_cases(store, settings, 1, 50)
+    assert page.row_count == 3 and page.metric_schema == schema and page.source == "duckdb"
+
+
+async def test_sync_hook_skips_non_v2(store: DuckDBStore, settings: Settings) -> None:
+    await store.execute_write("CREATE TABLE human_signals_raw AS SELECT 1 AS x")
+    assert await hs.build_human_signals_derived(store, settings, "human_signals_raw", "s") is None
+    assert not await store.table_exists(hs.SYNC_CASES_TABLE)
+
+
+async def test_db_import_from_postgres(
+    store: DuckDBStore, pg: Any, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    pg.execute("CREATE TABLE hs (dataset_id text, metric_name text, signals jsonb, source text)")
+    pg.execute("""INSERT INTO hs VALUES ('a', 'm1', '{"is_ok": true}', 's1'), ('a', 'm2', '{"label": "x"}', 's1'),
+                  ('b', 'm1', '{"is_ok": false}', 's2')""")
+    (tmp_path / "custom" / "config" / "human_signals_db.yaml").write_text(
+        f"human_signals_db:\n  host: {pg.host}\n  port: {pg.port}\n  database: {pg.database}\n"
+        f"  username: {pg.user}\n  ssl_mode: disable\n  schema: {pg.schema}\n  table: hs\n"
+    )
+    res = await hs.import_human_signals_from_db(store, make_settings())
+    assert res.source == "database" and res.row_count == 2
+    assert [c["m1__is_ok"] for c in res.data] == [True, False]
+    assert res.metric_schema is not None and res.metric_schema["metrics"]["m1"]["signal_types"] == {"is_ok": "boolean"}
