@@ -63,9 +63,13 @@ class PayloadTooLarge(ServiceError):
 
 
 class Unprocessable(ServiceError):
-    """Semantically invalid request (validation)."""
+    """Semantically invalid request (validation); answered in FastAPI's 422 list form at ``loc``."""
 
     status_code = 422
+
+    def __init__(self, message: str, loc: tuple[str, ...] = ("body",)) -> None:
+        super().__init__(message)
+        self.loc = loc
 
 
 class TooManyRequests(ServiceError):
@@ -91,6 +95,10 @@ async def service_error_handler(request: Request, exc: Exception) -> JSONRespons
     assert isinstance(exc, ServiceError)
     if exc.status_code >= 500:
         logger.warning("%s %s -> %s: %s", request.method, request.url.path, exc.status_code, exc.message)
+    if isinstance(exc, Unprocessable):
+        # 422 keeps FastAPI's validation-error list form (spec decision 1; the declared OpenAPI schema).
+        item = {"type": "value_error", "loc": list(exc.loc), "msg": exc.message}
+        return JSONResponse({"detail": [item]}, status_code=422)
     return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
 
 
