@@ -485,51 +485,41 @@ async def latency_distribution(
         return empty
     where = build_where(t, f, config)
     dedupe = t.is_long and t.has("dataset_id")
-    key = quote_ident("dataset_id") if dedupe else "row_number() OVER ()"
     g_expr = t.text(grp) if grp else "NULL::VARCHAR"
+    key = quote_ident("dataset_id") if dedupe else "NULL"
     base = f"SELECT {key} AS k, {g_expr} AS g, {t.num(lat)} AS v FROM {t.sql} {where.sql()}"
-    # Per record overall; per (group, record) for by_group.
-    sql_all = f"WITH base AS ({base}) SELECT max(v) AS v FROM base WHERE v IS NOT NULL GROUP BY k"
-    sql_grp = (f"WITH base AS ({base}) SELECT g, max(v) AS v FROM base "
-               f"WHERE v IS NOT NULL AND g IS NOT NULL GROUP BY g, k")
+    # Latency once per record in long format (DB-31); wide rows are records already.
+    r_all = ("SELECT max(v) AS v FROM base WHERE v IS NOT NULL GROUP BY k" if dedupe
+             else "SELECT v FROM base WHERE v IS NOT NULL")
+    r_grp = ("SELECT g, max(v) AS v FROM base WHERE v IS NOT NULL AND g IS NOT NULL GROUP BY g, k" if dedupe
+             else "SELECT g, v FROM base WHERE v IS NOT NULL AND g IS NOT NULL")
+    bucket = "LEAST(GREATEST(CAST(floor((v - lo) / (hi - lo) * ?) AS BIGINT) + 1, 1), ?)"
+    sql_all = f"""
+        WITH base AS ({base}), r AS MATERIALIZED ({r_all}),
+        b AS (SELECT min(v) AS lo, CASE WHEN max(v) = min(v) THEN min(v) + 1 ELSE max(v) END AS hi,
+                     count(v) AS n, quantile_cont(v, [0.5, 0.95, 0.99]) AS q FROM r)
+        SELECT {bucket} AS bk, count(*), any_value(lo), any_value(hi), any_value(q) FROM r, b GROUP BY bk"""
+    sql_grp = f"""
+        WITH base AS ({base}), r AS MATERIALIZED ({r_grp}), b AS (SELECT ?::DOUBLE AS lo, ?::DOUBLE AS hi),
+        gp AS (SELECT g, quantile_cont(v, [0.5, 0.95, 0.99]) AS q FROM r GROUP BY g)
+        SELECT g, {bucket} AS bk, count(*), any_value(gp.q) FROM r JOIN gp USING (g), b GROUP BY g, bk ORDER BY g"""
     params = where.params
 
     def _run(cur: duckdb.DuckDBPyConnection) -> tuple[Any, list[Any], list[Any], list[Any]]:
-        stats = cur.execute(
-            f"WITH r AS ({sql_all}) SELECT min(v), max(v), count(v), quantile_cont(v, [0.5, 0.95, 0.99]) FROM r",
-            params,
-        ).fetchone()
-        if not stats or not stats[2]:
-            return stats, [], [], []
-        lo = float(stats[0])
-        hi = float(stats[1])
-        if hi == lo:
-            hi = lo + 1.0
-        bucket = "LEAST(GREATEST(CAST(floor((v - ?) / (? - ?) * ?) AS BIGINT) + 1, 1), ?)"
-        bparams = [lo, hi, lo, bins, bins]
-        hist = cur.execute(
-            f"WITH r AS ({sql_all}) SELECT {bucket} AS b, count(*) FROM r GROUP BY b", [*params, *bparams]
-        ).fetchall()
+        hist = cur.execute(sql_all, [*params, bins, bins]).fetchall()
+        if not hist:
+            return None, [], [], []
+        lo, hi, q = float(hist[0][2]), float(hist[0][3]), hist[0][4]
         ghist: list[Any] = []
-        gpct: list[Any] = []
         if grp:
-            ghist = cur.execute(
-                f"WITH r AS ({sql_grp}) SELECT g, {bucket} AS b, count(*) FROM r GROUP BY g, b",
-                [*params, *bparams],
-            ).fetchall()
-            gpct = cur.execute(
-                f"WITH r AS ({sql_grp}) SELECT g, quantile_cont(v, [0.5, 0.95, 0.99]) FROM r GROUP BY g ORDER BY g",
-                params,
-            ).fetchall()
-        return stats, hist, ghist, gpct
+            ghist = cur.execute(sql_grp, [*params, lo, hi, bins, bins]).fetchall()
+        gpct = list({g: (g, gq) for g, _, _, gq in ghist}.values())
+        return (lo, hi, 1, q), [(bk, n) for bk, n, *_ in hist], [(g, bk, n) for g, bk, n, _ in ghist], gpct
 
     stats, hist, ghist, gpct = await store.run_read(_run)
     if not stats or not stats[2]:
         return empty
-    lo = float(stats[0])
-    hi = float(stats[1])
-    if hi == lo:
-        hi = lo + 1.0
+    lo, hi = float(stats[0]), float(stats[1])
     width = (hi - lo) / bins
     counts = [0] * bins
     for b, n in hist:
@@ -566,14 +556,18 @@ async def class_distribution(
         where.add(f"{t.text('metric_name')} = ?", metric)
     else:
         raise Invalid(f"Missing metric column: {metric}")
-    fractions = [i / (MAX_RAW_VALUES - 1) for i in range(MAX_RAW_VALUES)]
+    # Values: all of them up to the cap, else an evenly spaced sorted sketch with min and max (DB-32).
     sql = f"""
-        SELECT g, count(v), avg(v), coalesce(stddev_samp(v), 0), min(v), max(v), median(v),
-               CASE WHEN count(v) <= ? THEN list(v) ELSE quantile_cont(v, ?::DOUBLE[]) END
-        FROM (SELECT {t.text(group_by)} AS g, {value_expr} AS v FROM {t.sql} {where.sql()})
-        WHERE v IS NOT NULL AND g IS NOT NULL GROUP BY g ORDER BY g
+        WITH d AS (SELECT g, v FROM (SELECT {t.text(group_by)} AS g, {value_expr} AS v FROM {t.sql} {where.sql()})
+                   WHERE v IS NOT NULL AND g IS NOT NULL),
+        st AS (SELECT g, count(v) AS n, avg(v) AS a, coalesce(stddev_samp(v), 0) AS sd, min(v) AS mn,
+                      max(v) AS mx, median(v) AS md FROM d GROUP BY g),
+        r AS (SELECT g, v, row_number() OVER (PARTITION BY g ORDER BY v) AS rn FROM d),
+        picks AS (SELECT r.g, list(r.v ORDER BY r.rn) AS vals FROM r JOIN st USING (g)
+                  WHERE st.n <= ? OR (r.rn - 1) % CAST(ceil(st.n / ?) AS BIGINT) = 0 OR r.rn = st.n GROUP BY r.g)
+        SELECT st.g, st.n, st.a, st.sd, st.mn, st.mx, st.md, picks.vals FROM st JOIN picks USING (g) ORDER BY st.g
     """
-    rows = (await store.fetch(sql, [MAX_RAW_VALUES, fractions, *where.params])).rows
+    rows = (await store.fetch(sql, [*where.params, MAX_RAW_VALUES, MAX_RAW_VALUES - 1])).rows
     data = [
         ClassDistributionGroup(
             group=g,
