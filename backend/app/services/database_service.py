@@ -61,7 +61,7 @@ from app.models.database import (
     TablesResponse,
 )
 from app.serialization import clean_json
-from app.services import data_processor, monitoring_service
+from app.services import data_processor, human_signals_service, monitoring_service
 from app.services.connection_store import ConnectionHandle, ConnectionStore, Credentials, scrub_error
 from app.services.duckdb_store import DatasetInfo, DuckDBStore, quote_ident
 from app.services.sql_safety import table_allowed, validate_select
@@ -689,6 +689,17 @@ async def _import(
             await store.execute_write(f"DROP TABLE IF EXISTS {quote_ident(scratch)}")
 
 
+async def _land_signals(
+    store: DuckDBStore, settings: Settings, scratch: str, cols: list[_ArrowColumn], custom: dict[str, str],
+    qualify: str,
+) -> DatasetInfo:
+    """Human-signals rows go through the human-signals loader (raw rows + cases + metric schema)."""
+    select = ", ".join(f"{quote_ident(c.name)} AS {quote_ident(custom.get(c.name, c.name))}" for c in cols)
+    sql = f"SELECT {select} FROM {quote_ident(scratch)}{qualify} ORDER BY {ORDINAL}"
+    table: pa.Table = await store.run_read(lambda cur: cur.execute(sql).fetch_arrow_table())
+    return await human_signals_service.land_arrow_signals(store, settings, table, None, "database")
+
+
 def _check_result_names(names: list[str]) -> None:
     seen: dict[str, str] = {}
     dups = []
@@ -782,9 +793,6 @@ async def _land(
             if plan.kind == "monitoring":
                 res = monitoring_service.process_monitoring_sync(cur, raw, staging, None)
                 holder.update(format=res.format, message=res.message)
-            elif plan.kind == "human_signals":
-                _renamed(cur, raw, staging, plan.renames)
-                holder.update(format="hitl_feedback", message="Human signals rows imported")
             else:
                 _renamed(cur, raw, staging, plan.renames)
                 try:
@@ -802,13 +810,17 @@ async def _land(
         cur.execute("UPDATE datasets SET format = ? WHERE dataset_id = ?", [info.format, info.dataset_id])
 
     try:
-        info = await store.land_dataset(
-            kind=plan.kind,
-            source="database",
-            build=build,
-            extra={"target_store": target_store, "rows_read": read},
-            after_swap=after,
-        )
+        if plan.kind == "human_signals":
+            info = await _land_signals(store, settings, scratch, cols, custom, qualify)
+            holder.update(format=info.format or human_signals_service.FORMAT, message="")
+        else:
+            info = await store.land_dataset(
+                kind=plan.kind,
+                source="database",
+                build=build,
+                extra={"target_store": target_store, "rows_read": read},
+                after_swap=after,
+            )
     except duckdb.Error as exc:
         raise Invalid(f"Import failed: {str(exc).splitlines()[0][:300]}") from None
     if plan.kind == "monitoring":

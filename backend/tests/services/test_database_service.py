@@ -25,6 +25,7 @@ from app.models.database import (
     TableRef,
 )
 from app.services import database_service as ds
+from app.services import human_signals_service
 from app.services.connection_store import ConnectionStore
 from app.services.duckdb_store import DuckDBStore, quote_ident
 from tests.conftest import PgSchema
@@ -435,9 +436,10 @@ async def test_import_rename_map_of_targeted_store_and_kinds(
             conns, store, settings, handle,
             QueryImportRequest(handle=handle, query=f'SELECT * FROM "{people.schema}".hs'), "human_signals",
         )  # fmt: skip
-        assert hs.kind == "human_signals"
-        types = {c["name"]: c["type"] for c in (await store.get_dataset(hs.dataset_id or "")).columns}
-        assert types["signals"] == "JSON"
+        assert hs.kind == "human_signals" and hs.format == "hitl_feedback" and hs.row_count == 1
+        cases = await human_signals_service.list_cases(store, settings, 1, 50, hs.dataset_id)
+        assert [c["Case_ID"] for c in cases.data] == ["1"]
+        assert cases.data[0]["m__is_ok"] is True
     finally:
         await conns.close_all()
 
