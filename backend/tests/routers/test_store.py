@@ -348,3 +348,18 @@ async def test_human_signals_paths_serve_cases_and_raw_rows(
         assert raw["total"] == 6
         meta = (await client.get("/api/store/metadata/human_signals")).json()["metadata"]
         assert meta["row_count"] == 3
+
+
+async def test_scheduler_is_a_lifespan_task_cancelled_on_shutdown(
+    make_settings: Callable[..., Settings], make_client: Callable[[Settings], Any], source: PgSchema
+) -> None:
+    settings = configure(make_settings, source, columns=MAP, refresh_interval_minutes=5)
+    wrapper = make_client(settings)
+    async with wrapper as client:
+        assert (await client.get("/api/store/status")).json()["datasets"]["monitoring_data"][
+            "refresh_interval_minutes"
+        ] == 5
+        task = wrapper.app.state.tasks.get("sync-background")
+        assert task is not None and not task.done()
+    assert task.cancelled()
+    assert not wrapper.app.state.sync_engine.leader.held

@@ -478,3 +478,28 @@ async def test_human_signals_sync_runs_the_real_derived_build(
         status = await e.engine.get_status("human_signals_cases")
         assert status["state"] == "ready" and status["rows"] == 4
         assert await e.engine.repair_derived() is False
+
+
+async def test_scheduler_syncs_due_datasets_incrementally(
+    make_settings: Callable[..., Settings], source: PgSchema
+) -> None:
+    settings = configure(make_settings, source, columns=MAP, refresh_interval_minutes=1, incremental_column="seq")
+    async with Env(settings) as e:
+        ticks = iter(range(0, 10**9, 120))  # every clock reading is two minutes later
+
+        def clock() -> float:
+            return float(next(ticks))
+
+        task = asyncio.create_task(e.engine.run_scheduler(clock=clock))
+        try:
+            for _ in range(600):
+                status = await e.engine.get_status("monitoring_data")
+                if status["state"] == "ready" and status.get("sync_type") == "incremental":
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert status["state"] == "ready" and status["reason"] == "scheduled"
+        assert status["sync_type"] == "incremental" and status["rows"] == 60
