@@ -8,6 +8,7 @@ relation and reshaped with the same SQL.
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import decimal
 import json
@@ -449,12 +450,35 @@ def eval_csv_transform(cur: duckdb.DuckDBPyConnection, table: str, load: CsvLoad
     return process_eval_table(cur, table)
 
 
+def parse_literal_list(value: Any) -> Any:
+    """§4.3 retrieved_content cell: JSON or Python literal when it parses, else the raw string; null → []."""
+    if value is None:
+        return []
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text:
+        return []
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return value
+
+
 async def load_result(store: DuckDBStore, info: DatasetInfo, report: CsvTransform, row_cap: int) -> EvalLoadResult:
     """Fetch the preview and the capped ``data`` rows of a stored dataset."""
     limit = max(row_cap, PREVIEW_ROWS)
 
     def _fetch(cur: duckdb.DuckDBPyConnection) -> WideTable:
-        return fetch_rows(cur, f"SELECT * FROM {quote_ident(info.table_name)} ORDER BY rowid LIMIT ?", [limit])
+        table = fetch_rows(cur, f"SELECT * FROM {quote_ident(info.table_name)} ORDER BY rowid LIMIT ?", [limit])
+        if "retrieved_content" in table.columns and report.format in LONG_FORMATS:
+            for row in table.data:
+                row["retrieved_content"] = parse_literal_list(row["retrieved_content"])
+        return table
 
     table = await store.run_read(_fetch)
     data = table.data[:row_cap]

@@ -110,6 +110,16 @@ async def test_tree_parent_blank_to_null_and_metadata_fill(store: DuckDBStore, t
                                    " ORDER BY rowid")
     assert rows == [{"parent": None, "data_metadata": "{}", "retrieved_content": "[]"},
                     {"parent": "root", "data_metadata": '{"k": 1}', "retrieved_content": '["doc"]'}]
+    # the response rows carry retrieved_content parsed (Ref): JSON / Python literal, else the raw text
+    assert [r["retrieved_content"] for r in res.data] == [[], ["doc"]]
+
+
+def test_parse_literal_list() -> None:
+    assert dp.parse_literal_list(None) == []
+    assert dp.parse_literal_list('["a", "b"]') == ["a", "b"]
+    assert dp.parse_literal_list("['a', 'b']") == ["a", "b"]
+    assert dp.parse_literal_list("just text, no list") == "just text, no list"
+    assert dp.parse_literal_list("  ") == []
 
 
 async def test_eval_runner_long_export_is_processed(store: DuckDBStore, tmp_path: Path) -> None:
