@@ -30,6 +30,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import asyncpg
 import duckdb
 import pyarrow as pa
@@ -510,8 +511,9 @@ def _arrow_column(name: str, pg_type: Any, declared: str | None) -> _ArrowColumn
 
 def _record_batch(records: Sequence[asyncpg.Record], cols: list[_ArrowColumn], start: int) -> pa.Table:
     arrays = []
+    transposed = list(zip(*records, strict=True)) if records else [() for _ in cols]
     for i, col in enumerate(cols):
-        values = [rec[i] for rec in records]
+        values: Sequence[Any] = transposed[i]
         if col.convert is not None:
             conv = col.convert
             values = [None if v is None else conv(v) for v in values]
@@ -733,7 +735,7 @@ async def _stream(
         records = await cursor.fetch(batch_rows)
         if not records:
             break
-        batch = _record_batch(records, cols, total)
+        batch = await anyio.to_thread.run_sync(_record_batch, records, cols, total)  # CPU work off the event loop
         first = not created
 
         def _append(cur: duckdb.DuckDBPyConnection, batch: pa.Table = batch, first: bool = first) -> None:
