@@ -37,7 +37,7 @@ WHITESPACE = frozenset(" \t\n\r\f\v")
 FORBIDDEN_KEYWORDS = frozenset(
     {
         "insert", "update", "delete", "merge", "drop", "create", "alter", "truncate", "copy",
-        "grant", "revoke", "vacuum", "analyze", "analyse", "reindex", "cluster", "refresh", "lock",
+        "grant", "revoke", "vacuum", "analyze", "analyse", "reindex", "lock",
         "call", "do", "execute", "prepare", "deallocate", "listen", "unlisten", "notify", "set",
         "reset", "discard", "into",
     }

@@ -69,6 +69,8 @@ def test_tokenizer_rejects_unterminated(sql: str) -> None:
         ("SELECT x AS update FROM t", "SELECT x AS update FROM t"),
         ("SELECT substring(s FROM 1 FOR 2) FROM t", "SELECT substring(s FROM 1 FOR 2) FROM t"),
         ("SELECT pg_sleep(1)", "SELECT pg_sleep(1)"),
+        ("SELECT cluster, refresh FROM emb", "SELECT cluster, refresh FROM emb"),
+        ('SELECT "delete", "update" FROM t', 'SELECT "delete", "update" FROM t'),
     ],
 )
 def test_accepts_read_only_selects(sql: str, expected_sql: str) -> None:
