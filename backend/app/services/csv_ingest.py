@@ -405,6 +405,10 @@ def create_table_from_csv(
             cur.execute(f"CREATE OR REPLACE TEMP TABLE {qraw} AS SELECT * FROM {source}", [file_param])
         except duckdb.Error as exc:
             raise Invalid(_csv_error_message(exc)) from None
+        tz_row = cur.execute("SELECT current_setting('TimeZone')").fetchone()
+        previous_tz = str(tz_row[0]) if tz_row else "UTC"
+        # Offset-less text timestamps are UTC (as the sniffed path stores them), whatever the server zone.
+        cur.execute("SET TimeZone = 'UTC'")
         try:
             cols = _infer_types_sql(cur, raw, header)
             select = ", ".join(
@@ -418,6 +422,7 @@ def create_table_from_csv(
             cur.execute(f"{create} {qtable} AS SELECT {select} FROM {qraw}")
         finally:
             cur.execute(f"DROP TABLE IF EXISTS {qraw}")
+            cur.execute(f"SET TimeZone = {_sql_str(previous_tz)}")
         inferred = True
     count_row = cur.execute(f"SELECT count(*) FROM {qtable}").fetchone()
     row_count = int(count_row[0]) if count_row else 0

@@ -214,6 +214,18 @@ def test_value_after_sniff_sample_falls_back_to_sql_inference(tmp_path: Path) ->
     assert first_non_numeric_value(con, "t", "metric_score") == (25_001, "high")
 
 
+def test_sql_inference_reads_naive_timestamps_as_utc(tmp_path: Path) -> None:
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'America/New_York'")
+    rows = "".join(f"{i},2026-01-01 10:00:00\n" for i in range(25_000))
+    data = ("id,ts\n" + rows + "x,2026-01-01T12:00:00+02:00\n").encode()
+    res = create_table_from_csv(con, _write(tmp_path, "tz.csv", data), "t")
+    assert res.inferred_by_sql is True
+    assert {c["name"]: c["type"] for c in res.columns} == {"id": "VARCHAR", "ts": "TIMESTAMP"}
+    assert con.execute("SELECT DISTINCT ts FROM t ORDER BY ts").fetchall() == [(dt.datetime(2026, 1, 1, 10, 0),)]
+    assert con.execute("SELECT current_setting('TimeZone')").fetchone() == ("America/New_York",)
+
+
 def test_first_non_numeric_value_none_for_numbers(tmp_path: Path) -> None:
     con, _ = _load(tmp_path, b"s\n1\n\n2.5\n")
     assert first_non_numeric_value(con, "t", "s") is None
