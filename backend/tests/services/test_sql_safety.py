@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.errors import Unprocessable
 from app.services.sql_safety import RelationRef, table_allowed, tokenize, validate_select
@@ -205,3 +209,30 @@ def test_table_allowed_folding() -> None:
     assert not table_allowed("public", "Orders", ["orders"])
     assert table_allowed("public", "Orders", ['"Orders"'])
     assert RelationRef(None, "t").__str__() == "t"
+
+
+# ---------------------------------------------------------------- properties
+SQL_ALPHABET = "abcdeEuUxXnN$;'\"-/*() \n\t.,1_&\\é"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=SQL_ALPHABET, max_size=40))
+def test_tokens_cover_the_input_exactly(sql: str) -> None:
+    try:
+        tokens = tokenize(sql)
+    except Unprocessable:
+        return
+    assert "".join(t.text for t in tokens) == sql
+    assert all(a.end == b.start for a, b in itertools.pairwise(tokens))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(alphabet=SQL_ALPHABET, max_size=30))
+def test_validated_sql_never_holds_a_statement_separator_or_comment(tail: str) -> None:
+    try:
+        safe = validate_select("SELECT " + tail)
+    except Unprocessable:
+        return
+    sig = [t for t in tokenize(safe.sql) if t.kind not in ("space",)]
+    assert not any(t.kind == "comment" for t in sig)
+    assert not any(t.kind == "op" and t.text == ";" for t in sig)
