@@ -168,7 +168,7 @@ def http_analytics(csv_path: Path, home: Path, repeat: int) -> dict[str, Any]:
     from app.config import Settings
     from app.config.constants import Thresholds
     from app.main import create_app
-    from app.services.eval_analytics import Relation, values_sql
+    from app.services.eval_analytics import METRIC, VAL, Relation, extra_alias, values_sql
 
     settings = Settings(_env_file=None, axis_home=home, axis_custom_dir=home / "custom")  # type: ignore[call-arg]
     app = create_app(settings)
@@ -194,16 +194,17 @@ def http_analytics(csv_path: Path, home: Path, repeat: int) -> dict[str, Any]:
             metrics = [m["metric_name"] for m in summary_body["summary"]]
             vals, params = values_sql(rel, metrics)
             cvals, cparams = values_sql(rel, metrics, extra=["evaluation_name"])
+            m, v, g = METRIC, VAL, extra_alias(0)
             cases = {
                 "summary": ("/api/analytics/summary", {},
-                            "SELECT metric_name, avg(v), coalesce(stddev_samp(v), 0), min(v), max(v), count(v), "
-                            "avg(CASE WHEN v >= ? THEN 1.0 ELSE 0.0 END) FILTER (WHERE v IS NOT NULL) "
-                            f"FROM ({vals}) GROUP BY metric_name HAVING count(v) > 0",
+                            f"SELECT {m}, avg({v}), coalesce(stddev_samp({v}), 0), min({v}), max({v}), count({v}), "
+                            f"avg(CASE WHEN {v} >= ? THEN 1.0 ELSE 0.0 END) FILTER (WHERE {v} IS NOT NULL) "
+                            f"FROM ({vals}) GROUP BY {m} HAVING count({v}) > 0",
                             [Thresholds.PASSING_RATE, *params]),
                 "comparison": ("/api/analytics/comparison", {"group_by": "evaluation_name"},
-                               "SELECT CAST(evaluation_name AS VARCHAR) AS grp, metric_name, avg(v), "
-                               f"coalesce(stddev_samp(v), 0), count(v) FROM ({cvals}) WHERE evaluation_name IS NOT "
-                               "NULL GROUP BY grp, metric_name ORDER BY grp, metric_name", cparams),
+                               f"SELECT CAST({g} AS VARCHAR) AS grp, {m}, avg({v}), coalesce(stddev_samp({v}), 0), "
+                               f"count({v}) FROM ({cvals}) WHERE {g} IS NOT NULL GROUP BY grp, {m} ORDER BY grp, {m}",
+                               cparams),
             }
             for name, (path, qp, sql, sql_params) in cases.items():
                 client.post(path, params=qp).raise_for_status()  # warm-up

@@ -232,19 +232,31 @@ def record_count(cur: duckdb.DuckDBPyConnection, rel: Relation) -> int:
     return rel.cached_records
 
 
+VAL = "__axis_v"
+METRIC = "__axis_m"
+
+
+def extra_alias(i: int) -> str:
+    """Name of the i-th ``extra`` column in :func:`values_sql` output."""
+    return f"__axis_e{i}"
+
+
 def values_sql(rel: Relation, metrics: Sequence[str], extra: Sequence[str] = ()) -> tuple[str, list[Any]]:
-    """SELECT <extra...>, metric_name, v: one row per (record, metric) value (v may be NULL)."""
-    extra_q = "".join(f"{quote_ident(c)}, " for c in extra)
+    """SELECT __axis_e<i> (extra columns), __axis_m (metric name), __axis_v (value, may be NULL).
+
+    One row per (record, metric). Internal aliases cannot collide with user column names.
+    """
+    extra_q = "".join(f"{quote_ident(c)} AS {extra_alias(i)}, " for i, c in enumerate(extra))
     if rel.long:
         marks = ", ".join("?" for _ in metrics)
         sql = (
-            f"SELECT {extra_q}CAST(metric_name AS VARCHAR) AS metric_name, "
-            f"TRY_CAST(metric_score AS DOUBLE) AS v FROM {rel.q} "
+            f"SELECT {extra_q}CAST(metric_name AS VARCHAR) AS {METRIC}, "
+            f"TRY_CAST(metric_score AS DOUBLE) AS {VAL} FROM {rel.q} "
             f"WHERE CAST(metric_name AS VARCHAR) IN ({marks})"
         )
         return sql, list(metrics)
     parts = [
-        f"SELECT {extra_q}CAST(? AS VARCHAR) AS metric_name, CAST({quote_ident(m)} AS DOUBLE) AS v FROM {rel.q}"
+        f"SELECT {extra_q}CAST(? AS VARCHAR) AS {METRIC}, CAST({quote_ident(m)} AS DOUBLE) AS {VAL} FROM {rel.q}"
         for m in metrics
     ]
     return " UNION ALL ".join(parts), list(metrics)
@@ -315,9 +327,9 @@ async def summary(store: DuckDBStore, inp: AnalyticsInput) -> dict[str, Any]:
             return {"summary": [], "total_records": total}
         vals, params = values_sql(rel, metrics)
         rows = cur.execute(
-            f"SELECT metric_name, avg(v), coalesce(stddev_samp(v), 0), min(v), max(v), count(v), "
-            f"avg(CASE WHEN v >= ? THEN 1.0 ELSE 0.0 END) FILTER (WHERE v IS NOT NULL) "
-            f"FROM ({vals}) GROUP BY metric_name HAVING count(v) > 0",
+            f"SELECT {METRIC}, avg({VAL}), coalesce(stddev_samp({VAL}), 0), min({VAL}), max({VAL}), count({VAL}), "
+            f"avg(CASE WHEN {VAL} >= ? THEN 1.0 ELSE 0.0 END) FILTER (WHERE {VAL} IS NOT NULL) "
+            f"FROM ({vals}) GROUP BY {METRIC} HAVING count({VAL}) > 0",
             [Thresholds.PASSING_RATE, *params],
         ).fetchall()
         by_name = {r[0]: r for r in rows}
@@ -353,8 +365,8 @@ async def distribution(store: DuckDBStore, inp: AnalyticsInput, *, metric: str, 
         _require_metric(cur, rel, metric, "Metric")
         vals, params = values_sql(rel, [metric])
         stats = cur.execute(
-            "SELECT count(v), avg(v), quantile_cont(v, 0.5), stddev_samp(v), quantile_cont(v, 0.25), "
-            f"quantile_cont(v, 0.75), min(v), max(v) FROM ({vals})",
+            f"SELECT count({VAL}), avg({VAL}), quantile_cont({VAL}, 0.5), stddev_samp({VAL}), "
+            f"quantile_cont({VAL}, 0.25), quantile_cont({VAL}, 0.75), min({VAL}), max({VAL}) FROM ({vals})",
             params,
         ).fetchone()
         assert stats is not None
@@ -366,8 +378,8 @@ async def distribution(store: DuckDBStore, inp: AnalyticsInput, *, metric: str, 
             norm = bins / (hi - lo)
             # numpy.histogram's rule: index by scaling, then correct against the exact edges.
             hist = cur.execute(
-                f"WITH b AS (SELECT v, least(greatest(CAST(floor((v - ?) * ?) AS BIGINT), 0), ?) AS i "
-                f"FROM ({vals}) WHERE v IS NOT NULL), "
+                f"WITH b AS (SELECT {VAL} AS v, least(greatest(CAST(floor(({VAL} - ?) * ?) AS BIGINT), 0), ?) AS i "
+                f"FROM ({vals}) WHERE {VAL} IS NOT NULL), "
                 "e AS (SELECT ?::DOUBLE[] AS edges) "
                 "SELECT CASE WHEN v < edges[i + 1] THEN i - 1 "
                 "WHEN i < ? AND v >= edges[i + 2] THEN i + 1 ELSE i END AS bin, count(*) "
@@ -377,7 +389,7 @@ async def distribution(store: DuckDBStore, inp: AnalyticsInput, *, metric: str, 
             for b, c in hist:
                 counts[min(max(int(b), 0), bins - 1)] += int(c)
         values_rows = cur.execute(
-            f"SELECT v FROM ({vals}) WHERE v IS NOT NULL LIMIT ?", [*params, DISTRIBUTION_VALUE_CAP]
+            f"SELECT {VAL} FROM ({vals}) WHERE {VAL} IS NOT NULL LIMIT ?", [*params, DISTRIBUTION_VALUE_CAP]
         ).fetchall()
         values = [float(r[0]) for r in values_rows]
         std = _f(stats[3]) if n >= 2 else 0.0
@@ -410,10 +422,11 @@ async def comparison(
         if not chosen:
             raise Invalid("No numeric metrics to compare")
         vals, params = values_sql(rel, chosen, extra=[group_by])
-        g = quote_ident(group_by)
+        g = extra_alias(0)
         rows = cur.execute(
-            f"SELECT CAST({g} AS VARCHAR) AS grp, metric_name, avg(v), coalesce(stddev_samp(v), 0), count(v) "
-            f"FROM ({vals}) WHERE {g} IS NOT NULL GROUP BY grp, metric_name ORDER BY grp, metric_name",
+            f"SELECT CAST({g} AS VARCHAR) AS __axis_grp, {METRIC}, avg({VAL}), coalesce(stddev_samp({VAL}), 0), "
+            f"count({VAL}) FROM ({vals}) WHERE {g} IS NOT NULL GROUP BY __axis_grp, {METRIC} "
+            f"ORDER BY __axis_grp, {METRIC}",
             params,
         ).fetchall()
         groups: dict[str, dict[str, Any]] = {}
@@ -460,14 +473,14 @@ async def radar(
         if group_by:
             _check_column(rel, group_by, "Column")
             vals, params = values_sql(rel, chosen, extra=[group_by])
-            grp_expr = f"CAST({quote_ident(group_by)} AS VARCHAR)"
-            where = f"WHERE {quote_ident(group_by)} IS NOT NULL"
+            grp_expr = f"CAST({extra_alias(0)} AS VARCHAR)"
+            where = f"WHERE {extra_alias(0)} IS NOT NULL"
         else:
             vals, params = values_sql(rel, chosen)
             grp_expr, where = "'Overall'", ""
         rows = cur.execute(
-            f"SELECT {grp_expr} AS grp, metric_name, avg(v) FROM ({vals}) {where} "
-            "GROUP BY grp, metric_name ORDER BY grp",
+            f"SELECT {grp_expr} AS __axis_grp, {METRIC}, avg({VAL}) FROM ({vals}) {where} "
+            f"GROUP BY __axis_grp, {METRIC} ORDER BY __axis_grp",
             params,
         ).fetchall()
         traces: dict[str, dict[str, float]] = {}

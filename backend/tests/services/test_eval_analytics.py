@@ -221,6 +221,19 @@ async def test_comparison_null_groups_dropped_and_empty_metric_omitted(store: Du
     ]
 
 
+async def test_group_by_column_named_like_internal_columns(store: DuckDBStore, long_rows: list[dict[str, Any]]) -> None:
+    # Long data grouped by its own metric_name, and wide data with columns called "v"/"grp".
+    res = await ea.comparison(store, ea.AnalyticsInput(rows=long_rows), group_by="metric_name", metrics=["m_a"])
+    assert res["groups"] == ["m_a"]
+    assert res["comparison"][0]["m_a"]["mean"] == pytest.approx(statistics.mean(values(long_rows, "m_a")))
+    rows = [{"v": 1.0, "grp": "a", "metric_name": "x", "w": 2.0, "u": 3.0}, {"v": 3.0, "grp": "a", "metric_name": "y",
+                                                                             "w": 4.0, "u": 5.0}]
+    res = await ea.comparison(store, ea.AnalyticsInput(rows=rows), group_by="grp", metrics=["v"])
+    assert res["comparison"] == [{"group": "a", "v": {"mean": 2.0, "std": pytest.approx(math.sqrt(2)), "count": 2}}]
+    radar = await ea.radar(store, ea.AnalyticsInput(rows=rows), metrics=["v", "w", "u"], group_by="metric_name")
+    assert radar["traces"] == [{"name": "x", "values": [1.0, 2.0, 3.0]}, {"name": "y", "values": [3.0, 4.0, 5.0]}]
+
+
 async def test_radar(store: DuckDBStore, stored: str, long_rows: list[dict[str, Any]]) -> None:
     chosen = ["m_a", "m_b", "m_c"]
     for inp in sources(long_rows):
