@@ -77,12 +77,16 @@ async def reset_watermark(engine: SyncEngine, dataset: str) -> ResetWatermarkRes
 
 
 async def store_status(engine: SyncEngine, settings: Settings) -> StoreStatusResponse:
-    """Persisted status of every API table plus sync configuration hints."""
+    """Persisted status of every API table plus sync configuration hints.
+
+    ``running`` is read before the statuses, so an empty ``running`` means every status shown is settled.
+    """
+    running = engine.running()
     report = await engine.status_report()
     return StoreStatusResponse(
         enabled=settings.duckdb.enabled,
         leader=engine.leader.held,
-        running=engine.running(),
+        running=running,
         datasets={name: DatasetSyncStatus.model_validate(st) for name, st in report.items()},
     )
 
