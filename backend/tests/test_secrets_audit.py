@@ -8,7 +8,8 @@ marker in their URL. The test then calls every GET operation of the OpenAPI docu
 parameters filled with plausible values), every operation with an empty request, and the error
 paths that handle credentials: a wrong password (a loopback server that refuses it the way
 PostgreSQL does), an unreachable host, an unknown database, the ``********`` placeholder that
-substitutes a configured password, the three database imports with a bad DSN, and syncs that fail.
+substitutes a configured password, the three database imports with a bad DSN, syncs that fail, and
+LLM calls that the provider refuses with an error quoting the key.
 Logs are captured at DEBUG on the root and uvicorn loggers, together with everything written to
 stdout/stderr; bodies, headers and logs must not contain the marker.
 """
@@ -140,6 +141,9 @@ def test_no_secret_reaches_a_response_or_a_log(
                 if "/api/database/connect" in paths:
                     handle = _database_error_paths(audit, pg, fake_pg)
                 _import_and_sync_error_paths(audit, paths)
+                # Every LLM call of the walk fails upstream with an error that quotes the key.
+                key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else ""
+                fake_llm.fail(401, times=10_000, message=f"Incorrect API key provided: {key}")
                 for path, item in spec["paths"].items():
                     url = _fill_path(path, handle)
                     for method in item:
@@ -153,6 +157,8 @@ def test_no_secret_reaches_a_response_or_a_log(
             for name in ("uvicorn", "uvicorn.access"):
                 logging.getLogger(name).removeHandler(caplog.handler)
 
+    for request in fake_llm.requests():  # the providers really were called with the marked keys
+        assert SECRET_MARKER in (request.headers.get("authorization", "") + request.headers.get("x-api-key", ""))
     assert len(audit.responses) > len(spec["paths"])
     assert not audit.leaks(), "\n".join(audit.leaks())
     log_lines = [r.getMessage() + "\n" + (r.exc_text or "") for r in caplog.records]
