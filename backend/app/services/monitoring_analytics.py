@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 
 from app.config.db_configs import MonitoringDBConfig
-from app.errors import Invalid
+from app.errors import Invalid, NotFound, Unavailable
 from app.models.monitoring import (
     AnalysisInsightsResponse,
     AnalysisRecord,
@@ -47,6 +47,7 @@ from app.models.monitoring import (
     TrendsResponse,
 )
 from app.services.duckdb_store import DatasetInfo, DuckDBStore, quote_ident
+from app.services.sync_engine import STATUS_PREFIX as SYNC_STATUS_PREFIX
 
 KIND = "monitoring"
 GROUP_BY_ALLOWED = (
@@ -269,8 +270,14 @@ def _iso(v: Any) -> str:
 
 
 async def resolve_table(store: DuckDBStore, dataset_id: str | None) -> MonitoringTable:
-    """The chosen (or latest) monitoring dataset."""
-    return MonitoringTable.of(await store.resolve_dataset(KIND, dataset_id))
+    """The chosen (or latest) monitoring dataset; 503 while the first monitoring sync is running."""
+    try:
+        return MonitoringTable.of(await store.resolve_dataset(KIND, dataset_id))
+    except NotFound:
+        status = await store.kv_get(SYNC_STATUS_PREFIX + "monitoring_data")
+        if not dataset_id and isinstance(status, dict) and status.get("state") == "syncing":
+            raise Unavailable("Monitoring data is syncing. Try again shortly.") from None
+        raise
 
 
 def _wide_metrics(t: MonitoringTable, f: MonitoringFilters) -> list[str]:
@@ -340,6 +347,68 @@ def _kpis(n: Any, a: Any, p: Any, q: Sequence[Any] | None) -> SummaryKpis:
         p95_latency=pct.p95,
         p99_latency=pct.p99,
     )
+
+
+# --------------------------------------------------------------------------- per-record table
+RECORDS_KEY = "monitoring_records"
+RECORD_COLUMNS = ("environment", "source_name", "source_component", "source_type", "evaluation_name", "model_name")
+MAX_PIVOT_METRICS = 100
+
+
+def build_records_sync(cur: duckdb.DuckDBPyConnection, t: MonitoringTable, target: str) -> dict[str, Any]:
+    """One row per record (long format): record-level columns, latency once, SCORE metrics pivoted.
+
+    Built once per load so latency and correlation read 1 row per record instead of re-grouping
+    every metric row on each request.
+    """
+    score_cat = (f"(upper({t.text('metric_category')}) = 'SCORE' OR {quote_ident('metric_category')} IS NULL)"
+                 if t.has("metric_category") else "TRUE")
+    names = [r[0] for r in cur.execute(
+        f"SELECT DISTINCT {t.text('metric_name')} AS m FROM {t.sql} WHERE {score_cat} "
+        f"AND {t.num('metric_score')} IS NOT NULL AND {quote_ident('metric_name')} IS NOT NULL ORDER BY m LIMIT ?",
+        [MAX_PIVOT_METRICS],
+    ).fetchall()]
+    select = [f"{quote_ident('dataset_id')} AS dataset_id"]
+    if t.ts:
+        select.append(f'min({t.ts}) AS "timestamp"')
+    select += [f"any_value({t.text(c)}) AS {quote_ident(c)}" for c in RECORD_COLUMNS if t.has(c)]
+    lat = t.latency_column
+    select.append(f"max({t.num(lat)}) AS latency" if lat else "NULL::DOUBLE AS latency")
+    select += [
+        f"avg({t.num('metric_score')}) FILTER (WHERE {t.text('metric_name')} = ? AND {score_cat}) AS c{i}"
+        for i in range(len(names))
+    ]
+    cur.execute(
+        f"CREATE OR REPLACE TABLE {quote_ident(target)} AS SELECT {', '.join(select)} FROM {t.sql} "
+        f"WHERE {quote_ident('dataset_id')} IS NOT NULL GROUP BY {quote_ident('dataset_id')}",
+        names,
+    )
+    columns = DuckDBStore.describe_sync(cur, target)
+    return {"table": target, "loaded_at": t.info.loaded_at.isoformat(), "metrics": {n: f"c{i}" for i, n in
+                                                                                    enumerate(names)},
+            "columns": columns}
+
+
+async def records_table(store: DuckDBStore, t: MonitoringTable) -> tuple[MonitoringTable, dict[str, str]] | None:
+    """The dataset's per-record table (built on first use after each load), or None for wide data."""
+    if not (t.is_long and t.has("dataset_id")):
+        return None
+    meta = await store.get_metadata(t.info.table_name)
+    entry = meta.get(RECORDS_KEY) or {}
+    if entry.get("loaded_at") != t.info.loaded_at.isoformat() or not await store.table_exists(entry["table"]):
+        target = f"{t.info.table_name}__records"
+        entry = await store.run_write(lambda cur: build_records_sync(cur, t, target))
+        meta = await store.get_metadata(t.info.table_name)
+        meta[RECORDS_KEY] = entry
+        await store.set_metadata(t.info.table_name, meta)
+    info = dataclasses.replace(t.info, table_name=entry["table"], columns=entry["columns"])
+    return MonitoringTable.of(info), dict(entry["metrics"])
+
+
+def _record_level(f: MonitoringFilters, config: MonitoringDBConfig, *, allow_metrics: bool = False) -> bool:
+    """True when the filters only touch record-level columns, so the per-record table answers exactly."""
+    return (not f.metric_name and not config.visible_metrics and (allow_metrics or not f.metrics)
+            and (f.metric_category or "SCORE").strip().upper() == "SCORE" and (allow_metrics or not f.metric_category))
 
 
 async def refresh_summary_cache(store: DuckDBStore, info: DatasetInfo, config: MonitoringDBConfig) -> dict[str, Any]:
@@ -483,8 +552,12 @@ async def latency_distribution(
                                         dataset_id=t.info.dataset_id)
     if lat is None:
         return empty
-    where = build_where(t, f, config)
     dedupe = t.is_long and t.has("dataset_id")
+    if dedupe and _record_level(f, config) and (grp is None or grp in RECORD_COLUMNS):
+        rec = await records_table(store, t)
+        if rec is not None:
+            t, dedupe, lat = rec[0], False, "latency"
+    where = build_where(t, f, config)
     g_expr = t.text(grp) if grp else "NULL::VARCHAR"
     key = quote_ident("dataset_id") if dedupe else "NULL"
     base = f"SELECT {key} AS k, {g_expr} AS g, {t.num(lat)} AS v FROM {t.sql} {where.sql()}"
@@ -596,6 +669,15 @@ async def correlation(
         src = f"(SELECT {', '.join(f'{t.num(c)} AS c{i}' for i, c in enumerate(valid))} FROM {t.sql} {where.sql()})"
         params: list[Any] = list(where.params)
     elif t.is_long and t.has("dataset_id"):
+        rec = await records_table(store, t) if _record_level(f, config, allow_metrics=True) else None
+        complete = rec is not None and (len(rec[1]) < MAX_PIVOT_METRICS or all(n in rec[1] for n in names))
+        if rec is not None and complete:
+            rt, mapping = rec
+            valid = [n for n in names if n in mapping]
+            rwhere = build_where(rt, f, config, apply_metric_name=False)
+            src = f"(SELECT {', '.join(f'{quote_ident(mapping[n])} AS c{i}' for i, n in enumerate(valid))} " \
+                  f"FROM {rt.sql} {rwhere.sql()})"
+            return await _corr(store, t, valid, src, rwhere.params)
         where = build_where(t, f, config, default_category="SCORE", apply_metric_name=False)
         present = await store.fetch(
             f"SELECT DISTINCT {t.text('metric_name')} FROM {t.sql} WHERE list_contains(?, {t.text('metric_name')})",
@@ -610,6 +692,14 @@ async def correlation(
                f"{t.num('metric_score')} AS s FROM {t.sql} {where.sql()}) GROUP BY k)")
         params = [*valid, *where.params]
     else:
+        return CorrelationResponse(matrix=[], metrics=[], dataset_id=t.info.dataset_id)
+    return await _corr(store, t, valid, src, params)
+
+
+async def _corr(store: DuckDBStore, t: MonitoringTable, valid: list[str], src: str, params: list[Any]
+                ) -> CorrelationResponse:
+    """Pearson matrix (undefined → 0.0) of the columns c0..ck-1 of ``src``."""
+    if len(valid) < 2:
         return CorrelationResponse(matrix=[], metrics=[], dataset_id=t.info.dataset_id)
     k = len(valid)
     pairs = [(i, j) for i in range(k) for j in range(i, k)]

@@ -34,7 +34,7 @@ from app.models.monitoring import (
 )
 from app.services.csv_ingest import CsvLoadResult, CsvTransform, UploadLike, ingest_csv_file, ingest_csv_upload
 from app.services.duckdb_store import DatasetInfo, DuckDBStore, compute_table_metadata_sync, quote_ident, utc_now
-from app.services.monitoring_analytics import refresh_summary_cache
+from app.services.monitoring_analytics import MonitoringTable, records_table, refresh_summary_cache
 
 logger = logging.getLogger(__name__)
 
@@ -203,10 +203,11 @@ def _csv_transform(custom_map: Mapping[str, str] | None) -> Any:
 
 
 async def finish_monitoring_load(store: DuckDBStore, config: MonitoringDBConfig, info: DatasetInfo) -> None:
-    """Store table metadata and the per-category summary cache of a freshly loaded dataset (DB-29)."""
+    """Store table metadata, the per-category summary cache (DB-29) and the per-record table."""
     meta = await store.run_read(lambda cur: compute_table_metadata_sync(cur, info.table_name))
     await store.set_metadata(info.table_name, meta)
     await refresh_summary_cache(store, info, config)
+    await records_table(store, MonitoringTable.of(info))
 
 
 async def _response(

@@ -15,7 +15,7 @@ import pytest
 
 from app.config import Settings
 from app.config.db_configs import MonitoringDBConfig
-from app.errors import Invalid, NotFound
+from app.errors import Invalid, NotFound, Unavailable
 from app.services import monitoring_analytics as ma
 from app.services.duckdb_store import DatasetInfo, DuckDBStore, quote_ident
 from app.services.monitoring_analytics import MonitoringFilters
@@ -80,9 +80,12 @@ def score_rows(df: pd.DataFrame) -> pd.DataFrame:
     return out[out["s"].notna()]
 
 
-async def test_no_dataset_is_404(store: DuckDBStore, config: MonitoringDBConfig) -> None:
+async def test_no_dataset_is_404_or_503_while_syncing(store: DuckDBStore, config: MonitoringDBConfig) -> None:
     with pytest.raises(NotFound):
         await ma.summary(store, config, MonitoringFilters())
+    await store.kv_set(ma.SYNC_STATUS_PREFIX + "monitoring_data", {"state": "syncing"})
+    with pytest.raises(Unavailable, match="syncing"):
+        await ma.trends(store, config, MonitoringFilters())
 
 
 async def test_summary_matches_numpy_and_fast_path_agrees(
@@ -218,6 +221,15 @@ async def test_latency_distribution_dedupes_records_and_includes_max(
         assert g.percentiles.p50 == pytest.approx(np.percentile(rec, 50))
         # by_group uses the overall edges
         assert g.counts == np.histogram(rec, bins=np.array(edges))[0].tolist()
+    # The per-record table (fast path) and the row-level path (metric filter given) agree.
+    rows_path = await ma.latency_distribution(store, config, MonitoringFilters(metric_category="SCORE"), bins=7,
+                                              group_by="environment")
+    assert rows_path.model_dump() == res.model_dump()
+    meta = await store.get_metadata(long_ds[0].table_name)
+    assert meta[ma.RECORDS_KEY]["table"] == f"{long_ds[0].table_name}__records"
+    prod = await ma.latency_distribution(store, config, MonitoringFilters(environment="prod", time_end="2025-03-10"))
+    sub = df[(df["environment"] == "prod") & (df["timestamp"] <= dt.datetime(2025, 3, 10))]
+    assert sum(prod.histogram.counts) == sub["dataset_id"].nunique()
     with pytest.raises(Invalid):
         await ma.latency_distribution(store, config, MonitoringFilters(), bins=3)
 
@@ -278,6 +290,12 @@ async def test_correlation_long_pivots_per_record(
     assert res.metrics == ["relevance", "accuracy"]
     assert res.matrix[0][1] == pytest.approx(r) and res.matrix[1][0] == pytest.approx(r)
     assert res.matrix[0][0] == pytest.approx(1.0)
+    # Row-level path (explicit category) gives the same matrix as the per-record pivot.
+    rows_path = await ma.correlation(store, config, MonitoringFilters(metric_name="relevance"), "relevance,accuracy")
+    assert rows_path.matrix[0][1] == pytest.approx(res.matrix[0][1]) and rows_path.matrix[0][0] == pytest.approx(1.0)
+    src_a = await ma.correlation(store, config, MonitoringFilters(source_name="A"), "relevance,accuracy")
+    wa = score_rows(df[df["source_name"] == "A"]).pivot(index="dataset_id", columns="metric_name", values="s")
+    assert src_a.matrix[0][1] == pytest.approx(np.corrcoef(wa["relevance"], wa["accuracy"])[0, 1])
     one = await ma.correlation(store, config, MonitoringFilters(), "relevance")
     assert one.matrix == [] and one.metrics == []
 
