@@ -157,7 +157,7 @@ def test_no_secret_reaches_a_response_or_a_log(
             for name in ("uvicorn", "uvicorn.access"):
                 logging.getLogger(name).removeHandler(caplog.handler)
 
-    for request in fake_llm.requests():  # the providers really were called with the marked keys
+    for request in fake_llm.requests:  # the providers really were called with the marked keys
         assert SECRET_MARKER in (request.headers.get("authorization", "") + request.headers.get("x-api-key", ""))
     assert len(audit.responses) > len(spec["paths"])
     assert not audit.leaks(), "\n".join(audit.leaks())
