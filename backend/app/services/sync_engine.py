@@ -952,14 +952,8 @@ class SyncEngine:
         if extension is not None:
             alias = f"axis_pg_{uuid.uuid4().hex[:10]}"
             conninfo = libpq_conninfo(params, application_name=app_name, timeout_ms=timeout_ms)
-            ext_sql = "LOAD " + pg_literal(str(extension))
             attach_sql = f"ATTACH {pg_literal(conninfo)} AS {quote_ident(alias)} (TYPE postgres, READ_ONLY)"
-
-            def _attach(cur: duckdb.DuckDBPyConnection) -> None:
-                cur.execute(ext_sql)
-                cur.execute(attach_sql)
-
-            await self.store.run_staging(_attach)
+            await self.store.run_staging(lambda cur: cur.execute(attach_sql))
             try:
 
                 async def _one(table: str, query: str) -> None:
@@ -992,9 +986,16 @@ class SyncEngine:
         return results
 
     async def _extension_path(self) -> Path | None:
+        """Copy (if needed) and LOAD the postgres extension; None when it cannot be loaded."""
         try:
-            return await asyncio.to_thread(postgres_extension_file, self.settings.data_dir)
-        except OSError as exc:
+            path = await asyncio.to_thread(postgres_extension_file, self.settings.data_dir)
+            if path is None:
+                logger.warning("duckdb-extension-postgres is not installed; using the asyncpg reader")
+                return None
+            load_sql = "LOAD " + pg_literal(str(path))
+            await self.store.run_staging(lambda cur: cur.execute(load_sql))
+            return path
+        except (OSError, duckdb.Error) as exc:
             logger.warning("DuckDB postgres extension unavailable (%s); using the asyncpg reader", exc)
             return None
 
