@@ -442,9 +442,13 @@ def _utc_naive(v: dt.datetime) -> dt.datetime:
         return v.replace(tzinfo=None)
 
 
-def _finite_float(v: Any) -> float | None:
-    f = float(v)
-    return f if f == f else None
+def _decimal_text(v: Any) -> str | None:
+    """Exact text of a finite numeric (NaN/±Infinity → NULL)."""
+    d = v if isinstance(v, decimal.Decimal) else decimal.Decimal(str(v))
+    return format(d, "f") if d.is_finite() else None
+
+
+NUMERIC_FROM_DATA = "NUMERIC_FROM_DATA"
 
 
 def _finite_decimal(v: decimal.Decimal) -> decimal.Decimal | None:
@@ -492,7 +496,8 @@ def _arrow_column(name: str, pg_type: Any, declared: str | None) -> _ArrowColumn
         m = _NUMERIC_RE.fullmatch((declared or "").replace(" ", ""))
         if m and int(m.group(1)) <= 38:
             return _ArrowColumn(name, pa.decimal128(int(m.group(1)), int(m.group(2))), _finite_decimal)
-        return _ArrowColumn(name, pa.float64(), _finite_float)
+        # Unknown precision/scale (query results): carry exact text, type it from the data when landing.
+        return _ArrowColumn(name, pa.string(), _decimal_text, NUMERIC_FROM_DATA)
     if typname in _SCALARS:
         arrow_type, convert, cast = _SCALARS[typname]
         return _ArrowColumn(name, arrow_type, convert, cast, orderable)
@@ -691,6 +696,24 @@ async def _import(
             await store.execute_write(f"DROP TABLE IF EXISTS {quote_ident(scratch)}")
 
 
+async def _numeric_types(store: DuckDBStore, scratch: str, names: list[str]) -> dict[str, str]:
+    """``DECIMAL(p,s)`` wide enough for every value of each numeric text column (DOUBLE beyond 38 digits)."""
+    if not names:
+        return {}
+    parts = []
+    for name in names:
+        q = quote_ident(name)
+        digits = f"ltrim(split_part({q}, '.', 1), '-')"
+        parts.append(f"max(length(split_part({q}, '.', 2))), max(length({digits}))")
+    row = (await store.fetch(f"SELECT {', '.join(parts)} FROM {quote_ident(scratch)}")).rows[0]
+    out: dict[str, str] = {}
+    for i, name in enumerate(names):
+        scale, whole = int(row[2 * i] or 0), max(int(row[2 * i + 1] or 1), 1)
+        precision = whole + scale
+        out[name] = f"DECIMAL({max(precision, 1)},{scale})" if precision <= 38 else "DOUBLE"
+    return out
+
+
 async def _land_signals(
     store: DuckDBStore, settings: Settings, scratch: str, cols: list[_ArrowColumn], custom: dict[str, str],
     qualify: str,
@@ -763,11 +786,13 @@ async def _land(
     read: int,
     target_store: str,
 ) -> DatabaseImportResponse:
+    casts = await _numeric_types(store, scratch, [c.name for c in cols if c.duck_cast == NUMERIC_FROM_DATA])
     select = []
     for c in cols:
         out = quote_ident(custom.get(c.name, c.name))
         src = quote_ident(c.name)
-        select.append(f"TRY_CAST({src} AS {c.duck_cast}) AS {out}" if c.duck_cast else f"{src} AS {out}")
+        cast = casts.get(c.name) if c.duck_cast == NUMERIC_FROM_DATA else c.duck_cast
+        select.append(f"TRY_CAST({src} AS {cast}) AS {out}" if cast else f"{src} AS {out}")
     qualify = ""
     if dedupe and plan.key:
         src_keys = [quote_ident(next(c.name for c in cols if custom.get(c.name, c.name) == k)) for k in plan.key]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -489,3 +490,22 @@ async def test_import_limit_and_warning(env: Env, people: PgSchema, store: DuckD
     info = await store.get_dataset(res.dataset_id or "")
     table = await store.fetch(f"SELECT * FROM {quote_ident(info.table_name)}")
     assert table.rows == [("classified",)]
+
+
+async def test_query_import_numeric_is_exact(env: Env, people: PgSchema, store: DuckDBStore) -> None:
+    conns, settings, handle = env
+    sql = (f'SELECT id, score, score * 1000000 AS big, (-score)::numeric AS neg, \'NaN\'::numeric AS nan, '
+           f'1e40::numeric AS huge FROM "{people.schema}".people')
+    res = await ds.query_import(conns, store, settings, handle, QueryImportRequest(handle=handle, query=sql), None)
+    info = await store.get_dataset(res.dataset_id or "")
+    types = {c["name"]: c["type"] for c in info.columns}
+    # Precision and scale come from the values (PostgreSQL does not report them for query results).
+    assert types["score"] == "DECIMAL(3,2)" and types["big"] == "DECIMAL(9,2)" and types["neg"] == "DECIMAL(3,2)"
+    assert types["huge"] == "DOUBLE"
+    rows = await store.fetch(f"SELECT id, score, big, neg, nan FROM {quote_ident(info.table_name)} ORDER BY id")
+    assert rows.rows == [
+        (1, decimal.Decimal("1.50"), decimal.Decimal("1500000.00"), decimal.Decimal("-1.50"), None),
+        (2, decimal.Decimal("2.25"), decimal.Decimal("2250000.00"), decimal.Decimal("-2.25"), None),
+        (3, None, None, None, None),
+        (4, decimal.Decimal("4.00"), decimal.Decimal("4000000.00"), decimal.Decimal("-4.00"), None),
+    ]
