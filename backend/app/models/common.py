@@ -8,6 +8,9 @@ from pydantic import BaseModel, ConfigDict
 
 Row = dict[str, Any]
 
+# Highest accepted ``page`` of paginated endpoints: page * page_size must stay inside DuckDB's BIGINT OFFSET.
+MAX_PAGE = 1_000_000_000
+
 
 class SuccessResponse(BaseModel):
     """Base of every flat success body."""

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Query, UploadFile
 
 from app.deps import SettingsDep, StoreDep
+from app.models.common import MAX_PAGE
 from app.models.human_signals import CaseListResponse, HumanSignalsDBConfigResponse, MetricSchemaResponse
 from app.services import human_signals_service
 
@@ -41,7 +42,7 @@ async def db_import(settings: SettingsDep, store: StoreDep) -> CaseListResponse:
 async def cases(
     settings: SettingsDep,
     store: StoreDep,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     page_size: Annotated[int, Query(ge=1, le=500)] = 50,
     dataset_id: str | None = None,
 ) -> CaseListResponse:

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from app.deps import SettingsDep, StoreDep
+from app.models.common import MAX_PAGE
 from app.models.monitoring import (
     AnalysisInsightsResponse,
     ClassDistributionResponse,
@@ -137,7 +138,7 @@ async def analysis_insights(
     settings: SettingsDep,
     store: StoreDep,
     f: FiltersDep,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> AnalysisInsightsResponse:
     """Paged analysis records, newest first."""

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.deps import SettingsDep, StoreDep, SyncEngineDep
+from app.models.common import MAX_PAGE
 from app.models.store import (
     DataPageResponse,
     DatasetListResponse,
@@ -62,7 +63,7 @@ async def data(
     store: StoreDep,
     dataset: str,
     dataset_id: str | None = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     page_size: Annotated[int, Query(ge=1, le=500)] = 50,
     sort_by: str | None = None,
     sort_dir: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc",
