@@ -1060,9 +1060,16 @@ class SyncEngine:
     # ------------------------------------------------------------------ write phase
     @staticmethod
     def _view_sql(cur: duckdb.DuckDBPyConnection, target: SyncTarget) -> str:
-        r_cols = sorted(c["name"] for c in DuckDBStore.describe_sync(cur, target.results_table))
-        d_cols = sorted(
-            c["name"] for c in DuckDBStore.describe_sync(cur, target.dataset_table) if c["name"] != "dataset_id"
+        r_desc = DuckDBStore.describe_sync(cur, target.results_table)
+        d_desc = DuckDBStore.describe_sync(cur, target.dataset_table)
+        r_cols = sorted(c["name"] for c in r_desc)
+        d_cols = sorted(c["name"] for c in d_desc if c["name"] != "dataset_id")
+        r_type = next(c["type"] for c in r_desc if c["name"] == "dataset_id")
+        d_type = next(c["type"] for c in d_desc if c["name"] == "dataset_id")
+        on = (
+            "r.dataset_id = d.dataset_id"
+            if r_type == d_type
+            else "CAST(r.dataset_id AS VARCHAR) = CAST(d.dataset_id AS VARCHAR)"
         )
         taken = set(r_cols)
         select = [f"r.{quote_ident(c)}" for c in r_cols]
@@ -1075,7 +1082,7 @@ class SyncEngine:
         return (
             f"CREATE OR REPLACE VIEW {quote_ident(target.view)} AS SELECT {', '.join(select)} "
             f"FROM {quote_ident(target.results_table)} AS r JOIN {quote_ident(target.dataset_table)} AS d "
-            f"ON r.dataset_id = d.dataset_id"
+            f"ON {on}"
         )
 
     def _update_watermarks_sync(

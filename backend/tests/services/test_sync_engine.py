@@ -503,3 +503,15 @@ async def test_scheduler_syncs_due_datasets_incrementally(
                 await task
         assert status["state"] == "ready" and status["reason"] == "scheduled"
         assert status["sync_type"] == "incremental" and status["rows"] == 60
+
+
+async def test_dataset_id_type_mismatch_still_joins(make_settings: Callable[..., Settings], pg: PgSchema) -> None:
+    pg.execute("CREATE TABLE ds (dataset_id int, label text)")
+    pg.execute("CREATE TABLE rs (dataset_id text, metric_name text, metric_score float8)")
+    pg.execute("INSERT INTO ds VALUES (1, 'one'), (2, 'two')")
+    pg.execute("INSERT INTO rs VALUES ('1', 'm', 0.5), ('2', 'm', 0.7), ('3', 'm', 0.9)")
+    settings = configure(make_settings, pg)
+    async with Env(settings) as e:
+        res = await e.engine.sync_dataset("monitoring")
+        assert res.status == "ready" and res.rows == 2
+        assert await e.rows("SELECT label FROM monitoring_data ORDER BY label") == [("one",), ("two",)]
