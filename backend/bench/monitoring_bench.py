@@ -9,6 +9,10 @@
    DuckDB over the same rows (a separate DuckDB file loaded from the same CSV) and in PostgreSQL
    (a scratch schema on the local server, dropped afterwards). Prints the ratios.
 
+4. Human signals: builds the cases table + metric schema for ``--hitl-cases`` cases (default
+   100,000 = 1.3 M signal rows: the bundled hitl sample replicated with fresh case ids) with
+   ``human_signals_service.build_signals_tables_sync`` and prints the time.
+
 Targets: HTTP p50 ≤ 1.5 × raw DuckDB, and ≥ 10 × faster than PostgreSQL.
 
     cd backend && ../.venv/bin/python bench/monitoring_bench.py
@@ -228,12 +232,34 @@ def load_postgres(csv_path: Path, schema: str) -> None:
         conn.execute("ANALYZE mon")
 
 
+def bench_hitl(cases: int, workdir: Path) -> None:
+    """Time the SQL case aggregation for ``cases`` cases (13 metric rows each)."""
+    sys.path.insert(0, str(BACKEND))
+    from app.services.human_signals_service import build_signals_tables_sync
+
+    con = duckdb.connect(str(workdir / "hitl.duckdb"))
+    sample = BACKEND / "sample_data" / "hitl_sample.csv"
+    con.execute(f"CREATE TABLE s AS SELECT * FROM read_csv('{sample}')")
+    reps = max(1, cases // 3)
+    con.execute(
+        f"CREATE TABLE raw AS SELECT * REPLACE (dataset_id || '-' || i AS dataset_id) FROM s, range({reps}) r(i)"
+    )
+    rows = con.execute("SELECT count(*) FROM raw").fetchone()[0]  # type: ignore[index]
+    t = time.perf_counter()
+    built = build_signals_tables_sync(con.cursor(), "raw", "cases")
+    print(f"\nhuman signals: {built.case_count:,} cases from {rows:,} rows "
+          f"({len(built.metric_schema['metrics'])} metrics, {len(built.columns)} columns) "
+          f"built in {time.perf_counter() - t:.1f}s")
+    con.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=int, default=200_000, help="records (× 5 metric rows each)")
     ap.add_argument("--calls", type=int, default=20)
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--skip-pg", action="store_true")
+    ap.add_argument("--hitl-cases", type=int, default=100_000, help="human-signals cases to build (0 = skip)")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="axis-monbench-") as tmp:
@@ -306,6 +332,8 @@ def main() -> None:
             if not args.skip_pg:
                 with psycopg.connect(PG_DSN, autocommit=True) as conn:
                     conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        if args.hitl_cases > 0:
+            bench_hitl(args.hitl_cases, tmpdir)
 
 
 if __name__ == "__main__":
