@@ -4,19 +4,23 @@ The real app (``create_app``) runs under uvicorn on a loopback port with its lif
 file seeded with one stored dataset of each kind (the sample CSVs, uploaded through the upload
 endpoints) plus synced PostgreSQL split sources (eval, monitoring, human signals) in a ``pg``
 schema. Every secret setting carries a marker. For each operation the test draws a bounded number
-of schema-valid (positive) and schema-violating (negative) requests and checks:
+of schema-valid (positive) and schema-violating (negative) requests, plus schemathesis'
+deterministic coverage cases (boundary values, missing, extra and wrong-typed parameters), and checks:
 
 - no 5xx (``not_a_server_error``),
 - the body conforms to the declared response schema (``response_schema_conformance``),
 - no configured secret appears in the body or the headers.
 
 New routers are covered automatically: the operations come from ``app.openapi()``. Examples per
-operation: ``AXIS_FUZZ_EXAMPLES`` (default 10 per mode); generation is derandomised so a failure
-replays; ``AXIS_FUZZ_RANDOM=1`` explores fresh inputs. No example database is written.
+operation and mode: ``AXIS_FUZZ_EXAMPLES``, default 10, lowered (not below 5) once the schema grows
+past 80 operations, so the test stays under 3 minutes on 2 cores; at most ``COVERAGE_CAP`` coverage
+cases per operation. Generation is derandomised so a failure replays; ``AXIS_FUZZ_RANDOM=1``
+explores fresh inputs. No example database is written (``database=None``).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable
 from typing import Any
@@ -49,7 +53,9 @@ from tests.robustness import (
     write_duckdb_yaml,
 )
 
-EXAMPLES = int(os.environ.get("AXIS_FUZZ_EXAMPLES", "10"))
+EXAMPLES = int(os.environ["AXIS_FUZZ_EXAMPLES"]) if os.environ.get("AXIS_FUZZ_EXAMPLES") else None
+BUDGET_EXAMPLES = 800  # examples per mode summed over all operations (the default budget)
+COVERAGE_CAP = 40  # deterministic coverage cases per operation
 RANDOM = os.environ.get("AXIS_FUZZ_RANDOM") == "1"
 REPORT = os.environ.get("AXIS_FUZZ_REPORT")  # read at import: the env-isolation fixture drops AXIS_* vars
 
@@ -104,14 +110,45 @@ def _strategy(operation: Any, mode: GenerationMode, known: dict[str, list[str]])
     return strategy
 
 
-def _fuzz_operation(
-    operation: Any, mode: GenerationMode, base_url: str, headers: dict[str, str], secrets: list[str], known: dict
+def _check_case(
+    case: Any, session: requests.Session, base_url: str, headers: dict[str, str], secrets: list[str]
 ) -> None:
-    """Draw ``EXAMPLES`` cases for one operation and mode; raise on the first failing one."""
+    """Send one case; raise on a 5xx, a schema violation or a leaked secret."""
+    response = case.call(base_url=base_url, headers=headers, session=session, timeout=60)
+    case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
+    leaked = _leaks(response, secrets)
+    assert not leaked, f"secret in response of {case.as_curl_command(headers=headers)}: {leaked}"
+
+
+def _coverage_operation(
+    schema: Any, operation: Any, base_url: str, headers: dict[str, str], secrets: list[str]
+) -> None:
+    """Schemathesis' deterministic coverage cases (boundaries, missing/extra/wrong-typed values), capped."""
+    config = schema.config.generation_for(operation=operation)
+    cases = schema.iter_coverage_cases(
+        operation,
+        generation_modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
+        generation_config=config,
+    )
+    with requests.Session() as session:
+        for case in itertools.islice(cases, COVERAGE_CAP):
+            _check_case(case, session, base_url, headers, secrets)
+
+
+def _fuzz_operation(
+    operation: Any,
+    mode: GenerationMode,
+    base_url: str,
+    headers: dict[str, str],
+    secrets: list[str],
+    known: dict[str, list[str]],
+    examples: int,
+) -> None:
+    """Draw ``examples`` cases for one operation and mode; raise on the first failing one."""
     session = requests.Session()
 
     @hypothesis.settings(
-        max_examples=EXAMPLES,
+        max_examples=examples,
         deadline=None,
         database=None,
         derandomize=not RANDOM,
@@ -121,10 +158,7 @@ def _fuzz_operation(
     )
     @hypothesis.given(case=_strategy(operation, mode, known))
     def run(case: Any) -> None:
-        response = case.call(base_url=base_url, headers=headers, session=session, timeout=60)
-        case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
-        leaked = _leaks(response, secrets)
-        assert not leaked, f"secret in response of {case.as_curl_command(headers=headers)}: {leaked}"
+        _check_case(case, session, base_url, headers, secrets)
 
     try:
         run()
@@ -181,11 +215,16 @@ def test_every_operation_survives_fuzzing(
         operations.sort(key=lambda op: (METHOD_ORDER.get(op.method.upper(), 1), op.path, op.method))
         assert len(operations) >= 10
 
+        examples = EXAMPLES or max(5, min(10, BUDGET_EXAMPLES // len(operations)))
         failures: list[str] = list(seed_errors)
         for operation in operations:
+            try:
+                _coverage_operation(schema, operation, server.base_url, headers, secrets)
+            except (Exception, BaseExceptionGroup) as exc:
+                failures.append(f"{operation.method.upper()} {operation.path} [coverage]: {_describe(exc)}")
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
                 try:
-                    _fuzz_operation(operation, mode, server.base_url, headers, secrets, known)
+                    _fuzz_operation(operation, mode, server.base_url, headers, secrets, known, examples)
                 except (Exception, BaseExceptionGroup) as exc:  # schemathesis' FailureGroup is a BaseExceptionGroup
                     failures.append(f"{operation.method.upper()} {operation.path} [{mode.value}]: {_describe(exc)}")
 
