@@ -99,12 +99,12 @@ DUCK: dict[str, str | tuple[str, ...]] = {
         SELECT g, least(greatest(CAST(floor((v - 100) / (999 - 100) * 20) AS BIGINT) + 1, 1), 20) k, count(*),
                any_value(gp.q) FROM r JOIN gp USING (g) GROUP BY g, k""",
     ),
-    "class-distribution": f"""WITH d AS (SELECT source_name g, metric_score v FROM mon
-               WHERE {SCORE} AND metric_name = 'relevance' AND metric_score IS NOT NULL),
-        st AS (SELECT g, count(v) n, avg(v) a, stddev_samp(v) sd, min(v) mn, max(v) mx, median(v) md FROM d GROUP BY g),
-        r AS (SELECT g, v, row_number() OVER (PARTITION BY g ORDER BY v) rn FROM d)
-        SELECT st.*, (SELECT list(v ORDER BY rn) FROM r WHERE r.g = st.g AND (st.n <= 2000
-               OR (rn - 1) % CAST(ceil(st.n / 1999) AS BIGINT) = 0 OR rn = st.n)) FROM st""",
+    "class-distribution": f"""SELECT g, n, a, sd, s[1], s[n], (s[(n + 1) // 2] + s[(n + 2) // 2]) / 2.0,
+               CASE WHEN n <= 2000 THEN s
+                    ELSE list_select(s, list_concat(range(1, n, CAST(ceil((n - 1) / 1999) AS BIGINT)), [n])) END
+        FROM (SELECT source_name g, count(metric_score) n, avg(metric_score) a, stddev_samp(metric_score) sd,
+                     list(metric_score ORDER BY metric_score) s
+              FROM mon WHERE {SCORE} AND metric_name = 'relevance' AND metric_score IS NOT NULL GROUP BY g)""",
     "correlation": f"""SELECT corr(a, b), corr(a, c), corr(b, c) FROM (
         SELECT avg(metric_score) FILTER (WHERE metric_name = 'relevance') a,
                avg(metric_score) FILTER (WHERE metric_name = 'faithfulness') b,
@@ -141,13 +141,13 @@ PG: dict[str, str | tuple[str, ...]] = {
         SELECT g, least(greatest(CAST(floor((v - 100) / (999 - 100) * 20) AS BIGINT) + 1, 1), 20) k, count(*),
                min(gp.q) FROM r JOIN gp USING (g) GROUP BY g, k""",
     ),
-    "class-distribution": f"""WITH d AS (SELECT source_name g, metric_score v FROM mon
-               WHERE {SCORE} AND metric_name = 'relevance' AND metric_score IS NOT NULL),
-        st AS (SELECT g, count(v) n, avg(v) a, stddev_samp(v) sd, min(v) mn, max(v) mx,
-                      percentile_cont(0.5) WITHIN GROUP (ORDER BY v) md FROM d GROUP BY g),
-        r AS (SELECT g, v, row_number() OVER (PARTITION BY g ORDER BY v) rn FROM d)
-        SELECT st.*, (SELECT array_agg(v ORDER BY rn) FROM r WHERE r.g = st.g AND (st.n <= 2000
-               OR (rn - 1) % CAST(ceil(st.n / 1999.0) AS BIGINT) = 0 OR rn = st.n)) FROM st""",
+    "class-distribution": f"""SELECT g, n, a, sd, s[1], s[n], (s[(n + 1) / 2] + s[(n + 2) / 2]) / 2.0,
+               CASE WHEN n <= 2000 THEN s ELSE (SELECT array_agg(s[i] ORDER BY i) FROM (
+                    SELECT generate_series(1, n - 1, CAST(ceil((n - 1) / 1999.0) AS int)) i UNION ALL SELECT n) x)
+               END
+        FROM (SELECT source_name g, count(metric_score) n, avg(metric_score) a, stddev_samp(metric_score) sd,
+                     array_agg(metric_score ORDER BY metric_score) s
+              FROM mon WHERE {SCORE} AND metric_name = 'relevance' AND metric_score IS NOT NULL GROUP BY g) q""",
     "correlation": f"""SELECT corr(a, b), corr(a, c), corr(b, c) FROM (
         SELECT avg(metric_score) FILTER (WHERE metric_name = 'relevance') a,
                avg(metric_score) FILTER (WHERE metric_name = 'faithfulness') b,

@@ -629,18 +629,19 @@ async def class_distribution(
         where.add(f"{t.text('metric_name')} = ?", metric)
     else:
         raise Invalid(f"Missing metric column: {metric}")
-    # Values: all of them up to the cap, else an evenly spaced sorted sketch with min and max (DB-32).
+    # One sort per group: min, max and median come from the sorted list; values are all of them up
+    # to the cap, else an evenly spaced sorted sketch that keeps min and max (DB-32).
     sql = f"""
-        WITH d AS (SELECT g, v FROM (SELECT {t.text(group_by)} AS g, {value_expr} AS v FROM {t.sql} {where.sql()})
-                   WHERE v IS NOT NULL AND g IS NOT NULL),
-        st AS (SELECT g, count(v) AS n, avg(v) AS a, coalesce(stddev_samp(v), 0) AS sd, min(v) AS mn,
-                      max(v) AS mx, median(v) AS md FROM d GROUP BY g),
-        r AS (SELECT g, v, row_number() OVER (PARTITION BY g ORDER BY v) AS rn FROM d),
-        picks AS (SELECT r.g, list(r.v ORDER BY r.rn) AS vals FROM r JOIN st USING (g)
-                  WHERE st.n <= ? OR (r.rn - 1) % CAST(ceil(st.n / ?) AS BIGINT) = 0 OR r.rn = st.n GROUP BY r.g)
-        SELECT st.g, st.n, st.a, st.sd, st.mn, st.mx, st.md, picks.vals FROM st JOIN picks USING (g) ORDER BY st.g
+        SELECT g, n, a, sd, s[1], s[n], (s[(n + 1) // 2] + s[(n + 2) // 2]) / 2.0,
+               CASE WHEN n <= ? THEN s
+                    ELSE list_select(s, list_concat(range(1, n, CAST(ceil((n - 1) / ?) AS BIGINT)), [n])) END
+        FROM (
+            SELECT g, count(v) AS n, avg(v) AS a, coalesce(stddev_samp(v), 0) AS sd, list(v ORDER BY v) AS s
+            FROM (SELECT {t.text(group_by)} AS g, {value_expr} AS v FROM {t.sql} {where.sql()})
+            WHERE v IS NOT NULL AND g IS NOT NULL GROUP BY g
+        ) ORDER BY g
     """
-    rows = (await store.fetch(sql, [*where.params, MAX_RAW_VALUES, MAX_RAW_VALUES - 1])).rows
+    rows = (await store.fetch(sql, [MAX_RAW_VALUES, MAX_RAW_VALUES - 1, *where.params])).rows
     data = [
         ClassDistributionGroup(
             group=g,
