@@ -56,6 +56,8 @@ from tests.robustness import (
 EXAMPLES = int(os.environ["AXIS_FUZZ_EXAMPLES"]) if os.environ.get("AXIS_FUZZ_EXAMPLES") else None
 BUDGET_EXAMPLES = 800  # examples per mode summed over all operations (the default budget)
 COVERAGE_CAP = 40  # deterministic coverage cases per operation
+EXTREME_NUMBERS = ["9223372036854775808", "-9223372036854775809", "1e308"]
+EXTREME_STRINGS = ["\x00", "'\"%_\\;--", "x" * 5000, "9999-99-99T99:99:99Z"]
 RANDOM = os.environ.get("AXIS_FUZZ_RANDOM") == "1"
 REPORT = os.environ.get("AXIS_FUZZ_REPORT")  # read at import: the env-isolation fixture drops AXIS_* vars
 
@@ -133,6 +135,48 @@ def _coverage_operation(
     with requests.Session() as session:
         for case in itertools.islice(cases, COVERAGE_CAP):
             _check_case(case, session, base_url, headers, secrets)
+
+
+def _extremes_operation(
+    operation: Any, base_url: str, headers: dict[str, str], secrets: list[str], known: dict[str, list[str]]
+) -> None:
+    """One valid case per operation, then each query parameter set to extreme values in turn.
+
+    Hypothesis rarely draws 20-digit integers or 5000-character strings; databases overflow on them.
+    """
+    params = [(p.name, (p.definition.get("schema") or {})) for p in operation.query]
+    if not params:
+        return
+    session = requests.Session()
+
+    @hypothesis.settings(
+        max_examples=1,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+        print_blob=False,
+    )
+    @hypothesis.given(case=_strategy(operation, GenerationMode.POSITIVE, known))
+    def run(case: Any) -> None:
+        for name, schema in params:
+            types = {schema.get("type"), *(s.get("type") for s in schema.get("anyOf", []))}
+            values = EXTREME_NUMBERS if types & {"integer", "number"} else EXTREME_STRINGS if "string" in types else []
+            for value in values:
+                extreme = operation.Case(
+                    path_parameters=case.path_parameters,
+                    headers=case.headers,
+                    query={**(case.query or {}), name: value},
+                    body=case.body,
+                    media_type=case.media_type,
+                )
+                _check_case(extreme, session, base_url, headers, secrets)
+
+    try:
+        run()
+    finally:
+        session.close()
 
 
 def _fuzz_operation(
@@ -222,6 +266,10 @@ def test_every_operation_survives_fuzzing(
                 _coverage_operation(schema, operation, server.base_url, headers, secrets)
             except (Exception, BaseExceptionGroup) as exc:
                 failures.append(f"{operation.method.upper()} {operation.path} [coverage]: {_describe(exc)}")
+            try:
+                _extremes_operation(operation, server.base_url, headers, secrets, known)
+            except (Exception, BaseExceptionGroup) as exc:
+                failures.append(f"{operation.method.upper()} {operation.path} [extremes]: {_describe(exc)}")
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
                 try:
                     _fuzz_operation(operation, mode, server.base_url, headers, secrets, known, examples)
