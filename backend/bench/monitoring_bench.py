@@ -116,9 +116,13 @@ DUCK: dict[str, str | tuple[str, ...]] = {
     "classification-trends": """SELECT date_trunc('day', timestamp) b, explanation, count(*) FROM mon
         WHERE upper(metric_category) = 'CLASSIFICATION' AND metric_name = 'sentiment' GROUP BY b, explanation
         ORDER BY b""",
-    "analysis-insights": """SELECT dataset_id, timestamp, metric_name, query, actual_output, signals, explanation,
+    "analysis-insights": (
+        """SELECT dataset_id, timestamp, metric_name, query, actual_output, signals, explanation,
                environment, source_name, source_component FROM mon
         WHERE upper(metric_category) = 'ANALYSIS' ORDER BY timestamp DESC NULLS LAST, dataset_id LIMIT 20""",
+        """SELECT count(*), list(DISTINCT metric_name ORDER BY metric_name) FROM mon
+        WHERE upper(metric_category) = 'ANALYSIS'""",
+    ),
 }
 PG: dict[str, str | tuple[str, ...]] = {
     "summary": f"""WITH s AS (SELECT metric_score AS s, latency, dataset_id FROM mon
@@ -155,7 +159,11 @@ PG: dict[str, str | tuple[str, ...]] = {
         FROM mon WHERE {SCORE} GROUP BY dataset_id) x""",
     "classification-breakdown": DUCK["classification-breakdown"],
     "classification-trends": DUCK["classification-trends"],
-    "analysis-insights": DUCK["analysis-insights"],
+    "analysis-insights": (
+        DUCK["analysis-insights"][0],
+        """SELECT count(*), array_agg(DISTINCT metric_name ORDER BY metric_name) FROM mon
+        WHERE upper(metric_category) = 'ANALYSIS'""",
+    ),
 }
 HTTP: dict[str, dict[str, Any]] = {
     "summary": {"metric_category": "SCORE"},

@@ -231,15 +231,22 @@ def build_where(
                 w.add(f"upper({t.text('metric_category')}) = ?", effective)
         elif effective != "SCORE":
             w.add("FALSE")
-    if apply_metric_name and t.has("metric_name"):
-        if f.metric_name:
-            w.add(f"{t.text('metric_name')} = ?", f.metric_name)
-        elif config.visible_metrics:
-            w.add(f"list_contains(?, {t.text('metric_name')})", list(config.visible_metrics))
-        names = f.metric_list()
-        if names and t.is_long:
-            w.add(f"list_contains(?, {t.text('metric_name')})", names)
+    if apply_metric_name:
+        add_metric_name_filters(w, t, f, config)
     return w
+
+
+def add_metric_name_filters(w: Where, t: MonitoringTable, f: MonitoringFilters, config: MonitoringDBConfig) -> None:
+    """metric_name equality (else the visible_metrics list) and the ``metrics`` list, long format only."""
+    if not t.has("metric_name"):
+        return
+    if f.metric_name:
+        w.add(f"{t.text('metric_name')} = ?", f.metric_name)
+    elif config.visible_metrics:
+        w.add(f"list_contains(?, {t.text('metric_name')})", list(config.visible_metrics))
+    names = f.metric_list()
+    if names and t.is_long:
+        w.add(f"list_contains(?, {t.text('metric_name')})", names)
 
 
 def _check_group_by(t: MonitoringTable, group_by: str | None) -> str | None:
@@ -834,18 +841,21 @@ async def analysis_insights(
     order = ["_ts DESC NULLS LAST"] + ([quote_ident("dataset_id")] if t.has("dataset_id") else [])
     sql_rows = (f"SELECT {', '.join(select)} FROM {t.sql} {where.sql()} ORDER BY {', '.join(order)} "
                 f"LIMIT ? OFFSET ?")
-    sql_count = f"SELECT count(*) FROM {t.sql} {where.sql()}"
-    sql_names = (f"SELECT DISTINCT {t.text('metric_name')} AS m FROM {t.sql} {names_where.sql()} ORDER BY m"
-                 if t.has("metric_name") else None)
+    # Total (all filters) and the metric names available (metric-name filters excluded) in one scan.
+    mw = Where()
+    add_metric_name_filters(mw, t, f, config)
+    m_expr = t.text("metric_name") if t.has("metric_name") else "NULL::VARCHAR"
+    hit = " AND ".join(mw.clauses) if mw.clauses else "TRUE"
+    sql_agg = (f"SELECT count(*) FILTER (WHERE hit), list(DISTINCT m ORDER BY m) FILTER (WHERE m IS NOT NULL) "
+               f"FROM (SELECT {m_expr} AS m, coalesce({hit}, false) AS hit FROM {t.sql} {names_where.sql()})")
 
     def _run(cur: duckdb.DuckDBPyConnection) -> tuple[list[dict[str, Any]], int, list[str]]:
         cur.execute(sql_rows, [*where.params, limit, (page - 1) * limit])
         cols = [d[0] for d in cur.description]
         rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
-        count_row = cur.execute(sql_count, where.params).fetchone()
-        names = [r[0] for r in cur.execute(sql_names, names_where.params).fetchall() if r[0] is not None] \
-            if sql_names else []
-        return rows, int(count_row[0]) if count_row else 0, names
+        agg = cur.execute(sql_agg, [*mw.params, *names_where.params]).fetchone()
+        total = int(agg[0]) if agg and agg[0] is not None else 0
+        return rows, total, list(agg[1] or []) if agg else []
 
     rows, total, names = await store.run_read(_run)
     records = [

@@ -350,6 +350,8 @@ async def test_analysis_insights_pagination(
     assert first.source_info.source_name == an.iloc[7]["source_name"]
     assert first.timestamp == an.iloc[7]["timestamp"].isoformat()
     assert res.metric_names == ["summary"]
+    none = await ma.analysis_insights(store, config, MonitoringFilters(metric_name="nope"))
+    assert none.total_count == 0 and none.records == [] and none.metric_names == ["summary"]
     last = await ma.analysis_insights(store, config, MonitoringFilters(), page=9, limit=7)
     assert len(last.records) == N - 8 * 7
     with pytest.raises(Invalid):
