@@ -18,6 +18,7 @@ import asyncio
 import datetime as dt
 import decimal
 import fcntl
+import functools
 import importlib
 import importlib.util
 import json
@@ -426,6 +427,75 @@ def _trim_to_cap(cur: duckdb.DuckDBPyConnection, staging: str, max_rows: int) ->
     return max_rows, True
 
 
+def partition_queries(query: str, column: str, workers: int, limit: int) -> list[str]:
+    """Split a query into ``workers`` hash partitions of ``column``; NULL keys go to partition 0 (DB-35).
+
+    Hashing the text form works for any column type, needs no bounds query and never drops a row.
+    """
+    base = wrap_query(query)
+    col = f"_axis_p.{quote_ident(column)}"
+    out = []
+    for i in range(workers):
+        cond = f"mod(abs(hashtext(CAST({col} AS text))::bigint), {int(workers)}) = {i}"
+        if i == 0:
+            cond = f"({cond} OR {col} IS NULL)"
+        out.append(f"SELECT * FROM (\n{base}\n) AS _axis_p WHERE {cond} LIMIT {int(limit)}")
+    return out
+
+
+@dataclass
+class ExtensionPlan:
+    """Source columns, stored names and the PostgreSQL queries (one per stream) of one table."""
+
+    columns: list[tuple[str, str]]
+    renames: dict[str, str]
+    queries: list[str]
+
+
+def plan_extension_load(
+    cur: duckdb.DuckDBPyConnection,
+    alias: str,
+    query: str,
+    target: SyncTarget,
+    custom: dict[str, str],
+    max_rows: int,
+    partition_column: str | None = None,
+    workers: int = 1,
+) -> ExtensionPlan:
+    """Describe the source query and decide its streams (partitioned when configured and present)."""
+    limited = limit_query(query, max_rows + 1)
+    described = cur.execute("DESCRIBE SELECT * FROM postgres_query(?, ?)", [alias, limited]).fetchall()
+    columns = [(str(r[0]), str(r[1])) for r in described]
+    renames = column_renames([c for c, _ in columns], target, custom)
+    queries = [limited]
+    if partition_column and workers > 1 and partition_column in {c for c, _ in columns}:
+        queries = partition_queries(query, partition_column, workers, max_rows + 1)
+    return ExtensionPlan(columns=columns, renames=renames, queries=queries)
+
+
+def create_staging_from_plan(
+    cur: duckdb.DuckDBPyConnection, alias: str, staging: str, plan: ExtensionPlan, stream: int | None
+) -> None:
+    """Create ``staging``: filled from one stream (CTAS), or empty with the final types (``stream=None``)."""
+    cur.execute(f"DROP TABLE IF EXISTS {quote_ident(staging)}")
+    select = f"SELECT {_projection(plan.columns, plan.renames)} FROM postgres_query(?, ?)"
+    if stream is not None:
+        cur.execute(f"CREATE TABLE {quote_ident(staging)} AS {select}", [alias, plan.queries[stream]])
+        return
+    typed = cur.execute(f"DESCRIBE {select}", [alias, plan.queries[0]]).fetchall()
+    cols = ", ".join(f"{quote_ident(str(r[0]))} {r[1]}" for r in typed)
+    cur.execute(f"CREATE TABLE {quote_ident(staging)} ({cols})")
+
+
+def insert_stream(cur: duckdb.DuckDBPyConnection, alias: str, staging: str, plan: ExtensionPlan, stream: int) -> None:
+    """Append one partition stream to ``staging`` (streams run concurrently on their own cursors)."""
+    cur.execute(
+        f"INSERT INTO {quote_ident(staging)} SELECT {_projection(plan.columns, plan.renames)} "
+        "FROM postgres_query(?, ?)",
+        [alias, plan.queries[stream]],
+    )
+
+
 def load_with_extension(
     cur: duckdb.DuckDBPyConnection,
     alias: str,
@@ -436,27 +506,24 @@ def load_with_extension(
     max_rows: int,
 ) -> LoadResult:
     """Stream one PostgreSQL query into ``staging`` through the attached database ``alias``."""
-    limited = limit_query(query, max_rows + 1)
-    described = cur.execute("DESCRIBE SELECT * FROM postgres_query(?, ?)", [alias, limited]).fetchall()
-    columns = [(str(r[0]), str(r[1])) for r in described]
-    renames = column_renames([c for c, _ in columns], target, custom)
-    cur.execute(f"DROP TABLE IF EXISTS {quote_ident(staging)}")
-    cur.execute(
-        f"CREATE TABLE {quote_ident(staging)} AS SELECT {_projection(columns, renames)} FROM postgres_query(?, ?)",
-        [alias, limited],
-    )
+    plan = plan_extension_load(cur, alias, query, target, custom, max_rows)
+    create_staging_from_plan(cur, alias, staging, plan, 0)
     rows, truncated = _trim_to_cap(cur, staging, max_rows)
+    return extension_result(staging, plan, rows, truncated)
+
+
+def extension_result(staging: str, plan: ExtensionPlan, rows: int, truncated: bool) -> LoadResult:
+    """The LoadResult of an extension load."""
     return LoadResult(
         table=staging,
         rows=rows,
         truncated=truncated,
-        renames=renames,
-        source_types={renames[c]: t for c, t in columns},
+        renames=plan.renames,
+        source_types={plan.renames[c]: t for c, t in plan.columns},
         reader="postgres_extension",
     )
 
 
-# asyncpg type name → (Arrow type, DuckDB source-type name used for watermarks)
 # asyncpg type name → DuckDB type name on the source side (used for watermarks).
 _ASYNCPG_SOURCE_TYPES: dict[str, str] = {
     "bool": "BOOLEAN",
@@ -957,11 +1024,36 @@ class SyncEngine:
             try:
 
                 async def _one(table: str, query: str) -> None:
-                    results[table] = await self.store.run_staging(
-                        lambda cur: load_with_extension(
-                            cur, alias, query, table + STAGING_SUFFIX, target, custom, duck.max_sync_rows
+                    staging = table + STAGING_SUFFIX
+                    plan = await self.store.run_staging(
+                        lambda cur: plan_extension_load(
+                            cur,
+                            alias,
+                            query,
+                            target,
+                            custom,
+                            duck.max_sync_rows,
+                            cfg.partition_column,
+                            duck.sync_workers,
                         )
                     )
+                    if len(plan.queries) == 1:
+                        await self.store.run_staging(lambda cur: create_staging_from_plan(cur, alias, staging, plan, 0))
+                    else:
+                        await self.store.run_staging(
+                            lambda cur: create_staging_from_plan(cur, alias, staging, plan, None)
+                        )
+
+                        def _insert(cur: duckdb.DuckDBPyConnection, stream: int) -> None:
+                            insert_stream(cur, alias, staging, plan, stream)
+
+                        async with asyncio.TaskGroup() as parts:
+                            for i in range(len(plan.queries)):
+                                parts.create_task(self.store.run_staging(functools.partial(_insert, stream=i)))
+                    rows, truncated = await self.store.run_staging(
+                        lambda cur: _trim_to_cap(cur, staging, duck.max_sync_rows)
+                    )
+                    results[table] = extension_result(staging, plan, rows, truncated)
 
                 async with asyncio.TaskGroup() as tg:
                     for table, query in queries.items():

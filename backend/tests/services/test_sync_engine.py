@@ -515,3 +515,37 @@ async def test_dataset_id_type_mismatch_still_joins(make_settings: Callable[...,
         res = await e.engine.sync_dataset("monitoring")
         assert res.status == "ready" and res.rows == 2
         assert await e.rows("SELECT label FROM monitoring_data ORDER BY label") == [("one",), ("two",)]
+
+
+async def test_partitioned_read_keeps_null_partition_keys(
+    make_settings: Callable[..., Settings], source: PgSchema
+) -> None:
+    source.execute(
+        "INSERT INTO rs VALUES ('c0001', 'm8', 0.3, now(), 801, NULL), ('c0002', 'm8', 0.4, now(), 802, NULL)"
+    )
+    settings = configure(make_settings, source, columns=MAP, partition_column="environment", duckdb={"sync_workers": 3})
+    async with Env(settings) as e:
+        res = await e.engine.sync_dataset("monitoring")
+        assert res.status == "ready" and res.rows == joined_count(source) == 62
+        got = await e.rows("SELECT environment, count(*) FROM monitoring_results GROUP BY 1 ORDER BY 1 NULLS LAST")
+        want = source.fetch("SELECT environment, count(*) FROM rs GROUP BY 1 ORDER BY 1 NULLS LAST")
+        assert got == [tuple(r) for r in want]
+        assert [c["type"] for c in await e.store.describe("monitoring_results")] == [
+            "VARCHAR",
+            "VARCHAR",
+            "DOUBLE",
+            "TIMESTAMP",
+            "INTEGER",
+            "VARCHAR",
+        ]
+
+    capped = configure(
+        make_settings,
+        source,
+        columns=MAP,
+        partition_column="environment",
+        duckdb={"sync_workers": 2, "max_sync_rows": 25},
+    )
+    async with Env(capped) as e2:
+        res = await e2.engine.sync_dataset("monitoring", force_full=True)
+        assert res.truncated and await e2.count("monitoring_results") == 25
