@@ -225,10 +225,13 @@ def build_where(
     effective = (category or f.metric_category or default_category or "").strip().upper()
     if effective:
         if t.has("metric_category"):
+            # Datasets we loaded store the category upper-cased: plain equality, pushed into the scan.
+            cat = quote_ident("metric_category") if t.info.extra.get("category_normalised") \
+                else f"upper({t.text('metric_category')})"
             if effective == "SCORE":
-                w.add(f"(upper({t.text('metric_category')}) = 'SCORE' OR {quote_ident('metric_category')} IS NULL)")
+                w.add(f"({cat} = 'SCORE' OR {quote_ident('metric_category')} IS NULL)")
             else:
-                w.add(f"upper({t.text('metric_category')}) = ?", effective)
+                w.add(f"{cat} = ?", effective)
         elif effective != "SCORE":
             w.add("FALSE")
     if apply_metric_name:

@@ -111,6 +111,11 @@ class ProcessedMonitoring:
     row_count: int
     columns: list[str] = field(default_factory=list)
 
+    @property
+    def extra(self) -> dict[str, Any]:
+        """Registry extras: metric columns, and whether metric_category was upper-cased at load."""
+        return {"metric_columns": self.metric_columns, "category_normalised": "metric_category" in self.columns}
+
 
 def _timestamp_expr(col: str, typ: str) -> str:
     q = quote_ident(col)
@@ -164,6 +169,9 @@ def process_monitoring_sync(
                 f"AND TRY_CAST({q} AS DOUBLE) IS NULL"
             ).fetchone()
             select.append(f"TRY_CAST({q} AS DOUBLE) AS {alias}" if not (bad and bad[0]) else f"{q} AS {alias}")
+        elif new == "metric_category":
+            # Upper-cased once here so category filters are plain equality (pushed into the scan).
+            select.append(f"nullif(upper(trim(CAST({q} AS VARCHAR))), '') AS {alias}")
         elif new == "latency" or new.endswith("_score"):
             select.append(f"TRY_CAST({q} AS DOUBLE) AS {alias}")
         else:
@@ -197,7 +205,7 @@ def _reshape_in_place(
 def _csv_transform(custom_map: Mapping[str, str] | None) -> Any:
     def transform(cur: duckdb.DuckDBPyConnection, staging: str, load: CsvLoadResult) -> CsvTransform:
         res = _reshape_in_place(cur, staging, custom_map)
-        return CsvTransform(format=res.format, message=res.message, extra={"metric_columns": res.metric_columns})
+        return CsvTransform(format=res.format, message=res.message, extra=res.extra)
 
     return transform
 
@@ -440,7 +448,11 @@ async def land_arrow_monitoring(
                 cur.unregister("_ds")
             cur.execute(f"DROP TABLE IF EXISTS {quote_ident(raw)}")
 
-    info = await store.land_dataset(kind=KIND, source=source, build=build, format=FORMAT)
+    def after_swap(cur: duckdb.DuckDBPyConnection, info: DatasetInfo) -> None:
+        info.extra = {**info.extra, **holder["p"].extra}
+        DuckDBStore.register_dataset_sync(cur, info)
+
+    info = await store.land_dataset(kind=KIND, source=source, build=build, format=FORMAT, after_swap=after_swap)
     return info, holder["p"]
 
 

@@ -163,3 +163,13 @@ async def test_db_import_legacy_table_and_errors(
         await ms.import_monitoring_from_db(store, make_settings())
     with pytest.raises(Invalid, match="not configured"):
         await ms.import_monitoring_from_db(store, make_settings(axis_custom_dir=tmp_path / "none"))
+
+
+async def test_process_upper_cases_metric_category(store: DuckDBStore) -> None:
+    res, (_, rows) = await _process(
+        store,
+        "SELECT * FROM (VALUES ('a', ' score ', 0.5), ('b', 'Classification', NULL), ('c', '', 0.1)) "
+        "t(dataset_id, metric_category, relevance_score)",
+    )
+    assert [r[1] for r in rows] == ["SCORE", "CLASSIFICATION", None]
+    assert res.extra == {"metric_columns": ["relevance_score"], "category_normalised": True}
