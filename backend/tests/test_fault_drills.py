@@ -21,6 +21,7 @@ from __future__ import annotations
 import concurrent.futures
 import csv
 import io
+import logging
 import shutil
 import socket
 import subprocess
@@ -327,7 +328,9 @@ def _send_and_close(port: int, head: bytes, body_part: bytes) -> bytes:
     return b"".join(chunks)
 
 
-def test_upload_cut_off_mid_body_stores_nothing(make_settings: Callable[..., Settings]) -> None:
+def test_upload_cut_off_mid_body_stores_nothing(
+    make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
     settings = make_settings()
     old_csv, old = monitoring_csv(120, 0.05)
     new_csv, new = monitoring_csv(3000, 0.1)
@@ -364,3 +367,5 @@ def test_upload_cut_off_mid_body_stores_nothing(make_settings: Callable[..., Set
         res = client.post("/api/monitoring/upload", files={"file": ("new.csv", new_csv, "text/csv")})
         assert res.status_code == 200, res.text
         assert_kpis(client, new)
+    errors = [r.getMessage() + (r.exc_text or "") for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == []  # a client that went away, or a malformed body, is not a server error
