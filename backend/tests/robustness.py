@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -213,6 +214,22 @@ def live_server(settings: Settings) -> Iterator[LiveServer]:
         yield server
     finally:
         server.stop()
+
+
+@contextmanager
+def capture_uvicorn_logs(handler: Any) -> Iterator[None]:
+    """Also route the uvicorn loggers (which do not propagate to the root logger) to ``handler``.
+
+    Enter it after the server started: uvicorn's logging config replaces the handlers of its loggers.
+    """
+    loggers = [logging.getLogger(name) for name in ("uvicorn", "uvicorn.access")]
+    for lg in loggers:
+        lg.addHandler(handler)
+    try:
+        yield
+    finally:
+        for lg in loggers:
+            lg.removeHandler(handler)
 
 
 def route_paths(app: Any) -> set[str]:

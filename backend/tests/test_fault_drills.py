@@ -41,6 +41,7 @@ from tests.conftest import PgSchema
 from tests.robustness import (
     LiveServer,
     TcpProxy,
+    capture_uvicorn_logs,
     create_split_source,
     live_server,
     monitoring_kpis,
@@ -336,7 +337,7 @@ def test_upload_cut_off_mid_body_stores_nothing(
     new_csv, new = monitoring_csv(3000, 0.1)
     boundary = "axisdrillboundary"
     body = _multipart("new.csv", new_csv, boundary)
-    with serving(settings) as (server, client):
+    with serving(settings) as (server, client), capture_uvicorn_logs(caplog.handler):
         res = client.post("/api/monitoring/upload", files={"file": ("old.csv", old_csv, "text/csv")})
         assert res.status_code == 200, res.text
         first = res.json()["dataset_id"]
@@ -367,5 +368,6 @@ def test_upload_cut_off_mid_body_stores_nothing(
         res = client.post("/api/monitoring/upload", files={"file": ("new.csv", new_csv, "text/csv")})
         assert res.status_code == 200, res.text
         assert_kpis(client, new)
+        assert any("POST /api/monitoring/upload" in r.getMessage() for r in caplog.records)  # uvicorn's log is seen
     errors = [r.getMessage() + (r.exc_text or "") for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == []  # a client that went away, or a malformed body, is not a server error

@@ -31,6 +31,7 @@ from tests.fake_llm import FakeLLMServer
 from tests.robustness import (
     SECRET_MARKER,
     FakePgAuthServer,
+    capture_uvicorn_logs,
     free_port,
     live_server,
     route_paths,
@@ -121,41 +122,36 @@ def test_no_secret_reaches_a_response_or_a_log(
         caplog.set_level(logging.DEBUG, logger=name)
     token = settings.axis_api_token.get_secret_value() if settings.axis_api_token else ""
 
-    with FakePgAuthServer() as fake_pg, live_server(settings) as server:
-        for name in ("uvicorn", "uvicorn.access"):  # they do not propagate to the root logger
-            logging.getLogger(name).addHandler(caplog.handler)
-        try:
-            paths = route_paths(server.app)
-            spec = server.app.openapi()
-            with httpx.Client(base_url=server.base_url, timeout=60) as anonymous:
-                assert anonymous.get("/api/store/datasets").status_code == 401
-                wrong = anonymous.get("/api/store/datasets", headers={"Authorization": f"Bearer {token}x"})
-                assert wrong.status_code == 401
-                assert SECRET_MARKER not in wrong.text
-            client = httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
-            audit = Audit(client)
-            with client:
-                _seeded, seed_errors = seed_samples(client, paths)
-                assert not seed_errors, seed_errors
-                handle = "0" * 32
-                if "/api/database/connect" in paths:
-                    handle = _database_error_paths(audit, pg, fake_pg)
-                _import_and_sync_error_paths(audit, paths)
-                # Every LLM call of the walk fails upstream with an error that quotes the key.
-                key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else ""
-                fake_llm.fail(401, times=10_000, message=f"Incorrect API key provided: {key}")
-                for path, item in spec["paths"].items():
-                    url = _fill_path(path, handle)
-                    for method in item:
-                        if method == "get":
-                            audit.call("GET", url)
-                        elif method in ("post", "put", "patch") and "/connect" not in path:
-                            audit.call(method.upper(), url, json={})
-                if "/api/store/status" in paths:
-                    audit.call("GET", "/api/store/status")
-        finally:
-            for name in ("uvicorn", "uvicorn.access"):
-                logging.getLogger(name).removeHandler(caplog.handler)
+    # uvicorn configures its loggers when the server starts, so the capture is attached after that.
+    with FakePgAuthServer() as fake_pg, live_server(settings) as server, capture_uvicorn_logs(caplog.handler):
+        paths = route_paths(server.app)
+        spec = server.app.openapi()
+        with httpx.Client(base_url=server.base_url, timeout=60) as anonymous:
+            assert anonymous.get("/api/store/datasets").status_code == 401
+            wrong = anonymous.get("/api/store/datasets", headers={"Authorization": f"Bearer {token}x"})
+            assert wrong.status_code == 401
+            assert SECRET_MARKER not in wrong.text
+        client = httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        audit = Audit(client)
+        with client:
+            _seeded, seed_errors = seed_samples(client, paths)
+            assert not seed_errors, seed_errors
+            handle = "0" * 32
+            if "/api/database/connect" in paths:
+                handle = _database_error_paths(audit, pg, fake_pg)
+            _import_and_sync_error_paths(audit, paths)
+            # Every LLM call of the walk fails upstream with an error that quotes the key.
+            key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else ""
+            fake_llm.fail(401, times=10_000, message=f"Incorrect API key provided: {key}")
+            for path, item in spec["paths"].items():
+                url = _fill_path(path, handle)
+                for method in item:
+                    if method == "get":
+                        audit.call("GET", url)
+                    elif method in ("post", "put", "patch") and "/connect" not in path:
+                        audit.call(method.upper(), url, json={})
+            if "/api/store/status" in paths:
+                audit.call("GET", "/api/store/status")
 
     for request in fake_llm.requests:  # the providers really were called with the marked keys
         assert SECRET_MARKER in (request.headers.get("authorization", "") + request.headers.get("x-api-key", ""))
