@@ -13,7 +13,8 @@ Faults:
 - the DuckDB data directory made read-only during an upload: ``chattr -R +i`` (the immutable flag
   stops root too; ``chmod`` would not), removed afterwards;
 - an upload cut off mid-body: a raw socket that declares the full Content-Length, sends half of
-  the multipart body and closes; and a complete HTTP request whose multipart body is truncated.
+  the multipart body and closes; a complete HTTP request whose multipart body is truncated; and an
+  in-process ASGI request whose body stream ends in a disconnect (the app answers 400).
 """
 
 from __future__ import annotations
@@ -371,3 +372,56 @@ def test_upload_cut_off_mid_body_stores_nothing(
         assert any("POST /api/monitoring/upload" in r.getMessage() for r in caplog.records)  # uvicorn's log is seen
     errors = [r.getMessage() + (r.exc_text or "") for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == []  # a client that went away, or a malformed body, is not a server error
+
+
+async def test_upload_whose_asgi_body_stream_ends_early_is_refused(
+    app_client: tuple[Any, httpx.AsyncClient],
+) -> None:
+    """In-process: the body stream delivers half the declared multipart body, then the client disconnects."""
+    app, client = app_client
+    old_csv, old = monitoring_csv(60, 0.05)
+    res = await client.post("/api/monitoring/upload", files={"file": ("old.csv", old_csv, "text/csv")})
+    assert res.status_code == 200, res.text
+    first = res.json()["dataset_id"]
+    boundary = "axisdrillboundary"
+    body = _multipart("new.csv", monitoring_csv(2000, 0.2)[0], boundary)
+    half = body[: len(body) // 2]
+    incoming = [
+        {"type": "http.request", "body": half[:4096], "more_body": True},
+        {"type": "http.request", "body": half[4096:], "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/monitoring/upload",
+        "raw_path": b"/api/monitoring/upload",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"testserver"),
+            (b"content-type", f"multipart/form-data; boundary={boundary}".encode()),
+            (b"content-length", str(len(body)).encode()),
+        ],
+        "client": ("127.0.0.1", 40000),
+        "server": ("testserver", 80),
+    }
+    await app(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    assert start["status"] == 400, sent  # "There was an error parsing the body"
+    datasets_now = (await client.get("/api/store/datasets", params={"kind": "monitoring"})).json()["datasets"]
+    assert [d["dataset_id"] for d in datasets_now] == [first]
+    summary = (await client.get("/api/monitoring/analytics/summary")).json()["kpis"]
+    assert summary["total_records"] == old["total_records"]
+    assert summary["avg_score"] == pytest.approx(old["avg_score"], rel=1e-9)
