@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
 from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 
 from app.deps import SettingsDep, StoreDep
 from app.errors import Invalid
@@ -50,7 +51,10 @@ def _spool_dir(settings: SettingsDep) -> Path:
 async def read_upload_file(request: Request, *, max_bytes: int, field: str = "file") -> UploadFile:
     """The multipart ``file`` part; a declared body over the cap is refused (413) before parsing."""
     check_declared_size(request.headers.get("content-length"), max_bytes=max_bytes)
-    form = await request.form(max_files=1, max_fields=20)
+    try:
+        form = await request.form(max_files=1, max_fields=20)
+    except ClientDisconnect:
+        raise Invalid("The upload was cut off before the request body was complete") from None
     part = form.get(field)
     if not isinstance(part, UploadFile):
         raise Invalid("No file provided")
