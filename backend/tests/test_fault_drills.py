@@ -374,15 +374,18 @@ def test_upload_cut_off_mid_body_stores_nothing(
     assert errors == []  # a client that went away, or a malformed body, is not a server error
 
 
+@pytest.mark.parametrize(
+    "endpoint", ["/api/monitoring/upload", "/api/data/upload", "/api/data/detect-format", "/api/human-signals/upload"]
+)
 async def test_upload_whose_asgi_body_stream_ends_early_is_refused(
-    app_client: tuple[Any, httpx.AsyncClient],
+    app_client: tuple[Any, httpx.AsyncClient], caplog: pytest.LogCaptureFixture, endpoint: str
 ) -> None:
     """In-process: the body stream delivers half the declared multipart body, then the client disconnects."""
     app, client = app_client
     old_csv, old = monitoring_csv(60, 0.05)
     res = await client.post("/api/monitoring/upload", files={"file": ("old.csv", old_csv, "text/csv")})
     assert res.status_code == 200, res.text
-    first = res.json()["dataset_id"]
+    before = (await client.get("/api/store/datasets")).json()["datasets"]
     boundary = "axisdrillboundary"
     body = _multipart("new.csv", monitoring_csv(2000, 0.2)[0], boundary)
     half = body[: len(body) // 2]
@@ -405,8 +408,8 @@ async def test_upload_whose_asgi_body_stream_ends_early_is_refused(
         "http_version": "1.1",
         "method": "POST",
         "scheme": "http",
-        "path": "/api/monitoring/upload",
-        "raw_path": b"/api/monitoring/upload",
+        "path": endpoint,
+        "raw_path": endpoint.encode(),
         "query_string": b"",
         "root_path": "",
         "headers": [
@@ -419,9 +422,9 @@ async def test_upload_whose_asgi_body_stream_ends_early_is_refused(
     }
     await app(scope, receive, send)
     start = next(m for m in sent if m["type"] == "http.response.start")
-    assert start["status"] == 400, sent  # "There was an error parsing the body"
-    datasets_now = (await client.get("/api/store/datasets", params={"kind": "monitoring"})).json()["datasets"]
-    assert [d["dataset_id"] for d in datasets_now] == [first]
+    assert start["status"] == 400, sent
+    assert (await client.get("/api/store/datasets")).json()["datasets"] == before
     summary = (await client.get("/api/monitoring/analytics/summary")).json()["kpis"]
     assert summary["total_records"] == old["total_records"]
     assert summary["avg_score"] == pytest.approx(old["avg_score"], rel=1e-9)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
