@@ -374,13 +374,20 @@ def test_upload_cut_off_mid_body_stores_nothing(
     assert errors == []  # a client that went away, or a malformed body, is not a server error
 
 
-@pytest.mark.parametrize(
-    "endpoint", ["/api/monitoring/upload", "/api/data/upload", "/api/data/detect-format", "/api/human-signals/upload"]
-)
-async def test_upload_whose_asgi_body_stream_ends_early_is_refused(
-    app_client: tuple[Any, httpx.AsyncClient], caplog: pytest.LogCaptureFixture, endpoint: str
+def multipart_endpoints(app: Any) -> list[str]:
+    """Every POST operation of the OpenAPI document that takes a multipart body (the upload endpoints)."""
+    out = []
+    for path, item in app.openapi()["paths"].items():
+        content = ((item.get("post") or {}).get("requestBody") or {}).get("content") or {}
+        if "multipart/form-data" in content and "{" not in path:
+            out.append(path)
+    return sorted(out)
+
+
+async def test_uploads_whose_asgi_body_stream_ends_early_are_refused(
+    app_client: tuple[Any, httpx.AsyncClient], caplog: pytest.LogCaptureFixture
 ) -> None:
-    """In-process: the body stream delivers half the declared multipart body, then the client disconnects."""
+    """In-process, for every upload endpoint: half the declared multipart body, then a client disconnect."""
     app, client = app_client
     old_csv, old = monitoring_csv(60, 0.05)
     res = await client.post("/api/monitoring/upload", files={"file": ("old.csv", old_csv, "text/csv")})
@@ -389,40 +396,44 @@ async def test_upload_whose_asgi_body_stream_ends_early_is_refused(
     boundary = "axisdrillboundary"
     body = _multipart("new.csv", monitoring_csv(2000, 0.2)[0], boundary)
     half = body[: len(body) // 2]
-    incoming = [
-        {"type": "http.request", "body": half[:4096], "more_body": True},
-        {"type": "http.request", "body": half[4096:], "more_body": True},
-        {"type": "http.disconnect"},
-    ]
-    sent: list[dict[str, Any]] = []
+    endpoints = multipart_endpoints(app)
+    assert {"/api/monitoring/upload", "/api/data/upload"} <= set(endpoints)
+    statuses = {}
+    for endpoint in endpoints:
+        incoming = [
+            {"type": "http.request", "body": half[:4096], "more_body": True},
+            {"type": "http.request", "body": half[4096:], "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+        sent: list[dict[str, Any]] = []
 
-    async def receive() -> dict[str, Any]:
-        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+        async def receive(incoming: list[dict[str, Any]] = incoming) -> dict[str, Any]:
+            return incoming.pop(0) if incoming else {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
+        async def send(message: dict[str, Any], sent: list[dict[str, Any]] = sent) -> None:
+            sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": endpoint,
-        "raw_path": endpoint.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"host", b"testserver"),
-            (b"content-type", f"multipart/form-data; boundary={boundary}".encode()),
-            (b"content-length", str(len(body)).encode()),
-        ],
-        "client": ("127.0.0.1", 40000),
-        "server": ("testserver", 80),
-    }
-    await app(scope, receive, send)
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    assert start["status"] == 400, sent
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": endpoint,
+            "raw_path": endpoint.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [
+                (b"host", b"testserver"),
+                (b"content-type", f"multipart/form-data; boundary={boundary}".encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+            "client": ("127.0.0.1", 40000),
+            "server": ("testserver", 80),
+        }
+        await app(scope, receive, send)
+        statuses[endpoint] = next(m for m in sent if m["type"] == "http.response.start")["status"]
+    assert statuses == dict.fromkeys(endpoints, 400)
     assert (await client.get("/api/store/datasets")).json()["datasets"] == before
     summary = (await client.get("/api/monitoring/analytics/summary")).json()["kpis"]
     assert summary["total_records"] == old["total_records"]
