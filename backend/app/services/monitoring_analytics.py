@@ -405,7 +405,7 @@ async def records_table(store: DuckDBStore, t: MonitoringTable) -> tuple[Monitor
         return None
     meta = await store.get_metadata(t.info.table_name)
     entry = meta.get(RECORDS_KEY) or {}
-    if entry.get("loaded_at") != t.info.loaded_at.isoformat() or not await store.table_exists(entry["table"]):
+    if entry.get("loaded_at") != t.info.loaded_at.isoformat():
         target = f"{t.info.table_name}__records"
         entry = await store.run_write(lambda cur: build_records_sync(cur, t, target))
         meta = await store.get_metadata(t.info.table_name)
