@@ -13,8 +13,8 @@ deterministic coverage cases (boundary values, missing, extra and wrong-typed pa
 
 New routers are covered automatically: the operations come from ``app.openapi()``. Examples per
 operation and mode: ``AXIS_FUZZ_EXAMPLES``, default 10, lowered (not below 5) once the schema grows
-past 80 operations, so the test stays under 3 minutes on 2 cores; at most ``COVERAGE_CAP`` coverage
-cases per operation. Generation is derandomised so a failure replays; ``AXIS_FUZZ_RANDOM=1``
+past 80 operations, so the test stays under 3 minutes on 2 cores; coverage cases per operation are
+capped the same way (40, not below 15). Generation is derandomised so a failure replays; ``AXIS_FUZZ_RANDOM=1``
 explores fresh inputs. No example database is written (``database=None``).
 """
 
@@ -55,7 +55,7 @@ from tests.robustness import (
 
 EXAMPLES = int(os.environ["AXIS_FUZZ_EXAMPLES"]) if os.environ.get("AXIS_FUZZ_EXAMPLES") else None
 BUDGET_EXAMPLES = 800  # examples per mode summed over all operations (the default budget)
-COVERAGE_CAP = 40  # deterministic coverage cases per operation
+COVERAGE_BUDGET = 3200  # deterministic coverage cases summed over all operations
 EXTREME_NUMBERS = ["9223372036854775808", "-9223372036854775809", "1e308"]
 EXTREME_STRINGS = ["\x00", "'\"%_\\;--", "x" * 5000, "9999-99-99T99:99:99Z"]
 RANDOM = os.environ.get("AXIS_FUZZ_RANDOM") == "1"
@@ -123,7 +123,7 @@ def _check_case(
 
 
 def _coverage_operation(
-    schema: Any, operation: Any, base_url: str, headers: dict[str, str], secrets: list[str]
+    schema: Any, operation: Any, base_url: str, headers: dict[str, str], secrets: list[str], cap: int
 ) -> None:
     """Schemathesis' deterministic coverage cases (boundaries, missing/extra/wrong-typed values), capped."""
     config = schema.config.generation_for(operation=operation)
@@ -133,7 +133,7 @@ def _coverage_operation(
         generation_config=config,
     )
     with requests.Session() as session:
-        for case in itertools.islice(cases, COVERAGE_CAP):
+        for case in itertools.islice(cases, cap):
             _check_case(case, session, base_url, headers, secrets)
 
 
@@ -260,10 +260,11 @@ def test_every_operation_survives_fuzzing(
         assert len(operations) >= 10
 
         examples = EXAMPLES or max(5, min(10, BUDGET_EXAMPLES // len(operations)))
+        coverage_cap = max(15, min(40, COVERAGE_BUDGET // len(operations)))
         failures: list[str] = list(seed_errors)
         for operation in operations:
             try:
-                _coverage_operation(schema, operation, server.base_url, headers, secrets)
+                _coverage_operation(schema, operation, server.base_url, headers, secrets, coverage_cap)
             except (Exception, BaseExceptionGroup) as exc:
                 failures.append(f"{operation.method.upper()} {operation.path} [coverage]: {_describe(exc)}")
             try:
