@@ -180,9 +180,17 @@ def process_monitoring_sync(
         select.append("CAST(? AS TIMESTAMP) AS timestamp")
         params.append(now or utc_now())
         final.append("timestamp")
+    # Long format is stored clustered by (category, metric, time): category/metric filters then skip
+    # whole row groups through DuckDB's min/max zone maps.
+    order = ""
+    if is_long:
+        keys = [k for k in ("metric_category", "metric_name", "timestamp") if k in final]
+        order = " ORDER BY " + ", ".join(quote_ident(k) for k in keys)
     cur.execute(f"DROP TABLE IF EXISTS {quote_ident(target)}")
     cur.execute(
-        f"CREATE TABLE {quote_ident(target)} AS SELECT {', '.join(select)} FROM {quote_ident(source)}", params
+        f"CREATE TABLE {quote_ident(target)} AS SELECT * FROM (SELECT {', '.join(select)} FROM "
+        f"{quote_ident(source)}){order}",
+        params,
     )
     metric_columns = ["metric_score"] if is_long else [c for c in final if c.endswith("_score") and c != "metric_score"]
     return ProcessedMonitoring(FORMAT, f"Processed {n} monitoring records", metric_columns, n, final)
