@@ -175,9 +175,7 @@ def test_pg_terminated_during_a_sync_keeps_the_previous_data(
     assert leftover_tables(settings.duckdb_path) == []
 
 
-def test_pg_unreachable_when_a_sync_starts_then_recovers(
-    make_settings: Callable[..., Settings], pg: PgSchema
-) -> None:
+def test_pg_unreachable_when_a_sync_starts_then_recovers(make_settings: Callable[..., Settings], pg: PgSchema) -> None:
     create_split_source(pg, "mon", N_CASES)
     proxy = TcpProxy(pg.host, pg.port)
     url = f"postgresql://{pg.user}@127.0.0.1:{proxy.port}/{pg.database}"
@@ -311,9 +309,13 @@ def test_read_only_data_directory_during_an_upload(make_settings: Callable[..., 
 
 def _multipart(name: str, content: bytes, boundary: str) -> bytes:
     return (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
-        "Content-Type: text/csv\r\n\r\n"
-    ).encode() + content + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+            "Content-Type: text/csv\r\n\r\n"
+        ).encode()
+        + content
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
 
 
 def _send_and_close(port: int, head: bytes, body_part: bytes) -> bytes:
