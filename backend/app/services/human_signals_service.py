@@ -103,11 +103,11 @@ class SignalsBuild:
     columns: list[str]
 
 
-_TYPE_SQL = """CASE json_type(v) WHEN 'BOOLEAN' THEN 'boolean' WHEN 'BIGINT' THEN 'number' WHEN 'UBIGINT' THEN 'number'
+_TYPE_SQL = """CASE jt WHEN 'BOOLEAN' THEN 'boolean' WHEN 'BIGINT' THEN 'number' WHEN 'UBIGINT' THEN 'number'
     WHEN 'DOUBLE' THEN 'number' WHEN 'HUGEINT' THEN 'number' WHEN 'ARRAY' THEN 'array' WHEN 'OBJECT' THEN 'object'
     WHEN 'VARCHAR' THEN 'string' ELSE NULL END"""
 
-_IS_CATEGORY_SQL = """(json_type(v) = 'OBJECT' AND len(json_keys(v)) > 0 AND list_bool_and(list_transform(
+_IS_CATEGORY_SQL = """(len(json_keys(v)) > 0 AND list_bool_and(list_transform(
     json_extract(v, '$.*'), cv -> json_type(cv) = 'ARRAY' AND coalesce(list_bool_and(list_transform(
     json_extract(cv, '$[*]'), x -> json_type(x) = 'OBJECT' AND json_exists(x, '$.name'))), true))))"""
 
@@ -132,7 +132,7 @@ def build_signals_tables_sync(
 
 def _as_json(expr: str) -> str:
     """``expr`` (text) parsed as a JSON object/array, else NULL."""
-    return f"(CASE WHEN json_type(TRY_CAST({expr} AS JSON)) IN ('OBJECT', 'ARRAY') THEN TRY_CAST({expr} AS JSON) END)"
+    return f"(CASE WHEN regexp_matches({expr}, '^\\s*[\\[{{]') THEN TRY_CAST({expr} AS JSON) END)"
 
 
 def _literal_fallback(cur: duckdb.DuckDBPyConnection, table: str, pairs: Sequence[tuple[str, str]]) -> None:
@@ -194,19 +194,24 @@ def _build(
     cur.execute(
         f"""CREATE TEMP TABLE {q_e} AS
         WITH e1 AS (
-            SELECT _rid, dataset_id, metric_name, k, ord, v,
-                   CASE WHEN json_type(v) = 'OBJECT' THEN {_IS_CATEGORY_SQL} ELSE false END AS is_cat FROM (
-                SELECT r._rid, r.dataset_id, r.metric_name, e.key AS k, e.id AS ord,
-                       CASE WHEN e.type = 'VARCHAR' AND regexp_matches(CAST(e.value AS VARCHAR), '^"\\s*[\\[{{]')
-                            THEN coalesce({str_json}, e.value) ELSE e.value END AS v
-                FROM {q_rows} r, json_each(r.sig_j) e
-                WHERE r.sig_j IS NOT NULL AND coalesce(r.metric_name, '') <> ''
+            SELECT _rid, dataset_id, metric_name, k, ord, v, jt,
+                   CASE WHEN jt = 'OBJECT' THEN {_IS_CATEGORY_SQL} ELSE false END AS is_cat FROM (
+                SELECT _rid, dataset_id, metric_name, k, ord, coalesce(pv, v0) AS v,
+                       CASE WHEN pv IS NULL THEN t0 ELSE json_type(pv) END AS jt FROM (
+                    SELECT r._rid, r.dataset_id, r.metric_name, e.key AS k, e.id AS ord, e.value AS v0, e.type AS t0,
+                           CASE WHEN e.type = 'VARCHAR'
+                                     AND regexp_matches(CAST(e.value AS VARCHAR), '^"\\s*[\\[{{]')
+                                THEN {str_json} END AS pv
+                    FROM {q_rows} r, json_each(r.sig_j) e
+                    WHERE r.sig_j IS NOT NULL AND coalesce(r.metric_name, '') <> ''
+                )
             )
         )
-        SELECT _rid, dataset_id, metric_name, k, v,
+        SELECT _rid, dataset_id, metric_name, k, v, jt,
                (_rid::HUGEINT * 4294967296 + ord) * 4294967296 + sub AS pos FROM (
-            SELECT _rid, dataset_id, metric_name, k, ord, 0 AS sub, v FROM e1 WHERE NOT is_cat
+            SELECT _rid, dataset_id, metric_name, k, ord, 0 AS sub, v, jt FROM e1 WHERE NOT is_cat
             UNION ALL
+            SELECT _rid, dataset_id, metric_name, k, ord, sub, v, json_type(v) AS jt FROM (
             SELECT _rid, dataset_id, metric_name, item ->> 'name' AS k, ord, sub,
                    CASE WHEN json_exists(item, '$.value') THEN item -> 'value' ELSE item -> 'score' END AS v
             FROM (
@@ -214,7 +219,7 @@ def _build(
                        unnest(items) AS item, unnest(range(1, len(items) + 1)) AS sub
                 FROM (SELECT *, flatten(list_transform(json_extract(v, '$.*'), cv -> json_extract(cv, '$[*]')))
                       AS items FROM e1 WHERE is_cat)
-            )
+            ))
         ) WHERE k IS NOT NULL"""
     )
     schema, common = _metric_schema(cur, q_rows, q_e, cols, visible)
@@ -318,7 +323,7 @@ def _cases_table(
     agg_params: list[Any] = []
     # Integer column ids (list_position against bound lists) keep the per-column FILTERs cheap.
     for i, k in enumerate(promoted, start=1):
-        aggs.append(f"arg_min(v, pos) FILTER (WHERE cc = {i} AND json_type(v) <> 'NULL') AS _c{i}")
+        aggs.append(f"arg_min(v, pos) FILTER (WHERE cc = {i} AND jt <> 'NULL') AS _c{i}")
         proj.append(f"{value.format(f'p._c{i}')} AS {quote_ident(k)}")
     for i, (m, k) in enumerate(signal_cols, start=1):
         aggs.append(f"arg_max(v, pos) FILTER (WHERE sc = {i}) AS _s{i}")
@@ -326,13 +331,17 @@ def _cases_table(
     sep = chr(31)
     agg_params = [promoted or [""], [f"{m}{sep}{k}" for m, k in signal_cols] or [""]]
     pivot = f"""SELECT dataset_id, {', '.join(aggs) or 'NULL AS _none'} FROM (
-            SELECT dataset_id, v, pos, list_position(?, k) AS cc, list_position(?, metric_name || chr(31) || k) AS sc
+            SELECT dataset_id, v, jt, pos, list_position(?, k) AS cc,
+                   list_position(?, metric_name || chr(31) || k) AS sc
             FROM {q_e}) WHERE cc IS NOT NULL OR sc IS NOT NULL GROUP BY dataset_id"""
     sql = f"""
         CREATE OR REPLACE TABLE {quote_ident(cases_table)} AS
-        WITH b1 AS (SELECT *, conversation_j -> 'messages' AS m0 FROM {q_base}),
-        b2 AS (SELECT * EXCLUDE (m0), CASE WHEN json_type(m0) = 'ARRAY' THEN m0 END AS msgs FROM b1),
-        b AS (SELECT *, msgs ->> '$[0].content' AS first_content FROM b2),
+        WITH b1 AS (SELECT *, json_extract(conversation_j, ['$.messages', '$.messages[0].content']) AS x
+                    FROM {q_base}),
+        b AS (SELECT * EXCLUDE (x),
+                     CASE WHEN starts_with(ltrim(CAST(x[1] AS VARCHAR)), '[') THEN x[1] END AS msgs,
+                     CASE WHEN starts_with(ltrim(CAST(x[1] AS VARCHAR)), '[') THEN x[2] ->> '$' END AS first_content
+              FROM b1),
         p AS ({pivot})
         SELECT {', '.join(proj)}
         FROM b LEFT JOIN p USING (dataset_id)
