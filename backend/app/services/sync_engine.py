@@ -765,13 +765,13 @@ class SyncEngine:
             logger.info("Another process holds %s; this process will not sync", self.leader.path)
 
     async def run_background(self) -> None:
-        """Lifespan task: repair derived tables, startup sync (when configured), then the scheduler."""
+        """Lifespan task (leader only): repair derived tables, startup sync (when configured), scheduler."""
+        if not self.leader.held:
+            return
         try:
             await self.repair_derived()
         except Exception as exc:
             logger.error("Derived-table repair failed: %s", self._scrub(str(exc)))
-        if not self.leader.held:
-            return
         if self.settings.duckdb.sync_mode == "startup":
             names = self.eligible("startup")
             for name in TARGETS:
@@ -811,7 +811,12 @@ class SyncEngine:
             self._running[n] = sync_id
 
         async def _job() -> list[SyncResult]:
-            return await self.sync_all(reason="manual", names=names, force_full=full, sync_id=sync_id, claimed=True)
+            try:
+                return await self.sync_all(reason="manual", names=names, force_full=full, sync_id=sync_id, claimed=True)
+            finally:  # also when cancelled before a dataset started
+                for n in names:
+                    if self._running.get(n) == sync_id:
+                        self._running.pop(n, None)
 
         try:
             self.tasks.start(f"sync:{sync_id}", _job())
