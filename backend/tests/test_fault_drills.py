@@ -104,14 +104,17 @@ def leftover_tables(db_path: Path) -> list[str]:
 
 
 def terminate_backends(pg: PgSchema, application_name: str, timeout: float = 30.0) -> int:
-    """Wait until a backend of ``application_name`` sleeps in ``pg_sleep``; terminate it."""
+    """Wait until a backend of ``application_name`` reading this test's schema sleeps in ``pg_sleep``; terminate it.
+
+    The schema filter keeps parallel test runs on the shared server from killing each other's reads.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with psycopg.connect(pg.dsn, autocommit=True) as conn:
             rows = conn.execute(
                 "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND state = 'active' "
-                "AND wait_event = 'PgSleep'",
-                [application_name],
+                "AND wait_event = 'PgSleep' AND strpos(query, %s) > 0",
+                [application_name, pg.schema],
             ).fetchall()
             for (pid,) in rows:
                 conn.execute("SELECT pg_terminate_backend(%s)", [pid])
