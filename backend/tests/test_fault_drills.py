@@ -27,6 +27,7 @@ import shutil
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -218,7 +219,7 @@ def test_pg_terminated_during_a_database_import_keeps_the_previous_dataset(
             FROM "{s}".imp_rs r,
                  (SELECT pg_sleep(CASE WHEN (SELECT slow FROM "{s}".imp_ctl) THEN 60 ELSE 0 END)) AS _s"""
     )
-    settings = make_settings(db_import_batch_rows=100)
+    settings = make_settings(db_import_batch_rows=100, db_application_name=f"axis-drill-{uuid.uuid4().hex[:8]}")
     body = {"host": pg.host, "port": pg.port, "database": pg.database, "username": pg.user, "password": "x"}
     with serving(settings) as (_, client):
         res = client.post("/api/database/connect", json={**body, "ssl_mode": "disable"})
