@@ -21,6 +21,7 @@ from app.services.background import BackgroundTasks
 from app.services.connection_store import ConnectionStore
 from app.services.database_service import build_connection_store
 from app.services.duckdb_store import DuckDBStore
+from app.services.example_loader import LOAD_EXAMPLES_TASK, load_examples_if_empty
 from app.services.health_service import check_health
 from app.services.sync_engine import SYNC_BACKGROUND_TASK, SyncEngine
 
@@ -45,9 +46,6 @@ OPENAPI_TAGS = [
     {"name": "memory-graph", "description": "Knowledge graph"},
     {"name": "store", "description": "DuckDB store and sync engine"},
 ]
-
-OPEN_PATHS = ("/", "/health", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect")
-
 
 def build_store(settings: Settings) -> DuckDBStore:
     """The DuckDB store for these settings."""
@@ -75,6 +73,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await engine.startup()
         tasks.start(SYNC_BACKGROUND_TASK, engine.run_background())
     tasks.start(DB_HANDLE_SWEEPER_TASK, db_connections.run_sweeper(settings.db_handle_sweep_seconds))
+    if settings.axis_load_examples:
+        tasks.start(LOAD_EXAMPLES_TASK, load_examples_if_empty(store, settings))
     try:
         yield
     finally:
