@@ -15,7 +15,7 @@ import logging
 import ssl
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,7 +80,7 @@ class _PoolEntry:
     leases: int = 0
 
 
-def scrub_error(text: str, secrets: list[str | None]) -> str:
+def scrub_error(text: str, secrets: Sequence[str | None]) -> str:
     """Remove DSN passwords and known secrets; text that still mentions credentials becomes generic."""
     out = scrub_dsn(text)
     for secret in secrets:
@@ -91,7 +91,7 @@ def scrub_error(text: str, secrets: list[str | None]) -> str:
     return out
 
 
-def _ssl_argument(mode: str) -> Any:
+def ssl_argument(mode: str) -> Any:
     """asyncpg ``ssl=`` value for an sslmode; verify-* use the system trust store (DB-25)."""
     if mode == "disable":
         return False
@@ -162,7 +162,7 @@ class ConnectionStore:
                 user=creds.username,
                 password=creds.password,
                 database=creds.database,
-                ssl=_ssl_argument(creds.ssl_mode),
+                ssl=ssl_argument(creds.ssl_mode),
                 min_size=1,
                 max_size=self.pool_max_size,
                 timeout=self.connect_timeout,

@@ -20,13 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import duckdb
 import pyarrow as pa
 
 from app.config.db_configs import EvalDBConfig
-from app.errors import Invalid, NotFound, ServiceError, Timeout, Upstream
-from app.log_redaction import scrub_secrets
+from app.errors import Invalid, NotFound, ServiceError
+from app.services.connection_store import scrub_error
 from app.services.csv_ingest import (
     CsvLoadResult,
     CsvTransform,
@@ -38,6 +37,7 @@ from app.services.csv_ingest import (
     spool_upload,
 )
 from app.services.duckdb_store import DatasetInfo, DuckDBStore, quote_ident
+from app.services.pg_source import fetch_split_queries, joined_split_sql, source_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -709,116 +709,28 @@ def eval_db_status(cfg: EvalDBConfig) -> EvalDBStatus:
     )
 
 
-def _cfg_secrets(cfg: EvalDBConfig) -> list[str]:
-    out = []
-    if cfg.password is not None:
-        out.append(cfg.password.get_secret_value())
-    if cfg.url is not None:
-        out.append(cfg.url.get_secret_value())
-        params = cfg.connection_params()
-        if params.password is not None:
-            out.append(params.password.get_secret_value())
-    return out
-
-
-def _scrub(text: str, cfg: EvalDBConfig) -> str:
-    """Remove secrets; messages that still mention credentials get a generic text."""
-    cleaned = scrub_secrets(text, _cfg_secrets(cfg))
-    if "@" in cleaned or "password" in cleaned.lower():
-        return "Database connection failed; check your configuration"
-    return cleaned
-
-
-def _record_rows(records: Sequence[asyncpg.Record]) -> list[dict[str, Any]]:
-    return [dict(r.items()) for r in records]
-
-
-async def _fetch_split(cfg: EvalDBConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Run both split queries on one connection with a server-side statement timeout."""
-    params = cfg.connection_params()
-    timeout_ms = cfg.query_timeout * 1000
-    conn = await asyncpg.connect(
-        host=params.host,
-        port=params.port,
-        user=params.username or None,
-        password=params.password.get_secret_value() if params.password else None,
-        database=params.database or None,
-        ssl=params.ssl_mode,
-        timeout=min(cfg.query_timeout, 30),
-        server_settings={"statement_timeout": str(timeout_ms), "application_name": "axis-eval-import"},
-    )
-    try:
-        async with conn.transaction(readonly=True):
-            wait = cfg.query_timeout + 5
-            ds = await conn.fetch(
-                f"SELECT * FROM ({cfg.dataset_query}) AS subq LIMIT $1", cfg.row_limit, timeout=wait
-            )
-            res = await conn.fetch(
-                f"SELECT * FROM ({cfg.results_query}) AS subq LIMIT $1", cfg.row_limit, timeout=wait
-            )
-    finally:
-        await conn.close()
-    return _record_rows(ds), _record_rows(res)
-
-
-def join_split_rows(
-    cur: duckdb.DuckDBPyConnection, dataset_rows: list[dict[str, Any]], result_rows: list[dict[str, Any]], target: str
-) -> None:
-    """LEFT join results→dataset on dataset_id into ``target``; results win on shared columns.
-
-    Dataset-only columns are kept under their own names, so legitimate ``*_dataset`` columns
-    survive (DB-13). Without dataset_id on both sides, the results alone are used.
-    """
-    res_arrow = rows_to_arrow(result_rows)
-    cur.register("__axis_results", res_arrow)
-    try:
-        res_cols = [c for c in res_arrow.column_names if c != ORDINAL]
-        ds_cols = list(dataset_rows[0].keys()) if dataset_rows else []
-        sel_res = ", ".join(f"r.{quote_ident(c)}" for c in res_cols)
-        if dataset_rows and "dataset_id" in res_cols and "dataset_id" in ds_cols:
-            cur.register("__axis_dataset", rows_to_arrow(dataset_rows))
-            try:
-                lower_res = {c.lower() for c in res_cols}
-                extra = [c for c in ds_cols if c.lower() not in lower_res]
-                sel_ds = "".join(f", d.{quote_ident(c)}" for c in extra)
-                cur.execute(
-                    f"CREATE TABLE {quote_ident(target)} AS SELECT {sel_res}{sel_ds} FROM __axis_results r "
-                    "LEFT JOIN __axis_dataset d ON r.dataset_id = d.dataset_id "
-                    f"ORDER BY r.{ORDINAL}, d.{ORDINAL}"
-                )
-            finally:
-                cur.unregister("__axis_dataset")
-        else:
-            cur.execute(
-                f"CREATE TABLE {quote_ident(target)} AS SELECT {sel_res} FROM __axis_results r ORDER BY r.{ORDINAL}"
-            )
-    finally:
-        cur.unregister("__axis_results")
-
-
 async def import_eval_db(store: DuckDBStore, cfg: EvalDBConfig, *, row_cap: int) -> EvalLoadResult:
     """POST /eval-db-import (§4.8): split queries → LEFT join → aliases → §4.3 → stored dataset."""
     if not cfg.is_configured:
         raise Invalid("Database not configured. Set eval_db in eval_db.yaml or the EVAL_DB_* variables.")
     if not cfg.has_query:
         raise Invalid("No SQL queries configured. Set eval_db.dataset_query and eval_db.results_query.")
-    try:
-        dataset_rows, result_rows = await _fetch_split(cfg)
-    except (asyncpg.QueryCanceledError, TimeoutError) as exc:
-        raise Timeout(
-            f"Query timeout exceeded ({cfg.query_timeout}s). Simplify the query or raise query_timeout."
-        ) from exc
-    except (OSError, asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidCatalogNameError,
-            asyncpg.CannotConnectNowError, asyncpg.InvalidPasswordError) as exc:
-        raise Invalid(f"Could not connect to the evaluation database: {_scrub(str(exc), cfg)}") from None
-    except asyncpg.PostgresError as exc:
-        raise Upstream(f"Import failed: {_scrub(str(exc), cfg)}") from None
-    if not result_rows:
+    dataset, results = await fetch_split_queries(cfg, application_name="axis-eval-import")
+    if results.num_rows == 0:
         raise Invalid("Results query returned no data. Check eval_db.results_query.")
 
     def _build(cur: duckdb.DuckDBPyConnection, staging: str) -> None:
         joined = f"{staging}__joined"
-        join_split_rows(cur, dataset_rows, result_rows, joined)
+        cur.register("_rs", results)
+        cur.register("_ds", dataset)
+        try:
+            cur.execute(
+                f"CREATE TABLE {quote_ident(joined)} AS "
+                + joined_split_sql(dataset.column_names, results.column_names)
+            )
+        finally:
+            cur.unregister("_rs")
+            cur.unregister("_ds")
         try:
             cols = list(_columns(cur, joined))
             renames = eval_alias_renames(cols, cfg.column_rename_map)
@@ -848,7 +760,7 @@ async def import_eval_db(store: DuckDBStore, cfg: EvalDBConfig, *, row_cap: int)
     except ServiceError:
         raise
     except duckdb.Error as exc:
-        raise Invalid(f"Import failed: {_scrub(str(exc).splitlines()[0], cfg)}") from None
+        raise Invalid(f"Import failed: {scrub_error(str(exc).splitlines()[0], source_secrets(cfg))}") from None
     report = holder["report"]
     n = info.row_count
     return await load_result(

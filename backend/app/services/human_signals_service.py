@@ -35,7 +35,8 @@ from app.services.duckdb_store import (
     new_dataset_id,
     quote_ident,
 )
-from app.services.monitoring_service import connection_info, fetch_split_queries, fetch_table, joined_split_sql
+from app.services.monitoring_service import connection_info
+from app.services.pg_source import fetch_split_queries, fetch_table, joined_split_sql
 from app.services.signals_display_config import build_display_config, load_signals_metrics_yaml
 
 logger = logging.getLogger(__name__)
@@ -562,12 +563,14 @@ async def import_human_signals_from_db(store: DuckDBStore, settings: Settings) -
         return await _case_response(store, settings, latest, table, schema, message="Loaded {n} cases from database",
                                     source="duckdb", limit=settings.upload_response_row_cap)
     if cfg.has_query:
-        dataset, results = await fetch_split_queries(cfg)
+        dataset, results = await fetch_split_queries(cfg, application_name="axis-human-signals-import")
         if results.num_rows == 0:
             raise Invalid("Results query returned no data. Check results_query.")
         info = await land_arrow_signals(store, settings, results, dataset, "database")
     elif cfg.table:
-        table_rows = await fetch_table(cfg, cfg.schema_name or "public", cfg.table)
+        table_rows = await fetch_table(
+            cfg, cfg.schema_name or "public", cfg.table, application_name="axis-human-signals-import"
+        )
         if table_rows.num_rows == 0:
             raise Invalid(f"Table {cfg.table} returned no data")
         info = await land_arrow_signals(store, settings, table_rows, None, "database")

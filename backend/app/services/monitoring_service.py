@@ -10,21 +10,18 @@ the legacy single-table path) and land through the same projection.
 from __future__ import annotations
 
 import datetime as dt
-import decimal
 import logging
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import duckdb
 import pyarrow as pa
 
 from app.config import Settings
-from app.config.db_configs import DBImportConfig, MonitoringDBConfig
-from app.errors import Invalid, NotFound, ServiceError, Timeout
+from app.config.db_configs import MonitoringDBConfig
+from app.errors import Invalid, NotFound
 from app.models.monitoring import (
     ConnectionInfo,
     MonitoringDBConfigResponse,
@@ -35,6 +32,7 @@ from app.models.monitoring import (
 from app.services.csv_ingest import CsvLoadResult, CsvTransform, UploadLike, ingest_csv_file, ingest_csv_upload
 from app.services.duckdb_store import DatasetInfo, DuckDBStore, compute_table_metadata_sync, quote_ident, utc_now
 from app.services.monitoring_analytics import MonitoringTable, records_table, refresh_summary_cache
+from app.services.pg_source import fetch_split_queries, fetch_table, joined_split_sql
 
 logger = logging.getLogger(__name__)
 
@@ -66,12 +64,6 @@ MONITORING_ALIASES: dict[str, str] = {
     **{name: name for name in _IDENTITY},
 }
 ID_KEYS = ("dataset_id", "id", "record_id")
-
-
-class ImportFailed(ServiceError):
-    """A database import failed for a reason the client cannot fix by changing input."""
-
-    status_code = 500
 
 
 def normalise_column_key(name: str) -> str:
@@ -329,112 +321,6 @@ def monitoring_db_config(settings: Settings) -> MonitoringDBConfigResponse:
 
 
 # --------------------------------------------------------------------------- PostgreSQL import
-def scrub(message: str) -> str:
-    """Hide messages that could carry credentials."""
-    if "@" in message or "password" in message.lower():
-        return "Database error; check your configuration"
-    return message
-
-
-async def _connect(cfg: DBImportConfig) -> Any:
-    p = cfg.connection_params()
-    ssl: Any = False if p.ssl_mode == "disable" else p.ssl_mode
-    try:
-        return await asyncpg.connect(
-            host=p.host,
-            port=p.port,
-            user=p.username or None,
-            password=p.password.get_secret_value() if p.password else None,
-            database=p.database or None,
-            ssl=ssl,
-            timeout=10,
-            command_timeout=cfg.query_timeout,
-        )
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-        raise Invalid(f"Could not connect to the database: {scrub(str(exc))}") from None
-
-
-def _arrow_value(v: Any) -> Any:
-    if isinstance(v, uuid.UUID | dt.timedelta | bytes | memoryview):
-        return str(v) if not isinstance(v, bytes | memoryview) else bytes(v).decode("utf-8", errors="replace")
-    return v
-
-
-def records_to_arrow(columns: list[str], rows: Sequence[Sequence[Any]]) -> pa.Table:
-    """Rows from asyncpg as an Arrow table; values Arrow cannot type become text."""
-    arrays = []
-    for i, _ in enumerate(columns):
-        values = [_arrow_value(r[i]) for r in rows]
-        if any(isinstance(v, dt.datetime) and v.tzinfo is not None for v in values):
-            values = [v.astimezone(dt.UTC).replace(tzinfo=None) if isinstance(v, dt.datetime) else v for v in values]
-        try:
-            arrays.append(pa.array(values))
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
-            arrays.append(pa.array([None if v is None else str(v) for v in values], type=pa.string()))
-        if isinstance(values[0] if values else None, decimal.Decimal):
-            arrays[-1] = arrays[-1].cast(pa.float64())
-    return pa.table(arrays, names=columns)
-
-
-async def _fetch_arrow(conn: Any, sql: str, *args: Any) -> pa.Table:
-    stmt = await conn.prepare(sql)
-    columns = [a.name for a in stmt.get_attributes()]
-    rows = await stmt.fetch(*args)
-    return records_to_arrow(columns, rows)
-
-
-async def _run_pg(cfg: DBImportConfig, fn: Any) -> Any:
-    conn = await _connect(cfg)
-    try:
-        return await fn(conn)
-    except asyncpg.QueryCanceledError:
-        raise Timeout(f"Query timeout exceeded ({cfg.query_timeout}s). Narrow the query or raise query_timeout.") \
-            from None
-    except TimeoutError:
-        raise Timeout(f"Query timeout exceeded ({cfg.query_timeout}s). Narrow the query or raise query_timeout.") \
-            from None
-    except asyncpg.PostgresError as exc:
-        raise ImportFailed(f"Import failed: {scrub(str(exc))}") from None
-    finally:
-        await conn.close()
-
-
-async def fetch_split_queries(cfg: DBImportConfig) -> tuple[pa.Table, pa.Table]:
-    """Run the dataset and results queries (each ``LIMIT row_limit``); returns (dataset, results)."""
-
-    async def _both(conn: Any) -> tuple[pa.Table, pa.Table]:
-        ds = await _fetch_arrow(conn, f"SELECT * FROM ({cfg.dataset_query}) AS subq LIMIT $1", cfg.row_limit)
-        rs = await _fetch_arrow(conn, f"SELECT * FROM ({cfg.results_query}) AS subq LIMIT $1", cfg.row_limit)
-        return ds, rs
-
-    result: tuple[pa.Table, pa.Table] = await _run_pg(cfg, _both)
-    return result
-
-
-async def fetch_table(cfg: DBImportConfig, schema: str, table: str) -> pa.Table:
-    """Legacy path: ``SELECT * FROM schema.table LIMIT row_limit``."""
-    sql = f"SELECT * FROM {quote_ident(schema)}.{quote_ident(table)} LIMIT $1"
-    result: pa.Table = await _run_pg(cfg, lambda conn: _fetch_arrow(conn, sql, cfg.row_limit))
-    return result
-
-
-def joined_split_sql(dataset_cols: Sequence[str], results_cols: Sequence[str]) -> str:
-    """SELECT over registered ``_ds``/``_rs``: results LEFT JOIN dataset on dataset_id; collisions get a
-    ``dataset_`` prefix (results win, nothing else dropped)."""
-    rs = set(results_cols)
-    parts = [f"r.{quote_ident(c)}" for c in results_cols]
-    if "dataset_id" not in rs or "dataset_id" not in dataset_cols:
-        return f"SELECT {', '.join(parts)} FROM _rs r"
-    for c in dataset_cols:
-        if c == "dataset_id":
-            continue
-        alias = c if c not in rs else f"dataset_{c}"
-        if alias in rs:
-            continue
-        parts.append(f"d.{quote_ident(c)} AS {quote_ident(alias)}")
-    return f"SELECT {', '.join(parts)} FROM _rs r LEFT JOIN _ds d ON r.dataset_id = d.dataset_id"
-
-
 async def land_arrow_monitoring(
     store: DuckDBStore, cfg: MonitoringDBConfig, results: pa.Table, dataset: pa.Table | None, source: str
 ) -> tuple[DatasetInfo, ProcessedMonitoring]:
@@ -470,13 +356,15 @@ async def import_monitoring_from_db(store: DuckDBStore, settings: Settings) -> M
     if not cfg.is_configured:
         raise Invalid("Database not configured. Set monitoring_db in monitoring_db.yaml or MONITORING_DB_* env vars.")
     if cfg.has_query:
-        dataset, results = await fetch_split_queries(cfg)
+        dataset, results = await fetch_split_queries(cfg, application_name="axis-monitoring-import")
         if results.num_rows == 0:
             raise Invalid("Results query returned no data. Check results_query.")
         info, processed = await land_arrow_monitoring(store, cfg, results, dataset, "database")
         message = f"Imported {processed.row_count} records from database query"
     elif cfg.table:
-        table = await fetch_table(cfg, cfg.schema_name or "public", cfg.table)
+        table = await fetch_table(
+            cfg, cfg.schema_name or "public", cfg.table, application_name="axis-monitoring-import"
+        )
         if table.num_rows == 0:
             raise Invalid(f"Table {cfg.table} returned no data")
         info, processed = await land_arrow_monitoring(store, cfg, table, None, "database")

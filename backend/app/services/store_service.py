@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +20,7 @@ from app.models.store import (
     SyncStartedResponse,
 )
 from app.services.duckdb_store import DuckDBStore, compute_table_metadata_sync, quote_ident
+from app.services.monitoring_analytics import parse_time_bound
 from app.services.sync_engine import TARGETS, SyncEngine
 
 # Path names of §10.1 → API table, and the registry kind whose latest dataset they default to.
@@ -158,20 +158,6 @@ async def list_datasets(store: DuckDBStore, kind: str | None) -> DatasetListResp
 def escape_like(term: str) -> str:
     """Escape ``\\``, ``%`` and ``_`` for ``ILIKE … ESCAPE '\\'`` (DB-47)."""
     return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def parse_time_bound(value: str, name: str) -> dt.datetime:
-    """ISO-8601 text → naive UTC datetime; invalid → 400."""
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        parsed = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise Invalid(f"Invalid {name}: expected an ISO-8601 timestamp") from None
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
-    return parsed
 
 
 def build_where(names: list[str], q: DataQuery) -> tuple[str, list[Any]]:
