@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.deps import SettingsDep, StoreDep, SyncEngineDep
-from app.models.common import MAX_PAGE
+from app.models.common import MAX_PAGE, MessageResponse
 from app.models.store import (
     DataPageResponse,
     DatasetListResponse,
@@ -50,6 +50,12 @@ async def status(engine: SyncEngineDep, settings: SettingsDep) -> StoreStatusRes
 async def datasets(store: StoreDep, kind: str | None = None) -> DatasetListResponse:
     """Every stored dataset (uploads, imports, syncs, eval runs, examples), newest first."""
     return await svc.list_datasets(store, kind)
+
+
+@router.delete("/datasets/{dataset_id}", response_model=MessageResponse)
+async def delete_dataset(store: StoreDep, dataset_id: str) -> MessageResponse:
+    """Delete an uploaded, imported or example dataset and its derived tables."""
+    return await svc.delete_dataset(store, dataset_id)
 
 
 @router.get("/metadata/{dataset}", response_model=MetadataResponse)

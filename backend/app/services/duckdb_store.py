@@ -516,22 +516,36 @@ class DuckDBStore:
         logger.info("Stored %s dataset %s (%d rows) from %s", kind, info.dataset_id, info.row_count, source)
         return info
 
-    async def delete_dataset(self, dataset_id: str) -> None:
-        """Drop a dataset's table and its registry row."""
+    async def delete_dataset(self, dataset_id: str) -> DatasetInfo:
+        """Drop an uploaded/imported dataset: its table, derived tables, metadata and registry row.
+
+        Synced datasets (views over the sync tables) are owned by the sync engine → Invalid.
+        """
         info = await self.get_dataset(dataset_id)
+        if info.table_name in ALLOWED_TABLES:
+            raise Invalid(f"Dataset '{dataset_id}' comes from a sync; it is replaced by the next sync, not deleted")
+        tables = [info.table_name, f"{info.table_name}__records"]
+        cases = info.extra.get("cases_table")
+        if isinstance(cases, str) and cases not in ALLOWED_TABLES:
+            tables.append(cases)
 
         def _drop(cur: duckdb.DuckDBPyConnection) -> None:
             cur.execute("BEGIN TRANSACTION")
             try:
-                if info.table_name not in ALLOWED_TABLES:
-                    cur.execute(f"DROP TABLE IF EXISTS {quote_ident(info.table_name)}")
+                for table in tables:
+                    cur.execute(f"DROP TABLE IF EXISTS {quote_ident(table)}")
+                    cur.execute(f"DELETE FROM {METADATA_TABLE} WHERE table_name = ?", [table])
                 cur.execute(f"DELETE FROM {REGISTRY_TABLE} WHERE dataset_id = ?", [dataset_id])
                 cur.execute("COMMIT")
             except BaseException:
-                cur.execute("ROLLBACK")
+                _cleanup_quietly(cur, "ROLLBACK")
                 raise
 
         await self.run_write(_drop)
+        for table in tables:
+            self.cache_metadata(table, None)
+        logger.info("Deleted %s dataset %s", info.kind, dataset_id)
+        return info
 
     # ------------------------------------------------------------------ metadata + KV
     def get_cached_metadata(self, table: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import duckdb
 
 from app.config import Settings
 from app.errors import Invalid, NotFound
+from app.models.common import MessageResponse
 from app.models.store import (
     DataPageResponse,
     DatasetEntry,
@@ -132,6 +133,12 @@ async def dataset_metadata(store: DuckDBStore, dataset: str, dataset_id: str | N
     if not meta and await store.table_exists(table):
         meta = await store.run_read(lambda cur: compute_table_metadata_sync(cur, table))
     return MetadataResponse(dataset=dataset, metadata=meta)
+
+
+async def delete_dataset(store: DuckDBStore, dataset_id: str) -> MessageResponse:
+    """Delete an uploaded, imported or example dataset with its derived tables (404 unknown, 400 synced)."""
+    info = await store.delete_dataset(dataset_id)
+    return MessageResponse(message=f"Deleted {info.kind} dataset {dataset_id} ({info.row_count} rows)")
 
 
 async def list_datasets(store: DuckDBStore, kind: str | None) -> DatasetListResponse:
