@@ -648,21 +648,69 @@ LATENCY_COLUMNS = ("latency", "latency_ms", "response_time", "duration", "durati
 FILTER_VALUES_CAP = 200
 
 
-def _summary_select(score: str, latency: str | None) -> str:
-    lat = (
-        f"coalesce(quantile_cont(TRY_CAST({latency} AS DOUBLE), [0.5, 0.95, 0.99]), [0.0, 0.0, 0.0])"
-        if latency
-        else "[0.0, 0.0, 0.0]"
-    )
+LATENCY_QUANTILES = (0.5, 0.95, 0.99)
+_NO_LATENCY = [0.0, 0.0, 0.0]
+
+
+def _summary_select(score: str) -> str:
     return (
         f"count(TRY_CAST({score} AS DOUBLE)), avg(TRY_CAST({score} AS DOUBLE)), "
         f"100.0 * count(*) FILTER (WHERE TRY_CAST({score} AS DOUBLE) >= 0.5) "
-        f"/ nullif(count(TRY_CAST({score} AS DOUBLE)), 0), {lat}"
+        f"/ nullif(count(TRY_CAST({score} AS DOUBLE)), 0)"
     )
 
 
-def _summary_dict(row: Sequence[Any]) -> dict[str, Any]:
-    lat = row[3] or [0.0, 0.0, 0.0]
+def latency_quantiles_sync(
+    cur: duckdb.DuckDBPyConnection, table: str, latency: str, category: str | None
+) -> tuple[list[float], dict[str, list[float]]]:
+    """Exact ``quantile_cont(TRY_CAST(latency AS DOUBLE), [0.5, 0.95, 0.99])`` overall and per category.
+
+    ``quantile_cont`` keeps every input value in memory (8+ bytes per row of a joined view, not
+    spillable). Here the values are first counted per distinct value (a hash aggregate, spillable),
+    then each quantile is read off the running counts with DuckDB's own rule: position
+    ``rn = (n - 1) * q``, ``lo``/``hi`` the values at ``floor(rn)``/``ceil(rn)``, result
+    ``lo * (1 - d) + hi * d`` with ``d = rn - floor(rn)`` — the same double arithmetic, so the same
+    numbers (tests compare both on random data, incl. ties, ±inf and a joined view).
+    ``category`` is the SQL expression of the category (None: overall only). Groups without a
+    non-NULL latency are absent (callers use ``[0, 0, 0]``).
+    """
+    grouping = "grouping(c) AS overall, c" if category else "1 AS overall, NULL AS c"
+    sets = "GROUPING SETS ((v), (c, v))" if category else "v"
+    picks = []
+    for q in LATENCY_QUANTILES:
+        rn = f"(CAST(total - 1 AS DOUBLE) * CAST({q!r} AS DOUBLE))"
+        lo = f"min(v) FILTER (WHERE cum > floor({rn}))"
+        hi = f"min(v) FILTER (WHERE cum > ceil({rn}))"
+        picks.append(
+            f"CASE WHEN floor({rn}) = ceil({rn}) THEN {lo} "
+            f"ELSE {lo} * (1.0 - ({rn} - floor({rn}))) + {hi} * ({rn} - floor({rn})) END"
+        )
+    sql = f"""
+        WITH h AS (
+            SELECT {grouping}, v, count(*) AS n
+            FROM (SELECT {category or "NULL"} AS c, TRY_CAST({latency} AS DOUBLE) AS v FROM {quote_ident(table)})
+            WHERE v IS NOT NULL
+            GROUP BY {sets}
+        ), r AS (
+            SELECT overall, c, v,
+                   sum(n) OVER (PARTITION BY overall, c ORDER BY v ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+                       AS cum,
+                   sum(n) OVER (PARTITION BY overall, c) AS total
+            FROM h
+        )
+        SELECT overall, c, [{", ".join(picks)}] FROM r GROUP BY overall, c, total"""
+    overall = list(_NO_LATENCY)
+    by_cat: dict[str, list[float]] = {}
+    for is_overall, c, values in cur.execute(sql).fetchall():
+        if is_overall:
+            overall = list(values)
+        elif category is not None:
+            by_cat[c] = list(values)
+    return overall, by_cat
+
+
+def _summary_dict(row: Sequence[Any], lat: Sequence[Any] | None) -> dict[str, Any]:
+    lat = lat or _NO_LATENCY
     return {
         "total_records": int(row[0] or 0),
         "avg_score": float(row[1]) if row[1] is not None else 0.0,
@@ -692,8 +740,8 @@ def compute_table_metadata_sync(cur: duckdb.DuckDBPyConnection, table: str) -> d
     if has_time:
         select += ['CAST(min("timestamp") AS VARCHAR)', 'CAST(max("timestamp") AS VARCHAR)']
     has_score = "metric_score" in names
-    latency = next((quote_ident(c) for c in LATENCY_COLUMNS if c in names), None)
-    summary = _summary_select('"metric_score"', latency) if has_score else ""
+    latency = next((c for c in LATENCY_COLUMNS if c in names), None)
+    summary = _summary_select('"metric_score"') if has_score else ""
     if has_score:
         select.append(summary)
     row = cur.execute(f"SELECT {', '.join(select)} FROM {t}").fetchone() or ()
@@ -708,11 +756,12 @@ def compute_table_metadata_sync(cur: duckdb.DuckDBPyConnection, table: str) -> d
         meta["time_range"] = {"min": row[pos], "max": row[pos + 1]}
         pos += 2
     if has_score:
-        meta["summary_stats"] = _summary_dict(row[pos : pos + 4])
-        if "metric_category" in names:
-            by_cat = cur.execute(
-                f"SELECT coalesce(upper(CAST(metric_category AS VARCHAR)), 'SCORE') AS c, {summary} "
-                f"FROM {t} GROUP BY ALL ORDER BY c"
-            ).fetchall()
-            meta["summary_stats_by_category"] = {r[0]: _summary_dict(r[1:]) for r in by_cat}
+        category = "coalesce(upper(CAST(metric_category AS VARCHAR)), 'SCORE')" if "metric_category" in names else None
+        lat_all, lat_by_cat = (
+            latency_quantiles_sync(cur, table, quote_ident(latency), category) if latency else (None, {})
+        )
+        meta["summary_stats"] = _summary_dict(row[pos : pos + 3], lat_all)
+        if category is not None:
+            by_cat = cur.execute(f"SELECT {category} AS c, {summary} FROM {t} GROUP BY ALL ORDER BY c").fetchall()
+            meta["summary_stats_by_category"] = {r[0]: _summary_dict(r[1:], lat_by_cat.get(r[0])) for r in by_cat}
     return meta

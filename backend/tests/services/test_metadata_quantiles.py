@@ -1,0 +1,134 @@
+"""§10.7 metadata: the counted-value latency quantiles equal DuckDB's ``quantile_cont`` exactly.
+
+The sync's metadata runs over the JOIN view of its two internal tables, so the join must count:
+orphan results rows (no dataset row), duplicate dataset ids (a results row counted once per match),
+NULL / tied / ±inf / NaN latencies and per-category groups.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import duckdb
+import pytest
+
+from app.services.duckdb_store import compute_table_metadata_sync
+from app.services.sync_engine import bound_ingest_buffers
+
+CATEGORY = "coalesce(upper(CAST(metric_category AS VARCHAR)), 'SCORE')"
+SCORE = "TRY_CAST(metric_score AS DOUBLE)"
+OLD_SUMMARY = (
+    f"count({SCORE}), avg({SCORE}), 100.0 * count(*) FILTER (WHERE {SCORE} >= 0.5) / nullif(count({SCORE}), 0), "
+    "coalesce(quantile_cont(TRY_CAST(latency AS DOUBLE), [0.5, 0.95, 0.99]), [0.0, 0.0, 0.0])"
+)
+
+
+def _old_summary(row: tuple[Any, ...]) -> dict[str, Any]:
+    lat = row[3]
+    return {
+        "total_records": int(row[0] or 0),
+        "avg_score": float(row[1]) if row[1] is not None else 0.0,
+        "pass_rate": float(row[2]) if row[2] is not None else 0.0,
+        "p50_latency": float(lat[0] or 0.0),
+        "p95_latency": float(lat[1] or 0.0),
+        "p99_latency": float(lat[2] or 0.0),
+    }
+
+
+def _old_way(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, Any]:
+    """The previous one-query computation (quantile_cont over the view)."""
+    overall = con.execute(f"SELECT {OLD_SUMMARY} FROM {table}").fetchone()
+    assert overall is not None
+    by_cat = con.execute(f"SELECT {CATEGORY} AS c, {OLD_SUMMARY} FROM {table} GROUP BY ALL ORDER BY c").fetchall()
+    return {
+        "summary_stats": _old_summary(overall),
+        "summary_stats_by_category": {r[0]: _old_summary(r[1:]) for r in by_cat},
+    }
+
+
+def _latency(rnd: random.Random, kind: str) -> float | None:
+    if rnd.random() < 0.1:
+        return None
+    if kind == "ties":
+        return rnd.choice([1.5, 2.25, 1e9, -3.0, 0.1])
+    if kind == "extreme":
+        return rnd.choice([rnd.random() * 1e3, 1e-300, 1.7e308, float("inf"), float("-inf"), float("nan"), -0.0])
+    return rnd.random() * 1000
+
+
+def _build(con: duckdb.DuckDBPyConnection, seed: int, n: int, kind: str) -> None:
+    rnd = random.Random(seed)
+    con.execute("CREATE OR REPLACE TABLE d (dataset_id VARCHAR, latency DOUBLE, environment VARCHAR)")
+    con.execute(
+        "CREATE OR REPLACE TABLE r (dataset_id VARCHAR, metric_name VARCHAR, metric_score VARCHAR, "
+        'metric_category VARCHAR, "timestamp" TIMESTAMP)'
+    )
+    dataset = [
+        [f"k{rnd.randint(0, max(1, n // 2))}", _latency(rnd, kind), rnd.choice(["prod", None])] for _ in range(n)
+    ]
+    results = [
+        [
+            f"k{rnd.randint(0, n)}",  # keys above n // 2 are orphans
+            rnd.choice(["a", "b"]),
+            rnd.choice([str(rnd.random()), "YES", None]),
+            rnd.choice(["score", "classification", None]),
+            f"2024-01-0{rnd.randint(1, 9)} 00:00:00",
+        ]
+        for _ in range(3 * n)
+    ]
+    con.executemany("INSERT INTO d VALUES (?, ?, ?)", dataset)
+    con.executemany("INSERT INTO r VALUES (?, ?, ?, ?, ?)", results)
+    con.execute(
+        "CREATE OR REPLACE VIEW v AS SELECT r.*, d.latency, d.environment FROM r JOIN d ON r.dataset_id = d.dataset_id"
+    )
+
+
+@pytest.mark.parametrize("kind", ["spread", "ties", "extreme"])
+def test_view_metadata_latency_quantiles_equal_quantile_cont(kind: str) -> None:
+    con = duckdb.connect()
+    for seed in range(25):
+        _build(con, seed, random.Random(seed).choice([1, 2, 3, 7, 40, 400]), kind)
+        joined = con.execute("SELECT count(*) FROM v").fetchone()
+        orphans = con.execute("SELECT count(*) FROM r ANTI JOIN d USING (dataset_id)").fetchone()
+        dupes = con.execute("SELECT count(*) - count(DISTINCT dataset_id) FROM d").fetchone()
+        assert joined and orphans and dupes is not None
+        for table in ("v", "d", "r"):
+            meta = compute_table_metadata_sync(con.cursor(), table)
+            if table == "d":  # no metric_score: no summary at all
+                assert "summary_stats" not in meta
+                continue
+            old = _old_way(con, table) if table == "v" else None
+            if old is not None:
+                got = {k: meta[k] for k in old}
+                # json: NaN == NaN, and -0.0 / 0.0 and every other float compared by its repr
+                assert json.dumps(got, sort_keys=True) == json.dumps(old, sort_keys=True), (seed, kind)
+            assert meta["row_count"] == (joined[0] if table == "v" else 3 * len(con.execute("FROM d").fetchall()))
+
+
+def test_view_metadata_counts_join_multiplicity() -> None:
+    """Duplicate dataset ids repeat results rows; orphan results rows are not counted."""
+    con = duckdb.connect()
+    con.execute("CREATE TABLE d AS SELECT * FROM (VALUES ('a', 10.0), ('a', 30.0), ('b', 20.0)) t(dataset_id, latency)")
+    con.execute(
+        "CREATE TABLE r AS SELECT * FROM (VALUES ('a', '0.9', 'SCORE'), ('b', '0.1', 'SCORE'), "
+        "('zzz', '1.0', 'SCORE')) t(dataset_id, metric_score, metric_category)"
+    )
+    con.execute("CREATE VIEW v AS SELECT r.*, d.latency FROM r JOIN d USING (dataset_id)")
+    meta = compute_table_metadata_sync(con.cursor(), "v")
+    assert meta["row_count"] == 3  # a×2 + b, the orphan 'zzz' dropped
+    stats = meta["summary_stats"]
+    assert stats["total_records"] == 3
+    assert stats["avg_score"] == pytest.approx((0.9 + 0.9 + 0.1) / 3)
+    assert (stats["p50_latency"], stats["p95_latency"]) == (20.0, pytest.approx(29.0))
+    assert meta["summary_stats_by_category"]["SCORE"] == stats
+
+
+def test_ingest_buffer_bound_is_session_only() -> None:
+    con = duckdb.connect()
+    staging, other = con.cursor(), con.cursor()
+    bound_ingest_buffers(staging)
+    setting = "SELECT current_setting('write_buffer_row_group_count')"
+    assert staging.execute(setting).fetchone() == (1,)
+    assert other.execute(setting).fetchone() != (1,)
