@@ -842,23 +842,28 @@ async def analysis_insights(
     if t.has("signals"):
         select.append(f"{t.text('signals')} AS signals")
     order = ["_ts DESC NULLS LAST"] + ([quote_ident("dataset_id")] if t.has("dataset_id") else [])
+    # LIMIT/OFFSET are validated ints written into the SQL, and page 1 has no OFFSET: a bound or zero
+    # OFFSET kept DuckDB off its late-materialising top-N plan (~1.7 x the cost on the first page).
+    offset = (page - 1) * limit
     sql_rows = (f"SELECT {', '.join(select)} FROM {t.sql} {where.sql()} ORDER BY {', '.join(order)} "
-                f"LIMIT ? OFFSET ?")
+                f"LIMIT {int(limit)}" + (f" OFFSET {int(offset)}" if offset else ""))
     # Total (all filters) and the metric names available (metric-name filters excluded) in one scan.
     mw = Where()
     add_metric_name_filters(mw, t, f, config)
     m_expr = t.text("metric_name") if t.has("metric_name") else "NULL::VARCHAR"
     hit = " AND ".join(mw.clauses) if mw.clauses else "TRUE"
-    sql_agg = (f"SELECT count(*) FILTER (WHERE hit), list(DISTINCT m ORDER BY m) FILTER (WHERE m IS NOT NULL) "
-               f"FROM (SELECT {m_expr} AS m, coalesce({hit}, false) AS hit FROM {t.sql} {names_where.sql()})")
+    # One hash GROUP BY per metric name (a handful of groups) instead of a DISTINCT list aggregate.
+    sql_agg = (f"SELECT m, count(*) FILTER (WHERE hit) "
+               f"FROM (SELECT {m_expr} AS m, coalesce({hit}, false) AS hit FROM {t.sql} {names_where.sql()}) "
+               f"GROUP BY m")
 
     def _run(cur: duckdb.DuckDBPyConnection) -> tuple[list[dict[str, Any]], int, list[str]]:
-        cur.execute(sql_rows, [*where.params, limit, (page - 1) * limit])
+        cur.execute(sql_rows, where.params)
         cols = [d[0] for d in cur.description]
         rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
-        agg = cur.execute(sql_agg, [*mw.params, *names_where.params]).fetchone()
-        total = int(agg[0]) if agg and agg[0] is not None else 0
-        return rows, total, list(agg[1] or []) if agg else []
+        agg = cur.execute(sql_agg, [*mw.params, *names_where.params]).fetchall()
+        total = sum(int(n or 0) for _, n in agg)
+        return rows, total, sorted(m for m, _ in agg if m is not None)
 
     rows, total, names = await store.run_read(_run)
     records = [

@@ -358,6 +358,19 @@ async def test_analysis_insights_pagination(
         await ma.analysis_insights(store, config, MonitoringFilters(), page=0)
 
 
+async def test_analysis_insights_first_page_matches_sorted_rows(
+    store: DuckDBStore, config: MonitoringDBConfig, long_ds: tuple[DatasetInfo, pd.DataFrame]
+) -> None:
+    # Page 1 runs without an OFFSET clause (late-materialising top-N); later pages with one.
+    _, df = long_ds
+    an = df[df["metric_name"] == "summary"].sort_values("timestamp", ascending=False)
+    first = await ma.analysis_insights(store, config, MonitoringFilters(), page=1, limit=7)
+    second = await ma.analysis_insights(store, config, MonitoringFilters(), page=2, limit=7)
+    assert [r.dataset_id for r in first.records] == an["dataset_id"].tolist()[:7]
+    assert [r.dataset_id for r in second.records] == an["dataset_id"].tolist()[7:14]
+    assert first.total_count == second.total_count == N and first.metric_names == ["summary"]
+
+
 async def test_wide_format_trends_and_breakdown(store: DuckDBStore, config: MonitoringDBConfig) -> None:
     ts = [BASE + dt.timedelta(hours=h) for h in (0, 1, 25, 26)]
     df = pd.DataFrame({"dataset_id": list("abcd"), "timestamp": ts, "relevance_score": [0.9, 0.4, 0.7, None],
