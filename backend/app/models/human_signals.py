@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.models.common import Row, SuccessResponse
-from app.models.monitoring import ConnectionInfo
+from app.models.monitoring import SourceDBConfigResponse
 
 
 class CaseListResponse(SuccessResponse):
@@ -25,16 +25,8 @@ class CaseListResponse(SuccessResponse):
     page_size: int | None = None
 
 
-class HumanSignalsDBConfigResponse(SuccessResponse):
+class HumanSignalsDBConfigResponse(SourceDBConfigResponse):
     """``GET /api/human-signals/db-config``."""
-
-    configured: bool
-    auto_connect: bool
-    auto_load: bool
-    has_query: bool
-    row_limit: int
-    query_timeout: int
-    connection: ConnectionInfo | None
 
 
 class MetricSchemaResponse(SuccessResponse):

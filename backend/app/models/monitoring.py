@@ -57,8 +57,8 @@ class ThresholdsOut(BaseModel):
     per_source: dict[str, ThresholdValues]
 
 
-class MonitoringDBConfigResponse(SuccessResponse):
-    """``GET /api/monitoring/db-config``."""
+class SourceDBConfigResponse(SuccessResponse):
+    """What a monitoring or human-signals database config holds (no secrets)."""
 
     configured: bool
     auto_connect: bool
@@ -67,6 +67,11 @@ class MonitoringDBConfigResponse(SuccessResponse):
     row_limit: int
     query_timeout: int
     connection: ConnectionInfo | None
+
+
+class MonitoringDBConfigResponse(SourceDBConfigResponse):
+    """``GET /api/monitoring/db-config``."""
+
     thresholds: ThresholdsOut
     anomaly_detection: dict[str, Any]
 

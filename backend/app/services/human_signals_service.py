@@ -35,7 +35,7 @@ from app.services.duckdb_store import (
     new_dataset_id,
     quote_ident,
 )
-from app.services.monitoring_service import connection_info
+from app.services.monitoring_service import source_db_status
 from app.services.pg_source import fetch_split_queries, fetch_table, joined_split_sql
 from app.services.signals_display_config import build_display_config, load_signals_metrics_yaml
 
@@ -540,15 +540,7 @@ async def land_arrow_signals(
 def human_signals_db_config(settings: Settings) -> HumanSignalsDBConfigResponse:
     """``GET /api/human-signals/db-config``."""
     cfg = settings.human_signals_db
-    return HumanSignalsDBConfigResponse(
-        configured=cfg.is_configured,
-        auto_connect=cfg.auto_connect and cfg.is_configured,
-        auto_load=cfg.should_auto_load,
-        has_query=cfg.has_query,
-        row_limit=cfg.row_limit,
-        query_timeout=cfg.query_timeout,
-        connection=connection_info(cfg),
-    )
+    return HumanSignalsDBConfigResponse(**source_db_status(cfg))
 
 
 async def import_human_signals_from_db(store: DuckDBStore, settings: Settings) -> CaseListResponse:

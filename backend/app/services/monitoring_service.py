@@ -20,7 +20,7 @@ import duckdb
 import pyarrow as pa
 
 from app.config import Settings
-from app.config.db_configs import MonitoringDBConfig
+from app.config.db_configs import HumanSignalsDBConfig, MonitoringDBConfig
 from app.errors import Invalid, NotFound
 from app.models.monitoring import (
     ConnectionInfo,
@@ -284,7 +284,7 @@ async def load_monitoring_example(store: DuckDBStore, settings: Settings, name: 
 
 
 # --------------------------------------------------------------------------- db-config
-def connection_info(cfg: MonitoringDBConfig | Any) -> ConnectionInfo | None:
+def connection_info(cfg: MonitoringDBConfig | HumanSignalsDBConfig) -> ConnectionInfo | None:
     """Non-secret connection summary (None when not configured)."""
     if not cfg.is_configured:
         return None
@@ -300,18 +300,25 @@ def connection_info(cfg: MonitoringDBConfig | Any) -> ConnectionInfo | None:
     )
 
 
+def source_db_status(cfg: MonitoringDBConfig | HumanSignalsDBConfig) -> dict[str, Any]:
+    """The db-config fields shared by monitoring and human signals (no secrets)."""
+    return {
+        "configured": cfg.is_configured,
+        "auto_connect": cfg.auto_connect and cfg.is_configured,
+        "auto_load": cfg.should_auto_load,
+        "has_query": cfg.has_query,
+        "row_limit": cfg.row_limit,
+        "query_timeout": cfg.query_timeout,
+        "connection": connection_info(cfg),
+    }
+
+
 def monitoring_db_config(settings: Settings) -> MonitoringDBConfigResponse:
     """``GET /api/monitoring/db-config``: what is configured, thresholds and anomaly settings."""
     cfg = settings.monitoring_db
     th = cfg.thresholds
     return MonitoringDBConfigResponse(
-        configured=cfg.is_configured,
-        auto_connect=cfg.auto_connect and cfg.is_configured,
-        auto_load=cfg.should_auto_load,
-        has_query=cfg.has_query,
-        row_limit=cfg.row_limit,
-        query_timeout=cfg.query_timeout,
-        connection=connection_info(cfg),
+        **source_db_status(cfg),
         thresholds=ThresholdsOut(
             default=ThresholdValues(good=th.default.good, pass_=th.default.pass_),
             per_source={k: ThresholdValues(good=v.good, pass_=v.pass_) for k, v in th.per_source.items()},
