@@ -293,8 +293,8 @@ def connection_info(cfg: MonitoringDBConfig | HumanSignalsDBConfig) -> Connectio
         host=params.host,
         port=params.port,
         database=params.database,
-        schema_name=getattr(cfg, "schema_name", None),
-        table=getattr(cfg, "table", None),
+        schema_name=cfg.schema_name,
+        table=cfg.table,
         ssl_mode=params.ssl_mode,
         has_url=cfg.url is not None,
     )
