@@ -41,6 +41,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.threaded_uvicorn import ThreadedUvicorn
+
 Provider = Literal["openai", "anthropic"]
 FaultKind = Literal["status", "delay", "malformed"]
 
@@ -202,8 +204,7 @@ class FakeLLMServer:
         self._ids = itertools.count(1)
         self.default_reply = FakeReply(text=DEFAULT_TEXT)
         self.embedding_dimensions = DEFAULT_EMBEDDING_DIMENSIONS
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._runner: ThreadedUvicorn | None = None
         self.app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self._chat_completions, methods=["POST"]),
@@ -245,27 +246,15 @@ class FakeLLMServer:
         config = uvicorn.Config(
             self.app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=2
         )
-        server = uvicorn.Server(config)
-        self._server = server
-        self._thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="fake-llm", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("fake LLM server did not start")
-            time.sleep(0.01)
+        runner = ThreadedUvicorn(config, "fake-llm")
+        runner.start(timeout, sockets=[sock])
+        self._runner = runner
 
     def stop(self, timeout: float = 5.0) -> None:
         """Ask uvicorn to exit and join its thread (forcing the exit if connections linger)."""
-        if self._server is None or self._thread is None:
-            return
-        self._server.should_exit = True
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            self._server.force_exit = True
-            self._thread.join(timeout)
-        self._server = None
-        self._thread = None
+        if self._runner is not None:
+            self._runner.stop(timeout)
+            self._runner = None
 
     def reset(self) -> None:
         """Forget replies, faults, recorded requests and settings (between tests)."""

@@ -26,6 +26,7 @@ import yaml
 from app.config import Settings
 from app.main import create_app
 from tests.conftest import PgSchema
+from tests.threaded_uvicorn import ThreadedUvicorn
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
 
@@ -148,8 +149,7 @@ class LiveServer:
         self.settings = settings
         self._app: Any = None
         self.port = port or free_port()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._runner: ThreadedUvicorn | None = None
 
     @property
     def base_url(self) -> str:
@@ -183,26 +183,14 @@ class LiveServer:
             timeout_graceful_shutdown=5,
             ws="none",
         )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="axis-live", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the AXIS server did not start")
-            time.sleep(0.02)
+        self._runner = ThreadedUvicorn(config, "axis-live")
+        self._runner.start(timeout)
 
     def stop(self, timeout: float = 20.0) -> None:
         """Ask uvicorn to exit (runs the lifespan shutdown) and join the thread."""
-        if self._server is None or self._thread is None:
-            return
-        self._server.should_exit = True
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            self._server.force_exit = True
-            self._thread.join(timeout)
-        self._server = None
-        self._thread = None
+        if self._runner is not None:
+            self._runner.stop(timeout)
+            self._runner = None
 
 
 @contextmanager
