@@ -132,7 +132,9 @@ async def test_fifty_concurrent_analytics_requests_during_a_sync_and_an_upload(
     await asyncio.to_thread(server.start)
     try:
         async with httpx.AsyncClient(base_url=server.base_url, timeout=120) as client:
-            assert (await client.post("/api/store/sync/monitoring", params={"full": True})).status_code == 200
+            assert (await client.post("/api/store/sync/monitoring", params={"full": True})).json()["datasets"] == [
+                "monitoring"
+            ]
             await _settle(client)
             res = await client.post("/api/data/upload", files={"file": ("old.csv", old_csv, "text/csv")})
             assert res.status_code == 200, res.text

@@ -162,7 +162,7 @@ def test_pg_terminated_during_a_sync_keeps_the_previous_data(
         create_split_source(pg, "mon", N_CASES + 5, score_shift=0.25)
         pg.execute("UPDATE mon_ctl SET slow = true")
 
-        assert client.post("/api/store/sync/monitoring", params={"full": True}).status_code == 200
+        assert client.post("/api/store/sync/monitoring", params={"full": True}).json()["datasets"] == ["monitoring"]
         assert terminate_backends(pg, "axis_sync_monitoring") >= 1
         wait_for(lambda: not client.get("/api/store/status").json()["running"], timeout=60)
         status = client.get("/api/store/status").json()["datasets"]["monitoring_data"]

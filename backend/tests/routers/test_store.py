@@ -163,7 +163,9 @@ async def test_second_request_while_running_is_409_and_failure_keeps_old_data(
         await client.post("/api/store/sync/monitoring")
         await wait_state(client, "monitoring_data", {"ready"})
         source.execute("UPDATE ctl SET slow = true")
-        assert (await client.post("/api/store/sync/monitoring", params={"full": "true"})).status_code == 200
+        assert (await client.post("/api/store/sync/monitoring", params={"full": "true"})).json()["datasets"] == [
+            "monitoring"
+        ]
         r = await client.post("/api/store/sync/monitoring")
         assert r.status_code == 409 and r.json()["detail"] == "Sync already running for monitoring_data"
         assert (await client.post("/api/store/sync")).status_code == 409
@@ -172,7 +174,7 @@ async def test_second_request_while_running_is_409_and_failure_keeps_old_data(
         assert st["error"] and st["rows"] == 60
         assert (await client.get("/api/store/data/monitoring")).json()["total"] == 60
         source.execute("UPDATE ctl SET slow = false")
-        assert (await client.post("/api/store/sync/monitoring")).status_code == 200
+        assert (await client.post("/api/store/sync/monitoring")).json()["datasets"] == ["monitoring"]
         st = await wait_state(client, "monitoring_data", {"ready"})
         assert st["error"] is None
 
@@ -338,7 +340,7 @@ async def test_human_signals_paths_serve_cases_and_raw_rows(
     )
     settings = configure(make_settings, pg, store="human_signals")
     async with make_client(settings) as client:
-        assert (await client.post("/api/store/sync/human_signals")).status_code == 200
+        assert (await client.post("/api/store/sync/human_signals")).json()["datasets"] == ["human_signals"]
         await wait_state(client, "human_signals_raw", {"ready"})
         st = await wait_state(client, "human_signals_cases", {"ready", "error", "not_synced"})
         assert st["state"] == "ready" and st["rows"] == 3

@@ -31,8 +31,10 @@ async def test_delete_dataset_and_derived_tables(
     assert derived & before  # at least the cases table exists
 
     res = await client.delete(f"/api/store/datasets/{second}")
-    assert res.status_code == 200
-    assert res.json() == {"success": True, "message": f"Deleted monitoring dataset {second} (300 rows)"}
+    assert res.status_code == 200 and res.json() == {
+        "success": True,
+        "message": f"Deleted monitoring dataset {second} (300 rows)",
+    }
     res = await client.delete(f"/api/store/datasets/{hitl}")
     assert res.json()["message"] == f"Deleted human_signals dataset {hitl} (39 rows)"
 
