@@ -36,7 +36,7 @@ from app.services.csv_ingest import (
     ingest_csv_upload,
     spool_upload,
 )
-from app.services.duckdb_store import DatasetInfo, DuckDBStore, quote_ident
+from app.services.duckdb_store import DatasetInfo, DuckDBStore, head_rows_sql, quote_ident
 from app.services.pg_source import fetch_split_queries, joined_split_sql, source_secrets
 
 logger = logging.getLogger(__name__)
@@ -474,7 +474,7 @@ async def load_result(store: DuckDBStore, info: DatasetInfo, report: CsvTransfor
     limit = max(row_cap, PREVIEW_ROWS)
 
     def _fetch(cur: duckdb.DuckDBPyConnection) -> WideTable:
-        table = fetch_rows(cur, f"SELECT * FROM {quote_ident(info.table_name)} ORDER BY rowid LIMIT ?", [limit])
+        table = fetch_rows(cur, head_rows_sql(info.table_name), [limit, 0])
         if "retrieved_content" in table.columns and report.format in LONG_FORMATS:
             for row in table.data:
                 row["retrieved_content"] = parse_literal_list(row["retrieved_content"])

@@ -64,7 +64,7 @@ from app.models.database import (
 from app.serialization import clean_json
 from app.services import data_processor, human_signals_service, monitoring_service
 from app.services.connection_store import ConnectionHandle, ConnectionStore, Credentials, scrub_error
-from app.services.duckdb_store import DatasetInfo, DuckDBStore, quote_ident
+from app.services.duckdb_store import DatasetInfo, DuckDBStore, head_rows_sql, quote_ident
 from app.services.sql_safety import table_allowed, validate_select
 
 logger = logging.getLogger(__name__)
@@ -854,7 +854,7 @@ async def _land(
         await monitoring_service.finish_monitoring_load(store, settings.monitoring_db, info)
     cap = settings.upload_response_row_cap
     def _read_rows(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-        cur.execute(f"SELECT * FROM {quote_ident(info.table_name)} ORDER BY rowid LIMIT ?", [max(cap, PREVIEW_ROWS)])
+        cur.execute(head_rows_sql(info.table_name), [max(cap, PREVIEW_ROWS), 0])
         names = [d[0] for d in cur.description or []]
         return [clean_json(dict(zip(names, row, strict=True))) for row in cur.fetchall()]
 

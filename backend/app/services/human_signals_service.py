@@ -32,6 +32,7 @@ from app.services.duckdb_store import (
     DatasetInfo,
     DuckDBStore,
     compute_table_metadata_sync,
+    head_rows_sql,
     new_dataset_id,
     quote_ident,
 )
@@ -360,7 +361,7 @@ def read_cases_sync(
     """Columns and one page of cases (JSON columns decoded, NULL signal columns omitted)."""
     described = DuckDBStore.describe_sync(cur, table)
     json_cols = {c["name"] for c in described if c["type"] == "JSON"}
-    cur.execute(f"SELECT * FROM {quote_ident(table)} ORDER BY rowid LIMIT ? OFFSET ?", [limit, offset])
+    cur.execute(head_rows_sql(table), [limit, offset])
     names = [d[0] for d in cur.description]
     out = []
     for row in cur.fetchall():

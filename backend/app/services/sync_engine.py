@@ -44,6 +44,7 @@ from app.services.background import BackgroundTasks
 from app.services.duckdb_store import (
     DatasetInfo,
     DuckDBStore,
+    bound_ingest_buffers,
     compute_table_metadata_sync,
     quote_ident,
     utc_now,
@@ -471,16 +472,6 @@ def plan_extension_load(
     if partition_column and workers > 1 and partition_column in {c for c, _ in columns}:
         queries = partition_queries(query, partition_column, workers, max_rows + 1)
     return ExtensionPlan(columns=columns, renames=renames, queries=queries)
-
-
-# Row groups a bulk insert buffers before compressing and flushing them (DuckDB default 5). One is
-# enough for a single streamed table and cuts the read's peak memory by ~1/3 (bench/README.md).
-STAGING_ROW_GROUP_BUFFER = 1
-
-
-def bound_ingest_buffers(cur: duckdb.DuckDBPyConnection) -> None:
-    """Limit the bulk-insert row-group buffer of this staging cursor only (a session setting)."""
-    cur.execute(f"SET SESSION write_buffer_row_group_count = {STAGING_ROW_GROUP_BUFFER}")
 
 
 def create_staging_from_plan(

@@ -168,6 +168,25 @@ def test_unterminated_quote(tmp_path: Path) -> None:
         _load(tmp_path, b'a,b\n1,"open\n2,3\n')
 
 
+def test_long_lines_parse_across_buffers_up_to_the_line_limit(tmp_path: Path) -> None:
+    # Cells much larger than a parser buffer's share, and a line just under the 2 MB limit.
+    big = "x" * 1_900_000
+    rows = [f"{i},{('y' * (300_000 + i))}" for i in range(12)]
+    data = ("id,text\n" + "\n".join(rows) + f"\n99,{big}\n").encode()
+    con, res = _load(tmp_path, data)
+    assert res.row_count == 13
+    got = con.execute("SELECT id, length(text) FROM t ORDER BY rowid").fetchall()
+    assert got == [(i, 300_000 + i) for i in range(12)] + [(99, 1_900_000)]
+
+
+def test_line_over_the_limit_is_named(tmp_path: Path) -> None:
+    data = b"id,text\n1,short\n2," + b"z" * 3_000_000 + b"\n"
+    with pytest.raises(Invalid) as err:
+        _load(tmp_path, data)
+    assert "on line 3" in err.value.message
+    assert "a line is longer than the parser allows (2 MB)" in err.value.message
+
+
 @pytest.mark.parametrize("header", [b"a,b,a", b"Score,x,score"])
 def test_duplicate_columns(tmp_path: Path, header: bytes) -> None:
     with pytest.raises(Invalid) as err:

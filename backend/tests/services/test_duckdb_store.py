@@ -19,6 +19,7 @@ from app.services.duckdb_store import (
     DuckDBStore,
     assert_off_event_loop,
     compute_table_metadata_sync,
+    head_rows_sql,
     quote_ident,
     utc_now,
 )
@@ -196,3 +197,29 @@ async def test_run_staging_is_off_loop_and_interruptible(store: DuckDBStore) -> 
     with pytest.raises(asyncio.CancelledError):
         await task
     assert (await store.fetch("SELECT 1")).rows == [(1,)]
+
+
+async def test_head_rows_keep_insertion_order_after_parallel_load_and_deletes(
+    store: DuckDBStore, tmp_path: Any
+) -> None:
+    # A multi-row-group table written by DuckDB's parallel CSV reader, then rows deleted: pages
+    # from head_rows_sql equal the same pages under an explicit ORDER BY rowid.
+    csv_path = tmp_path / "rows.csv"
+    con = duckdb.connect()
+    con.execute(
+        f"COPY (SELECT i AS n, (i * 7919) % 1000 AS k, 'row ' || i AS label FROM range(400000) t(i)) "
+        f"TO '{csv_path}' (HEADER)"
+    )
+    con.close()
+
+    def _build(cur: duckdb.DuckDBPyConnection) -> list[bool]:
+        cur.execute(f"CREATE TABLE ordered AS SELECT * FROM read_csv('{csv_path}', buffer_size = 1048576)")
+        cur.execute("DELETE FROM ordered WHERE k < 100")
+        same = []
+        for limit, offset in [(5, 0), (50000, 0), (1000, 123456), (70000, 300000)]:
+            head = cur.execute(head_rows_sql("ordered"), [limit, offset]).fetchall()
+            ref = cur.execute("SELECT * FROM ordered ORDER BY rowid LIMIT ? OFFSET ?", [limit, offset]).fetchall()
+            same.append(head == ref and len(head) == min(limit, 360000 - offset))
+        return same
+
+    assert await store.run_write(_build) == [True, True, True, True]
