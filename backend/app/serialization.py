@@ -10,11 +10,27 @@ import uuid
 from typing import Any
 
 import numpy as np
+import orjson
 from fastapi.responses import JSONResponse
+
+_PLAIN = frozenset({str, int, bool, type(None)})
 
 
 def clean_json(value: Any) -> Any:
     """Return ``value`` with every float made JSON-safe and every scalar made a Python type."""
+    # Exact-type fast paths first: responses are mostly plain dicts, lists, str, int and float.
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is dict:
+        return {k if type(k) is str else str(k): clean_json(v) for k, v in value.items()}
+    if kind is list:
+        return [
+            v if type(v) in _PLAIN else (v if math.isfinite(v) else None) if type(v) is float else clean_json(v)
+            for v in value
+        ]
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
@@ -44,11 +60,27 @@ def clean_json(value: Any) -> Any:
     return str(value)
 
 
-class CleanJSONResponse(JSONResponse):
-    """JSONResponse that runs every body through :func:`clean_json`."""
+_ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
-    def render(self, content: Any) -> bytes:
-        """Serialise strictly (no NaN) after cleaning."""
+
+def dumps_clean(content: Any) -> bytes:
+    """Compact UTF-8 JSON with the :func:`clean_json` rules (NaN/±Inf → null, numpy → numbers).
+
+    orjson applies those rules natively (~10 × faster on number-heavy bodies); types it does not
+    know go through ``clean_json``. Anything it refuses (integers beyond 64 bits) takes the
+    standard-library path over the cleaned value.
+    """
+    try:
+        return orjson.dumps(content, default=clean_json, option=_ORJSON_OPTIONS)
+    except (orjson.JSONEncodeError, TypeError):
         return json.dumps(clean_json(content), ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(
             "utf-8"
         )
+
+
+class CleanJSONResponse(JSONResponse):
+    """JSONResponse whose body follows the :func:`clean_json` rules."""
+
+    def render(self, content: Any) -> bytes:
+        """Serialise strictly (no NaN)."""
+        return dumps_clean(content)

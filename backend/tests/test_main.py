@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
+import json
 import math
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +18,7 @@ from pydantic import SecretStr
 from app import errors
 from app.config import Settings
 from app.main import create_app
-from app.serialization import clean_json
+from app.serialization import clean_json, dumps_clean
 
 
 async def test_root_and_health_probe_duckdb(client: httpx.AsyncClient) -> None:
@@ -80,6 +83,34 @@ def test_clean_json_nan_inf_numpy() -> None:
     )
     assert cleaned == {"a": None, "b": [None, None, 1.5], "c": None, "d": 7, "e": True}
     assert type(cleaned["d"]) is int and type(cleaned["e"]) is bool
+    # The exact-type fast paths and the subclass/numpy fallbacks agree inside lists and nested keys.
+    mixed = clean_json({1: [np.float64(2.5), np.float32("inf"), (3, math.nan), True, None, "s", [np.int8(4)]]})
+    assert mixed == {"1": [2.5, None, [3, None], True, None, "s", [4]]}
+    assert [type(v) for v in mixed["1"][:2]] == [float, type(None)]
+
+
+def test_response_bodies_follow_the_clean_json_rules() -> None:
+    when = dt.datetime(2026, 1, 2, 3, 4, 5, 678000)
+    body = {
+        "nan": math.nan,
+        "inf": [math.inf, -math.inf, np.float32("nan"), np.float64(1.25)],
+        "np": {"i": np.int64(7), "b": np.bool_(False), "arr": np.array([1.5, np.nan])},
+        "dec": [decimal.Decimal("2.50"), decimal.Decimal("NaN")],
+        "when": [when, when.replace(tzinfo=dt.UTC), when.date()],
+        "span": dt.timedelta(seconds=90),
+        "raw": b"caf\xc3\xa9",
+        "set": {3},
+        2: "int key",
+        "text": "naïve ✓",
+    }
+    expected = clean_json(body)
+    assert json.loads(dumps_clean(body)) == expected
+    assert expected["when"] == ["2026-01-02T03:04:05.678000", "2026-01-02T03:04:05.678000+00:00", "2026-01-02"]
+    assert expected["dec"] == [2.5, None] and expected["span"] == 90.0 and expected["raw"] == "café"
+    # Integers beyond 64 bits (DuckDB HUGEINT) take the standard-library path, still strict JSON.
+    huge = {"n": 2**70, "x": math.nan}
+    assert json.loads(dumps_clean(huge)) == {"n": 2**70, "x": None}
+    assert dumps_clean({"text": "naïve"}) == '{"text":"naïve"}'.encode()
 
 
 ERROR_CASES = [

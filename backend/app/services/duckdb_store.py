@@ -8,6 +8,7 @@ cursor; writes are serialised by one async lock. Every stored dataset is recorde
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime as dt
 import json
 import logging
@@ -38,6 +39,7 @@ ALLOWED_TABLES = frozenset({"monitoring_data", "human_signals_raw", "human_signa
 REGISTRY_TABLE = "datasets"
 METADATA_TABLE = "_store_metadata"
 KV_TABLE = "_store_kv"
+REGISTRY_CACHE_ENTRIES = 256
 
 
 def quote_ident(name: str) -> str:
@@ -166,6 +168,10 @@ class DuckDBStore:
         self._write_lock = asyncio.Lock()
         self._metadata_cache: dict[str, dict[str, Any]] = {}
         self._cache_lock = threading.Lock()
+        # Registry lookups cached per write generation: every run_write bumps it (all registry
+        # writes go through run_write), so a cached entry never outlives a write.
+        self._write_generation = 0
+        self._registry_cache: dict[tuple[str, str], tuple[int, DatasetInfo | None]] = {}
         self.read_count = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -239,6 +245,7 @@ class DuckDBStore:
                     con.close()
 
             self._con = None
+            self._registry_cache.clear()
             await anyio.to_thread.run_sync(_close)
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
@@ -282,7 +289,10 @@ class DuckDBStore:
                 finally:
                     cur.close()
 
-            return await anyio.to_thread.run_sync(_work)
+            try:
+                return await anyio.to_thread.run_sync(_work)
+            finally:
+                self._write_generation += 1
 
     async def fetch(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> QueryResult:
         """Run a read query with bound parameters; return columns and rows."""
@@ -417,21 +427,37 @@ class DuckDBStore:
         res = await self.fetch(sql, params)
         return [self._row_to_info(r) for r in res.rows]
 
+    async def _registry_lookup(self, key: tuple[str, str], sql: str, params: list[Any]) -> DatasetInfo | None:
+        """One registry row through the per-write-generation cache (a copy; callers may mutate it)."""
+        generation = self._write_generation
+        hit = self._registry_cache.get(key)
+        if hit is not None and hit[0] == generation:
+            return copy.deepcopy(hit[1])
+        res = await self.fetch(sql, params)
+        info = self._row_to_info(res.rows[0]) if res.rows else None
+        # Tagged with the generation seen before the query: a write that lands meanwhile retires it.
+        if len(self._registry_cache) >= REGISTRY_CACHE_ENTRIES:
+            self._registry_cache.clear()
+        self._registry_cache[key] = (generation, info)
+        return copy.deepcopy(info)
+
     async def get_dataset(self, dataset_id: str) -> DatasetInfo:
         """One registry entry; unknown id → NotFound."""
-        res = await self.fetch(f"SELECT {self._REGISTRY_COLS} FROM {REGISTRY_TABLE} WHERE dataset_id = ?", [dataset_id])
-        if not res.rows:
+        info = await self._registry_lookup(
+            ("id", dataset_id), f"SELECT {self._REGISTRY_COLS} FROM {REGISTRY_TABLE} WHERE dataset_id = ?", [dataset_id]
+        )
+        if info is None:
             raise NotFound(f"Dataset '{dataset_id}' not found")
-        return self._row_to_info(res.rows[0])
+        return info
 
     async def latest_dataset(self, kind: str) -> DatasetInfo | None:
         """The most recently loaded ready dataset of a kind."""
-        res = await self.fetch(
+        return await self._registry_lookup(
+            ("latest", kind),
             f"SELECT {self._REGISTRY_COLS} FROM {REGISTRY_TABLE} WHERE kind = ? AND status = 'ready' "
             "ORDER BY loaded_at DESC LIMIT 1",
             [kind],
         )
-        return self._row_to_info(res.rows[0]) if res.rows else None
 
     async def resolve_dataset(self, kind: str, dataset_id: str | None) -> DatasetInfo:
         """The dataset named by id (must be of ``kind``), or the latest of ``kind``."""

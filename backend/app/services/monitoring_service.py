@@ -172,12 +172,14 @@ def process_monitoring_sync(
         select.append("CAST(? AS TIMESTAMP) AS timestamp")
         params.append(now or utc_now())
         final.append("timestamp")
-    # Long format is stored clustered by (category, metric, time): category/metric filters then skip
-    # whole row groups through DuckDB's min/max zone maps.
+    # Long format is stored clustered by (category, metric, newest first): category/metric filters
+    # then skip whole row groups through DuckDB's min/max zone maps, and a newest-first top-N (the
+    # analysis-insights page) meets its rows first, so its dynamic filter skips the rest.
     order = ""
     if is_long:
-        keys = [k for k in ("metric_category", "metric_name", "timestamp") if k in final]
-        order = " ORDER BY " + ", ".join(quote_ident(k) for k in keys)
+        keys = [quote_ident(k) for k in ("metric_category", "metric_name") if k in final]
+        keys.append(f"{quote_ident('timestamp')} DESC")
+        order = " ORDER BY " + ", ".join(keys)
     cur.execute(f"DROP TABLE IF EXISTS {quote_ident(target)}")
     cur.execute(
         f"CREATE TABLE {quote_ident(target)} AS SELECT * FROM (SELECT {', '.join(select)} FROM "

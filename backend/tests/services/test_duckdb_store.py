@@ -126,6 +126,37 @@ async def test_registry_resolves_latest_and_checks_kind(store: DuckDBStore) -> N
     assert not await store.table_exists(first.table_name)
 
 
+async def test_registry_lookups_are_cached_until_the_next_write(store: DuckDBStore) -> None:
+    def build(cur: duckdb.DuckDBPyConnection, staging: str) -> None:
+        cur.execute(f"CREATE TABLE {quote_ident(staging)} AS SELECT 1 AS x")
+
+    first = await store.land_dataset(kind="monitoring", source="upload:1.csv", build=build)
+    assert (await store.resolve_dataset("monitoring", None)).dataset_id == first.dataset_id
+    reads = store.read_count
+    cached = await store.resolve_dataset("monitoring", None)
+    by_id = await store.resolve_dataset("monitoring", first.dataset_id)
+    by_id_again = await store.get_dataset(first.dataset_id)
+    assert store.read_count == reads + 1  # only the by-id lookup's first call queried DuckDB
+    assert cached.dataset_id == by_id.dataset_id == by_id_again.dataset_id == first.dataset_id
+    # Callers get copies: mutating one does not change what the next caller sees.
+    cached.format = "mutated"
+    cached.extra["x"] = 1
+    again = await store.resolve_dataset("monitoring", None)
+    assert again.format != "mutated" and "x" not in again.extra
+
+    # Any write retires the cache: a registry UPDATE, a newer dataset, a delete.
+    await store.run_write(
+        lambda cur: cur.execute("UPDATE datasets SET format = 'tree_format' WHERE dataset_id = ?", [first.dataset_id])
+    )
+    assert (await store.get_dataset(first.dataset_id)).format == "tree_format"
+    second = await store.land_dataset(kind="monitoring", source="upload:2.csv", build=build)
+    assert (await store.resolve_dataset("monitoring", None)).dataset_id == second.dataset_id
+    await store.delete_dataset(second.dataset_id)
+    assert (await store.resolve_dataset("monitoring", None)).dataset_id == first.dataset_id
+    with pytest.raises(NotFound):
+        await store.get_dataset(second.dataset_id)
+
+
 async def test_metadata_and_kv_persist_across_reopen(settings: Settings) -> None:
     st = DuckDBStore(settings.duckdb_path)
     await st.open()

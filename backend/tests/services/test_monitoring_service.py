@@ -173,3 +173,21 @@ async def test_process_upper_cases_metric_category(store: DuckDBStore) -> None:
     )
     assert [r[1] for r in rows] == ["SCORE", "CLASSIFICATION", None]
     assert res.extra == {"metric_columns": ["relevance_score"], "category_normalised": True}
+
+
+async def test_long_format_is_stored_by_category_metric_newest_first(store: DuckDBStore) -> None:
+    def run(cur: Any) -> list[Any]:
+        cur.execute(
+            "CREATE OR REPLACE TABLE src AS SELECT * FROM (VALUES "
+            "('r1', 'score', 'relevance', 0.5, TIMESTAMP '2026-01-01 10:00'), "
+            "('r2', 'Analysis', 'notes', NULL, TIMESTAMP '2026-01-03 10:00'), "
+            "('r3', 'SCORE', 'relevance', 0.7, TIMESTAMP '2026-01-02 10:00'), "
+            "('r4', 'analysis', 'notes', NULL, TIMESTAMP '2026-01-05 10:00'), "
+            "('r5', 'SCORE', 'faithfulness', 0.9, TIMESTAMP '2026-01-04 10:00')"
+            ") t(dataset_id, metric_category, metric_name, metric_score, timestamp)"
+        )
+        ms.process_monitoring_sync(cur, "src", "out")
+        # Stored (insertion) order, not a query order.
+        return [r[0] for r in cur.execute("SELECT dataset_id FROM out LIMIT 10").fetchall()]
+
+    assert await store.run_write(run) == ["r4", "r2", "r5", "r3", "r1"]
