@@ -3,10 +3,11 @@
 Everything heavy runs as DuckDB SQL with its JSON functions: cells are parsed with ``TRY_CAST(..
 AS JSON)`` (Python-literal cells, the legacy format, are converted in a small fallback pass),
 signal objects are expanded with ``json_each`` and list lambdas (category dicts flattened to
-``name → value``), the schema is a handful of GROUP BYs, and the cases table is one GROUP BY per
-case with a ``map`` pivot. Uploads and examples store the raw rows as a ``human_signals`` dataset
-and the cases as a second table named in the registry entry's ``extra``; the sync engine calls
-:func:`build_human_signals_derived` to rebuild ``human_signals_cases`` from ``human_signals_raw``.
+``name → value``), the schema is one GROUP BY over the expanded signals, and the cases table is
+one GROUP BY per case pivoting on integer column ids. Uploads and examples store the raw rows as a
+``human_signals`` dataset and the cases as a second table named in the registry entry's ``extra``;
+the sync engine calls :func:`build_human_signals_derived` to rebuild ``human_signals_cases`` from
+``human_signals_raw``.
 """
 
 from __future__ import annotations
@@ -138,14 +139,17 @@ def _as_json(expr: str) -> str:
 
 
 def _literal_fallback(cur: duckdb.DuckDBPyConnection, table: str, pairs: Sequence[tuple[str, str]]) -> None:
-    """Parse Python-literal cells (``{'a': True}``) that JSON rejected, only for those rows."""
+    """Parse Python-literal cells (``{'a': True}``) that JSON rejected, only for those rows (one scan)."""
     q = quote_ident(table)
-    for txt, j in pairs:
-        bad = cur.execute(
-            f"SELECT _rid, {quote_ident(txt)} FROM {q} WHERE {quote_ident(j)} IS NULL "
-            f"AND {quote_ident(txt)} IS NOT NULL AND regexp_matches({quote_ident(txt)}, '^\\s*[\\[{{]')"
-        ).fetchall()
-        fixed = [(js, rid) for rid, raw in bad if (js := _parse_literal(raw)) is not None]
+    bad = [
+        f"({quote_ident(j)} IS NULL AND {quote_ident(txt)} IS NOT NULL "
+        f"AND regexp_matches({quote_ident(txt)}, '^\\s*[\\[{{]'))"
+        for txt, j in pairs
+    ]
+    picks = ", ".join(f"CASE WHEN {b} THEN {quote_ident(txt)} END" for b, (txt, _) in zip(bad, pairs, strict=True))
+    rows = cur.execute(f"SELECT _rid, {picks} FROM {q} WHERE {' OR '.join(bad)}").fetchall()
+    for i, (_, j) in enumerate(pairs, start=1):
+        fixed = [(js, row[0]) for row in rows if row[i] is not None and (js := _parse_literal(row[i])) is not None]
         if fixed:
             cur.executemany(f"UPDATE {q} SET {quote_ident(j)} = CAST(? AS JSON) WHERE _rid = ?", fixed)
 
@@ -163,33 +167,51 @@ def _build(
 
     q_raw = quote_ident(raw_table)
     q_rows, q_base, q_e = (quote_ident(temps[n]) for n in ("rows", "base", "e"))
-    # 1. Light per-row table: ids, metric, category and the parsed signals object.
+    # 1. Light per-row table: ids, metric, category and the parsed signals object; the signals text
+    #    is kept only where JSON gave no object (input of the literal fallback).
     cur.execute(
         f"""CREATE TEMP TABLE {q_rows} AS
-        SELECT _rid, dataset_id, metric_name, cat, sig_txt,
-               CASE WHEN json_type(sj) = 'OBJECT' THEN sj END AS sig_j FROM (
-            SELECT row_number() OVER () AS _rid, {text('dataset_id')} AS dataset_id,
-                   trim({text('metric_name')}) AS metric_name, lower(trim({text('metric_category')})) AS cat,
-                   {text('signals')} AS sig_txt, TRY_CAST({text('signals')} AS JSON) AS sj
-            FROM {q_raw})"""
+        SELECT _rid, dataset_id, metric_name, cat,
+               CASE WHEN is_obj THEN sj END AS sig_j, CASE WHEN NOT is_obj THEN sig_txt END AS sig_txt FROM (
+            SELECT *, coalesce(json_type(sj) = 'OBJECT', false) AS is_obj FROM (
+                SELECT row_number() OVER () AS _rid, {text('dataset_id')} AS dataset_id,
+                       trim({text('metric_name')}) AS metric_name, lower(trim({text('metric_category')})) AS cat,
+                       {text('signals')} AS sig_txt, TRY_CAST({text('signals')} AS JSON) AS sj
+                FROM {q_raw}))"""
     )
     _literal_fallback(cur, temps["rows"], [("sig_txt", "sig_j")])
     # 2. Per-case fields from each case's first row; heavy JSON is parsed once per case, not per row.
+    #    First rows are step 1's row numbers, matched on (row number, case) in a second numbered scan
+    #    of only the needed columns. Should the two scans disagree (a view), some case goes unmatched
+    #    and the build falls back to one materialised numbering.
     firsts = {"did": quote_ident(cols["dataset_id"]), "ts": text("timestamp")}
     firsts.update({f: text(f) for f in SOURCE_FIELDS})
     firsts.update({c: text(c) for c in JSON_COLUMNS if c != "signals"})
+    first_cols = ", ".join(f"{v} AS {quote_ident(k + '_txt')}" for k, v in firsts.items())
+    numbered = f"SELECT row_number() OVER () AS rn, {text('dataset_id')} AS _case, {first_cols} FROM {q_raw}"
     json_fields = ", ".join(
-        f"{_as_json(text(c))} AS {quote_ident(c + '_j')}" for c in JSON_COLUMNS if c != "signals"
+        f"{_as_json(quote_ident(c + '_txt'))} AS {quote_ident(c + '_j')}" for c in JSON_COLUMNS if c != "signals"
     )
+    base = f"""SELECT row_number() OVER () AS _rid, f._case AS dataset_id, f.rn AS _first,
+               f.* EXCLUDE (rn, _case), {json_fields}
+        FROM (SELECT n.* FROM numbered n SEMI JOIN firsts USING (rn, _case)) f"""
     cur.execute(
         f"""CREATE TEMP TABLE {q_base} AS
-        WITH numbered AS (SELECT row_number() OVER () AS rn, {text('dataset_id')} AS _case, * FROM {q_raw}),
-        firsts AS (SELECT _case, min(rn) AS rn FROM numbered WHERE _case IS NOT NULL GROUP BY _case),
-        f AS (SELECT n.* FROM numbered n SEMI JOIN firsts USING (rn))
-        SELECT row_number() OVER () AS _rid, f._case AS dataset_id, f.rn AS _first,
-               {', '.join(f"{v} AS {quote_ident(k + '_txt')}" for k, v in firsts.items())}, {json_fields}
-        FROM f"""
+        WITH firsts AS (SELECT dataset_id AS _case, min(_rid) AS rn FROM {q_rows}
+                        WHERE dataset_id IS NOT NULL GROUP BY dataset_id),
+        numbered AS ({numbered})
+        {base}"""
     )
+    counts = cur.execute(
+        f"SELECT (SELECT count(*) FROM {q_base}), (SELECT count(DISTINCT dataset_id) FROM {q_rows})"
+    ).fetchone()
+    if counts is None or counts[0] != counts[1]:
+        cur.execute(
+            f"""CREATE OR REPLACE TEMP TABLE {q_base} AS
+            WITH numbered AS MATERIALIZED ({numbered}),
+            firsts AS (SELECT _case, min(rn) AS rn FROM numbered WHERE _case IS NOT NULL GROUP BY _case)
+            {base}"""
+        )
     _literal_fallback(cur, temps["base"], [(c + "_txt", c + "_j") for c in JSON_COLUMNS if c != "signals"])
     # 3. Expanded signals: one row per (row, key); JSON text values parsed; category dicts flattened.
     str_json = _as_json("e.value ->> '$'")
@@ -209,7 +231,7 @@ def _build(
                 )
             )
         )
-        SELECT _rid, dataset_id, metric_name, k, v, jt,
+        SELECT dataset_id, metric_name, k, v, jt,
                (_rid::HUGEINT * 4294967296 + ord) * 4294967296 + sub AS pos FROM (
             SELECT _rid, dataset_id, metric_name, k, ord, 0 AS sub, v, jt FROM e1 WHERE NOT is_cat
             UNION ALL
@@ -238,39 +260,43 @@ def _metric_schema(
         f"""SELECT metric_name, coalesce(arg_min({{'c': cat}}, _rid).c, 'classification') FROM {q_rows}
             WHERE coalesce(metric_name, '') <> '' GROUP BY metric_name ORDER BY metric_name"""
     ).fetchall()
-    n_metrics = len(metrics)
-    common: list[str] = []
-    if n_metrics >= 2:
-        common = [r[0] for r in cur.execute(
-            f"SELECT k FROM {q_e} GROUP BY k HAVING count(DISTINCT metric_name) > ? ORDER BY min(pos)",
-            [n_metrics / 2],
-        ).fetchall()]
+    # One scan of the expanded signals: per (metric, key, JSON type) counts, first position and
+    # distinct string values; majority type, value lists and common keys come from that small result.
     keys = cur.execute(
-        f"""WITH typed AS (SELECT metric_name, k, pos, v, {_TYPE_SQL} AS t FROM {q_e}),
-            tcount AS (SELECT metric_name, k, t, count(*) AS n, min(pos) AS first_pos FROM typed
+        f"""WITH g AS (
+                SELECT metric_name, k, {_TYPE_SQL} AS t, count(*) AS n, min(pos) AS first_pos,
+                       list(DISTINCT v ->> '$') FILTER (WHERE jt = 'VARCHAR') AS vs
+                FROM {q_e} GROUP BY metric_name, k, jt),
+            tcount AS (SELECT metric_name, k, t, sum(n) AS n, min(first_pos) AS first_pos FROM g
                        WHERE t IS NOT NULL GROUP BY ALL),
             majority AS (SELECT metric_name, k, arg_max(t, (n, -first_pos)) AS t FROM tcount GROUP BY ALL),
-            vals AS (SELECT metric_name, k, list(DISTINCT v ->> '$' ORDER BY v ->> '$') AS vs FROM typed
-                     WHERE t = 'string' AND trim(v ->> '$') <> '' GROUP BY ALL),
-            firsts AS (SELECT metric_name, k, min(pos) AS p FROM typed GROUP BY ALL)
-        SELECT f.metric_name, f.k, coalesce(m.t, 'unknown'), vals.vs FROM firsts f
+            vals AS (SELECT metric_name, k, list_sort(list_filter(vs, x -> trim(x) <> ''))[:{MAX_SCHEMA_VALUES}] AS vs
+                     FROM g WHERE t = 'string'),
+            firsts AS (SELECT metric_name, k, min(first_pos) AS p FROM g GROUP BY ALL)
+        SELECT f.metric_name, f.k, coalesce(m.t, 'unknown'), vals.vs, f.p FROM firsts f
         LEFT JOIN majority m USING (metric_name, k) LEFT JOIN vals USING (metric_name, k)
-        WHERE NOT list_contains(?, f.k) ORDER BY f.metric_name, f.p""",
-        [common],
+        ORDER BY f.p"""
     ).fetchall()
+    common: list[str] = []
+    if len(metrics) >= 2:
+        key_metrics: dict[str, int] = {}
+        for _, k, *_rest in keys:  # ordered by first position, so dict order = first occurrence
+            key_metrics[k] = key_metrics.get(k, 0) + 1
+        common = [k for k, n in key_metrics.items() if n > len(metrics) / 2]
     out: dict[str, Any] = {}
     for name, cat in metrics:
         if visible and name not in visible:
             continue
         out[name] = {"category": cat or "classification", "signals": [], "signal_types": {}, "values": {}}
-    for metric, k, typ, vs in keys:
+    skip = set(common)
+    for metric, k, typ, vs, _ in keys:
         spec = out.get(metric)
-        if spec is None:
+        if spec is None or k in skip:
             continue
         spec["signals"].append(k)
         spec["signal_types"][k] = typ
         if typ == "string" and vs:
-            spec["values"][k] = vs[:MAX_SCHEMA_VALUES]
+            spec["values"][k] = vs
     schema = {
         "metrics": out,
         "source_fields": [f for f in SOURCE_FIELDS if f in cols],
@@ -320,22 +346,30 @@ def _cases_table(
              "message_count", "timestamp", *present_sources, *[f for f in TEXT_JSON_FIELDS if f in cols]}
     promoted = [k for k in common if k.lower() not in taken]
     signal_cols = [(m, k) for m in kept for k in schema["metrics"][m]["signals"]]
-    value = "CASE WHEN json_type({0}) IN ('OBJECT', 'ARRAY') THEN to_json(CAST({0} AS VARCHAR)) ELSE {0} END"
+    # Object/array values are stored as JSON strings of their text.
+    value = "CASE WHEN jt IN ('OBJECT', 'ARRAY') THEN to_json(CAST(v AS VARCHAR)) ELSE v END"
     aggs: list[str] = []
-    agg_params: list[Any] = []
-    # Integer column ids (list_position against bound lists) keep the per-column FILTERs cheap.
+    params: list[Any] = []
+    # Column ids come from joins with small (key → id) tables, so each FILTER is an integer compare.
+    joins: list[str] = []
+    if promoted:
+        joins.append(f"LEFT JOIN (VALUES {', '.join('(?, ?)' for _ in promoted)}) c(k, cc) USING (k)")
+        params += [x for i, k in enumerate(promoted, start=1) for x in (k, i)]
     for i, k in enumerate(promoted, start=1):
-        aggs.append(f"arg_min(v, pos) FILTER (WHERE cc = {i} AND jt <> 'NULL') AS _c{i}")
-        proj.append(f"{value.format(f'p._c{i}')} AS {quote_ident(k)}")
+        aggs.append(f"arg_min(val, pos) FILTER (WHERE cc = {i} AND jt <> 'NULL') AS _c{i}")
+        proj.append(f"p._c{i} AS {quote_ident(k)}")
+    if signal_cols:
+        joins.append(f"LEFT JOIN (VALUES {', '.join('(?, ?, ?)' for _ in signal_cols)}) s(metric_name, k, sc) "
+                     "USING (metric_name, k)")
+        params += [x for i, (m, k) in enumerate(signal_cols, start=1) for x in (m, k, i)]
     for i, (m, k) in enumerate(signal_cols, start=1):
-        aggs.append(f"arg_max(v, pos) FILTER (WHERE sc = {i}) AS _s{i}")
-        proj.append(f"{value.format(f'p._s{i}')} AS {quote_ident(f'{m}__{k}')}")
-    sep = chr(31)
-    agg_params = [promoted or [""], [f"{m}{sep}{k}" for m, k in signal_cols] or [""]]
+        aggs.append(f"arg_max(val, pos) FILTER (WHERE sc = {i}) AS _s{i}")
+        proj.append(f"p._s{i} AS {quote_ident(f'{m}__{k}')}")
+    cc = "cc" if promoted else "NULL"
+    sc = "sc" if signal_cols else "NULL"
     pivot = f"""SELECT dataset_id, {', '.join(aggs) or 'NULL AS _none'} FROM (
-            SELECT dataset_id, v, jt, pos, list_position(?, k) AS cc,
-                   list_position(?, metric_name || chr(31) || k) AS sc
-            FROM {q_e}) WHERE cc IS NOT NULL OR sc IS NOT NULL GROUP BY dataset_id"""
+            SELECT dataset_id, {value} AS val, jt, pos, {cc} AS cc, {sc} AS sc FROM {q_e} {' '.join(joins)})
+            WHERE cc IS NOT NULL OR sc IS NOT NULL GROUP BY dataset_id"""
     sql = f"""
         CREATE OR REPLACE TABLE {quote_ident(cases_table)} AS
         WITH b1 AS (SELECT *, json_extract(conversation_j, ['$.messages', '$.messages[0].content']) AS x
@@ -349,7 +383,7 @@ def _cases_table(
         FROM b LEFT JOIN p USING (dataset_id)
         ORDER BY b.did_txt, b._first
     """
-    cur.execute(sql, agg_params)
+    cur.execute(sql, params)
     row = cur.execute(f"SELECT count(*) FROM {quote_ident(cases_table)}").fetchone()
     return int(row[0]) if row else 0
 
