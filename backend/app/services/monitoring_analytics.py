@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
+import numpy as np
+import pyarrow as pa
 
 from app.config.db_configs import MonitoringDBConfig
 from app.errors import Invalid, NotFound, Unavailable
@@ -621,6 +623,30 @@ async def latency_distribution(
 
 
 # --------------------------------------------------------------------------- class distribution
+def _sorted_group_values(groups: pa.Table) -> list[tuple[str, int, Any, Any, float, float, float, list[float]]]:
+    """Per group (g, n, mean, std, min, max, median, values-or-sketch) from ``g, n, a, sd, s`` rows.
+
+    ``s`` holds the group's values unsorted; they are sorted once (NaN last, as DuckDB orders
+    them). The median is DuckDB's ``(s[(n+1)//2] + s[(n+2)//2]) / 2`` (1-based) and the sketch keeps
+    positions ``1, 1+k, 1+2k, …`` and ``n`` with ``k = ceil((n-1)/(cap-1))``.
+    """
+    lists = groups.column("s").combine_chunks()
+    offsets = lists.offsets.to_numpy()
+    flat = lists.values.to_numpy(zero_copy_only=False)
+    out = []
+    rows = zip(*(groups.column(c).to_pylist() for c in ("g", "n", "a", "sd")), strict=True)
+    for i, (g, n, a, sd) in enumerate(rows):
+        values = np.sort(flat[offsets[i] : offsets[i + 1]])
+        median = (values[(n + 1) // 2 - 1] + values[(n + 2) // 2 - 1]) / 2.0
+        if n <= MAX_RAW_VALUES:
+            sketch = values
+        else:
+            step = math.ceil((n - 1) / (MAX_RAW_VALUES - 1))
+            sketch = values[np.append(np.arange(0, n - 1, step), n - 1)]
+        out.append((str(g), int(n), a, sd, float(values[0]), float(values[-1]), float(median), sketch.tolist()))
+    return out
+
+
 async def class_distribution(
     store: DuckDBStore, config: MonitoringDBConfig, f: MonitoringFilters, metric: str, group_by: str
 ) -> ClassDistributionResponse:
@@ -639,27 +665,24 @@ async def class_distribution(
         where.add(f"{t.text('metric_name')} = ?", metric)
     else:
         raise Invalid(f"Missing metric column: {metric}")
-    # One sort per group: min, max and median come from the sorted list; values are all of them up
-    # to the cap, else an evenly spaced sorted sketch that keeps min and max (DB-32).
+    # DuckDB filters, groups and aggregates; each group's values come back as one Arrow list and are
+    # sorted with numpy (DuckDB's list sort cost 2-3 x the whole query). min, max and median come
+    # from the sorted values; values are all of them up to the cap, else an evenly spaced sorted
+    # sketch that keeps min and max (DB-32).
     sql = f"""
-        SELECT g, n, a, sd, s[1], s[n], (s[(n + 1) // 2] + s[(n + 2) // 2]) / 2.0,
-               CASE WHEN n <= ? THEN s
-                    ELSE list_select(s, list_concat(range(1, n, CAST(ceil((n - 1) / ?) AS BIGINT)), [n])) END
-        FROM (
-            SELECT g, count(v) AS n, avg(v) AS a, coalesce(stddev_samp(v), 0) AS sd, list(v ORDER BY v) AS s
-            FROM (SELECT {t.text(group_by)} AS g, {value_expr} AS v FROM {t.sql} {where.sql()})
-            WHERE v IS NOT NULL AND g IS NOT NULL GROUP BY g
-        ) ORDER BY g
+        SELECT g, count(v) AS n, avg(v) AS a, coalesce(stddev_samp(v), 0) AS sd, list(v) AS s
+        FROM (SELECT {t.text(group_by)} AS g, {value_expr} AS v FROM {t.sql} {where.sql()})
+        WHERE v IS NOT NULL AND g IS NOT NULL GROUP BY g ORDER BY g
     """
-    rows = (await store.fetch(sql, [MAX_RAW_VALUES, MAX_RAW_VALUES - 1, *where.params])).rows
+    groups = await store.run_read(lambda cur: _sorted_group_values(cur.execute(sql, where.params).to_arrow_table()))
     data = [
         ClassDistributionGroup(
             group=g,
-            values=[float(x) for x in vals],
-            values_truncated=int(n) > MAX_RAW_VALUES,
-            stats=DistributionStats(mean=_f(a), std=_f(sd), min=_f(mn), max=_f(mx), median=_f(md), count=int(n)),
+            values=sketch,
+            values_truncated=n > MAX_RAW_VALUES,
+            stats=DistributionStats(mean=_f(a), std=_f(sd), min=_f(mn), max=_f(mx), median=_f(md), count=n),
         )
-        for g, n, a, sd, mn, mx, md, vals in rows
+        for g, n, a, sd, mn, mx, md, sketch in groups
     ]
     return ClassDistributionResponse(data=data, metric=metric, group_by=group_by, dataset_id=t.info.dataset_id)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import statistics
 from collections import Counter
 from collections.abc import Callable
@@ -268,15 +269,29 @@ async def test_class_distribution_stats(
 
 async def test_class_distribution_caps_raw_values(store: DuckDBStore, config: MonitoringDBConfig) -> None:
     n = ma.MAX_RAW_VALUES + 500
-    vals = np.arange(n, dtype=float)
-    await land_frame(store, pd.DataFrame({"dataset_id": [str(i) for i in range(n)], "environment": ["p"] * n,
-                                          "latency": vals}))
+    rng = np.random.default_rng(7)
+    vals = np.floor(rng.uniform(-300, 700, n)) / 7  # unsorted, with ties and negatives
+    small = np.array([3.5, -1.0, 3.5, 2.0])
+    await land_frame(store, pd.DataFrame({
+        "dataset_id": [str(i) for i in range(n + len(small))],
+        "environment": ["p"] * n + ["q"] * len(small),
+        "latency": np.concatenate([vals, small]),
+    }))
     res = await ma.class_distribution(store, config, MonitoringFilters(), metric="latency", group_by="environment")
-    (grp,) = res.data
-    assert grp.values_truncated and len(grp.values) <= ma.MAX_RAW_VALUES
-    assert grp.values == sorted(grp.values) and len(grp.values) > ma.MAX_RAW_VALUES // 2
-    assert grp.values[0] == 0.0 and grp.values[-1] == float(n - 1)
-    assert grp.stats.count == n and grp.stats.median == pytest.approx(np.median(vals))
+    grp, few = res.data
+    # Sketch: sorted positions 1, 1+k, 1+2k, ... and n (1-based), k = ceil((n-1)/(cap-1)) = 2 here.
+    ordered = np.sort(vals)
+    k = math.ceil((n - 1) / (ma.MAX_RAW_VALUES - 1))
+    assert k == 2
+    expected = [float(x) for x in ordered[[*range(0, n - 1, k), n - 1]]]
+    assert grp.values_truncated and grp.values == expected and len(expected) == 1251
+    assert (grp.stats.min, grp.stats.max) == (float(ordered[0]), float(ordered[-1]))
+    assert grp.stats.count == n and grp.stats.median == float(np.median(vals))
+    assert grp.stats.mean == pytest.approx(float(np.mean(vals)))
+    assert grp.stats.std == pytest.approx(float(np.std(vals, ddof=1)))
+    # At or under the cap every value comes back, sorted; the median of an even count averages two.
+    assert few.group == "q" and not few.values_truncated and few.values == [-1.0, 2.0, 3.5, 3.5]
+    assert (few.stats.median, few.stats.count) == (2.75, 4)
 
 
 async def test_correlation_long_pivots_per_record(
