@@ -2,12 +2,12 @@
 
 Everything heavy runs as DuckDB SQL with its JSON functions: cells are parsed with ``TRY_CAST(..
 AS JSON)`` (Python-literal cells, the legacy format, are converted in a small fallback pass),
-signal objects are expanded with ``json_each`` and list lambdas (category dicts flattened to
-``name → value``), the schema is one GROUP BY over the expanded signals, and the cases table is
-one GROUP BY per case pivoting on integer column ids. Uploads and examples store the raw rows as a
-``human_signals`` dataset and the cases as a second table named in the registry entry's ``extra``;
-the sync engine calls :func:`build_human_signals_derived` to rebuild ``human_signals_cases`` from
-``human_signals_raw``.
+signal objects are expanded by unnesting ``json_keys``/``json_extract`` lists (category dicts
+flattened to ``name → value`` with list lambdas), the schema is one GROUP BY over the expanded
+signals, and the cases table is one GROUP BY per case pivoting on integer column ids. Uploads
+and examples store the raw rows as a ``human_signals`` dataset and the cases as a second table
+named in the registry entry's ``extra``; the sync engine calls :func:`build_human_signals_derived`
+to rebuild ``human_signals_cases`` from ``human_signals_raw``.
 """
 
 from __future__ import annotations
@@ -214,7 +214,13 @@ def _build(
         )
     _literal_fallback(cur, temps["base"], [(c + "_txt", c + "_j") for c in JSON_COLUMNS if c != "signals"])
     # 3. Expanded signals: one row per (row, key); JSON text values parsed; category dicts flattened.
-    str_json = _as_json("e.value ->> '$'")
+    # Keys and values as parallel lists (an array, from the literal fallback, is keyed by index):
+    # scalar JSON functions are far cheaper per row than a lateral json_each.
+    is_arr = "json_type(sig_j) = 'ARRAY'"
+    keys = (f"CASE WHEN {is_arr} THEN list_transform(range(json_array_length(sig_j)::BIGINT), i -> i::VARCHAR) "
+            "ELSE json_keys(sig_j) END")
+    values = f"CASE WHEN {is_arr} THEN json_extract(sig_j, '$[*]') ELSE json_extract(sig_j, '$.*') END"
+    str_json = _as_json("v0 ->> '$'")
     cur.execute(
         f"""CREATE TEMP TABLE {q_e} AS
         WITH e1 AS (
@@ -222,12 +228,13 @@ def _build(
                    CASE WHEN jt = 'OBJECT' THEN {_IS_CATEGORY_SQL} ELSE false END AS is_cat FROM (
                 SELECT _rid, dataset_id, metric_name, k, ord, coalesce(pv, v0) AS v,
                        CASE WHEN pv IS NULL THEN t0 ELSE json_type(pv) END AS jt FROM (
-                    SELECT r._rid, r.dataset_id, r.metric_name, e.key AS k, e.id AS ord, e.value AS v0, e.type AS t0,
-                           CASE WHEN e.type = 'VARCHAR'
-                                     AND regexp_matches(CAST(e.value AS VARCHAR), '^"\\s*[\\[{{]')
-                                THEN {str_json} END AS pv
-                    FROM {q_rows} r, json_each(r.sig_j) e
-                    WHERE r.sig_j IS NOT NULL AND coalesce(r.metric_name, '') <> ''
+                    SELECT *, CASE WHEN t0 = 'VARCHAR' AND regexp_matches(CAST(v0 AS VARCHAR), '^"\\s*[\\[{{]')
+                                   THEN {str_json} END AS pv FROM (
+                        SELECT *, json_type(v0) AS t0 FROM (
+                            SELECT _rid, dataset_id, metric_name, unnest(ks) AS k,
+                                   unnest(range(1, len(ks) + 1)) AS ord, unnest(vs) AS v0
+                            FROM (SELECT _rid, dataset_id, metric_name, {keys} AS ks, {values} AS vs FROM {q_rows}
+                                  WHERE sig_j IS NOT NULL AND coalesce(metric_name, '') <> '')))
                 )
             )
         )

@@ -101,6 +101,20 @@ async def test_majority_type_wins(store: DuckDBStore) -> None:
     assert built.metric_schema["metrics"]["other"]["signal_types"] == {"x": "unknown"}
 
 
+async def test_duplicate_keys_and_array_signals(store: DuckDBStore) -> None:
+    df = pd.DataFrame({
+        "metric_name": ["dup", "lst"], "dataset_id": ["a", "a"],
+        "signals": ['{"k": "x", "b": 1, "k": "y"}', '[7, "z"]'],
+    })
+    built, cases = await build(store, df)
+    metrics = built.metric_schema["metrics"]
+    assert metrics["dup"]["signals"] == ["k", "b"]  # first-occurrence order
+    assert metrics["lst"]["signals"] == ["0", "1"]  # a list is keyed by index
+    assert metrics["lst"]["signal_types"] == {"0": "number", "1": "string"}
+    assert cases[0]["dup__k"] == "y"  # the last duplicate wins
+    assert cases[0]["lst__0"] == 7 and cases[0]["lst__1"] == "z"
+
+
 async def test_cases(store: DuckDBStore) -> None:
     built, cases = await build(store, v2_frame())
     assert built.case_count == 3
