@@ -238,7 +238,9 @@ def test_every_operation_survives_fuzzing(
             seeded, seed_errors = seed_samples(client, paths)
             known["dataset_id"] = [d for ids in seeded.values() for d in ids]
             if "/api/store/sync" in paths:
-                assert client.post("/api/store/sync", params={"full": True}).status_code == 200
+                started = client.post("/api/store/sync", params={"full": True})
+                assert started.status_code == 200 and started.json()["sync_id"]
+                assert {"monitoring", "eval"} <= set(started.json()["datasets"])
 
                 def _synced() -> bool:
                     body = client.get("/api/store/status").json()

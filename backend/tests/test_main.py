@@ -65,9 +65,12 @@ async def test_cors_allows_configured_frontends(make_settings: Callable[..., Set
 async def test_api_token_guards_api_routes_only(make_settings: Callable[..., Settings], make_client: Any) -> None:
     settings = make_settings(axis_api_token=SecretStr("s3cret-token"))
     async with make_client(settings) as client:
-        assert (await client.get("/health")).status_code == 200
-        assert (await client.get("/openapi.json")).status_code == 200
-        assert (await client.get("/docs")).status_code == 200
+        health = await client.get("/health")
+        assert (health.status_code, health.json()["status"]) == (200, "healthy")
+        spec = await client.get("/openapi.json")
+        assert spec.status_code == 200 and "/api/config/features" in spec.json()["paths"]
+        docs = await client.get("/docs")
+        assert docs.status_code == 200 and "swagger-ui" in docs.text
         denied = await client.get("/api/config/features")
         assert denied.status_code == 401
         assert "Bearer" in denied.json()["detail"]

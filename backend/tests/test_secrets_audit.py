@@ -228,7 +228,8 @@ def _import_and_sync_error_paths(audit: Audit, paths: set[str]) -> None:
             res = audit.call("POST", path)
             assert 400 <= res.status_code < 600 and res.status_code != 500, (path, res.status_code, res.text)
     if "/api/store/sync" in paths:
-        assert audit.call("POST", "/api/store/sync", params={"full": True}).status_code == 200
+        started = audit.call("POST", "/api/store/sync", params={"full": True})
+        assert started.status_code == 200 and started.json()["sync_id"] and started.json()["datasets"]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             status = audit.call("GET", "/api/store/status").json()

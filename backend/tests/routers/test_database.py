@@ -85,7 +85,8 @@ async def test_expiry_by_sweeper(pg: PgSchema, make_settings: Callable[..., Sett
     settings = make_settings(db_application_name=app_name, db_handle_ttl_seconds=1, db_handle_sweep_seconds=0.1)
     async with make_client(settings) as client:
         handle = (await client.post("/api/database/connect", json=body(pg))).json()["handle"]
-        assert (await client.get(f"/api/database/{handle}/tables")).status_code == 200
+        tables = await client.get(f"/api/database/{handle}/tables")
+        assert tables.status_code == 200 and isinstance(tables.json()["tables"], list)
         assert await wait_backends(pg, app_name, 1) == 1
         await asyncio.sleep(1.1)
         # No request in between: the lifespan's sweeper closes the pool by itself.
@@ -108,7 +109,9 @@ async def test_101st_handle_is_429(pg: PgSchema, settings: Settings, make_client
         assert "Too many open database connections" in r.json()["detail"]
         assert (await client.get("/api/database/stats")).json()["active_handles"] == 100
         await client.delete(f"/api/database/{handles[0]}")
-        assert (await client.post("/api/database/connect", json=body(pg))).status_code == 200
+        again = await client.post("/api/database/connect", json=body(pg))
+        assert again.status_code == 200 and again.json()["handle"] not in handles[1:]
+        assert (await client.get("/api/database/stats")).json()["active_handles"] == 100
 
 
 @pytest.mark.parametrize(
