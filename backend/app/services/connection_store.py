@@ -22,6 +22,7 @@ from typing import Any
 
 import asyncpg
 
+from app.config.db_configs import ConnectionParams
 from app.errors import Expired, Invalid, ServiceError, Timeout, TooManyRequests
 from app.log_redaction import scrub_dsn
 
@@ -100,6 +101,28 @@ def ssl_argument(mode: str) -> Any:
         ctx.check_hostname = mode == "verify-full"
         return ctx
     return mode
+
+
+async def connect_source(
+    params: ConnectionParams,
+    *,
+    application_name: str,
+    statement_timeout_ms: int,
+    connect_timeout: float,
+    command_timeout: float | None = None,
+) -> Any:
+    """One direct asyncpg connection to a configured source (sync fallback, one-shot imports)."""
+    return await asyncpg.connect(
+        host=params.host,
+        port=params.port,
+        user=params.username or None,
+        password=params.password.get_secret_value() if params.password else None,
+        database=params.database or None,
+        ssl=ssl_argument(params.ssl_mode),
+        timeout=connect_timeout,
+        command_timeout=command_timeout,
+        server_settings={"statement_timeout": str(statement_timeout_ms), "application_name": application_name},
+    )
 
 
 def describe_connect_error(exc: BaseException, creds: Credentials, connect_timeout: float) -> ServiceError:

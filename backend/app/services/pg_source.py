@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from app.config.db_configs import DBImportConfig
 from app.errors import Invalid, Timeout, Upstream
-from app.services.connection_store import scrub_error, ssl_argument
+from app.services.connection_store import connect_source, scrub_error
 from app.services.duckdb_store import quote_ident
 
 T = TypeVar("T")
@@ -48,16 +48,12 @@ async def _with_connection(cfg: DBImportConfig, application_name: str, fn: Calla
     p = cfg.connection_params()
     secrets = source_secrets(cfg)
     try:
-        conn = await asyncpg.connect(
-            host=p.host,
-            port=p.port,
-            user=p.username or None,
-            password=p.password.get_secret_value() if p.password else None,
-            database=p.database or None,
-            ssl=ssl_argument(p.ssl_mode),
-            timeout=min(cfg.query_timeout, 30),
+        conn = await connect_source(
+            p,
+            application_name=application_name,
+            statement_timeout_ms=cfg.query_timeout * 1000,
+            connect_timeout=min(cfg.query_timeout, 30),
             command_timeout=cfg.query_timeout + 5,
-            server_settings={"statement_timeout": str(cfg.query_timeout * 1000), "application_name": application_name},
         )
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
         raise Invalid(f"Could not connect to the database: {scrub_error(str(exc), secrets)}") from None

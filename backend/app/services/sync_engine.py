@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-import asyncpg
 import duckdb
 
 from app.config import DBImportConfig, Settings
@@ -41,6 +40,7 @@ from app.config.db_configs import ConnectionParams
 from app.errors import Conflict, Invalid, NotFound
 from app.log_redaction import scrub_secrets
 from app.services.background import BackgroundTasks
+from app.services.connection_store import connect_source
 from app.services.duckdb_store import (
     DatasetInfo,
     DuckDBStore,
@@ -1114,15 +1114,8 @@ class SyncEngine:
         duck = self.settings.duckdb
         chunk = duck.sync_chunk_size
         max_rows = duck.max_sync_rows
-        conn = await asyncpg.connect(
-            host=params.host,
-            port=params.port,
-            user=params.username or None,
-            password=params.password.get_secret_value() if params.password else None,
-            database=params.database or None,
-            ssl=params.ssl_mode,
-            timeout=30,
-            server_settings={"application_name": app_name, "statement_timeout": str(timeout_ms)},
+        conn = await connect_source(
+            params, application_name=app_name, statement_timeout_ms=timeout_ms, connect_timeout=30
         )
         try:
             async with conn.transaction(readonly=True):
