@@ -38,7 +38,7 @@ import anyio
 import duckdb
 
 from app.errors import Invalid, PayloadTooLarge, Unavailable
-from app.services.duckdb_store import DatasetInfo, DuckDBStore, bound_ingest_buffers, quote_ident
+from app.services.duckdb_store import DatasetInfo, DuckDBStore, bound_ingest_buffers, quote_ident, utc_instant_sql
 
 logger = logging.getLogger(__name__)
 
@@ -400,7 +400,7 @@ def create_table_from_csv(
         for name, typ in cols:
             if _is_tz_timestamp(typ):
                 q = quote_ident(name)
-                cur.execute(f"ALTER TABLE {qtable} ALTER COLUMN {q} TYPE TIMESTAMP USING timezone('UTC', {q})")
+                cur.execute(f"ALTER TABLE {qtable} ALTER COLUMN {q} TYPE TIMESTAMP USING {utc_instant_sql(q)}")
     except duckdb.Error as typed_exc:
         logger.debug("Typed CSV read failed (%s); re-reading as text", str(typed_exc).split("\n", 1)[0])
         cur.execute(f"DROP TABLE IF EXISTS {qtable}")

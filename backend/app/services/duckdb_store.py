@@ -71,6 +71,37 @@ def head_rows_sql(table: str) -> str:
     return f"SELECT * FROM {quote_ident(table)} LIMIT ? OFFSET ?"
 
 
+def utc_instant_sql(expr: str) -> str:
+    """A TIMESTAMPTZ SQL expression (a column reference) as a naive UTC TIMESTAMP.
+
+    The same values as ``timezone('UTC', expr)`` (infinities and NULL included), computed from the
+    epoch microseconds instead of through the ICU calendar: about 10 × faster per row, which is
+    most of the cost of landing a timestamptz column.
+    """
+    return f"(CASE WHEN isfinite({expr}) THEN make_timestamp(epoch_us({expr})) ELSE timezone('UTC', {expr}) END)"
+
+
+def utc_timestamp_sql(column: str, type_name: str) -> str:
+    """The quoted ``column`` of DuckDB type ``type_name`` as a naive UTC TIMESTAMP expression.
+
+    TIMESTAMP as is, TIMESTAMPTZ converted to UTC, DATE / other TIMESTAMP precisions cast; text
+    is parsed with TRY_CAST (an offset or ``Z`` → converted to UTC, none → taken as UTC), so an
+    unparseable value is NULL.
+    """
+    t = type_name.upper()
+    if t == "TIMESTAMP":
+        return column
+    if t.startswith("TIMESTAMP WITH TIME ZONE") or t == "TIMESTAMPTZ":
+        return utc_instant_sql(column)
+    if t.startswith("TIMESTAMP") or t == "DATE":
+        return f"CAST({column} AS TIMESTAMP)"
+    text = f"CAST({column} AS VARCHAR)"
+    return (
+        f"(CASE WHEN regexp_matches({text}, '(Z|[+-][0-9]{{2}}:?[0-9]{{2}})$') "
+        f"THEN timezone('UTC', TRY_CAST({text} AS TIMESTAMPTZ)) ELSE TRY_CAST({text} AS TIMESTAMP) END)"
+    )
+
+
 def utc_now() -> dt.datetime:
     """Naive UTC timestamp (the store keeps plain UTC TIMESTAMPs)."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)

@@ -48,7 +48,7 @@ from app.models.monitoring import (
     TrendPoint,
     TrendsResponse,
 )
-from app.services.duckdb_store import DatasetInfo, DuckDBStore, quote_ident
+from app.services.duckdb_store import DatasetInfo, DuckDBStore, quote_ident, utc_timestamp_sql
 from app.services.sync_engine import STATUS_PREFIX as SYNC_STATUS_PREFIX
 
 KIND = "monitoring"
@@ -150,18 +150,7 @@ class MonitoringTable:
         """The timestamp column as a plain UTC TIMESTAMP expression (None when absent)."""
         if not self.has("timestamp"):
             return None
-        col = quote_ident("timestamp")
-        kind = self.types["timestamp"]
-        if kind == "TIMESTAMP":
-            return col
-        if kind.startswith("TIMESTAMP WITH TIME ZONE") or kind == "TIMESTAMPTZ":
-            return f"timezone('UTC', {col})"
-        if kind.startswith("TIMESTAMP") or kind == "DATE":
-            return f"CAST({col} AS TIMESTAMP)"
-        return (
-            f"(CASE WHEN regexp_matches(CAST({col} AS VARCHAR), '(Z|[+-][0-9]{{2}}:?[0-9]{{2}})$') "
-            f"THEN timezone('UTC', TRY_CAST({col} AS TIMESTAMPTZ)) ELSE TRY_CAST({col} AS TIMESTAMP) END)"
-        )
+        return utc_timestamp_sql(quote_ident("timestamp"), self.types["timestamp"])
 
 
 @dataclass

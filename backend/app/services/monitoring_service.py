@@ -30,7 +30,14 @@ from app.models.monitoring import (
     ThresholdValues,
 )
 from app.services.csv_ingest import CsvLoadResult, CsvTransform, UploadLike, ingest_csv_file, ingest_csv_upload
-from app.services.duckdb_store import DatasetInfo, DuckDBStore, compute_table_metadata_sync, quote_ident, utc_now
+from app.services.duckdb_store import (
+    DatasetInfo,
+    DuckDBStore,
+    compute_table_metadata_sync,
+    quote_ident,
+    utc_now,
+    utc_timestamp_sql,
+)
 from app.services.monitoring_analytics import MonitoringTable, records_table, refresh_summary_cache
 from app.services.pg_source import fetch_split_queries, fetch_table, joined_split_sql
 
@@ -109,22 +116,6 @@ class ProcessedMonitoring:
         return {"metric_columns": self.metric_columns, "category_normalised": "metric_category" in self.columns}
 
 
-def _timestamp_expr(col: str, typ: str) -> str:
-    q = quote_ident(col)
-    t = typ.upper()
-    if t == "TIMESTAMP":
-        return q
-    if t.startswith("TIMESTAMP WITH TIME ZONE") or t == "TIMESTAMPTZ":
-        return f"timezone('UTC', {q})"
-    if t.startswith("TIMESTAMP") or t == "DATE":
-        return f"CAST({q} AS TIMESTAMP)"
-    return (
-        f"(CASE WHEN regexp_matches(CAST({q} AS VARCHAR), '(Z|[+-][0-9]{{2}}:?[0-9]{{2}})$') "
-        f"THEN timezone('UTC', TRY_CAST(CAST({q} AS VARCHAR) AS TIMESTAMPTZ)) "
-        f"ELSE TRY_CAST(CAST({q} AS VARCHAR) AS TIMESTAMP) END)"
-    )
-
-
 def process_monitoring_sync(
     cur: duckdb.DuckDBPyConnection,
     source: str,
@@ -153,7 +144,7 @@ def process_monitoring_sync(
         q = quote_ident(col)
         alias = quote_ident(new)
         if new == "timestamp":
-            select.append(f"{_timestamp_expr(col, types[col])} AS {alias}")
+            select.append(f"{utc_timestamp_sql(quote_ident(col), types[col])} AS {alias}")
         elif new == "metric_score" and is_long:
             # Classification rows may carry text labels here: coerce only when every value is numeric.
             bad = cur.execute(

@@ -47,6 +47,7 @@ from app.services.duckdb_store import (
     bound_ingest_buffers,
     compute_table_metadata_sync,
     quote_ident,
+    utc_instant_sql,
     utc_now,
 )
 
@@ -413,7 +414,7 @@ def _projection(columns: list[tuple[str, str]], renames: dict[str, str]) -> str:
     parts = []
     for name, typ in columns:
         src = quote_ident(name)
-        expr = f"timezone('UTC', {src})" if typ == "TIMESTAMP WITH TIME ZONE" else src
+        expr = utc_instant_sql(src) if typ == "TIMESTAMP WITH TIME ZONE" else src
         parts.append(f"{expr} AS {quote_ident(renames.get(name, name))}")
     return ", ".join(parts)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import statistics
 import threading
 from typing import Any
@@ -21,7 +22,9 @@ from app.services.duckdb_store import (
     compute_table_metadata_sync,
     head_rows_sql,
     quote_ident,
+    utc_instant_sql,
     utc_now,
+    utc_timestamp_sql,
 )
 
 
@@ -32,6 +35,33 @@ def test_quote_ident_escapes_and_rejects() -> None:
     for bad in ("", "a\x00b"):
         with pytest.raises(Invalid):
             quote_ident(bad)
+
+
+def test_utc_instant_equals_timezone_utc_and_python() -> None:
+    """The epoch-arithmetic conversion gives the values of timezone('UTC', x) and of Python's astimezone."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'America/New_York'")  # the session zone must not matter
+    con.execute("CREATE TABLE e (ts TIMESTAMPTZ)")
+    edge = ["infinity", "-infinity", "0001-01-01 00:00:00+00", "1969-12-31 23:59:59.999999+00",
+            "2024-03-10 02:30:00-08", "1900-05-05 12:00:00.123456+03", "9999-12-31 23:59:59.999999+05"]
+    con.executemany("INSERT INTO e VALUES (?)", [[v] for v in edge] + [[None]])
+    rng = np.random.default_rng(7)
+    micros = rng.integers(-60_000_000_000_000_000, 250_000_000_000_000_000, 2000)
+    con.executemany("INSERT INTO e VALUES (make_timestamptz(?))", [[int(m)] for m in micros])
+    expr = utc_instant_sql("ts")
+    differing = con.execute(f"SELECT count(*) FROM e WHERE timezone('UTC', ts) IS DISTINCT FROM {expr}").fetchone()
+    assert differing == (0,)
+    in_python_range = "isfinite(ts) AND epoch_us(ts) BETWEEN -62135596800000000 AND 253402300799999999"
+    rows = con.execute(f"SELECT {expr}, epoch_us(ts) FROM e WHERE {in_python_range}").fetchall()
+    assert len(rows) > 1000
+    epoch = dt.datetime(1970, 1, 1)
+    assert [r[0] for r in rows] == [epoch + dt.timedelta(microseconds=r[1]) for r in rows]
+    assert con.execute(f"SELECT {expr} IS NULL FROM e WHERE ts IS NULL").fetchall() == [(True,)]
+    assert con.execute(f"SELECT typeof({expr}) FROM e LIMIT 1").fetchone() == ("TIMESTAMP",)
+    con.execute("CREATE TABLE t (s VARCHAR)")
+    con.executemany("INSERT INTO t VALUES (?)", [["2024-05-01T10:00:00+02:00"], ["2024-05-01 10:00:00"], ["junk"]])
+    text = con.execute(f"SELECT {utc_timestamp_sql('s', 'VARCHAR')} FROM t").fetchall()
+    assert text == [(dt.datetime(2024, 5, 1, 8),), (dt.datetime(2024, 5, 1, 10),), (None,)]
 
 
 async def test_assert_off_event_loop_raises_on_the_loop() -> None:
