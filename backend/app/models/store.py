@@ -70,6 +70,7 @@ class DataPageResponse(SuccessResponse):
     page: int
     page_size: int
     dataset_id: str | None = None
+    next_cursor: str | None = None  # pass as ``cursor`` for the next page (keyset); None on the last page
 
 
 class DatasetEntry(BaseModel):

@@ -83,9 +83,15 @@ async def data(
     time_start: str | None = None,
     time_end: str | None = None,
     search: str | None = None,
+    cursor: Annotated[str | None, Query(max_length=4096)] = None,
 ) -> DataPageResponse:
-    """One page of rows: equality filters, time bounds, escaped search, allow-listed sort, projection."""
+    """One page of rows: equality filters, time bounds, escaped search, allow-listed sort, projection.
+
+    ``cursor`` (a previous page's ``next_cursor``) reads the next page by keyset instead of OFFSET;
+    ``page`` is then ignored.
+    """
     query = DataQuery(
+        cursor=cursor,
         page=page,
         page_size=page_size,
         sort_by=sort_by,

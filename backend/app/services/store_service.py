@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +24,15 @@ from app.models.store import (
 )
 from app.services.duckdb_store import DuckDBStore, compute_table_metadata_sync, quote_ident
 from app.services.monitoring_analytics import parse_time_bound
+from app.services.store_paging import (
+    HIDDEN,
+    PageCursor,
+    PageQuery,
+    decode_cursor,
+    encode_cursor,
+    keyed_relation,
+    read_page,
+)
 from app.services.sync_engine import TARGETS, SyncEngine
 
 # Path names of §10.1 → API table, and the registry kind whose latest dataset they default to.
@@ -55,6 +66,7 @@ class DataQuery:
     time_start: str | None = None
     time_end: str | None = None
     search: str | None = None
+    cursor: str | None = None
 
 
 # ---------------------------------------------------------------------- sync
@@ -167,8 +179,8 @@ def escape_like(term: str) -> str:
     return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def build_where(names: list[str], q: DataQuery) -> tuple[str, list[Any]]:
-    """WHERE clause over existing columns only; every value is a bound parameter."""
+def build_where(names: list[str], q: DataQuery) -> tuple[list[str], list[Any]]:
+    """AND-ed conditions over existing columns only; every value is a bound parameter."""
     parts: list[str] = []
     params: list[Any] = []
     for fld in EQUALITY_FILTERS:
@@ -198,40 +210,78 @@ def build_where(names: list[str], q: DataQuery) -> tuple[str, list[Any]]:
             ors = [f"CAST({quote_ident(c)} AS VARCHAR) ILIKE ? ESCAPE '\\'" for c in cols]
             parts.append("(" + " OR ".join(ors) + ")")
             params.extend([pattern] * len(cols))
-    return (" WHERE " + " AND ".join(parts)) if parts else "", params
+    return parts, params
 
 
 async def dataset_rows(store: DuckDBStore, dataset: str, dataset_id: str | None, q: DataQuery) -> DataPageResponse:
-    """One page of a dataset's rows with filters, allow-listed sort, projection and the filtered total."""
+    """One page of a dataset's rows with filters, allow-listed sort, projection and the filtered total.
+
+    Rows are ordered by the sort column (NULLS LAST) then a unique row key. A full page returns
+    ``next_cursor``; passing it back reads the next page by keyset instead of OFFSET (see
+    ``store_paging``). A cursor is bound to its query (filters, sort, projection) and to the
+    dataset's load: after a reload it is refused with a 400.
+    """
     table, ds_id = await resolve_table(store, dataset, dataset_id)
     if q.sort_dir not in ("asc", "desc"):
         raise Invalid("sort_dir must be asc or desc")
+    after = decode_cursor(q.cursor) if q.cursor else None
+    info = await store.get_dataset(ds_id) if ds_id else None
+    same_table = info is not None and info.table_name == table
+    loaded = (info.loaded_at.isoformat(), info.extra.get("sync_id")) if info else None
 
-    def _page(cur: duckdb.DuckDBPyConnection) -> tuple[list[dict[str, Any]], int] | None:
+    def _page(cur: duckdb.DuckDBPyConnection) -> tuple[list[dict[str, Any]], int, str | None, int] | None:
         if not DuckDBStore.table_exists_sync(cur, table):
             return None
-        names = [c["name"] for c in DuckDBStore.describe_sync(cur, table)]
-        where, params = build_where(names, q)
+        described = DuckDBStore.describe_sync(cur, table)
+        names = [c["name"] for c in described]
+        conds, params = build_where(names, q)
         sort_col = q.sort_by if q.sort_by in names else ("timestamp" if "timestamp" in names else None)
-        direction = "ASC" if q.sort_dir == "asc" else "DESC"
-        if q.sort_by not in names:
-            direction = "DESC"
+        descending = q.sort_by not in names or q.sort_dir == "desc"
         wanted = [c.strip() for c in (q.columns or "").split(",") if c.strip()]
         projected = [c for c in dict.fromkeys(wanted) if c in names]
         if projected and sort_col and sort_col not in projected:
             projected.append(sort_col)
-        select = ", ".join(quote_ident(c) for c in projected) if projected else "*"
-        t = quote_ident(table)
-        order = f" ORDER BY {quote_ident(sort_col)} {direction} NULLS LAST" if sort_col else ""
-        total_row = cur.execute(f"SELECT count(*) FROM {t}{where}", params).fetchone()
-        cur.execute(
-            f"SELECT {select} FROM {t}{where}{order} LIMIT ? OFFSET ?",
-            [*params, q.page_size, (q.page - 1) * q.page_size],
+        query = PageQuery(
+            columns=projected or names,
+            where=conds,
+            params=params,
+            sort_col=sort_col,
+            sort_type=next((c["type"] for c in described if c["name"] == sort_col), None),
+            descending=descending,
+            page_size=q.page_size,
         )
-        cols = [d[0] for d in cur.description] if cur.description else []
-        rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
-        return rows, int(total_row[0]) if total_row else 0
+        if conds or not same_table or info is None:
+            where = f" WHERE {' AND '.join(conds)}" if conds else ""
+            total_row = cur.execute(f"SELECT count(*) FROM {quote_ident(table)}{where}", params).fetchone()
+            total = int(total_row[0]) if total_row else 0
+        else:
+            total = info.row_count  # written in the same transaction as the table (exact)
+        rel = keyed_relation(cur, table) if not HIDDEN & set(names) else None
+        fingerprint = _fingerprint(table, loaded, conds, params, sort_col, descending, query.columns)
+        page, offset = q.page, (q.page - 1) * q.page_size
+        if after is not None:
+            if rel is None:
+                raise Invalid(f"Dataset '{dataset}' cannot be read by cursor; use page instead")
+            if after.fingerprint != fingerprint:
+                raise Invalid(
+                    "This cursor belongs to a different query (filters, sort or columns) or to data that "
+                    "has been reloaded since; start again without a cursor"
+                )
+            page, offset = after.page, 0
+        rows, last_keys, last_sort = read_page(cur, rel, quote_ident(table), query, offset, after)
+        next_cursor = None
+        if last_keys is not None:
+            next_cursor = encode_cursor(PageCursor(fingerprint, page + 1, last_keys, last_sort))
+        return rows, total, next_cursor, page
 
     result = await store.run_read(_page)
-    rows, total = result if result is not None else ([], 0)
-    return DataPageResponse(data=rows, total=total, page=q.page, page_size=q.page_size, dataset_id=ds_id)
+    if result is None:
+        return DataPageResponse(data=[], total=0, page=q.page, page_size=q.page_size, dataset_id=ds_id)
+    rows, total, next_cursor, page = result
+    return DataPageResponse(
+        data=rows, total=total, page=page, page_size=q.page_size, dataset_id=ds_id, next_cursor=next_cursor
+    )
+
+
+def _fingerprint(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:24]

@@ -305,6 +305,48 @@ def root_error(exc: BaseException) -> BaseException:
     return exc
 
 
+def view_target(view: str) -> SyncTarget | None:
+    """The split sync target whose JOIN view is ``view`` (None for any other table)."""
+    return next((t for t in TARGETS.values() if t.view == view), None)
+
+
+def joined_select_sql(
+    cur: duckdb.DuckDBPyConnection, target: SyncTarget, keys: tuple[str, str] | None = None
+) -> str:
+    """The SELECT behind a split target's view: results JOIN dataset on ``dataset_id``.
+
+    Results columns first, then dataset columns (a name taken by the results side is prefixed
+    ``dataset_``; ``dataset_id`` appears once). With ``keys``, two more columns of those names hold
+    the results and dataset rowids: together a unique row key (keyset pagination).
+    """
+    r_desc = DuckDBStore.describe_sync(cur, target.results_table)
+    d_desc = DuckDBStore.describe_sync(cur, target.dataset_table)
+    r_cols = sorted(c["name"] for c in r_desc)
+    d_cols = sorted(c["name"] for c in d_desc if c["name"] != "dataset_id")
+    r_type = next(c["type"] for c in r_desc if c["name"] == "dataset_id")
+    d_type = next(c["type"] for c in d_desc if c["name"] == "dataset_id")
+    on = (
+        "r.dataset_id = d.dataset_id"
+        if r_type == d_type
+        else "CAST(r.dataset_id AS VARCHAR) = CAST(d.dataset_id AS VARCHAR)"
+    )
+    taken = set(r_cols)
+    select = [f"r.{quote_ident(c)}" for c in r_cols]
+    for c in d_cols:
+        out = f"dataset_{c}" if c in taken else c
+        if out in taken:
+            continue
+        taken.add(out)
+        select.append(f"d.{quote_ident(c)} AS {quote_ident(out)}")
+    if keys:
+        select += [f"r.rowid AS {quote_ident(keys[0])}", f"d.rowid AS {quote_ident(keys[1])}"]
+    return (
+        f"SELECT {', '.join(select)} "
+        f"FROM {quote_ident(target.results_table)} AS r JOIN {quote_ident(target.dataset_table)} AS d "
+        f"ON {on}"
+    )
+
+
 def due_datasets(last_run: dict[str, float], intervals: dict[str, float], now: float) -> list[str]:
     """Scheduled datasets whose interval has elapsed since their last run (§10.8)."""
     return sorted(n for n, every in intervals.items() if now - last_run.get(n, now) >= every)
@@ -1153,33 +1195,6 @@ class SyncEngine:
         )
 
     # ------------------------------------------------------------------ write phase
-    @staticmethod
-    def _view_sql(cur: duckdb.DuckDBPyConnection, target: SyncTarget) -> str:
-        r_desc = DuckDBStore.describe_sync(cur, target.results_table)
-        d_desc = DuckDBStore.describe_sync(cur, target.dataset_table)
-        r_cols = sorted(c["name"] for c in r_desc)
-        d_cols = sorted(c["name"] for c in d_desc if c["name"] != "dataset_id")
-        r_type = next(c["type"] for c in r_desc if c["name"] == "dataset_id")
-        d_type = next(c["type"] for c in d_desc if c["name"] == "dataset_id")
-        on = (
-            "r.dataset_id = d.dataset_id"
-            if r_type == d_type
-            else "CAST(r.dataset_id AS VARCHAR) = CAST(d.dataset_id AS VARCHAR)"
-        )
-        taken = set(r_cols)
-        select = [f"r.{quote_ident(c)}" for c in r_cols]
-        for c in d_cols:
-            out = f"dataset_{c}" if c in taken else c
-            if out in taken:
-                continue
-            taken.add(out)
-            select.append(f"d.{quote_ident(c)} AS {quote_ident(out)}")
-        return (
-            f"CREATE OR REPLACE VIEW {quote_ident(target.view)} AS SELECT {', '.join(select)} "
-            f"FROM {quote_ident(target.results_table)} AS r JOIN {quote_ident(target.dataset_table)} AS d "
-            f"ON {on}"
-        )
-
     def _update_watermarks_sync(
         self, cur: duckdb.DuckDBPyConnection, target: SyncTarget, loads: dict[str, LoadResult]
     ) -> None:
@@ -1246,7 +1261,7 @@ class SyncEngine:
                 ).fetchone()
                 if stale and stale[0]:  # a table (not a view) left under the view's name
                     cur.execute(f"DROP TABLE {quote_ident(target.view)}")
-                cur.execute(self._view_sql(cur, target))
+                cur.execute(f"CREATE OR REPLACE VIEW {quote_ident(target.view)} AS {joined_select_sql(cur, target)}")
                 self._update_watermarks_sync(cur, target, loads)
                 meta = self._register_sync(cur, target, sync_id, truncated)
                 cur.execute("COMMIT")

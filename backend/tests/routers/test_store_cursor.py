@@ -1,0 +1,201 @@
+"""Keyset (cursor) pagination of ``GET /api/store/data/{dataset}`` over a real DuckDB file and PostgreSQL."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import duckdb
+import httpx
+import pytest
+
+from app.config import Settings
+from app.services.duckdb_store import DuckDBStore, quote_ident
+from tests.conftest import PgSchema
+from tests.routers.test_store import MAP, wait_state
+from tests.sync_helpers import configure, create_source
+
+# (dataset_id, score, timestamp, query): ties and NULLs in score and timestamp on purpose
+ROWS = [
+    (
+        f"r{i:02d}",
+        None if i % 7 == 3 else float(i % 4) / 2,
+        None if i % 9 == 5 else dt.datetime(2024, 1, 1) + dt.timedelta(hours=i % 5),
+        ["b", "a", "c", "'; DROP TABLE x; --"][i % 4],
+    )
+    for i in range(37)
+]
+
+
+async def _land(store: DuckDBStore, kind: str, rows: list[tuple[Any, ...]], with_time: bool = True) -> str:
+    def build(cur: duckdb.DuckDBPyConnection, staging: str) -> None:
+        time_col = ', "timestamp" TIMESTAMP' if with_time else ""
+        cur.execute(
+            f"CREATE TABLE {quote_ident(staging)} (dataset_id VARCHAR, score DOUBLE, query VARCHAR{time_col})"
+        )
+        values = [(r[0], r[1], r[3], r[2]) if with_time else (r[0], r[1], r[3]) for r in rows]
+        marks = ", ".join("?" * len(values[0]))
+        cur.executemany(f"INSERT INTO {quote_ident(staging)} VALUES ({marks})", values)
+        cur.execute("CREATE TABLE IF NOT EXISTS x (v INTEGER)")
+
+    info = await store.land_dataset(kind=kind, source="upload:cursor.csv", build=build)
+    return info.dataset_id
+
+
+def _expected(rows: list[tuple[Any, ...]], col: int, desc: bool) -> list[str]:
+    """ORDER BY col (NULLS LAST), ties in insertion order, computed by Python's stable sort."""
+    present = sorted((r for r in rows if r[col] is not None), key=lambda r: r[col], reverse=desc)
+    return [r[0] for r in present] + [r[0] for r in rows if r[col] is None]
+
+
+async def _walk(client: httpx.AsyncClient, path: str, **params: Any) -> tuple[list[dict[str, Any]], list[int]]:
+    """Follow next_cursor from the first page to the end; returns the rows and the page numbers."""
+    rows: list[dict[str, Any]] = []
+    pages: list[int] = []
+    cursor: str | None = None
+    while True:
+        query = dict(params, cursor=cursor) if cursor else params
+        r = await client.get(path, params=query)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        rows += body["data"]
+        pages.append(body["page"])
+        assert "_axis_page_key" not in json.dumps(body["data"])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return rows, pages
+
+
+async def _offset_pages(client: httpx.AsyncClient, path: str, **params: Any) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    page = 1
+    while True:
+        body = (await client.get(path, params=dict(params, page=page))).json()
+        if not body["data"]:
+            return rows
+        rows += body["data"]
+        page += 1
+
+
+async def test_cursor_pages_equal_offset_pages_and_an_independent_sort(
+    app_client: tuple[Any, httpx.AsyncClient],
+) -> None:
+    app, client = app_client
+    await _land(app.state.store, "monitoring", ROWS)
+    path = "/api/store/data/monitoring"
+    for sort_by, col in (("score", 1), ("timestamp", 2), ("query", 3)):
+        for sort_dir in ("asc", "desc"):
+            params = {"sort_by": sort_by, "sort_dir": sort_dir, "page_size": 5}
+            rows, pages = await _walk(client, path, **params)
+            want = _expected(ROWS, col, sort_dir == "desc")
+            assert [r["dataset_id"] for r in rows] == want, (sort_by, sort_dir)
+            assert pages == list(range(1, 9))  # 37 rows / 5 per page
+            assert [r["dataset_id"] for r in await _offset_pages(client, path, **params)] == want
+    # default order (timestamp desc) and a filtered walk; totals are the filtered counts
+    rows, _ = await _walk(client, path, page_size=4)
+    assert [r["dataset_id"] for r in rows] == _expected(ROWS, 2, True)
+    rows, _ = await _walk(client, path, page_size=3, search="drop", sort_by="score", sort_dir="asc")
+    assert [r["dataset_id"] for r in rows] == _expected([r for r in ROWS if "DROP" in r[3]], 1, False)
+    first = (await client.get(path, params={"search": "drop", "page_size": 3})).json()
+    assert first["total"] == sum("DROP" in r[3] for r in ROWS) == 9
+    # projection keeps the sort column and never leaks the row key
+    proj = (await client.get(path, params={"columns": "query", "sort_by": "score", "page_size": 2})).json()
+    assert all(set(r) == {"query", "score"} for r in proj["data"]) and proj["next_cursor"]
+    nxt = (
+        await client.get(
+            path, params={"columns": "query", "sort_by": "score", "page_size": 2, "cursor": proj["next_cursor"]}
+        )
+    ).json()
+    assert nxt["page"] == 2 and all(set(r) == {"query", "score"} for r in nxt["data"])
+
+
+async def test_table_without_sort_column_pages_in_stored_order(app_client: tuple[Any, httpx.AsyncClient]) -> None:
+    app, client = app_client
+    await _land(app.state.store, "eval", ROWS, with_time=False)
+    rows, pages = await _walk(client, "/api/store/data/eval", page_size=10)
+    assert [r["dataset_id"] for r in rows] == [r[0] for r in ROWS] and pages == [1, 2, 3, 4]
+
+
+async def test_bad_foreign_and_stale_cursors_are_400(app_client: tuple[Any, httpx.AsyncClient]) -> None:
+    app, client = app_client
+    store: DuckDBStore = app.state.store
+    await _land(store, "monitoring", ROWS)
+    path = "/api/store/data/monitoring"
+    first = (await client.get(path, params={"sort_by": "score", "page_size": 5})).json()
+    cursor = first["next_cursor"]
+
+    async def status(**params: Any) -> tuple[int, str]:
+        r = await client.get(path, params=params)
+        return r.status_code, r.text
+
+    code, text = await status(cursor="not-a-cursor")
+    assert code == 400 and "next_cursor" in text
+    assert (await status(cursor=base64.urlsafe_b64encode(b'[1,"f",2,"x",null]').decode()))[0] == 400
+    assert (await status(cursor="A" * 5000))[0] == 422
+    # a cursor only continues the query it came from
+    code, text = await status(cursor=cursor, sort_by="query")
+    assert code == 400 and "different query" in text
+    assert (await status(cursor=cursor, sort_by="score", search="drop"))[0] == 400
+    assert (await status(cursor=cursor, sort_by="score"))[0] == 200
+
+    # tampered values stay bound parameters: SQL in them is data (or a 400), never SQL
+    version, fingerprint, page, keys, _ = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    evil = "'; DROP TABLE x; --"
+
+    def forge(sort: str | None, key_values: list[int] = keys, fp: str = fingerprint) -> str:
+        raw = json.dumps([version, fp, page, key_values, sort]).encode()
+        return base64.urlsafe_b64encode(raw).decode()
+
+    code, text = await status(cursor=forge(evil), sort_by="score")
+    assert code == 400 and "score" in text
+    assert (await status(cursor=forge("1", key_values=[10**60]), sort_by="score"))[0] == 400
+    assert (await status(cursor=forge("1", key_values=[1, 2, 3]), sort_by="score"))[0] == 400
+    by_query = (await client.get(path, params={"sort_by": "query", "sort_dir": "asc", "page_size": 5})).json()
+    fp_query = json.loads(base64.urlsafe_b64decode(by_query["next_cursor"] + "=="))[1]
+    forged = forge(evil, key_values=[-1], fp=fp_query)
+    after_evil = (await client.get(path, params={"sort_by": "query", "sort_dir": "asc", "cursor": forged})).json()
+    names = sorted(r[3] for r in ROWS)
+    assert [r["query"] for r in after_evil["data"]] == [n for n in names if n >= evil]
+    assert (await store.fetch("SELECT count(*) FROM x")).rows == [(0,)]
+
+    # a reload of the dataset retires its cursors
+    await _land(store, "monitoring", ROWS[:20])
+    code, text = await status(cursor=cursor, sort_by="score")
+    assert code == 400 and "reloaded" in text
+
+
+@pytest.fixture
+def source(pg: PgSchema) -> PgSchema:
+    create_source(pg, n_cases=30, metrics=3)
+    # a duplicated dataset row: each of its 3 results appears twice in the JOIN view
+    pg.execute("INSERT INTO ds SELECT * FROM ds WHERE record_id = 'c0007'")
+    return pg
+
+
+async def test_cursor_walks_the_synced_join_view_exactly_once(
+    make_settings: Callable[..., Settings], make_client: Callable[[Settings], Any], source: PgSchema
+) -> None:
+    settings = configure(make_settings, source, columns=MAP)
+    async with make_client(settings) as client:
+        assert (await client.post("/api/store/sync/monitoring")).status_code == 200
+        assert (await wait_state(client, "monitoring_data", {"ready", "error"}))["state"] == "ready"
+        expected = Counter(
+            r[0] for r in source.fetch("SELECT rs.seq FROM rs JOIN ds ON rs.dataset_id = ds.record_id")
+        )
+        assert expected[71] == 2 and sum(expected.values()) == 93
+        # default order: timestamp desc; three results share each timestamp, so ties are everywhere
+        rows, pages = await _walk(client, "/api/store/data/monitoring", page_size=4)
+        assert Counter(r["seq"] for r in rows) == expected
+        stamps = [r["timestamp"] for r in rows]
+        assert stamps == sorted(stamps, reverse=True) and pages == list(range(1, 25))
+        offset = await _offset_pages(client, "/api/store/data/monitoring", page_size=4)
+        assert [(r["seq"], r["query"]) for r in offset] == [(r["seq"], r["query"]) for r in rows]
+        prod, _ = await _walk(client, "/api/store/data/monitoring", page_size=5, environment="prod", sort_by="seq")
+        want_prod = source.fetch(
+            "SELECT rs.seq FROM rs JOIN ds ON rs.dataset_id = ds.record_id WHERE environment = 'prod' ORDER BY 1 DESC"
+        )
+        assert [r["seq"] for r in prod] == [w[0] for w in want_prod]
