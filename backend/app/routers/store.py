@@ -67,6 +67,7 @@ async def metadata(store: StoreDep, dataset: str, dataset_id: str | None = None)
 @router.get("/data/{dataset}", response_model=DataPageResponse)
 async def data(
     store: StoreDep,
+    settings: SettingsDep,
     dataset: str,
     dataset_id: str | None = None,
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
@@ -107,4 +108,4 @@ async def data(
         time_end=time_end,
         search=search,
     )
-    return await svc.dataset_rows(store, dataset, dataset_id, query)
+    return await svc.dataset_rows(store, dataset, dataset_id, query, settings.duckdb.page_offset_rows)

@@ -27,17 +27,18 @@ _CURSOR_VERSION = 1
 
 @dataclass(frozen=True)
 class PageCursor:
-    """Where a keyset page starts: after the row with sort value ``sort`` (text) and row key ``keys``."""
+    """Where a page starts: row ``pos``, just after the row with sort value ``sort`` (text) and key ``keys``."""
 
     fingerprint: str
     page: int
+    pos: int
     keys: tuple[int, ...]
     sort: str | None
 
 
 def encode_cursor(c: PageCursor) -> str:
     """Opaque URL-safe token of a cursor."""
-    raw = json.dumps([_CURSOR_VERSION, c.fingerprint, c.page, list(c.keys), c.sort], separators=(",", ":"))
+    raw = json.dumps([_CURSOR_VERSION, c.fingerprint, c.page, c.pos, list(c.keys), c.sort], separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
@@ -45,11 +46,13 @@ def decode_cursor(token: str) -> PageCursor:
     """Parse a token made by :func:`encode_cursor`; 400 when it is not one."""
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        version, fingerprint, page, keys, sort = json.loads(raw)
+        version, fingerprint, page, pos, keys, sort = json.loads(raw)
         valid = (
             version == _CURSOR_VERSION
             and isinstance(fingerprint, str)
             and isinstance(page, int)
+            and isinstance(pos, int)
+            and 0 <= pos < 2**62
             and isinstance(keys, list)
             and 1 <= len(keys) <= len(KEY_COLUMNS)
             and all(isinstance(k, int) and -(2**63) <= k < 2**63 for k in keys)
@@ -59,7 +62,7 @@ def decode_cursor(token: str) -> PageCursor:
             raise ValueError("unknown cursor layout")
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
         raise Invalid("cursor is not a value returned as next_cursor by this endpoint") from None
-    return PageCursor(fingerprint=fingerprint, page=page, keys=tuple(keys), sort=sort)
+    return PageCursor(fingerprint=fingerprint, page=page, pos=pos, keys=tuple(keys), sort=sort)
 
 
 @dataclass(frozen=True)
@@ -139,10 +142,15 @@ def read_page(
     q: PageQuery,
     offset: int,
     after: PageCursor | None,
+    offset_rows: int,
 ) -> tuple[list[dict[str, Any]], tuple[int, ...] | None, str | None]:
     """Up to ``page_size`` rows (by OFFSET, or after the cursor) and, when more follow, the last row's key/sort.
 
     Without a keyed relation (``rel`` None) the rows come from ``fallback_from`` with OFFSET only.
+    A cursor page that ends within ``offset_rows`` rows is read by OFFSET too: the same rows (the
+    order is total and the cursor's load fixed), and DuckDB's top-N prunes the scan with its dynamic
+    filter there (~0.3 s on 4 M joined rows), where a range condition on the sort column changes the
+    join plan (~0.55 s). Deeper, OFFSET grows (1.4 s and 2.7 GB at 20 k rows) and the keyset wins.
     """
     s = quote_ident(q.sort_col) if q.sort_col else None
     direction = "DESC" if q.descending else "ASC"
@@ -168,6 +176,8 @@ def read_page(
         names = [d[0] for d in cur.description] if cur.description else []
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
+    if after is not None and after.pos + want <= offset_rows:
+        offset, after = after.pos, None
     if after is None or rel is None:
         rows = run(q.where, q.params, True, want, offset)
     else:

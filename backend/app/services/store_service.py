@@ -213,7 +213,9 @@ def build_where(names: list[str], q: DataQuery) -> tuple[list[str], list[Any]]:
     return parts, params
 
 
-async def dataset_rows(store: DuckDBStore, dataset: str, dataset_id: str | None, q: DataQuery) -> DataPageResponse:
+async def dataset_rows(
+    store: DuckDBStore, dataset: str, dataset_id: str | None, q: DataQuery, offset_rows: int = 5000
+) -> DataPageResponse:
     """One page of a dataset's rows with filters, allow-listed sort, projection and the filtered total.
 
     Rows are ordered by the sort column (NULLS LAST) then a unique row key. A full page returns
@@ -268,10 +270,11 @@ async def dataset_rows(store: DuckDBStore, dataset: str, dataset_id: str | None,
                     "has been reloaded since; start again without a cursor"
                 )
             page, offset = after.page, 0
-        rows, last_keys, last_sort = read_page(cur, rel, quote_ident(table), query, offset, after)
+        rows, last_keys, last_sort = read_page(cur, rel, quote_ident(table), query, offset, after, offset_rows)
         next_cursor = None
         if last_keys is not None:
-            next_cursor = encode_cursor(PageCursor(fingerprint, page + 1, last_keys, last_sort))
+            start = after.pos if after is not None else offset
+            next_cursor = encode_cursor(PageCursor(fingerprint, page + 1, start + q.page_size, last_keys, last_sort))
         return rows, total, next_cursor, page
 
     result = await store.run_read(_page)

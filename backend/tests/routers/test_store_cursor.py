@@ -6,12 +6,13 @@ import base64
 import datetime as dt
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import duckdb
 import httpx
 import pytest
+import yaml
 
 from app.config import Settings
 from app.services.duckdb_store import DuckDBStore, quote_ident
@@ -81,10 +82,26 @@ async def _offset_pages(client: httpx.AsyncClient, path: str, **params: Any) -> 
         page += 1
 
 
+@pytest.fixture(params=[0, 5000], ids=["keyset", "offset-near-start"])
+async def paged_client(
+    request: pytest.FixtureRequest, make_settings: Callable[..., Settings], make_client: Callable[[Settings], Any]
+) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+    """The app with cursor pages read by keyset from the first row (0) or by OFFSET near the start."""
+    settings = make_settings()
+    (settings.axis_custom_dir / "config" / "duckdb.yaml").write_text(
+        yaml.safe_dump({"duckdb": {"page_offset_rows": request.param}})
+    )
+    settings = make_settings()
+    assert settings.duckdb.page_offset_rows == request.param
+    wrapper = make_client(settings)
+    async with wrapper as client:
+        yield wrapper.app, client
+
+
 async def test_cursor_pages_equal_offset_pages_and_an_independent_sort(
-    app_client: tuple[Any, httpx.AsyncClient],
+    paged_client: tuple[Any, httpx.AsyncClient],
 ) -> None:
-    app, client = app_client
+    app, client = paged_client
     await _land(app.state.store, "monitoring", ROWS)
     path = "/api/store/data/monitoring"
     for sort_by, col in (("score", 1), ("timestamp", 2), ("query", 3)):
@@ -113,15 +130,16 @@ async def test_cursor_pages_equal_offset_pages_and_an_independent_sort(
     assert nxt["page"] == 2 and all(set(r) == {"query", "score"} for r in nxt["data"])
 
 
-async def test_table_without_sort_column_pages_in_stored_order(app_client: tuple[Any, httpx.AsyncClient]) -> None:
-    app, client = app_client
+async def test_table_without_sort_column_pages_in_stored_order(paged_client: tuple[Any, httpx.AsyncClient]) -> None:
+    app, client = paged_client
     await _land(app.state.store, "eval", ROWS, with_time=False)
     rows, pages = await _walk(client, "/api/store/data/eval", page_size=10)
     assert [r["dataset_id"] for r in rows] == [r[0] for r in ROWS] and pages == [1, 2, 3, 4]
 
 
-async def test_bad_foreign_and_stale_cursors_are_400(app_client: tuple[Any, httpx.AsyncClient]) -> None:
-    app, client = app_client
+@pytest.mark.parametrize("paged_client", [0], indirect=True)  # the keyset path reads the cursor's values
+async def test_bad_foreign_and_stale_cursors_are_400(paged_client: tuple[Any, httpx.AsyncClient]) -> None:
+    app, client = paged_client
     store: DuckDBStore = app.state.store
     await _land(store, "monitoring", ROWS)
     path = "/api/store/data/monitoring"
@@ -134,7 +152,7 @@ async def test_bad_foreign_and_stale_cursors_are_400(app_client: tuple[Any, http
 
     code, text = await status(cursor="not-a-cursor")
     assert code == 400 and "next_cursor" in text
-    assert (await status(cursor=base64.urlsafe_b64encode(b'[1,"f",2,"x",null]').decode()))[0] == 400
+    assert (await status(cursor=base64.urlsafe_b64encode(b'[1,"f",2,5,"x",null]').decode()))[0] == 400
     assert (await status(cursor="A" * 5000))[0] == 422
     # a cursor only continues the query it came from
     code, text = await status(cursor=cursor, sort_by="query")
@@ -143,11 +161,13 @@ async def test_bad_foreign_and_stale_cursors_are_400(app_client: tuple[Any, http
     assert (await status(cursor=cursor, sort_by="score"))[0] == 200
 
     # tampered values stay bound parameters: SQL in them is data (or a 400), never SQL
-    version, fingerprint, page, keys, _ = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    version, fingerprint, page, pos, keys, _ = json.loads(
+        base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    )
     evil = "'; DROP TABLE x; --"
 
     def forge(sort: str | None, key_values: list[int] = keys, fp: str = fingerprint) -> str:
-        raw = json.dumps([version, fp, page, key_values, sort]).encode()
+        raw = json.dumps([version, fp, page, pos, key_values, sort]).encode()
         return base64.urlsafe_b64encode(raw).decode()
 
     code, text = await status(cursor=forge(evil), sort_by="score")
@@ -179,7 +199,7 @@ def source(pg: PgSchema) -> PgSchema:
 async def test_cursor_walks_the_synced_join_view_exactly_once(
     make_settings: Callable[..., Settings], make_client: Callable[[Settings], Any], source: PgSchema
 ) -> None:
-    settings = configure(make_settings, source, columns=MAP)
+    settings = configure(make_settings, source, columns=MAP, duckdb={"page_offset_rows": 0})
     async with make_client(settings) as client:
         assert (await client.post("/api/store/sync/monitoring")).status_code == 200
         assert (await wait_state(client, "monitoring_data", {"ready", "error"}))["state"] == "ready"
