@@ -168,6 +168,7 @@ TARGETS: dict[str, SyncTarget] = {
     "eval": SyncTarget("eval", "eval", "eval_data", EVAL_ALIASES),
 }
 ALL_SYNC_NAMES = ("monitoring", "human_signals", "eval", "kpi")
+METADATA_PART_ROWS = 250_000  # dataset rows per metadata join part (see metadata_parts)
 
 
 # ---------------------------------------------------------------------- pure helpers
@@ -311,13 +312,17 @@ def view_target(view: str) -> SyncTarget | None:
 
 
 def joined_select_sql(
-    cur: duckdb.DuckDBPyConnection, target: SyncTarget, keys: tuple[str, str] | None = None
+    cur: duckdb.DuckDBPyConnection,
+    target: SyncTarget,
+    keys: tuple[str, str] | None = None,
+    dataset_part: tuple[int, int] | None = None,
 ) -> str:
     """The SELECT behind a split target's view: results JOIN dataset on ``dataset_id``.
 
     Results columns first, then dataset columns (a name taken by the results side is prefixed
     ``dataset_``; ``dataset_id`` appears once). With ``keys``, two more columns of those names hold
-    the results and dataset rowids: together a unique row key (keyset pagination).
+    the results and dataset rowids: together a unique row key (keyset pagination). With
+    ``dataset_part = (k, n)`` only the dataset rows with ``rowid % n = k`` join (part k of n).
     """
     r_desc = DuckDBStore.describe_sync(cur, target.results_table)
     d_desc = DuckDBStore.describe_sync(cur, target.dataset_table)
@@ -340,11 +345,27 @@ def joined_select_sql(
         select.append(f"d.{quote_ident(c)} AS {quote_ident(out)}")
     if keys:
         select += [f"r.rowid AS {quote_ident(keys[0])}", f"d.rowid AS {quote_ident(keys[1])}"]
+    part = f" WHERE d.rowid % {int(dataset_part[1])} = {int(dataset_part[0])}" if dataset_part else ""
     return (
         f"SELECT {', '.join(select)} "
         f"FROM {quote_ident(target.results_table)} AS r JOIN {quote_ident(target.dataset_table)} AS d "
-        f"ON {on}"
+        f"ON {on}{part}"
     )
+
+
+def metadata_parts(
+    cur: duckdb.DuckDBPyConnection, target: SyncTarget, part_rows: int = METADATA_PART_ROWS
+) -> list[str] | None:
+    """The JOIN view split into parts of at most ``part_rows`` dataset rows (None: one part).
+
+    The metadata scans join the two tables; per part, the join's hash table holds one part of the
+    dataset side, so a large sync's metadata step needs no more memory than a small one's.
+    """
+    row = cur.execute(f"SELECT count(*) FROM {quote_ident(target.dataset_table)}").fetchone()
+    n = -(-int(row[0] if row else 0) // part_rows)
+    if n <= 1:
+        return None
+    return [f"({joined_select_sql(cur, target, dataset_part=(k, n))}) AS _axis_part" for k in range(n)]
 
 
 def due_datasets(last_run: dict[str, float], intervals: dict[str, float], now: float) -> list[str]:
@@ -1221,7 +1242,7 @@ class SyncEngine:
         self, cur: duckdb.DuckDBPyConnection, target: SyncTarget, sync_id: str, truncated: bool
     ) -> dict[str, Any]:
         """Inside the swap transaction: metadata, registry row and (human signals) the raw sync id."""
-        meta = compute_table_metadata_sync(cur, target.view)
+        meta = compute_table_metadata_sync(cur, target.view, metadata_parts(cur, target))
         DuckDBStore.set_metadata_sync(cur, target.view, meta)
         DuckDBStore.register_dataset_sync(
             cur,

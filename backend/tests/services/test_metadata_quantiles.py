@@ -106,6 +106,43 @@ def test_view_metadata_latency_quantiles_equal_quantile_cont(kind: str) -> None:
             assert meta["row_count"] == (joined[0] if table == "v" else 3 * len(con.execute("FROM d").fetchall()))
 
 
+def _without_averages(meta: dict[str, Any]) -> dict[str, Any]:
+    out = json.loads(json.dumps(meta))
+    for stats in [out.get("summary_stats"), *out.get("summary_stats_by_category", {}).values()]:
+        if stats:
+            stats.pop("avg_score")
+            stats.pop("pass_rate")
+    return out
+
+
+@pytest.mark.parametrize("kind", ["spread", "ties", "extreme"])
+def test_metadata_over_parts_equals_the_whole_view(kind: str) -> None:
+    """The join split by dataset rowid (the sync's large-dataset path) gives the whole view's metadata."""
+    con = duckdb.connect()
+    for seed in range(6):
+        _build(con, seed, random.Random(seed).choice([1, 7, 40, 400]), kind)
+        whole = compute_table_metadata_sync(con.cursor(), "v")
+        for n in (2, 7):
+            parts = [
+                "(SELECT r.*, d.latency, d.environment FROM r JOIN d ON r.dataset_id = d.dataset_id "
+                f"WHERE d.rowid % {n} = {k}) AS p"
+                for k in range(n)
+            ]
+            split = compute_table_metadata_sync(con.cursor(), "v", parts)
+            # counts, value lists, time range and latency quantiles exactly; NaN == NaN via json
+            assert json.dumps(_without_averages(split), sort_keys=True) == json.dumps(
+                _without_averages(whole), sort_keys=True
+            ), (seed, kind, n)
+            pairs = [(split["summary_stats"], whole["summary_stats"])] + [
+                (split["summary_stats_by_category"][c], s) for c, s in whole["summary_stats_by_category"].items()
+            ]
+            for got, want in pairs:
+                assert got["avg_score"] == pytest.approx(want["avg_score"], rel=1e-12, abs=1e-15)
+                assert got["pass_rate"] == pytest.approx(want["pass_rate"], rel=1e-12)
+        temp = con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchone()
+        assert temp == (0,)  # the parts' scratch tables are dropped
+
+
 def test_view_metadata_counts_join_multiplicity() -> None:
     """Duplicate dataset ids repeat results rows; orphan results rows are not counted."""
     con = duckdb.connect()

@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 from app.config import Settings
 from app.services.background import BackgroundTasks
-from app.services.duckdb_store import DuckDBStore
+from app.services.duckdb_store import DuckDBStore, compute_table_metadata_sync
 from app.services.sync_engine import (
     CASES_SYNC_ID_KEY,
     RAW_SYNC_ID_KEY,
@@ -23,6 +24,7 @@ from app.services.sync_engine import (
     column_renames,
     due_datasets,
     incremental_query,
+    metadata_parts,
     scrub_error,
     seconds_until_next,
 )
@@ -71,6 +73,31 @@ async def env(make_settings: Callable[..., Settings], source: PgSchema) -> Async
 
 
 # ---------------------------------------------------------------------- full sync
+async def test_metadata_parts_split_the_join_view_without_changing_it(env: Env) -> None:
+    res = await env.engine.sync_dataset("monitoring")
+    assert res.status == "ready", res.error
+    target = TARGETS["monitoring"]
+
+    def _compute(cur: duckdb.DuckDBPyConnection) -> tuple[int, dict[str, Any], dict[str, Any], Any]:
+        parts = metadata_parts(cur, target, part_rows=6)
+        assert parts is not None
+        per_part = [cur.execute(f"SELECT count(*) FROM {p}").fetchone() for p in parts]
+        split = compute_table_metadata_sync(cur, target.view, parts)
+        whole = compute_table_metadata_sync(cur, target.view)
+        return len(parts), split, whole, (per_part, metadata_parts(cur, target, part_rows=20))
+
+    n_parts, split, whole, (per_part, single) = await env.store.run_read(_compute)
+    assert n_parts == 4 and single is None  # ceil(20 dataset rows / 6); 20 rows fit one part
+    assert sum(c[0] for c in per_part) == res.rows == 60  # the parts are disjoint and cover the view
+    assert split["row_count"] == whole["row_count"] == 60
+    for key in ("filter_values", "time_range", "columns"):
+        assert split[key] == whole[key]
+    got, want = split["summary_stats"], whole["summary_stats"]
+    assert got["total_records"] == want["total_records"] == 60
+    assert got["avg_score"] == pytest.approx(want["avg_score"], rel=1e-12)
+    assert got["pass_rate"] == pytest.approx(want["pass_rate"], rel=1e-12)
+
+
 @pytest.mark.parametrize("reader", READERS)
 async def test_full_sync_keeps_types_and_builds_the_join_view(
     make_settings: Callable[..., Settings], source: PgSchema, reader: str
