@@ -55,6 +55,7 @@ def build_store(settings: Settings) -> DuckDBStore:
         query_concurrency=cfg.query_concurrency,
         memory_limit=cfg.memory_limit,
         threads=cfg.threads,
+        ingest_threads=cfg.ingest_threads,
     )
 
 

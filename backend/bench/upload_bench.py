@@ -93,7 +93,8 @@ def child_ours(csv_path: str, home: str, memory_limit: str = "") -> dict[str, An
     async def run() -> dict[str, Any]:
         cfg = settings.duckdb
         store = DuckDBStore(settings.duckdb_path, query_concurrency=cfg.query_concurrency,
-                            memory_limit=memory_limit or cfg.memory_limit, threads=cfg.threads)
+                            memory_limit=memory_limit or cfg.memory_limit, threads=cfg.threads,
+                            ingest_threads=cfg.ingest_threads)
         await store.open()
         # Warm-up: a running server has written to its store before; the first write to a fresh
         # DuckDB file costs ~1 s of one-off setup that is not part of an upload.

@@ -477,7 +477,8 @@ async def ingest_csv_file(
     holder: dict[str, Any] = {}
 
     def _build(cur: duckdb.DuckDBPyConnection, staging: str) -> None:
-        load = create_table_from_csv(cur, path, staging, allow_empty=allow_empty)
+        with store.ingest_pool(cur):
+            load = create_table_from_csv(cur, path, staging, allow_empty=allow_empty)
         report = transform(cur, staging, load) if transform is not None else None
         holder["load"] = load
         holder["transform"] = report or CsvTransform()

@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import statistics
 import threading
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -15,6 +16,7 @@ import pytest
 
 from app.config import Settings
 from app.errors import Invalid, NotFound
+from app.services.csv_ingest import ingest_csv_file
 from app.services.duckdb_store import (
     DatasetInfo,
     DuckDBStore,
@@ -241,6 +243,42 @@ async def test_compute_metadata_try_casts_text_scores(store: DuckDBStore) -> Non
     assert stats["p95_latency"] == pytest.approx(float(np.quantile(all_lat, 0.95)))
     assert meta["summary_stats_by_category"]["CLASSIFICATION"]["total_records"] == 0
     assert meta["summary_stats_by_category"]["SCORE"]["total_records"] == 40
+
+
+async def test_ingest_pool_narrows_duckdb_threads_for_the_block_only(settings: Settings, tmp_path: Path) -> None:
+    store = DuckDBStore(settings.duckdb_path, threads=4, ingest_threads=1)
+    await store.open()
+    try:
+
+        def threads(cur: duckdb.DuckDBPyConnection) -> int:
+            row = cur.execute("SELECT current_setting('threads')").fetchone()
+            return int(row[0]) if row else -1
+
+        def inside(cur: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+            with store.ingest_pool(cur):
+                seen = threads(cur), threads(store._connection().cursor())  # database-wide
+            return seen[0], seen[1]
+
+        assert await store.run_write(inside) == (1, 1)
+        assert await store.run_read(threads) == 4
+
+        def failing(cur: duckdb.DuckDBPyConnection) -> None:
+            with store.ingest_pool(cur):
+                raise RuntimeError("parse failed")
+
+        with pytest.raises(RuntimeError):
+            await store.run_write(failing)
+        assert await store.run_read(threads) == 4  # restored on failure too
+
+        # a real CSV upload parses inside the narrowed pool and leaves it as it was
+        csv = tmp_path / "u.csv"
+        csv.write_text("metric_name,metric_score\n" + "".join(f"m{i % 3},{i / 100}\n" for i in range(100)))
+        res = await ingest_csv_file(store, csv, kind="eval", source="upload:u.csv")
+        assert res.dataset.row_count == 100 and await store.run_read(threads) == 4
+        store.ingest_threads = None
+        assert await store.run_write(inside) == (4, 4)  # None: the pool is left alone
+    finally:
+        await store.close()
 
 
 async def test_run_staging_is_off_loop_and_interruptible(store: DuckDBStore) -> None:
