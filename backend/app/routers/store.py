@@ -84,7 +84,10 @@ async def data(
     time_start: str | None = None,
     time_end: str | None = None,
     search: str | None = None,
-    cursor: Annotated[str | None, Query(max_length=4096)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=4096, description="next_cursor of the previous page (same filters, sort and columns)"),
+    ] = None,
 ) -> DataPageResponse:
     """One page of rows: equality filters, time bounds, escaped search, allow-listed sort, projection.
 
