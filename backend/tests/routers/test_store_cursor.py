@@ -201,7 +201,8 @@ async def test_cursor_walks_the_synced_join_view_exactly_once(
 ) -> None:
     settings = configure(make_settings, source, columns=MAP, duckdb={"page_offset_rows": 0})
     async with make_client(settings) as client:
-        assert (await client.post("/api/store/sync/monitoring")).status_code == 200
+        started = (await client.post("/api/store/sync/monitoring")).json()
+        assert started["datasets"] == ["monitoring"] and len(started["sync_id"]) == 32
         assert (await wait_state(client, "monitoring_data", {"ready", "error"}))["state"] == "ready"
         expected = Counter(
             r[0] for r in source.fetch("SELECT rs.seq FROM rs JOIN ds ON rs.dataset_id = ds.record_id")
