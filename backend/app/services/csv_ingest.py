@@ -16,6 +16,7 @@ Every CSV upload (eval data, monitoring, human signals, memory, eval runner) goe
 3. :func:`ingest_csv_upload` / :func:`ingest_csv_file` combine both with ``store.land_dataset``
    and an optional ``transform(cursor, staging_table, load)`` hook that reshapes the staging table
    and names the format; if anything raises, the previously stored dataset stays untouched.
+4. :func:`count_csv_rows` runs the same checks without storing the rows (format detection).
 
 This module must not import FastAPI.
 """
@@ -374,16 +375,13 @@ def create_table_from_csv(
     table: str,
     *,
     allow_empty: bool = False,
-    temporary: bool = False,
 ) -> CsvLoadResult:
     """Validate a CSV file and build ``table`` from it with DuckDB ``read_csv`` (sync; worker thread).
 
     Types are sniffed by DuckDB; when a later row contradicts the sniffed types the file is re-read
     as text and each column gets the narrowest type every value fits. Errors → Invalid naming the
-    line or column. ``allow_empty`` accepts a header-only file (0 rows); ``temporary`` builds a
-    connection-local TEMP table (e.g. for inspection inside ``store.run_read``).
+    line or column. ``allow_empty`` accepts a header-only file (0 rows).
     """
-    create = "CREATE TEMP TABLE" if temporary else "CREATE TABLE"
     has_bom = validate_csv_encoding(path)
     header = read_csv_header(path)
     qtable = quote_ident(table)
@@ -393,7 +391,7 @@ def create_table_from_csv(
     inferred = False
     try:
         source = _read_csv_sql(None, header)
-        cur.execute(f"{create} {qtable} AS SELECT * FROM {source}", [file_param])
+        cur.execute(f"CREATE TABLE {qtable} AS SELECT * FROM {source}", [file_param])
         cols = [(c["name"], c["type"]) for c in DuckDBStore.describe_sync(cur, table)]
         if [c[0] for c in cols] != header:
             raise duckdb.InvalidInputException("sniffed columns differ from the header")
@@ -425,7 +423,7 @@ def create_table_from_csv(
                 )
                 for n, t in cols
             )
-            cur.execute(f"{create} {qtable} AS SELECT {select} FROM {qraw}")
+            cur.execute(f"CREATE TABLE {qtable} AS SELECT {select} FROM {qraw}")
         finally:
             cur.execute(f"DROP TABLE IF EXISTS {qraw}")
             cur.execute(f"SET TimeZone = {_sql_str(previous_tz)}")
@@ -439,6 +437,22 @@ def create_table_from_csv(
     return CsvLoadResult(
         table=table, header=header, columns=columns, row_count=row_count, has_bom=has_bom, inferred_by_sql=inferred
     )
+
+
+def count_csv_rows(cur: duckdb.DuckDBPyConnection, path: Path) -> tuple[list[str], int]:
+    """Header and data-row count of a CSV file, checked like :func:`create_table_from_csv` but not stored.
+
+    The same encoding, header and dialect checks (errors → Invalid naming the line or column); the
+    rows are only counted, so a large file costs no memory for its data.
+    """
+    validate_csv_encoding(path)
+    header = read_csv_header(path)
+    source = _read_csv_sql(dict.fromkeys(header, "VARCHAR"), header)
+    try:
+        row = cur.execute(f"SELECT count(*) FROM {source}", [str(path)]).fetchone()
+    except duckdb.Error as exc:
+        raise Invalid(_csv_error_message(exc)) from None
+    return header, int(row[0]) if row else 0
 
 
 def first_non_numeric_value(cur: duckdb.DuckDBPyConnection, table: str, column: str) -> tuple[int, str] | None:

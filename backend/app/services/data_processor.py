@@ -14,12 +14,12 @@ import decimal
 import json
 import logging
 import math
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 import duckdb
 import pyarrow as pa
 
@@ -30,7 +30,7 @@ from app.services.csv_ingest import (
     CsvLoadResult,
     CsvTransform,
     UploadLike,
-    create_table_from_csv,
+    count_csv_rows,
     first_non_numeric_value,
     ingest_csv_file,
     ingest_csv_upload,
@@ -511,17 +511,13 @@ async def detect_upload_format(
     spooled = await spool_upload(upload, max_bytes=max_bytes, spool_dir=spool_dir)
 
     def _detect(cur: duckdb.DuckDBPyConnection) -> DetectedFormat:
-        name = f"detect_{uuid.uuid4().hex[:12]}"
-        try:
-            load = create_table_from_csv(cur, spooled.path, name, allow_empty=True, temporary=True)
-        finally:
-            cur.execute(f"DROP TABLE IF EXISTS temp.{quote_ident(name)}")
-        return DetectedFormat(format=detect_data_format(load.header), columns=load.header, row_count=load.row_count)
+        header, row_count = count_csv_rows(cur, spooled.path)
+        return DetectedFormat(format=detect_data_format(header), columns=header, row_count=row_count)
 
     try:
         return await store.run_read(_detect)
     finally:
-        spooled.remove()
+        await anyio.to_thread.run_sync(spooled.remove)
 
 
 def example_path(sample_dir: Path, name: str) -> Path:

@@ -15,6 +15,7 @@ from app.services.csv_ingest import (
     CsvLoadResult,
     CsvTransform,
     check_csv_filename,
+    count_csv_rows,
     create_table_from_csv,
     first_non_numeric_value,
     ingest_csv_file,
@@ -161,6 +162,35 @@ def test_ragged_rows_name_line(tmp_path: Path, data: bytes, line: int, expected:
         _load(tmp_path, data)
     assert f"on line {line}" in err.value.message
     assert f"expected {expected} columns, found {found}" in err.value.message
+
+
+@pytest.mark.parametrize("data", [
+    b"a,b\n1,2\n3,4\n",
+    b'\xef\xbb\xbfa,b\n1,"x\ny, ""z"""\n2,\n',
+    b"a,b\r\n1,2\r\n",
+    b"a,b\n",
+    b"a,b,c\n1,2,3\n4,5,6,7\n",
+    b'a,b\n1,"open\n2,3\n',
+    b"a,b\n\xe9t\xe9,1\n",
+    b"a,a\n1,2\n",
+    b"",
+])
+def test_count_csv_rows_checks_like_the_loader_without_storing(tmp_path: Path, data: bytes) -> None:
+    """Same header, row count and error message as create_table_from_csv; nothing is created."""
+    path = _write(tmp_path, "f.csv", data)
+    con = duckdb.connect()
+    want: tuple[list[str], int] | str
+    try:
+        loaded = _load(tmp_path, data, allow_empty=True)[1]
+        want = (loaded.header, loaded.row_count)
+    except Invalid as exc:
+        want = exc.message
+    try:
+        got: tuple[list[str], int] | str = count_csv_rows(con, path)
+    except Invalid as exc:
+        got = exc.message
+    assert got == want
+    assert con.execute("SELECT count(*) FROM duckdb_tables()").fetchone() == (0,)
 
 
 def test_unterminated_quote(tmp_path: Path) -> None:
