@@ -263,6 +263,33 @@ def test_value_after_sniff_sample_falls_back_to_sql_inference(tmp_path: Path) ->
     assert first_non_numeric_value(con, "t", "metric_score") == (25_001, "high")
 
 
+def test_sql_inference_keeps_decimals_exact(tmp_path: Path) -> None:
+    """A late decimal in an integer column makes it DOUBLE; DuckDB's '2.5' -> BIGINT cast would round to 3."""
+    rows = "".join(f"{i}, {i % 7} ,{'0.3' if i % 2 else '1.0'},2026-01-0{i % 9 + 1}\n" for i in range(25_000))
+    data = ("n,spaced,w,day\n" + rows + "2.5, 8 ,0.75,2026-01-09\n").encode()
+    con, res = _load(tmp_path, data)
+    assert res.inferred_by_sql is True and res.row_count == 25_001
+    types = {c["name"]: c["type"] for c in res.columns}
+    assert types == {"n": "DOUBLE", "spaced": "BIGINT", "w": "DOUBLE", "day": "TIMESTAMP"}
+    assert con.execute("SELECT n, spaced, w FROM t WHERE n = 2.5").fetchall() == [(2.5, 8, 0.75)]
+    assert con.execute("SELECT sum(w), sum(n) FROM t").fetchone() == pytest.approx(
+        (12_500 * 0.3 + 12_500 * 1.0 + 0.75, sum(range(25_000)) + 2.5)
+    )
+    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchone() == (0,)
+
+
+def test_late_time_of_day_in_a_date_column_is_kept(tmp_path: Path) -> None:
+    """DuckDB would store '2026-01-09 10:30:00' in a sniffed DATE column as 2026-01-09."""
+    rows = "".join(f"{i},2026-01-0{i % 9 + 1}\n" for i in range(25_000))
+    con, res = _load(tmp_path, ("id,d\n" + rows).encode())
+    assert res.inferred_by_sql is False and {c["name"]: c["type"] for c in res.columns} == {"id": "BIGINT", "d": "DATE"}
+    con, res = _load(tmp_path, ("id,d\n" + rows + "25000,2026-01-09 10:30:00\n").encode())
+    assert res.inferred_by_sql is True
+    assert {c["name"]: c["type"] for c in res.columns} == {"id": "BIGINT", "d": "TIMESTAMP"}
+    got = con.execute("SELECT id, d FROM t WHERE id IN (0, 25000) ORDER BY id").fetchall()
+    assert got == [(0, dt.datetime(2026, 1, 1)), (25_000, dt.datetime(2026, 1, 9, 10, 30))]
+
+
 def test_sql_inference_reads_naive_timestamps_as_utc(tmp_path: Path) -> None:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'America/New_York'")
