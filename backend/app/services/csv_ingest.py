@@ -40,6 +40,7 @@ import duckdb
 
 from app.errors import Invalid, PayloadTooLarge, Unavailable
 from app.services.duckdb_store import (
+    UTC_OFFSET_SUFFIX_SQL,
     DatasetInfo,
     DuckDBStore,
     bound_ingest_buffers,
@@ -366,8 +367,9 @@ def _check_sniffed_types_lossless(
     """Raise when a sniffed integer or DATE column silently changed a value of a row past the sniff sample.
 
     DuckDB's CSV reader casts text the lenient way: '2.5' into a sniffed BIGINT column becomes 3,
-    '2026-01-09 10:30' into a DATE column loses its time. One streaming pass over the file as text
-    checks those columns (integers must be integer literals; dates must have no time of day).
+    '2026-01-09 10:30' into a DATE column loses its time, '…T12:00:00+02:00' into a TIMESTAMP
+    column loses its offset (12:00 instead of 10:00 UTC). One streaming pass over the file as text
+    checks those columns (integer literals only; no time of day; no UTC offset).
     """
     checks = []
     for name, typ in types.items():
@@ -379,12 +381,14 @@ def _check_sniffed_types_lossless(
                 f"count(*) FILTER (WHERE TRY_CAST({q} AS TIMESTAMP) IS DISTINCT FROM "
                 f"CAST(TRY_CAST({q} AS DATE) AS TIMESTAMP))"
             )
+        elif typ.startswith("TIMESTAMP") and not _is_tz_timestamp(typ):
+            checks.append(f"count(*) FILTER (WHERE regexp_matches(trim({q}), {UTC_OFFSET_SUFFIX_SQL}))")
     if not checks:
         return
     text = _read_csv_sql(dict.fromkeys(header, "VARCHAR"), header)
     row = cur.execute(f"SELECT {', '.join(checks)} FROM {text}", [file_param]).fetchone() or ()
     if any(row):
-        raise duckdb.ConversionException("a sniffed integer or DATE column would change a value")
+        raise duckdb.ConversionException("a sniffed integer, DATE or TIMESTAMP column would change a value")
 
 
 INFER_SAMPLE_ROWS = 10_000

@@ -82,6 +82,10 @@ def utc_instant_sql(expr: str) -> str:
     return f"(CASE WHEN isfinite({expr}) THEN make_timestamp(epoch_us({expr})) ELSE timezone('UTC', {expr}) END)"
 
 
+# A timestamp text that ends in a UTC offset or 'Z' (RE2, as a SQL string literal).
+UTC_OFFSET_SUFFIX_SQL = "'(Z|[+-][0-9]{2}:?[0-9]{2})$'"
+
+
 def utc_timestamp_sql(column: str, type_name: str) -> str:
     """The quoted ``column`` of DuckDB type ``type_name`` as a naive UTC TIMESTAMP expression.
 
@@ -98,7 +102,7 @@ def utc_timestamp_sql(column: str, type_name: str) -> str:
         return f"CAST({column} AS TIMESTAMP)"
     text = f"CAST({column} AS VARCHAR)"
     return (
-        f"(CASE WHEN regexp_matches({text}, '(Z|[+-][0-9]{{2}}:?[0-9]{{2}})$') "
+        f"(CASE WHEN regexp_matches({text}, {UTC_OFFSET_SUFFIX_SQL}) "
         f"THEN timezone('UTC', TRY_CAST({text} AS TIMESTAMPTZ)) ELSE TRY_CAST({text} AS TIMESTAMP) END)"
     )
 

@@ -290,6 +290,17 @@ def test_late_time_of_day_in_a_date_column_is_kept(tmp_path: Path) -> None:
     assert got == [(0, dt.datetime(2026, 1, 1)), (25_000, dt.datetime(2026, 1, 9, 10, 30))]
 
 
+def test_late_utc_offset_in_a_timestamp_column_is_applied(tmp_path: Path) -> None:
+    """DuckDB would store '2026-01-01T12:00:00+02:00' in a sniffed TIMESTAMP column as 12:00."""
+    rows = "".join(f"2026-01-01 10:00:{i % 60:02d}\n" for i in range(25_000))
+    con, res = _load(tmp_path, ("t\n" + rows + "2026-01-01T12:00:00+02:00\n").encode())
+    assert res.inferred_by_sql is True and {c["name"]: c["type"] for c in res.columns} == {"t": "TIMESTAMP"}
+    assert con.execute("SELECT max(t), min(t) FROM t").fetchone() == (
+        dt.datetime(2026, 1, 1, 10, 0, 59), dt.datetime(2026, 1, 1, 10, 0)
+    )  # 12:00+02:00 is 10:00 UTC, not 12:00
+    assert con.execute("SELECT count(*) FROM t WHERE t = TIMESTAMP '2026-01-01 10:00:00'").fetchone() == (418,)
+
+
 def test_sql_inference_reads_naive_timestamps_as_utc(tmp_path: Path) -> None:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'America/New_York'")
