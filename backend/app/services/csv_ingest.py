@@ -364,7 +364,7 @@ _INTEGER_TYPES = frozenset(
 def _check_sniffed_types_lossless(
     cur: duckdb.DuckDBPyConnection, file_param: str, header: list[str], types: dict[str, str]
 ) -> None:
-    """Raise when a sniffed integer or DATE column silently changed a value of a row past the sniff sample.
+    """Raise when a sniffed integer, DATE or TIMESTAMP column silently changed a value past the sniff sample.
 
     DuckDB's CSV reader casts text the lenient way: '2.5' into a sniffed BIGINT column becomes 3,
     '2026-01-09 10:30' into a DATE column loses its time, '…T12:00:00+02:00' into a TIMESTAMP
