@@ -29,8 +29,11 @@ import io
 import json
 import logging
 import re
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -346,6 +349,50 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+@contextmanager
+def _encoding_check_alongside(cur: duckdb.DuckDBPyConnection, path: Path) -> Iterator[Future[bool]]:
+    """Run :func:`validate_csv_encoding` on a second thread while the block parses with ``cur``.
+
+    The check is a Python pass over every byte (~0.2 s per 170 MB); DuckDB parses at the same time
+    (one thread while ingesting, see ``DuckDBStore.ingest_pool``). A failed check interrupts the
+    cursor's running statement, and whatever the block raises, a failed check is the error
+    reported (it names the byte offset and line). Yields the check's future (True: the file has a BOM).
+    """
+
+    stop = threading.Event()
+
+    def _check() -> bool:
+        try:
+            return validate_csv_encoding(path)
+        except Invalid:
+            # Stop the parse of a file that is not UTF-8 text. Repeat until the block ends: an
+            # interrupt that lands while DuckDB still sniffs the file (at bind time) is not kept.
+            while not stop.wait(0.02):
+                cur.interrupt()
+            raise
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="axis-csv-encoding") as pool:
+        future = pool.submit(_check)
+        try:
+            yield future
+        except BaseException:
+            stop.set()
+            problem = future.exception()
+            if problem is not None:
+                raise problem from None
+            raise
+        finally:
+            stop.set()
+        future.result()
+
+
+def _raise_if_failed(check: Future[bool]) -> None:
+    """Raise the encoding check's error now if it has already failed."""
+    problem = check.exception() if check.done() else None
+    if problem is not None:
+        raise problem
+
+
 def _is_tz_timestamp(type_name: str) -> bool:
     t = type_name.upper()
     return t.startswith("TIMESTAMP WITH TIME ZONE") or t == "TIMESTAMPTZ"
@@ -443,10 +490,27 @@ def create_table_from_csv(
     Types are sniffed by DuckDB; when a later row contradicts the sniffed types (or would be
     changed by them, see :func:`_check_sniffed_types_lossless`) the file is re-read as text and
     each column gets the narrowest type every value fits. Errors → Invalid naming the line or
-    column. ``allow_empty`` accepts a header-only file (0 rows).
+    column. ``allow_empty`` accepts a header-only file (0 rows). The encoding check runs alongside
+    the parse (:func:`_encoding_check_alongside`).
     """
-    has_bom = validate_csv_encoding(path)
+    try:
+        with _encoding_check_alongside(cur, path) as encoding:
+            load = _build_table_from_csv(cur, path, table, allow_empty=allow_empty, encoding=encoding)
+            load.has_bom = encoding.result()
+    except BaseException:
+        try:  # the parse may have finished before the encoding check failed
+            cur.execute(f"DROP TABLE IF EXISTS {quote_ident(table)}")
+        except duckdb.Error:
+            logger.debug("could not drop %s after a failed CSV load", table)
+        raise
+    return load
+
+
+def _build_table_from_csv(
+    cur: duckdb.DuckDBPyConnection, path: Path, table: str, *, allow_empty: bool, encoding: Future[bool]
+) -> CsvLoadResult:
     header = read_csv_header(path)
+    _raise_if_failed(encoding)  # a binary file usually fails the check within its first chunk
     qtable = quote_ident(table)
     file_param = str(path)
     bound_ingest_buffers(cur)
@@ -464,8 +528,8 @@ def create_table_from_csv(
                 q = quote_ident(name)
                 cur.execute(f"ALTER TABLE {qtable} ALTER COLUMN {q} TYPE TIMESTAMP USING {utc_instant_sql(q)}")
     except duckdb.Error as typed_exc:
-        if is_storage_write_failure(typed_exc):
-            raise
+        if isinstance(typed_exc, duckdb.InterruptException) or is_storage_write_failure(typed_exc):
+            raise  # the encoding check stopped the parse, or the store cannot write: not a type problem
         logger.debug("Typed CSV read failed (%s); re-reading as text", str(typed_exc).split("\n", 1)[0])
         cur.execute(f"DROP TABLE IF EXISTS {qtable}")
         text_source = _read_csv_sql(dict.fromkeys(header, "VARCHAR"), header)
@@ -476,6 +540,8 @@ def create_table_from_csv(
         try:
             try:
                 cols = _infer_types_sql(cur, text_source, [file_param], header)
+            except duckdb.InterruptException:
+                raise
             except duckdb.Error as exc:  # reads only: the file's own problem
                 raise Invalid(_csv_error_message(exc)) from None
             select = ", ".join(
@@ -498,7 +564,7 @@ def create_table_from_csv(
         raise Invalid("CSV file has a header row but no data rows")
     columns = DuckDBStore.describe_sync(cur, table)
     return CsvLoadResult(
-        table=table, header=header, columns=columns, row_count=row_count, has_bom=has_bom, inferred_by_sql=inferred
+        table=table, header=header, columns=columns, row_count=row_count, has_bom=False, inferred_by_sql=inferred
     )
 
 
@@ -508,13 +574,13 @@ def count_csv_rows(cur: duckdb.DuckDBPyConnection, path: Path) -> tuple[list[str
     The same encoding, header and dialect checks (errors → Invalid naming the line or column); the
     rows are only counted, so a large file costs no memory for its data.
     """
-    validate_csv_encoding(path)
-    header = read_csv_header(path)
-    source = _read_csv_sql(dict.fromkeys(header, "VARCHAR"), header)
-    try:
-        row = cur.execute(f"SELECT count(*) FROM {source}", [str(path)]).fetchone()
-    except duckdb.Error as exc:
-        raise Invalid(_csv_error_message(exc)) from None
+    with _encoding_check_alongside(cur, path):
+        header = read_csv_header(path)
+        source = _read_csv_sql(dict.fromkeys(header, "VARCHAR"), header)
+        try:
+            row = cur.execute(f"SELECT count(*) FROM {source}", [str(path)]).fetchone()
+        except duckdb.Error as exc:
+            raise Invalid(_csv_error_message(exc)) from None
     return header, int(row[0]) if row else 0
 
 

@@ -120,6 +120,23 @@ def test_latin1_bytes_name_offset_and_line(tmp_path: Path) -> None:
     assert "0xE9" in msg
 
 
+@pytest.mark.parametrize("bad", [b"caf\xe9", b"nul\x00byte"])
+def test_encoding_error_wins_over_the_parse_running_alongside(tmp_path: Path, bad: bytes) -> None:
+    """The check runs while DuckDB parses; its message (byte offset, line) is the one reported."""
+    rows = b"".join(b"%d,row %d\n" % (i, i) for i in range(60_000))
+    data = b"id,text\n" + rows + b"60000," + bad + b"\n"
+    offset = data.index(b"\x00") if b"\x00" in bad else data.index(b"\xe9")
+    path = _write(tmp_path, "bad.csv", data)
+    con = duckdb.connect()
+    for run in (lambda cur: create_table_from_csv(cur, path, "t"), lambda cur: count_csv_rows(cur, path)):
+        cur = con.cursor()
+        with pytest.raises(Invalid) as err:
+            run(cur)
+        assert f"byte offset {offset} (line 60002)" in err.value.message
+        assert cur.execute("SELECT 42").fetchone() == (42,)  # no interrupt left behind
+    assert con.execute("SELECT count(*) FROM duckdb_tables()").fetchone() == (0,)
+
+
 def test_utf16_is_named(tmp_path: Path) -> None:
     with pytest.raises(Invalid, match="UTF-16"):
         _load(tmp_path, "a,b\n1,2\n".encode("utf-16"))
