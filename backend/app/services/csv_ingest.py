@@ -493,6 +493,11 @@ def create_table_from_csv(
     column. ``allow_empty`` accepts a header-only file (0 rows). The encoding check runs alongside
     the parse (:func:`_encoding_check_alongside`).
     """
+    tz_row = cur.execute("SELECT current_setting('TimeZone')").fetchone()
+    previous_tz = str(tz_row[0]) if tz_row else "UTC"
+    # Offset-less text timestamps are UTC whatever the session zone: DuckDB reads them into a
+    # sniffed TIMESTAMPTZ column (and the inference casts them) in the session's zone.
+    cur.execute("SET TimeZone = 'UTC'")
     try:
         with _encoding_check_alongside(cur, path) as encoding:
             load = _build_table_from_csv(cur, path, table, allow_empty=allow_empty, encoding=encoding)
@@ -503,6 +508,8 @@ def create_table_from_csv(
         except duckdb.Error:
             logger.debug("could not drop %s after a failed CSV load", table)
         raise
+    finally:
+        cur.execute(f"SET TimeZone = {_sql_str(previous_tz)}")
     return load
 
 
@@ -533,29 +540,22 @@ def _build_table_from_csv(
         logger.debug("Typed CSV read failed (%s); re-reading as text", str(typed_exc).split("\n", 1)[0])
         cur.execute(f"DROP TABLE IF EXISTS {qtable}")
         text_source = _read_csv_sql(dict.fromkeys(header, "VARCHAR"), header)
-        tz_row = cur.execute("SELECT current_setting('TimeZone')").fetchone()
-        previous_tz = str(tz_row[0]) if tz_row else "UTC"
-        # Offset-less text timestamps are UTC (as the sniffed path stores them), whatever the server zone.
-        cur.execute("SET TimeZone = 'UTC'")
         try:
-            try:
-                cols = _infer_types_sql(cur, text_source, [file_param], header)
-            except duckdb.InterruptException:
-                raise
-            except duckdb.Error as exc:  # reads only: the file's own problem
-                raise Invalid(_csv_error_message(exc)) from None
-            select = ", ".join(
-                (
-                    f"timezone('UTC', CAST({quote_ident(n)} AS TIMESTAMPTZ)) AS {quote_ident(n)}"
-                    if t == "TIMESTAMPTZ"
-                    else f"CAST({quote_ident(n)} AS {t}) AS {quote_ident(n)}"
-                )
-                for n, t in cols
+            cols = _infer_types_sql(cur, text_source, [file_param], header)
+        except duckdb.InterruptException:
+            raise
+        except duckdb.Error as exc:  # reads only: the file's own problem
+            raise Invalid(_csv_error_message(exc)) from None
+        select = ", ".join(
+            (
+                f"timezone('UTC', CAST({quote_ident(n)} AS TIMESTAMPTZ)) AS {quote_ident(n)}"
+                if t == "TIMESTAMPTZ"
+                else f"CAST({quote_ident(n)} AS {t}) AS {quote_ident(n)}"
             )
-            # the same file and dialect just parsed: an error here is the store's (e.g. a full disk)
-            cur.execute(f"CREATE TABLE {qtable} AS SELECT {select} FROM {text_source}", [file_param])
-        finally:
-            cur.execute(f"SET TimeZone = {_sql_str(previous_tz)}")
+            for n, t in cols
+        )
+        # the same file and dialect just parsed: an error here is the store's (e.g. a full disk)
+        cur.execute(f"CREATE TABLE {qtable} AS SELECT {select} FROM {text_source}", [file_param])
         inferred = True
     count_row = cur.execute(f"SELECT count(*) FROM {qtable}").fetchone()
     row_count = int(count_row[0]) if count_row else 0

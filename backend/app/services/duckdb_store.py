@@ -233,6 +233,9 @@ class DuckDBStore:
         if self.threads:
             config["threads"] = self.threads
         con = duckdb.connect(str(self.path), config=config)
+        # The store keeps naive UTC timestamps; TIMESTAMPTZ <-> TIMESTAMP casts and naive text read
+        # as TIMESTAMPTZ follow the session zone, so it is UTC whatever the machine's zone is.
+        con.execute("SET GLOBAL TimeZone = 'UTC'")
         con.execute(
             f"""
             CREATE TABLE IF NOT EXISTS {REGISTRY_TABLE} (

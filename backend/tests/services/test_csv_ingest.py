@@ -318,6 +318,20 @@ def test_late_utc_offset_in_a_timestamp_column_is_applied(tmp_path: Path) -> Non
     assert con.execute("SELECT count(*) FROM t WHERE t = TIMESTAMP '2026-01-01 10:00:00'").fetchone() == (418,)
 
 
+def test_naive_value_after_offsets_is_utc_whatever_the_session_zone(tmp_path: Path) -> None:
+    """A sniffed TIMESTAMPTZ column reads a late naive value in the session zone; the loader uses UTC."""
+    rows = "".join("2026-01-01T10:00:00+02:00\n" for _ in range(25_000))
+    path = _write(tmp_path, "tz.csv", ("t\n" + rows + "2026-01-01 10:00:00\n").encode())
+    con = duckdb.connect()
+    cur = con.cursor()
+    cur.execute("SET TimeZone = 'America/New_York'")
+    res = create_table_from_csv(cur, path, "t")
+    assert {c["name"]: c["type"] for c in res.columns} == {"t": "TIMESTAMP"}
+    got = cur.execute("SELECT t, count(*) FROM t GROUP BY t ORDER BY t").fetchall()
+    assert got == [(dt.datetime(2026, 1, 1, 8, 0), 25_000), (dt.datetime(2026, 1, 1, 10, 0), 1)]  # not 15:00
+    assert cur.execute("SELECT current_setting('TimeZone')").fetchone() == ("America/New_York",)
+
+
 def test_sql_inference_reads_naive_timestamps_as_utc(tmp_path: Path) -> None:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'America/New_York'")

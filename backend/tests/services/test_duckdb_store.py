@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
+import os
 import statistics
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -64,6 +68,34 @@ def test_utc_instant_equals_timezone_utc_and_python() -> None:
     con.executemany("INSERT INTO t VALUES (?)", [["2024-05-01T10:00:00+02:00"], ["2024-05-01 10:00:00"], ["junk"]])
     text = con.execute(f"SELECT {utc_timestamp_sql('s', 'VARCHAR')} FROM t").fetchall()
     assert text == [(dt.datetime(2024, 5, 1, 8),), (dt.datetime(2024, 5, 1, 10),), (None,)]
+
+
+def test_store_sessions_run_in_utc_whatever_the_machine_zone(tmp_path: Path) -> None:
+    """In a process whose zone is New York, the store's cursors still convert TIMESTAMPTZ in UTC."""
+    script = f"""
+import asyncio, json
+from pathlib import Path
+from app.services.duckdb_store import DuckDBStore
+
+async def main() -> None:
+    store = DuckDBStore(Path({str(tmp_path / "tz.duckdb")!r}))
+    await store.open()
+    res = await store.fetch(
+        "SELECT current_setting('TimeZone'), CAST(CAST(TIMESTAMPTZ '2026-01-01 12:00:00+02' AS TIMESTAMP) AS VARCHAR), "
+        "CAST(CAST('2026-01-01 10:00:00' AS TIMESTAMPTZ) AS VARCHAR)"
+    )
+    await store.close()
+    print(json.dumps(list(res.rows[0])))
+
+asyncio.run(main())
+"""
+    env = {**os.environ, "TZ": "America/New_York"}
+    probe = "import duckdb; print(duckdb.sql(\"SELECT current_setting('TimeZone')\").fetchone()[0])"
+    machine = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert machine.stdout.strip() == "America/New_York"  # the zone a plain DuckDB connection gets here
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["UTC", "2026-01-01 10:00:00", "2026-01-01 10:00:00+00"]
 
 
 async def test_assert_off_event_loop_raises_on_the_loop() -> None:
