@@ -235,7 +235,10 @@ class DuckDBStore:
         con = duckdb.connect(str(self.path), config=config)
         # The store keeps naive UTC timestamps; TIMESTAMPTZ <-> TIMESTAMP casts and naive text read
         # as TIMESTAMPTZ follow the session zone, so it is UTC whatever the machine's zone is.
-        con.execute("SET GLOBAL TimeZone = 'UTC'")
+        try:
+            con.execute("SET GLOBAL TimeZone = 'UTC'")
+        except duckdb.Error as exc:  # only without DuckDB's ICU extension, which every wheel bundles
+            logger.warning("DuckDB session zone left at the machine's zone: %s", exc)
         con.execute(
             f"""
             CREATE TABLE IF NOT EXISTS {REGISTRY_TABLE} (
