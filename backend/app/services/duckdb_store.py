@@ -423,12 +423,17 @@ class DuckDBStore:
 
     # ------------------------------------------------------------------ tables
     @staticmethod
-    def table_exists_sync(cur: duckdb.DuckDBPyConnection, name: str) -> bool:
-        """True when a table or view with this name exists (main schema)."""
+    def is_table_sync(cur: duckdb.DuckDBPyConnection, name: str) -> bool:
+        """True when a table (not a view) with this name exists (main schema)."""
         row = cur.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main'", [name]
         ).fetchone()
-        if row and row[0]:
+        return bool(row and row[0])
+
+    @staticmethod
+    def table_exists_sync(cur: duckdb.DuckDBPyConnection, name: str) -> bool:
+        """True when a table or view with this name exists (main schema)."""
+        if DuckDBStore.is_table_sync(cur, name):
             return True
         row = cur.execute(
             "SELECT count(*) FROM duckdb_views() WHERE view_name = ? AND schema_name = 'main' AND NOT internal",
@@ -770,11 +775,9 @@ _NO_LATENCY = [0.0, 0.0, 0.0]
 
 
 def _summary_select(score: str) -> str:
-    return (
-        f"count(TRY_CAST({score} AS DOUBLE)), avg(TRY_CAST({score} AS DOUBLE)), "
-        f"100.0 * count(*) FILTER (WHERE TRY_CAST({score} AS DOUBLE) >= 0.5) "
-        f"/ nullif(count(TRY_CAST({score} AS DOUBLE)), 0)"
-    )
+    """Score count, average and pass rate (% of numeric scores >= 0.5) in one scan."""
+    x = f"TRY_CAST({score} AS DOUBLE)"
+    return f"count({x}), avg({x}), 100.0 * count(*) FILTER (WHERE {x} >= 0.5) / nullif(count({x}), 0)"
 
 
 def _summary_parts(score: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 
 from app.errors import Invalid
-from app.services.duckdb_store import quote_ident
+from app.services.duckdb_store import DuckDBStore, quote_ident
 from app.services.sync_engine import joined_select_sql, view_target
 
 KEY_COLUMNS = ("_axis_page_k1", "_axis_page_k2")
@@ -79,10 +79,7 @@ def keyed_relation(cur: duckdb.DuckDBPyConnection, table: str) -> KeyedRelation 
 
     Any other view has no such key (None: offset pages only, no cursor).
     """
-    row = cur.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main'", [table]
-    ).fetchone()
-    if row and row[0]:
+    if DuckDBStore.is_table_sync(cur, table):
         return KeyedRelation(quote_ident(table), ("rowid",), scan_in_key_order=True)
     target = view_target(table)
     if target is None:

@@ -1276,11 +1276,7 @@ class SyncEngine:
                 for table in target.tables:
                     cur.execute(f"DROP TABLE IF EXISTS {quote_ident(table)}")
                     cur.execute(f"ALTER TABLE {quote_ident(table + STAGING_SUFFIX)} RENAME TO {quote_ident(table)}")
-                stale = cur.execute(
-                    "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main'",
-                    [target.view],
-                ).fetchone()
-                if stale and stale[0]:  # a table (not a view) left under the view's name
+                if DuckDBStore.is_table_sync(cur, target.view):  # a table (not a view) left under the view's name
                     cur.execute(f"DROP TABLE {quote_ident(target.view)}")
                 cur.execute(f"CREATE OR REPLACE VIEW {quote_ident(target.view)} AS {joined_select_sql(cur, target)}")
                 self._update_watermarks_sync(cur, target, loads)

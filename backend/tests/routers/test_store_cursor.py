@@ -61,8 +61,8 @@ async def _walk(client: httpx.AsyncClient, path: str, **params: Any) -> tuple[li
     while True:
         query = dict(params, cursor=cursor) if cursor else params
         r = await client.get(path, params=query)
-        assert r.status_code == 200, r.text
         body = r.json()
+        assert r.status_code == 200 and len(body["data"]) <= int(params.get("page_size", 50)), r.text
         rows += body["data"]
         pages.append(body["page"])
         assert "_axis_page_key" not in json.dumps(body["data"])
