@@ -239,7 +239,7 @@ def test_every_operation_survives_fuzzing(
             known["dataset_id"] = [d for ids in seeded.values() for d in ids]
             if "/api/store/sync" in paths:
                 started = client.post("/api/store/sync", params={"full": True})
-                assert started.status_code == 200 and started.json()["sync_id"]
+                assert started.status_code == 200 and len(started.json()["sync_id"]) == 32
                 assert {"monitoring", "eval"} <= set(started.json()["datasets"])
 
                 def _synced() -> bool:

@@ -68,8 +68,7 @@ async def test_handle_lifecycle(pg: PgSchema, make_settings: Callable[..., Setti
         r = await client.delete(f"/api/database/{handle}")
         assert r.json() == {"success": True, "message": "Connection closed"}
         r = await client.delete(f"/api/database/{handle}")
-        assert r.status_code == 200
-        assert r.json() == {"success": False, "message": "Handle not found or already expired"}
+        assert r.status_code == 200 and r.json() == {"success": False, "message": "Handle not found or already expired"}
         r = await client.get(f"/api/database/{handle}/tables")
         assert r.status_code == 401
         assert r.json() == {"detail": "Connection handle has expired or is invalid. Please reconnect."}
@@ -83,10 +82,12 @@ async def test_handle_lifecycle(pg: PgSchema, make_settings: Callable[..., Setti
 async def test_expiry_by_sweeper(pg: PgSchema, make_settings: Callable[..., Settings], make_client: Any) -> None:
     app_name = f"axis-r-{uuid.uuid4().hex[:8]}"
     settings = make_settings(db_application_name=app_name, db_handle_ttl_seconds=1, db_handle_sweep_seconds=0.1)
+    pg.execute("CREATE TABLE sweep_probe (x int)")
     async with make_client(settings) as client:
         handle = (await client.post("/api/database/connect", json=body(pg))).json()["handle"]
         tables = await client.get(f"/api/database/{handle}/tables")
-        assert tables.status_code == 200 and isinstance(tables.json()["tables"], list)
+        mine = [t["name"] for t in tables.json()["tables"] if t["schema_name"] == pg.schema]
+        assert tables.status_code == 200 and mine == ["sweep_probe"]
         assert await wait_backends(pg, app_name, 1) == 1
         await asyncio.sleep(1.1)
         # No request in between: the lifespan's sweeper closes the pool by itself.
@@ -153,9 +154,8 @@ async def test_defaults_without_password(
     )
     async with make_client(make_settings()) as client:
         r = await client.get("/api/database/defaults", params={"store": "human_signals"})
-        assert r.status_code == 200
         d = r.json()
-        assert PASSWORD not in r.text
+        assert r.status_code == 200 and PASSWORD not in r.text
         assert (d["host"], d["database"], d["username"], d["has_password"], d["ssl_mode"], d["table"], d["url"]) == (
             "db.internal", "hs", "reader", True, "require", "signals", None,
         )  # fmt: skip

@@ -62,7 +62,8 @@ async def _walk(client: httpx.AsyncClient, path: str, **params: Any) -> tuple[li
         query = dict(params, cursor=cursor) if cursor else params
         r = await client.get(path, params=query)
         body = r.json()
-        assert r.status_code == 200 and len(body["data"]) <= int(params.get("page_size", 50)), r.text
+        assert r.status_code == 200 and body["page_size"] == int(params.get("page_size", 50)), r.text
+        assert len(body["data"]) <= body["page_size"]
         rows += body["data"]
         pages.append(body["page"])
         assert "_axis_page_key" not in json.dumps(body["data"])
