@@ -94,12 +94,21 @@ EXAMPLE_FILES: dict[str, str] = {
 
 # Columns that identify one evaluated record in long data (the analytics pivot key).
 RECORD_KEYS = ("dataset_id", "evaluation_name", "run_id")
+# Per-metric columns of long data: they vary per metric row, never describe a record.
+PER_METRIC_COLUMNS = frozenset(
+    {
+        "metric_name", "metric_score", "metric_type", "metric_category", "metric_id", "parent", "weight",
+        "passed", "threshold", "explanation", "signals", "critique", "metric_metadata", "judgment",
+        "cost_estimate", "__axis_ord",
+    }
+)
 # Registry extras cached at load time for long data (analytics read them instead of rescanning).
 EXTRA_METRIC_NAMES = "metric_names"
 EXTRA_RECORD_COUNT = "record_count"
+EXTRA_RECORD_KEYS = "record_keys"
 
 PREVIEW_ROWS = 10
-ORDINAL = "__axis_ord"
+ORDINAL = "__axis_ord"  # listed in PER_METRIC_COLUMNS
 INLINE_RELATION = "__axis_inline_rows"
 
 
@@ -363,18 +372,39 @@ def long_metric_names(cur: duckdb.DuckDBPyConnection, relation: str) -> list[str
     return [r[0] for r in rows]
 
 
+def record_keys_for(columns: Iterable[str]) -> list[str]:
+    """Columns identifying one record of long data.
+
+    The :data:`RECORD_KEYS` present, else every column that is not per-metric; empty when the
+    rows carry nothing but metric columns, and then all rows form one record.
+    """
+    cols = list(columns)
+    keys = [k for k in RECORD_KEYS if k in cols]
+    return keys or [c for c in cols if c not in PER_METRIC_COLUMNS]
+
+
 def count_records(cur: duckdb.DuckDBPyConnection, relation: str, keys: Sequence[str]) -> int:
-    """Distinct record-key tuples of long data."""
+    """Distinct record-key tuples of long data (1 for non-empty data without keys)."""
+    if not keys:
+        row = cur.execute(f"SELECT count(*) > 0 FROM (SELECT 1 FROM {quote_ident(relation)} LIMIT 1)").fetchone()
+        return int(bool(row and row[0]))
     cols = ", ".join(quote_ident(k) for k in keys)
     row = cur.execute(f"SELECT count(*) FROM (SELECT DISTINCT {cols} FROM {quote_ident(relation)})").fetchone()
     return int(row[0]) if row else 0
 
 
-def _long_extra(cur: duckdb.DuckDBPyConnection, table: str) -> dict[str, Any]:
-    """Metric names and record count of processed long data (cached in the registry)."""
-    types = _columns(cur, table)
-    keys = [k for k in RECORD_KEYS if k in types]
-    return {EXTRA_METRIC_NAMES: long_metric_names(cur, table), EXTRA_RECORD_COUNT: count_records(cur, table, keys)}
+def _long_extra(cur: duckdb.DuckDBPyConnection, table: str, source_columns: Sequence[str]) -> dict[str, Any]:
+    """Metric names, record keys and record count of processed long data (cached in the registry).
+
+    The keys come from the columns the data arrived with: a ``dataset_id`` filled with the
+    constant ``test_case_1`` by §4.3 does not make every row one record.
+    """
+    keys = record_keys_for(source_columns)
+    return {
+        EXTRA_METRIC_NAMES: long_metric_names(cur, table),
+        EXTRA_RECORD_KEYS: keys,
+        EXTRA_RECORD_COUNT: count_records(cur, table, keys),
+    }
 
 
 def _tree_message(cur: duckdb.DuckDBPyConnection, table: str, label: str) -> str:
@@ -399,6 +429,7 @@ def process_eval_table(cur: duckdb.DuckDBPyConnection, table: str) -> CsvTransfo
         if old in types and new not in types:
             cur.execute(f"ALTER TABLE {quote_ident(table)} RENAME COLUMN {quote_ident(old)} TO {quote_ident(new)}")
             types[new] = types.pop(old)
+    source_columns = list(types)
     fmt = detect_data_format(types)
     q = quote_ident(table)
     if fmt == EVAL_RUNNER:
@@ -408,7 +439,7 @@ def process_eval_table(cur: duckdb.DuckDBPyConnection, table: str) -> CsvTransfo
             return CsvTransform(
                 format=EVAL_RUNNER,
                 message=_tree_message(cur, table, "Eval runner export (tree)"),
-                extra=_long_extra(cur, table),
+                extra=_long_extra(cur, table, source_columns),
             )
         count = cur.execute(f"SELECT count(*) FROM {q}").fetchone()
         n = int(count[0]) if count else 0
@@ -416,7 +447,9 @@ def process_eval_table(cur: duckdb.DuckDBPyConnection, table: str) -> CsvTransfo
     if fmt == TREE_FORMAT:
         _fill_tree_columns(cur, table, types)
         return CsvTransform(
-            format=TREE_FORMAT, message=_tree_message(cur, table, "Tree format"), extra=_long_extra(cur, table)
+            format=TREE_FORMAT,
+            message=_tree_message(cur, table, "Tree format"),
+            extra=_long_extra(cur, table, source_columns),
         )
     if fmt == FLAT_FORMAT:
         _flat_to_tree(cur, table, types)
@@ -424,7 +457,7 @@ def process_eval_table(cur: duckdb.DuckDBPyConnection, table: str) -> CsvTransfo
         return CsvTransform(
             format=FLAT_FORMAT,
             message=_tree_message(cur, table, "Flat format (as tree)"),
-            extra=_long_extra(cur, table),
+            extra=_long_extra(cur, table, source_columns),
         )
     count = cur.execute(f"SELECT count(*) FROM {q}").fetchone()
     n = int(count[0]) if count else 0

@@ -10,6 +10,7 @@ Every statistic is one query with one GROUP BY (DB-16).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -22,14 +23,16 @@ from app.errors import Invalid
 from app.services.data_processor import (
     EXTRA_METRIC_NAMES,
     EXTRA_RECORD_COUNT,
+    EXTRA_RECORD_KEYS,
     ORDINAL,
-    RECORD_KEYS,
     count_records,
     is_numeric_type,
     long_metric_names,
+    record_keys_for,
     rows_to_arrow,
 )
 from app.services.duckdb_store import DuckDBStore, quote_ident
+from app.services.sql_stats import finite_double, mean_sql, pow2_scale, retry_scaled, scaled_values_sql, std_sql
 
 T = TypeVar("T")
 
@@ -40,20 +43,14 @@ SCATTER_POINT_CAP = 20_000
 DISTRIBUTION_VALUE_CAP = 10_000
 MAX_BINS = 200
 
-# Per-metric columns of long data: they vary per metric row, never describe a record.
-_PER_METRIC_COLUMNS = frozenset(
-    {
-        "metric_name", "metric_score", "metric_type", "metric_category", "metric_id", "parent", "weight",
-        "passed", "threshold", "explanation", "signals", "critique", "metric_metadata", "judgment",
-        "cost_estimate", ORDINAL,
-    }
-)
-_RECORD_KEYS = RECORD_KEYS
 
 
 # ------------------------------------------------------------------------------------ inputs
 def parse_metrics(*values: Any) -> list[str] | None:
-    """Merge ``metrics`` given as repeated params, CSV, a JSON array string or a list (DB-15)."""
+    """Merge ``metrics`` given as repeated params, CSV, a JSON array string or a list (DB-15).
+
+    Every value is split on commas unless it is a JSON array, the form for names with commas.
+    """
     out: list[str] = []
     seen_any = False
 
@@ -138,6 +135,7 @@ class Relation:
     long: bool
     cached_metrics: list[str] | None = None
     cached_records: int | None = None
+    cached_keys: list[str] | None = None
 
     def has(self, column: str) -> bool:
         """True when the column exists (exact name)."""
@@ -149,11 +147,10 @@ class Relation:
         return quote_ident(self.name)
 
     def record_keys(self) -> list[str]:
-        """Columns identifying one record of long data (falls back to every record column)."""
-        keys = [k for k in _RECORD_KEYS if k in self.types]
-        if keys:
-            return keys
-        return [c for c in self.types if c not in _PER_METRIC_COLUMNS]
+        """Columns identifying one record of long data (cached at load time for stored data)."""
+        if self.cached_keys is not None and all(k in self.types for k in self.cached_keys):
+            return self.cached_keys
+        return record_keys_for(self.types)
 
     def wide_metric_columns(self) -> list[str]:
         """Numeric, non-index columns of wide data."""
@@ -173,12 +170,14 @@ def _relation(cur: duckdb.DuckDBPyConnection, name: str, extra: dict[str, Any] |
     extra = extra or {}
     metrics = extra.get(EXTRA_METRIC_NAMES)
     records = extra.get(EXTRA_RECORD_COUNT)
+    keys = extra.get(EXTRA_RECORD_KEYS)
     return Relation(
         name=name,
         types=types,
         long={"metric_name", "metric_score"} <= set(types),
         cached_metrics=list(metrics) if isinstance(metrics, list) else None,
         cached_records=int(records) if isinstance(records, int) else None,
+        cached_keys=[str(k) for k in keys] if isinstance(keys, list) else None,
     )
 
 
@@ -241,8 +240,17 @@ def extra_alias(i: int) -> str:
     return f"__axis_e{i}"
 
 
+def metric_alias(i: int) -> str:
+    """Name of the i-th metric column in :func:`wide_sql` output.
+
+    Positional, because metric names are data: ``Acc`` and ``acc`` are one identifier to DuckDB,
+    and a metric may be named like a key column.
+    """
+    return f"__axis_p{i}"
+
+
 def values_sql(rel: Relation, metrics: Sequence[str], extra: Sequence[str] = ()) -> tuple[str, list[Any]]:
-    """SELECT __axis_e<i> (extra columns), __axis_m (metric name), __axis_v (value, may be NULL).
+    """SELECT __axis_e<i> (extra columns), __axis_m (metric name), __axis_v (finite value or NULL).
 
     One row per (record, metric). Internal aliases cannot collide with user column names.
     """
@@ -251,36 +259,36 @@ def values_sql(rel: Relation, metrics: Sequence[str], extra: Sequence[str] = ())
         marks = ", ".join("?" for _ in metrics)
         sql = (
             f"SELECT {extra_q}CAST(metric_name AS VARCHAR) AS {METRIC}, "
-            f"TRY_CAST(metric_score AS DOUBLE) AS {VAL} FROM {rel.q} "
+            f"{finite_double('metric_score', try_cast=True)} AS {VAL} FROM {rel.q} "
             f"WHERE CAST(metric_name AS VARCHAR) IN ({marks})"
         )
         return sql, list(metrics)
     parts = [
-        f"SELECT {extra_q}CAST(? AS VARCHAR) AS {METRIC}, CAST({quote_ident(m)} AS DOUBLE) AS {VAL} FROM {rel.q}"
+        f"SELECT {extra_q}CAST(? AS VARCHAR) AS {METRIC}, {finite_double(quote_ident(m))} AS {VAL} FROM {rel.q}"
         for m in metrics
     ]
     return " UNION ALL ".join(parts), list(metrics)
 
 
 def wide_sql(rel: Relation, metrics: Sequence[str], extra: Sequence[str] = ()) -> tuple[str, list[Any]]:
-    """One row per record with one DOUBLE column per metric (long data pivoted by metric_name)."""
+    """One row per record: the ``extra`` columns, then metric i as DOUBLE ``__axis_p<i>`` (finite or NULL).
+
+    Long data is pivoted by metric_name over the record keys; without keys all rows are one record.
+    """
     if not rel.long:
-        cols = [*(quote_ident(c) for c in extra), *(f"CAST({quote_ident(m)} AS DOUBLE) AS {quote_ident(m)}"
-                                                    for m in metrics)]
+        cols = [*(quote_ident(c) for c in extra),
+                *(f"{finite_double(quote_ident(m))} AS {metric_alias(i)}" for i, m in enumerate(metrics))]
         return f"SELECT {', '.join(cols)} FROM {rel.q}", []
     keys = rel.record_keys()
-    key_q = ", ".join(quote_ident(k) for k in keys)
-    attrs = [c for c in extra if c not in keys]
-    select = [key_q]
-    select += [f"any_value({quote_ident(c)}) AS {quote_ident(c)}" for c in attrs]
+    select = [quote_ident(k) for k in keys]
+    select += [f"any_value({quote_ident(c)}) AS {quote_ident(c)}" for c in extra if c not in keys]
     params: list[Any] = []
-    for m in metrics:
-        select.append(
-            f"avg(TRY_CAST(metric_score AS DOUBLE)) FILTER (WHERE CAST(metric_name AS VARCHAR) = ?) "
-            f"AS {quote_ident(m)}"
-        )
+    score = finite_double("metric_score", try_cast=True)
+    for i, m in enumerate(metrics):
+        select.append(f"avg({score}) FILTER (WHERE CAST(metric_name AS VARCHAR) = ?) AS {metric_alias(i)}")
         params.append(m)
-    return f"SELECT {', '.join(select)} FROM {rel.q} GROUP BY {key_q}", params
+    group = f" GROUP BY {', '.join(quote_ident(k) for k in keys)}" if keys else ""
+    return f"SELECT {', '.join(select)} FROM {rel.q}{group}", params
 
 
 def _check_column(rel: Relation, column: str, label: str) -> None:
@@ -326,13 +334,18 @@ async def summary(store: DuckDBStore, inp: AnalyticsInput) -> dict[str, Any]:
         if not metrics:
             return {"summary": [], "total_records": total}
         vals, params = values_sql(rel, metrics)
-        rows = cur.execute(
-            f"SELECT {METRIC}, avg({VAL}), coalesce(stddev_samp({VAL}), 0), min({VAL}), max({VAL}), count({VAL}), "
-            f"avg(CASE WHEN {VAL} >= ? THEN 1.0 ELSE 0.0 END) FILTER (WHERE {VAL} IS NOT NULL) "
-            f"FROM ({vals}) GROUP BY {METRIC} HAVING count({VAL}) > 0",
-            [Thresholds.PASSING_RATE, *params],
-        ).fetchall()
-        by_name = {r[0]: r for r in rows}
+
+        def _run(scaled: bool) -> list[Any]:
+            src = scaled_values_sql(vals, VAL, METRIC) if scaled else vals
+            return cur.execute(
+                f"SELECT {METRIC}, {mean_sql(VAL, scaled)}, coalesce({std_sql(VAL, scaled)}, 0), min({VAL}), "
+                f"max({VAL}), count({VAL}), "
+                f"avg(CASE WHEN {VAL} >= ? THEN 1.0 ELSE 0.0 END) FILTER (WHERE {VAL} IS NOT NULL) "
+                f"FROM ({src}) GROUP BY {METRIC} HAVING count({VAL}) > 0",
+                [Thresholds.PASSING_RATE, *params],
+            ).fetchall()
+
+        by_name = {r[0]: r for r in retry_scaled(_run)}
         out = []
         for m in metrics:
             r = by_name.get(m)
@@ -347,13 +360,25 @@ async def summary(store: DuckDBStore, inp: AnalyticsInput) -> dict[str, Any]:
     return await run_on_source(store, inp, _fn)
 
 
+# Widest bin range, relative to |v|, that still separates 201 edges around a huge constant value.
+_MIN_RELATIVE_WIDTH = 2.0**-40
+
+
 def histogram_edges(lo: float | None, hi: float | None, bins: int) -> list[float]:
-    """Equal-width edges: ``bins + 1`` values; min == max → [v−0.5, v+0.5]; no data → [0, 1]."""
+    """Equal-width edges: ``bins + 1`` values; min == max → [v−0.5, v+0.5]; no data → [0, 1].
+
+    When v is so large that v ± 0.5 rounds back to v, the range widens to v·(1 ± 2⁻⁴¹) so
+    the bins keep a width; when hi − lo overflows, the step is computed from halves.
+    """
     if lo is None or hi is None:
         lo, hi = 0.0, 1.0
     elif lo == hi:
-        lo, hi = lo - 0.5, hi + 0.5
-    return [float(x) for x in np.linspace(lo, hi, bins + 1)]
+        half = max(0.5, abs(lo) * _MIN_RELATIVE_WIDTH / 2)
+        lo, hi = lo - half, hi + half
+    if math.isfinite(hi - lo):
+        return [float(x) for x in np.linspace(lo, hi, bins + 1)]
+    step = (hi / 2 - lo / 2) / bins * 2
+    return [*(lo + i * step for i in range(bins)), hi]
 
 
 async def distribution(store: DuckDBStore, inp: AnalyticsInput, *, metric: str, bins: int = 20) -> dict[str, Any]:
@@ -364,27 +389,35 @@ async def distribution(store: DuckDBStore, inp: AnalyticsInput, *, metric: str, 
     def _fn(cur: duckdb.DuckDBPyConnection, rel: Relation) -> dict[str, Any]:
         _require_metric(cur, rel, metric, "Metric")
         vals, params = values_sql(rel, [metric])
-        stats = cur.execute(
-            f"SELECT count({VAL}), avg({VAL}), quantile_cont({VAL}, 0.5), stddev_samp({VAL}), "
-            f"quantile_cont({VAL}, 0.25), quantile_cont({VAL}, 0.75), min({VAL}), max({VAL}) FROM ({vals})",
-            params,
-        ).fetchone()
+
+        def _run(scaled: bool) -> Any:
+            src = scaled_values_sql(vals, VAL, METRIC) if scaled else vals
+            return cur.execute(
+                f"SELECT count({VAL}), {mean_sql(VAL, scaled)}, quantile_cont({VAL}, 0.5), {std_sql(VAL, scaled)}, "
+                f"quantile_cont({VAL}, 0.25), quantile_cont({VAL}, 0.75), min({VAL}), max({VAL}) FROM ({src})",
+                params,
+            ).fetchone()
+
+        stats = retry_scaled(_run)
         assert stats is not None
         n = int(stats[0])
         edges = histogram_edges(_f(stats[6]), _f(stats[7]), bins)
         counts = [0] * bins
         if n:
             lo, hi = edges[0], edges[-1]
-            norm = bins / (hi - lo)
-            # numpy.histogram's rule: index by scaling, then correct against the exact edges.
+            # numpy.histogram's rule: index by scaling, then correct against the exact edges
+            # (halves keep (v − lo) finite when the range spans most of the double range).
+            half = 0.5 if not math.isfinite(hi - lo) else 1.0
+            norm = bins / (hi * half - lo * half)
             hist = cur.execute(
-                f"WITH b AS (SELECT {VAL} AS v, least(greatest(CAST(floor(({VAL} - ?) * ?) AS BIGINT), 0), ?) AS i "
+                f"WITH b AS (SELECT {VAL} AS v, "
+                f"least(greatest(CAST(floor(({VAL} * ? - ? * ?) * ?) AS BIGINT), 0), ?) AS i "
                 f"FROM ({vals}) WHERE {VAL} IS NOT NULL), "
                 "e AS (SELECT ?::DOUBLE[] AS edges) "
                 "SELECT CASE WHEN v < edges[i + 1] THEN i - 1 "
                 "WHEN i < ? AND v >= edges[i + 2] THEN i + 1 ELSE i END AS bin, count(*) "
                 "FROM b, e GROUP BY bin",
-                [lo, norm, bins - 1, *params, edges, bins - 1],
+                [half, lo, half, norm, bins - 1, *params, edges, bins - 1],
             ).fetchall()
             for b, c in hist:
                 counts[min(max(int(b), 0), bins - 1)] += int(c)
@@ -411,32 +444,57 @@ async def distribution(store: DuckDBStore, inp: AnalyticsInput, *, metric: str, 
     return await run_on_source(store, inp, _fn)
 
 
+GROUP_LABEL = "group"
+
+
 async def comparison(
     store: DuckDBStore, inp: AnalyticsInput, *, group_by: str, metrics: list[str] | None
 ) -> dict[str, Any]:
-    """Per group × metric mean / sample std / count in one GROUP BY; null groups dropped."""
+    """Per group × metric mean / sample std / count in one GROUP BY; null groups dropped.
+
+    Each entry is ``{"group": label, <metric>: stats}``, so a metric named ``group`` cannot be
+    shown: asked for explicitly it is a 400, by default it is left out.
+    """
 
     def _fn(cur: duckdb.DuckDBPyConnection, rel: Relation) -> dict[str, Any]:
         _check_column(rel, group_by, "Column")
-        chosen = _resolve_metrics(cur, rel, metrics)
+        if metrics is not None and GROUP_LABEL in metrics:
+            raise Invalid(
+                f"A metric named '{GROUP_LABEL}' cannot be compared: each comparison entry uses that key for "
+                "its group label. Leave it out of 'metrics' or rename it"
+            )
+        resolved = _resolve_metrics(cur, rel, metrics)
+        chosen = [m for m in resolved if m != GROUP_LABEL]
         if not chosen:
-            raise Invalid("No numeric metrics to compare")
+            clash = f" (the metric '{GROUP_LABEL}' is left out: its name is the group label's key)" if resolved else ""
+            raise Invalid(f"No numeric metrics to compare{clash}")
         vals, params = values_sql(rel, chosen, extra=[group_by])
         g = extra_alias(0)
-        rows = cur.execute(
-            f"SELECT CAST({g} AS VARCHAR) AS __axis_grp, {METRIC}, avg({VAL}), coalesce(stddev_samp({VAL}), 0), "
-            f"count({VAL}) FROM ({vals}) WHERE {g} IS NOT NULL GROUP BY __axis_grp, {METRIC} "
-            f"ORDER BY __axis_grp, {METRIC}",
-            params,
-        ).fetchall()
+
+        def _run(scaled: bool) -> list[Any]:
+            src = scaled_values_sql(vals, VAL, METRIC) if scaled else vals
+            return cur.execute(
+                f"SELECT CAST({g} AS VARCHAR) AS __axis_grp, {METRIC}, {mean_sql(VAL, scaled)}, "
+                f"coalesce({std_sql(VAL, scaled)}, 0), count({VAL}) FROM ({src}) WHERE {g} IS NOT NULL "
+                f"GROUP BY __axis_grp, {METRIC} ORDER BY __axis_grp, {METRIC}",
+                params,
+            ).fetchall()
+
         groups: dict[str, dict[str, Any]] = {}
-        for grp, m, mean, std, count in rows:
-            entry = groups.setdefault(grp, {"group": grp})
+        for grp, m, mean, std, count in retry_scaled(_run):
+            entry = groups.setdefault(grp, {GROUP_LABEL: grp})
             if int(count) > 0:
                 entry[m] = {"mean": _f(mean), "std": _f(std) if int(count) >= 2 else 0.0, "count": int(count)}
         return {"comparison": list(groups.values()), "metrics": chosen, "groups": list(groups)}
 
     return await run_on_source(store, inp, _fn)
+
+
+def _pearson(value: Any, same: bool) -> float | None:
+    """DuckDB's r as JSON: NaN → null, clamped to [−1, 1]; a metric against itself is exactly 1."""
+    if value is None or value != value:
+        return None
+    return 1.0 if same else min(1.0, max(-1.0, float(value)))
 
 
 async def correlation(store: DuckDBStore, inp: AnalyticsInput, *, metrics: list[str] | None) -> dict[str, Any]:
@@ -447,15 +505,24 @@ async def correlation(store: DuckDBStore, inp: AnalyticsInput, *, metrics: list[
         if len(chosen) < 2:
             raise Invalid("Need at least 2 metrics for correlation")
         wide, params = wide_sql(rel, chosen)
-        pairs = [(a, b) for i, a in enumerate(chosen) for b in chosen[i:]]
-        aggs = ", ".join(f"corr({quote_ident(a)}, {quote_ident(b)})" for a, b in pairs)
-        row = cur.execute(f"SELECT {aggs} FROM ({wide})", params).fetchone()
+        pairs = [(i, j) for i in range(len(chosen)) for j in range(i, len(chosen))]
+
+        def _run(scaled: bool) -> Any:
+            cols = [metric_alias(i) for i in range(len(chosen))]
+            src = wide
+            if scaled:  # r is scale-invariant: divide each metric by its largest magnitude
+                src = "SELECT " + ", ".join(
+                    f"{c} / {pow2_scale(f'max(abs({c})) OVER ()')} AS {c}" for c in cols
+                ) + f" FROM ({wide})"
+            aggs = ", ".join(f"corr({cols[i]}, {cols[j]})" for i, j in pairs)
+            return cur.execute(f"SELECT {aggs} FROM ({src})", params).fetchone()
+
+        row = retry_scaled(_run)
         assert row is not None
         matrix: dict[str, dict[str, float | None]] = {m: {} for m in chosen}
-        for (a, b), r in zip(pairs, row, strict=True):
-            value = None if r is None or r != r else float(r)
-            matrix[a][b] = value
-            matrix[b][a] = value
+        for (i, j), r in zip(pairs, row, strict=True):
+            a, b = chosen[i], chosen[j]
+            matrix[a][b] = matrix[b][a] = _pearson(r, i == j)
         return {"correlation": matrix, "metrics": chosen}
 
     return await run_on_source(store, inp, _fn)
@@ -464,7 +531,10 @@ async def correlation(store: DuckDBStore, inp: AnalyticsInput, *, metrics: list[
 async def radar(
     store: DuckDBStore, inp: AnalyticsInput, *, metrics: list[str] | None, group_by: str | None
 ) -> dict[str, Any]:
-    """AVG per metric per group (or one 'Overall' trace), null → 0.0; one GROUP BY."""
+    """AVG per metric per group (or one 'Overall' trace), null → 0.0; one GROUP BY.
+
+    Rows whose group value is null are left out, as in comparison.
+    """
 
     def _fn(cur: duckdb.DuckDBPyConnection, rel: Relation) -> dict[str, Any]:
         chosen = _resolve_metrics(cur, rel, metrics)
@@ -507,7 +577,7 @@ async def scatter(
         extra = list(dict.fromkeys(extra))
         metrics = list(dict.fromkeys([x_metric, y_metric]))
         wide, params = wide_sql(rel, metrics, extra=extra)
-        x, y = quote_ident(x_metric), quote_ident(y_metric)
+        x, y = metric_alias(0), metric_alias(metrics.index(y_metric))
         base = f"SELECT * FROM ({wide}) WHERE {x} IS NOT NULL AND {y} IS NOT NULL"
         total_row = cur.execute(f"SELECT count(*) FROM ({base})", params).fetchone()
         total = int(total_row[0]) if total_row else 0

@@ -49,6 +49,7 @@ from app.models.monitoring import (
     TrendsResponse,
 )
 from app.services.duckdb_store import DatasetInfo, DuckDBStore, quote_ident, utc_timestamp_sql
+from app.services.sql_stats import finite_double, mean_sql, pow2_scale, retry_scaled, scaled_values_sql, std_sql
 from app.services.sync_engine import STATUS_PREFIX as SYNC_STATUS_PREFIX
 
 KIND = "monitoring"
@@ -134,11 +135,9 @@ class MonitoringTable:
         return next((c for c in LATENCY_CANDIDATES if self.has(c)), None)
 
     def num(self, name: str) -> str:
-        """A column as DOUBLE; text cells that do not parse become NULL (DB-30)."""
-        col = quote_ident(name)
-        if self.types.get(name, "").startswith(NUMERIC_TYPES) or self.types.get(name, "").startswith("DECIMAL"):
-            return f"CAST({col} AS DOUBLE)"
-        return f"TRY_CAST({col} AS DOUBLE)"
+        """A column as DOUBLE; text cells that do not parse and NaN/±inf become NULL (DB-30)."""
+        typ = self.types.get(name, "")
+        return finite_double(quote_ident(name), try_cast=not typ.startswith((*NUMERIC_TYPES, "DECIMAL")))
 
     def text(self, name: str) -> str:
         """A column as VARCHAR."""
@@ -658,12 +657,19 @@ async def class_distribution(
     # sorted with numpy (DuckDB's list sort cost 2-3 x the whole query). min, max and median come
     # from the sorted values; values are all of them up to the cap, else an evenly spaced sorted
     # sketch that keeps min and max (DB-32).
-    sql = f"""
-        SELECT g, count(v) AS n, avg(v) AS a, coalesce(stddev_samp(v), 0) AS sd, list(v) AS s
-        FROM (SELECT {t.text(group_by)} AS g, {value_expr} AS v FROM {t.sql} {where.sql()})
-        WHERE v IS NOT NULL AND g IS NOT NULL GROUP BY g ORDER BY g
-    """
-    groups = await store.run_read(lambda cur: _sorted_group_values(cur.execute(sql, where.params).to_arrow_table()))
+    values = (f"SELECT {t.text(group_by)} AS g, {value_expr} AS v FROM {t.sql} {where.sql()}")
+
+    def _sql(scaled: bool) -> str:
+        src = scaled_values_sql(values, "v", "g") if scaled else values
+        return f"""
+            SELECT g, count(v) AS n, {mean_sql("v", scaled)} AS a, coalesce({std_sql("v", scaled)}, 0) AS sd,
+                   list(v) AS s
+            FROM ({src}) WHERE v IS NOT NULL AND g IS NOT NULL GROUP BY g ORDER BY g
+        """
+
+    groups = await store.run_read(lambda cur: retry_scaled(
+        lambda scaled: _sorted_group_values(cur.execute(_sql(scaled), where.params).to_arrow_table())
+    ))
     data = [
         ClassDistributionGroup(
             group=g,
@@ -726,8 +732,15 @@ async def _corr(store: DuckDBStore, t: MonitoringTable, valid: list[str], src: s
         return CorrelationResponse(matrix=[], metrics=[], dataset_id=t.info.dataset_id)
     k = len(valid)
     pairs = [(i, j) for i in range(k) for j in range(i, k)]
-    sql = f"SELECT {', '.join(f'corr(c{i}, c{j})' for i, j in pairs)} FROM {src}"
-    row = (await store.fetch(sql, params)).rows[0]
+    aggs = ", ".join(f"corr(c{i}, c{j})" for i, j in pairs)
+    # r is scale-invariant: when sums of squares overflow, divide each column by its largest magnitude.
+    scaled_src = "(SELECT " + ", ".join(
+        f"c{i} / {pow2_scale(f'max(abs(c{i})) OVER ()')} AS c{i}" for i in range(k)
+    ) + f" FROM {src})"
+    row = await store.run_read(lambda cur: retry_scaled(
+        lambda scaled: cur.execute(f"SELECT {aggs} FROM {scaled_src if scaled else src}", params).fetchone()
+    ))
+    assert row is not None
     matrix = [[0.0] * k for _ in range(k)]
     for (i, j), r in zip(pairs, row, strict=True):
         v = _f(r)

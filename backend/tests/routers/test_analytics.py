@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 from typing import Any
 
@@ -105,3 +106,123 @@ async def test_errors(client: httpx.AsyncClient) -> None:
     assert r.status_code == 422
     r = await client.post("/api/analytics/distribution", params={"metric": "m_a", "bins": 201})
     assert r.status_code == 422
+
+
+async def _upload_text(client: httpx.AsyncClient, text: str) -> str:
+    r = await client.post("/api/data/upload", files={"file": ("rows.csv", text.encode(), "text/csv")})
+    assert r.status_code == 200, r.text
+    dataset_id: str = r.json()["dataset_id"]
+    return dataset_id
+
+
+async def test_non_finite_values_are_missing_stored_and_inline(client: httpx.AsyncClient) -> None:
+    """CSV ``nan``/``inf`` cells (DuckDB stores them as doubles) and inline ±Infinity count as missing."""
+    text = (
+        "dataset_id,evaluation_name,query,actual_output,a,b,c\n"
+        "r1,e,q,o,0.2,0.1,0.5\nr2,e,q,o,nan,0.3,inf\nr3,e,q,o,0.6,0.9,0.1\nr4,e,q,o,0.8,0.4,-inf\n"
+    )
+    ds = await _upload_text(client, text)
+    finite_a = [0.2, 0.6, 0.8]
+    res = await client.post("/api/analytics/summary", params={"dataset_id": ds})
+    s = {m["metric_name"]: m for m in res.json()["summary"]}
+    assert s["a"]["count"] == 3 and s["a"]["mean"] == pytest.approx(statistics.mean(finite_a))
+    assert s["a"]["std"] == pytest.approx(statistics.stdev(finite_a))
+    assert s["c"]["count"] == 2 and s["c"]["mean"] == pytest.approx(0.3)
+    d = (await client.post("/api/analytics/distribution", params={"dataset_id": ds, "metric": "a", "bins": 3})).json()
+    counts, edges = np.histogram(finite_a, bins=3)
+    assert d["histogram"] == {"counts": counts.tolist(), "bin_edges": pytest.approx(edges.tolist())}
+    assert d["values"] == finite_a and d["stats"]["median"] == pytest.approx(0.6)
+    c = (await client.post("/api/analytics/correlation", params={"dataset_id": ds, "metrics": "a,b"})).json()
+    pairs = [(0.2, 0.1), (0.6, 0.9), (0.8, 0.4)]  # r2's a is missing
+    expected_r = float(np.corrcoef([p[0] for p in pairs], [p[1] for p in pairs])[0, 1])
+    assert c["correlation"]["a"]["b"] == pytest.approx(expected_r)
+    sc_params = {"dataset_id": ds, "x_metric": "a", "y_metric": "c"}
+    sc = (await client.post("/api/analytics/scatter", params=sc_params)).json()
+    assert sc["x"] == [0.2, 0.6] and sc["y"] == [0.5, 0.1] and sc["total_points"] == 2
+    # The same rows inline, with JSON ±Infinity (Python's json accepts them), give the same summary.
+    inline = [{"a": 0.2, "c": 0.5}, {"a": float("nan"), "c": float("inf")}, {"a": 0.6, "c": 0.1},
+              {"a": 0.8, "c": float("-inf")}]
+    r = await client.post("/api/analytics/summary", content=json.dumps(inline),
+                          headers={"content-type": "application/json"})
+    si = {m["metric_name"]: m for m in r.json()["summary"]}
+    assert si["a"]["mean"] == s["a"]["mean"] and si["c"]["count"] == 2 and si["c"]["std"] == s["c"]["std"]
+
+
+async def test_huge_magnitudes_do_not_overflow(client: httpx.AsyncClient) -> None:
+    """Sums of squares beyond the double range are retried on scaled values; constant huge values bin."""
+    m1 = [1e200, -1e200, 1e200]
+    rows = [{"g": "x", "m1": v, "m2": float(i + 1), "m3": 3e300} for i, v in enumerate(m1)]
+    s = {m["metric_name"]: m for m in (await client.post("/api/analytics/summary", json=rows)).json()["summary"]}
+    assert s["m1"]["std"] == pytest.approx(statistics.stdev(m1)) and s["m1"]["mean"] == pytest.approx(1e200 / 3)
+    assert s["m2"]["std"] == pytest.approx(1.0)
+    comp = (await client.post("/api/analytics/comparison", params={"group_by": "g"}, json=rows)).json()
+    assert comp["comparison"][0]["m1"]["std"] == pytest.approx(statistics.stdev(m1))
+    corr = (await client.post("/api/analytics/correlation", params={"metrics": "m1,m2"}, json=rows)).json()
+    assert corr["correlation"]["m1"]["m2"] == pytest.approx(0.0, abs=1e-12)  # the +,−,+ pattern vs 1,2,3
+    d = (await client.post("/api/analytics/distribution", params={"metric": "m1", "bins": 4}, json=rows)).json()
+    assert d["histogram"]["counts"] == [1, 0, 0, 2] and d["stats"]["std"] == pytest.approx(statistics.stdev(m1))
+    d = (await client.post("/api/analytics/distribution", params={"metric": "m3", "bins": 4}, json=rows)).json()
+    edges = d["histogram"]["bin_edges"]
+    assert d["histogram"]["counts"] == [0, 0, 3, 0] and edges[0] < 3e300 < edges[-1] and len(set(edges)) == 5
+    spread = [{"m": -1.7e308}, {"m": 1.7e308}, {"m": 0.0}]
+    d = (await client.post("/api/analytics/distribution", params={"metric": "m", "bins": 2}, json=spread)).json()
+    assert d["histogram"]["counts"] == [1, 2] and d["histogram"]["bin_edges"] == [-1.7e308, 0.0, 1.7e308]
+
+
+async def test_long_metric_names_are_data_not_identifiers(client: httpx.AsyncClient) -> None:
+    """Metrics differing only in case, or named like a key column, pivot into separate columns."""
+    acc_upper, acc_lower = [0.6, 0.2, 0.8, 0.4, 0.0, 0.6], [0.8, 0.6, 0.4, 0.2, 0.0, 0.8]
+    key_named = [0.1, 0.5, 0.2, 0.9, 0.3, 0.4]
+    rows = []
+    for i in range(6):
+        for name, series in (("Acc", acc_upper), ("acc", acc_lower), ("dataset_id", key_named)):
+            rows.append({"dataset_id": f"r{i}", "metric_name": name, "metric_score": series[i]})
+    for source in ("inline", "stored"):
+        if source == "stored":
+            ds = await _load(client, [{**r, "evaluation_name": "e", "query": "q", "actual_output": "o"} for r in rows])
+            params: dict[str, str] = {"dataset_id": ds}
+            body: Any = None
+        else:
+            params, body = {}, rows
+        c = (await client.post("/api/analytics/correlation", params={**params, "metrics": "Acc,acc,dataset_id"},
+                               json=body)).json()
+        assert c["correlation"]["Acc"]["acc"] == pytest.approx(float(np.corrcoef(acc_upper, acc_lower)[0, 1]))
+        assert c["correlation"]["acc"]["dataset_id"] == pytest.approx(float(np.corrcoef(acc_lower, key_named)[0, 1]))
+        sc = (await client.post("/api/analytics/scatter", params={**params, "x_metric": "Acc", "y_metric": "acc"},
+                                json=body)).json()
+        assert sc["x"] == acc_upper and sc["y"] == acc_lower and sc["ids"] == [f"r{i}" for i in range(6)]
+
+
+async def test_long_rows_without_dataset_id_agree_inline_and_stored(client: httpx.AsyncClient) -> None:
+    """A flat upload keyed by ``id`` keeps its records although §4.3 fills dataset_id with one constant."""
+    xs, ys = [0.996, 0.238, 0.37, 0.013, 0.259, 0.626], [0.47, 0.544, 0.604, 0.837, 0.234, 0.066]
+    rows = [{"id": f"k{i}", "metric_name": m, "metric_score": v}
+            for i in range(6) for m, v in (("x", xs[i]), ("y", ys[i]))]
+    ds = await _load(client, rows)
+    for params, body in (({"dataset_id": ds}, None), ({}, rows)):
+        s = (await client.post("/api/analytics/summary", params=params, json=body)).json()
+        assert s["total_records"] == 6
+        c = (await client.post("/api/analytics/correlation", params={**params, "metrics": "x,y"}, json=body)).json()
+        assert c["correlation"]["x"]["y"] == pytest.approx(float(np.corrcoef(xs, ys)[0, 1]))
+        sc = (await client.post("/api/analytics/scatter", params={**params, "x_metric": "x", "y_metric": "y"},
+                                json=body)).json()
+        assert sorted(zip(sc["x"], sc["y"], strict=True)) == sorted(zip(xs, ys, strict=True))
+    # Only metric columns: every row belongs to the one record the §4.3 fill would make.
+    bare = [{"metric_name": "x", "metric_score": v} for v in (0.0, 0.1, 0.2, 0.3)] + [
+        {"metric_name": "y", "metric_score": v} for v in (1.0, 1.1, 1.2, 1.3)]
+    s = (await client.post("/api/analytics/summary", json=bare)).json()
+    assert s["total_records"] == 1 and s["summary"][0]["mean"] == pytest.approx(0.15)
+    sc = (await client.post("/api/analytics/scatter", params={"x_metric": "x", "y_metric": "y"}, json=bare)).json()
+    assert sc["x"] == [pytest.approx(0.15)] and sc["y"] == [pytest.approx(1.15)]
+
+
+async def test_correlation_is_clamped_and_group_metric_clash(client: httpx.AsyncClient) -> None:
+    a = [i * 0.1 for i in range(8)]
+    rows = [{"a": a[i], "c": 1 - i * 0.05, "group": float(i % 2), "g": "AB"[i % 2]} for i in range(8)]
+    c = (await client.post("/api/analytics/correlation", params={"metrics": "a,c"}, json=rows)).json()
+    assert c["correlation"]["a"]["c"] == -1.0 and c["correlation"]["a"]["a"] == 1.0
+    r = await client.post("/api/analytics/comparison", params={"group_by": "g", "metrics": "a,group"}, json=rows)
+    assert r.status_code == 400 and "'group'" in r.json()["detail"]
+    comp = (await client.post("/api/analytics/comparison", params={"group_by": "g"}, json=rows)).json()
+    assert comp["metrics"] == ["a", "c"] and [e["group"] for e in comp["comparison"]] == ["A", "B"]
+    assert comp["comparison"][0]["a"]["mean"] == pytest.approx(statistics.mean(a[0::2]))

@@ -421,3 +421,24 @@ async def test_latest_dataset_is_default(store: DuckDBStore, config: MonitoringD
     assert latest.kpis.total_records == 2 and latest.kpis.avg_score == pytest.approx(0.8)
     old = await ma.summary(store, config, MonitoringFilters(dataset_id=first.dataset_id))
     assert old.kpis.total_records == 1 and old.kpis.avg_score == pytest.approx(0.2)
+
+
+async def test_non_finite_and_huge_values(store: DuckDBStore, config: MonitoringDBConfig) -> None:
+    """NaN/±inf count as missing; sums of squares beyond the double range do not fail."""
+    a = [0.1, float("nan"), 0.35, 0.8, float("inf"), 0.9]
+    b = [0.2, 0.5, 0.3, float("-inf"), 0.6, 0.4]
+    huge = [1e200, -1e200, 1e200, -1e200, 1e200, -1e200]
+    await land_frame(store, pd.DataFrame({"dataset_id": list("abcdef"), "source_name": list("XXXYYY"),
+                                          "a_score": a, "b_score": b, "h_score": huge}))
+    res = await ma.correlation(store, config, MonitoringFilters(), "a_score,b_score,h_score")
+    complete = [(x, y) for x, y in zip(a, b, strict=True) if np.isfinite(x) and np.isfinite(y)]
+    assert res.matrix[0][1] == pytest.approx(np.corrcoef(*zip(*complete, strict=True))[0, 1])
+    pairs_h = [(x, h / 1e200) for x, h in zip(a, huge, strict=True) if np.isfinite(x)]  # r is scale-invariant
+    assert res.matrix[0][2] == pytest.approx(np.corrcoef(*zip(*pairs_h, strict=True))[0, 1])
+    dist = await ma.class_distribution(store, config, MonitoringFilters(), metric="a_score", group_by="source_name")
+    by = {g.group: g for g in dist.data}
+    assert by["X"].stats.count == 2 and by["X"].stats.mean == pytest.approx(statistics.mean([0.1, 0.35]))
+    assert by["Y"].stats.std == pytest.approx(statistics.stdev([0.8, 0.9]))
+    dist = await ma.class_distribution(store, config, MonitoringFilters(), metric="h_score", group_by="source_name")
+    assert {g.group: g.stats.std for g in dist.data} == {
+        "X": pytest.approx(statistics.stdev(huge[:3])), "Y": pytest.approx(statistics.stdev(huge[3:]))}

@@ -1,0 +1,55 @@
+"""SQL building blocks for statistics that stay finite and never overflow into a 500.
+
+Non-finite values (NaN, ±inf — DuckDB's CSV reader stores the text ``nan``/``inf`` as such) are
+treated as missing, like NULL. DuckDB's ``stddev_samp``/``corr`` raise an out-of-range error when
+a running sum of squares overflows (|x| ≳ 1e154); callers then retry with every value divided by
+a per-metric power of two (:func:`scaled_values_sql`), which is exact for normal doubles, and
+multiply the mean and the standard deviation back (:func:`mean_sql`, :func:`std_sql`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import duckdb
+
+T = TypeVar("T")
+
+SCALE = "__axis_scale"
+SCALED = "__axis_vs"
+
+
+def finite_double(expr: str, *, try_cast: bool = False) -> str:
+    """``expr`` as DOUBLE, NULL unless finite."""
+    cast = f"{'TRY_CAST' if try_cast else 'CAST'}({expr} AS DOUBLE)"
+    return f"(CASE WHEN isfinite({cast}) THEN {cast} END)"
+
+
+def pow2_scale(max_abs: str) -> str:
+    """Smallest power of two ≥ ``max_abs`` (1 when it is ≤ 1 or NULL)."""
+    return f"(CASE WHEN {max_abs} > 1 THEN pow(2, ceil(log2({max_abs}))) ELSE 1.0 END)"
+
+
+def scaled_values_sql(values: str, value: str, partition: str) -> str:
+    """Add ``__axis_scale`` (per ``partition``) and ``__axis_vs`` = ``value`` / scale to ``values``."""
+    scale = pow2_scale(f"max(abs({value})) OVER (PARTITION BY {partition})")
+    return f"SELECT *, {value} / {SCALE} AS {SCALED} FROM (SELECT *, {scale} AS {SCALE} FROM ({values}))"
+
+
+def mean_sql(value: str, scaled: bool) -> str:
+    """Aggregate mean of ``value`` (from the scaled column in the retry)."""
+    return f"avg({SCALED}) * any_value({SCALE})" if scaled else f"avg({value})"
+
+
+def std_sql(value: str, scaled: bool) -> str:
+    """Aggregate sample standard deviation of ``value`` (from the scaled column in the retry)."""
+    return f"stddev_samp({SCALED}) * any_value({SCALE})" if scaled else f"stddev_samp({value})"
+
+
+def retry_scaled(run: Callable[[bool], T]) -> T:
+    """``run(False)``; on DuckDB's out-of-range error (overflowing sums of squares) ``run(True)``."""
+    try:
+        return run(False)
+    except duckdb.OutOfRangeException:
+        return run(True)
