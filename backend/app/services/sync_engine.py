@@ -203,13 +203,22 @@ def column_renames(columns: list[str], target: SyncTarget, custom: dict[str, str
 
 
 def result_keys(columns: list[str], side: str) -> list[str]:
-    """Upsert key of an internal table (DB-41): dataset_id, plus metric_name (+ id) for results."""
+    """Upsert key of an internal table (DB-41): dataset_id, plus metric_name, run_id and id for results.
+
+    An incremental sync treats a re-read row whose key is already stored as an update of it, so
+    the key must identify rows: a full sync checks that (:func:`duplicate_key_sync`) and turns
+    incremental syncs off while it does not.
+    """
     if side == "dataset":
         return ["dataset_id"]
-    keys: list[str] = [c for c in ("dataset_id", "metric_name") if c in columns]
-    if "id" in columns:
-        keys.append("id")
-    return keys
+    return [c for c in ("dataset_id", "metric_name", "run_id", "id") if c in columns]
+
+
+def duplicate_key_sync(cur: duckdb.DuckDBPyConnection, table: str, keys: list[str]) -> bool:
+    """True when some key tuple (NULLs equal) is on more than one row of ``table``."""
+    cols = ", ".join(quote_ident(k) for k in keys)
+    row = cur.execute(f"SELECT 1 FROM {quote_ident(table)} GROUP BY {cols} HAVING count(*) > 1 LIMIT 1").fetchone()
+    return row is not None
 
 
 def wrap_query(query: str) -> str:
@@ -257,15 +266,24 @@ def pg_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+# Casts whose values can be ±infinity: the watermark is the largest finite value.
+INFINITE_CASTS = frozenset({"timestamptz", "timestamp", "date", "float8"})
+
+
 def incremental_query(query: str, column: str, watermark: dict[str, Any]) -> str:
-    """Wrap a query to re-read rows at or above a typed watermark (``>=``; upsert dedupes)."""
+    """Wrap a query to re-read rows at or above a typed watermark (``>=``; upsert dedupes).
+
+    Rows whose column is NULL (or −infinity) have no place in that order and are re-read every time.
+    """
     cast = watermark["pg_cast"]
     value = str(watermark["value"])
     if cast == "timestamptz":
         value = value + "+00"
+    col = f"_axis_inc.{quote_ident(column)}"
+    below = f" OR {col} = '-infinity'::{cast}" if cast in INFINITE_CASTS else ""
     return (
         f"SELECT * FROM (\n{wrap_query(query)}\n) AS _axis_inc "
-        f"WHERE _axis_inc.{quote_ident(column)} >= {pg_literal(value)}::{cast}"
+        f"WHERE {col} >= {pg_literal(value)}::{cast} OR {col} IS NULL{below}"
     )
 
 
@@ -707,7 +725,7 @@ class _Outcome:
 
 
 class SchemaDrift(Exception):
-    """The incremental read's columns differ from the live table."""
+    """The incremental read's columns differ from the live table, or its rows repeat an upsert key."""
 
 
 # ---------------------------------------------------------------------- engine
@@ -776,13 +794,16 @@ class SyncEngine:
     async def _set_status(self, table: str, status: dict[str, Any]) -> None:
         await self.store.kv_set(STATUS_PREFIX + table, status)
 
-    async def watermarks(self, target: SyncTarget) -> dict[str, Any]:
-        """Stored watermark values per internal table (None when absent)."""
+    async def watermarks(self, target: SyncTarget) -> tuple[dict[str, Any], str | None]:
+        """Stored watermark values per internal table (None when absent), and why incremental is off."""
         out: dict[str, Any] = {}
+        disabled: str | None = None
         for table in target.tables:
             wm = await self.store.kv_get(WATERMARK_PREFIX + table)
             out[table] = wm.get("value") if isinstance(wm, dict) else None
-        return out
+            if isinstance(wm, dict) and wm.get("disabled"):
+                disabled = str(wm["disabled"])
+        return out, disabled
 
     async def status_report(self) -> dict[str, dict[str, Any]]:
         """Status of every API table, with refresh interval, incremental column and watermarks."""
@@ -796,7 +817,7 @@ class SyncEngine:
                 status["refresh_interval_minutes"] = cfg.refresh_interval_minutes
                 status["incremental_column"] = cfg.incremental_column
                 if cfg.incremental_column:
-                    status["watermarks"] = await self.watermarks(target)
+                    status["watermarks"], status["incremental_disabled"] = await self.watermarks(target)
             report[table] = status
         return report
 
@@ -972,6 +993,8 @@ class SyncEngine:
         wms: dict[str, Any] = {}
         for table in target.tables:
             wm = await self.store.kv_get(WATERMARK_PREFIX + table)
+            if isinstance(wm, dict) and wm.get("disabled"):
+                return None, str(wm["disabled"])
             if not isinstance(wm, dict) or wm.get("value") is None:
                 return None, f"no watermark stored for {table}"
             wms[table] = wm
@@ -1217,19 +1240,32 @@ class SyncEngine:
 
     # ------------------------------------------------------------------ write phase
     def _update_watermarks_sync(
-        self, cur: duckdb.DuckDBPyConnection, target: SyncTarget, loads: dict[str, LoadResult]
+        self, cur: duckdb.DuckDBPyConnection, target: SyncTarget, loads: dict[str, LoadResult], *, check_keys: bool
     ) -> None:
+        """Store each table's watermark (its largest finite incremental value).
+
+        With ``check_keys`` (full syncs) a table whose upsert key repeats gets a ``disabled``
+        marker instead: incremental syncs would merge its rows, so they stay full until it is unique.
+        """
         column = self.config(target.name).incremental_column
-        for table in target.tables:
+        for side, table in (("dataset", target.dataset_table), ("results", target.results_table)):
             key = WATERMARK_PREFIX + table
             load = loads[table]
             stored = load.renames.get(column) if column else None
             cast = pg_cast_for(load.source_types.get(stored, "")) if stored else None
+            if column and check_keys:
+                keys = result_keys(list(load.renames.values()), side)
+                if duplicate_key_sync(cur, table, keys):
+                    DuckDBStore.kv_set_sync(cur, key, {"value": None, "disabled": (
+                        f"incremental sync is off: rows of {table} repeat the upsert key ({', '.join(keys)}); "
+                        "return a unique id column from the query to enable it"
+                    )})
+                    continue
             value = None
             if stored and cast:
-                row = cur.execute(
-                    f"SELECT CAST(max({quote_ident(stored)}) AS VARCHAR) FROM {quote_ident(table)}"
-                ).fetchone()
+                col = quote_ident(stored)
+                finite = f" FILTER (WHERE isfinite({col}))" if cast in INFINITE_CASTS else ""
+                row = cur.execute(f"SELECT CAST(max({col}){finite} AS VARCHAR) FROM {quote_ident(table)}").fetchone()
                 value = row[0] if row else None
             if column and stored and cast and value is not None:
                 DuckDBStore.kv_set_sync(
@@ -1279,7 +1315,7 @@ class SyncEngine:
                 if DuckDBStore.is_table_sync(cur, target.view):  # a table (not a view) left under the view's name
                     cur.execute(f"DROP TABLE {quote_ident(target.view)}")
                 cur.execute(f"CREATE OR REPLACE VIEW {quote_ident(target.view)} AS {joined_select_sql(cur, target)}")
-                self._update_watermarks_sync(cur, target, loads)
+                self._update_watermarks_sync(cur, target, loads, check_keys=True)
                 meta = self._register_sync(cur, target, sync_id, truncated)
                 cur.execute("COMMIT")
             except BaseException:
@@ -1318,6 +1354,8 @@ class SyncEngine:
                     live_t = quote_ident(table)
                     names = [c["name"] for c in DuckDBStore.describe_sync(cur, table)]
                     keys = result_keys(names, side)
+                    if duplicate_key_sync(cur, table + STAGING_SUFFIX, keys):
+                        raise SchemaDrift(f"new rows of {table} repeat the upsert key ({', '.join(keys)})")
                     order = quote_ident(loads[table].renames.get(column, column))
                     part = ", ".join(quote_ident(k) for k in keys)
                     match = " AND ".join(
@@ -1329,7 +1367,7 @@ class SyncEngine:
                         f"QUALIFY row_number() OVER (PARTITION BY {part} ORDER BY {order} DESC NULLS LAST) = 1"
                     )
                     cur.execute(f"DROP TABLE {staging}")
-                self._update_watermarks_sync(cur, target, loads)
+                self._update_watermarks_sync(cur, target, loads, check_keys=False)
                 meta = self._register_sync(cur, target, sync_id, truncated)
                 cur.execute("COMMIT")
             except BaseException:

@@ -199,8 +199,8 @@ async def test_missing_dataset_id_is_an_error_and_nothing_is_swapped(
 async def test_incremental_appends_new_rows_and_upserts_updates(env: Env, source: PgSchema) -> None:
     first = await env.engine.sync_dataset("monitoring")
     assert first.sync_type == "full" and first.rows == 60
-    wms = await env.engine.watermarks(TARGETS["monitoring"])
-    assert wms == {"monitoring_dataset": "20", "monitoring_results": "203"}
+    wms, disabled = await env.engine.watermarks(TARGETS["monitoring"])
+    assert wms == {"monitoring_dataset": "20", "monitoring_results": "203"} and disabled is None
 
     # new case 21 with 3 results; an updated re-emitted result row (higher seq) for case 1/m1
     source.execute("INSERT INTO ds VALUES ('c0021', 'question 21', '2024-02-01 00:00:00+00', '{}', false, 'x', 21)")
@@ -219,7 +219,7 @@ async def test_incremental_appends_new_rows_and_upserts_updates(env: Env, source
     )
     assert dup == [(1, pytest.approx(0.123))]
     # typed comparison: seq 500 > 213 numerically although '500' < '99' would hold as strings
-    wms = await env.engine.watermarks(TARGETS["monitoring"])
+    wms, _ = await env.engine.watermarks(TARGETS["monitoring"])
     assert wms == {"monitoring_dataset": "21", "monitoring_results": "500"}
 
     again = await env.engine.sync_dataset("monitoring")
@@ -228,10 +228,13 @@ async def test_incremental_appends_new_rows_and_upserts_updates(env: Env, source
 
 def test_incremental_query_uses_typed_literals() -> None:
     ts = incremental_query("SELECT * FROM t;", "created_at", {"value": "2024-01-01 10:00:00", "pg_cast": "timestamptz"})
-    assert ts.endswith("""WHERE _axis_inc."created_at" >= '2024-01-01 10:00:00+00'::timestamptz""")
+    assert ts.endswith(
+        """WHERE _axis_inc."created_at" >= '2024-01-01 10:00:00+00'::timestamptz OR _axis_inc."created_at" IS NULL"""
+        """ OR _axis_inc."created_at" = '-infinity'::timestamptz"""
+    )
     assert "SELECT * FROM t\n" in ts  # trailing semicolon removed
     txt = incremental_query("SELECT 1", 'we"ird', {"value": "it's", "pg_cast": "text"})
-    assert txt.endswith("""WHERE _axis_inc."we""ird" >= 'it''s'::text""")
+    assert txt.endswith("""WHERE _axis_inc."we""ird" >= 'it''s'::text OR _axis_inc."we""ird" IS NULL""")
 
 
 async def test_reset_watermark_and_full_flag_force_full(env: Env) -> None:
@@ -239,10 +242,9 @@ async def test_reset_watermark_and_full_flag_force_full(env: Env) -> None:
     assert (await env.engine.sync_dataset("monitoring")).sync_type == "incremental"
     assert (await env.engine.sync_dataset("monitoring", force_full=True)).sync_type == "full"
     assert await env.engine.reset_watermark("monitoring") is True
-    assert await env.engine.watermarks(TARGETS["monitoring"]) == {
-        "monitoring_dataset": None,
-        "monitoring_results": None,
-    }
+    assert await env.engine.watermarks(TARGETS["monitoring"]) == (
+        {"monitoring_dataset": None, "monitoring_results": None}, None
+    )
     assert (await env.engine.sync_dataset("monitoring")).sync_type == "full"
     assert await env.engine.reset_watermark("kpi") is False
 
@@ -260,6 +262,64 @@ async def test_schema_drift_falls_back_to_full_rebuild(env: Env, source: PgSchem
     assert got == [("new",)]
     # watermarks were rebuilt by the full sync, so the next one is incremental again
     assert (await env.engine.sync_dataset("monitoring")).sync_type == "incremental"
+
+
+async def test_incremental_never_merges_rows_of_a_non_unique_key(
+    make_settings: Callable[..., Settings], source: PgSchema
+) -> None:
+    """Results without metric_name (key = dataset_id only) repeat their key: incremental stays off."""
+    settings = configure(make_settings, source, incremental_column="seq")  # no MAP: 'metric' stays as is
+    async with Env(settings) as e:
+        first = await e.engine.sync_dataset("monitoring")
+        assert first.sync_type == "full" and first.rows == joined_count(source) == 60
+        wms, disabled = await e.engine.watermarks(TARGETS["monitoring"])
+        assert wms["monitoring_results"] is None and "monitoring_results" in (disabled or "")
+        assert wms["monitoring_dataset"] == "20"  # the dataset side's key is unique
+        again = await e.engine.sync_dataset("monitoring")  # no source change: nothing may be lost
+        assert again.sync_type == "full" and again.rows == 60 and await e.count("monitoring_results") == 60
+        report = (await e.engine.status_report())["monitoring_data"]
+        assert "upsert key (dataset_id)" in report["incremental_disabled"]
+
+
+async def test_incremental_with_unique_key_but_new_duplicates_falls_back_to_full(env: Env, source: PgSchema) -> None:
+    """A second run of (case, metric) arrives: merging it would drop a row, so the sync runs in full."""
+    await env.engine.sync_dataset("monitoring")
+    source.execute(
+        "INSERT INTO rs VALUES ('c0001', 'm1', 0.3, now(), 600, 'prod'), ('c0001', 'm1', 0.4, now(), 601, 'prod')"
+    )
+    res = await env.engine.sync_dataset("monitoring")
+    assert res.sync_type == "full" and res.rows == joined_count(source) == 62
+    _, disabled = await env.engine.watermarks(TARGETS["monitoring"])
+    assert disabled is not None and "dataset_id, metric_name" in disabled
+
+
+async def test_incremental_reads_null_and_infinite_watermark_rows(
+    make_settings: Callable[..., Settings], source: PgSchema
+) -> None:
+    """Rows whose incremental column is NULL or ±infinity are not lost by the watermark."""
+    source.execute("ALTER TABLE ds ADD COLUMN updated_at timestamptz")
+    source.execute("ALTER TABLE rs ADD COLUMN updated_at timestamptz")
+    source.execute("UPDATE ds SET updated_at = created_at")
+    source.execute("UPDATE rs SET updated_at = created_at")
+    source.execute("UPDATE ds SET updated_at = 'infinity' WHERE record_id = 'c0001'")
+    settings = configure(make_settings, source, columns=MAP, incremental_column="updated_at")
+    async with Env(settings) as e:
+        assert (await e.engine.sync_dataset("monitoring")).rows == 60
+        wms, _ = await e.engine.watermarks(TARGETS["monitoring"])
+        assert wms["monitoring_dataset"] == "2024-01-01 00:20:00"  # the largest finite value, not 'infinity'
+        source.execute("INSERT INTO ds VALUES ('c0100', 'late', now(), '{}', false, 'x', 100, '2025-01-01')")
+        source.execute("INSERT INTO ds VALUES ('c0101', 'no time', now(), '{}', false, 'x', 101, NULL)")
+        source.execute("INSERT INTO ds VALUES ('c0102', 'before all', now(), '{}', false, 'x', 102, '-infinity')")
+        source.execute(
+            "INSERT INTO rs SELECT c, 'm1', 0.5, now(), 1000, 'prod', u FROM (VALUES "
+            "('c0100', timestamptz '2025-01-01'), ('c0101', NULL), ('c0102', timestamptz '2025-01-02')) v(c, u)"
+        )
+        res = await e.engine.sync_dataset("monitoring")
+        assert res.sync_type == "incremental" and res.rows == joined_count(source) == 63
+        got = await e.rows("SELECT dataset_id FROM monitoring_data WHERE dataset_id >= 'c0100' ORDER BY 1")
+        assert got == [("c0100",), ("c0101",), ("c0102",)]
+        again = await e.engine.sync_dataset("monitoring")  # NULL / -infinity rows re-read and upserted
+        assert again.sync_type == "incremental" and again.rows == 63
 
 
 # ---------------------------------------------------------------------- faults
