@@ -44,6 +44,7 @@ class DatasetSyncStatus(BaseModel):
     refresh_interval_minutes: int | None = None
     incremental_column: str | None = None
     watermarks: dict[str, Any] | None = None
+    incremental_disabled: str | None = None  # why syncs stay full although incremental_column is set
 
 
 class StoreStatusResponse(SuccessResponse):

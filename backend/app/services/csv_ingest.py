@@ -47,6 +47,7 @@ from app.services.duckdb_store import (
     DatasetInfo,
     DuckDBStore,
     bound_ingest_buffers,
+    free_reserved_columns_sync,
     is_storage_write_failure,
     quote_ident,
     utc_instant_sql,
@@ -557,6 +558,7 @@ def _build_table_from_csv(
         # the same file and dialect just parsed: an error here is the store's (e.g. a full disk)
         cur.execute(f"CREATE TABLE {qtable} AS SELECT {select} FROM {text_source}", [file_param])
         inferred = True
+    free_reserved_columns_sync(cur, table)
     count_row = cur.execute(f"SELECT count(*) FROM {qtable}").fetchone()
     row_count = int(count_row[0]) if count_row else 0
     if row_count == 0 and not allow_empty:

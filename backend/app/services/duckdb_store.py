@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +48,34 @@ def quote_ident(name: str) -> str:
     if not isinstance(name, str) or name == "" or "\x00" in name:
         raise Invalid("Invalid identifier")
     return '"' + name.replace('"', '""') + '"'
+
+
+# DuckDB's row-number pseudo-column: a stored column of that name (any case) would shadow it, and
+# paging, caps and CSV error reports address rows by it.
+RESERVED_COLUMN = "rowid"
+
+
+def reserved_column_renames(names: Iterable[str]) -> dict[str, str]:
+    """``{name: new}`` for columns named ``rowid`` (any case): ``source_rowid`` (numbered when taken)."""
+    names = list(names)
+    taken = {n.lower() for n in names}
+    out: dict[str, str] = {}
+    for name in names:
+        if name.lower() != RESERVED_COLUMN:
+            continue
+        new, i = f"source_{name}", 2
+        while new.lower() in taken:
+            new, i = f"source_{name}_{i}", i + 1
+        taken.add(new.lower())
+        out[name] = new
+    return out
+
+
+def free_reserved_columns_sync(cur: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Rename a ``rowid`` column of ``table`` so DuckDB's row number stays addressable."""
+    names = [str(r[0]) for r in cur.execute(f"DESCRIBE {quote_ident(table)}").fetchall()]
+    for old, new in reserved_column_renames(names).items():
+        cur.execute(f"ALTER TABLE {quote_ident(table)} RENAME COLUMN {quote_ident(old)} TO {quote_ident(new)}")
 
 
 # Row groups a bulk insert buffers before compressing and flushing them (DuckDB default 5). One is
@@ -602,6 +630,7 @@ class DuckDBStore:
             cur.execute(f"DROP TABLE IF EXISTS {quote_ident(staging)}")
             try:
                 build(cur, staging)
+                free_reserved_columns_sync(cur, staging)
                 columns = self.describe_sync(cur, staging)
                 count_row = cur.execute(f"SELECT count(*) FROM {quote_ident(staging)}").fetchone()
                 row_count = int(count_row[0]) if count_row else 0

@@ -47,6 +47,7 @@ from app.services.duckdb_store import (
     bound_ingest_buffers,
     compute_table_metadata_sync,
     quote_ident,
+    reserved_column_renames,
     utc_instant_sql,
     utc_now,
 )
@@ -181,9 +182,10 @@ def column_renames(columns: list[str], target: SyncTarget, custom: dict[str, str
     """Source → stored column names: custom map (exact) first, then the alias table (DB-26).
 
     A rename whose target already exists as a source column, or was already produced, is
-    skipped, so the stored table never has duplicate names (collision guard).
+    skipped, so the stored table never has duplicate names (collision guard). Names compare
+    case-insensitively, as DuckDB's identifiers do; a ``rowid`` column becomes ``source_rowid``.
     """
-    existing = set(columns)
+    existing = {c.lower() for c in columns}
     used: set[str] = set()
     out: dict[str, str] = {}
     for col in columns:
@@ -193,11 +195,13 @@ def column_renames(columns: list[str], target: SyncTarget, custom: dict[str, str
             new = normalise_key(col) or col
         else:
             new = target.aliases.get(normalise_key(col), col)
-        if new != col and (new in existing or new in used):
+        if new.lower() != col.lower() and (new.lower() in existing or new.lower() in used):
             new = col
-        if new in used:
-            new = f"{col}_{len(used)}"
-        used.add(new)
+        new = reserved_column_renames([new]).get(new, new)
+        base, i = new, 2
+        while new.lower() in used:
+            new, i = f"{base}_{i}", i + 1
+        used.add(new.lower())
         out[col] = new
     return out
 
@@ -353,13 +357,14 @@ def joined_select_sql(
         if r_type == d_type
         else "CAST(r.dataset_id AS VARCHAR) = CAST(d.dataset_id AS VARCHAR)"
     )
-    taken = set(r_cols)
+    taken = {c.lower() for c in r_cols}  # DuckDB identifiers are case-insensitive
     select = [f"r.{quote_ident(c)}" for c in r_cols]
     for c in d_cols:
-        out = f"dataset_{c}" if c in taken else c
-        if out in taken:
-            continue
-        taken.add(out)
+        out = f"dataset_{c}" if c.lower() in taken else c
+        base, i = out, 2
+        while out.lower() in taken:
+            out, i = f"{base}_{i}", i + 1
+        taken.add(out.lower())
         select.append(f"d.{quote_ident(c)} AS {quote_ident(out)}")
     if keys:
         select += [f"r.rowid AS {quote_ident(keys[0])}", f"d.rowid AS {quote_ident(keys[1])}"]
@@ -547,7 +552,15 @@ def plan_extension_load(
 ) -> ExtensionPlan:
     """Describe the source query and decide its streams (partitioned when configured and present)."""
     limited = limit_query(query, max_rows + 1)
-    described = cur.execute("DESCRIBE SELECT * FROM postgres_query(?, ?)", [alias, limited]).fetchall()
+    try:
+        described = cur.execute("DESCRIBE SELECT * FROM postgres_query(?, ?)", [alias, limited]).fetchall()
+    except duckdb.BinderException as exc:
+        if "duplicate column name" not in str(exc):
+            raise
+        raise Invalid(
+            "The query returns two columns whose names differ only in case; DuckDB column names are "
+            f"case-insensitive, so give one of them another alias in the query ({str(exc).splitlines()[0]})"
+        ) from None
     columns = [(str(r[0]), str(r[1])) for r in described]
     renames = column_renames([c for c, _ in columns], target, custom)
     queries = [limited]

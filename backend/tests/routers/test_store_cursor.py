@@ -221,3 +221,48 @@ async def test_cursor_walks_the_synced_join_view_exactly_once(
             "SELECT rs.seq FROM rs JOIN ds ON rs.dataset_id = ds.record_id WHERE environment = 'prod' ORDER BY 1 DESC"
         )
         assert [r["seq"] for r in prod] == [w[0] for w in want_prod]
+
+
+async def test_a_source_column_named_rowid_cannot_shadow_the_row_number(
+    paged_client: tuple[Any, httpx.AsyncClient], make_settings: Callable[..., Settings], pg: PgSchema
+) -> None:
+    """Uploads and syncs store a ``rowid`` column as ``source_rowid``; caps and cursors still see every row."""
+    _app, client = paged_client
+    rows = [{"dataset_id": f"r{i:02d}", "ROWID": 1, "score": i / 10} for i in range(23)]
+    csv = "dataset_id,ROWID,score\n" + "".join(f"{r['dataset_id']},1,{r['score']}\n" for r in rows)
+    up = await client.post("/api/monitoring/upload", files={"file": ("m.csv", csv.encode(), "text/csv")})
+    assert up.status_code == 200, up.text
+    walked, _ = await _walk(client, "/api/store/data/monitoring", page_size=5, sort_by="score", sort_dir="asc")
+    assert [r["dataset_id"] for r in walked] == [r["dataset_id"] for r in rows]
+    assert walked[0]["source_ROWID"] == 1 and "ROWID" not in walked[0]
+
+    create_source(pg)
+    pg.execute("ALTER TABLE rs ADD COLUMN rowid int DEFAULT 1")
+    settings = configure(make_settings, pg, columns=MAP, duckdb={"max_sync_rows": 25})
+    from tests.services.test_sync_engine import Env
+
+    async with Env(settings) as e:
+        res = await e.engine.sync_dataset("monitoring")
+        assert res.status == "ready" and res.truncated and await e.count("monitoring_results") == 25
+        cols = [c["name"] for c in await e.store.describe("monitoring_results")]
+        assert "source_rowid" in cols and "rowid" not in cols
+
+
+async def test_column_names_collide_case_insensitively(make_settings: Callable[..., Settings], pg: PgSchema) -> None:
+    """A results ``note`` and a dataset ``Note`` are one DuckDB identifier: the dataset one is prefixed."""
+    from tests.services.test_sync_engine import Env
+
+    create_source(pg)
+    pg.execute('ALTER TABLE ds RENAME COLUMN note TO "Note"')
+    pg.execute("ALTER TABLE rs ADD COLUMN note text DEFAULT 'results side'")
+    settings = configure(make_settings, pg, columns=MAP)
+    async with Env(settings) as e:
+        assert (await e.engine.sync_dataset("monitoring")).status == "ready"
+        cols = [c["name"] for c in await e.store.describe("monitoring_data")]
+        assert "note" in cols and "dataset_Note" in cols and "Note_1" not in cols
+        got = await e.rows("SELECT DISTINCT note FROM monitoring_data")
+        assert got == [("results side",)]
+    pg.execute('ALTER TABLE rs ADD COLUMN "NOTE" text')
+    async with Env(settings) as e:
+        res = await e.engine.sync_dataset("monitoring")
+        assert res.status == "error" and "differ only in case" in (res.error or "")
