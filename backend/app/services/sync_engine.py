@@ -1448,16 +1448,18 @@ class SyncEngine:
         )
 
     async def repair_derived(self) -> bool:
-        """Rebuild derived tables whose sync id lags the raw dataset's (crash between stages); True if run."""
+        """Rebuild the human-signals derived table from the stored raw rows (every boot, §1.1 3c); True if run.
+
+        Every boot, not only when its sync id lags the raw one (a crash between the stages), so
+        changes to the aggregation take effect without a new sync.
+        """
         raw_id = await self.store.kv_get(RAW_SYNC_ID_KEY)
         if raw_id is None or not await self.store.table_exists(TARGETS["human_signals"].view):
             return False
-        cases_id = await self.store.kv_get(CASES_SYNC_ID_KEY)
-        if cases_id == raw_id and await self.store.table_exists(CASES_TABLE):
-            return False
         if self._derived_builder("human_signals") is None:
             return False
-        logger.info("Rebuilding %s: sync id %s lags raw sync id %s", CASES_TABLE, cases_id, raw_id)
+        cases_id = await self.store.kv_get(CASES_SYNC_ID_KEY)
+        logger.info("Rebuilding %s from raw sync %s (cases were built from %s)", CASES_TABLE, raw_id, cases_id)
         await self._run_derived(TARGETS["human_signals"], str(raw_id))
         return True
 

@@ -433,7 +433,9 @@ async def test_crash_between_stages_is_repaired_at_startup(
         rows = await e2.rows("SELECT count(*), min(n), max(n), min(sync_id) FROM human_signals_cases")
         assert rows == [(20, 3, 3, raw_id)]
         assert (await e2.engine.get_status("human_signals_cases"))["state"] == "ready"
-        assert await e2.engine.repair_derived() is False  # ids agree now
+        await e2.rows("DELETE FROM human_signals_cases WHERE n = 3 AND \"Case_ID\" = 'c0001'")
+        assert await e2.engine.repair_derived() is True  # every boot, so a stale table is rebuilt too
+        assert await e2.rows("SELECT count(*) FROM human_signals_cases") == [(20,)]
 
 
 async def test_status_and_registry_survive_restart(env: Env, make_settings: Callable[..., Settings]) -> None:
@@ -564,7 +566,7 @@ async def test_human_signals_sync_runs_the_real_derived_build(
         assert await e.count("human_signals_cases") == 4
         status = await e.engine.get_status("human_signals_cases")
         assert status["state"] == "ready" and status["rows"] == 4
-        assert await e.engine.repair_derived() is False
+        assert await e.engine.repair_derived() is True and await e.count("human_signals_cases") == 4
 
 
 async def test_scheduler_syncs_due_datasets_incrementally(
