@@ -31,7 +31,7 @@ import logging
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -409,6 +409,44 @@ _INTEGER_TYPES = frozenset(
 )
 
 
+# Above this many (column, predicate) counts one aggregate per count makes DuckDB's planner
+# quadratic (1,000 columns: 7 s to plan); the counts are then taken over the unpivoted values.
+WIDE_COUNTS = 64
+
+
+def _count_per_column(
+    cur: duckdb.DuckDBPyConnection, source: str, params: list[Any], checks: Sequence[tuple[str, str]]
+) -> list[int]:
+    """For each (text column, predicate) the number of its values matching the predicate.
+
+    A predicate is SQL with ``{v}`` for the value and must be false for NULL. Few checks: one
+    ``count(*) FILTER`` per check. Many (a wide file): the checked columns are unpivoted into
+    (name, value) rows and each distinct predicate is counted per name — a plan whose size does
+    not grow with the column count. Both stream ``source`` once.
+    """
+    if not checks:
+        return []
+    if len(checks) <= WIDE_COUNTS:
+        aggs = ", ".join(f"count(*) FILTER (WHERE {pred.format(v=quote_ident(col))})" for col, pred in checks)
+        return [int(x) for x in cur.execute(f"SELECT {aggs} FROM {source}", params).fetchone() or ()]
+    preds = list(dict.fromkeys(pred for _, pred in checks))
+    cols = ", ".join(quote_ident(c) for c in dict.fromkeys(col for col, _ in checks))
+    aggs = ", ".join(f"count(*) FILTER (WHERE {pred.format(v='_axis_v')})" for pred in preds)
+    rows = cur.execute(
+        f"SELECT _axis_n, {aggs} FROM (UNPIVOT (SELECT {cols} FROM {source}) ON COLUMNS(*) "
+        "INTO NAME _axis_n VALUE _axis_v) GROUP BY _axis_n",
+        params,
+    ).fetchall()
+    counts = {(str(r[0]), pred): int(r[1 + j]) for r in rows for j, pred in enumerate(preds)}
+    return [counts.get((col, pred), 0) for col, pred in checks]
+
+
+_NOT_NULL = "{v} IS NOT NULL"
+_NOT_INTEGER = "{v} IS NOT NULL AND " + _not_integer_literal("{v}")
+_DATE_WITH_TIME = "TRY_CAST({v} AS TIMESTAMP) IS DISTINCT FROM CAST(TRY_CAST({v} AS DATE) AS TIMESTAMP)"
+_WITH_UTC_OFFSET = "regexp_matches(trim({v}), " + UTC_OFFSET_SUFFIX_SQL.replace("{", "{{").replace("}", "}}") + ")"
+
+
 def _check_sniffed_types_lossless(
     cur: duckdb.DuckDBPyConnection, file_param: str, header: list[str], types: dict[str, str]
 ) -> None:
@@ -421,21 +459,14 @@ def _check_sniffed_types_lossless(
     """
     checks = []
     for name, typ in types.items():
-        q = quote_ident(name)
         if typ in _INTEGER_TYPES:
-            checks.append(f"count(*) FILTER (WHERE {q} IS NOT NULL AND {_not_integer_literal(q)})")
+            checks.append((name, _NOT_INTEGER))
         elif typ == "DATE":
-            checks.append(
-                f"count(*) FILTER (WHERE TRY_CAST({q} AS TIMESTAMP) IS DISTINCT FROM "
-                f"CAST(TRY_CAST({q} AS DATE) AS TIMESTAMP))"
-            )
+            checks.append((name, _DATE_WITH_TIME))
         elif typ.startswith("TIMESTAMP") and not _is_tz_timestamp(typ):
-            checks.append(f"count(*) FILTER (WHERE regexp_matches(trim({q}), {UTC_OFFSET_SUFFIX_SQL}))")
-    if not checks:
-        return
+            checks.append((name, _WITH_UTC_OFFSET))
     text = _read_csv_sql(dict.fromkeys(header, "VARCHAR"), header)
-    row = cur.execute(f"SELECT {', '.join(checks)} FROM {text}", [file_param]).fetchone() or ()
-    if any(row):
+    if any(_count_per_column(cur, text, [file_param], checks)):
         raise duckdb.ConversionException("a sniffed integer, DATE or TIMESTAMP column would change a value")
 
 
@@ -443,12 +474,12 @@ INFER_SAMPLE_ROWS = 10_000
 _INFER_CANDIDATES = ("BIGINT", "DOUBLE", "BOOLEAN", "TIMESTAMPTZ")
 
 
-def _misfits(column: str, typ: str) -> str:
-    """Count of a text column's non-NULL values that are not a ``typ`` value."""
-    bad = f"TRY_CAST({column} AS {typ}) IS NULL"
+def _misfit(typ: str) -> str:
+    """Predicate: a non-NULL text value ``{v}`` that is not a ``typ`` value."""
+    bad = f"TRY_CAST({{v}} AS {typ}) IS NULL"
     if typ == "BIGINT":  # DuckDB casts '0.3' to 0 and '2.5' to 3: integers must be integer literals
-        bad = f"({bad} OR {_not_integer_literal(column)})"
-    return f"count(*) FILTER (WHERE {column} IS NOT NULL AND {bad})"
+        bad = f"({bad} OR {_not_integer_literal('{v}')})"
+    return f"{{v}} IS NOT NULL AND {bad}"
 
 
 def _infer_types_sql(
@@ -461,17 +492,16 @@ def _infer_types_sql(
     candidates that survive the sample (a text column's TIMESTAMPTZ check alone costs ~0.3 s
     per million values). Both passes stream the file; nothing is materialised.
     """
-    quoted = {n: quote_ident(n) for n in names}
-    sample = [_misfits(quoted[n], t) for n in names for t in _INFER_CANDIDATES]
-    row = cur.execute(f"SELECT {', '.join(sample)} FROM (SELECT * FROM {source} LIMIT {INFER_SAMPLE_ROWS})", params)
-    sample_bad = row.fetchone() or ()
+    sample_checks = [(n, _misfit(t)) for n in names for t in _INFER_CANDIDATES]
+    sample_bad = _count_per_column(cur, f"(SELECT * FROM {source} LIMIT {INFER_SAMPLE_ROWS})", params, sample_checks)
     alive = {
         n: [t for j, t in enumerate(_INFER_CANDIDATES) if sample_bad[i * len(_INFER_CANDIDATES) + j] == 0]
         for i, n in enumerate(names)
     }
     checks = [(n, t) for n in names for t in alive[n]]
-    aggs = [f"count({quoted[n]})" for n in names] + [_misfits(quoted[n], t) for n, t in checks]
-    full = cur.execute(f"SELECT {', '.join(aggs)} FROM {source}", params).fetchone() or ()
+    full = _count_per_column(
+        cur, source, params, [(n, _NOT_NULL) for n in names] + [(n, _misfit(t)) for n, t in checks]
+    )
     non_null = dict(zip(names, full[: len(names)], strict=True))
     fits = {check for check, bad in zip(checks, full[len(names) :], strict=True) if bad == 0}
     return [

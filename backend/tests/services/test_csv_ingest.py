@@ -295,6 +295,22 @@ def test_sql_inference_keeps_decimals_exact(tmp_path: Path) -> None:
     assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchone() == (0,)
 
 
+def test_wide_file_checks_and_infers_every_column(tmp_path: Path) -> None:
+    """100 columns (more counts than one aggregate each can plan quickly): same checks, per column."""
+    width = 100
+    header = ",".join(f"c{j}" for j in range(width)) + ",d\n"
+    rows = "".join(",".join(str(i + j) for j in range(width)) + f",2026-01-0{i % 9 + 1}\n" for i in range(25_000))
+    late = ",".join("2.5" if j == 41 else ("n/a" if j == 77 else "7") for j in range(width)) + ",2026-01-09 10:30\n"
+    con, res = _load(tmp_path, (header + rows + late).encode())
+    assert res.inferred_by_sql is True and res.row_count == 25_001
+    types = {c["name"]: c["type"] for c in res.columns}
+    assert types["c41"] == "DOUBLE" and types["c77"] == "VARCHAR" and types["d"] == "TIMESTAMP"
+    assert {t for n, t in types.items() if n not in ("c41", "c77", "d")} == {"BIGINT"}
+    got = con.execute("SELECT c0, c41, c77, d FROM t WHERE c41 = 2.5").fetchall()
+    assert got == [(7, 2.5, "n/a", dt.datetime(2026, 1, 9, 10, 30))]
+    assert con.execute("SELECT sum(c99) FROM t").fetchone() == (sum(range(99, 25_099)) + 7,)
+
+
 def test_late_time_of_day_in_a_date_column_is_kept(tmp_path: Path) -> None:
     """DuckDB would store '2026-01-09 10:30:00' in a sniffed DATE column as 2026-01-09."""
     rows = "".join(f"{i},2026-01-0{i % 9 + 1}\n" for i in range(25_000))
