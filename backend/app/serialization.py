@@ -1,4 +1,13 @@
-"""One JSON cleaner for every response: NaN/±Inf → null, numpy/decimal/datetime → JSON types."""
+"""One JSON cleaner for every response: NaN/±Inf → null, numpy/decimal/datetime → JSON types.
+
+Rules (:func:`clean_json`): NaN, +Inf, −Inf → ``null``; numpy scalars/arrays → Python numbers/lists;
+``Decimal`` → float; ``timedelta`` (DuckDB INTERVAL) → seconds as a float; ``datetime`` / ``date`` /
+``time`` → ISO-8601 text, a zero UTC offset written ``Z``; the ±infinity sentinels DuckDB's client
+returns for infinite TIMESTAMP / TIMESTAMPTZ / DATE values → ``"infinity"`` / ``"-infinity"``;
+``bytes`` (BLOB / bytea) → text decoded as UTF-8 with ``errors="replace"``; UUID and anything
+else → ``str``. Response models apply the same rules to their row lists through
+``app.models.common.Row`` (:func:`clean_row`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +16,7 @@ import decimal
 import json
 import math
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,9 +25,94 @@ from fastapi.responses import JSONResponse
 
 _PLAIN = frozenset({str, int, bool, type(None)})
 
+# DuckDB's Python client returns these for 'infinity' / '-infinity' TIMESTAMP, TIMESTAMP_S/MS/NS
+# and TIMESTAMPTZ values (naive, whatever the session zone) and date.max / date.min for DATE
+# infinities; asyncpg returns the same values (UTC-aware for timestamptz). A finite value equal to
+# one of them (9999-12-31 23:59:59.999999, 0001-01-01 00:00, DATE 9999-12-31 or 0001-01-01) cannot
+# be told apart from the infinity by the client, so it is served as the infinity too: the same text
+# the store's metadata (a CAST to VARCHAR) shows for the infinite values.
+_DATETIME_MAX = dt.datetime.max
+_DATETIME_MIN = dt.datetime.min
+_DATE_MAX = dt.date.max
+_DATE_MIN = dt.date.min
+_SENTINEL_YEARS = (1, 9999)
+
+
+def iso_datetime(value: dt.datetime) -> str:
+    """ISO-8601 text of a datetime: ±infinity sentinels as ``"infinity"`` / ``"-infinity"``, UTC as ``Z``."""
+    if value.year in _SENTINEL_YEARS:
+        wall = value.replace(tzinfo=None)
+        if wall == _DATETIME_MAX:
+            return "infinity"
+        if wall == _DATETIME_MIN:
+            return "-infinity"
+    offset = value.utcoffset()
+    if offset is not None and not offset:
+        return value.replace(tzinfo=None).isoformat() + "Z"
+    return value.isoformat()
+
+
+def iso_date(value: dt.date) -> str:
+    """ISO-8601 text of a date: DuckDB's ±infinity DATE sentinels as ``"infinity"`` / ``"-infinity"``."""
+    if value == _DATE_MAX:
+        return "infinity"
+    return "-infinity" if value == _DATE_MIN else value.isoformat()
+
+
+def _decimal(value: decimal.Decimal) -> float | None:
+    if value.is_nan():
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _bytes(value: bytes | bytearray | memoryview) -> str:
+    return bytes(value).decode("utf-8", errors="replace")
+
+
+# Cell types pydantic's JSON serializer already writes by the clean_json rules: NaN/±Inf floats as
+# null (its default; CleanJSONResponse nulls them on FastAPI's dump_python path); a finite datetime
+# (not a sentinel year) as ISO-8601 with ``Z`` for UTC, the text iso_datetime gives.
+_PYDANTIC_NATIVE = frozenset({str, int, bool, type(None), float})
+# Exact-type converters for the cells queries return most (skips clean_json's isinstance chain).
+_CELL: dict[type, Callable[[Any], Any]] = {
+    dt.datetime: iso_datetime,
+    dt.date: iso_date,
+    decimal.Decimal: _decimal,
+    dt.timedelta: dt.timedelta.total_seconds,
+    bytes: _bytes,
+    uuid.UUID: str,
+}
+
+
+def clean_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A result row (column → value) ready for pydantic's JSON serializer (the ``Row`` type's serializer).
+
+    Values pydantic would write differently from :func:`clean_json` (Decimal as ``"0.8125"``,
+    timedelta as ``"PT1.5S"``, bytes that are not UTF-8 as an error, the ±infinity datetimes as
+    dates, numpy scalars, nested lists/dicts holding any of these) are replaced by their
+    ``clean_json`` value; the rest are left to pydantic's compiled serializer. The row is copied
+    only when a value changes: about 1 µs per 17-column row with a timestamp.
+    """
+    out: dict[str, Any] | None = None
+    for key, value in row.items():
+        kind = type(value)
+        if kind in _PYDANTIC_NATIVE or (kind is dt.datetime and value.year not in _SENTINEL_YEARS):
+            continue
+        if out is None:
+            out = dict(row)
+        convert = _CELL.get(kind)
+        out[key] = convert(value) if convert is not None else clean_json(value)
+    return row if out is None else out
+
 
 def clean_json(value: Any) -> Any:
-    """Return ``value`` with every float made JSON-safe and every scalar made a Python type."""
+    """Return ``value`` with every float made JSON-safe and every scalar made a JSON-native Python type.
+
+    Never raises for a value a query can return: bytes that are not valid UTF-8 are decoded with
+    ``errors="replace"`` (each invalid byte becomes U+FFFD), chosen over base64 so that text held
+    in BLOB / bytea columns stays readable and a string cell never needs a second decoding rule.
+    """
     # Exact-type fast paths first: responses are mostly plain dicts, lists, str, int and float.
     kind = type(value)
     if kind in _PLAIN:
@@ -46,29 +141,32 @@ def clean_json(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return [clean_json(v) for v in value.tolist()]
     if isinstance(value, decimal.Decimal):
-        return clean_json(float(value))
+        return _decimal(value)
     if isinstance(value, dt.datetime):
-        return value.isoformat()
-    if isinstance(value, (dt.date, dt.time)):
+        return iso_datetime(value)
+    if isinstance(value, dt.date):
+        return iso_date(value)
+    if isinstance(value, dt.time):
         return value.isoformat()
     if isinstance(value, dt.timedelta):
         return value.total_seconds()
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value).decode("utf-8", errors="replace")
+        return _bytes(value)
     return str(value)
 
 
-_ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+# Datetimes are passed through to ``clean_json`` (orjson would write the ±infinity sentinels as dates).
+_ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
 def dumps_clean(content: Any) -> bytes:
     """Compact UTF-8 JSON with the :func:`clean_json` rules (NaN/±Inf → null, numpy → numbers).
 
     orjson applies those rules natively (~10 × faster on number-heavy bodies); types it does not
-    know go through ``clean_json``. Anything it refuses (integers beyond 64 bits) takes the
-    standard-library path over the cleaned value.
+    know, and datetimes, go through ``clean_json``. Anything it refuses (integers beyond 64 bits)
+    takes the standard-library path over the cleaned value.
     """
     try:
         return orjson.dumps(content, default=clean_json, option=_ORJSON_OPTIONS)

@@ -6,18 +6,21 @@ import datetime as dt
 import decimal
 import json
 import math
+import uuid
 from collections.abc import Callable
 from typing import Any
 
+import duckdb
 import httpx
 import numpy as np
 import pytest
 from fastapi import APIRouter
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from app import errors
 from app.config import Settings
 from app.main import create_app
+from app.models.common import Row
 from app.serialization import clean_json, dumps_clean
 
 
@@ -108,12 +111,105 @@ def test_response_bodies_follow_the_clean_json_rules() -> None:
     }
     expected = clean_json(body)
     assert json.loads(dumps_clean(body)) == expected
-    assert expected["when"] == ["2026-01-02T03:04:05.678000", "2026-01-02T03:04:05.678000+00:00", "2026-01-02"]
+    assert expected["when"] == ["2026-01-02T03:04:05.678000", "2026-01-02T03:04:05.678000Z", "2026-01-02"]
     assert expected["dec"] == [2.5, None] and expected["span"] == 90.0 and expected["raw"] == "café"
     # Integers beyond 64 bits (DuckDB HUGEINT) take the standard-library path, still strict JSON.
     huge = {"n": 2**70, "x": math.nan}
     assert json.loads(dumps_clean(huge)) == {"n": 2**70, "x": None}
     assert dumps_clean({"text": "naïve"}) == '{"text":"naïve"}'.encode()
+
+
+def test_clean_json_maps_duckdb_infinities_decimals_intervals_and_blobs() -> None:
+    """What DuckDB's client returns for these types, and what the cleaner makes of each."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    row = con.execute(
+        "SELECT 'infinity'::TIMESTAMP, '-infinity'::TIMESTAMP, 'infinity'::TIMESTAMPTZ, '-infinity'::TIMESTAMPTZ, "
+        "'infinity'::DATE, '-infinity'::DATE, 'infinity'::TIMESTAMP_NS, '-infinity'::TIMESTAMP_S, "
+        "'\\xFF\\x00\\xFE'::BLOB, encode('café'), 0.8125::DECIMAL(10, 4), INTERVAL 1500 MILLISECONDS, "
+        "INTERVAL 1 DAY + INTERVAL 2 HOURS, TIMESTAMPTZ '2024-05-01 10:00:00+02', TIMESTAMP '2024-05-01 10:00:00.5'"
+    ).fetchone()
+    assert row is not None
+    # The client hands back datetime.max / datetime.min (naive, also for TIMESTAMPTZ) and date.max / date.min.
+    assert row[:8] == (
+        dt.datetime.max, dt.datetime.min, dt.datetime.max, dt.datetime.min,
+        dt.date.max, dt.date.min, dt.datetime.max, dt.datetime.min,
+    )  # fmt: skip
+    assert (row[8], row[9]) == (b"\xff\x00\xfe", "café".encode()) and type(row[8]) is bytes
+    assert (row[10], row[11]) == (decimal.Decimal("0.8125"), dt.timedelta(seconds=1.5))
+    assert row[13].utcoffset() == dt.timedelta(0)
+    assert clean_json(list(row)) == [
+        "infinity", "-infinity", "infinity", "-infinity", "infinity", "-infinity", "infinity", "-infinity",
+        "\ufffd\x00\ufffd", "café", 0.8125, 1.5, 93600.0, "2024-05-01T08:00:00Z", "2024-05-01T10:00:00.500000",
+    ]  # fmt: skip
+    # asyncpg's infinities for timestamptz are UTC-aware; other offsets keep their own spelling.
+    aware = [dt.datetime.max.replace(tzinfo=dt.UTC), dt.datetime.min.replace(tzinfo=dt.UTC)]
+    plus_two = dt.datetime(2024, 5, 1, 10, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    assert clean_json([*aware, plus_two]) == ["infinity", "-infinity", "2024-05-01T10:00:00+02:00"]
+    # Never raises on bytes, whatever they hold; every form of binary value decodes the same way.
+    junk = bytes(range(256))
+    assert clean_json([junk, bytearray(junk), memoryview(junk)]) == [junk.decode("utf-8", errors="replace")] * 3
+    assert clean_json([decimal.Decimal("sNaN"), decimal.Decimal("-Infinity")]) == [None, None]
+    assert json.loads(dumps_clean({"r": list(row)})) == {"r": clean_json(list(row))}
+
+
+class _Page(BaseModel):
+    data: list[Row]
+
+
+def test_row_lists_serialise_with_the_clean_json_rules() -> None:
+    """``Row`` cells are written by the cleaner's rules, not pydantic's (Decimal → str, timedelta → ISO, …)."""
+    ident = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    row: dict[str, Any] = {
+        "ratio": decimal.Decimal("0.8125"),
+        "took": dt.timedelta(seconds=1.5),
+        "payload": b"\xff\x00ok",
+        "end": dt.datetime.max,
+        "start": dt.datetime.min,
+        "day": dt.date.max,
+        "naive": dt.datetime(2024, 5, 1, 10, 0, 0, 500000),
+        "utc": dt.datetime(2024, 5, 1, 8, tzinfo=dt.UTC),
+        "plus_two": dt.datetime(2024, 5, 1, 10, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+        "on": dt.date(2024, 5, 1),
+        "nan": math.nan,
+        "score": 0.5,
+        "n": np.int64(7),
+        "tags": [decimal.Decimal("2.5"), math.inf, "a"],
+        "meta": {"at": dt.datetime.max, "k": 1},
+        "id": ident,
+        "text": "naïve",
+        "flag": True,
+        "none": None,
+    }
+    expected = {
+        "ratio": 0.8125,
+        "took": 1.5,
+        "payload": "\ufffd\x00ok",
+        "end": "infinity",
+        "start": "-infinity",
+        "day": "infinity",
+        "naive": "2024-05-01T10:00:00.500000",
+        "utc": "2024-05-01T08:00:00Z",
+        "plus_two": "2024-05-01T10:00:00+02:00",
+        "on": "2024-05-01",
+        "nan": None,
+        "score": 0.5,
+        "n": 7,
+        "tags": [2.5, None, "a"],
+        "meta": {"at": "infinity", "k": 1},
+        "id": str(ident),
+        "text": "naïve",
+        "flag": True,
+        "none": None,
+    }
+    page = _Page(data=[row, {"plain": 1}])
+    assert json.loads(page.model_dump_json()) == {"data": [expected, {"plain": 1}]}
+    assert clean_json(row) == expected  # the same rules as every other response body
+    # FastAPI's path: dump_python in JSON mode, then CleanJSONResponse.
+    assert json.loads(dumps_clean(page.model_dump(mode="json"))) == {"data": [expected, {"plain": 1}]}
+    # Python-mode dumps keep the raw values, and the row itself is not modified.
+    assert page.model_dump()["data"][0]["ratio"] == decimal.Decimal("0.8125")
+    assert row["took"] == dt.timedelta(seconds=1.5)
 
 
 ERROR_CASES = [

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PlainSerializer
 
-Row = dict[str, Any]
+from app.serialization import clean_row
+
+# One result row (column → value). In JSON mode it is serialised through the app's JSON cleaner, so
+# DuckDB / PostgreSQL values (Decimal, INTERVAL, BLOB, ±infinity timestamps, NaN) follow the same
+# rules in every response model instead of pydantic's defaults (Decimal → "0.8125", timedelta →
+# "PT1.5S", invalid UTF-8 bytes → UnicodeDecodeError). Python-mode dumps keep the raw values.
+Row = Annotated[dict[str, Any], PlainSerializer(clean_row, return_type=dict[str, Any], when_used="json")]
 
 # Highest accepted ``page`` of paginated endpoints: page * page_size must stay inside DuckDB's BIGINT OFFSET.
 MAX_PAGE = 1_000_000_000

@@ -17,6 +17,7 @@ from app.models.store import (
     SyncStartedResponse,
 )
 from app.services import store_service as svc
+from app.services.duckdb_store import DatasetKind
 from app.services.store_service import DataQuery
 
 router = APIRouter(prefix="/api/store", tags=["store"])
@@ -47,8 +48,11 @@ async def status(engine: SyncEngineDep, settings: SettingsDep) -> StoreStatusRes
 
 
 @router.get("/datasets", response_model=DatasetListResponse)
-async def datasets(store: StoreDep, kind: str | None = None) -> DatasetListResponse:
-    """Every stored dataset (uploads, imports, syncs, eval runs, examples), newest first."""
+async def datasets(
+    store: StoreDep,
+    kind: Annotated[DatasetKind | None, Query(description="Only datasets of this kind")] = None,
+) -> DatasetListResponse:
+    """Every stored dataset (uploads, imports, syncs, eval runs, examples), newest first; 422 for an unknown kind."""
     return await svc.list_datasets(store, kind)
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 
 import anyio
 import duckdb
@@ -32,7 +32,9 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DATASET_KINDS = ("eval", "monitoring", "human_signals")
+# The fixed set of registry kinds (a typed query parameter of GET /api/store/datasets).
+DatasetKind = Literal["eval", "monitoring", "human_signals"]
+DATASET_KINDS: tuple[str, ...] = get_args(DatasetKind)
 
 # Tables reachable from endpoints besides the dataset tables named in the registry.
 ALLOWED_TABLES = frozenset({"monitoring_data", "human_signals_raw", "human_signals_cases", "eval_data", "kpi_data"})
@@ -138,6 +140,30 @@ def utc_timestamp_sql(column: str, type_name: str) -> str:
 def utc_now() -> dt.datetime:
     """Naive UTC timestamp (the store keeps plain UTC TIMESTAMPs)."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def utc_iso(moment: dt.datetime | None = None) -> str:
+    """ISO-8601 UTC text with a ``Z`` suffix, as the API shows instants (now by default).
+
+    A naive ``moment`` is UTC (what :func:`utc_now` and the store's TIMESTAMP columns hold); an
+    aware one is converted to UTC first.
+    """
+    if moment is None:
+        moment = utc_now()
+    elif moment.tzinfo is not None:
+        moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+    return moment.isoformat() + "Z"
+
+
+def utc_iso_text(text: str) -> str:
+    """Stored timestamp text as :func:`utc_iso` text; naive text (stores written before offsets were) is UTC.
+
+    Text that is not an ISO-8601 timestamp (or cannot be moved to UTC) is returned unchanged.
+    """
+    try:
+        return utc_iso(dt.datetime.fromisoformat(text))
+    except (ValueError, OverflowError):
+        return text
 
 
 def assert_off_event_loop() -> None:

@@ -22,7 +22,7 @@ from app.models.store import (
     StoreStatusResponse,
     SyncStartedResponse,
 )
-from app.services.duckdb_store import DuckDBStore, compute_table_metadata_sync, quote_ident
+from app.services.duckdb_store import DuckDBStore, compute_table_metadata_sync, quote_ident, utc_iso
 from app.services.monitoring_analytics import parse_time_bound
 from app.services.store_paging import (
     HIDDEN,
@@ -164,7 +164,7 @@ async def list_datasets(store: DuckDBStore, kind: str | None) -> DatasetListResp
             table_name=i.table_name,
             row_count=i.row_count,
             columns=i.columns,
-            loaded_at=i.loaded_at.isoformat(),
+            loaded_at=utc_iso(i.loaded_at),
             status=i.status,
             format=i.format,
         )

@@ -49,6 +49,8 @@ from app.services.duckdb_store import (
     quote_ident,
     reserved_column_renames,
     utc_instant_sql,
+    utc_iso,
+    utc_iso_text,
     utc_now,
 )
 
@@ -404,7 +406,12 @@ def seconds_until_next(last_run: dict[str, float], intervals: dict[str, float], 
 
 
 def _now_iso() -> str:
-    return utc_now().isoformat()
+    return utc_iso()
+
+
+# Status fields holding an instant (ISO-8601 UTC text with ``Z``; statuses written before the offset
+# was stored hold naive UTC text and are read back with the ``Z``).
+STATUS_TIME_FIELDS = ("last_sync", "last_incremental", "failed_at")
 
 
 def blank_status() -> dict[str, Any]:
@@ -802,6 +809,9 @@ class SyncEngine:
         status = blank_status()
         if isinstance(stored, dict):
             status.update(stored)
+        for name in STATUS_TIME_FIELDS:
+            if isinstance(status.get(name), str):
+                status[name] = utc_iso_text(status[name])
         return status
 
     async def _set_status(self, table: str, status: dict[str, Any]) -> None:
@@ -1498,5 +1508,5 @@ class SyncEngine:
 
 
 def json_safe_status(status: dict[str, Any]) -> dict[str, Any]:
-    """A status dict with datetimes as ISO text."""
-    return {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in status.items()}
+    """A status dict with datetimes as ISO-8601 UTC text (``Z``; naive datetimes are UTC)."""
+    return {k: (utc_iso(v) if isinstance(v, dt.datetime) else v) for k, v in status.items()}

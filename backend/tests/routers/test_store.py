@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from app.config import Settings
-from app.services.duckdb_store import DuckDBStore, quote_ident
-from app.services.sync_engine import LeaderLock
+from app.services.duckdb_store import DatasetInfo, DuckDBStore, quote_ident
+from app.services.sync_engine import STATUS_PREFIX, LeaderLock, blank_status
 from tests.conftest import PgSchema
 from tests.sync_helpers import configure, create_source, joined_count, slow_results_query, terminate_sync_backend
 
@@ -53,6 +53,11 @@ async def test_sync_then_data_metadata_status_datasets(
         st = await wait_state(client, "monitoring_data", {"ready", "error"})
         assert st["state"] == "ready" and st["rows"] == joined_count(source) == 60
         assert st["sync_id"] == body["sync_id"] and st["incremental_column"] == "seq"
+        # instants are UTC with an explicit "Z" (browsers read offset-less ISO text as local time)
+        assert st["last_sync"].endswith("Z") and st["last_incremental"] is None
+        synced_at = dt.datetime.fromisoformat(st["last_sync"])
+        assert synced_at.utcoffset() == dt.timedelta(0)
+        assert abs(dt.datetime.now(dt.UTC) - synced_at) < dt.timedelta(minutes=5)
         assert st["watermarks"] == {"monitoring_dataset": "20", "monitoring_results": "203"}
 
         # pagination: every page together equals PostgreSQL's ordered list
@@ -104,12 +109,16 @@ async def test_sync_then_data_metadata_status_datasets(
         ds = (await client.get("/api/store/datasets")).json()
         assert [d["dataset_id"] for d in ds["datasets"]] == ["sync_monitoring"] and ds["total"] == 1
         assert ds["datasets"][0]["row_count"] == 60 and ds["datasets"][0]["source"] == "sync"
+        loaded_at = ds["datasets"][0]["loaded_at"]
+        assert loaded_at.endswith("Z")
+        assert abs(dt.datetime.fromisoformat(loaded_at) - synced_at) < dt.timedelta(minutes=1)
 
         # all-datasets trigger; the second run is incremental
         resp = await client.post("/api/store/sync")
         assert resp.status_code == 200 and resp.json()["datasets"] == ["monitoring"]
         st = await wait_state(client, "monitoring_data", {"ready", "error"})
         assert st["sync_type"] == "incremental" and st["sync_id"] == resp.json()["sync_id"]
+        assert st["last_incremental"] == st["last_sync"] and st["last_sync"].endswith("Z")
 
         reset = (await client.post("/api/store/sync/monitoring/reset-watermark")).json()
         assert reset == {
@@ -366,3 +375,87 @@ async def test_scheduler_is_a_lifespan_task_cancelled_on_shutdown(
         assert task is not None and not task.done()
     assert task.cancelled()
     assert not wrapper.app.state.sync_engine.leader.held
+
+
+async def test_synced_bytea_numeric_interval_and_infinite_timestamps_serialise_cleanly(
+    make_settings: Callable[..., Settings], make_client: Callable[[Settings], Any], pg: PgSchema
+) -> None:
+    """PostgreSQL bytea / numeric / interval / ±infinity values, synced into the store, served as clean JSON."""
+    pg.execute(
+        """CREATE TABLE ds (dataset_id text, payload bytea, ratio numeric(10, 4), took interval,
+                            "timestamp" timestamp, seen_tz timestamptz, seen_on date, seq int)"""
+    )
+    pg.execute("CREATE TABLE rs (dataset_id text, metric_name text, metric_score float8)")
+    pg.execute(
+        """INSERT INTO ds VALUES
+           ('c1', '\\xff00fe'::bytea, 0.8125, interval '1.5 seconds', 'infinity', 'infinity', 'infinity', 1),
+           ('c2', convert_to('café', 'UTF8'), 2.5, interval '1 day 2 hours', '-infinity', '-infinity', '-infinity', 2),
+           ('c3', NULL, NULL, NULL, '2024-05-01 10:00:00', '2024-05-01 10:00:00+02', '2024-05-01', 3)"""
+    )
+    pg.execute("INSERT INTO rs SELECT dataset_id, 'm1', 0.5 FROM ds")
+    settings = configure(make_settings, pg)
+    async with make_client(settings) as client:
+        await client.post("/api/store/sync/monitoring")
+        st = await wait_state(client, "monitoring_data", {"ready", "error"})
+        assert st["state"] == "ready" and st["rows"] == 3, st
+        r = await client.get("/api/store/data/monitoring", params={"sort_by": "seq", "sort_dir": "asc"})
+        assert r.status_code == 200, r.text
+        rows = {row["seq"]: row for row in r.json()["data"]}
+        assert rows[1]["payload"] == "\ufffd\x00\ufffd"  # invalid UTF-8 → U+FFFD, never a 500
+        assert rows[2]["payload"] == "café"
+        assert rows[1]["ratio"] == 0.8125 and rows[2]["ratio"] == 2.5  # numbers, not "0.8125"
+        assert rows[1]["took"] == 1.5 and rows[2]["took"] == 26 * 3600.0  # seconds, not "PT1.5S"
+        assert [rows[i]["timestamp"] for i in (1, 2, 3)] == ["infinity", "-infinity", "2024-05-01T10:00:00"]
+        assert [rows[i]["seen_tz"] for i in (1, 2, 3)] == ["infinity", "-infinity", "2024-05-01T08:00:00"]
+        assert [rows[i]["seen_on"] for i in (1, 2, 3)] == ["infinity", "-infinity", "2024-05-01"]
+        assert rows[3]["payload"] is None and rows[3]["ratio"] is None and rows[3]["took"] is None
+        # the metadata endpoint of the same dataset spells the infinities the same way
+        meta = (await client.get("/api/store/metadata/monitoring")).json()["metadata"]
+        assert meta["time_range"] == {"min": "-infinity", "max": "infinity"}
+        types = {c["column_name"]: c["column_type"] for c in meta["columns"]}
+        assert (types["payload"], types["ratio"], types["took"]) == ("BLOB", "DECIMAL(10,4)", "INTERVAL")
+        assert (types["timestamp"], types["seen_tz"], types["seen_on"]) == ("TIMESTAMP", "TIMESTAMP", "DATE")
+
+
+async def test_status_and_registry_times_written_without_offset_are_served_as_utc(
+    app_client: tuple[Any, httpx.AsyncClient],
+) -> None:
+    """A store written before offsets were emitted (naive UTC text / TIMESTAMP) still reads back, now with "Z"."""
+    app, client = app_client
+    store: DuckDBStore = app.state.store
+    await store.kv_set(
+        STATUS_PREFIX + "monitoring_data",
+        {
+            **blank_status(),
+            "state": "ready",
+            "rows": 3,
+            "last_sync": "2026-11-28T17:05:29.538624",
+            "last_incremental": "2026-11-28T17:00:00",
+            "sync_type": "incremental",
+        },
+    )
+    await store.kv_set(
+        STATUS_PREFIX + "eval_data",
+        {**blank_status(), "state": "ready", "last_sync": "2026-11-28T18:05:29.538624+01:00"},
+    )
+    await store.register_dataset(
+        DatasetInfo(
+            dataset_id="sync_monitoring",
+            kind="monitoring",
+            source="sync",
+            table_name="monitoring_data",
+            row_count=3,
+            columns=[],
+            loaded_at=dt.datetime(2026, 11, 28, 17, 5, 29, 538624),
+        )
+    )
+    status = (await client.get("/api/store/status")).json()["datasets"]
+    assert status["monitoring_data"]["last_sync"] == "2026-11-28T17:05:29.538624Z"
+    assert status["monitoring_data"]["last_incremental"] == "2026-11-28T17:00:00Z"
+    assert status["eval_data"]["last_sync"] == "2026-11-28T17:05:29.538624Z"  # converted to UTC
+    assert status["kpi_data"]["last_sync"] is None
+    listed = (await client.get("/api/store/datasets")).json()["datasets"]
+    assert [(d["dataset_id"], d["loaded_at"]) for d in listed] == [("sync_monitoring", "2026-11-28T17:05:29.538624Z")]
+    # the stored values keep their format: the registry column is still a naive UTC TIMESTAMP
+    stored = await store.fetch("SELECT loaded_at, typeof(loaded_at) FROM datasets")
+    assert stored.rows == [(dt.datetime(2026, 11, 28, 17, 5, 29, 538624), "TIMESTAMP")]

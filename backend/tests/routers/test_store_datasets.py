@@ -1,4 +1,4 @@
-"""``DELETE /api/store/datasets/{id}``: a dataset and its derived tables go; the previous one is served."""
+"""``/api/store/datasets``: the kind filter; ``DELETE /datasets/{id}`` removes a dataset and its derived tables."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import csv
 import httpx
 
 from app.config import Settings
-from app.services.duckdb_store import DatasetInfo, DuckDBStore, utc_now
+from app.services.duckdb_store import DATASET_KINDS, DatasetInfo, DuckDBStore, utc_now
 
 
 async def _tables(store: DuckDBStore) -> set[str]:
@@ -75,3 +75,25 @@ async def test_synced_dataset_cannot_be_deleted(app_client: tuple[object, httpx.
     assert [d["dataset_id"] for d in (await client.get("/api/store/datasets")).json()["datasets"]] == [
         "sync_monitoring"
     ]
+
+
+async def test_datasets_kind_filter_accepts_only_the_registry_kinds(client: httpx.AsyncClient) -> None:
+    monitoring = (await client.get("/api/monitoring/example/monitoring")).json()["dataset_id"]
+    hitl = (await client.get("/api/human-signals/example/hitl")).json()["dataset_id"]
+
+    async def ids(kind: str) -> list[str]:
+        res = await client.get("/api/store/datasets", params={"kind": kind})
+        assert res.status_code == 200, res.text
+        return [d["dataset_id"] for d in res.json()["datasets"]]
+
+    assert await ids("monitoring") == [monitoring]
+    assert await ids("human_signals") == [hitl]
+    assert await ids("eval") == []
+    bogus = await client.get("/api/store/datasets", params={"kind": "bogus"})
+    assert bogus.status_code == 422
+    [error] = bogus.json()["detail"]
+    assert error["loc"] == ["query", "kind"] and error["input"] == "bogus"
+    assert error["msg"] == "Input should be 'eval', 'monitoring' or 'human_signals'"
+    # the valid kinds are the registry's own set
+    assert DATASET_KINDS == ("eval", "monitoring", "human_signals")
+    assert {d["kind"] for d in (await client.get("/api/store/datasets")).json()["datasets"]} <= set(DATASET_KINDS)
