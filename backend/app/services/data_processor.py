@@ -349,6 +349,29 @@ def _fill_tree_columns(cur: duckdb.DuckDBPyConnection, table: str, types: dict[s
         cur.execute(f"UPDATE {q} SET retrieved_content = '[]' WHERE retrieved_content IS NULL")
 
 
+# Columns §4.3 reads, adds or renames to. Detection matches names exactly (§4.2); afterwards a
+# column that differs from one of these only in case is that column to DuckDB's SQL, so it is
+# given the canonical spelling instead of failing on a second, case-folded twin.
+CANONICAL_COLUMNS = frozenset(
+    {
+        *(name for name, _ in TREE_DEFAULTS), "data_metadata", "retrieved_content", "metric_name", "metric_score",
+        "metric_type", "parent", "weight", "judgment", "run_id", "passed",
+    }
+)
+
+
+def _canonical_case(cur: duckdb.DuckDBPyConnection, table: str, types: dict[str, str]) -> dict[str, str]:
+    """Rename case variants of :data:`CANONICAL_COLUMNS` (``Query`` → ``query``); returns the new types."""
+    by_lower = {c.lower(): c for c in CANONICAL_COLUMNS}
+    renamed = False
+    for col in types:
+        canon = by_lower.get(col.lower())
+        if canon is not None and canon != col:
+            cur.execute(f"ALTER TABLE {quote_ident(table)} RENAME COLUMN {quote_ident(col)} TO {quote_ident(canon)}")
+            renamed = True
+    return _columns(cur, table) if renamed else types
+
+
 def _flat_to_tree(cur: duckdb.DuckDBPyConnection, table: str, types: dict[str, str]) -> None:
     """§4.3 step 3: flat rows get metric_type 'metric', parent NULL, weight NULL."""
     if "metric_type" not in types:
@@ -426,11 +449,12 @@ def process_eval_table(cur: duckdb.DuckDBPyConnection, table: str) -> CsvTransfo
     """
     types = _columns(cur, table)
     for old, new in BACK_COMPAT_RENAMES.items():
-        if old in types and new not in types:
+        if old in types and new.lower() not in {c.lower() for c in types}:
             cur.execute(f"ALTER TABLE {quote_ident(table)} RENAME COLUMN {quote_ident(old)} TO {quote_ident(new)}")
             types[new] = types.pop(old)
-    source_columns = list(types)
     fmt = detect_data_format(types)
+    types = _canonical_case(cur, table, types)
+    source_columns = list(types)
     q = quote_ident(table)
     if fmt == EVAL_RUNNER:
         if {"metric_name", "metric_score"} <= set(types):
@@ -613,15 +637,25 @@ def tree_to_wide_sql(
     ]
     index_q = ", ".join(quote_ident(c) for c in index)
     aggs, agg_params = [], []
-    used = {c.lower() for c in index}
-    for m in metrics:
-        alias = m if m.lower() not in used else f"{m}_metric"
-        used.add(alias.lower())
-        aggs.append(f"arg_min(__v, __o) FILTER (WHERE __m = ? AND __v IS NOT NULL) AS {quote_ident(alias)}")
+    # Metric names are data: SQL aliases are positional (DuckDB folds case, 'Acc' = 'acc') and the
+    # output keys are the names themselves, '<name>_metric' when an index column has that name.
+    index_lower = {c.lower() for c in index}
+    outputs: dict[str, str] = {}
+    for i, m in enumerate(metrics):
+        out = m if m.lower() not in index_lower else f"{m}_metric"
+        base_out, n = out, 2
+        while out in outputs.values() or out.lower() in index_lower:
+            out, n = f"{base_out}_{n}", n + 1
+        outputs[f"__axis_w{i}"] = out
+        aggs.append(f"arg_min(__v, __o) FILTER (WHERE __m = ? AND __v IS NOT NULL) AS __axis_w{i}")
         agg_params.append(m)
     select = ", ".join([index_q, *aggs])
     sql = f"SELECT {select} FROM ({base}) GROUP BY {index_q} ORDER BY min(__o)"
     table = fetch_rows(cur, sql, [*agg_params, *params])
+    table = WideTable(
+        data=[{outputs.get(k, k): v for k, v in r.items()} for r in table.data],
+        columns=[outputs.get(c, c) for c in table.columns],
+    )
     latency = next((c for c in table.columns if c.lower() == "latency"), None)
     if latency is not None:
         values = [r[latency] for r in table.data if isinstance(r[latency], (int, float))]
@@ -709,11 +743,8 @@ async def prepare_analytics(
             table = tree_to_wide_sql(cur, rel, metric_type=metric_type)
             if not table.data:
                 return PreparedAnalytics([], [], [], mapping)
-            cur.register("__axis_wide", rows_to_arrow(table.data, ordinal=False))
-            try:
-                wide_types = _columns(cur, "__axis_wide")
-            finally:
-                cur.unregister("__axis_wide")
+            # metric cells are DOUBLE or NULL; index columns as stored (column keys are case-sensitive here)
+            wide_types = {c: types.get(c, "DOUBLE") for c in table.columns}
             excluded = set(_NON_METRIC)
         else:
             table = _strip_ordinal(fetch_rows(cur, f"SELECT * FROM {quote_ident(rel)} ORDER BY {ORDINAL}"))

@@ -169,6 +169,30 @@ async def test_convert_tree_and_prepare_analytics(client: httpx.AsyncClient) -> 
     assert r.status_code == 422
 
 
+async def test_case_variants_of_processed_columns_take_the_canonical_name(client: httpx.AsyncClient) -> None:
+    """DuckDB folds case: 'Parent' or 'Query' is the processor's 'parent'/'query', so it takes that name."""
+    r = await upload(client, b"metric_name,metric_score,Parent,Query,Dataset_ID\nacc,1,,q1,a\nsub,0.5,acc,q1,a\n")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert {"parent", "query", "dataset_id"} <= set(body["columns"]) and "Parent" not in body["columns"]
+    assert [(row["metric_name"], row["parent"], row["query"], row["dataset_id"]) for row in body["data"]] == [
+        ("acc", None, "q1", "a"), ("sub", "acc", "q1", "a")]
+    assert body["message"].endswith("root: acc")
+    r = await upload(client, b"metric_name,metric_score,experiment_name,Evaluation_Name\nacc,1,x,y\n")
+    assert r.status_code == 200 and r.json()["data"][0]["evaluation_name"] == "y"  # no rename onto an existing name
+
+
+async def test_convert_tree_keeps_metric_names_that_differ_in_case(client: httpx.AsyncClient) -> None:
+    recs = [{"dataset_id": "a", "evaluation_name": "e", "metric_name": m, "metric_score": v, "metric_type": "metric"}
+            for m, v in (("Acc", 1), ("acc", 2), ("acc_metric", 3), ("evaluation_name", 4))]
+    body = (await client.post("/api/data/convert-tree", json=recs)).json()
+    assert body["data"] == [{"dataset_id": "a", "evaluation_name": "e", "data_metadata": "{}", "Acc": 1.0, "acc": 2.0,
+                             "acc_metric": 3.0, "evaluation_name_metric": 4.0}]
+    prep = (await client.post("/api/data/prepare-analytics", params={"format_type": "tree_format"}, json=recs)).json()
+    assert prep["metric_columns"] == ["Acc", "acc", "acc_metric", "evaluation_name_metric"]
+    assert prep["data"] == body["data"]
+
+
 @pytest.mark.parametrize(("name", "fmt"), [("model", "tree_format"), ("comparison", "tree_format"),
                                            ("annotation", "simple_judgment"), ("align", "fresh_annotation")])
 async def test_examples(client: httpx.AsyncClient, name: str, fmt: str) -> None:
