@@ -409,6 +409,8 @@ _INTEGER_TYPES = frozenset(
 )
 
 
+INFER_SAMPLE_ROWS = 10_000
+
 # Above this many (column, predicate) counts one aggregate per count makes DuckDB's planner
 # quadratic (1,000 columns: 7 s to plan); the counts are then taken over the unpivoted values.
 WIDE_COUNTS = 64
@@ -442,6 +444,13 @@ def _count_per_column(
 
 
 _NOT_NULL = "{v} IS NOT NULL"
+# DuckDB reads yes/no, t/f and y/n as BOOLEAN; like pandas only true/false (any case) are booleans.
+_NOT_BOOLEAN_LITERAL = "{v} IS NOT NULL AND lower(trim({v})) NOT IN ('true', 'false')"
+# An integer literal beyond 2^53 that a DOUBLE column would round (an id of 20 digits, say).
+_INEXACT_DOUBLE = (
+    "length(trim({v})) > 15 AND " + _not_integer_literal("{v}").removeprefix("NOT ")
+    + " AND coalesce(abs(TRY_CAST(trim({v}) AS HUGEINT)) > 9007199254740992, true)"
+)
 _NOT_INTEGER = "{v} IS NOT NULL AND " + _not_integer_literal("{v}")
 _DATE_WITH_TIME = "TRY_CAST({v} AS TIMESTAMP) IS DISTINCT FROM CAST(TRY_CAST({v} AS DATE) AS TIMESTAMP)"
 _WITH_UTC_OFFSET = "regexp_matches(trim({v}), " + UTC_OFFSET_SUFFIX_SQL.replace("{", "{{").replace("}", "}}") + ")"
@@ -450,12 +459,14 @@ _WITH_UTC_OFFSET = "regexp_matches(trim({v}), " + UTC_OFFSET_SUFFIX_SQL.replace(
 def _check_sniffed_types_lossless(
     cur: duckdb.DuckDBPyConnection, file_param: str, header: list[str], types: dict[str, str]
 ) -> None:
-    """Raise when a sniffed integer, DATE or TIMESTAMP column silently changed a value past the sniff sample.
+    """Raise when a sniffed column's type silently changed a value.
 
     DuckDB's CSV reader casts text the lenient way: '2.5' into a sniffed BIGINT column becomes 3,
     '2026-01-09 10:30' into a DATE column loses its time, '…T12:00:00+02:00' into a TIMESTAMP
-    column loses its offset (12:00 instead of 10:00 UTC). One streaming pass over the file as text
-    checks those columns (integer literals only; no time of day; no UTC offset).
+    column loses its offset (12:00 instead of 10:00 UTC), 'yes' becomes true and a 20-digit id in
+    a DOUBLE column is rounded. One streaming pass over the file as text checks those columns
+    (integer literals only; no time of day; no UTC offset; true/false only); DOUBLE columns are
+    checked for exactness on the first INFER_SAMPLE_ROWS rows.
     """
     checks = []
     for name, typ in types.items():
@@ -465,27 +476,38 @@ def _check_sniffed_types_lossless(
             checks.append((name, _DATE_WITH_TIME))
         elif typ.startswith("TIMESTAMP") and not _is_tz_timestamp(typ):
             checks.append((name, _WITH_UTC_OFFSET))
+        elif typ == "BOOLEAN":
+            checks.append((name, _NOT_BOOLEAN_LITERAL))
+    sample_checks = [(name, _INEXACT_DOUBLE) for name, typ in types.items() if typ == "DOUBLE"]
     text = _read_csv_sql(dict.fromkeys(header, "VARCHAR"), header)
-    if any(_count_per_column(cur, text, [file_param], checks)):
-        raise duckdb.ConversionException("a sniffed integer, DATE or TIMESTAMP column would change a value")
+    # Long integer ids sniffed as DOUBLE show in the first rows; a full pass over every float
+    # column would cost a second read of most files.
+    sample = f"(SELECT * FROM {text} LIMIT {INFER_SAMPLE_ROWS})"
+    if any(_count_per_column(cur, sample, [file_param], sample_checks)) or any(
+        _count_per_column(cur, text, [file_param], checks)
+    ):
+        raise duckdb.ConversionException("a sniffed column's type would change a value")
 
 
-INFER_SAMPLE_ROWS = 10_000
-_INFER_CANDIDATES = ("BIGINT", "DOUBLE", "BOOLEAN", "TIMESTAMPTZ")
+_INFER_CANDIDATES = ("BIGINT", "HUGEINT", "DOUBLE", "BOOLEAN", "TIMESTAMPTZ")
 
 
 def _misfit(typ: str) -> str:
-    """Predicate: a non-NULL text value ``{v}`` that is not a ``typ`` value."""
+    """Predicate: a non-NULL text value ``{v}`` that is not a ``typ`` value (kept exactly)."""
     bad = f"TRY_CAST({{v}} AS {typ}) IS NULL"
-    if typ == "BIGINT":  # DuckDB casts '0.3' to 0 and '2.5' to 3: integers must be integer literals
+    if typ in ("BIGINT", "HUGEINT"):  # DuckDB casts '0.3' to 0 and '2.5' to 3: integers must be integer literals
         bad = f"({bad} OR {_not_integer_literal('{v}')})"
+    elif typ == "DOUBLE":  # DuckDB also reads '1_000' as 1000; pandas keeps it as text
+        bad = f"({bad} OR contains({{v}}, '_') OR ({_INEXACT_DOUBLE}))"
+    elif typ == "BOOLEAN":
+        bad = f"({bad} OR lower(trim({{v}})) NOT IN ('true', 'false'))"
     return f"{{v}} IS NOT NULL AND {bad}"
 
 
 def _infer_types_sql(
     cur: duckdb.DuckDBPyConnection, source: str, params: list[Any], names: list[str]
 ) -> list[tuple[str, str]]:
-    """Pick the first of BIGINT/DOUBLE/BOOLEAN/TIMESTAMPTZ that every non-NULL value fits, else VARCHAR.
+    """Pick the first of BIGINT/HUGEINT/DOUBLE/BOOLEAN/TIMESTAMPTZ every non-NULL value fits, else VARCHAR.
 
     ``source`` is a relation of text columns (the file read as VARCHAR). A candidate that fails on
     the first INFER_SAMPLE_ROWS rows fails on the whole file, so the full pass only checks the

@@ -312,12 +312,22 @@ def _ensure_varchar(cur: duckdb.DuckDBPyConnection, table: str, name: str, types
         types[name] = "VARCHAR"
 
 
+# Spellings of a missing score in exports from spreadsheets, R and pandas; read as NULL like a blank.
+MISSING_SCORE_TOKENS = ("NA", "N/A", "n/a", "#N/A", "NULL", "null", "None", "NaN", "nan", "-nan", "<NA>")
+
+
 def _require_numeric_scores(cur: duckdb.DuckDBPyConnection, table: str, types: dict[str, str]) -> None:
-    """metric_score must hold numbers (blank allowed); stored as DOUBLE."""
+    """metric_score must hold numbers (blank or a :data:`MISSING_SCORE_TOKENS` spelling allowed); stored as DOUBLE."""
     col = "metric_score"
     typ = types[col]
     if typ == "DOUBLE":
         return
+    if typ == "VARCHAR":
+        cur.execute(
+            f"UPDATE {quote_ident(table)} SET metric_score = NULL WHERE trim(metric_score) IN "
+            f"({', '.join('?' for _ in MISSING_SCORE_TOKENS)})",
+            list(MISSING_SCORE_TOKENS),
+        )
     if not is_numeric_type(typ):
         bad = first_non_numeric_value(cur, table, col)
         if bad is not None:

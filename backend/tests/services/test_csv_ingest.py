@@ -311,6 +311,28 @@ def test_wide_file_checks_and_infers_every_column(tmp_path: Path) -> None:
     assert con.execute("SELECT sum(c99) FROM t").fetchone() == (sum(range(99, 25_099)) + 7,)
 
 
+def test_only_true_false_are_booleans_and_long_integers_stay_exact(tmp_path: Path) -> None:
+    """DuckDB reads yes/no and T/F as BOOLEAN and rounds 20-digit integers to DOUBLE; pandas does neither."""
+    data = b"judgment,flag,ok,big,n,u\nyes,T,true,12345678901234567890,9007199254740993,1_000\nno,F,FALSE,1,2,2_000\n"
+    con, res = _load(tmp_path, data)
+    types = {c["name"]: c["type"] for c in res.columns}
+    assert types == {"judgment": "VARCHAR", "flag": "VARCHAR", "ok": "BOOLEAN", "big": "HUGEINT", "n": "BIGINT",
+                     "u": "VARCHAR"}
+    assert con.execute("SELECT * FROM t").fetchall() == [
+        ("yes", "T", True, 12345678901234567890, 9007199254740993, "1_000"), ("no", "F", False, 1, 2, "2_000")]
+    # a late 'yes' in a sniffed BOOLEAN column (a full pass); long ids in a sniffed DOUBLE column
+    # are looked for in the first rows only (a late one is rounded, as pandas' float64 would)
+    rows = "".join(f"{i}.5,{'true' if i % 2 else 'false'}\n" for i in range(25_000))
+    con, res = _load(tmp_path, ("x,b\n" + rows + "12345678901234567,yes\n").encode())
+    assert res.inferred_by_sql is True
+    assert {c["name"]: c["type"] for c in res.columns} == {"x": "VARCHAR", "b": "VARCHAR"}
+    assert con.execute("SELECT x, b FROM t WHERE b = 'yes'").fetchall() == [("12345678901234567", "yes")]
+    rows = "".join(f"{10**19 + i},{i}.5\n" for i in range(25_000))
+    con, res = _load(tmp_path, ("id,x\n" + rows).encode())
+    assert {c["name"]: c["type"] for c in res.columns} == {"id": "HUGEINT", "x": "DOUBLE"}
+    assert con.execute("SELECT count(DISTINCT id), max(id) FROM t").fetchone() == (25_000, 10**19 + 24_999)
+
+
 def test_late_time_of_day_in_a_date_column_is_kept(tmp_path: Path) -> None:
     """DuckDB would store '2026-01-09 10:30:00' in a sniffed DATE column as 2026-01-09."""
     rows = "".join(f"{i},2026-01-0{i % 9 + 1}\n" for i in range(25_000))

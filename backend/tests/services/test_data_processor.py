@@ -147,6 +147,14 @@ async def test_bad_files_keep_previous_dataset(store: DuckDBStore, tmp_path: Pat
     assert [d.dataset_id for d in await store.list_datasets("eval")] == [good.dataset.dataset_id]
 
 
+async def test_missing_score_spellings_are_null(store: DuckDBStore, tmp_path: Path) -> None:
+    rows = [["acc", v] for v in ("NA", "N/A", "null", " None ", "0.25", "", "#N/A", "0.75")]
+    res = await _upload(store, tmp_path, _csv(["metric_name", "metric_score"], rows))
+    assert [r["metric_score"] for r in res.data] == [None, None, None, None, 0.25, None, None, 0.75]
+    got = await store.fetch(f'SELECT count(metric_score), avg(metric_score) FROM "{res.dataset.table_name}"')
+    assert got.rows == [(2, 0.5)]
+
+
 async def test_response_rows_capped(store: DuckDBStore, tmp_path: Path) -> None:
     data = _csv(["metric_name", "metric_score"], [[f"m{i % 3}", i / 100] for i in range(25)])
     res = await _upload(store, tmp_path, data, cap=7)
