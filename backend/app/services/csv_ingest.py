@@ -290,6 +290,8 @@ def read_csv_header(path: Path) -> list[str]:
     except (StopIteration, csv.Error):
         header = []
     if not header or all(not h.strip() for h in header):
+        if text.strip():
+            raise Invalid("The first line of the CSV file is empty: the header row must be on line 1")
         raise Invalid("CSV file has no header row")
     names: list[str] = []
     seen: dict[str, int] = {}

@@ -508,8 +508,18 @@ def process_eval_table(cur: duckdb.DuckDBPyConnection, table: str) -> CsvTransfo
         return CsvTransform(format=FRESH_ANNOTATION, message=f"Fresh annotation for {n} model outputs")
     raise Invalid(
         "Could not detect valid data format. Please check the sample formats. "
-        f"Columns found: {', '.join(list(types)[:30])}"
+        f"Columns found: {', '.join(list(types)[:30])}{_delimiter_hint(list(types))}"
     )
+
+
+def _delimiter_hint(columns: list[str]) -> str:
+    """A hint when the only column name holds another separator (a ';'- or tab-separated file)."""
+    if len(columns) != 1:
+        return ""
+    for sep, label in ((";", "semicolons"), ("\t", "tabs"), ("|", "pipes")):
+        if sep in columns[0]:
+            return f". The header looks separated by {label}: save the file with commas as separators"
+    return ""
 
 
 def eval_csv_transform(cur: duckdb.DuckDBPyConnection, table: str, load: CsvLoadResult) -> CsvTransform:

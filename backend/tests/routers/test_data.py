@@ -102,6 +102,9 @@ async def test_bad_inputs_are_4xx_and_previous_dataset_still_served(client: http
         ("text.csv", b"metric_name,metric_score\nacc,0.5\nacc,great\n", 400, "'metric_score' must be numeric"),
         ("dup.csv", b"metric_name,metric_score,metric_name\nacc,0.5,x\n", 400, "Duplicate column name"),
         ("unknown.csv", b"a,b\n1,2\n", 400, "Could not detect valid data format"),
+        ("semi.csv", b"metric_name;metric_score\nacc;1\n", 400, "separated by semicolons"),
+        ("tabs.csv", b"metric_name\tmetric_score\nacc\t1\n", 400, "separated by tabs"),
+        ("blank.csv", b"\nmetric_name,metric_score\nacc,1\n", 400, "first line of the CSV file is empty"),
         ("notes.txt", b"metric_name,metric_score\nacc,0.5\n", 400, "Only CSV files are supported"),
     ]
     for name, data, status, message in cases:
