@@ -460,6 +460,8 @@ class DuckDBStore:
         except asyncio.CancelledError:
             cur.interrupt()
             await asyncio.wait([fut], timeout=30)
+            if fut.done() and not fut.cancelled():
+                fut.exception()  # the interrupt's error is expected: mark it retrieved (no stray log)
             raise
         finally:
             if fut.done():

@@ -354,3 +354,27 @@ async def test_head_rows_keep_insertion_order_after_parallel_load_and_deletes(
         return same
 
     assert await store.run_write(_build) == [True, True, True, True]
+
+
+async def test_cancelled_staging_work_is_interrupted_without_a_stray_error(
+    store: DuckDBStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Cancelling run_staging interrupts the query; its InterruptException is retrieved, never logged."""
+    import gc
+
+    started = threading.Event()
+
+    def _long(cur: duckdb.DuckDBPyConnection) -> Any:
+        started.set()
+        return cur.execute("SELECT count(*) FROM range(100000000000) t(a) WHERE a % 7 = 3").fetchone()
+
+    task = asyncio.create_task(store.run_staging(_long))
+    await asyncio.to_thread(started.wait, 10)
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    gc.collect()
+    await asyncio.sleep(0)
+    assert "never retrieved" not in caplog.text
+    assert (await store.fetch("SELECT 42")).rows == [(42,)]  # the store keeps serving
