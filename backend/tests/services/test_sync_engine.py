@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import decimal
 import json
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -13,23 +15,34 @@ import duckdb
 import pytest
 
 from app.config import Settings
+from app.services import sync_engine
 from app.services.background import BackgroundTasks
 from app.services.duckdb_store import DuckDBStore, compute_table_metadata_sync
 from app.services.sync_engine import (
     CASES_SYNC_ID_KEY,
     RAW_SYNC_ID_KEY,
     TARGETS,
+    WATERMARK_PREFIX,
     LeaderLock,
     SyncEngine,
     column_renames,
     due_datasets,
     incremental_query,
     metadata_parts,
+    numeric_duck_type,
     scrub_error,
     seconds_until_next,
 )
 from tests.conftest import PgSchema
-from tests.sync_helpers import configure, create_source, joined_count, slow_results_query, terminate_sync_backend
+from tests.sync_helpers import (
+    TYPED_COLUMNS,
+    configure,
+    create_source,
+    create_typed_source,
+    joined_count,
+    slow_results_query,
+    terminate_sync_backend,
+)
 
 MAP = {"metric": "metric_name", "score": "metric_score"}
 READERS = ["postgres_extension", "asyncpg"]
@@ -155,6 +168,267 @@ async def test_full_sync_keeps_types_and_builds_the_join_view(
         assert meta["summary_stats"]["pass_rate"] == pytest.approx(100.0 * sum(s >= 0.5 for s in scores) / len(scores))
         status = await e.engine.get_status("monitoring_data")
         assert status["state"] == "ready" and status["rows"] == res.rows and status["sync_type"] == "full"
+
+
+async def test_asyncpg_reader_lands_the_extensions_types_and_values(
+    make_settings: Callable[..., Settings], pg: PgSchema
+) -> None:
+    create_typed_source(pg, n_rows=250)
+    settings = make_settings()
+    for reader in READERS:  # the same source through both readers, 100-row chunks on the asyncpg path
+        settings = configure(make_settings, pg, duckdb={"sync_reader": reader, "sync_chunk_size": 100})
+        async with Env(settings) as e:
+            res = await e.engine.sync_dataset("monitoring", force_full=True)
+            assert res.status == "ready" and res.reader == reader and res.rows == 250, res.error
+            copy = f'CREATE TABLE "by_{reader}" AS SELECT * FROM monitoring_dataset'
+            await e.store.run_write(lambda cur, sql=copy: cur.execute(sql))
+
+    async with Env(settings) as e:
+        ext, apg = "by_postgres_extension", "by_asyncpg"
+        want = [("dataset_id", "VARCHAR"), *((name, duck) for name, (_, duck) in TYPED_COLUMNS.items())]
+        assert [(c["name"], c["type"]) for c in await e.store.describe(ext)] == want
+        assert [(c["name"], c["type"]) for c in await e.store.describe(apg)] == want
+
+        names = [name for name, _ in want]
+        # Unconstrained numeric → DOUBLE is compared separately: the extension's conversion can be off
+        # by an ulp or two, the asyncpg reader's is PostgreSQL's own (correctly rounded) float8.
+        inexact = ["c_num", "c_num_wide"]
+        exact = [name for name in names if name not in inexact]
+        # every other value, as DuckDB's own text (keeps infinities, interval months, BLOB bytes apart) ...
+        text_sql = "SELECT " + ", ".join(f'"{c}"::VARCHAR' for c in exact) + " FROM {} ORDER BY dataset_id"
+        apg_text = await e.rows(text_sql.format(apg))
+        assert len(apg_text) == 250
+        assert apg_text == await e.rows(text_sql.format(ext))
+        # ... and as Python values
+        value_sql = "SELECT " + ", ".join(f'"{c}"' for c in exact) + " FROM {} ORDER BY dataset_id"
+        apg_values = await e.rows(value_sql.format(apg))
+        assert apg_values == await e.rows(value_sql.format(ext))
+        # ... numeric → DOUBLE: exactly PostgreSQL's own float8 of each value; the extension's within 1e-15
+        apg_floats = await e.rows(f"SELECT c_num, c_num_wide FROM {apg} ORDER BY dataset_id")
+        pg_floats = pg.fetch("SELECT c_num::float8, c_num_wide::float8 FROM ds ORDER BY dataset_id")
+        assert apg_floats == [tuple(r) for r in pg_floats]
+        assert apg_floats[:3] == [(0.1, 1.2345678901234568e29), (100.5, 0.0), (None, None)]
+        ext_floats = await e.rows(f"SELECT c_num, c_num_wide FROM {ext} ORDER BY dataset_id")
+        for apg_row, ext_row in zip(apg_floats, ext_floats, strict=True):
+            assert [v is None for v in apg_row] == [v is None for v in ext_row]
+            assert [v for v in apg_row if v is not None] == pytest.approx(
+                [v for v in ext_row if v is not None], rel=1e-15
+            )
+
+        r001, r002, r003 = (dict(zip(exact, row, strict=True)) for row in apg_text[:3])
+        assert r001 == {
+            "dataset_id": "r001",
+            "c_bytea": "\\xDE\\xAD\\xBE\\xEF",
+            "c_interval": "1 day 02:03:04.5",
+            "c_int_arr": "[1, NULL, 3]",
+            "c_text_arr": "[a, NULL, b c]",
+            "c_uuid": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+            "c_num_12_4": "12345678.1234",
+            "c_tstz": "infinity",
+            "c_ts": "-infinity",
+            "c_date": "infinity",
+            "c_bigint_arr": "[9223372036854775807, -1]",
+            "c_float_arr": "[1.5, NULL, -0.25]",
+            "c_bool_arr": "[true, false, NULL]",
+            "c_num_arr": "[1.25, NULL]",
+            "c_uuid_arr": "[a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11]",
+            "c_tstz_arr": "['2023-12-31 22:00:00+00', infinity, -infinity]",
+            "c_date_arr": "[2024-02-29, -infinity]",
+            "c_interval_arr": "[1 month 2 days, NULL]",
+            "c_jsonb": '{"k": [1, null]}',
+            "c_time": "12:34:56.789",
+            "c_timetz": "12:34:56+02",
+            "c_char": "ab",
+            "c_money": "12.50",
+            "c_mood": "happy",
+            "c_inet": "10.0.0.1/32",
+            "c_bytea_arr": '{"\\\\xde",NULL}',
+        }
+        assert r002 == {
+            "dataset_id": "r002",
+            "c_bytea": "",
+            "c_interval": "-3 months -2 days 01:00:00",
+            "c_int_arr": "[]",
+            "c_text_arr": "[]",
+            "c_uuid": "00000000-0000-0000-0000-000000000000",
+            "c_num_12_4": "-0.0001",
+            "c_tstz": "-infinity",
+            "c_ts": "infinity",
+            "c_date": "-infinity",
+            "c_bigint_arr": "[]",
+            "c_float_arr": "[]",
+            "c_bool_arr": "[]",
+            "c_num_arr": "[]",
+            "c_uuid_arr": "[]",
+            "c_tstz_arr": "[]",
+            "c_date_arr": "[]",
+            "c_interval_arr": "[]",
+            "c_jsonb": "[]",
+            "c_time": "24:00:00",
+            "c_timetz": "00:00:00-05:30",
+            "c_char": "",
+            "c_money": "-0.01",
+            "c_mood": "sad",
+            "c_inet": "::1/128",
+            "c_bytea_arr": "{}",
+        }
+        assert r003 == {name: ("r003" if name == "dataset_id" else None) for name in exact}  # NULL stays NULL
+        first = dict(zip(exact, apg_values[0], strict=True))
+        assert first["c_bytea"] == b"\xde\xad\xbe\xef"  # bytes, not the text of a Python repr (DB-39)
+        assert first["c_uuid"] == uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")
+        assert first["c_num_12_4"] == decimal.Decimal("12345678.1234")
+        assert first["c_int_arr"] == [1, None, 3] and first["c_text_arr"] == ["a", None, "b c"]
+        # generated rows: values PostgreSQL computed itself, read back through the asyncpg reader
+        src = pg.fetch(
+            "SELECT dataset_id, c_num_12_4, c_ts, c_date, c_tstz AT TIME ZONE 'UTC', c_int_arr, c_bytea, c_uuid "
+            "FROM ds WHERE dataset_id >= 'r004' ORDER BY dataset_id"
+        )
+        got = await e.rows(
+            f"SELECT dataset_id, c_num_12_4, c_ts, c_date, c_tstz, c_int_arr, c_bytea, c_uuid FROM {apg} "
+            "WHERE dataset_id >= 'r004' ORDER BY dataset_id"
+        )
+        assert got == [tuple(r) for r in src] and len(got) == 247
+
+
+async def test_asyncpg_reader_keeps_numeric_nan_and_infinity(
+    make_settings: Callable[..., Settings], pg: PgSchema
+) -> None:
+    pg.execute("CREATE TABLE ds (dataset_id text, n numeric, n_12_4 numeric(12,4), f float8)")
+    pg.execute(
+        "INSERT INTO ds VALUES ('a', 'NaN', 'NaN', 'NaN'), ('b', 'Infinity', 1.5, 'Infinity'), "
+        "('c', '-Infinity', NULL, '-Infinity'), ('d', 2.25, -2.25, 2.25)"
+    )
+    pg.execute("CREATE TABLE rs (dataset_id text, metric_name text, metric_score float8)")
+    pg.execute("INSERT INTO rs SELECT dataset_id, 'm1', 0.5 FROM ds")
+    settings = configure(make_settings, pg, duckdb={"sync_reader": "asyncpg"})
+    async with Env(settings) as e:
+        res = await e.engine.sync_dataset("monitoring")
+        assert res.status == "ready" and res.rows == 4, res.error
+        types = {c["name"]: c["type"] for c in await e.store.describe("monitoring_dataset")}
+        assert (types["n"], types["n_12_4"], types["f"]) == ("DOUBLE", "DECIMAL(12,4)", "DOUBLE")
+        rows = await e.rows("SELECT n::VARCHAR, n_12_4, f::VARCHAR FROM monitoring_dataset ORDER BY dataset_id")
+        assert rows == [
+            ("nan", None, "nan"),  # DECIMAL has no NaN: NULL rather than a made-up number
+            ("inf", decimal.Decimal("1.5000"), "inf"),
+            ("-inf", None, "-inf"),
+            ("2.25", decimal.Decimal("-2.2500"), "2.25"),
+        ]
+
+
+def test_numeric_duck_type_follows_the_extensions_decimal_rule() -> None:
+    def typmod(precision: int, scale: int) -> int:  # PostgreSQL's encoding of numeric(p,s)
+        return ((precision << 16) | (scale & 0x7FF)) + 4
+
+    assert numeric_duck_type(-1) == "DOUBLE"  # unconstrained numeric
+    assert numeric_duck_type(typmod(12, 4)) == "DECIMAL(12,4)"
+    assert numeric_duck_type(typmod(38, 0)) == "DECIMAL(38,0)"
+    assert numeric_duck_type(typmod(1, 1)) == "DECIMAL(1,1)"
+    assert numeric_duck_type(typmod(39, 2)) == "DOUBLE"  # wider than DuckDB's DECIMAL
+    # PostgreSQL 15 scales outside 0..p: DOUBLE (the extension makes DECIMAL(5,254) and DECIMAL(3,5))
+    assert numeric_duck_type(typmod(5, -2)) == "DOUBLE"
+    assert numeric_duck_type(typmod(3, 5)) == "DOUBLE"
+
+
+async def test_asyncpg_reader_without_typmods_lands_numeric_as_double(
+    make_settings: Callable[..., Settings], pg: PgSchema, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A source that refuses the describing temporary view (read-only standby): numeric(p,s) → DOUBLE."""
+    calls: list[str] = []
+
+    async def refused(conn: Any, query: str, count: int) -> None:
+        calls.append(query)
+        return None
+
+    monkeypatch.setattr(sync_engine, "describe_typmods", refused)
+    pg.execute("CREATE DOMAIN money82 AS numeric(8,2)")
+    pg.execute("CREATE TABLE ds (dataset_id text, amount numeric(12,4), price money82, id uuid, seen timestamptz)")
+    pg.execute(
+        "INSERT INTO ds VALUES ('a', 1.5, 2.25, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '-infinity'), "
+        "('b', NULL, NULL, NULL, '2024-01-01 00:00:00+02')"
+    )
+    pg.execute("CREATE TABLE rs (dataset_id text, metric_name text, metric_score float8)")
+    pg.execute("INSERT INTO rs SELECT dataset_id, 'm1', 0.5 FROM ds")
+    settings = configure(make_settings, pg, duckdb={"sync_reader": "asyncpg"})
+    async with Env(settings) as e:
+        res = await e.engine.sync_dataset("monitoring")
+        assert res.status == "ready" and res.rows == 2, res.error
+        assert len(calls) == 2  # dataset and results query
+        types = {c["name"]: c["type"] for c in await e.store.describe("monitoring_dataset")}
+        # the wire describes a domain column by its base type, so the domain's numeric(8,2) is unknown too
+        assert types == {
+            "dataset_id": "VARCHAR",
+            "amount": "DOUBLE",
+            "price": "DOUBLE",
+            "id": "UUID",
+            "seen": "TIMESTAMP",
+        }
+        rows = await e.rows("SELECT amount, price, id, seen::VARCHAR FROM monitoring_dataset ORDER BY dataset_id")
+        assert rows == [
+            (1.5, 2.25, uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"), "-infinity"),
+            (None, None, None, "2023-12-31 22:00:00"),
+        ]
+
+
+@pytest.mark.parametrize("reader", READERS)
+async def test_multidimensional_array_fails_the_sync_in_both_readers(
+    make_settings: Callable[..., Settings], pg: PgSchema, reader: str
+) -> None:
+    pg.execute("CREATE TABLE ds (dataset_id text, grid int[])")
+    pg.execute("INSERT INTO ds VALUES ('a', '{1,2}'), ('b', '{{1,2},{3,4}}')")
+    pg.execute("CREATE TABLE rs (dataset_id text, metric_name text, metric_score float8)")
+    pg.execute("INSERT INTO rs SELECT dataset_id, 'm1', 0.5 FROM ds")
+    settings = configure(make_settings, pg, duckdb={"sync_reader": reader})
+    async with Env(settings) as e:
+        res = await e.engine.sync_dataset("monitoring")
+        assert res.status == "error" and res.error
+        want = "dimensions" if reader == "postgres_extension" else "Column 'grid' does not fit INTEGER[]"
+        assert want in res.error
+        assert not await e.store.table_exists("monitoring_data")
+
+
+@pytest.mark.parametrize("reader", READERS)
+@pytest.mark.parametrize(
+    ("column", "pg_cast", "first_wm", "next_wm"),
+    [
+        ("amount", "numeric", "3.7035", "12.3450"),
+        ("seen", "timestamptz", "2024-01-01 01:00:00", "2024-01-01 08:00:00"),
+    ],
+)
+async def test_typed_watermarks_are_the_same_for_both_readers(
+    make_settings: Callable[..., Settings],
+    pg: PgSchema,
+    reader: str,
+    column: str,
+    pg_cast: str,
+    first_wm: str,
+    next_wm: str,
+) -> None:
+    pg.execute("CREATE TABLE ds (dataset_id text, amount numeric(12,4), seen timestamptz)")
+    pg.execute(
+        "CREATE TABLE rs (dataset_id text, metric_name text, metric_score float8, amount numeric(12,4), "
+        "seen timestamptz)"
+    )
+    rows_sql = (
+        "SELECT 'c' || g, g * 1.2345, timestamptz '2024-01-01 00:00:00+02' + g * interval '1 hour' "
+        "FROM generate_series({}, {}) g"
+    )
+    pg.execute("INSERT INTO ds " + rows_sql.format(1, 3))
+    pg.execute("INSERT INTO rs SELECT dataset_id, 'm1', 0.5, amount, seen FROM ds")
+    settings = configure(make_settings, pg, incremental_column=column, duckdb={"sync_reader": reader})
+    async with Env(settings) as e:
+        first = await e.engine.sync_dataset("monitoring")
+        assert first.status == "ready" and first.sync_type == "full" and first.rows == 3, first.error
+        target = TARGETS["monitoring"]
+        assert await e.engine.watermarks(target) == {"monitoring_dataset": first_wm, "monitoring_results": first_wm}
+        stored = await e.store.kv_get(WATERMARK_PREFIX + "monitoring_results")
+        assert stored == {"value": first_wm, "pg_cast": pg_cast, "column": column, "stored_column": column}
+
+        pg.execute("INSERT INTO ds " + rows_sql.format(10, 10))
+        pg.execute("INSERT INTO rs SELECT dataset_id, 'm1', 0.7, amount, seen FROM ds WHERE dataset_id = 'c10'")
+        again = await e.engine.sync_dataset("monitoring")
+        assert again.status == "ready" and again.sync_type == "incremental", again.error
+        assert again.rows == 4 and again.incremental_rows == 1
+        assert await e.engine.watermarks(target) == {"monitoring_dataset": next_wm, "monitoring_results": next_wm}
 
 
 async def test_empty_source_gives_empty_typed_tables(make_settings: Callable[..., Settings], pg: PgSchema) -> None:
