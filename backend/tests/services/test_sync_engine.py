@@ -419,7 +419,9 @@ async def test_typed_watermarks_are_the_same_for_both_readers(
         first = await e.engine.sync_dataset("monitoring")
         assert first.status == "ready" and first.sync_type == "full" and first.rows == 3, first.error
         target = TARGETS["monitoring"]
-        assert await e.engine.watermarks(target) == {"monitoring_dataset": first_wm, "monitoring_results": first_wm}
+        assert await e.engine.watermarks(target) == (
+            {"monitoring_dataset": first_wm, "monitoring_results": first_wm}, None
+        )
         stored = await e.store.kv_get(WATERMARK_PREFIX + "monitoring_results")
         assert stored == {"value": first_wm, "pg_cast": pg_cast, "column": column, "stored_column": column}
 
@@ -428,7 +430,9 @@ async def test_typed_watermarks_are_the_same_for_both_readers(
         again = await e.engine.sync_dataset("monitoring")
         assert again.status == "ready" and again.sync_type == "incremental", again.error
         assert again.rows == 4 and again.incremental_rows == 1
-        assert await e.engine.watermarks(target) == {"monitoring_dataset": next_wm, "monitoring_results": next_wm}
+        assert await e.engine.watermarks(target) == (
+            {"monitoring_dataset": next_wm, "monitoring_results": next_wm}, None
+        )
 
 
 async def test_empty_source_gives_empty_typed_tables(make_settings: Callable[..., Settings], pg: PgSchema) -> None:
