@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 SslMode = Literal["disable", "prefer", "require", "verify-ca", "verify-full"]
 Severity = Literal["warning", "error"]
@@ -45,6 +45,21 @@ class DBImportConfig(BaseModel):
     enabled: bool = False
     auto_load: bool = False
 
+    # Why the configured values were rejected at load (the defaults then apply); never holds a value.
+    _config_error: str | None = PrivateAttr(default=None)
+
+    @classmethod
+    def rejected(cls, reason: str) -> Self:
+        """The defaults, remembering why the configured values were rejected (see ``config_error``)."""
+        cfg = cls()
+        cfg._config_error = f"The database settings are invalid and were ignored ({reason}). Fix them and restart."
+        return cfg
+
+    @property
+    def config_error(self) -> str | None:
+        """The message for users when the configured values were rejected at load, else None."""
+        return self._config_error
+
     @field_validator("query_timeout")
     @classmethod
     def _cap_timeout(cls, v: int) -> int:
@@ -58,8 +73,17 @@ class DBImportConfig(BaseModel):
     @field_validator("url", "password", "host", "database", "username", mode="before")
     @classmethod
     def _blank_is_none(cls, v: Any) -> Any:
+        if isinstance(v, SecretStr) and not v.get_secret_value().strip():
+            return None
         if isinstance(v, str) and not v.strip():
             return None
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _valid_dsn(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            parse_dsn(v.get_secret_value())  # ValueError names the problem, never the value
         return v
 
     @field_validator("column_rename_map", mode="before")
@@ -127,22 +151,40 @@ class ParsedDsn(BaseModel):
     ssl_mode: SslMode | None = None
 
 
+SSL_MODES: tuple[str, ...] = ("disable", "prefer", "require", "verify-ca", "verify-full")
+DSN_SCHEMES = ("postgresql", "postgres")
+_BAD_PORT = "the port in the URL is not a number from 1 to 65535"
+
+
 def parse_dsn(url: str) -> ParsedDsn:
-    """Split a ``postgresql://user:pw@host:port/db?sslmode=`` URL into its pieces."""
-    parts = urlsplit(url)
-    query = parse_qs(parts.query)
-    ssl = query.get("sslmode", [None])[0]
+    """Split a ``postgresql://user:pw@host:port/db?sslmode=`` URL into its pieces.
+
+    Raises ValueError for a URL that cannot be parsed, a scheme other than postgresql/postgres,
+    a port that is not a number from 1 to 65535, or an unknown ``sslmode``. The message names
+    the problem and never repeats any part of the URL (it may hold a password).
+    """
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        raise ValueError("the URL cannot be parsed") from None
+    if parts.scheme.lower() not in DSN_SCHEMES:
+        raise ValueError("the URL must start with postgresql:// or postgres:// (only PostgreSQL is supported)")
     try:
         port = parts.port
     except ValueError:
-        port = None
+        raise ValueError(_BAD_PORT) from None
+    if port == 0:
+        raise ValueError(_BAD_PORT)
+    ssl_values = parse_qs(parts.query, keep_blank_values=True).get("sslmode", [])
+    if any(v not in SSL_MODES for v in ssl_values):
+        raise ValueError(f"sslmode in the URL must be one of {', '.join(SSL_MODES)}")
     return ParsedDsn(
         host=parts.hostname,
         port=port,
         database=unquote(parts.path.lstrip("/")) or None,
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
-        ssl_mode=ssl if ssl in ("disable", "prefer", "require", "verify-ca", "verify-full") else None,  # type: ignore[arg-type]
+        ssl_mode=ssl_values[-1] if ssl_values else None,  # type: ignore[arg-type]  # checked above
     )
 
 

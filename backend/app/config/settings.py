@@ -15,6 +15,7 @@ from app.config.db_configs import (
     EvalDBConfig,
     HumanSignalsDBConfig,
     MonitoringDBConfig,
+    parse_dsn,
 )
 from app.config.theme import THEME_ENV_FIELDS, ThemeConfig, build_theme
 from app.config.yaml_loader import read_yaml_section
@@ -25,6 +26,7 @@ BACKEND_DIR = Path(__file__).resolve().parents[2]
 ROOT_DIR = BACKEND_DIR.parent
 
 M = TypeVar("M", bound=BaseModel)
+DB = TypeVar("DB", bound=DBImportConfig)
 
 YAML_FILES = {
     "eval_db": "eval_db.yaml",
@@ -37,7 +39,10 @@ YAML_FILES = {
 
 def _describe_validation_error(exc: ValidationError) -> str:
     """Locations and messages only: input values may be secrets and are never logged."""
-    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors())
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg'].removeprefix('Value error, ')}"
+        for err in exc.errors()
+    )
 
 
 class Settings(BaseSettings):
@@ -258,37 +263,49 @@ class Settings(BaseSettings):
             self._theme = build_theme(None, self.axis_theme_active, {})
 
     def _load_section(self, key: str, model: type[M]) -> M | None:
+        return self._validate_section(key, model)[0]
+
+    def _validate_section(self, key: str, model: type[M]) -> tuple[M | None, str | None]:
+        """(model, None) from the YAML section, or (None, reason) when a value is invalid.
+
+        No section gives (None, None). An invalid value is logged with file, key and field, never
+        the value; the reason is that same text, for the caller to remember.
+        """
         path = self.yaml_path(YAML_FILES[key])
         section = read_yaml_section(path, key)
         if section is None:
-            return None
+            return None, None
         try:
-            return model.model_validate(section)
+            return model.model_validate(section), None
         except ValidationError as exc:
-            logger.warning(
-                "Invalid values in %s key '%s' (%s); using defaults", path, key, _describe_validation_error(exc)
-            )
-            return None
+            described = _describe_validation_error(exc)
+            logger.warning("Invalid values in %s key '%s' (%s); using defaults", path, key, described)
+            return None, f"{path.name} key '{key}': {described}"
 
-    def _load_db(self, key: str, model: type[M], env: dict[str, Any] | None) -> M:
-        loaded = self._load_section(key, model)
+    def _load_db(self, key: str, model: type[DB], env: dict[str, Any] | None) -> DB:
+        loaded, reason = self._validate_section(key, model)
         if loaded is not None:
             # YAML wins; env only fills an empty password or url.
-            prefix = key
             updates: dict[str, Any] = {}
-            if getattr(loaded, "password", None) is None and getattr(self, f"{prefix}_password", None):
-                updates["password"] = getattr(self, f"{prefix}_password")
-            if getattr(loaded, "url", None) is None and getattr(self, f"{prefix}_url", None):
-                updates["url"] = getattr(self, f"{prefix}_url")
+            if loaded.password is None and getattr(self, f"{key}_password", None):
+                updates["password"] = getattr(self, f"{key}_password")
+            env_url: SecretStr | None = getattr(self, f"{key}_url", None)
+            if loaded.url is None and env_url is not None and env_url.get_secret_value().strip():
+                try:
+                    parse_dsn(env_url.get_secret_value())
+                except ValueError as exc:
+                    logger.warning("Invalid %s_URL (%s); using the %s defaults", key.upper(), exc, key)
+                    return model.rejected(f"{key.upper()}_URL: {exc}")
+                updates["url"] = env_url
             return loaded.model_copy(update=updates) if updates else loaded
         if env is not None:
             try:
                 return model.model_validate(env)
             except ValidationError as exc:
-                logger.warning(
-                    "Invalid %s environment values (%s); using defaults", key, _describe_validation_error(exc)
-                )
-        return model()
+                described = _describe_validation_error(exc)
+                logger.warning("Invalid %s environment values (%s); using defaults", key, described)
+                reason = f"{key.upper()}_* environment variables: {described}"
+        return model() if reason is None else model.rejected(reason)
 
     def _store_env(self, store: str) -> dict[str, Any] | None:
         url = getattr(self, f"{store}_db_url")

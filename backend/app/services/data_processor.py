@@ -14,6 +14,7 @@ import decimal
 import json
 import logging
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,18 +185,23 @@ def eval_alias_renames(columns: Sequence[str], custom_map: dict[str, str] | None
     """§4.4 renames {source: target}: custom map (exact name) first, then aliases, with collision guard.
 
     A rename is skipped when its target already exists as a column or was claimed by an earlier
-    rename, so renaming never creates duplicate columns (DB-23).
+    rename, so renaming never creates duplicate columns (DB-23). Names compare case-insensitively
+    (as DuckDB binds them): ``input`` is not renamed to ``query`` when ``Query`` exists, while a
+    custom ``Score: score`` (a change of case only) is applied.
     """
     custom_map = custom_map or {}
-    taken = set(columns)
+    taken = Counter(c.lower() for c in columns)
     renames: dict[str, str] = {}
 
     def _claim(col: str, target: str | None) -> None:
-        if not target or target == col or target in taken or col in renames:
+        if not target or target == col or col in renames:
+            return
+        own = 1 if target.lower() == col.lower() else 0  # a case-only rename frees its own name
+        if taken[target.lower()] > own:
             return
         renames[col] = target
-        taken.discard(col)
-        taken.add(target)
+        taken[col.lower()] -= 1
+        taken[target.lower()] += 1
 
     for col in columns:
         _claim(col, custom_map.get(col))
@@ -792,7 +798,9 @@ def eval_db_status(cfg: EvalDBConfig) -> EvalDBStatus:
 async def import_eval_db(store: DuckDBStore, cfg: EvalDBConfig, *, row_cap: int) -> EvalLoadResult:
     """POST /eval-db-import (§4.8): split queries → LEFT join → aliases → §4.3 → stored dataset."""
     if not cfg.is_configured:
-        raise Invalid("Database not configured. Set eval_db in eval_db.yaml or the EVAL_DB_* variables.")
+        raise Invalid(
+            cfg.config_error or "Database not configured. Set eval_db in eval_db.yaml or the EVAL_DB_* variables."
+        )
     if not cfg.has_query:
         raise Invalid("No SQL queries configured. Set eval_db.dataset_query and eval_db.results_query.")
     dataset, results = await fetch_split_queries(cfg, application_name="axis-eval-import")

@@ -589,8 +589,8 @@ async def import_human_signals_from_db(store: DuckDBStore, settings: Settings) -
     """``POST /api/human-signals/db-import``: serve synced cases, else a one-shot import, else the table."""
     cfg = settings.human_signals_db
     if not cfg.is_configured:
-        raise Invalid("Database not configured. Set human_signals_db in human_signals_db.yaml or "
-                      "HUMAN_SIGNALS_DB_* env vars.")
+        raise Invalid(cfg.config_error or "Database not configured. Set human_signals_db in "
+                      "human_signals_db.yaml or HUMAN_SIGNALS_DB_* env vars.")
     latest = await store.latest_dataset(KIND)
     if cfg.has_query and latest is not None and latest.source == "sync":
         table, schema = await _cases_of(store, latest)

@@ -354,7 +354,10 @@ async def import_monitoring_from_db(store: DuckDBStore, settings: Settings) -> M
     """``POST /api/monitoring/db-import``: split queries, else the configured table, into the store."""
     cfg = settings.monitoring_db
     if not cfg.is_configured:
-        raise Invalid("Database not configured. Set monitoring_db in monitoring_db.yaml or MONITORING_DB_* env vars.")
+        raise Invalid(
+            cfg.config_error
+            or "Database not configured. Set monitoring_db in monitoring_db.yaml or MONITORING_DB_* env vars."
+        )
     if cfg.has_query:
         dataset, results = await fetch_split_queries(cfg, application_name="axis-monitoring-import")
         if results.num_rows == 0:

@@ -17,9 +17,10 @@ import asyncpg
 import pyarrow as pa
 
 from app.config.db_configs import DBImportConfig
-from app.errors import Invalid, Timeout, Upstream
+from app.errors import Invalid, ServiceError, Timeout, Upstream
 from app.services.connection_store import connect_source, scrub_error
 from app.services.duckdb_store import quote_ident
+from app.services.sync_engine import wrap_query
 
 T = TypeVar("T")
 
@@ -43,8 +44,37 @@ def _timeout_error(cfg: DBImportConfig) -> Timeout:
     return Timeout(f"Query timeout exceeded ({cfg.query_timeout}s). Simplify the query or raise query_timeout.")
 
 
+# SQLSTATE classes of errors in the configured query text or in what it reads (syntax, unknown
+# table or column, permission, bad cast or other data error, unsupported feature, a write in the
+# read-only transaction): configuration problems the user fixes (400). Other failures of the source
+# server (resources, shutdown, internal errors, a lost connection) are 502, as in the database
+# browser: 500 stays reserved for our own unexpected errors.
+_QUERY_PROBLEM_CLASSES = frozenset({"0A", "21", "22", "25", "3F", "42"})
+
+
+class _QueryFailed(Exception):
+    """A PostgreSQL error raised while running the named query."""
+
+    def __init__(self, label: str, error: Exception) -> None:
+        super().__init__(label)
+        self.label = label
+        self.error = error
+
+
+def _query_error(failed: _QueryFailed, secrets: list[str]) -> ServiceError:
+    message = f"Import failed in {failed.label}: {scrub_error(str(failed.error), secrets)}"
+    sqlstate = getattr(failed.error, "sqlstate", None) or ""
+    if sqlstate[:2] in _QUERY_PROBLEM_CLASSES:
+        return Invalid(message)
+    return Upstream(message)
+
+
 async def _with_connection(cfg: DBImportConfig, application_name: str, fn: Callable[[Any], Awaitable[T]]) -> T:
-    """Run ``fn(conn)`` in a read-only transaction; map timeouts (408), connect (400) and query (502) errors."""
+    """Run ``fn(conn)`` in a read-only transaction; map timeouts (408), connect (400) and query errors.
+
+    A query error names the query that failed ("Import failed in results_query: …"): 400 when the
+    query is the problem, else 502.
+    """
     p = cfg.connection_params()
     secrets = source_secrets(cfg)
     try:
@@ -62,6 +92,8 @@ async def _with_connection(cfg: DBImportConfig, application_name: str, fn: Calla
             return await fn(conn)
     except (asyncpg.QueryCanceledError, TimeoutError):
         raise _timeout_error(cfg) from None
+    except _QueryFailed as failed:
+        raise _query_error(failed, secrets) from None
     except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise Upstream(f"Import failed: {scrub_error(str(exc), secrets)}") from None
     finally:
@@ -93,19 +125,53 @@ def records_to_arrow(columns: list[str], rows: Sequence[Sequence[Any]]) -> pa.Ta
     return pa.table(arrays, names=columns)
 
 
-async def _fetch_arrow(conn: Any, sql: str, *args: Any) -> pa.Table:
-    stmt = await conn.prepare(sql)
-    columns = [a.name for a in stmt.get_attributes()]
-    rows = await stmt.fetch(*args)
+def check_column_names(columns: Sequence[str], label: str) -> None:
+    """Refuse two columns whose names are equal ignoring case, naming both and the query (400).
+
+    DuckDB compares column names case-insensitively: ``X`` and ``x`` would bind to one column and
+    the store would rename the other, so values could land under the wrong name.
+    """
+    seen: dict[str, str] = {}
+    for name in columns:
+        first = seen.get(name.lower())
+        if first is None:
+            seen[name.lower()] = name
+            continue
+        if first == name:
+            raise Invalid(f'The {label} returns two columns named "{name}". Give each column its own name (AS).')
+        raise Invalid(
+            f'The {label} returns columns "{first}" and "{name}", whose names differ only in case. Column '
+            "names are compared case-insensitively; give one of them another name (AS)."
+        )
+
+
+async def _fetch_arrow(conn: Any, sql: str, label: str, *args: Any) -> pa.Table:
+    """Run ``sql`` as an Arrow table; a PostgreSQL error is re-raised naming ``label``."""
+    try:
+        stmt = await conn.prepare(sql)
+        columns = [a.name for a in stmt.get_attributes()]
+        check_column_names(columns, label)
+        rows = await stmt.fetch(*args)
+    except asyncpg.QueryCanceledError:
+        raise
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise _QueryFailed(label, exc) from exc
     return records_to_arrow(columns, rows)
 
 
+def _limited(query: str) -> str:
+    return f"SELECT * FROM (\n{wrap_query(query)}\n) AS subq LIMIT $1"
+
+
 async def fetch_split_queries(cfg: DBImportConfig, *, application_name: str) -> tuple[pa.Table, pa.Table]:
-    """Run the dataset and results queries (each ``LIMIT row_limit``); returns (dataset, results)."""
+    """Run the dataset and results queries (each ``LIMIT row_limit``); returns (dataset, results).
+
+    Trailing semicolons are dropped (each query runs as a subquery). Errors name the query that failed.
+    """
 
     async def _both(conn: Any) -> tuple[pa.Table, pa.Table]:
-        ds = await _fetch_arrow(conn, f"SELECT * FROM ({cfg.dataset_query}) AS subq LIMIT $1", cfg.row_limit)
-        rs = await _fetch_arrow(conn, f"SELECT * FROM ({cfg.results_query}) AS subq LIMIT $1", cfg.row_limit)
+        ds = await _fetch_arrow(conn, _limited(cfg.dataset_query or ""), "dataset_query", cfg.row_limit)
+        rs = await _fetch_arrow(conn, _limited(cfg.results_query or ""), "results_query", cfg.row_limit)
         return ds, rs
 
     return await _with_connection(cfg, application_name, _both)
@@ -114,7 +180,8 @@ async def fetch_split_queries(cfg: DBImportConfig, *, application_name: str) -> 
 async def fetch_table(cfg: DBImportConfig, schema: str, table: str, *, application_name: str) -> pa.Table:
     """Legacy path: ``SELECT * FROM schema.table LIMIT row_limit``."""
     sql = f"SELECT * FROM {quote_ident(schema)}.{quote_ident(table)} LIMIT $1"
-    return await _with_connection(cfg, application_name, lambda conn: _fetch_arrow(conn, sql, cfg.row_limit))
+    label = f"table {schema}.{table}"
+    return await _with_connection(cfg, application_name, lambda conn: _fetch_arrow(conn, sql, label, cfg.row_limit))
 
 
 def joined_split_sql(dataset_cols: Sequence[str], results_cols: Sequence[str]) -> str:
@@ -122,19 +189,28 @@ def joined_split_sql(dataset_cols: Sequence[str], results_cols: Sequence[str]) -
 
     Results win on shared names; a dataset column whose name the results also have is kept as
     ``dataset_<name>`` (as in the sync view) and every other dataset column keeps its own name, so
-    legitimate ``*_dataset`` columns survive (DB-13). Without dataset_id on both sides: results only.
+    legitimate ``*_dataset`` columns survive (DB-13). A ``dataset_<name>`` that is already taken (by
+    a results column or a dataset column of that name) is left out. Names compare case-insensitively,
+    as DuckDB binds them. Without dataset_id on both sides: results only. Each side's names must be
+    unique ignoring case (:func:`check_column_names`).
     """
-    rs = set(results_cols)
+    taken = {c.lower() for c in results_cols}
     parts = [f"r.{quote_ident(c)}" for c in results_cols]
     ordered = f"(SELECT *, row_number() OVER () AS {ROW_ORDER} FROM _rs)"
-    if "dataset_id" not in rs or "dataset_id" not in dataset_cols:
+    if "dataset_id" not in taken or "dataset_id" not in {c.lower() for c in dataset_cols}:
         return f"SELECT {', '.join(parts)} FROM {ordered} r ORDER BY r.{ROW_ORDER}"
+    own = [c for c in dataset_cols if c.lower() not in taken]
+    taken |= {c.lower() for c in own}
     for c in dataset_cols:
-        if c == "dataset_id":
+        if c.lower() == "dataset_id":
             continue
-        alias = c if c not in rs else f"dataset_{c}"
-        if alias in rs:
+        if c in own:
+            parts.append(f"d.{quote_ident(c)}")
             continue
+        alias = f"dataset_{c}"
+        if alias.lower() in taken:
+            continue
+        taken.add(alias.lower())
         parts.append(f"d.{quote_ident(c)} AS {quote_ident(alias)}")
     return (
         f"SELECT {', '.join(parts)} FROM {ordered} r LEFT JOIN _ds d ON r.dataset_id = d.dataset_id "

@@ -987,6 +987,8 @@ class SyncEngine:
     def ineligible_reason(self, name: str, reason: str = "manual") -> str | None:
         """Why a dataset cannot sync now (None when eligible, §10.6)."""
         cfg = self.config(name)
+        if cfg.config_error is not None:
+            return cfg.config_error
         if not cfg.enabled:
             return f"{name} sync is disabled (enabled: false)"
         if not cfg.is_configured:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import logging
 import statistics
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -220,7 +222,7 @@ async def test_example_errors(make_settings: Callable[..., Settings], make_clien
 def _eval_yaml(settings: Settings, pg: PgSchema, **extra: Any) -> None:
     lines = ["eval_db:", f"  host: {pg.host}", f"  port: {pg.port}", f"  database: {pg.database}",
              f"  username: {pg.user}", "  ssl_mode: disable"]
-    lines += [f"  {k}: {v!r}" if isinstance(v, str) else f"  {k}: {v}" for k, v in extra.items()]
+    lines += [f"  {k}: {json.dumps(v)}" for k, v in extra.items()]
     settings.config_dir.mkdir(parents=True, exist_ok=True)
     (settings.config_dir / "eval_db.yaml").write_text("\n".join(lines) + "\n")
     settings.reload_yaml()
@@ -261,3 +263,132 @@ async def test_eval_db_config_and_import(make_settings: Callable[..., Settings],
     async with make_client(settings) as client:
         r = await client.post("/api/data/eval-db-import")
         assert r.status_code == 408 and "Query timeout exceeded (1s)" in r.json()["detail"]
+
+
+async def _import_with(make_settings: Callable[..., Settings], make_client: Any, pg: PgSchema,
+                       **extra: Any) -> httpx.Response:
+    settings = make_settings()
+    _eval_yaml(settings, pg, **extra)
+    async with make_client(settings) as client:
+        before = (await client.get("/api/store/datasets")).json()["datasets"]
+        r: httpx.Response = await client.post("/api/data/eval-db-import")
+        if r.status_code != 200:  # a failed import registers nothing
+            assert (await client.get("/api/store/datasets")).json()["datasets"] == before
+        return r
+
+
+async def test_eval_db_import_refuses_columns_equal_ignoring_case(
+    make_settings: Callable[..., Settings], make_client: Any, pg: PgSchema
+) -> None:
+    head = "SELECT 'a' AS dataset_id, 'acc' AS metric_name, 1.0 AS metric_score, "
+    r = await _import_with(make_settings, make_client, pg, dataset_query="SELECT 'a' AS dataset_id",
+                           results_query=head + '1 AS "X", 2 AS x')
+    assert r.status_code == 400
+    assert r.json()["detail"] == (
+        'The results_query returns columns "X" and "x", whose names differ only in case. Column names are '
+        "compared case-insensitively; give one of them another name (AS).")
+    r = await _import_with(make_settings, make_client, pg, dataset_query="SELECT 'a' AS dataset_id",
+                           results_query=head + "1 AS x, 2 AS x")
+    assert r.status_code == 400
+    assert r.json()["detail"] == 'The results_query returns two columns named "x". Give each column its own name (AS).'
+    r = await _import_with(make_settings, make_client, pg, results_query=head + "1 AS x",
+                           dataset_query="SELECT 'a' AS dataset_id, 'q' AS \"Query\", 'q2' AS query")
+    assert r.status_code == 400
+    assert r.json()["detail"].startswith('The dataset_query returns columns "Query" and "query"')
+
+
+async def test_eval_db_import_case_insensitive_overlap_keeps_every_value(
+    make_settings: Callable[..., Settings], make_client: Any, pg: PgSchema
+) -> None:
+    pg.execute('CREATE TABLE res_case (dataset_id text, "Query" text, input text, metric text, score float8, '
+               '"Notes" text, dataset_notes text)')
+    pg.execute("INSERT INTO res_case VALUES ('a', 'Q-res', 'I-res', 'acc', 0.3, 'N-res', 'DN-res'), "
+               "('b', 'Q-res-b', 'I-res-b', 'acc', 0.7, NULL, NULL)")
+    pg.execute("CREATE TABLE ds_case (dataset_id text, query text, notes text, extra text)")
+    pg.execute("INSERT INTO ds_case VALUES ('a', 'q-ds', 'n-ds', 'e-ds')")
+    r = await _import_with(make_settings, make_client, pg, dataset_query=f"SELECT * FROM {pg.schema}.ds_case",
+                           results_query=f"SELECT * FROM {pg.schema}.res_case")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    cols = body["columns"]
+    assert len({c.lower() for c in cols}) == len(cols)  # no names DuckDB would merge or suffix
+    assert not any(c.lower().endswith(("_1", "_2")) for c in cols)
+    # "input" keeps its name: its alias target `query` is taken by "Query" (case-insensitive guard).
+    # The dataset's query overlaps "Query" → dataset_query; its notes overlap "Notes" but dataset_notes
+    # is a results column (results win), so the dataset notes are left out.
+    first = body["data"][0]
+    assert {k: first[k] for k in ("Query", "input", "dataset_query", "metric_name", "metric_score", "Notes",
+                                  "dataset_notes", "extra")} == {
+        "Query": "Q-res", "input": "I-res", "dataset_query": "q-ds", "metric_name": "acc", "metric_score": 0.3,
+        "Notes": "N-res", "dataset_notes": "DN-res", "extra": "e-ds"}
+    second = body["data"][1]
+    assert (second["Query"], second["input"], second["dataset_query"], second["extra"], second["metric_score"]) == (
+        "Q-res-b", "I-res-b", None, None, 0.7)
+    assert "n-ds" not in [v for row in body["data"] for v in row.values()]
+
+
+async def test_eval_db_import_query_errors_name_the_query(
+    make_settings: Callable[..., Settings], make_client: Any, pg: PgSchema
+) -> None:
+    pg.execute("CREATE TABLE ds (dataset_id text, prompt text)")
+    pg.execute("INSERT INTO ds VALUES ('a', 'question a')")
+    pg.execute("CREATE TABLE res (dataset_id text, metric text, value float8)")
+    pg.execute("INSERT INTO res VALUES ('a', 'acc', 0.5)")
+    s = pg.schema
+    # Trailing semicolons and a trailing line comment are fine: each query runs as a subquery.
+    r = await _import_with(make_settings, make_client, pg, dataset_query=f"SELECT * FROM {s}.ds;",
+                           results_query=f"SELECT * FROM {s}.res -- the results ; ;")
+    assert r.status_code == 200, r.text
+    assert [(d["query"], d["metric_name"], d["metric_score"]) for d in r.json()["data"]] == [("question a", "acc", 0.5)]
+
+    r = await _import_with(make_settings, make_client, pg, dataset_query=f"SELECT * FROM {s}.ds; SELECT 1",
+                           results_query=f"SELECT * FROM {s}.res")
+    assert r.status_code == 400
+    assert r.json()["detail"] == 'Import failed in dataset_query: syntax error at or near ";"'
+    r = await _import_with(make_settings, make_client, pg, dataset_query=f"SELECT * FROM {s}.ds",
+                           results_query=f"SELECT nope FROM {s}.res")
+    assert r.status_code == 400
+    assert r.json()["detail"] == 'Import failed in results_query: column "nope" does not exist'
+    r = await _import_with(make_settings, make_client, pg, dataset_query=f"SELECT * FROM {s}.ds",
+                           results_query="SELECT 'a' AS dataset_id, 'acc' AS metric, 1 / 0 AS value")
+    assert r.status_code == 400
+    assert r.json()["detail"] == "Import failed in results_query: division by zero"
+    # A failure of the source server that is not the query's fault is a 502 (upstream), never a 500.
+    pg.execute("CREATE FUNCTION disk_full() RETURNS float8 LANGUAGE plpgsql AS "
+               "$$ BEGIN RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; END $$")
+    r = await _import_with(make_settings, make_client, pg, dataset_query=f"SELECT * FROM {s}.ds",
+                           results_query=f"SELECT 'a' AS dataset_id, 'acc' AS metric, {s}.disk_full() AS value")
+    assert r.status_code == 502
+    assert r.json()["detail"] == "Import failed in results_query: could not extend file"
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("postgresql://{user}:{pw}@{host}:notaport/{db}", "the port in the URL is not a number from 1 to 65535"),
+    ("postgresql://{user}:{pw}@{host}:{port}/{db}?sslmode=bogus",
+     "sslmode in the URL must be one of disable, prefer, require, verify-ca, verify-full"),
+    ("mysql://{user}:{pw}@{host}:{port}/{db}",
+     "the URL must start with postgresql:// or postgres:// (only PostgreSQL is supported)"),
+])
+async def test_eval_db_import_invalid_url_is_a_clear_400(
+    make_settings: Callable[..., Settings], make_client: Any, pg: PgSchema, caplog: pytest.LogCaptureFixture,
+    url: str, problem: str
+) -> None:
+    pw = "Sekr1t-pw-77"
+    pg.execute("CREATE TABLE res (dataset_id text, metric text, value float8)")
+    pg.execute("INSERT INTO res VALUES ('a', 'acc', 0.5)")
+    dsn = url.format(user=pg.user, pw=pw, host=pg.host, port=pg.port, db=pg.database)
+    settings = make_settings()
+    settings.config_dir.mkdir(parents=True, exist_ok=True)
+    (settings.config_dir / "eval_db.yaml").write_text(
+        f"eval_db:\n  url: {dsn}\n  ssl_mode: disable\n  dataset_query: SELECT 'a' AS dataset_id\n"
+        f"  results_query: SELECT * FROM {pg.schema}.res\n")
+    with caplog.at_level(logging.WARNING):
+        settings.reload_yaml()
+    assert pw not in caplog.text and "eval_db.yaml key 'eval_db'" in caplog.text and problem in caplog.text
+    async with make_client(settings) as client:
+        assert (await client.get("/api/data/eval-db-config")).json()["configured"] is False
+        r = await client.post("/api/data/eval-db-import")
+    assert r.status_code == 400
+    assert r.json()["detail"] == (f"The database settings are invalid and were ignored (eval_db.yaml key 'eval_db': "
+                                  f"url: {problem}). Fix them and restart.")
+    assert pw not in r.text

@@ -12,9 +12,10 @@ from pydantic import SecretStr
 from starlette.datastructures import UploadFile
 
 from app.config.db_configs import EvalDBConfig
-from app.errors import Invalid, NotFound, Timeout, Upstream
+from app.errors import Invalid, NotFound, Timeout
 from app.services import data_processor as dp
 from app.services.duckdb_store import DuckDBStore
+from app.services.pg_source import joined_split_sql
 from tests.conftest import PgSchema
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_data"
@@ -177,6 +178,28 @@ def test_alias_renames_with_collision_guard() -> None:
     assert dp.eval_alias_renames(["experiment", "run_name"]) == {"experiment": "evaluation_name"}
 
 
+def test_alias_collision_guard_ignores_case() -> None:
+    # DuckDB binds names case-insensitively: a target taken in another case is taken.
+    assert dp.eval_alias_renames(["Query", "input", "Metric_Score", "score"]) == {}
+    assert dp.eval_alias_renames(["DATASET_ID", "id", "prompt"]) == {"prompt": "query"}
+    # a rename that only changes the case of its own name is applied; one onto another column's name is not
+    assert dp.eval_alias_renames(["Score", "x"], {"Score": "score", "x": "SCORE"}) == {"Score": "score"}
+    assert dp.eval_alias_renames(["Input", "Prompt"]) == {"Input": "query"}
+
+
+def test_joined_split_sql_compares_names_ignoring_case() -> None:
+    sql = joined_split_sql(["DATASET_ID", "query", "dataset_query", "notes", "Extra"],
+                           ["dataset_id", "Query", "Notes", "dataset_NOTES"])
+    select = sql.split(" FROM ")[0]
+    # dataset "query" overlaps "Query" but its own dataset_query claims that name; dataset notes
+    # overlap "Notes" and dataset_notes is a results column: both overlapping columns are left out.
+    assert select == ('SELECT r."dataset_id", r."Query", r."Notes", r."dataset_NOTES", d."dataset_query", '
+                      'd."Extra"')
+    assert "LEFT JOIN _ds d ON r.dataset_id = d.dataset_id" in sql
+    assert joined_split_sql(["dataset_id", "x"], ["Dataset_Id", "y"]).split(" FROM ")[0] == (
+        'SELECT r."Dataset_Id", r."y", d."x"')
+
+
 # ------------------------------------------------------------------ tree → wide
 TREE_ROWS: list[dict[str, Any]] = [
     {"dataset_id": "d1", "evaluation_name": "e", "query": "q1", "metric_name": "quality", "metric_score": 0.8,
@@ -321,9 +344,9 @@ async def test_eval_db_import_scrubs_secrets(store: DuckDBStore, pg: PgSchema) -
     secret = "s3cretpw42"  # PostgreSQL folds unquoted names to lower case
     cfg = _cfg(pg, password=SecretStr(secret), dataset_query="SELECT 1 AS x",
                results_query=f"SELECT * FROM {secret}_table")
-    with pytest.raises(Upstream) as err:
+    with pytest.raises(Invalid) as err:  # an unknown table is a configuration problem (400)
         await dp.import_eval_db(store, cfg, row_cap=10)
-    assert secret not in err.value.message and "***" in err.value.message
+    assert err.value.message == 'Import failed in results_query: relation "***_table" does not exist'
     url = f"postgresql://{pg.user}:{secret}@{pg.host}:{pg.port}/no_such_db_axis?sslmode=disable"
     cfg = EvalDBConfig(url=SecretStr(url), dataset_query="SELECT 1", results_query="SELECT 1")
     with pytest.raises(Invalid) as err2:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from app.config import Settings
-from app.errors import Invalid, NotFound, Upstream
+from app.errors import Invalid, NotFound
 from app.services import monitoring_service as ms
 from app.services.duckdb_store import DuckDBStore, quote_ident, utc_now
 from tests.conftest import PgSchema
@@ -156,8 +156,9 @@ async def test_db_import_legacy_table_and_errors(
         await ms.import_monitoring_from_db(store, make_settings())
     bad_query = "  dataset_query: SELECT 1 AS dataset_id\n  results_query: SELECT * FROM nope_missing\n"
     _write_yaml(cfg_dir, base + bad_query)
-    with pytest.raises(Upstream, match="Import failed"):
+    with pytest.raises(Invalid) as err:
         await ms.import_monitoring_from_db(store, make_settings())
+    assert err.value.message == 'Import failed in results_query: relation "nope_missing" does not exist'
     _write_yaml(cfg_dir, "monitoring_db:\n  host: 127.0.0.1\n  port: 1\n  database: x\n  table: t\n")
     with pytest.raises(Invalid, match="Could not connect"):
         await ms.import_monitoring_from_db(store, make_settings())

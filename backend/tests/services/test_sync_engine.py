@@ -770,6 +770,11 @@ def test_eligibility_rules(make_settings: Callable[..., Settings], pg: PgSchema)
     engine2 = SyncEngine(settings2, DuckDBStore(settings2.duckdb_path), BackgroundTasks())
     assert "results_query" in (engine2.ineligible_reason("eval") or "")
     assert engine2.eligible("startup") == []
+    settings3 = configure(make_settings, pg, store="eval", url=pg.dsn.replace("postgresql://", "mysql://"))
+    engine3 = SyncEngine(settings3, DuckDBStore(settings3.duckdb_path), BackgroundTasks())
+    assert engine3.ineligible_reason("eval") == (
+        "The database settings are invalid and were ignored (eval_db.yaml key 'eval_db': url: the URL must "
+        "start with postgresql:// or postgres:// (only PostgreSQL is supported)). Fix them and restart.")
 
 
 def test_scheduler_due_computation() -> None:
