@@ -315,14 +315,15 @@ async def test_eval_db_import_case_insensitive_overlap_keeps_every_value(
     assert not any(c.lower().endswith(("_1", "_2")) for c in cols)
     # "input" keeps its name: its alias target `query` is taken by "Query" (case-insensitive guard).
     # The dataset's query overlaps "Query" → dataset_query; its notes overlap "Notes" but dataset_notes
-    # is a results column (results win), so the dataset notes are left out.
+    # is a results column (results win), so the dataset notes are left out. §4.3 processing then
+    # gives "Query" the canonical spelling `query` (the same column to DuckDB).
     first = body["data"][0]
-    assert {k: first[k] for k in ("Query", "input", "dataset_query", "metric_name", "metric_score", "Notes",
+    assert {k: first[k] for k in ("query", "input", "dataset_query", "metric_name", "metric_score", "Notes",
                                   "dataset_notes", "extra")} == {
-        "Query": "Q-res", "input": "I-res", "dataset_query": "q-ds", "metric_name": "acc", "metric_score": 0.3,
+        "query": "Q-res", "input": "I-res", "dataset_query": "q-ds", "metric_name": "acc", "metric_score": 0.3,
         "Notes": "N-res", "dataset_notes": "DN-res", "extra": "e-ds"}
     second = body["data"][1]
-    assert (second["Query"], second["input"], second["dataset_query"], second["extra"], second["metric_score"]) == (
+    assert (second["query"], second["input"], second["dataset_query"], second["extra"], second["metric_score"]) == (
         "Q-res-b", "I-res-b", None, None, 0.7)
     assert "n-ds" not in [v for row in body["data"] for v in row.values()]
 
