@@ -21,6 +21,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from app.config.constants import Thresholds
 from app.config.db_configs import MonitoringDBConfig
 from app.errors import Invalid, NotFound, Unavailable
 from app.models.monitoring import (
@@ -405,6 +406,9 @@ async def records_table(store: DuckDBStore, t: MonitoringTable) -> tuple[Monitor
     return MonitoringTable.of(info), dict(entry["metrics"])
 
 
+SUMMARY_PASS_THRESHOLD = Thresholds.PASSING_RATE  # §9.2: /summary and summary_stats use a fixed 0.5
+
+
 def _record_level(f: MonitoringFilters, config: MonitoringDBConfig, *, allow_metrics: bool = False) -> bool:
     """True when the filters only touch record-level columns, so the per-record table answers exactly."""
     return (not f.metric_name and not config.visible_metrics and (allow_metrics or not f.metrics)
@@ -414,7 +418,7 @@ def _record_level(f: MonitoringFilters, config: MonitoringDBConfig, *, allow_met
 async def refresh_summary_cache(store: DuckDBStore, info: DatasetInfo, config: MonitoringDBConfig) -> dict[str, Any]:
     """Compute per-category summary stats for a dataset and store them in its metadata (DB-29)."""
     t = MonitoringTable.of(info)
-    threshold = config.thresholds.pass_threshold(None)
+    threshold = SUMMARY_PASS_THRESHOLD
     stats = await store.run_read(lambda cur: summary_by_category_sync(cur, t, threshold))
     entry = {"loaded_at": info.loaded_at.isoformat(), "threshold": threshold, "by_category": stats}
     meta = await store.get_metadata(info.table_name)
@@ -426,9 +430,12 @@ async def refresh_summary_cache(store: DuckDBStore, info: DatasetInfo, config: M
 
 
 async def summary(store: DuckDBStore, config: MonitoringDBConfig, f: MonitoringFilters) -> SummaryResponse:
-    """KPIs: record count, mean score, pass rate (percent) and latency percentiles (per record)."""
+    """KPIs: record count, mean score, pass rate (percent, scores ≥ 0.5) and latency percentiles (per record).
+
+    The pass threshold is fixed (§9.2); configured thresholds apply to the metric breakdown only (DB-28).
+    """
     t = await resolve_table(store, f.dataset_id)
-    threshold = config.thresholds.pass_threshold(f.source_name)
+    threshold = SUMMARY_PASS_THRESHOLD
     category = (f.metric_category or "SCORE").strip().upper()
     fast = not f.has_row_filters() and not config.visible_metrics
     if fast:
