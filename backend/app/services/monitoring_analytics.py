@@ -51,6 +51,7 @@ from app.models.monitoring import (
 )
 from app.services.duckdb_store import DatasetInfo, DuckDBStore, quote_ident, utc_timestamp_sql
 from app.services.sql_stats import finite_double, mean_sql, pow2_scale, retry_scaled, scaled_values_sql, std_sql
+from app.services.store_paging import keyed_relation
 from app.services.sync_engine import STATUS_PREFIX as SYNC_STATUS_PREFIX
 
 KIND = "monitoring"
@@ -873,12 +874,13 @@ async def analysis_insights(
     select.append(f"{ts} AS _ts" if ts else "NULL::TIMESTAMP AS _ts")
     if t.has("signals"):
         select.append(f"{t.text('signals')} AS signals")
-    order = ["_ts DESC NULLS LAST"] + ([quote_ident("dataset_id")] if t.has("dataset_id") else [])
+    # A total order, so pages never overlap or skip rows: the rows of one record share dataset_id and
+    # timestamp, so the metric name and then the row key (table rowid; both rowids of a synced view) break ties.
+    order = ["_ts DESC NULLS LAST"] + [quote_ident(c) for c in ("dataset_id", "metric_name") if t.has(c)]
     # LIMIT/OFFSET are validated ints written into the SQL, and page 1 has no OFFSET: a bound or zero
     # OFFSET kept DuckDB off its late-materialising top-N plan (~1.7 x the cost on the first page).
     offset = (page - 1) * limit
-    sql_rows = (f"SELECT {', '.join(select)} FROM {t.sql} {where.sql()} ORDER BY {', '.join(order)} "
-                f"LIMIT {int(limit)}" + (f" OFFSET {int(offset)}" if offset else ""))
+    page_sql = f"LIMIT {int(limit)}" + (f" OFFSET {int(offset)}" if offset else "")
     # Total (all filters) and the metric names available (metric-name filters excluded) in one scan.
     mw = Where()
     add_metric_name_filters(mw, t, f, config)
@@ -890,7 +892,12 @@ async def analysis_insights(
                f"GROUP BY m")
 
     def _run(cur: duckdb.DuckDBPyConnection) -> tuple[list[dict[str, Any]], int, list[str]]:
-        cur.execute(sql_rows, where.params)
+        keyed = keyed_relation(cur, t.info.table_name)
+        source, keys = (keyed.from_sql, list(keyed.keys)) if keyed else (t.sql, [])
+        cur.execute(
+            f"SELECT {', '.join(select)} FROM {source} {where.sql()} ORDER BY {', '.join(order + keys)} {page_sql}",
+            where.params,
+        )
         cols = [d[0] for d in cur.description]
         rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
         agg = cur.execute(sql_agg, [*mw.params, *names_where.params]).fetchall()

@@ -378,6 +378,20 @@ async def test_analysis_insights_pagination(
         await ma.analysis_insights(store, config, MonitoringFilters(), page=0)
 
 
+async def test_analysis_insights_pages_cover_tied_rows_exactly_once(
+    store: DuckDBStore, config: MonitoringDBConfig
+) -> None:
+    """10 records × 3 ANALYSIS metrics at one timestamp: dataset_id alone does not order them."""
+    rows = [{"dataset_id": f"r{i}", "timestamp": BASE, "metric_name": f"an{m}", "metric_category": "ANALYSIS",
+             "metric_score": None, "explanation": f"{i}/{m}"} for i in range(10) for m in (3, 1, 2)]
+    await land_frame(store, pd.DataFrame(rows))
+    seen = []
+    for page in range(1, 9):
+        res = await ma.analysis_insights(store, config, MonitoringFilters(), page=page, limit=4)
+        seen += [(r.dataset_id, r.metric_name) for r in res.records]
+    assert seen == sorted((f"r{i}", f"an{m}") for i in range(10) for m in (1, 2, 3))
+
+
 async def test_analysis_insights_first_page_matches_sorted_rows(
     store: DuckDBStore, config: MonitoringDBConfig, long_ds: tuple[DatasetInfo, pd.DataFrame]
 ) -> None:
