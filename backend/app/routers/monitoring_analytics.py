@@ -75,7 +75,7 @@ async def metric_breakdown(
     settings: SettingsDep,
     store: StoreDep,
     f: FiltersDep,
-    threshold: float | None = None,
+    threshold: Annotated[float | None, Query(allow_inf_nan=False, description="Pass threshold (finite)")] = None,
     group_by: str | None = None,
 ) -> MetricBreakdownResponse:
     """Pass rate, mean and count per metric (threshold defaults to the configured pass value)."""

@@ -32,7 +32,15 @@ from app.services.data_processor import (
     rows_to_arrow,
 )
 from app.services.duckdb_store import DuckDBStore, quote_ident
-from app.services.sql_stats import finite_double, mean_sql, pow2_scale, retry_scaled, scaled_values_sql, std_sql
+from app.services.sql_stats import (
+    finite_double,
+    mean_sql,
+    pearson,
+    pow2_scale,
+    retry_scaled,
+    scaled_values_sql,
+    std_sql,
+)
 
 T = TypeVar("T")
 
@@ -490,13 +498,6 @@ async def comparison(
     return await run_on_source(store, inp, _fn)
 
 
-def _pearson(value: Any, same: bool) -> float | None:
-    """DuckDB's r as JSON: NaN → null, clamped to [−1, 1]; a metric against itself is exactly 1."""
-    if value is None or value != value:
-        return None
-    return 1.0 if same else min(1.0, max(-1.0, float(value)))
-
-
 async def correlation(store: DuckDBStore, inp: AnalyticsInput, *, metrics: list[str] | None) -> dict[str, Any]:
     """Pearson r for every metric pair over pairwise-complete records (DuckDB corr); NaN → null."""
 
@@ -522,7 +523,7 @@ async def correlation(store: DuckDBStore, inp: AnalyticsInput, *, metrics: list[
         matrix: dict[str, dict[str, float | None]] = {m: {} for m in chosen}
         for (i, j), r in zip(pairs, row, strict=True):
             a, b = chosen[i], chosen[j]
-            matrix[a][b] = matrix[b][a] = _pearson(r, i == j)
+            matrix[a][b] = matrix[b][a] = pearson(r, i == j)
         return {"correlation": matrix, "metrics": chosen}
 
     return await run_on_source(store, inp, _fn)

@@ -50,7 +50,15 @@ from app.models.monitoring import (
     TrendsResponse,
 )
 from app.services.duckdb_store import DatasetInfo, DuckDBStore, quote_ident, utc_timestamp_sql
-from app.services.sql_stats import finite_double, mean_sql, pow2_scale, retry_scaled, scaled_values_sql, std_sql
+from app.services.sql_stats import (
+    finite_double,
+    mean_sql,
+    pearson,
+    pow2_scale,
+    retry_scaled,
+    scaled_values_sql,
+    std_sql,
+)
 from app.services.store_paging import keyed_relation
 from app.services.sync_engine import STATUS_PREFIX as SYNC_STATUS_PREFIX
 
@@ -633,7 +641,7 @@ def _sorted_group_values(groups: pa.Table) -> list[tuple[str, int, Any, Any, flo
     rows = zip(*(groups.column(c).to_pylist() for c in ("g", "n", "a", "sd")), strict=True)
     for i, (g, n, a, sd) in enumerate(rows):
         values = np.sort(flat[offsets[i] : offsets[i + 1]])
-        median = (values[(n + 1) // 2 - 1] + values[(n + 2) // 2 - 1]) / 2.0
+        median = values[(n + 1) // 2 - 1] / 2.0 + values[(n + 2) // 2 - 1] / 2.0  # halves: no overflow
         if n <= MAX_RAW_VALUES:
             sketch = values
         else:
@@ -678,6 +686,12 @@ async def class_distribution(
     groups = await store.run_read(lambda cur: retry_scaled(
         lambda scaled: _sorted_group_values(cur.execute(_sql(scaled), where.params).to_arrow_table())
     ))
+    if not groups and not t.has(metric):  # long data: is it a metric name at all?
+        known = await store.fetch(
+            f"SELECT 1 FROM {t.sql} WHERE {t.text('metric_name')} = ? LIMIT 1", [metric]
+        )
+        if not known.rows:
+            raise Invalid(f"Missing metric column: {metric} (neither a column nor a metric_name value)")
     data = [
         ClassDistributionGroup(
             group=g,
@@ -751,7 +765,7 @@ async def _corr(store: DuckDBStore, t: MonitoringTable, valid: list[str], src: s
     assert row is not None
     matrix = [[0.0] * k for _ in range(k)]
     for (i, j), r in zip(pairs, row, strict=True):
-        v = _f(r)
+        v = pearson(r, i == j)
         matrix[i][j] = matrix[j][i] = v if v is not None else 0.0
     return CorrelationResponse(matrix=matrix, metrics=valid, dataset_id=t.info.dataset_id)
 

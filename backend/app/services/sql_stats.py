@@ -10,7 +10,7 @@ multiply the mean and the standard deviation back (:func:`mean_sql`, :func:`std_
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import duckdb
 
@@ -27,8 +27,8 @@ def finite_double(expr: str, *, try_cast: bool = False) -> str:
 
 
 def pow2_scale(max_abs: str) -> str:
-    """Smallest power of two ≥ ``max_abs`` (1 when it is ≤ 1 or NULL)."""
-    return f"(CASE WHEN {max_abs} > 1 THEN pow(2, ceil(log2({max_abs}))) ELSE 1.0 END)"
+    """Smallest power of two ≥ ``max_abs``, at most 2^1023 (1 when it is ≤ 1 or NULL)."""
+    return f"(CASE WHEN {max_abs} > 1 THEN pow(2, least(ceil(log2({max_abs})), 1023)) ELSE 1.0 END)"
 
 
 def scaled_values_sql(values: str, value: str, partition: str) -> str:
@@ -53,3 +53,10 @@ def retry_scaled(run: Callable[[bool], T]) -> T:
         return run(False)
     except duckdb.OutOfRangeException:
         return run(True)
+
+
+def pearson(value: Any, same: bool) -> float | None:
+    """DuckDB's r for JSON: NaN → None, clamped to [−1, 1]; a defined r of a metric with itself is exactly 1."""
+    if value is None or value != value:
+        return None
+    return 1.0 if same else min(1.0, max(-1.0, float(value)))

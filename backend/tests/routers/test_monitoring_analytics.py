@@ -66,3 +66,14 @@ async def test_hostile_params_cannot_alter_the_query(client: httpx.AsyncClient) 
     assert (await client.get(f"{BASE}/latency-distribution", params={"bins": 500})).status_code == 422
     assert (await client.get(f"{BASE}/summary", params={"time_start": "not a time"})).status_code == 400
     assert (await client.get(f"{BASE}/summary")).json()["kpis"]["total_records"] == total
+
+
+async def test_unknown_long_metric_and_non_finite_threshold_are_4xx(client: httpx.AsyncClient) -> None:
+    await client.get("/api/monitoring/example/monitoring_long")
+    res = await client.get(f"{BASE}/class-distribution", params={"metric": "nope", "group_by": "source_name"})
+    assert res.status_code == 400 and res.json()["detail"].startswith("Missing metric column: nope")
+    for bad in ("nan", "inf", "-inf"):
+        res = await client.get(f"{BASE}/metric-breakdown", params={"threshold": bad})
+        assert res.status_code == 422, (bad, res.text)
+    ok = await client.get(f"{BASE}/metric-breakdown", params={"threshold": "0.7"})
+    assert ok.status_code == 200 and ok.json()["metrics"]

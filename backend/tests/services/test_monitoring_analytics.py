@@ -461,3 +461,22 @@ async def test_non_finite_and_huge_values(store: DuckDBStore, config: Monitoring
     dist = await ma.class_distribution(store, config, MonitoringFilters(), metric="h_score", group_by="source_name")
     assert {g.group: g.stats.std for g in dist.data} == {
         "X": pytest.approx(statistics.stdev(huge[:3])), "Y": pytest.approx(statistics.stdev(huge[3:]))}
+
+
+async def test_values_near_the_double_limit_keep_their_statistics(
+    store: DuckDBStore, config: MonitoringDBConfig
+) -> None:
+    """Scaling is capped at 2^1023 and the median adds halves, so 1e308-sized values stay finite."""
+    a = [1e308, 1.7e308, -1e308, 1.5e308]
+    b = [0.1, 0.9, 0.4, 0.8]
+    await land_frame(store, pd.DataFrame({"dataset_id": list("wxyz"), "environment": ["p", "p", "d", "d"],
+                                          "a_score": a, "b_score": b}))
+    res = await ma.class_distribution(store, config, MonitoringFilters(), metric="a_score", group_by="environment")
+    by = {g.group: g.stats for g in res.data}
+    assert by["p"].median == pytest.approx(1.35e308)
+    assert by["p"].std == pytest.approx(statistics.stdev([1.0, 1.7]) * 1e308)
+    assert by["d"].median == pytest.approx(0.25e308)
+    corr = await ma.correlation(store, config, MonitoringFilters(), "a_score,b_score")
+    scaled = [v / 1e308 for v in a]
+    assert corr.matrix[0][1] == pytest.approx(float(np.corrcoef(scaled, b)[0, 1]))
+    assert corr.matrix[0][0] == 1.0 and corr.matrix[1][1] == 1.0
