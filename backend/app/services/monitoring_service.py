@@ -81,23 +81,31 @@ def normalise_column_key(name: str) -> str:
 def plan_renames(
     columns: Sequence[str], custom_map: Mapping[str, str] | None, aliases: Mapping[str, str]
 ) -> dict[str, str]:
-    """Original → new name for each column; custom map (exact) first, then aliases (normalised key).
+    """Original → new name for each column: the custom map (exact names) first, then the aliases.
 
-    A rename is skipped when its target is already an original column or already claimed by an
-    earlier column, so two sources never produce duplicate columns (DB-23).
+    The custom renames claim their targets before any alias does, whatever the column order, and
+    a custom target that is itself an alias becomes the canonical name (``model`` → ``model_name``).
+    A rename is skipped when its target is already an original column or already claimed, so two
+    sources never produce duplicate columns (DB-23). Names compare case-insensitively, as DuckDB's do.
     """
-    originals = set(columns)
+    originals = {c.lower() for c in columns}
     taken: set[str] = set()
-    out: dict[str, str] = {}
-    for col in columns:
-        target = (custom_map or {}).get(col) or aliases.get(normalise_column_key(col)) or col
-        if target != col and (target in originals or target in taken):
+    planned: dict[str, str] = {}
+
+    def _claim(col: str, target: str) -> None:
+        if target.lower() != col.lower() and (target.lower() in originals or target.lower() in taken):
             target = col
-        if target in taken:
-            continue
-        taken.add(target)
-        out[col] = target
-    return out
+        planned[col] = target
+        taken.add(target.lower())
+
+    custom = custom_map or {}
+    for col in columns:
+        if custom.get(col):
+            _claim(col, aliases.get(normalise_column_key(custom[col]), custom[col]))
+    for col in columns:
+        if col not in planned:
+            _claim(col, aliases.get(normalise_column_key(col)) or col)
+    return {col: planned[col] for col in columns}
 
 
 @dataclass

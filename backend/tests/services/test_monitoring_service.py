@@ -33,6 +33,12 @@ def test_plan_renames_collision_guard() -> None:
         "Agent": "source_name",
         "score": "score",
     }
+    # ...whatever the column order: 'time' (an alias of timestamp) comes first but the custom map
+    # claims timestamp for ts_custom; a custom target that is an alias becomes the canonical name.
+    assert ms.plan_renames(["time", "ts_custom", "AgentX"], {"ts_custom": "timestamp", "AgentX": "model"},
+                           ms.MONITORING_ALIASES) == {"time": "time", "ts_custom": "timestamp", "AgentX": "model_name"}
+    # Case-insensitive guard: 'Latency' exists, so 'latency_ms' is not renamed onto it.
+    assert ms.plan_renames(["Latency", "latency_ms"], None, ms.MONITORING_ALIASES)["latency_ms"] == "latency_ms"
 
 
 async def _process(store: DuckDBStore, sql: str, custom: dict[str, str] | None = None) -> tuple[Any, list[Any]]:
