@@ -116,12 +116,21 @@ def utc_instant_sql(expr: str) -> str:
 UTC_OFFSET_SUFFIX_SQL = "'(Z|[+-][0-9]{2}:?[0-9]{2})$'"
 
 
+def epoch_timestamp_sql(number: str) -> str:
+    """A DOUBLE expression of Unix time as a TIMESTAMP: seconds, or milliseconds from 1e11 on; NULL out of range."""
+    return (
+        f"try(make_timestamp(CAST(CASE WHEN abs({number}) >= 1e11 THEN {number} * 1000 "
+        f"ELSE {number} * 1000000 END AS BIGINT)))"
+    )
+
+
 def utc_timestamp_sql(column: str, type_name: str) -> str:
     """The quoted ``column`` of DuckDB type ``type_name`` as a naive UTC TIMESTAMP expression.
 
-    TIMESTAMP as is, TIMESTAMPTZ converted to UTC, DATE / other TIMESTAMP precisions cast; text
-    is parsed with TRY_CAST (an offset or ``Z`` → converted to UTC, none → taken as UTC), so an
-    unparseable value is NULL.
+    TIMESTAMP as is, TIMESTAMPTZ converted to UTC, DATE / other TIMESTAMP precisions cast, numbers
+    read as Unix time (:func:`epoch_timestamp_sql`); text is parsed with TRY_CAST (an offset or
+    ``Z`` → converted to UTC, none → taken as UTC; 9–13 digits → Unix time), so an unparseable
+    value is NULL.
     """
     t = type_name.upper()
     if t == "TIMESTAMP":
@@ -130,10 +139,15 @@ def utc_timestamp_sql(column: str, type_name: str) -> str:
         return utc_instant_sql(column)
     if t.startswith("TIMESTAMP") or t == "DATE":
         return f"CAST({column} AS TIMESTAMP)"
+    if t.startswith(("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE", "DECIMAL")):
+        return epoch_timestamp_sql(f"CAST({column} AS DOUBLE)")
     text = f"CAST({column} AS VARCHAR)"
     return (
         f"(CASE WHEN regexp_matches({text}, {UTC_OFFSET_SUFFIX_SQL}) "
-        f"THEN timezone('UTC', TRY_CAST({text} AS TIMESTAMPTZ)) ELSE TRY_CAST({text} AS TIMESTAMP) END)"
+        f"THEN timezone('UTC', TRY_CAST({text} AS TIMESTAMPTZ)) "
+        f"WHEN regexp_full_match(trim({text}), '[0-9]{{9,13}}(\\.[0-9]+)?') "
+        f"THEN {epoch_timestamp_sql(f'CAST(trim({text}) AS DOUBLE)')} "
+        f"ELSE TRY_CAST({text} AS TIMESTAMP) END)"
     )
 
 

@@ -186,7 +186,34 @@ def process_monitoring_sync(
         params,
     )
     metric_columns = ["metric_score"] if is_long else [c for c in final if c.endswith("_score") and c != "metric_score"]
-    return ProcessedMonitoring(FORMAT, f"Processed {n} monitoring records", metric_columns, n, final)
+    message = f"Processed {n} monitoring records"
+    ts_source = next((col for col, new in renames.items() if new == "timestamp"), None)
+    if ts_source is not None:
+        message += _unreadable_timestamps(cur, source, target, ts_source, types[ts_source])
+    return ProcessedMonitoring(FORMAT, message, metric_columns, n, final)
+
+
+def _unreadable_timestamps(
+    cur: duckdb.DuckDBPyConnection, source: str, target: str, column: str, type_name: str
+) -> str:
+    """A message suffix when source timestamps could not be read (they are stored empty), else ''."""
+    row = cur.execute(
+        f"SELECT (SELECT count(*) FROM {quote_ident(target)} WHERE timestamp IS NULL) - "
+        f"(SELECT count(*) FROM {quote_ident(source)} WHERE {quote_ident(column)} IS NULL)"
+    ).fetchone()
+    lost = int(row[0]) if row else 0
+    if lost <= 0:
+        return ""
+    q = quote_ident(column)
+    sample = cur.execute(
+        f"SELECT CAST({q} AS VARCHAR) FROM {quote_ident(source)} "
+        f"WHERE {q} IS NOT NULL AND {utc_timestamp_sql(q, type_name)} IS NULL LIMIT 1"
+    ).fetchone()
+    example = f", e.g. {str(sample[0])[:40]!r}" if sample else ""
+    return (
+        f"; {lost} timestamp value(s) could not be read as a date and time{example} "
+        "(they are stored empty: time filters and trends skip those rows)"
+    )
 
 
 def _reshape_in_place(

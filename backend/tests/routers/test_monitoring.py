@@ -73,3 +73,21 @@ async def test_db_config_defaults(client: httpx.AsyncClient) -> None:
     assert body["anomaly_detection"]["z_score"]["threshold"] == 2.0
     res = await client.post("/api/monitoring/db-import")
     assert res.status_code == 400
+
+
+async def test_epoch_timestamps_are_read_and_unreadable_ones_reported(client: httpx.AsyncClient) -> None:
+    """Unix seconds and milliseconds become UTC timestamps; text that is no time is reported, not hidden."""
+    text = ("dataset_id,timestamp,a_score\n"
+            "a,1704153600,0.5\nb,1704157200123,0.7\nc,2024-01-02T03:00:00+01:00,0.9\nd,not a date,0.1\ne,,0.2\n")
+    res = await client.post("/api/monitoring/upload", files={"file": ("epoch.csv", text, "text/csv")})
+    assert res.status_code == 200, res.text
+    body = res.json()
+    assert [r["timestamp"] for r in body["data"]] == [
+        "2024-01-02T00:00:00", "2024-01-02T01:00:00.123000", "2024-01-02T02:00:00", None, None]
+    assert "1 timestamp value(s) could not be read" in body["message"] and "'not a date'" in body["message"]
+    trends = (await client.get("/api/monitoring/analytics/trends", params={"granularity": "daily"})).json()
+    assert [(p["timestamp"][:10], p["count"]) for p in trends["data"]] == [("2024-01-02", 3)]
+    numeric = "dataset_id,timestamp,a_score\na,1704153600,0.5\nb,1704240000.5,0.7\n"
+    res = await client.post("/api/monitoring/upload", files={"file": ("n.csv", numeric, "text/csv")})
+    assert [r["timestamp"] for r in res.json()["data"]] == ["2024-01-02T00:00:00", "2024-01-03T00:00:00.500000"]
+    assert "could not be read" not in res.json()["message"]
