@@ -631,29 +631,40 @@ async def _cases_of(store: DuckDBStore, info: DatasetInfo) -> tuple[str, dict[st
                                                                 "has_timestamp": False}
 
 
+async def _resolve_cases(store: DuckDBStore, dataset_id: str | None) -> tuple[DatasetInfo, str, dict[str, Any]]:
+    """The named dataset's cases, or those of the newest dataset that has cases.
+
+    A sync whose rows were not V2 signals data registers its raw rows but builds no cases; it must
+    not hide an uploaded dataset that has them.
+    """
+    if dataset_id:
+        info = await store.resolve_dataset(KIND, dataset_id)
+        return (info, *await _cases_of(store, info))
+    for info in await store.list_datasets(KIND):
+        if info.status != "ready":
+            continue
+        try:
+            return (info, *await _cases_of(store, info))
+        except NotFound:
+            continue
+    raise NotFound("No human signals data available. Upload a file, load the example or run a sync first.")
+
+
 async def list_cases(
     store: DuckDBStore, settings: Settings, page: int, page_size: int, dataset_id: str | None = None
 ) -> CaseListResponse:
-    """One page of cases (ascending case id) of the chosen or latest human-signals dataset."""
+    """One page of cases (ascending case id) of the chosen or latest human-signals dataset with cases."""
     if page < 1 or not 1 <= page_size <= 500:
         raise Invalid("page must be >= 1 and page_size between 1 and 500")
-    try:
-        info = await store.resolve_dataset(KIND, dataset_id)
-    except NotFound:
-        if dataset_id:
-            raise
-        raise NotFound("No human signals data available. Upload a file, load the example or run a sync first.") \
-            from None
-    table, schema = await _cases_of(store, info)
+    info, table, schema = await _resolve_cases(store, dataset_id)
     return await _case_response(store, settings, info, table, schema, message="{n} cases available",
                                 source="duckdb", limit=page_size, offset=(page - 1) * page_size, page=page)
 
 
 async def metric_schema(store: DuckDBStore, settings: Settings, dataset_id: str | None = None) -> MetricSchemaResponse:
-    """Metric schema and display config of the chosen or latest human-signals dataset."""
+    """Metric schema and display config of the chosen or latest human-signals dataset with cases."""
     try:
-        info = await store.resolve_dataset(KIND, dataset_id)
-        _, schema = await _cases_of(store, info)
+        info, _, schema = await _resolve_cases(store, dataset_id)
     except NotFound:
         if dataset_id:
             raise

@@ -1648,7 +1648,9 @@ class SyncEngine:
             logger.error("Derived build of %s failed: %s", CASES_TABLE, message)
             await self._set_status(CASES_TABLE, {**previous, "state": "error", "error": message, "sync_id": raw_id})
             return
-        if built is None and not await self.store.table_exists(CASES_TABLE):
+        if built is None:  # not V2: cases built from an earlier sync would be served as this one's
+            await self.store.run_write(lambda cur: cur.execute(f"DROP TABLE IF EXISTS {quote_ident(CASES_TABLE)}"))
+            await self.store.kv_delete(CASES_SYNC_ID_KEY)
             await self._set_status(
                 CASES_TABLE,
                 {

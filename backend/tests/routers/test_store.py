@@ -362,6 +362,33 @@ async def test_human_signals_paths_serve_cases_and_raw_rows(
         assert meta["row_count"] == 3
 
 
+async def test_a_sync_without_v2_signals_does_not_hide_uploaded_cases(
+    make_settings: Callable[..., Settings], make_client: Callable[[Settings], Any], pg: PgSchema
+) -> None:
+    """First a V2 sync builds cases; then the source loses its signals: the stale cases go, the upload shows."""
+    pg.execute("CREATE TABLE ds (dataset_id text, source_name text)")
+    pg.execute("CREATE TABLE rs (dataset_id text, metric_name text, signals jsonb)")
+    pg.execute("INSERT INTO ds VALUES ('s1', 'Atlas')")
+    pg.execute("""INSERT INTO rs VALUES ('s1', 'm', '{"ok": true}')""")
+    settings = configure(make_settings, pg, store="human_signals")
+    async with make_client(settings) as client:
+        upload = "metric_name,dataset_id,signals\nm,u1,\"{\"\"ok\"\": false}\"\nm,u2,\"{\"\"ok\"\": true}\"\n"
+        res = await client.post("/api/human-signals/upload", files={"file": ("hs.csv", upload, "text/csv")})
+        assert res.status_code == 200, res.text
+        await client.post("/api/store/sync/human_signals")
+        assert (await wait_state(client, "human_signals_cases", {"ready", "error"}))["state"] == "ready"
+        assert [c["Case_ID"] for c in (await client.get("/api/human-signals/cases")).json()["data"]] == ["s1"]
+        pg.execute("ALTER TABLE rs DROP COLUMN signals")
+        await client.post("/api/store/sync/human_signals", params={"full": "true"})
+        await wait_state(client, "human_signals_raw", {"ready"})
+        st = await wait_state(client, "human_signals_cases", {"not_synced", "error"})
+        assert "not V2" in (st["error"] or "") and st["rows"] == 0
+        cases = (await client.get("/api/human-signals/cases")).json()
+        assert [c["Case_ID"] for c in cases["data"]] == ["u1", "u2"] and cases["dataset_id"] == res.json()["dataset_id"]
+        schema = (await client.get("/api/human-signals/metric-schema")).json()
+        assert schema["dataset_id"] == res.json()["dataset_id"]
+
+
 async def test_scheduler_is_a_lifespan_task_cancelled_on_shutdown(
     make_settings: Callable[..., Settings], make_client: Callable[[Settings], Any], source: PgSchema
 ) -> None:

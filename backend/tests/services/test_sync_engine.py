@@ -676,8 +676,8 @@ async def test_readers_never_see_partial_data_during_swap(env: Env, source: PgSc
 
 
 # ---------------------------------------------------------------------- restart + derived repair
-async def _cases_builder(store: DuckDBStore, settings: Settings, raw_table: str, sync_id: str) -> None:
-    """A simple derived step: one row per case with its metric count."""
+async def _cases_builder(store: DuckDBStore, settings: Settings, raw_table: str, sync_id: str) -> dict[str, Any]:
+    """A simple derived step: one row per case with its metric count; returns its (empty) schema."""
 
     def _build(cur: Any) -> None:
         cur.execute(
@@ -686,6 +686,7 @@ async def _cases_builder(store: DuckDBStore, settings: Settings, raw_table: str,
         )
 
     await store.run_write(_build)
+    return {"metrics": {}}
 
 
 async def _crashing_builder(store: DuckDBStore, settings: Settings, raw_table: str, sync_id: str) -> None:
