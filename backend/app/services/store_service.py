@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass
@@ -271,6 +272,9 @@ async def dataset_rows(
                 )
             page, offset = after.page, 0
         rows, last_keys, last_sort = read_page(cur, rel, quote_ident(table), query, offset, after, offset_rows)
+        json_cols = [c["name"] for c in described if c["type"] == "JSON" and c["name"] in query.columns]
+        if json_cols:
+            _decode_json_values(rows, json_cols)
         next_cursor = None
         if last_keys is not None:
             start = after.pos if after is not None else offset
@@ -284,6 +288,16 @@ async def dataset_rows(
     return DataPageResponse(
         data=rows, total=total, page=page, page_size=q.page_size, dataset_id=ds_id, next_cursor=next_cursor
     )
+
+
+def _decode_json_values(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """JSON-typed cells arrive as their JSON text; serve the values (as /api/human-signals/cases does)."""
+    for row in rows:
+        for col in columns:
+            value = row.get(col)
+            if isinstance(value, str):
+                with contextlib.suppress(ValueError):  # not JSON after all: keep the text
+                    row[col] = json.loads(value)
 
 
 def _fingerprint(*parts: Any) -> str:

@@ -356,6 +356,11 @@ async def test_human_signals_paths_serve_cases_and_raw_rows(
         assert st["state"] == "ready" and st["rows"] == 3
         cases = (await client.get("/api/store/data/human_signals")).json()
         assert cases["total"] == 3 and cases["dataset_id"] == "sync_human_signals"
+        # JSON cells are served as values, the same as /api/human-signals/cases serves them
+        by_id = {c["Case_ID"]: c for c in cases["data"]}
+        assert by_id["case-1"]["Full_Conversation"] == [] and isinstance(by_id["case-1"]["is_ok"], bool)
+        same = (await client.get("/api/human-signals/cases")).json()["data"]
+        assert same == [by_id[c["Case_ID"]] for c in same]
         raw = (await client.get("/api/store/data/human_signals_raw")).json()
         assert raw["total"] == 6
         meta = (await client.get("/api/store/metadata/human_signals")).json()["metadata"]
