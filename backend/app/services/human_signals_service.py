@@ -327,7 +327,9 @@ def _cases_table(
     proj += [f"b.{quote_ident(f + '_txt')} AS {quote_ident(f)}" for f in present_sources]
     agent_fallback = "b.source_name_txt" if "source_name" in cols else "NULL::VARCHAR"
     first_content = "b.first_content"
-    label = f"trim(regexp_extract({first_content}, 'New \\w+ case:[ \\t]*([^\\n]*)', 1))"
+    # "New <word> case: <label>" (a word in any script, as Python's \w); tabs and CR are blank like spaces
+    blank = "(' ' || chr(9) || chr(13) || chr(10))"
+    label = f"trim(regexp_extract({first_content}, 'New [\\pL\\pN_]+ case:[ \\t]*([^\\r\\n]*)', 1), {blank})"
     proj += [
         "CASE WHEN json_type(b.additional_input_j) = 'OBJECT' THEN b.additional_input_j ->> 'message_url' END "
         'AS "Slack_URL"',
@@ -336,7 +338,8 @@ def _cases_table(
         "CAST(b.additional_input_j AS VARCHAR) AS additional_input",
         f"""CASE WHEN coalesce({label}, '') <> '' THEN {label}
             ELSE coalesce(left(trim(list_filter(string_split({first_content}, chr(10)),
-                                                x -> trim(x) <> '')[1]), 80), 'Unknown') END AS Business""",
+                                                x -> trim(x, {blank}) <> '')[1], {blank}), 80), 'Unknown')
+            END AS Business""",
         "coalesce(b.msgs, '[]'::JSON) AS Full_Conversation",
         """CASE WHEN b.conversation_stats_j IS NULL OR json_type(b.conversation_stats_j) <> 'OBJECT' THEN 0
             ELSE coalesce(TRY_CAST(b.conversation_stats_j ->> 'turn_count' AS BIGINT),
@@ -480,6 +483,8 @@ def _csv_transform(cases_table: str, visible: Sequence[str]) -> Any:
         _normalise_in_place(cur, staging)
         try:
             built = build_signals_tables_sync(cur, staging, cases_table, visible)
+            if built.case_count == 0:
+                raise Invalid("Empty dataset: no row has a dataset_id, so there are no cases to show")
         except BaseException:
             cur.execute(f"DROP TABLE IF EXISTS {quote_ident(cases_table)}")
             raise

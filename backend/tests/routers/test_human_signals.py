@@ -61,3 +61,15 @@ async def test_example_and_db_config(client: httpx.AsyncClient) -> None:
     cfg = (await client.get("/api/human-signals/db-config")).json()
     assert cfg["configured"] is False and cfg["connection"] is None
     assert (await client.post("/api/human-signals/db-import")).status_code == 400
+
+
+async def test_upload_without_any_case_id_is_400_and_keeps_the_previous_dataset(client: httpx.AsyncClient) -> None:
+    good = _csv([["metric_name", "dataset_id", "signals"], ["m", "c1", json.dumps({"ok": True})]])
+    first = await client.post("/api/human-signals/upload", files={"file": ("a.csv", good, "text/csv")})
+    assert first.status_code == 200, first.text
+    blank = _csv([["metric_name", "dataset_id", "signals"], ["m", "", json.dumps({"ok": True})],
+                  ["m", "", json.dumps({"ok": False})]])
+    res = await client.post("/api/human-signals/upload", files={"file": ("b.csv", blank, "text/csv")})
+    assert res.status_code == 400 and res.json()["detail"].startswith("Empty dataset")
+    cases = (await client.get("/api/human-signals/cases")).json()
+    assert cases["dataset_id"] == first.json()["dataset_id"] and [c["Case_ID"] for c in cases["data"]] == ["c1"]

@@ -115,6 +115,18 @@ async def test_duplicate_keys_and_array_signals(store: DuckDBStore) -> None:
     assert cases[0]["lst__0"] == 7 and cases[0]["lst__1"] == "z"
 
 
+async def test_business_label_ignores_cr_and_tabs_and_reads_any_script(store: DuckDBStore) -> None:
+    """§7.4's "New <word> case: <label>" with a Unicode word; CRLF text and tab-only lines are blank."""
+    firsts = {"a": "New support case: TICK-1\r\nmore", "b": "New café case: Ünïcödé\nx",
+              "c": "\t\r\n  first real line\r\nsecond"}
+    df = pd.DataFrame({
+        "metric_name": ["m"] * 3, "dataset_id": list(firsts), "signals": ['{"ok": true}'] * 3,
+        "conversation": [json.dumps({"messages": [{"role": "user", "content": t}]}) for t in firsts.values()],
+    })
+    _, cases = await build(store, df)
+    assert [c["Business"] for c in cases] == ["TICK-1", "Ünïcödé", "first real line"]
+
+
 async def test_cases(store: DuckDBStore) -> None:
     built, cases = await build(store, v2_frame())
     assert built.case_count == 3
