@@ -127,6 +127,24 @@ async def test_business_label_ignores_cr_and_tabs_and_reads_any_script(store: Du
     assert [c["Business"] for c in cases] == ["TICK-1", "Ünïcödé", "first real line"]
 
 
+async def test_many_signal_keys_pivot_to_the_same_values(store: DuckDBStore) -> None:
+    """Past WIDE_PIVOT_COLUMNS the pivot gathers maps; values must equal the per-column rule."""
+    keys = [f"k{i}" for i in range(150)]
+    rows = []
+    for case in ("c1", "c2", "c3"):
+        for rep in range(2):  # the later row of a (case, metric) wins for a signal
+            sig = {k: f"{case}-{k}-{rep}" for k in keys} | {"n": rep * 10, "shared": None if rep == 0 else case}
+            rows.append({"metric_name": "m", "dataset_id": case, "signals": json.dumps(sig)})
+        rows.append({"metric_name": "other", "dataset_id": case, "signals": json.dumps({"shared": "o", "x": [1]})})
+    _, cases = await build(store, pd.DataFrame(rows))
+    assert [c["Case_ID"] for c in cases] == ["c1", "c2", "c3"]
+    for c in cases:
+        cid = c["Case_ID"]
+        assert all(c[f"m__{k}"] == f"{cid}-{k}-1" for k in keys)
+        assert c["m__n"] == 10 and c["shared"] == cid  # promoted: first non-null value in row order
+        assert json.loads(c["other__x"]) == [1]
+
+
 async def test_cases(store: DuckDBStore) -> None:
     built, cases = await build(store, v2_frame())
     assert built.case_count == 3
