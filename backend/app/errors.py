@@ -57,7 +57,7 @@ class Conflict(ServiceError):
 
 
 class PayloadTooLarge(ServiceError):
-    """The request body is over a configured size cap."""
+    """The request body, or the result it asks for, is over a configured size cap."""
 
     status_code = 413
 

@@ -99,10 +99,12 @@ class Settings(BaseSettings):
     db_connect_timeout_seconds: float = Field(default=10.0, gt=0)
     db_statement_timeout_seconds: int = Field(default=30, ge=1)
     db_query_timeout_seconds: int = Field(default=60, ge=1)
+    db_query_max_result_mb: float = Field(default=20.0, gt=0)
     db_import_timeout_seconds: int = Field(default=600, ge=1)
     db_import_max_rows: int = Field(default=1_000_000, ge=1)
     db_import_batch_rows: int = Field(default=5000, ge=100)
     db_pool_max_size: int = Field(default=4, ge=1)
+    db_handle_max_concurrent: int = Field(default=2, ge=1)
     db_application_name: str = "axis-db-browser"
 
     # human signals db (env fallback)

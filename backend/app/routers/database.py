@@ -129,7 +129,7 @@ async def preview(handle: str, body: PreviewRequest, settings: SettingsDep, conn
 
 @router.post("/{handle}/query", response_model=RowsResponse)
 async def query(handle: str, body: QueryRequest, settings: SettingsDep, conns: ConnectionsDep) -> RowsResponse:
-    """Run one read-only SELECT (tokenizer-checked, wrapped with a bound LIMIT, timed out → 408)."""
+    """Run one read-only SELECT (tokenizer-checked, bound LIMIT, timeout → 408, result over the size cap → 413)."""
     return await database_service.run_query(conns, settings, handle, body)
 
 

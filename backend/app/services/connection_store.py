@@ -3,6 +3,11 @@
 A handle is a random UUID that stands for one set of PostgreSQL credentials for a fixed time
 (absolute TTL, monotonic clock). Handles with identical credentials share one small asyncpg pool;
 the pool is closed when its last handle expires or is deleted and no request still uses it.
+One handle holds at most ``max_concurrent_per_handle`` pooled connections at a time, so a single
+handle (one user, one browser tab) cannot take every connection of a shared pool: a request over
+that cap waits up to the connect timeout for one of the handle's own requests to finish, then
+gets 429. This does not stop someone who opens several handles with the same credentials;
+``DB_MAX_HANDLES`` and the pool size bound that.
 Credentials live in memory only and never appear in a response, a log line or an error message:
 logs carry a handle prefix and a short hash of the host, errors are scrubbed.
 """
@@ -67,6 +72,7 @@ class ConnectionHandle:
     pool_key: str = field(repr=False)
     request_count: int = 0
     last_request_at: float | None = None
+    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2), repr=False)
 
     @property
     def prefix(self) -> str:
@@ -160,6 +166,7 @@ class ConnectionStore:
         connect_timeout: float = 10.0,
         statement_timeout_seconds: int = 30,
         pool_max_size: int = 4,
+        max_concurrent_per_handle: int = 2,
         application_name: str = "axis-db-browser",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -168,6 +175,7 @@ class ConnectionStore:
         self.connect_timeout = connect_timeout
         self.statement_timeout_seconds = statement_timeout_seconds
         self.pool_max_size = pool_max_size
+        self.max_concurrent_per_handle = max_concurrent_per_handle
         self.application_name = application_name
         self._clock = clock
         self._handles: dict[str, ConnectionHandle] = {}
@@ -253,6 +261,7 @@ class ConnectionStore:
                 created_at=now,
                 expires_at=now + self.ttl_seconds,
                 pool_key=key,
+                slots=asyncio.Semaphore(self.max_concurrent_per_handle),
             )
             to_close: asyncpg.Pool | None = None
             async with self._lock:
@@ -296,8 +305,29 @@ class ConnectionStore:
 
     @asynccontextmanager
     async def connection(self, handle_id: str) -> AsyncIterator[tuple[asyncpg.Connection, ConnectionHandle]]:
-        """A pooled connection for a live handle; the pool stays open until the block ends."""
+        """A pooled connection for a live handle; the pool stays open until the block ends.
+
+        A handle that already holds ``max_concurrent_per_handle`` connections waits up to the connect
+        timeout for one of them, then gets ``TooManyRequests`` (429).
+        """
         handle = await self.lookup(handle_id)
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                await handle.slots.acquire()
+        except TimeoutError:
+            raise TooManyRequests(
+                f"This connection handle is already running {self.max_concurrent_per_handle} requests at once "
+                "(the per-handle limit); wait for one to finish and try again."
+            ) from None
+        try:
+            async with self._lease(handle) as conn:
+                yield conn, handle
+        finally:
+            handle.slots.release()
+
+    @asynccontextmanager
+    async def _lease(self, handle: ConnectionHandle) -> AsyncIterator[asyncpg.Connection]:
+        """Lease a connection from the handle's pool (the caller holds one of the handle's slots)."""
         async with self._lock:
             entry = self._pools.get(handle.pool_key)
             if entry is None:
@@ -311,7 +341,7 @@ class ConnectionStore:
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
                 raise describe_connect_error(exc, handle.credentials, self.connect_timeout) from None
             try:
-                yield conn, handle
+                yield conn
             finally:
                 await entry.pool.release(conn)
         finally:

@@ -7,17 +7,29 @@ only then double-quoted; every value is a bound parameter. Browsing and queries 
 
 User SQL passes the tokenizer gate in :mod:`app.services.sql_safety`. That gate and the read-only
 transaction are defence in depth; the real boundary is the PostgreSQL role: connect with a role
-that can only ``SELECT`` what users may see.
+that can only ``SELECT`` what users may see. With a ``tables`` allow-list, the gate's list of names
+used as functions is also checked against the catalogue: a function of a schema other than
+``pg_catalog`` on the pinned ``search_path`` is refused (422), because it could read any table.
 
-Imports read through ONE server-side cursor in a stable order (``ORDER BY`` the id key, then every
-other orderable column), stream Arrow batches into a DuckDB scratch table, dedupe on the id key
-(first row wins; rows with a NULL key are kept), apply the rename map of the targeted store
-(DB-20) and land a dataset whose kind follows the detected format (eval, monitoring or
-human_signals) through ``store.land_dataset``.
+``/query`` and ``/preview`` results are bounded twice: by ``limit`` rows and by
+``DB_QUERY_MAX_RESULT_MB``. The size is measured in SQL (the text form of each row) on the limited
+rows before any value is sent, so an over-size result is refused (413) without being read into
+Python. Values PostgreSQL can hold but Python cannot decode (dates and timestamps outside years
+1–9999) answer 400 with a hint to cast the column to text.
+
+Imports read through ONE server-side cursor, stream Arrow batches into a DuckDB scratch table, dedupe
+on the id key (first row wins; rows with a NULL key are kept), apply the rename map of the targeted
+store (DB-20) and land a dataset whose kind follows the detected format (eval, monitoring or
+human_signals) through ``store.land_dataset``. The order is the query's own when its outermost
+query has an ``ORDER BY`` (so ``ORDER BY created DESC`` with a limit imports the latest rows);
+otherwise it is made stable with ``ORDER BY`` the id key, then every other orderable column. The
+whole read (connection, query, every fetch) runs under one deadline, ``DB_IMPORT_TIMEOUT_SECONDS``;
+when it passes, the server-side query is cancelled and the request answers 408.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import decimal
 import json
@@ -25,8 +37,8 @@ import logging
 import re
 import unicodedata
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +49,7 @@ import pyarrow as pa
 
 from app.config import Settings
 from app.config.db_configs import DBImportConfig, parse_dsn
-from app.errors import Invalid, NotFound, ServiceError, Timeout, Upstream
+from app.errors import Invalid, NotFound, PayloadTooLarge, ServiceError, Timeout, Unprocessable, Upstream
 from app.models.database import (
     CloseResponse,
     ColumnFilter,
@@ -65,7 +77,7 @@ from app.serialization import clean_json
 from app.services import data_processor, human_signals_service, monitoring_service
 from app.services.connection_store import ConnectionHandle, ConnectionStore, Credentials, scrub_error
 from app.services.duckdb_store import DatasetInfo, DuckDBStore, head_rows_sql, quote_ident
-from app.services.sql_safety import table_allowed, validate_select
+from app.services.sql_safety import SafeQuery, table_allowed, validate_select
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +102,7 @@ def build_connection_store(settings: Settings) -> ConnectionStore:
         connect_timeout=settings.db_connect_timeout_seconds,
         statement_timeout_seconds=settings.db_statement_timeout_seconds,
         pool_max_size=settings.db_pool_max_size,
+        max_concurrent_per_handle=settings.db_handle_max_concurrent,
         application_name=settings.db_application_name,
     )
 
@@ -194,8 +207,8 @@ def json_value(value: Any) -> Any:
     return str(value)
 
 
-def _rows(records: Sequence[asyncpg.Record]) -> list[dict[str, Any]]:
-    return [{k: json_value(v) for k, v in rec.items()} for rec in records]
+def _rows(names: Sequence[str], values: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+    return [{k: json_value(v) for k, v in zip(names, row, strict=True)} for row in values]
 
 
 # ------------------------------------------------------------------------------ execution helpers
@@ -206,10 +219,14 @@ class _Session:
     allowed_tables: list[str]
 
 
+def _timeout(timeout_s: int) -> Timeout:
+    return Timeout(f"Query timeout exceeded ({timeout_s}s). Simplify the query or add filters.")
+
+
 def _translate(exc: BaseException, creds: Credentials, timeout_s: int) -> ServiceError:
     secrets = [creds.password]
     if isinstance(exc, asyncpg.QueryCanceledError):
-        return Timeout(f"Query timeout exceeded ({timeout_s}s). Simplify the query or add filters.")
+        return _timeout(timeout_s)
     if isinstance(exc, asyncpg.ReadOnlySQLTransactionError):
         return Invalid(f"Refused: queries run read-only ({scrub_error(str(exc), secrets)})")
     if isinstance(exc, asyncpg.InsufficientPrivilegeError):
@@ -253,6 +270,79 @@ async def _session(
                     # raises InterfaceError, which must not replace the error being reported.
                     with suppress(asyncpg.InterfaceError):
                         conn.terminate()
+
+
+@contextmanager
+def _decoding() -> Iterator[None]:
+    """Values asyncpg cannot turn into Python objects (a year outside 1..9999) → 400, not 500."""
+    try:
+        yield
+    except (OverflowError, ValueError) as exc:
+        raise Invalid(
+            f"The result holds a value that cannot be read ({str(exc)[:120]}): dates and timestamps must lie "
+            "between the years 1 and 9999. Cast such columns to text in the query, for example col::text."
+        ) from None
+
+
+async def _check_function_owners(s: _Session, safe: SafeQuery) -> None:
+    """With an allow-list: refuse names that resolve to a function outside ``pg_catalog`` (422)."""
+    if not s.allowed_tables or not safe.function_names:
+        return
+    rows = await s.conn.fetch(
+        """
+        SELECT DISTINCT n.nspname, p.proname
+        FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+        WHERE p.proname = ANY($1::text[]) AND n.nspname <> 'pg_catalog'
+          AND n.nspname = ANY(pg_catalog.current_schemas(false))
+        ORDER BY 1, 2
+        """,
+        sorted(safe.function_names),
+    )
+    if rows:
+        names = ", ".join(f"{r[0]}.{r[1]}" for r in rows)
+        raise Unprocessable(
+            f"Function {names} is not allowed: with a tables allow-list configured, only built-in (pg_catalog) "
+            "functions may be called (a user-defined function can read tables outside the allow-list)"
+        )
+
+
+def _sized_sql(inner: str, first_param: int) -> str:
+    """``inner`` limited to ``$first_param`` rows, sent only when their text size fits ``$first_param+1``.
+
+    Columns: row count, total bytes, ordinal, then the query's own columns. When the rows are over
+    the budget the query returns one row whose values are NULL, so nothing big crosses the wire.
+    """
+    limit, budget = f"${first_param}", f"${first_param + 1}"
+    return (
+        "WITH _axis_r AS MATERIALIZED (\n"
+        "  SELECT _axis_l AS _axis_row, row_number() OVER () AS _axis_n\n"
+        f"  FROM (SELECT * FROM (\n{inner}\n) AS _axis_q LIMIT {limit}) AS _axis_l\n"
+        "), _axis_size AS (\n"
+        "  SELECT count(*) AS _axis_rows, coalesce(sum(octet_length(_axis_row::text)), 0) AS _axis_bytes FROM _axis_r\n"
+        ")\n"
+        "SELECT s._axis_rows, s._axis_bytes, r._axis_n, (r._axis_row).*\n"
+        f"FROM _axis_size AS s LEFT JOIN _axis_r AS r ON s._axis_bytes <= {budget}\n"
+        "ORDER BY r._axis_n"
+    )
+
+
+async def _fetch_sized(
+    s: _Session, inner: str, params: Sequence[Any], limit: int, max_mb: float
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """At most ``limit`` rows of ``inner`` and their column names; over ``max_mb`` MB of text → 413."""
+    budget = int(max_mb * 1024 * 1024)
+    with _decoding():
+        records = await s.conn.fetch(_sized_sql(inner, len(params) + 1), *params, limit, budget)
+    head = records[0]
+    names = list(head.keys())[3:]
+    if head[1] > budget:
+        raise PayloadTooLarge(
+            f"The query result is too large: {head[0]} rows hold about {head[1] / 1024 / 1024:.1f} MB of data "
+            f"(limit {max_mb:g} MB, DB_QUERY_MAX_RESULT_MB). Select fewer or narrower columns, or lower the limit."
+        )
+    if head[2] is None:
+        return names, []
+    return names, [tuple(rec)[3:] for rec in records]
 
 
 @dataclass
@@ -376,7 +466,8 @@ async def table_schema(
         t = await _resolve_table(s, TableRef(schema_name=schema, name=table))
         samples: dict[str, list[Any]] = {c.name: [] for c in t.columns}
         if t.columns:
-            rows = await s.conn.fetch(f"SELECT {_projection(t, None)} FROM {t.sql} LIMIT {SAMPLE_ROWS}")
+            with _decoding():
+                rows = await s.conn.fetch(f"SELECT {_projection(t, None)} FROM {t.sql} LIMIT {SAMPLE_ROWS}")
             for rec in rows:
                 for i, col in enumerate(t.columns):
                     if rec[i] is not None:
@@ -406,20 +497,29 @@ async def preview(conns: ConnectionStore, settings: Settings, handle_id: str, re
     async with _session(conns, settings, handle_id, settings.db_statement_timeout_seconds) as s:
         t = await _resolve_table(s, req.table)
         select = _projection(t, req.mappings)
-        where, params = _where(t, req.filters, 2)
-        rows = await s.conn.fetch(f"SELECT {select} FROM {t.sql}{where} LIMIT $1", req.limit, *params)
-    data = _rows(rows)
+        where, params = _where(t, req.filters, 1)
+        names, values = await _fetch_sized(
+            s, f"SELECT {select} FROM {t.sql}{where}", params, req.limit, settings.db_query_max_result_mb
+        )
+    data = _rows(names, values)
     return RowsResponse(data=data, row_count=len(data))
 
 
 async def run_query(conns: ConnectionStore, settings: Settings, handle_id: str, req: QueryRequest) -> RowsResponse:
-    """``POST /{handle}/query``: one validated SELECT, wrapped with a bound LIMIT, read-only, timed."""
+    """``POST /{handle}/query``: one validated SELECT, wrapped with a bound LIMIT, read-only, timed, size-capped.
+
+    Result columns must have distinct names (400 otherwise): rows are JSON objects keyed by name.
+    """
     handle = await conns.lookup(handle_id)
     allowed = list(store_config(settings, handle.store).tables)
     safe = validate_select(req.query, allowed or None)
     async with _session(conns, settings, handle_id, settings.db_query_timeout_seconds) as s:
-        rows = await s.conn.fetch(f"SELECT * FROM (\n{safe.sql}\n) AS _axis_q LIMIT $1", req.limit)
-    data = _rows(rows)
+        await _check_function_owners(s, safe)
+        names, values = await _fetch_sized(s, safe.sql, [], req.limit, settings.db_query_max_result_mb)
+    dups = sorted({n for n in names if names.count(n) > 1})
+    if dups:
+        raise Invalid(f"Duplicate column names in the result: {', '.join(dups)}. Give each column a unique alias.")
+    data = _rows(names, values)
     return RowsResponse(data=data, row_count=len(data))
 
 
@@ -597,6 +697,16 @@ def apply_rename_map(columns: Sequence[str], rename_map: dict[str, str]) -> dict
 
 
 # ------------------------------------------------------------------------------ import: run
+@dataclass
+class _Source:
+    """What an import reads: SQL, its bound values, declared column types, whether it sets its own order."""
+
+    sql: str
+    params: list[Any]
+    declared: dict[str, str]
+    ordered: bool = False
+
+
 async def query_import(
     conns: ConnectionStore,
     store: DuckDBStore,
@@ -612,8 +722,9 @@ async def query_import(
     allowed = list(store_config(settings, handle.store).tables)
     safe = validate_select(req.query, allowed or None)
 
-    async def _source(s: _Session) -> tuple[str, list[Any], dict[str, str]]:
-        return safe.sql, [], {}
+    async def _source(s: _Session) -> _Source:
+        await _check_function_owners(s, safe)
+        return _Source(safe.sql, [], {}, ordered=safe.ordered)
 
     return await _import(conns, store, settings, handle_id, store_key, req.limit, req.dedupe_on_id,
                          source_sql=_source)
@@ -632,7 +743,7 @@ async def table_import(
         raise Invalid("Handle in the request body does not match the handle in the path")
     resolved: dict[str, _Table] = {}
 
-    async def _source(s: _Session) -> tuple[str, list[Any], dict[str, str]]:
+    async def _source(s: _Session) -> _Source:
         t = await _resolve_table(s, req.table)
         resolved["t"] = t
         select = _projection(t, req.mappings)
@@ -640,7 +751,7 @@ async def table_import(
         declared = {c.name: c.data_type for c in t.columns}
         if req.mappings:
             declared = {m.target: declared[m.source] for m in req.mappings}
-        return f"SELECT {select} FROM {t.sql}{where}", params, declared
+        return _Source(f"SELECT {select} FROM {t.sql}{where}", params, declared)
 
     return await _import(conns, store, settings, handle_id, store_key, req.limit, req.dedupe_on_id,
                          source_sql=_source)
@@ -654,7 +765,7 @@ async def _import(
     store_key: str | None,
     limit: int,
     dedupe: bool,
-    source_sql: Callable[[_Session], Awaitable[tuple[str, list[Any], dict[str, str]]]],
+    source_sql: Callable[[_Session], Awaitable[_Source]],
 ) -> DatabaseImportResponse:
     if limit > settings.db_import_max_rows:
         raise Invalid(f"limit must be at most {settings.db_import_max_rows}")
@@ -664,27 +775,30 @@ async def _import(
     preferred = STORE_KINDS.get(target_store, "eval")
     scratch = f"_axis_dbimport_{uuid.uuid4().hex[:12]}"
     created: list[bool] = []
+    timeout_s = settings.db_import_timeout_seconds
     try:
-        async with _session(conns, settings, handle_id, settings.db_import_timeout_seconds) as s:
-            inner, params, declared = await source_sql(s)
-            limit_param = f"${len(params) + 1}"
-            probe = await s.conn.prepare(f"SELECT * FROM (\n{inner}\n) AS _axis_src LIMIT {limit_param}")
-            attrs = probe.get_attributes()
-            names = [a.name for a in attrs]
-            _check_result_names(names)
-            cols = [_arrow_column(a.name, a.type, declared.get(a.name)) for a in attrs]
-            custom = apply_rename_map(names, cfg.column_rename_map)
-            mapped = [custom.get(n, n) for n in names]
-            plan = detect_kind(mapped, preferred)
-            key_positions = [mapped.index(k) + 1 for k in plan.key] if dedupe else []
-            order = key_positions + [i + 1 for i, c in enumerate(cols) if c.orderable and i + 1 not in key_positions]
-            order_sql = f" ORDER BY {', '.join(map(str, order))}" if order else ""
-            stmt = await s.conn.prepare(
-                f"SELECT * FROM (\n{inner}\n) AS _axis_src{order_sql} LIMIT {limit_param}"
-            )
-            read = await _stream(
-                s.conn, stmt, [*params, limit], cols, store, scratch, settings.db_import_batch_rows, created
-            )
+        try:
+            # One deadline for the whole read: statement_timeout alone restarts with every FETCH.
+            async with asyncio.timeout(timeout_s), _session(conns, settings, handle_id, timeout_s) as s:
+                src = await source_sql(s)
+                limit_param = f"${len(src.params) + 1}"
+                probe = await s.conn.prepare(f"SELECT * FROM (\n{src.sql}\n) AS _axis_src LIMIT {limit_param}")
+                attrs = probe.get_attributes()
+                names = [a.name for a in attrs]
+                _check_result_names(names)
+                cols = [_arrow_column(a.name, a.type, src.declared.get(a.name)) for a in attrs]
+                custom = apply_rename_map(names, cfg.column_rename_map)
+                mapped = [custom.get(n, n) for n in names]
+                plan = detect_kind(mapped, preferred)
+                order_sql = "" if src.ordered else _stable_order(mapped, cols, plan.key if dedupe else [])
+                stmt = await s.conn.prepare(
+                    f"SELECT * FROM (\n{src.sql}\n) AS _axis_src{order_sql} LIMIT {limit_param}"
+                )
+                read = await _stream(
+                    s.conn, stmt, [*src.params, limit], cols, store, scratch, settings.db_import_batch_rows, created
+                )
+        except TimeoutError:
+            raise _timeout(timeout_s) from None
         if read == 0:
             return DatabaseImportResponse(
                 format="database_import", row_count=0, columns=[], preview=[], data=[],
@@ -694,6 +808,13 @@ async def _import(
     finally:
         if created:
             await store.execute_write(f"DROP TABLE IF EXISTS {quote_ident(scratch)}")
+
+
+def _stable_order(mapped: list[str], cols: list[_ArrowColumn], key: list[str]) -> str:
+    """``ORDER BY`` the id key, then every other orderable column (by position); "" when none."""
+    key_positions = [mapped.index(k) + 1 for k in key]
+    order = key_positions + [i + 1 for i, c in enumerate(cols) if c.orderable and i + 1 not in key_positions]
+    return f" ORDER BY {', '.join(map(str, order))}" if order else ""
 
 
 async def _numeric_types(store: DuckDBStore, scratch: str, names: list[str]) -> dict[str, str]:
@@ -755,7 +876,8 @@ async def _stream(
     cursor = await stmt.cursor(*args)
     total = 0
     while True:
-        records = await cursor.fetch(batch_rows)
+        with _decoding():
+            records = await cursor.fetch(batch_rows)
         if not records:
             break
         batch = await anyio.to_thread.run_sync(_record_batch, records, cols, total)  # CPU work off the event loop

@@ -10,11 +10,25 @@ nested block comments. On the token stream we enforce:
 * no data-modifying or utility keyword anywhere (``INSERT``/``UPDATE``/``DELETE``/``MERGE``/
   ``DROP``/``CREATE``/``ALTER``/``TRUNCATE``/``COPY``/``GRANT``/…, also inside a ``WITH``),
   no ``SELECT … INTO`` and no row-locking clause (``FOR UPDATE``/``FOR SHARE``),
-* no call of a function that has side effects outside the transaction or runs SQL given as text
-  (``pg_terminate_backend``, ``dblink``, ``lo_*``, ``query_to_xml``, advisory locks, …),
+* balanced parentheses and brackets (a stray ``)`` could otherwise close the wrapper the service
+  adds and smuggle a relation past the allow-list),
+* no function that has side effects outside the transaction or runs SQL given as text
+  (``pg_terminate_backend``, ``dblink``, ``lo_*``, ``query_to_xml``, ``ts_stat``, advisory locks,
+  …). Such a name is refused wherever it appears as a word or quoted identifier, not only before
+  ``(``: PostgreSQL also calls a one-argument function with attribute notation, so
+  ``('/etc/passwd'::text).pg_read_file`` is ``pg_read_file('/etc/passwd')``. A column or alias
+  that happens to carry such a name has to be renamed (for example in a view),
 * no bind parameters (``$1``) and no ``U&`` escapes,
 * when a ``tables`` allow-list is configured, every relation the query reads (``FROM``/``JOIN``/
-  ``TABLE`` items, CTE names excepted within their scope) must be on it.
+  ``TABLE`` items, CTE names excepted within their scope) must be on it, and only built-in
+  functions may be called: a schema-qualified call must name ``pg_catalog``
+  (``FROM other.fn()``, ``ROWS FROM (other.fn())`` and ``LATERAL other.fn()`` are refused, in
+  every position). A function is code that can read any table its owner can, so it would
+  bypass the allow-list. Unqualified names resolve through the pinned ``search_path``
+  (``public, pg_catalog``); :attr:`SafeQuery.function_names` lists every name used as a function
+  (before ``(`` or after ``.``), and the service refuses the query when one of them names a
+  function outside ``pg_catalog`` on that path (a catalogue look-up the tokenizer cannot do).
+  Operators, casts and type input functions that users defined are not checked.
 
 Comments are removed from the SQL that is executed, so a comment can never swallow the wrapper
 that the service adds (``SELECT * FROM (<q>) AS _axis_q LIMIT $1`` inside ``BEGIN READ ONLY``).
@@ -256,10 +270,13 @@ class RelationRef:
 
 @dataclass
 class SafeQuery:
-    """A validated query: the SQL to run (comments removed) and the relations it reads."""
+    """A validated query: the SQL to run (comments removed), the relations it reads, the names it
+    uses as functions and whether its outermost query has an ``ORDER BY``."""
 
     sql: str
     relations: list[RelationRef] = field(default_factory=list)
+    function_names: set[str] = field(default_factory=set)
+    ordered: bool = False
 
 
 @dataclass
@@ -297,13 +314,95 @@ def validate_select(sql: str, allowed_tables: list[str] | None = None) -> SafeQu
     first = next((t for t in sig if not (t.kind == "op" and t.text == "(")), None)
     if first is None or first.kind != "word" or first.word not in ("select", "with"):
         raise Unprocessable("Only SELECT queries are allowed (the query must start with SELECT or WITH)")
+    _check_brackets(sig)
     _check_keywords(sig)
     _check_functions(sig)
     relations = _relations(sig)
     if allowed_tables:
         _check_allow_list(relations, allowed_tables)
+        _check_function_schemas(sig)
     cleaned = "".join(" " if t.kind == "comment" else t.text for t in tokens).strip()
-    return SafeQuery(sql=cleaned, relations=relations)
+    return SafeQuery(
+        sql=cleaned, relations=relations, function_names=_function_names(sig), ordered=_has_top_level_order_by(sig)
+    )
+
+
+_CLOSERS = {")": "(", "]": "["}
+
+
+def _check_brackets(sig: list[Token]) -> None:
+    """Every ``)``/``]`` closes the innermost open ``(``/``[``, and nothing stays open."""
+    stack: list[Token] = []
+    for tok in sig:
+        if tok.kind != "op":
+            continue
+        if tok.text in ("(", "["):
+            stack.append(tok)
+        elif tok.text in _CLOSERS:
+            if not stack or stack[-1].text != _CLOSERS[tok.text]:
+                raise Unprocessable(
+                    f"Unbalanced parentheses: '{tok.text}' at character {tok.start + 1} has no matching "
+                    f"'{_CLOSERS[tok.text]}'"
+                )
+            stack.pop()
+    if stack:
+        tok = stack[-1]
+        closer = ")" if tok.text == "(" else "]"
+        raise Unprocessable(
+            f"Unbalanced parentheses: '{tok.text}' at character {tok.start + 1} is never closed with '{closer}'"
+        )
+
+
+def _function_names(sig: list[Token]) -> set[str]:
+    """Names that may call a function: a word or quoted identifier before ``(`` or after ``.``
+    (``pg_catalog.name`` excepted, it cannot resolve elsewhere)."""
+    names: set[str] = set()
+    for idx, tok in enumerate(sig):
+        if tok.kind not in ("word", "qident"):
+            continue
+        before_paren = idx + 1 < len(sig) and sig[idx + 1].kind == "op" and sig[idx + 1].text == "("
+        after_dot = idx > 0 and sig[idx - 1].kind == "op" and sig[idx - 1].text == "."
+        in_catalog = after_dot and idx > 1 and sig[idx - 2].word == "pg_catalog"
+        if (before_paren or after_dot) and not in_catalog:
+            names.add(tok.word)
+    return names
+
+
+def _has_top_level_order_by(sig: list[Token]) -> bool:
+    """True when the outermost query (inside any parentheses that wrap all of it) has ORDER BY."""
+    lo, hi = 0, len(sig)
+    while hi - lo >= 2 and sig[lo].text == "(" and sig[hi - 1].text == ")" and _matching(sig, lo) == hi - 1:
+        lo, hi = lo + 1, hi - 1
+    depth = 0
+    for idx in range(lo, hi):
+        tok = sig[idx]
+        if tok.kind == "op" and tok.text in ("(", "["):
+            depth += 1
+        elif tok.kind == "op" and tok.text in (")", "]"):
+            depth -= 1
+        elif (
+            depth == 0
+            and tok.kind == "word"
+            and tok.word == "order"
+            and not _is_label(sig, idx)
+            and idx + 1 < hi
+            and sig[idx + 1].word == "by"
+        ):
+            return True
+    return False
+
+
+def _matching(sig: list[Token], open_idx: int) -> int:
+    """Index of the bracket that closes ``sig[open_idx]`` (brackets are known to balance)."""
+    depth = 0
+    for idx in range(open_idx, len(sig)):
+        if sig[idx].kind == "op" and sig[idx].text in ("(", "["):
+            depth += 1
+        elif sig[idx].kind == "op" and sig[idx].text in (")", "]"):
+            depth -= 1
+            if depth == 0:
+                return idx
+    return -1
 
 
 def _is_label(sig: list[Token], idx: int) -> bool:
@@ -342,9 +441,32 @@ def _function_forbidden(name: str) -> bool:
 
 
 def _check_functions(sig: list[Token]) -> None:
-    for idx, tok in enumerate(sig[:-1]):
-        if tok.kind in ("word", "qident") and sig[idx + 1].text == "(" and _function_forbidden(tok.word):
-            raise Unprocessable(f"Function '{tok.word}' is not allowed in read-only queries")
+    """Refuse a forbidden function name in any position: ``f(x)``, ``s.f(x)`` and ``(x).f`` alike."""
+    for tok in sig:
+        if tok.kind in ("word", "qident") and _function_forbidden(tok.word):
+            raise Unprocessable(
+                f"Function '{tok.word}' is not allowed in read-only queries (the name is refused wherever it "
+                "appears, including attribute notation such as (x).name; rename a column that uses it)"
+            )
+
+
+def _check_function_schemas(sig: list[Token]) -> None:
+    """With an allow-list: a schema-qualified function call must name ``pg_catalog``."""
+    for idx, tok in enumerate(sig):
+        if not (tok.kind == "op" and tok.text == "(") or idx < 3:
+            continue
+        name, dot, schema = sig[idx - 1], sig[idx - 2], sig[idx - 3]
+        if (
+            name.kind in ("word", "qident")
+            and dot.kind == "op"
+            and dot.text == "."
+            and schema.kind in ("word", "qident")
+            and schema.word != "pg_catalog"
+        ):
+            raise Unprocessable(
+                f"Function '{schema.word}.{name.word}' is not allowed: with a tables allow-list configured, "
+                "only built-in (pg_catalog) functions may be called"
+            )
 
 
 def _read_qualified(sig: list[Token], idx: int) -> tuple[list[str], int]:

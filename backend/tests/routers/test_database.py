@@ -363,3 +363,132 @@ async def test_password_never_logged(pg: PgSchema, client: Any, caplog: pytest.L
     assert caplog.records, "expected the browser to log handle activity"
     assert "Opened database handle" in caplog.text
     assert PASSWORD not in caplog.text
+
+
+# ------------------------------------------------------------------------------ SQL gate over HTTP
+def allow_only(tmp_path: Path, *tables: str) -> None:
+    (tmp_path / "custom" / "config" / "eval_db.yaml").write_text(
+        "eval_db:\n  tables: [" + ", ".join(f"'{t}'" for t in tables) + "]\n", encoding="utf-8"
+    )
+
+
+async def post_both(client: Any, handle: str, sql: str) -> list[Any]:
+    """The same SQL through ``/query`` and ``/query-import`` (both share the gate)."""
+    return [
+        await client.post(f"/api/database/{handle}/query", json={"query": sql}),
+        await client.post(f"/api/database/{handle}/query-import", json={"handle": handle, "query": sql}),
+    ]
+
+
+async def test_attribute_notation_cannot_call_banned_functions(pg: PgSchema, client: Any) -> None:
+    victim = psycopg.connect(pg.dsn, autocommit=True, application_name="axis-victim")
+    try:
+        pid = victim.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+        handle = (await client.post("/api/database/connect", json=body(pg))).json()["handle"]
+        for sql, name in [
+            (f"SELECT ({pid}).pg_terminate_backend", "pg_terminate_backend"),
+            (f'SELECT ({pid}::int)."pg_cancel_backend"', "pg_cancel_backend"),
+            ("SELECT ('/etc/hostname'::text).pg_read_file", "pg_read_file"),
+            ("SELECT ('.'::text).pg_ls_dir", "pg_ls_dir"),
+            ("SELECT ((42)::bigint).pg_advisory_lock", "pg_advisory_lock"),
+            ("SELECT (('SELECT to_tsvector(''simple'', 1::text)'::text).ts_stat).word", "ts_stat"),
+        ]:
+            for r in await post_both(client, handle, sql):
+                assert r.status_code == 422, (sql, r.text)
+                assert r.json()["detail"][0]["msg"].startswith(f"Function '{name}' is not allowed"), r.text
+        assert victim.execute("SELECT 1").fetchone() == (1,)  # the victim session is alive
+    finally:
+        victim.close()
+
+
+async def test_unbalanced_parentheses_cannot_escape_the_wrapper(
+    pg: PgSchema, tmp_path: Path, make_settings: Callable[..., Settings], make_client: Any
+) -> None:
+    pg.execute("CREATE TABLE pub (id int); INSERT INTO pub VALUES (1);"
+               "CREATE TABLE secret (id int, pw text); INSERT INTO secret VALUES (1, 'TOPSECRET')")
+    allow_only(tmp_path, f"{pg.schema}.pub")
+    async with make_client(make_settings()) as client:
+        handle = (await client.post("/api/database/connect", json=body(pg))).json()["handle"]
+        s = pg.schema
+        for sql in (f'SELECT 1) AS a, "{s}".secret, (SELECT 2',
+                    f'SELECT 1 AS x FROM "{s}".pub) AS a CROSS JOIN "{s}".secret CROSS JOIN (SELECT 2 AS y',
+                    f'SELECT id FROM "{s}".pub WHERE (id = 1'):
+            for r in await post_both(client, handle, sql):
+                assert r.status_code == 422, (sql, r.text)
+                assert r.json()["detail"][0]["msg"].startswith("Unbalanced parentheses")
+                assert "TOPSECRET" not in r.text
+        r = await client.post(f"/api/database/{handle}/query", json={"query": f'SELECT (id) FROM "{s}".pub'})
+        assert r.json()["data"] == [{"id": 1}]
+
+
+async def test_allow_list_refuses_user_functions_in_from(
+    pg: PgSchema, tmp_path: Path, make_settings: Callable[..., Settings], make_client: Any
+) -> None:
+    s = pg.schema
+    pg.execute(f"""
+        CREATE TABLE pub (id int); INSERT INTO pub VALUES (1);
+        CREATE TABLE secret (id int, pw text); INSERT INTO secret VALUES (1, 'TOPSECRET');
+        CREATE FUNCTION leak() RETURNS SETOF secret LANGUAGE sql AS $$ SELECT * FROM "{s}".secret $$
+    """)  # fmt: skip
+    allow_only(tmp_path, f"{s}.pub")
+    async with make_client(make_settings()) as client:
+        handle = (await client.post("/api/database/connect", json=body(pg))).json()["handle"]
+        for sql in (f'SELECT * FROM "{s}".leak()', f'SELECT * FROM ROWS FROM ("{s}".leak())',
+                    f'SELECT * FROM "{s}".pub p LEFT JOIN LATERAL "{s}".leak() l ON true',
+                    f'SELECT ("{s}".leak()).pw'):
+            for r in await post_both(client, handle, sql):
+                assert r.status_code == 422, (sql, r.text)
+                assert r.json()["detail"][0]["msg"] == (
+                    f"Function '{s}.leak' is not allowed: with a tables allow-list configured, only built-in "
+                    "(pg_catalog) functions may be called"
+                )
+                assert "TOPSECRET" not in r.text
+        r = await client.post(f"/api/database/{handle}/query",
+                              json={"query": f'SELECT p.id, g FROM "{s}".pub p, generate_series(1, 2) g ORDER BY g'})
+        assert r.json()["data"] == [{"id": 1, "g": 1}, {"id": 1, "g": 2}]
+
+
+# ------------------------------------------------------------------------------ resource bounds over HTTP
+async def test_query_result_over_the_size_cap_is_413(
+    pg: PgSchema, make_settings: Callable[..., Settings], make_client: Any
+) -> None:
+    async with make_client(make_settings(db_query_max_result_mb=2)) as client:
+        handle = (await client.post("/api/database/connect", json=body(pg))).json()["handle"]
+        url = f"/api/database/{handle}/query"
+        big = "SELECT repeat('x', 1000000) AS big FROM generate_series(1, 4)"
+        r = await client.post(url, json={"query": big, "limit": 100})
+        assert r.status_code == 413
+        assert r.json() == {"detail": "The query result is too large: 4 rows hold about 3.8 MB of data (limit 2 MB, "
+                            "DB_QUERY_MAX_RESULT_MB). Select fewer or narrower columns, or lower the limit."}
+        r = await client.post(url, json={"query": big, "limit": 1})
+        assert r.status_code == 200 and r.json()["row_count"] == 1 and len(r.json()["data"][0]["big"]) == 1000000
+
+
+async def test_one_handle_cannot_starve_another(pg: PgSchema, make_settings: Callable[..., Settings],
+                                               make_client: Any) -> None:
+    settings = make_settings(db_connect_timeout_seconds=1, db_pool_max_size=4, db_handle_max_concurrent=2)
+    async with make_client(settings) as client:
+        greedy = (await client.post("/api/database/connect", json=body(pg))).json()["handle"]
+        victim = (await client.post("/api/database/connect", json=body(pg))).json()["handle"]  # same pool
+        slow = [asyncio.create_task(client.post(f"/api/database/{greedy}/query",
+                                                json={"query": f"SELECT pg_sleep(2) AS s, {i} AS i"}))
+                for i in range(3)]  # fmt: skip
+        await asyncio.sleep(0.3)
+        started = asyncio.get_running_loop().time()
+        r = await client.get(f"/api/database/{victim}/tables")
+        assert r.status_code == 200 and asyncio.get_running_loop().time() - started < 1.0
+        statuses = sorted(t.status_code for t in await asyncio.gather(*slow))
+        assert statuses == [200, 200, 429]
+        refused = next(t for t in slow if t.result().status_code == 429).result()
+        assert refused.json() == {"detail": "This connection handle is already running 2 requests at once (the "
+                                  "per-handle limit); wait for one to finish and try again."}
+
+
+async def test_out_of_range_dates_are_400_over_http(pg: PgSchema, client: Any) -> None:
+    handle = (await client.post("/api/database/connect", json=body(pg))).json()["handle"]
+    for sql in ("SELECT '20000-01-01'::timestamp AS t", "SELECT '20000-01-01'::date AS d"):
+        for r in await post_both(client, handle, sql):
+            assert r.status_code == 400, r.text
+            assert "dates and timestamps must lie between the years 1 and 9999" in r.json()["detail"]
+    r = await client.post(f"/api/database/{handle}/query", json={"query": "SELECT DATE '2024-02-29' AS d"})
+    assert r.json()["data"] == [{"d": "2024-02-29"}]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import psycopg
@@ -139,6 +140,43 @@ async def test_pool_outlives_handle_while_in_use(pg: PgSchema) -> None:
             assert await conn.fetchval("SELECT 41 + 1") == 42
         assert conns.open_pools == 0
         assert await wait_for_backends(pg, app_name, 0) == 0
+    finally:
+        await conns.close_all()
+
+
+async def test_one_handle_cannot_take_the_whole_shared_pool(pg: PgSchema) -> None:
+    conns, _ = make_store(pool_max_size=3, max_concurrent_per_handle=2, connect_timeout=0.5)
+    try:
+        greedy, _ = await conns.open_handle(creds(pg), "data")
+        other, _ = await conns.open_handle(creds(pg), "data")
+        assert conns.open_pools == 1  # same credentials, one shared pool of 3
+        release = asyncio.Event()
+
+        async def hold() -> int:
+            async with conns.connection(greedy.handle) as (conn, _):
+                await release.wait()
+                return int(await conn.fetchval("SELECT 1"))
+
+        holders = [asyncio.create_task(hold()) for _ in range(2)]
+        await asyncio.sleep(0.1)
+        # The greedy handle's third request waits for its own slot (0.5 s), then gets 429 ...
+        started = time.monotonic()
+        with pytest.raises(TooManyRequests) as info:
+            async with conns.connection(greedy.handle):
+                pass
+        assert 0.4 <= time.monotonic() - started < 2.0
+        assert info.value.status_code == 429
+        assert "already running 2 requests at once" in info.value.message
+        # ... while another handle on the same pool is served at once.
+        started = time.monotonic()
+        async with conns.connection(other.handle) as (conn, _):
+            assert await conn.fetchval("SELECT 2") == 2
+        assert time.monotonic() - started < 0.4
+        # A request that waits less than the timeout gets the slot a finishing request frees.
+        waiter = asyncio.create_task(hold())
+        await asyncio.sleep(0.1)
+        release.set()
+        assert await asyncio.gather(*holders, waiter) == [1, 1, 1]
     finally:
         await conns.close_all()
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import decimal
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -13,7 +15,7 @@ import psycopg
 import pytest
 
 from app.config import Settings
-from app.errors import Invalid, NotFound, ServiceError, Timeout, Unprocessable
+from app.errors import Invalid, NotFound, PayloadTooLarge, ServiceError, Timeout, Unprocessable
 from app.models.database import (
     ColumnFilter,
     ColumnMapping,
@@ -363,7 +365,165 @@ async def test_allow_list_enforced(
         await conns.close_all()
 
 
+async def test_allow_list_refuses_functions_outside_pg_catalog(
+    make_settings: Callable[..., Settings], tmp_path: Path, people: PgSchema, store: DuckDBStore
+) -> None:
+    s = people.schema
+    public_fn = f"axis_leak_{uuid.uuid4().hex[:10]}"  # unqualified names resolve through "public, pg_catalog"
+    people.execute(
+        f'CREATE FUNCTION "{s}".leak() RETURNS SETOF text LANGUAGE sql AS $$ SELECT v FROM "{s}".secret $$;'
+        f'CREATE FUNCTION public.{public_fn}(arg text) RETURNS text LANGUAGE sql AS '
+        f'$$ SELECT string_agg(v, \',\') FROM "{s}".secret $$'
+    )
+    write_yaml(tmp_path / "custom" / "config", "eval_db.yaml", f"eval_db:\n  tables: ['{s}.people']\n")
+    settings = make_settings()
+    conns, handle = await _env(settings, people)
+    try:
+        env: Env = (conns, settings, handle)
+        refused = {
+            f'SELECT * FROM "{s}".leak()': f"'{s}.leak'",
+            f'SELECT * FROM ROWS FROM ("{s}".leak())': f"'{s}.leak'",
+            f'SELECT p.id, l FROM "{s}".people p LEFT JOIN LATERAL "{s}".leak() l ON true': f"'{s}.leak'",
+            f"SELECT * FROM {public_fn}('x')": f"public.{public_fn}",
+            f"SELECT * FROM ROWS FROM ({public_fn}('x'))": f"public.{public_fn}",
+            f'SELECT * FROM "{s}".people p, LATERAL {public_fn}(p.name) l': f"public.{public_fn}",
+            f"SELECT ('x'::text).{public_fn}": f"public.{public_fn}",
+            f'SELECT upper(name) FROM "{s}".people WHERE {public_fn}(name) IS NOT NULL': f"public.{public_fn}",
+        }
+        for sql, name in refused.items():
+            with pytest.raises(Unprocessable) as info:
+                await query(env, sql)
+            assert name in info.value.message and "only built-in (pg_catalog) functions" in info.value.message, sql
+            with pytest.raises(Unprocessable):
+                req = QueryImportRequest(handle=handle, query=sql)
+                await ds.query_import(conns, store, settings, handle, req, None)
+        # Built-in functions keep working, in FROM too.
+        rows = await query(env, f'SELECT upper(p.name) AS u, g FROM "{s}".people p, generate_series(1, 2) g '
+                                "WHERE p.id = 1 ORDER BY g")
+        assert rows == [{"u": "ANN", "g": 1}, {"u": "ANN", "g": 2}]
+        assert await query(env, "SELECT * FROM pg_catalog.generate_series(1, 2) AS g") == [{"g": 1}, {"g": 2}]
+    finally:
+        await conns.close_all()
+        people.execute(f"DROP FUNCTION IF EXISTS public.{public_fn}(text)")
+    # Without an allow-list, the role decides: the function runs.
+    open_settings = make_settings(axis_custom_dir=tmp_path / "no_allow_list")
+    conns, handle = await _env(open_settings, people)
+    try:
+        assert await query((conns, open_settings, handle), f'SELECT * FROM "{s}".leak() AS v') == [{"v": "classified"}]
+    finally:
+        await conns.close_all()
+
+
+async def test_query_result_size_cap(make_settings: Callable[..., Settings], people: PgSchema) -> None:
+    settings = make_settings(db_query_max_result_mb=1)
+    people.execute("CREATE TABLE blobs AS SELECT g AS id, repeat('x', 400000) AS big FROM generate_series(1, 4) g")
+    conns, handle = await _env(settings, people)
+    try:
+        env: Env = (conns, settings, handle)
+        sql = "SELECT repeat('x', 400000) AS big FROM generate_series(1, 4)"
+        with pytest.raises(PayloadTooLarge) as info:
+            await query(env, sql)
+        assert info.value.status_code == 413
+        assert "too large: 4 rows hold about 1.5 MB" in info.value.message
+        assert "Select fewer or narrower columns" in info.value.message
+        rows = await query(env, sql, limit=2)  # 0.8 MB fits
+        assert [len(r["big"]) for r in rows] == [400000, 400000]
+        table = TableRef(schema_name=people.schema, name="blobs")
+        with pytest.raises(PayloadTooLarge):
+            await ds.preview(conns, settings, handle, PreviewRequest(table=table, limit=4))
+        res = await ds.preview(conns, settings, handle, PreviewRequest(table=table, limit=2))
+        assert [(r["id"], len(r["big"])) for r in res.data] == [(1, 400000), (2, 400000)]
+        # Empty results and NULL-only rows pass through the sized wrapper unchanged.
+        assert await query(env, "SELECT 1 AS a WHERE false") == []
+        assert await query(env, "SELECT NULL AS a, 2 AS b") == [{"a": None, "b": 2}]
+    finally:
+        await conns.close_all()
+
+
+async def test_query_refuses_duplicate_column_names(env: Env, people: PgSchema) -> None:
+    with pytest.raises(Invalid) as info:
+        await query(env, "SELECT 1 AS a, 2 AS a, 3 AS b")
+    assert info.value.message == "Duplicate column names in the result: a. Give each column a unique alias."
+    # Names differing in case are different JSON keys.
+    assert await query(env, 'SELECT 1 AS a, 2 AS "A"') == [{"a": 1, "A": 2}]
+
+
+async def test_out_of_range_dates_are_400(env: Env, people: PgSchema, store: DuckDBStore) -> None:
+    conns, settings, handle = env
+    people.execute("CREATE TABLE far (id int, d date); INSERT INTO far VALUES (1, '20000-01-01')")
+    for sql in ("SELECT '20000-01-01'::timestamp AS t", "SELECT '20000-01-01'::date AS d",
+                "SELECT '20000-01-01 00:00+00'::timestamptz AS tz"):
+        with pytest.raises(Invalid) as info:
+            await query(env, sql)
+        assert "dates and timestamps must lie between the years 1 and 9999" in info.value.message
+        assert "col::text" in info.value.message
+        with pytest.raises(Invalid) as info:
+            await ds.query_import(conns, store, settings, handle, QueryImportRequest(handle=handle, query=sql), None)
+        assert "years 1 and 9999" in info.value.message
+    with pytest.raises(Invalid):
+        await ds.preview(conns, settings, handle, PreviewRequest(table=TableRef(schema_name=people.schema, name="far")))
+    with pytest.raises(Invalid):
+        await ds.table_schema(conns, settings, handle, people.schema, "far")
+    # The text cast the message suggests works, and the pooled connection is still healthy.
+    assert await query(env, "SELECT '20000-01-01'::date::text AS d") == [{"d": "20000-01-01"}]
+    leftovers = await store.fetch("SELECT table_name FROM duckdb_tables() WHERE table_name LIKE '_axis_dbimport%'")
+    assert leftovers.rows == []
+
+
 # ------------------------------------------------------------------------------ imports
+async def test_import_keeps_the_query_order(env: Env, people: PgSchema, store: DuckDBStore) -> None:
+    conns, settings, handle = env
+    people.execute("CREATE TABLE events AS SELECT g AS id, 'e' || g AS query FROM generate_series(1, 20) g")
+    sql = f'SELECT id, query FROM "{people.schema}".events'
+
+    async def imported(q: str) -> list[int]:
+        res = await ds.query_import(conns, store, settings, handle, QueryImportRequest(handle=handle, query=q,
+                                                                                       limit=3), None)
+        info = await store.get_dataset(res.dataset_id or "")
+        rows = await store.fetch(f"SELECT id FROM {quote_ident(info.table_name)} ORDER BY rowid")
+        assert [r["id"] for r in res.data] == [r[0] for r in rows.rows]
+        return [r[0] for r in rows.rows]
+
+    assert await imported(sql + " ORDER BY id DESC") == [20, 19, 18]  # the latest three, newest first
+    assert await imported(f"({sql} ORDER BY query DESC, id)") == [9, 8, 7]
+    assert await imported(sql) == [1, 2, 3]  # no ORDER BY: the stable key order
+    assert await imported(f"SELECT * FROM ({sql} ORDER BY id DESC) q") == [1, 2, 3]  # inner order is not kept
+
+
+async def test_import_deadline_covers_the_whole_read(
+    make_settings: Callable[..., Settings], people: PgSchema, store: DuckDBStore
+) -> None:
+    app_name = f"axis-d-{uuid.uuid4().hex[:8]}"
+    settings = make_settings(db_import_timeout_seconds=3, db_import_batch_rows=100, db_application_name=app_name)
+    conns, handle = await _env(settings, people)
+    # JSON columns have no ordering, so the rows stream: each FETCH of 100 rows takes ~2 s (under the 3 s
+    # statement_timeout, which restarts per FETCH); the whole read would take ~8 s.
+    sql = "SELECT to_json(g) AS j, to_json(pg_sleep(0.02)::text) AS s FROM generate_series(1, 400) g"
+    try:
+        started = time.monotonic()
+        with pytest.raises(Timeout) as info:
+            await ds.query_import(conns, store, settings, handle,
+                                  QueryImportRequest(handle=handle, query=sql, limit=400, dedupe_on_id=False), None)
+        elapsed = time.monotonic() - started
+        assert info.value.status_code == 408
+        assert info.value.message == "Query timeout exceeded (3s). Simplify the query or add filters."
+        assert 2.9 <= elapsed < 5.0
+        active = ["x"]
+        for _ in range(50):
+            active = [r[0] for r in people.fetch(
+                "SELECT query FROM pg_stat_activity WHERE application_name = %s AND state <> 'idle'", (app_name,))]
+            if not active:
+                break
+            await asyncio.sleep(0.05)
+        assert active == []  # the server-side query was cancelled, nothing keeps running
+        leftovers = await store.fetch("SELECT table_name FROM duckdb_tables() WHERE table_name LIKE '_axis_dbimport%'")
+        assert leftovers.rows == []
+        # The handle and its pool still work.
+        assert await query((conns, settings, handle), "SELECT 7 AS n") == [{"n": 7}]
+    finally:
+        await conns.close_all()
+
+
 async def test_import_dedupes_in_stable_order_and_lands_eval(env: Env, people: PgSchema, store: DuckDBStore) -> None:
     conns, settings, handle = env
     people.execute(

@@ -132,6 +132,26 @@ def test_comments_are_removed_from_executed_sql() -> None:
         ("SELECT set_config('default_transaction_read_only', 'off', false)", "set_config"),
         ("SELECT pg_read_file('/etc/passwd')", "pg_read_file"),
         ("SELECT nextval('s')", "nextval"),
+        # Attribute notation calls a one-argument function without "(": arg.fn means fn(arg).
+        ("SELECT ('/etc/passwd'::text).pg_read_file", "pg_read_file"),
+        ("SELECT ('/etc/hostname'::text).pg_read_binary_file", "pg_read_binary_file"),
+        ("SELECT (1234).pg_terminate_backend", "pg_terminate_backend"),
+        ('SELECT (1234)."pg_cancel_backend"', "pg_cancel_backend"),
+        ("SELECT ('.'::text).pg_ls_dir", "pg_ls_dir"),
+        ("SELECT x.pg_ls_dir FROM (SELECT '.'::text) AS x(arg)", "pg_ls_dir"),
+        ("SELECT ((42)::bigint).pg_advisory_lock", "pg_advisory_lock"),
+        ("SELECT ('/etc/hostname'::text).lo_import", "lo_import"),
+        ("SELECT (('SELECT to_tsvector(pw) FROM secret'::text).ts_stat).word", "ts_stat"),
+        ("SELECT ('select * from secret'::text).query_to_xml", "query_to_xml"),
+        ("SELECT ('s'::regclass).nextval", "nextval"),
+        # Unbalanced brackets could close the service's wrapper and smuggle a relation past the checks.
+        ("SELECT 1) AS a, s.secret, (SELECT 2", "')' at character 9 has no matching '('"),
+        ("SELECT 1 FROM t) AS a CROSS JOIN secret CROSS JOIN (SELECT 2", "no matching"),
+        ("SELECT 1)", "no matching"),
+        ("SELECT (1", "'(' at character 8 is never closed"),
+        ("(SELECT 1", "never closed"),
+        ("SELECT a[1) FROM t", "no matching '('"),
+        ("SELECT (a[1)] FROM t", "no matching '('"),
         ("SELECT * FROM t WHERE a = $1", "Bind parameters"),
         ("SELECT U&'\\0041'", "Unicode-escape"),
         ('SELECT * FROM U&"t"', "Unicode-escape"),
@@ -143,6 +163,31 @@ def test_refuses(sql: str, fragment: str) -> None:
         validate_select(sql)
     assert fragment.lower() in info.value.message.lower()
     assert info.value.status_code == 422
+
+
+def test_banned_names_refused_in_every_position() -> None:
+    # Before "(", after ".", quoted, as an alias: the name alone is refused (no attribute-notation gap).
+    for sql in (
+        "SELECT pg_terminate_backend(1)",
+        "SELECT (1).pg_terminate_backend",
+        'SELECT (1)."pg_terminate_backend"',
+        "SELECT 1 AS pg_terminate_backend",
+        "SELECT t.pg_terminate_backend FROM t",
+        "SELECT pg_catalog . pg_terminate_backend (1)",
+    ):
+        with pytest.raises(Unprocessable) as info:
+            validate_select(sql)
+        assert info.value.message.startswith("Function 'pg_terminate_backend' is not allowed"), sql
+    # A string literal that mentions the name is data, not a call.
+    assert validate_select("SELECT 'pg_terminate_backend' AS s").sql == "SELECT 'pg_terminate_backend' AS s"
+
+
+def test_balanced_brackets_are_accepted() -> None:
+    sql = "SELECT (a[1]), ARRAY[(1), (2)], f((SELECT max(x) FROM t)) FROM t WHERE (x) IN ((1), (2))"
+    assert validate_select(sql).sql == sql
+    assert validate_select("((SELECT 1)) UNION ((SELECT 2))").sql == "((SELECT 1)) UNION ((SELECT 2))"
+    # Parentheses inside literals, identifiers and comments do not count.
+    assert validate_select("SELECT ')' AS \")\", $$(($$ /* ( */").sql == "SELECT ')' AS \")\", $$(($$"
 
 
 # ---------------------------------------------------------------- relations + allow-list
@@ -203,6 +248,53 @@ def test_allow_list() -> None:
         assert "allow-list" in info.value.message
 
 
+def test_allow_list_refuses_functions_outside_pg_catalog() -> None:
+    allowed = ["public.orders"]
+    for sql in (
+        "SELECT * FROM other.leak()",
+        "SELECT * FROM ROWS FROM (other.leak())",
+        "SELECT * FROM ROWS FROM (generate_series(1, 2), other.leak())",
+        "SELECT * FROM orders o LEFT JOIN LATERAL other.leak() l ON true",
+        "SELECT * FROM orders, LATERAL other.leak(orders.id)",
+        "SELECT other.leak()",
+        "SELECT (other.leak()).pw",
+        'SELECT * FROM orders WHERE id IN (SELECT id FROM "Other" . "leak"())',
+        "SELECT public.helper(id) FROM orders",
+    ):
+        with pytest.raises(Unprocessable) as info:
+            validate_select(sql, allowed)
+        assert "only built-in (pg_catalog) functions may be called" in info.value.message, sql
+        assert info.value.status_code == 422
+    # Without an allow-list the role decides (no refusal); with one, built-ins stay usable.
+    assert rels("SELECT * FROM other.leak()") == []
+    ok = "SELECT pg_catalog.lower(o.name), upper(o.name) FROM orders o, pg_catalog.generate_series(1, 2) g"
+    assert validate_select(ok, allowed).sql == ok
+    assert validate_select("SELECT * FROM generate_series(1, 3) g, unnest(ARRAY[1]) u", allowed).relations == []
+
+
+def test_function_names_for_the_catalogue_check() -> None:
+    safe = validate_select('SELECT lower(a), (b).leak, "Fn"(c), pg_catalog.upper(d), t.col FROM t, f() x(y)')
+    assert safe.function_names == {"lower", "leak", "Fn", "col", "f", "x"}
+
+
+@pytest.mark.parametrize(
+    ("sql", "ordered"),
+    [
+        ("SELECT * FROM t ORDER BY id DESC", True),
+        ("SELECT * FROM t ORDER BY id LIMIT 3", True),
+        ("(SELECT * FROM t ORDER BY id)", True),
+        ("WITH x AS (SELECT * FROM t ORDER BY a) SELECT * FROM x", False),
+        ("SELECT * FROM (SELECT * FROM t ORDER BY id) q", False),
+        ("SELECT string_agg(a, ',' ORDER BY a), row_number() OVER (ORDER BY a) FROM t", False),
+        ("SELECT a FROM t UNION SELECT b FROM u ORDER BY 1", True),
+        ("SELECT t.order FROM t", False),
+        ("SELECT 1", False),
+    ],
+)
+def test_top_level_order_by(sql: str, ordered: bool) -> None:
+    assert validate_select(sql).ordered is ordered
+
+
 def test_table_allowed_folding() -> None:
     assert table_allowed("public", "orders", ["ORDERS"])
     assert table_allowed(None, "orders", ["public.orders"])
@@ -236,3 +328,10 @@ def test_validated_sql_never_holds_a_statement_separator_or_comment(tail: str) -
     sig = [t for t in tokenize(safe.sql) if t.kind not in ("space",)]
     assert not any(t.kind == "comment" for t in sig)
     assert not any(t.kind == "op" and t.text == ";" for t in sig)
+    # Parentheses balance and never close more than they opened, so the wrapper cannot be escaped.
+    depth = 0
+    for t in sig:
+        if t.kind == "op" and t.text in "()":
+            depth += 1 if t.text == "(" else -1
+            assert depth >= 0
+    assert depth == 0
