@@ -47,6 +47,7 @@ OPENAPI_TAGS = [
     {"name": "store", "description": "DuckDB store and sync engine"},
 ]
 
+
 def build_store(settings: Settings) -> DuckDBStore:
     """The DuckDB store for these settings."""
     cfg = settings.duckdb

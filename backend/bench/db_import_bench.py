@@ -67,22 +67,38 @@ async def run_import(dsn: str, schema: str, n: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         (home / "custom" / "config").mkdir(parents=True)
-        settings = Settings(_env_file=None, axis_custom_dir=home / "custom", axis_home=home,  # type: ignore[call-arg]
-                            upload_response_row_cap=1000)
+        settings = Settings(
+            _env_file=None,
+            axis_custom_dir=home / "custom",
+            axis_home=home,  # type: ignore[call-arg]
+            upload_response_row_cap=1000,
+        )
         store = DuckDBStore(settings.duckdb_path)
         await store.open()
         conns = ds.build_connection_store(settings)
         try:
-            handle = (await ds.connect(conns, settings, "data", ConnectRequest(
-                host=str(info.get("host") or "127.0.0.1"), port=int(info.get("port") or 5432),
-                database=str(info.get("dbname") or "test"), username=str(info.get("user") or "postgres"),
-                password="bench", ssl_mode="disable"))).handle  # type: ignore[arg-type]
+            handle = (
+                await ds.connect(
+                    conns,
+                    settings,
+                    "data",
+                    ConnectRequest(
+                        host=str(info.get("host") or "127.0.0.1"),
+                        port=int(info.get("port") or 5432),
+                        database=str(info.get("dbname") or "test"),
+                        username=str(info.get("user") or "postgres"),
+                        password="bench",
+                        ssl_mode="disable",
+                    ),
+                )
+            ).handle  # type: ignore[arg-type]
             table = TableRef(schema_name=schema, name="big")
             timings = []
             for limit in (n, 1):
                 start = time.perf_counter()
-                res = await ds.table_import(conns, store, settings, handle,
-                                            TableImportRequest(handle=handle, table=table, limit=limit), None)
+                res = await ds.table_import(
+                    conns, store, settings, handle, TableImportRequest(handle=handle, table=table, limit=limit), None
+                )
                 timings.append(time.perf_counter() - start)
                 assert res.row_count == limit, res.row_count
             return timings[0], timings[1]

@@ -41,8 +41,13 @@ import psycopg
 
 BACKEND = Path(__file__).resolve().parents[1]
 PG_DSN = os.environ.get("AXIS_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-METRICS = [("relevance", "SCORE"), ("faithfulness", "SCORE"), ("helpfulness", "SCORE"),
-           ("sentiment", "CLASSIFICATION"), ("conversation_analysis", "ANALYSIS")]
+METRICS = [
+    ("relevance", "SCORE"),
+    ("faithfulness", "SCORE"),
+    ("helpfulness", "SCORE"),
+    ("sentiment", "CLASSIFICATION"),
+    ("conversation_analysis", "ANALYSIS"),
+]
 
 
 def generate(con: duckdb.DuckDBPyConnection, records: int) -> None:
@@ -204,12 +209,32 @@ def free_port() -> int:
 
 
 def start_server(home: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "AXIS_HOME": str(home), "AXIS_CUSTOM_DIR": str(home / "custom"),
-           "MAX_UPLOAD_MB": "4000", "UPLOAD_RESPONSE_ROW_CAP": "10", "DEBUG": "false"}
+    env = {
+        **os.environ,
+        "AXIS_HOME": str(home),
+        "AXIS_CUSTOM_DIR": str(home / "custom"),
+        "MAX_UPLOAD_MB": "4000",
+        "UPLOAD_RESPONSE_ROW_CAP": "10",
+        "DEBUG": "false",
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning", "--workers", "1"],
-        cwd=BACKEND, env=env,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "app.main:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--workers",
+            "1",
+        ],
+        cwd=BACKEND,
+        env=env,
     )
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -233,8 +258,11 @@ def load_postgres(csv_path: Path, schema: str) -> None:
                latency double precision, metric_name text, metric_category text, metric_score double precision,
                explanation text, signals text)"""
         )
-        with conn.cursor() as cur, cur.copy("COPY mon FROM STDIN WITH (FORMAT csv, HEADER true)") as cp, \
-                csv_path.open("rb") as fh:
+        with (
+            conn.cursor() as cur,
+            cur.copy("COPY mon FROM STDIN WITH (FORMAT csv, HEADER true)") as cp,
+            csv_path.open("rb") as fh,
+        ):
             while chunk := fh.read(1 << 20):
                 cp.write(chunk)
         conn.execute("ANALYZE mon")
@@ -255,9 +283,11 @@ def bench_hitl(cases: int, workdir: Path) -> None:
     rows = con.execute("SELECT count(*) FROM raw").fetchone()[0]  # type: ignore[index]
     t = time.perf_counter()
     built = build_signals_tables_sync(con.cursor(), "raw", "cases")
-    print(f"\nhuman signals: {built.case_count:,} cases from {rows:,} rows "
-          f"({len(built.metric_schema['metrics'])} metrics, {len(built.columns)} columns) "
-          f"built in {time.perf_counter() - t:.1f}s")
+    print(
+        f"\nhuman signals: {built.case_count:,} cases from {rows:,} rows "
+        f"({len(built.metric_schema['metrics'])} metrics, {len(built.columns)} columns) "
+        f"built in {time.perf_counter() - t:.1f}s"
+    )
     con.close()
 
 
@@ -280,8 +310,10 @@ def main() -> None:
         rows = raw.execute("SELECT count(*) FROM mon").fetchone()[0]  # type: ignore[index]
         # The raw DuckDB side reads the same CSV the server ingests.
         raw.execute(f"CREATE OR REPLACE TABLE mon AS SELECT * FROM read_csv('{csv_path}')")
-        print(f"generated {rows:,} metric rows ({csv_path.stat().st_size / 1e6:.0f} MB CSV) "
-              f"in {time.perf_counter() - t:.1f}s")
+        print(
+            f"generated {rows:,} metric rows ({csv_path.stat().st_size / 1e6:.0f} MB CSV) "
+            f"in {time.perf_counter() - t:.1f}s"
+        )
 
         home = tmpdir / "home"
         (home / "custom" / "config").mkdir(parents=True)
@@ -292,8 +324,7 @@ def main() -> None:
             base = f"http://127.0.0.1:{port}/api/monitoring"
             t = time.perf_counter()
             with csv_path.open("rb") as fh:
-                res = httpx.post(f"{base}/upload", files={"file": ("monitoring_long.csv", fh, "text/csv")},
-                                 timeout=600)
+                res = httpx.post(f"{base}/upload", files={"file": ("monitoring_long.csv", fh, "text/csv")}, timeout=600)
             res.raise_for_status()
             print(f"upload over HTTP: {res.json()['row_count']:,} rows in {time.perf_counter() - t:.1f}s")
             if not args.skip_pg:
@@ -308,7 +339,9 @@ def main() -> None:
                     def call() -> None:
                         r = client.get(f"/{name}", params=HTTP[name])
                         r.raise_for_status()
+
                     return call
+
                 return factory
 
             def duck_fn(name: str) -> Callable[[], Callable[[], Any]]:
@@ -316,6 +349,7 @@ def main() -> None:
                     cur = raw.cursor()
                     sqls = DUCK[name] if isinstance(DUCK[name], tuple) else (DUCK[name],)
                     return lambda: [cur.execute(q).fetchall() for q in sqls]
+
                 return factory
 
             def pg_fn(name: str) -> Callable[[], Callable[[], Any]]:
@@ -324,6 +358,7 @@ def main() -> None:
                     conn.execute(f'SET search_path TO "{schema}"')
                     sqls = PG[name] if isinstance(PG[name], tuple) else (PG[name],)
                     return lambda: [conn.execute(q).fetchall() for q in sqls]
+
                 return factory
 
             print(f"\np50 of {args.calls} calls, {args.concurrency} concurrent ({rows:,} rows)")

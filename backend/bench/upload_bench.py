@@ -92,20 +92,29 @@ def child_ours(csv_path: str, home: str, memory_limit: str = "") -> dict[str, An
 
     async def run() -> dict[str, Any]:
         cfg = settings.duckdb
-        store = DuckDBStore(settings.duckdb_path, query_concurrency=cfg.query_concurrency,
-                            memory_limit=memory_limit or cfg.memory_limit, threads=cfg.threads,
-                            ingest_threads=cfg.ingest_threads)
+        store = DuckDBStore(
+            settings.duckdb_path,
+            query_concurrency=cfg.query_concurrency,
+            memory_limit=memory_limit or cfg.memory_limit,
+            threads=cfg.threads,
+            ingest_threads=cfg.ingest_threads,
+        )
         await store.open()
         # Warm-up: a running server has written to its store before; the first write to a fresh
         # DuckDB file costs ~1 s of one-off setup that is not part of an upload.
         warm = Path(home) / "warm.csv"
         warm.write_text("metric_name,metric_score\nacc,0.5\n")
-        await csv_ingest.ingest_csv_file(store, warm, kind="eval", source="warm-up",
-                                         transform=data_processor.eval_csv_transform)
+        await csv_ingest.ingest_csv_file(
+            store, warm, kind="eval", source="warm-up", transform=data_processor.eval_csv_transform
+        )
         t0 = time.perf_counter()
         ingested = await csv_ingest.ingest_csv_upload(
-            store, FileUpload(csv_path), kind="eval", max_bytes=settings.max_upload_mb * 1024 * 1024,
-            spool_dir=settings.data_dir / "spool", transform=data_processor.eval_csv_transform,
+            store,
+            FileUpload(csv_path),
+            kind="eval",
+            max_bytes=settings.max_upload_mb * 1024 * 1024,
+            spool_dir=settings.data_dir / "spool",
+            transform=data_processor.eval_csv_transform,
         )
         seconds = time.perf_counter() - t0
         ingest_rss = peak_rss_mb()
@@ -115,9 +124,14 @@ def child_ours(csv_path: str, home: str, memory_limit: str = "") -> dict[str, An
         )
         response_seconds = time.perf_counter() - t1
         await store.close()
-        return {"seconds": seconds, "response_seconds": response_seconds, "ingest_rss_mb": ingest_rss,
-                "rows": res.row_count,
-                "format": res.format, "data_rows": len(res.data)}
+        return {
+            "seconds": seconds,
+            "response_seconds": response_seconds,
+            "ingest_rss_mb": ingest_rss,
+            "rows": res.row_count,
+            "format": res.format,
+            "data_rows": len(res.data),
+        }
 
     out = asyncio.run(run())
     out["maxrss_mb"] = peak_rss_mb()
@@ -134,8 +148,7 @@ def child_pandas(csv_path: str) -> dict[str, Any]:
     df = pd.read_csv(csv_path)
     fmt = detect_data_format(df.columns)
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "rows": len(df), "format": fmt,
-            "maxrss_mb": peak_rss_mb()}
+    return {"seconds": seconds, "rows": len(df), "format": fmt, "maxrss_mb": peak_rss_mb()}
 
 
 def baseline_rss() -> dict[str, Any]:
@@ -146,8 +159,9 @@ def baseline_rss() -> dict[str, Any]:
 
 
 def run_child(kind: str, *args: str) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, __file__, "--child", kind, *args], capture_output=True, text=True,
-                         check=True, cwd=BACKEND)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", kind, *args], capture_output=True, text=True, check=True, cwd=BACKEND
+    )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
@@ -203,15 +217,21 @@ def http_analytics(csv_path: Path, home: Path, repeat: int) -> dict[str, Any]:
             cvals, cparams = values_sql(rel, metrics, extra=["evaluation_name"])
             m, v, g = METRIC, VAL, extra_alias(0)
             cases = {
-                "summary": ("/api/analytics/summary", {},
-                            f"SELECT {m}, avg({v}), coalesce(stddev_samp({v}), 0), min({v}), max({v}), count({v}), "
-                            f"avg(CASE WHEN {v} >= ? THEN 1.0 ELSE 0.0 END) FILTER (WHERE {v} IS NOT NULL) "
-                            f"FROM ({vals}) GROUP BY {m} HAVING count({v}) > 0",
-                            [Thresholds.PASSING_RATE, *params]),
-                "comparison": ("/api/analytics/comparison", {"group_by": "evaluation_name"},
-                               f"SELECT CAST({g} AS VARCHAR) AS grp, {m}, avg({v}), coalesce(stddev_samp({v}), 0), "
-                               f"count({v}) FROM ({cvals}) WHERE {g} IS NOT NULL GROUP BY grp, {m} ORDER BY grp, {m}",
-                               cparams),
+                "summary": (
+                    "/api/analytics/summary",
+                    {},
+                    f"SELECT {m}, avg({v}), coalesce(stddev_samp({v}), 0), min({v}), max({v}), count({v}), "
+                    f"avg(CASE WHEN {v} >= ? THEN 1.0 ELSE 0.0 END) FILTER (WHERE {v} IS NOT NULL) "
+                    f"FROM ({vals}) GROUP BY {m} HAVING count({v}) > 0",
+                    [Thresholds.PASSING_RATE, *params],
+                ),
+                "comparison": (
+                    "/api/analytics/comparison",
+                    {"group_by": "evaluation_name"},
+                    f"SELECT CAST({g} AS VARCHAR) AS grp, {m}, avg({v}), coalesce(stddev_samp({v}), 0), "
+                    f"count({v}) FROM ({cvals}) WHERE {g} IS NOT NULL GROUP BY grp, {m} ORDER BY grp, {m}",
+                    cparams,
+                ),
             }
             for name, (path, qp, sql, sql_params) in cases.items():
                 client.post(path, params=qp).raise_for_status()  # warm-up
@@ -242,8 +262,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         kind, *rest = args.child
-        result = {"ours": lambda: child_ours(*rest), "pandas": lambda: child_pandas(*rest),
-                  "baseline": baseline_rss}[kind]()
+        result = {"ours": lambda: child_ours(*rest), "pandas": lambda: child_pandas(*rest), "baseline": baseline_rss}[
+            kind
+        ]()
         print(json.dumps(result))
         return
 
@@ -258,25 +279,35 @@ def main() -> None:
         base = run_child("baseline")
         ours = run_child("ours", str(csv_path), str(tmpdir / "home_a"), args.memory_limit)
         pand = run_child("pandas", str(csv_path))
-        print(f"(a) ours   spool+parse+detect+normalise+land: {ours['seconds']:.2f}s  rows={ours['rows']:,} "
-              f"format={ours['format']}  peak RSS after landing {ours['ingest_rss_mb']:.0f} MB")
-        print(f"    + fetching the {ours['data_rows']:,} capped response rows (upload_eval_csv total): "
-              f"{ours['response_seconds']:.2f}s -> {ours['seconds'] + ours['response_seconds']:.2f}s, "
-              f"peak RSS {ours['maxrss_mb']:.0f} MB")
-        print(f"(b) pandas read_csv+detect: {pand['seconds']:.2f}s  rows={pand['rows']:,} format={pand['format']}  "
-              f"peak RSS {pand['maxrss_mb']:.0f} MB")
+        print(
+            f"(a) ours   spool+parse+detect+normalise+land: {ours['seconds']:.2f}s  rows={ours['rows']:,} "
+            f"format={ours['format']}  peak RSS after landing {ours['ingest_rss_mb']:.0f} MB"
+        )
+        print(
+            f"    + fetching the {ours['data_rows']:,} capped response rows (upload_eval_csv total): "
+            f"{ours['response_seconds']:.2f}s -> {ours['seconds'] + ours['response_seconds']:.2f}s, "
+            f"peak RSS {ours['maxrss_mb']:.0f} MB"
+        )
+        print(
+            f"(b) pandas read_csv+detect: {pand['seconds']:.2f}s  rows={pand['rows']:,} format={pand['format']}  "
+            f"peak RSS {pand['maxrss_mb']:.0f} MB"
+        )
         print(f"    speed-up b/a = {pand['seconds'] / ours['seconds']:.2f}x (target >= 3x)")
         added = ours["maxrss_mb"] - base["maxrss_mb"]
-        print(f"    our peak RSS / file size = {ours['maxrss_mb'] / size_mb:.2f} (target <= 2); "
-              f"interpreter+imports alone {base['maxrss_mb']:.0f} MB, so the upload itself adds "
-              f"{added:.0f} MB = {added / size_mb:.2f} x file size")
+        print(
+            f"    our peak RSS / file size = {ours['maxrss_mb'] / size_mb:.2f} (target <= 2); "
+            f"interpreter+imports alone {base['maxrss_mb']:.0f} MB, so the upload itself adds "
+            f"{added:.0f} MB = {added / size_mb:.2f} x file size"
+        )
 
         res = http_analytics(csv_path, tmpdir / "home_http", args.repeat)
         print(f"HTTP upload of the same file through uvicorn: {res['http_upload_s']:.2f}s")
         for name in ("summary", "comparison"):
             h, d = res[f"{name}_http_p50_ms"], res[f"{name}_duckdb_p50_ms"]
-            print(f"/api/analytics/{name}: HTTP p50 {h:.1f} ms vs raw DuckDB {d:.1f} ms -> ratio {h / d:.2f} "
-                  "(target <= 1.5)")
+            print(
+                f"/api/analytics/{name}: HTTP p50 {h:.1f} ms vs raw DuckDB {d:.1f} ms -> ratio {h / d:.2f} "
+                "(target <= 1.5)"
+            )
 
 
 if __name__ == "__main__":

@@ -192,26 +192,50 @@ def test_secret_values_collected(make_settings: Callable[..., Settings], monkeyp
 
 def test_parse_dsn_reads_a_postgres_url() -> None:
     parsed = parse_dsn("postgresql://ann:p%40ss%3Aw@db.example:6543/eval%20db?sslmode=disable&application_name=x")
-    assert parsed.model_dump() == {"host": "db.example", "port": 6543, "database": "eval db", "username": "ann",
-                                   "password": "p@ss:w", "ssl_mode": "disable"}
-    assert parse_dsn("postgres://h/d").model_dump() == {"host": "h", "port": None, "database": "d", "username": None,
-                                                        "password": None, "ssl_mode": None}
+    assert parsed.model_dump() == {
+        "host": "db.example",
+        "port": 6543,
+        "database": "eval db",
+        "username": "ann",
+        "password": "p@ss:w",
+        "ssl_mode": "disable",
+    }
+    assert parse_dsn("postgres://h/d").model_dump() == {
+        "host": "h",
+        "port": None,
+        "database": "d",
+        "username": None,
+        "password": None,
+        "ssl_mode": None,
+    }
     assert parse_dsn(" POSTGRESQL://h:5433/d?sslmode=verify-full ").model_dump(include={"port", "ssl_mode"}) == {
-        "port": 5433, "ssl_mode": "verify-full"}
+        "port": 5433,
+        "ssl_mode": "verify-full",
+    }
 
 
-@pytest.mark.parametrize(("url", "problem"), [
-    ("postgresql://u:pw-9@h:notaport/d", "the port in the URL is not a number from 1 to 65535"),
-    ("postgresql://u:pw-9@h:70000/d", "the port in the URL is not a number from 1 to 65535"),
-    ("postgresql://u:pw-9@h:0/d", "the port in the URL is not a number from 1 to 65535"),
-    ("postgresql://u:pw-9@h/d?sslmode=bogus", "sslmode in the URL must be one of disable, prefer, require, "
-                                               "verify-ca, verify-full"),
-    ("postgresql://u:pw-9@h/d?sslmode=", "sslmode in the URL must be one of disable, prefer, require, "
-                                          "verify-ca, verify-full"),
-    ("mysql://u:pw-9@h:3306/d", "the URL must start with postgresql:// or postgres:// (only PostgreSQL is supported)"),
-    ("u:pw-9@h/d", "the URL must start with postgresql:// or postgres:// (only PostgreSQL is supported)"),
-    ("postgresql://u:pw-9@[::1/d", "the URL cannot be parsed"),
-])
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("postgresql://u:pw-9@h:notaport/d", "the port in the URL is not a number from 1 to 65535"),
+        ("postgresql://u:pw-9@h:70000/d", "the port in the URL is not a number from 1 to 65535"),
+        ("postgresql://u:pw-9@h:0/d", "the port in the URL is not a number from 1 to 65535"),
+        (
+            "postgresql://u:pw-9@h/d?sslmode=bogus",
+            "sslmode in the URL must be one of disable, prefer, require, verify-ca, verify-full",
+        ),
+        (
+            "postgresql://u:pw-9@h/d?sslmode=",
+            "sslmode in the URL must be one of disable, prefer, require, verify-ca, verify-full",
+        ),
+        (
+            "mysql://u:pw-9@h:3306/d",
+            "the URL must start with postgresql:// or postgres:// (only PostgreSQL is supported)",
+        ),
+        ("u:pw-9@h/d", "the URL must start with postgresql:// or postgres:// (only PostgreSQL is supported)"),
+        ("postgresql://u:pw-9@[::1/d", "the URL cannot be parsed"),
+    ],
+)
 def test_parse_dsn_rejects_invalid_urls_without_echoing_them(url: str, problem: str) -> None:
     with pytest.raises(ValueError) as err:
         parse_dsn(url)
@@ -219,11 +243,13 @@ def test_parse_dsn_rejects_invalid_urls_without_echoing_them(url: str, problem: 
     with pytest.raises(ValueError) as err2:
         EvalDBConfig(url=url)  # type: ignore[arg-type]
     assert [(e["loc"], e["msg"]) for e in err2.value.errors()] == [  # type: ignore[attr-defined]
-        (("url",), f"Value error, {problem}")]
+        (("url",), f"Value error, {problem}")
+    ]
 
 
-@pytest.mark.parametrize(("name", "key"), [("monitoring_db.yaml", "monitoring_db"),
-                                           ("human_signals_db.yaml", "human_signals_db")])
+@pytest.mark.parametrize(
+    ("name", "key"), [("monitoring_db.yaml", "monitoring_db"), ("human_signals_db.yaml", "human_signals_db")]
+)
 def test_invalid_url_rejects_every_store_section(
     make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture, name: str, key: str
 ) -> None:
@@ -231,8 +257,10 @@ def test_invalid_url_rejects_every_store_section(
     with caplog.at_level(logging.WARNING):
         cfg = make_settings().db_config(key.removesuffix("_db"))
     assert cfg.is_configured is False and cfg.table is None  # type: ignore[attr-defined]
-    assert cfg.config_error == (f"The database settings are invalid and were ignored ({name} key '{key}': url: "
-                                "the port in the URL is not a number from 1 to 65535). Fix them and restart.")
+    assert cfg.config_error == (
+        f"The database settings are invalid and were ignored ({name} key '{key}': url: "
+        "the port in the URL is not a number from 1 to 65535). Fix them and restart."
+    )
     assert "pw-marker-3" not in caplog.text and name in caplog.text
 
 
@@ -245,9 +273,11 @@ def test_invalid_env_url_is_rejected(
     with caplog.at_level(logging.WARNING):
         cfg = make_settings().eval_db
     assert cfg.is_configured is False and cfg.has_query is False
-    assert cfg.config_error == ("The database settings are invalid and were ignored (EVAL_DB_URL: the URL must "
-                                "start with postgresql:// or postgres:// (only PostgreSQL is supported)). "
-                                "Fix them and restart.")
+    assert cfg.config_error == (
+        "The database settings are invalid and were ignored (EVAL_DB_URL: the URL must "
+        "start with postgresql:// or postgres:// (only PostgreSQL is supported)). "
+        "Fix them and restart."
+    )
     # Environment only (no YAML): same check.
     monkeypatch.setenv("MONITORING_DB_URL", "postgresql://u:pw-marker-4@h/d?sslmode=maybe")
     mon = make_settings().monitoring_db

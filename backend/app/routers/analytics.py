@@ -26,9 +26,9 @@ SourceArg = Annotated[ea.Source, Query(description="auto: inline rows when given
 MetricsArg = Annotated[list[str] | None, Query(description="Repeated, comma-separated or a JSON array")]
 
 
-def _input(body: Any, dataset_id: str | None, source: ea.Source, metrics: list[str] | None) -> tuple[
-    ea.AnalyticsInput, list[str] | None
-]:
+def _input(
+    body: Any, dataset_id: str | None, source: ea.Source, metrics: list[str] | None
+) -> tuple[ea.AnalyticsInput, list[str] | None]:
     raw = body.model_dump() if isinstance(body, AnalyticsBody) else body
     return ea.build_input(raw, dataset_id=dataset_id, source=source, query_metrics=metrics)
 
@@ -109,6 +109,4 @@ async def scatter(
 ) -> ScatterResponse:
     """x/y points of two metrics, optional colour and ids."""
     inp, _ = _input(body, dataset_id, source, None)
-    return ScatterResponse(
-        **await ea.scatter(store, inp, x_metric=x_metric, y_metric=y_metric, color_by=color_by)
-    )
+    return ScatterResponse(**await ea.scatter(store, inp, x_metric=x_metric, y_metric=y_metric, color_by=color_by))

@@ -54,9 +54,7 @@ async def connect_body(request: Request) -> ConnectRequest:
     try:
         raw: Any = json.loads(await request.body() or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise RequestValidationError(
-            [{"type": "json_invalid", "loc": ["body"], "msg": "JSON decode error"}]
-        ) from None
+        raise RequestValidationError([{"type": "json_invalid", "loc": ["body"], "msg": "JSON decode error"}]) from None
     try:
         return ConnectRequest.model_validate(raw)
     except ValidationError as exc:
@@ -84,8 +82,12 @@ async def stats(conns: ConnectionsDep) -> HandleStatsResponse:
 @router.post(
     "/connect",
     response_model=ConnectResponse,
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-        "schema": ConnectRequest.model_json_schema()}}}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": ConnectRequest.model_json_schema()}},
+        }
+    },
 )
 async def connect(
     body: ConnectBody, settings: SettingsDep, conns: ConnectionsDep, store: StoreQuery = "data"

@@ -450,7 +450,8 @@ _NOT_NULL = "{v} IS NOT NULL"
 _NOT_BOOLEAN_LITERAL = "{v} IS NOT NULL AND lower(trim({v})) NOT IN ('true', 'false')"
 # An integer literal beyond 2^53 that a DOUBLE column would round (an id of 20 digits, say).
 _INEXACT_DOUBLE = (
-    "length(trim({v})) > 15 AND " + _not_integer_literal("{v}").removeprefix("NOT ")
+    "length(trim({v})) > 15 AND "
+    + _not_integer_literal("{v}").removeprefix("NOT ")
     + " AND coalesce(abs(TRY_CAST(trim({v}) AS HUGEINT)) > 9007199254740992, true)"
 )
 _NOT_INTEGER = "{v} IS NOT NULL AND " + _not_integer_literal("{v}")
@@ -528,9 +529,7 @@ def _infer_types_sql(
     )
     non_null = dict(zip(names, full[: len(names)], strict=True))
     fits = {check for check, bad in zip(checks, full[len(names) :], strict=True) if bad == 0}
-    return [
-        (n, next((t for t in alive[n] if (n, t) in fits), "VARCHAR") if non_null[n] else "VARCHAR") for n in names
-    ]
+    return [(n, next((t for t in alive[n] if (n, t) in fits), "VARCHAR") if non_null[n] else "VARCHAR") for n in names]
 
 
 def create_table_from_csv(

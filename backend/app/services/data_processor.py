@@ -98,9 +98,22 @@ RECORD_KEYS = ("dataset_id", "evaluation_name", "run_id")
 # Per-metric columns of long data: they vary per metric row, never describe a record.
 PER_METRIC_COLUMNS = frozenset(
     {
-        "metric_name", "metric_score", "metric_type", "metric_category", "metric_id", "parent", "weight",
-        "passed", "threshold", "explanation", "signals", "critique", "metric_metadata", "judgment",
-        "cost_estimate", "__axis_ord",
+        "metric_name",
+        "metric_score",
+        "metric_type",
+        "metric_category",
+        "metric_id",
+        "parent",
+        "weight",
+        "passed",
+        "threshold",
+        "explanation",
+        "signals",
+        "critique",
+        "metric_metadata",
+        "judgment",
+        "cost_estimate",
+        "__axis_ord",
     }
 )
 # Registry extras cached at load time for long data (analytics read them instead of rescanning).
@@ -239,9 +252,7 @@ def _arrow_column(values: list[Any]) -> pa.Array:
     if kinds <= {"int", "float"}:
         return pa.array([None if v is None else float(v) for v in clean], type=pa.float64())
     if kinds == {"ts"}:
-        out = [
-            None if v is None else (v.astimezone(dt.UTC).replace(tzinfo=None) if v.tzinfo else v) for v in clean
-        ]
+        out = [None if v is None else (v.astimezone(dt.UTC).replace(tzinfo=None) if v.tzinfo else v) for v in clean]
         return pa.array(out, type=pa.timestamp("us"))
     return pa.array([None if v is None else _text(v) for v in clean], type=pa.string())
 
@@ -370,8 +381,17 @@ def _fill_tree_columns(cur: duckdb.DuckDBPyConnection, table: str, types: dict[s
 # given the canonical spelling instead of failing on a second, case-folded twin.
 CANONICAL_COLUMNS = frozenset(
     {
-        *(name for name, _ in TREE_DEFAULTS), "data_metadata", "retrieved_content", "metric_name", "metric_score",
-        "metric_type", "parent", "weight", "judgment", "run_id", "passed",
+        *(name for name, _ in TREE_DEFAULTS),
+        "data_metadata",
+        "retrieved_content",
+        "metric_name",
+        "metric_score",
+        "metric_type",
+        "parent",
+        "weight",
+        "judgment",
+        "run_id",
+        "passed",
     }
 )
 
@@ -648,9 +668,7 @@ def tree_to_wide_sql(
     index = [c for c in index_candidates if c in types or c == dm]
     if len(index) < 2:
         return WideTable(data=[], columns=[])
-    base_cols = ", ".join(
-        f"{dm_expr} AS {quote_ident(dm)}" if c == dm else quote_ident(c) for c in index
-    )
+    base_cols = ", ".join(f"{dm_expr} AS {quote_ident(dm)}" if c == dm else quote_ident(c) for c in index)
     base = (
         f"SELECT {base_cols}, CAST(metric_name AS VARCHAR) AS __m, "
         f"TRY_CAST(metric_score AS DOUBLE) AS __v, {ORDINAL} AS __o FROM {quote_ident(relation)} {where}"
@@ -735,8 +753,15 @@ async def convert_tree(
     return result
 
 
-_NON_METRIC = ("dataset_id", "evaluation_name", "query", "actual_output", "expected_output",
-               "evaluation_metadata", "data_metadata")
+_NON_METRIC = (
+    "dataset_id",
+    "evaluation_name",
+    "query",
+    "actual_output",
+    "expected_output",
+    "evaluation_metadata",
+    "data_metadata",
+)
 
 
 async def prepare_analytics(
@@ -813,8 +838,7 @@ async def import_eval_db(store: DuckDBStore, cfg: EvalDBConfig, *, row_cap: int)
         cur.register("_ds", dataset)
         try:
             cur.execute(
-                f"CREATE TABLE {quote_ident(joined)} AS "
-                + joined_split_sql(dataset.column_names, results.column_names)
+                f"CREATE TABLE {quote_ident(joined)} AS " + joined_split_sql(dataset.column_names, results.column_names)
             )
         finally:
             cur.unregister("_rs")
@@ -822,9 +846,7 @@ async def import_eval_db(store: DuckDBStore, cfg: EvalDBConfig, *, row_cap: int)
         try:
             cols = list(_columns(cur, joined))
             renames = eval_alias_renames(cols, cfg.column_rename_map)
-            select = ", ".join(
-                f"{quote_ident(c)} AS {quote_ident(renames.get(c, c))}" for c in cols
-            )
+            select = ", ".join(f"{quote_ident(c)} AS {quote_ident(renames.get(c, c))}" for c in cols)
             cur.execute(f"CREATE TABLE {quote_ident(staging)} AS SELECT {select} FROM {quote_ident(joined)}")
         finally:
             cur.execute(f"DROP TABLE IF EXISTS {quote_ident(joined)}")

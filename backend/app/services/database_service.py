@@ -184,10 +184,12 @@ def check_identifier(name: Any, what: str) -> str:
     """Shape check for a user-supplied identifier (400 on failure); existence is checked separately."""
     if not isinstance(name, str) or not name or not name.strip():
         raise Invalid(f"Invalid {what} name: it must not be empty")
-    bad = [c for c in name if c in "\";\\" or unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Zl", "Zp")]
+    bad = [c for c in name if c in '";\\' or unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Zl", "Zp")]
     if bad or name != name.strip():
-        raise Invalid(f"Invalid {what} name {name[:80]!r}: quotes, semicolons, control characters and "
-                      "surrounding spaces are not allowed")
+        raise Invalid(
+            f"Invalid {what} name {name[:80]!r}: quotes, semicolons, control characters and "
+            "surrounding spaces are not allowed"
+        )
     if unicodedata.normalize("NFKC", name) != name:
         raise Invalid(f"Invalid {what} name {name[:80]!r}: it contains look-alike (non-normalised) characters")
     if len(name.encode()) > MAX_IDENTIFIER_BYTES:
@@ -625,8 +627,10 @@ def _record_batch(records: Sequence[asyncpg.Record], cols: list[_ArrowColumn], s
         try:
             arrays.append(pa.array(values, type=col.arrow_type))
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
-            raise Invalid(f"Column '{col.name}' holds values that cannot be imported as {col.arrow_type}: "
-                          f"{str(exc)[:120]}. Cast it to text in the query.") from None
+            raise Invalid(
+                f"Column '{col.name}' holds values that cannot be imported as {col.arrow_type}: "
+                f"{str(exc)[:120]}. Cast it to text in the query."
+            ) from None
     arrays.append(pa.array(range(start, start + len(records)), type=pa.int64()))
     return pa.Table.from_arrays(arrays, names=[c.name for c in cols] + [ORDINAL])
 
@@ -726,8 +730,7 @@ async def query_import(
         await _check_function_owners(s, safe)
         return _Source(safe.sql, [], {}, ordered=safe.ordered)
 
-    return await _import(conns, store, settings, handle_id, store_key, req.limit, req.dedupe_on_id,
-                         source_sql=_source)
+    return await _import(conns, store, settings, handle_id, store_key, req.limit, req.dedupe_on_id, source_sql=_source)
 
 
 async def table_import(
@@ -753,8 +756,7 @@ async def table_import(
             declared = {m.target: declared[m.source] for m in req.mappings}
         return _Source(f"SELECT {select} FROM {t.sql}{where}", params, declared)
 
-    return await _import(conns, store, settings, handle_id, store_key, req.limit, req.dedupe_on_id,
-                         source_sql=_source)
+    return await _import(conns, store, settings, handle_id, store_key, req.limit, req.dedupe_on_id, source_sql=_source)
 
 
 async def _import(
@@ -801,8 +803,13 @@ async def _import(
             raise _timeout(timeout_s) from None
         if read == 0:
             return DatabaseImportResponse(
-                format="database_import", row_count=0, columns=[], preview=[], data=[],
-                message="No data found matching the specified criteria", dataset_id=None,
+                format="database_import",
+                row_count=0,
+                columns=[],
+                preview=[],
+                data=[],
+                message="No data found matching the specified criteria",
+                dataset_id=None,
             )
         return await _land(store, settings, scratch, cols, custom, plan, dedupe, read, target_store)
     finally:
@@ -836,7 +843,11 @@ async def _numeric_types(store: DuckDBStore, scratch: str, names: list[str]) -> 
 
 
 async def _land_signals(
-    store: DuckDBStore, settings: Settings, scratch: str, cols: list[_ArrowColumn], custom: dict[str, str],
+    store: DuckDBStore,
+    settings: Settings,
+    scratch: str,
+    cols: list[_ArrowColumn],
+    custom: dict[str, str],
     qualify: str,
 ) -> DatasetInfo:
     """Human-signals rows go through the human-signals loader (raw rows + cases + metric schema)."""
@@ -919,8 +930,9 @@ async def _land(
     if dedupe and plan.key:
         src_keys = [quote_ident(next(c.name for c in cols if custom.get(c.name, c.name) == k)) for k in plan.key]
         any_null = " OR ".join(f"{k} IS NULL" for k in src_keys)
-        qualify = (f" QUALIFY ({any_null}) OR row_number() OVER (PARTITION BY {', '.join(src_keys)} "
-                   f"ORDER BY {ORDINAL}) = 1")
+        qualify = (
+            f" QUALIFY ({any_null}) OR row_number() OVER (PARTITION BY {', '.join(src_keys)} ORDER BY {ORDINAL}) = 1"
+        )
     holder: dict[str, Any] = {}
 
     def _raw(cur: duckdb.DuckDBPyConnection, target: str) -> None:
@@ -975,6 +987,7 @@ async def _land(
     if plan.kind == "monitoring":
         await monitoring_service.finish_monitoring_load(store, settings.monitoring_db, info)
     cap = settings.upload_response_row_cap
+
     def _read_rows(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
         cur.execute(head_rows_sql(info.table_name), [max(cap, PREVIEW_ROWS), 0])
         names = [d[0] for d in cur.description or []]
@@ -988,8 +1001,10 @@ async def _land(
         message += f" ({removed} duplicate rows removed)"
     message += "." + (f" {holder['message']}" if holder.get("message") else "")
     if not any(c in info.column_names for c in CANONICAL_COLUMNS):
-        message += (" Warning: no canonical columns (query, dataset_id, metric_name, metric_score, actual_output, "
-                    "evaluation_name) detected; map your columns to use the analytics views.")
+        message += (
+            " Warning: no canonical columns (query, dataset_id, metric_name, metric_score, actual_output, "
+            "evaluation_name) detected; map your columns to use the analytics views."
+        )
     return DatabaseImportResponse(
         format=info.format or "database_import",
         row_count=info.row_count,

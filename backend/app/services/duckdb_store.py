@@ -1025,9 +1025,7 @@ def compute_table_metadata_sync(
         meta["summary_stats"] = _summary_dict(row[pos : pos + 3], lat_all)
         if category is not None:
             if len(sources) == 1:
-                by_cat = cur.execute(
-                    f"SELECT {category} AS c, {summary} FROM {t} GROUP BY ALL ORDER BY c"
-                ).fetchall()
+                by_cat = cur.execute(f"SELECT {category} AS c, {summary} FROM {t} GROUP BY ALL ORDER BY c").fetchall()
             else:
                 by_cat = _over_parts(
                     cur,

@@ -52,7 +52,6 @@ DISTRIBUTION_VALUE_CAP = 10_000
 MAX_BINS = 200
 
 
-
 # ------------------------------------------------------------------------------------ inputs
 def parse_metrics(*values: Any) -> list[str] | None:
     """Merge ``metrics`` given as repeated params, CSV, a JSON array string or a list (DB-15).
@@ -163,8 +162,7 @@ class Relation:
     def wide_metric_columns(self) -> list[str]:
         """Numeric, non-index columns of wide data."""
         return [
-            c for c, t in self.types.items()
-            if is_numeric_type(t) and c not in Columns.INDEX_COLUMNS and c != ORDINAL
+            c for c, t in self.types.items() if is_numeric_type(t) and c not in Columns.INDEX_COLUMNS and c != ORDINAL
         ]
 
 
@@ -284,8 +282,10 @@ def wide_sql(rel: Relation, metrics: Sequence[str], extra: Sequence[str] = ()) -
     Long data is pivoted by metric_name over the record keys; without keys all rows are one record.
     """
     if not rel.long:
-        cols = [*(quote_ident(c) for c in extra),
-                *(f"{finite_double(quote_ident(m))} AS {metric_alias(i)}" for i, m in enumerate(metrics))]
+        cols = [
+            *(quote_ident(c) for c in extra),
+            *(f"{finite_double(quote_ident(m))} AS {metric_alias(i)}" for i, m in enumerate(metrics)),
+        ]
         return f"SELECT {', '.join(cols)} FROM {rel.q}", []
     keys = rel.record_keys()
     select = [quote_ident(k) for k in keys]
@@ -304,9 +304,7 @@ def _check_column(rel: Relation, column: str, label: str) -> None:
         raise Invalid(f"{label} '{column}' not found")
 
 
-def _resolve_metrics(
-    cur: duckdb.DuckDBPyConnection, rel: Relation, requested: list[str] | None
-) -> list[str]:
+def _resolve_metrics(cur: duckdb.DuckDBPyConnection, rel: Relation, requested: list[str] | None) -> list[str]:
     """Requested metrics that exist and are numeric (order kept), or every available metric."""
     if requested is None:
         return available_metrics(cur, rel)
@@ -359,10 +357,17 @@ async def summary(store: DuckDBStore, inp: AnalyticsInput) -> dict[str, Any]:
             r = by_name.get(m)
             if r is None:
                 continue
-            out.append({
-                "metric_name": m, "mean": _f(r[1]), "std": _f(r[2]) if int(r[5]) >= 2 else 0.0,
-                "min": _f(r[3]), "max": _f(r[4]), "count": int(r[5]), "passing_rate": _f(r[6]),
-            })
+            out.append(
+                {
+                    "metric_name": m,
+                    "mean": _f(r[1]),
+                    "std": _f(r[2]) if int(r[5]) >= 2 else 0.0,
+                    "min": _f(r[3]),
+                    "max": _f(r[4]),
+                    "count": int(r[5]),
+                    "passing_rate": _f(r[6]),
+                }
+            )
         return {"summary": out, "total_records": total}
 
     return await run_on_source(store, inp, _fn)
@@ -512,9 +517,11 @@ async def correlation(store: DuckDBStore, inp: AnalyticsInput, *, metrics: list[
             cols = [metric_alias(i) for i in range(len(chosen))]
             src = wide
             if scaled:  # r is scale-invariant: divide each metric by its largest magnitude
-                src = "SELECT " + ", ".join(
-                    f"{c} / {pow2_scale(f'max(abs({c})) OVER ()')} AS {c}" for c in cols
-                ) + f" FROM ({wide})"
+                src = (
+                    "SELECT "
+                    + ", ".join(f"{c} / {pow2_scale(f'max(abs({c})) OVER ()')} AS {c}" for c in cols)
+                    + f" FROM ({wide})"
+                )
             aggs = ", ".join(f"corr({cols[i]}, {cols[j]})" for i, j in pairs)
             return cur.execute(f"SELECT {aggs} FROM ({src})", params).fetchone()
 

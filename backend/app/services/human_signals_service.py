@@ -47,8 +47,15 @@ KIND = "human_signals"
 FORMAT = "hitl_feedback"
 REQUIRED = ("metric_name", "dataset_id", "signals")
 SOURCE_FIELDS = ("source_name", "source_component", "source_type", "environment")
-JSON_COLUMNS = ("signals", "conversation", "conversation_stats", "additional_input", "evaluation_metadata",
-                "actual_reference", "additional_output")
+JSON_COLUMNS = (
+    "signals",
+    "conversation",
+    "conversation_stats",
+    "additional_input",
+    "evaluation_metadata",
+    "actual_reference",
+    "additional_output",
+)
 TEXT_JSON_FIELDS = ("evaluation_metadata", "actual_reference", "additional_output")
 EXAMPLES = {"hitl": "hitl_sample.csv"}
 RAW_VIEW = "human_signals_raw"
@@ -57,8 +64,18 @@ SCHEMA_KV = "human_signals_metric_schema"
 RAW_SYNC_KV = "human_signals_raw_sync_id"
 CASES_SYNC_KV = "human_signals_cases_sync_id"
 MAX_SCHEMA_VALUES = 200
-BASE_CASE_COLUMNS = ("Case_ID", *SOURCE_FIELDS, "Slack_URL", "Agent_Name", "additional_input", "Business",
-                     "Full_Conversation", "Message_Count", "Timestamp", *TEXT_JSON_FIELDS)
+BASE_CASE_COLUMNS = (
+    "Case_ID",
+    *SOURCE_FIELDS,
+    "Slack_URL",
+    "Agent_Name",
+    "additional_input",
+    "Business",
+    "Full_Conversation",
+    "Message_Count",
+    "Timestamp",
+    *TEXT_JSON_FIELDS,
+)
 REQUIRED_MESSAGE = "Data does not appear to be in signals format. Required columns: metric_name, dataset_id, signals"
 
 
@@ -174,9 +191,9 @@ def _build(
         SELECT _rid, dataset_id, metric_name, cat,
                CASE WHEN is_obj THEN sj END AS sig_j, CASE WHEN NOT is_obj THEN sig_txt END AS sig_txt FROM (
             SELECT *, coalesce(json_type(sj) = 'OBJECT', false) AS is_obj FROM (
-                SELECT row_number() OVER () AS _rid, {text('dataset_id')} AS dataset_id,
-                       trim({text('metric_name')}) AS metric_name, lower(trim({text('metric_category')})) AS cat,
-                       {text('signals')} AS sig_txt, TRY_CAST({text('signals')} AS JSON) AS sj
+                SELECT row_number() OVER () AS _rid, {text("dataset_id")} AS dataset_id,
+                       trim({text("metric_name")}) AS metric_name, lower(trim({text("metric_category")})) AS cat,
+                       {text("signals")} AS sig_txt, TRY_CAST({text("signals")} AS JSON) AS sj
                 FROM {q_raw}))"""
     )
     _literal_fallback(cur, temps["rows"], [("sig_txt", "sig_j")])
@@ -217,8 +234,10 @@ def _build(
     # Keys and values as parallel lists (an array, from the literal fallback, is keyed by index):
     # scalar JSON functions are far cheaper per row than a lateral json_each.
     is_arr = "json_type(sig_j) = 'ARRAY'"
-    keys = (f"CASE WHEN {is_arr} THEN list_transform(range(json_array_length(sig_j)::BIGINT), i -> i::VARCHAR) "
-            "ELSE json_keys(sig_j) END")
+    keys = (
+        f"CASE WHEN {is_arr} THEN list_transform(range(json_array_length(sig_j)::BIGINT), i -> i::VARCHAR) "
+        "ELSE json_keys(sig_j) END"
+    )
     values = f"CASE WHEN {is_arr} THEN json_extract(sig_j, '$[*]') ELSE json_extract(sig_j, '$.*') END"
     str_json = _as_json("v0 ->> '$'")
     cur.execute(
@@ -330,7 +349,7 @@ def _wide_pivot_sql(src: str, n_promoted: int, n_signals: int) -> str:
         SELECT dataset_id, sc AS id, arg_max(val, pos) AS v FROM src WHERE sc IS NOT NULL GROUP BY dataset_id, sc"""
     cols = [f"mp[{-i}] AS _c{i}" for i in range(1, n_promoted + 1)]
     cols += [f"mp[{i}] AS _s{i}" for i in range(1, n_signals + 1)]
-    return f"""WITH src AS ({src}) SELECT dataset_id, {', '.join(cols)} FROM (
+    return f"""WITH src AS ({src}) SELECT dataset_id, {", ".join(cols)} FROM (
         SELECT dataset_id, map_from_entries(list({{'k': id, 'v': v}})) AS mp FROM ({per_key}) GROUP BY dataset_id)"""
 
 
@@ -374,8 +393,18 @@ def _cases_table(
         if fld in cols:
             j, t = quote_ident(fld + "_j"), quote_ident(fld + "_txt")
             proj.append(f"coalesce(CAST(b.{j} AS VARCHAR), b.{t}) AS {quote_ident(fld)}")
-    taken = {"case_id", "slack_url", "agent_name", "additional_input", "business", "full_conversation",
-             "message_count", "timestamp", *present_sources, *[f for f in TEXT_JSON_FIELDS if f in cols]}
+    taken = {
+        "case_id",
+        "slack_url",
+        "agent_name",
+        "additional_input",
+        "business",
+        "full_conversation",
+        "message_count",
+        "timestamp",
+        *present_sources,
+        *[f for f in TEXT_JSON_FIELDS if f in cols],
+    }
     promoted = [k for k in common if k.lower() not in taken]
     signal_cols = [(m, k) for m in kept for k in schema["metrics"][m]["signals"]]
     # Object/array values are stored as JSON strings of their text.
@@ -391,8 +420,10 @@ def _cases_table(
         aggs.append(f"arg_min(val, pos) FILTER (WHERE cc = {i} AND jt <> 'NULL') AS _c{i}")
         proj.append(f"p._c{i} AS {quote_ident(k)}")
     if signal_cols:
-        joins.append(f"LEFT JOIN (VALUES {', '.join('(?, ?, ?)' for _ in signal_cols)}) s(metric_name, k, sc) "
-                     "USING (metric_name, k)")
+        joins.append(
+            f"LEFT JOIN (VALUES {', '.join('(?, ?, ?)' for _ in signal_cols)}) s(metric_name, k, sc) "
+            "USING (metric_name, k)"
+        )
         params += [x for i, (m, k) in enumerate(signal_cols, start=1) for x in (m, k, i)]
     for i, (m, k) in enumerate(signal_cols, start=1):
         aggs.append(f"arg_max(val, pos) FILTER (WHERE sc = {i}) AS _s{i}")
@@ -401,7 +432,7 @@ def _cases_table(
     sc = "sc" if signal_cols else "NULL"
     src = f"SELECT dataset_id, {value} AS val, jt, pos, {cc} AS cc, {sc} AS sc FROM {q_e} {' '.join(joins)}"
     if len(aggs) <= WIDE_PIVOT_COLUMNS:
-        pivot = f"""SELECT dataset_id, {', '.join(aggs) or 'NULL AS _none'} FROM ({src})
+        pivot = f"""SELECT dataset_id, {", ".join(aggs) or "NULL AS _none"} FROM ({src})
             WHERE cc IS NOT NULL OR sc IS NOT NULL GROUP BY dataset_id"""
     else:
         pivot = _wide_pivot_sql(src, len(promoted), len(signal_cols))
@@ -414,7 +445,7 @@ def _cases_table(
                      CASE WHEN starts_with(ltrim(CAST(x[1] AS VARCHAR)), '[') THEN x[2] ->> '$' END AS first_content
               FROM b1),
         p AS ({pivot})
-        SELECT {', '.join(proj)}
+        SELECT {", ".join(proj)}
         FROM b LEFT JOIN p USING (dataset_id)
         ORDER BY b.did_txt, b._first
     """
@@ -546,8 +577,14 @@ async def upload_human_signals(
     )
     await _finish(store, res.dataset)
     return await _case_response(
-        store, settings, res.dataset, cases_table, res.transform.extra["metric_schema"],
-        message="Processed {n} cases", source="upload", limit=settings.upload_response_row_cap,
+        store,
+        settings,
+        res.dataset,
+        cases_table,
+        res.transform.extra["metric_schema"],
+        message="Processed {n} cases",
+        source="upload",
+        limit=settings.upload_response_row_cap,
     )
 
 
@@ -562,13 +599,23 @@ async def load_human_signals_example(store: DuckDBStore, settings: Settings, nam
     ds_id = new_dataset_id(KIND)
     cases_table = f"ds_{ds_id}_cases"
     res = await ingest_csv_file(
-        store, path, kind=KIND, source=f"example:{name}", dataset_id=ds_id,
+        store,
+        path,
+        kind=KIND,
+        source=f"example:{name}",
+        dataset_id=ds_id,
         transform=_csv_transform(cases_table, settings.human_signals_db.visible_metrics),
     )
     await _finish(store, res.dataset)
     return await _case_response(
-        store, settings, res.dataset, cases_table, res.transform.extra["metric_schema"],
-        message="Processed {n} cases", source="example", limit=settings.upload_response_row_cap,
+        store,
+        settings,
+        res.dataset,
+        cases_table,
+        res.transform.extra["metric_schema"],
+        message="Processed {n} cases",
+        source="example",
+        limit=settings.upload_response_row_cap,
     )
 
 
@@ -603,8 +650,9 @@ async def land_arrow_signals(
         info.extra = {**info.extra, "cases_table": cases_table, "metric_schema": holder["b"].metric_schema}
         DuckDBStore.register_dataset_sync(cur, info)
 
-    info = await store.land_dataset(kind=KIND, source=source, build=build, dataset_id=ds_id, format=FORMAT,
-                                    after_swap=after_swap)
+    info = await store.land_dataset(
+        kind=KIND, source=source, build=build, dataset_id=ds_id, format=FORMAT, after_swap=after_swap
+    )
     await _finish(store, info)
     return info
 
@@ -619,13 +667,23 @@ async def import_human_signals_from_db(store: DuckDBStore, settings: Settings) -
     """``POST /api/human-signals/db-import``: serve synced cases, else a one-shot import, else the table."""
     cfg = settings.human_signals_db
     if not cfg.is_configured:
-        raise Invalid(cfg.config_error or "Database not configured. Set human_signals_db in "
-                      "human_signals_db.yaml or HUMAN_SIGNALS_DB_* env vars.")
+        raise Invalid(
+            cfg.config_error
+            or "Database not configured. Set human_signals_db in human_signals_db.yaml or HUMAN_SIGNALS_DB_* env vars."
+        )
     latest = await store.latest_dataset(KIND)
     if cfg.has_query and latest is not None and latest.source == "sync":
         table, schema = await _cases_of(store, latest)
-        return await _case_response(store, settings, latest, table, schema, message="Loaded {n} cases from database",
-                                    source="duckdb", limit=settings.upload_response_row_cap)
+        return await _case_response(
+            store,
+            settings,
+            latest,
+            table,
+            schema,
+            message="Loaded {n} cases from database",
+            source="duckdb",
+            limit=settings.upload_response_row_cap,
+        )
     if cfg.has_query:
         dataset, results = await fetch_split_queries(cfg, application_name="axis-human-signals-import")
         if results.num_rows == 0:
@@ -641,8 +699,14 @@ async def import_human_signals_from_db(store: DuckDBStore, settings: Settings) -
     else:
         raise Invalid("No queries configured. Set dataset_query and results_query (or table) in human_signals_db.")
     return await _case_response(
-        store, settings, info, str(info.extra["cases_table"]), info.extra["metric_schema"],
-        message="Imported {n} cases from database", source="database", limit=settings.upload_response_row_cap,
+        store,
+        settings,
+        info,
+        str(info.extra["cases_table"]),
+        info.extra["metric_schema"],
+        message="Imported {n} cases from database",
+        source="database",
+        limit=settings.upload_response_row_cap,
     )
 
 
@@ -657,8 +721,11 @@ async def _cases_of(store: DuckDBStore, info: DatasetInfo) -> tuple[str, dict[st
             schema = json.loads(schema)
     if not table or not await store.table_exists(str(table)):
         raise NotFound("No human signals data available. Upload a file, load the example or run a sync first.")
-    return str(table), schema if isinstance(schema, dict) else {"metrics": {}, "source_fields": [],
-                                                                "has_timestamp": False}
+    return str(table), schema if isinstance(schema, dict) else {
+        "metrics": {},
+        "source_fields": [],
+        "has_timestamp": False,
+    }
 
 
 async def _resolve_cases(store: DuckDBStore, dataset_id: str | None) -> tuple[DatasetInfo, str, dict[str, Any]]:
@@ -687,8 +754,18 @@ async def list_cases(
     if page < 1 or not 1 <= page_size <= 500:
         raise Invalid("page must be >= 1 and page_size between 1 and 500")
     info, table, schema = await _resolve_cases(store, dataset_id)
-    return await _case_response(store, settings, info, table, schema, message="{n} cases available",
-                                source="duckdb", limit=page_size, offset=(page - 1) * page_size, page=page)
+    return await _case_response(
+        store,
+        settings,
+        info,
+        table,
+        schema,
+        message="{n} cases available",
+        source="duckdb",
+        limit=page_size,
+        offset=(page - 1) * page_size,
+        page=page,
+    )
 
 
 async def metric_schema(store: DuckDBStore, settings: Settings, dataset_id: str | None = None) -> MetricSchemaResponse:
@@ -699,8 +776,9 @@ async def metric_schema(store: DuckDBStore, settings: Settings, dataset_id: str 
         if dataset_id:
             raise
         raise NotFound("No metric schema stored. Upload a file, load the example or run a sync first.") from None
-    return MetricSchemaResponse(metric_schema=schema, display_config=await _display_config(settings, schema),
-                                dataset_id=info.dataset_id)
+    return MetricSchemaResponse(
+        metric_schema=schema, display_config=await _display_config(settings, schema), dataset_id=info.dataset_id
+    )
 
 
 # --------------------------------------------------------------------------- sync-engine hook (§10.9)

@@ -77,8 +77,20 @@ LATENCY_CANDIDATES = ("latency", "latency_ms", "response_time", "duration", "dur
 GRANULARITY_UNITS = {"hourly": "hour", "daily": "day", "weekly": "week"}
 MAX_RAW_VALUES = 2000
 SUMMARY_CACHE_KEY = "monitoring_summary"
-NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
-                 "UBIGINT", "FLOAT", "DOUBLE", "REAL")
+NUMERIC_TYPES = (
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "FLOAT",
+    "DOUBLE",
+    "REAL",
+)
 
 
 @dataclass
@@ -103,8 +115,17 @@ class MonitoringFilters:
     def has_row_filters(self) -> bool:
         """True when anything beyond ``metric_category`` restricts rows."""
         return any(
-            v for v in (self.environment, self.source_name, self.source_component, self.source_type,
-                        self.time_start, self.time_end, self.metric_name, self.metrics)
+            v
+            for v in (
+                self.environment,
+                self.source_name,
+                self.source_component,
+                self.source_type,
+                self.time_start,
+                self.time_end,
+                self.metric_name,
+                self.metrics,
+            )
         )
 
 
@@ -226,8 +247,11 @@ def build_where(
     if effective:
         if t.has("metric_category"):
             # Datasets we loaded store the category upper-cased: plain equality, pushed into the scan.
-            cat = quote_ident("metric_category") if t.info.extra.get("category_normalised") \
+            cat = (
+                quote_ident("metric_category")
+                if t.info.extra.get("category_normalised")
                 else f"upper({t.text('metric_category')})"
+            )
             if effective == "SCORE":
                 w.add(f"({cat} = 'SCORE' OR {quote_ident('metric_category')} IS NULL)")
             else:
@@ -300,8 +324,9 @@ def _wide_metrics(t: MonitoringTable, f: MonitoringFilters) -> list[str]:
 
 def _unpivot_source(t: MonitoringTable, cols: list[str], extra: list[tuple[str, str]], where: Where) -> str:
     """A derived table (metric, s, extras…) over wide score columns, NULL scores dropped."""
-    select = ", ".join([f"{expr} AS {quote_ident(alias)}" for alias, expr in extra] +
-                       [f"{t.num(c)} AS {quote_ident(c)}" for c in cols])
+    select = ", ".join(
+        [f"{expr} AS {quote_ident(alias)}" for alias, expr in extra] + [f"{t.num(c)} AS {quote_ident(c)}" for c in cols]
+    )
     on = ", ".join(quote_ident(c) for c in cols)
     return f"(UNPIVOT (SELECT {select} FROM {t.sql} {where.sql()}) ON {on} INTO NAME metric VALUE s)"
 
@@ -318,8 +343,10 @@ def _scored_source(t: MonitoringTable, where: Where, wide_cols: list[str]) -> st
     if t.is_long:
         cat = f"coalesce(upper({t.text('metric_category')}), 'SCORE')" if t.has("metric_category") else "'SCORE'"
         key = quote_ident("dataset_id") if t.has("dataset_id") else "row_number() OVER ()"
-        return (f"(SELECT {cat} AS c, {t.num('metric_score')} AS s, {lat_expr} AS lat, {key} AS k "
-                f"FROM {t.sql} {where.sql()})")
+        return (
+            f"(SELECT {cat} AS c, {t.num('metric_score')} AS s, {lat_expr} AS lat, {key} AS k "
+            f"FROM {t.sql} {where.sql()})"
+        )
     if not wide_cols:
         return None
     extra = [("c", "'SCORE'"), ("lat", lat_expr), ("k", "row_number() OVER ()")]
@@ -371,13 +398,19 @@ def build_records_sync(cur: duckdb.DuckDBPyConnection, t: MonitoringTable, targe
     Built once per load so latency and correlation read 1 row per record instead of re-grouping
     every metric row on each request.
     """
-    score_cat = (f"(upper({t.text('metric_category')}) = 'SCORE' OR {quote_ident('metric_category')} IS NULL)"
-                 if t.has("metric_category") else "TRUE")
-    names = [r[0] for r in cur.execute(
-        f"SELECT DISTINCT {t.text('metric_name')} AS m FROM {t.sql} WHERE {score_cat} "
-        f"AND {t.num('metric_score')} IS NOT NULL AND {quote_ident('metric_name')} IS NOT NULL ORDER BY m LIMIT ?",
-        [MAX_PIVOT_METRICS],
-    ).fetchall()]
+    score_cat = (
+        f"(upper({t.text('metric_category')}) = 'SCORE' OR {quote_ident('metric_category')} IS NULL)"
+        if t.has("metric_category")
+        else "TRUE"
+    )
+    names = [
+        r[0]
+        for r in cur.execute(
+            f"SELECT DISTINCT {t.text('metric_name')} AS m FROM {t.sql} WHERE {score_cat} "
+            f"AND {t.num('metric_score')} IS NOT NULL AND {quote_ident('metric_name')} IS NOT NULL ORDER BY m LIMIT ?",
+            [MAX_PIVOT_METRICS],
+        ).fetchall()
+    ]
     select = [f"{quote_ident('dataset_id')} AS dataset_id"]
     if t.ts:
         select.append(f'min({t.ts}) AS "timestamp"')
@@ -394,9 +427,12 @@ def build_records_sync(cur: duckdb.DuckDBPyConnection, t: MonitoringTable, targe
         names,
     )
     columns = DuckDBStore.describe_sync(cur, target)
-    return {"table": target, "loaded_at": t.info.loaded_at.isoformat(), "metrics": {n: f"c{i}" for i, n in
-                                                                                    enumerate(names)},
-            "columns": columns}
+    return {
+        "table": target,
+        "loaded_at": t.info.loaded_at.isoformat(),
+        "metrics": {n: f"c{i}" for i, n in enumerate(names)},
+        "columns": columns,
+    }
 
 
 async def records_table(store: DuckDBStore, t: MonitoringTable) -> tuple[MonitoringTable, dict[str, str]] | None:
@@ -420,8 +456,13 @@ SUMMARY_PASS_THRESHOLD = Thresholds.PASSING_RATE  # §9.2: /summary and summary_
 
 def _record_level(f: MonitoringFilters, config: MonitoringDBConfig, *, allow_metrics: bool = False) -> bool:
     """True when the filters only touch record-level columns, so the per-record table answers exactly."""
-    return (not f.metric_name and not config.visible_metrics and (allow_metrics or not f.metrics)
-            and (f.metric_category or "SCORE").strip().upper() == "SCORE" and (allow_metrics or not f.metric_category))
+    return (
+        not f.metric_name
+        and not config.visible_metrics
+        and (allow_metrics or not f.metrics)
+        and (f.metric_category or "SCORE").strip().upper() == "SCORE"
+        and (allow_metrics or not f.metric_category)
+    )
 
 
 async def refresh_summary_cache(store: DuckDBStore, info: DatasetInfo, config: MonitoringDBConfig) -> dict[str, Any]:
@@ -486,8 +527,10 @@ async def trends(
         return empty
     where = build_where(t, f, config, default_category="SCORE")
     if t.is_long:
-        src = (f"(SELECT {ts} AS _ts, {t.text('metric_name')} AS metric, {t.num('metric_score')} AS s "
-               f"FROM {t.sql} {where.sql()})")
+        src = (
+            f"(SELECT {ts} AS _ts, {t.text('metric_name')} AS metric, {t.num('metric_score')} AS s "
+            f"FROM {t.sql} {where.sql()})"
+        )
     else:
         cols = _wide_metrics(t, f)
         if not cols:
@@ -523,8 +566,10 @@ async def metric_breakdown(
     where = build_where(t, f, config, default_category="SCORE")
     g_expr = t.text(grp) if grp else "NULL::VARCHAR"
     if t.is_long:
-        src = (f"(SELECT {t.text('metric_name')} AS metric, {t.num('metric_score')} AS s, {g_expr} AS g "
-               f"FROM {t.sql} {where.sql()})")
+        src = (
+            f"(SELECT {t.text('metric_name')} AS metric, {t.num('metric_score')} AS s, {g_expr} AS g "
+            f"FROM {t.sql} {where.sql()})"
+        )
     else:
         cols = _wide_metrics(t, f)
         if not cols:
@@ -533,7 +578,7 @@ async def metric_breakdown(
     sets = "GROUPING SETS ((metric), (metric, g))" if grp else "metric"
     grouping = "GROUPING(g)" if grp else "1"
     sql = f"""
-        SELECT metric, {'g' if grp else 'NULL'} AS g, {grouping} AS only_metric,
+        SELECT metric, {"g" if grp else "NULL"} AS g, {grouping} AS only_metric,
                100.0 * count(*) FILTER (WHERE s >= ?) / count(*), avg(s), count(*)
         FROM {src} WHERE s IS NOT NULL AND metric IS NOT NULL
         GROUP BY {sets} ORDER BY metric, g NULLS FIRST
@@ -543,8 +588,9 @@ async def metric_breakdown(
     groups: list[tuple[str, str, GroupStats]] = []
     for metric, g, only_metric, rate, avg, n in rows:
         if only_metric:
-            items[metric] = MetricBreakdownItem(name=metric, pass_rate=_f(rate), avg=_f(avg), count=int(n),
-                                                by_group={} if grp else None)
+            items[metric] = MetricBreakdownItem(
+                name=metric, pass_rate=_f(rate), avg=_f(avg), count=int(n), by_group={} if grp else None
+            )
         elif g is not None:
             groups.append((metric, g, GroupStats(pass_rate=_f(rate), avg=_f(avg), count=int(n))))
     for metric, g, stats in groups:
@@ -564,8 +610,9 @@ async def latency_distribution(
     t = await resolve_table(store, f.dataset_id)
     grp = _check_group_by(t, group_by)
     lat = t.latency_column
-    empty = LatencyDistributionResponse(histogram=Histogram(counts=[], edges=[]), percentiles=Percentiles(),
-                                        dataset_id=t.info.dataset_id)
+    empty = LatencyDistributionResponse(
+        histogram=Histogram(counts=[], edges=[]), percentiles=Percentiles(), dataset_id=t.info.dataset_id
+    )
     if lat is None:
         return empty
     dedupe = t.is_long and t.has("dataset_id")
@@ -578,10 +625,16 @@ async def latency_distribution(
     key = quote_ident("dataset_id") if dedupe else "NULL"
     base = f"SELECT {key} AS k, {g_expr} AS g, {t.num(lat)} AS v FROM {t.sql} {where.sql()}"
     # Latency once per record in long format (DB-31); wide rows are records already.
-    r_all = ("SELECT max(v) AS v FROM base WHERE v IS NOT NULL GROUP BY k" if dedupe
-             else "SELECT v FROM base WHERE v IS NOT NULL")
-    r_grp = ("SELECT g, max(v) AS v FROM base WHERE v IS NOT NULL AND g IS NOT NULL GROUP BY g, k" if dedupe
-             else "SELECT g, v FROM base WHERE v IS NOT NULL AND g IS NOT NULL")
+    r_all = (
+        "SELECT max(v) AS v FROM base WHERE v IS NOT NULL GROUP BY k"
+        if dedupe
+        else "SELECT v FROM base WHERE v IS NOT NULL"
+    )
+    r_grp = (
+        "SELECT g, max(v) AS v FROM base WHERE v IS NOT NULL AND g IS NOT NULL GROUP BY g, k"
+        if dedupe
+        else "SELECT g, v FROM base WHERE v IS NOT NULL AND g IS NOT NULL"
+    )
     bucket = "LEAST(GREATEST(CAST(floor((v - lo) / (hi - lo) * ?) AS BIGINT) + 1, 1), ?)"
     sql_all = f"""
         WITH base AS ({base}), r AS MATERIALIZED ({r_all}),
@@ -673,7 +726,7 @@ async def class_distribution(
     # sorted with numpy (DuckDB's list sort cost 2-3 x the whole query). min, max and median come
     # from the sorted values; values are all of them up to the cap, else an evenly spaced sorted
     # sketch that keeps min and max (DB-32).
-    values = (f"SELECT {t.text(group_by)} AS g, {value_expr} AS v FROM {t.sql} {where.sql()}")
+    values = f"SELECT {t.text(group_by)} AS g, {value_expr} AS v FROM {t.sql} {where.sql()}"
 
     def _sql(scaled: bool) -> str:
         src = scaled_values_sql(values, "v", "g") if scaled else values
@@ -683,13 +736,13 @@ async def class_distribution(
             FROM ({src}) WHERE v IS NOT NULL AND g IS NOT NULL GROUP BY g ORDER BY g
         """
 
-    groups = await store.run_read(lambda cur: retry_scaled(
-        lambda scaled: _sorted_group_values(cur.execute(_sql(scaled), where.params).to_arrow_table())
-    ))
-    if not groups and not t.has(metric):  # long data: is it a metric name at all?
-        known = await store.fetch(
-            f"SELECT 1 FROM {t.sql} WHERE {t.text('metric_name')} = ? LIMIT 1", [metric]
+    groups = await store.run_read(
+        lambda cur: retry_scaled(
+            lambda scaled: _sorted_group_values(cur.execute(_sql(scaled), where.params).to_arrow_table())
         )
+    )
+    if not groups and not t.has(metric):  # long data: is it a metric name at all?
+        known = await store.fetch(f"SELECT 1 FROM {t.sql} WHERE {t.text('metric_name')} = ? LIMIT 1", [metric])
         if not known.rows:
             raise Invalid(f"Missing metric column: {metric} (neither a column nor a metric_name value)")
     data = [
@@ -726,8 +779,10 @@ async def correlation(
             rt, mapping = rec
             valid = [n for n in names if n in mapping]
             rwhere = build_where(rt, f, config, apply_metric_name=False)
-            src = f"(SELECT {', '.join(f'{quote_ident(mapping[n])} AS c{i}' for i, n in enumerate(valid))} " \
-                  f"FROM {rt.sql} {rwhere.sql()})"
+            src = (
+                f"(SELECT {', '.join(f'{quote_ident(mapping[n])} AS c{i}' for i, n in enumerate(valid))} "
+                f"FROM {rt.sql} {rwhere.sql()})"
+            )
             return await _corr(store, t, valid, src, rwhere.params)
         where = build_where(t, f, config, default_category="SCORE", apply_metric_name=False)
         present = await store.fetch(
@@ -739,16 +794,19 @@ async def correlation(
         if len(valid) < 2:
             return CorrelationResponse(matrix=[], metrics=[], dataset_id=t.info.dataset_id)
         pivots = ", ".join(f"avg(s) FILTER (WHERE m = ?) AS c{i}" for i in range(len(valid)))
-        src = (f"(SELECT {pivots} FROM (SELECT {quote_ident('dataset_id')} AS k, {t.text('metric_name')} AS m, "
-               f"{t.num('metric_score')} AS s FROM {t.sql} {where.sql()}) GROUP BY k)")
+        src = (
+            f"(SELECT {pivots} FROM (SELECT {quote_ident('dataset_id')} AS k, {t.text('metric_name')} AS m, "
+            f"{t.num('metric_score')} AS s FROM {t.sql} {where.sql()}) GROUP BY k)"
+        )
         params = [*valid, *where.params]
     else:
         return CorrelationResponse(matrix=[], metrics=[], dataset_id=t.info.dataset_id)
     return await _corr(store, t, valid, src, params)
 
 
-async def _corr(store: DuckDBStore, t: MonitoringTable, valid: list[str], src: str, params: list[Any]
-                ) -> CorrelationResponse:
+async def _corr(
+    store: DuckDBStore, t: MonitoringTable, valid: list[str], src: str, params: list[Any]
+) -> CorrelationResponse:
     """Pearson matrix (undefined → 0.0) of the columns c0..ck-1 of ``src``."""
     if len(valid) < 2:
         return CorrelationResponse(matrix=[], metrics=[], dataset_id=t.info.dataset_id)
@@ -756,12 +814,16 @@ async def _corr(store: DuckDBStore, t: MonitoringTable, valid: list[str], src: s
     pairs = [(i, j) for i in range(k) for j in range(i, k)]
     aggs = ", ".join(f"corr(c{i}, c{j})" for i, j in pairs)
     # r is scale-invariant: when sums of squares overflow, divide each column by its largest magnitude.
-    scaled_src = "(SELECT " + ", ".join(
-        f"c{i} / {pow2_scale(f'max(abs(c{i})) OVER ()')} AS c{i}" for i in range(k)
-    ) + f" FROM {src})"
-    row = await store.run_read(lambda cur: retry_scaled(
-        lambda scaled: cur.execute(f"SELECT {aggs} FROM {scaled_src if scaled else src}", params).fetchone()
-    ))
+    scaled_src = (
+        "(SELECT "
+        + ", ".join(f"c{i} / {pow2_scale(f'max(abs(c{i})) OVER ()')} AS c{i}" for i in range(k))
+        + f" FROM {src})"
+    )
+    row = await store.run_read(
+        lambda cur: retry_scaled(
+            lambda scaled: cur.execute(f"SELECT {aggs} FROM {scaled_src if scaled else src}", params).fetchone()
+        )
+    )
     assert row is not None
     matrix = [[0.0] * k for _ in range(k)]
     for (i, j), r in zip(pairs, row, strict=True):
@@ -792,7 +854,7 @@ async def classification_breakdown(
     where = build_where(t, f, config, category="CLASSIFICATION")
     sql = f"""
         SELECT m, v, count(*) AS n FROM (
-            SELECT {t.text('metric_name')} AS m, {t.text(cat)} AS v FROM {t.sql} {where.sql()}
+            SELECT {t.text("metric_name")} AS m, {t.text(cat)} AS v FROM {t.sql} {where.sql()}
         ) WHERE v IS NOT NULL AND m IS NOT NULL GROUP BY m, v ORDER BY m, n DESC, v
     """
     rows = (await store.fetch(sql, where.params)).rows
@@ -829,8 +891,9 @@ async def classification_trends(
     t = await resolve_table(store, f.dataset_id)
     cat = _category_column(t, category_source)
     ts = t.ts
-    empty = ClassificationTrendsResponse(data=[], metric_name=metric_name, granularity=granularity,
-                                         unique_categories=[], dataset_id=t.info.dataset_id)
+    empty = ClassificationTrendsResponse(
+        data=[], metric_name=metric_name, granularity=granularity, unique_categories=[], dataset_id=t.info.dataset_id
+    )
     if cat is None or ts is None or not t.has("metric_name"):
         return empty
     scoped = dataclasses.replace(f, metric_name=metric_name)
@@ -854,8 +917,16 @@ async def classification_trends(
 
 
 # --------------------------------------------------------------------------- analysis insights
-ANALYSIS_TEXT_FIELDS = ("dataset_id", "metric_name", "query", "actual_output", "explanation",
-                        "environment", "source_name", "source_component")
+ANALYSIS_TEXT_FIELDS = (
+    "dataset_id",
+    "metric_name",
+    "query",
+    "actual_output",
+    "explanation",
+    "environment",
+    "source_name",
+    "source_component",
+)
 
 
 def _text_or_none(v: Any) -> str | None:
@@ -901,9 +972,11 @@ async def analysis_insights(
     m_expr = t.text("metric_name") if t.has("metric_name") else "NULL::VARCHAR"
     hit = " AND ".join(mw.clauses) if mw.clauses else "TRUE"
     # One hash GROUP BY per metric name (a handful of groups) instead of a DISTINCT list aggregate.
-    sql_agg = (f"SELECT m, count(*) FILTER (WHERE hit) "
-               f"FROM (SELECT {m_expr} AS m, coalesce({hit}, false) AS hit FROM {t.sql} {names_where.sql()}) "
-               f"GROUP BY m")
+    sql_agg = (
+        f"SELECT m, count(*) FILTER (WHERE hit) "
+        f"FROM (SELECT {m_expr} AS m, coalesce({hit}, false) AS hit FROM {t.sql} {names_where.sql()}) "
+        f"GROUP BY m"
+    )
 
     def _run(cur: duckdb.DuckDBPyConnection) -> tuple[list[dict[str, Any]], int, list[str]]:
         keyed = keyed_relation(cur, t.info.table_name)
@@ -936,5 +1009,6 @@ async def analysis_insights(
         )
         for r in rows
     ]
-    return AnalysisInsightsResponse(records=records, total_count=total, page=page, limit=limit, metric_names=names,
-                                    dataset_id=t.info.dataset_id)
+    return AnalysisInsightsResponse(
+        records=records, total_count=total, page=page, limit=limit, metric_names=names, dataset_id=t.info.dataset_id
+    )

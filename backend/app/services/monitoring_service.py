@@ -60,10 +60,29 @@ _ALIAS_GROUPS: dict[str, tuple[str, ...]] = {
     "environment": ("env", "stage"),
 }
 _IDENTITY = (
-    "metric_id", "run_id", "llm_provider", "expected_output", "metric_name", "metric_score", "metric_type",
-    "parent", "weight", "passed", "threshold", "signals", "explanation", "critique", "metric_category",
-    "source_type", "source_name", "source_component", "trace_id", "observation_id", "eval_mode",
-    "cost_estimate", "version",
+    "metric_id",
+    "run_id",
+    "llm_provider",
+    "expected_output",
+    "metric_name",
+    "metric_score",
+    "metric_type",
+    "parent",
+    "weight",
+    "passed",
+    "threshold",
+    "signals",
+    "explanation",
+    "critique",
+    "metric_category",
+    "source_type",
+    "source_name",
+    "source_component",
+    "trace_id",
+    "observation_id",
+    "eval_mode",
+    "cost_estimate",
+    "version",
 )
 MONITORING_ALIASES: dict[str, str] = {
     **{canon: canon for canon in _ALIAS_GROUPS},
@@ -156,8 +175,7 @@ def process_monitoring_sync(
         elif new == "metric_score" and is_long:
             # Classification rows may carry text labels here: coerce only when every value is numeric.
             bad = cur.execute(
-                f"SELECT count(*) FROM {quote_ident(source)} WHERE {q} IS NOT NULL "
-                f"AND TRY_CAST({q} AS DOUBLE) IS NULL"
+                f"SELECT count(*) FROM {quote_ident(source)} WHERE {q} IS NOT NULL AND TRY_CAST({q} AS DOUBLE) IS NULL"
             ).fetchone()
             select.append(f"TRY_CAST({q} AS DOUBLE) AS {alias}" if not (bad and bad[0]) else f"{q} AS {alias}")
         elif new == "metric_category":

@@ -10,11 +10,25 @@ import yaml
 
 logger = logging.getLogger(__name__)
 
-COLOR_PALETTE = ("#8B9F4F", "#D4AF37", "#B8C5D3", "#A4B86C", "#6B7A3A", "#F39C12", "#E74C3C", "#7F8C8D",
-                 "#34495E", "#B8C78A")
+COLOR_PALETTE = (
+    "#8B9F4F",
+    "#D4AF37",
+    "#B8C5D3",
+    "#A4B86C",
+    "#6B7A3A",
+    "#F39C12",
+    "#E74C3C",
+    "#7F8C8D",
+    "#34495E",
+    "#B8C78A",
+)
 OVERRIDE_KEYS = ("kpi_strip", "chart_sections", "filters", "table_columns")
-SOURCE_LABELS = {"source_name": "Source", "source_component": "Component", "source_type": "Source Type",
-                 "environment": "Environment"}
+SOURCE_LABELS = {
+    "source_name": "Source",
+    "source_component": "Component",
+    "source_type": "Source Type",
+    "environment": "Environment",
+}
 TIME_WORDS = ("time", "duration", "latency", "elapsed", "wait", "ttq", "tat")
 
 
@@ -24,8 +38,13 @@ def label(key: str) -> str:
 
 
 def _bool_icon(key: str) -> str:
-    for word, icon in (("complian", "shield-check"), ("intervention", "target"), ("escalat", "alert-triangle"),
-                       ("actionable", "check-circle"), ("override", "rotate-ccw")):
+    for word, icon in (
+        ("complian", "shield-check"),
+        ("intervention", "target"),
+        ("escalat", "alert-triangle"),
+        ("actionable", "check-circle"),
+        ("override", "rotate-ccw"),
+    ):
         if word in key:
             return icon
     return "target"
@@ -34,8 +53,12 @@ def _bool_icon(key: str) -> str:
 def _number_icon(key: str) -> str:
     if any(w in key for w in TIME_WORDS):
         return "clock"
-    for words, icon in ((("cost", "price", "revenue"), "dollar-sign"), (("count", "total"), "bar-chart-3"),
-                        (("rate", "ratio"), "percent"), (("efficiency", "performance"), "activity")):
+    for words, icon in (
+        (("cost", "price", "revenue"), "dollar-sign"),
+        (("count", "total"), "bar-chart-3"),
+        (("rate", "ratio"), "percent"),
+        (("efficiency", "performance"), "activity"),
+    ):
         if any(w in key for w in words):
             return icon
     return "hash"
@@ -79,21 +102,40 @@ def build_display_config(
             typ = types.get(key)
             vals = values.get(key) or []
             if typ == "boolean" and key.startswith(("is_", "has_")):
-                kpis.append({"metric": metric, "signal": key, "label": label(key), "format": "percent",
-                             "icon": _bool_icon(key), "highlight": "complian" in key})
+                kpis.append(
+                    {
+                        "metric": metric,
+                        "signal": key,
+                        "label": label(key),
+                        "format": "percent",
+                        "icon": _bool_icon(key),
+                        "highlight": "complian" in key,
+                    }
+                )
             elif typ == "number" and not key.endswith("_score"):
                 fmt = "duration" if any(w in key for w in TIME_WORDS) else "number"
-                kpis.append({"metric": metric, "signal": key, "label": label(key), "aggregation": "median",
-                             "format": fmt, "icon": _number_icon(key)})
+                kpis.append(
+                    {
+                        "metric": metric,
+                        "signal": key,
+                        "label": label(key),
+                        "aggregation": "median",
+                        "format": fmt,
+                        "icon": _number_icon(key),
+                    }
+                )
             if typ == "string":
                 if key == "suggested_action":
-                    insights.append({"metric": metric, "signal": key, "type": "text_list",
-                                     "title": f"Top {label(key)}s"})
+                    insights.append(
+                        {"metric": metric, "signal": key, "type": "text_list", "title": f"Top {label(key)}s"}
+                    )
                 elif 2 <= len(vals) <= 20:
-                    classification.append({"metric": metric, "signal": key, "type": "bar",
-                                           "title": f"{label(metric)}: {label(key)}"})
-                    filters.append({"type": "metric", "metric": metric, "signal": key, "label": label(key),
-                                    "options": vals})
+                    classification.append(
+                        {"metric": metric, "signal": key, "type": "bar", "title": f"{label(metric)}: {label(key)}"}
+                    )
+                    filters.append(
+                        {"type": "metric", "metric": metric, "signal": key, "label": label(key), "options": vals}
+                    )
                 if vals:
                     col = f"{metric}__{key}"
                     color_maps[col] = {v: COLOR_PALETTE[i % len(COLOR_PALETTE)] for i, v in enumerate(sorted(vals))}
@@ -102,18 +144,22 @@ def build_display_config(
                         table_added = True
             elif typ == "array":
                 if key in ("requests", "learnings"):
-                    insights.append({"metric": metric, "signal": key, "type": "text_list",
-                                     "title": f"Top {label(key)}"})
+                    insights.append(
+                        {"metric": metric, "signal": key, "type": "text_list", "title": f"Top {label(key)}"}
+                    )
                 elif key == "categories":
-                    insights.append({"metric": metric, "signal": key, "type": "ranked_list",
-                                     "title": f"{label(key)} Breakdown"})
+                    insights.append(
+                        {"metric": metric, "signal": key, "type": "ranked_list", "title": f"{label(key)} Breakdown"}
+                    )
     kpis.append({"aggregate": "avg_message_count", "label": "Avg Messages", "icon": "message-square"})
     kpis.append({"aggregate": "total_cases", "label": "Total Cases", "icon": "database"})
     if visible_kpis:
         allowed = set(visible_kpis)
         kpis = [k for k in kpis if k.get("signal", k.get("aggregate")) in allowed]
-    table_columns += [{"key": "Message_Count", "label": "Messages", "sortable": True},
-                      {"key": "Timestamp", "label": "Timestamp", "sortable": True}]
+    table_columns += [
+        {"key": "Message_Count", "label": "Messages", "sortable": True},
+        {"key": "Timestamp", "label": "Timestamp", "sortable": True},
+    ]
     sections: list[dict[str, Any]] = []
     if classification:
         first = {**classification[0], "type": "stacked_bar"}
@@ -126,10 +172,14 @@ def build_display_config(
         if len(rest) > 2:
             sections.append({"title": "Additional Metrics", "layout": "grid_2", "charts": rest[2:4]})
     if insights:
-        sections.append({"title": "Insights", "layout": "full" if len(insights) == 1 else "grid_2",
-                         "charts": insights})
-    config: dict[str, Any] = {"kpi_strip": kpis, "chart_sections": sections, "filters": filters,
-                              "table_columns": table_columns, "color_maps": color_maps}
+        sections.append({"title": "Insights", "layout": "full" if len(insights) == 1 else "grid_2", "charts": insights})
+    config: dict[str, Any] = {
+        "kpi_strip": kpis,
+        "chart_sections": sections,
+        "filters": filters,
+        "table_columns": table_columns,
+        "color_maps": color_maps,
+    }
     for key in OVERRIDE_KEYS:
         if overrides and key in overrides and isinstance(overrides[key], list):
             config[key] = overrides[key]

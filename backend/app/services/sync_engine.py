@@ -1494,10 +1494,17 @@ class SyncEngine:
             if column and check_keys:
                 keys = result_keys(list(load.renames.values()), side)
                 if duplicate_key_sync(cur, table, keys):
-                    DuckDBStore.kv_set_sync(cur, key, {"value": None, "disabled": (
-                        f"incremental sync is off: rows of {table} repeat the upsert key ({', '.join(keys)}); "
-                        "return a unique id column from the query to enable it"
-                    )})
+                    DuckDBStore.kv_set_sync(
+                        cur,
+                        key,
+                        {
+                            "value": None,
+                            "disabled": (
+                                f"incremental sync is off: rows of {table} repeat the upsert key ({', '.join(keys)}); "
+                                "return a unique id column from the query to enable it"
+                            ),
+                        },
+                    )
                     continue
             value = None
             if stored and cast:

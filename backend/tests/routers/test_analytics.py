@@ -42,11 +42,14 @@ async def test_upload_then_analyse_matches_inline(client: httpx.AsyncClient) -> 
     assert r.json()["histogram"] == {"counts": counts.tolist(), "bin_edges": pytest.approx(edges.tolist())}
 
 
-@pytest.mark.parametrize("params", [
-    [("metrics", "m_a"), ("metrics", "m_b"), ("metrics", "m_c")],
-    [("metrics", "m_a,m_b,m_c")],
-    [("metrics", '["m_a", "m_b", "m_c"]')],
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        [("metrics", "m_a"), ("metrics", "m_b"), ("metrics", "m_c")],
+        [("metrics", "m_a,m_b,m_c")],
+        [("metrics", '["m_a", "m_b", "m_c"]')],
+    ],
+)
 async def test_metrics_query_forms(client: httpx.AsyncClient, params: list[tuple[str, str]]) -> None:
     await _load(client, make_long_rows(30))
     r = await client.post("/api/analytics/correlation", params=params)
@@ -65,22 +68,23 @@ async def test_metrics_in_body_with_raw_rows(client: httpx.AsyncClient) -> None:
     assert body["metrics"] == ["m_a", "flat"]
     assert body["correlation"]["m_a"]["flat"] is None  # zero variance → null, not NaN / 500
     assert body["correlation"]["m_a"]["m_a"] == pytest.approx(1.0)
-    r = await client.post("/api/analytics/radar", params={"group_by": "evaluation_name"},
-                          json={"data": rows, "metrics": "m_a,m_b,m_c"})
+    r = await client.post(
+        "/api/analytics/radar", params={"group_by": "evaluation_name"}, json={"data": rows, "metrics": "m_a,m_b,m_c"}
+    )
     assert [t["name"] for t in r.json()["traces"]] == ["g1", "g2", "g3"]
 
 
 async def test_scatter_and_dataset_id(client: httpx.AsyncClient) -> None:
     first = await _load(client, make_long_rows(20, seed=1))
     await _load(client, make_long_rows(10, seed=2))
-    r = await client.post("/api/analytics/scatter", params={"x_metric": "m_a", "y_metric": "m_c",
-                                                            "color_by": "evaluation_name"})
+    r = await client.post(
+        "/api/analytics/scatter", params={"x_metric": "m_a", "y_metric": "m_c", "color_by": "evaluation_name"}
+    )
     body = r.json()
     expected = [r_ for r_ in to_wide(make_long_rows(10, seed=2)) if r_["m_c"] is not None]
     assert body["total_points"] == len(expected) == len(body["x"]) == len(body["ids"]) == len(body["color"])
     assert body["color_by"] == "evaluation_name" and body["truncated"] is False
-    r = await client.post("/api/analytics/scatter", params={"x_metric": "m_a", "y_metric": "m_c",
-                                                            "dataset_id": first})
+    r = await client.post("/api/analytics/scatter", params={"x_metric": "m_a", "y_metric": "m_c", "dataset_id": first})
     assert r.json()["total_points"] == sum(1 for r_ in to_wide(make_long_rows(20, seed=1)) if r_["m_c"] is not None)
     assert "color" not in r.json()
 
@@ -140,10 +144,15 @@ async def test_non_finite_values_are_missing_stored_and_inline(client: httpx.Asy
     sc = (await client.post("/api/analytics/scatter", params=sc_params)).json()
     assert sc["x"] == [0.2, 0.6] and sc["y"] == [0.5, 0.1] and sc["total_points"] == 2
     # The same rows inline, with JSON ±Infinity (Python's json accepts them), give the same summary.
-    inline = [{"a": 0.2, "c": 0.5}, {"a": float("nan"), "c": float("inf")}, {"a": 0.6, "c": 0.1},
-              {"a": 0.8, "c": float("-inf")}]
-    r = await client.post("/api/analytics/summary", content=json.dumps(inline),
-                          headers={"content-type": "application/json"})
+    inline = [
+        {"a": 0.2, "c": 0.5},
+        {"a": float("nan"), "c": float("inf")},
+        {"a": 0.6, "c": 0.1},
+        {"a": 0.8, "c": float("-inf")},
+    ]
+    r = await client.post(
+        "/api/analytics/summary", content=json.dumps(inline), headers={"content-type": "application/json"}
+    )
     si = {m["metric_name"]: m for m in r.json()["summary"]}
     assert si["a"]["mean"] == s["a"]["mean"] and si["c"]["count"] == 2 and si["c"]["std"] == s["c"]["std"]
 
@@ -184,32 +193,41 @@ async def test_long_metric_names_are_data_not_identifiers(client: httpx.AsyncCli
             body: Any = None
         else:
             params, body = {}, rows
-        c = (await client.post("/api/analytics/correlation", params={**params, "metrics": "Acc,acc,dataset_id"},
-                               json=body)).json()
+        c = (
+            await client.post(
+                "/api/analytics/correlation", params={**params, "metrics": "Acc,acc,dataset_id"}, json=body
+            )
+        ).json()
         assert c["correlation"]["Acc"]["acc"] == pytest.approx(float(np.corrcoef(acc_upper, acc_lower)[0, 1]))
         assert c["correlation"]["acc"]["dataset_id"] == pytest.approx(float(np.corrcoef(acc_lower, key_named)[0, 1]))
-        sc = (await client.post("/api/analytics/scatter", params={**params, "x_metric": "Acc", "y_metric": "acc"},
-                                json=body)).json()
+        sc = (
+            await client.post(
+                "/api/analytics/scatter", params={**params, "x_metric": "Acc", "y_metric": "acc"}, json=body
+            )
+        ).json()
         assert sc["x"] == acc_upper and sc["y"] == acc_lower and sc["ids"] == [f"r{i}" for i in range(6)]
 
 
 async def test_long_rows_without_dataset_id_agree_inline_and_stored(client: httpx.AsyncClient) -> None:
     """A flat upload keyed by ``id`` keeps its records although §4.3 fills dataset_id with one constant."""
     xs, ys = [0.996, 0.238, 0.37, 0.013, 0.259, 0.626], [0.47, 0.544, 0.604, 0.837, 0.234, 0.066]
-    rows = [{"id": f"k{i}", "metric_name": m, "metric_score": v}
-            for i in range(6) for m, v in (("x", xs[i]), ("y", ys[i]))]
+    rows = [
+        {"id": f"k{i}", "metric_name": m, "metric_score": v} for i in range(6) for m, v in (("x", xs[i]), ("y", ys[i]))
+    ]
     ds = await _load(client, rows)
     for params, body in (({"dataset_id": ds}, None), ({}, rows)):
         s = (await client.post("/api/analytics/summary", params=params, json=body)).json()
         assert s["total_records"] == 6
         c = (await client.post("/api/analytics/correlation", params={**params, "metrics": "x,y"}, json=body)).json()
         assert c["correlation"]["x"]["y"] == pytest.approx(float(np.corrcoef(xs, ys)[0, 1]))
-        sc = (await client.post("/api/analytics/scatter", params={**params, "x_metric": "x", "y_metric": "y"},
-                                json=body)).json()
+        sc = (
+            await client.post("/api/analytics/scatter", params={**params, "x_metric": "x", "y_metric": "y"}, json=body)
+        ).json()
         assert sorted(zip(sc["x"], sc["y"], strict=True)) == sorted(zip(xs, ys, strict=True))
     # Only metric columns: every row belongs to the one record the §4.3 fill would make.
     bare = [{"metric_name": "x", "metric_score": v} for v in (0.0, 0.1, 0.2, 0.3)] + [
-        {"metric_name": "y", "metric_score": v} for v in (1.0, 1.1, 1.2, 1.3)]
+        {"metric_name": "y", "metric_score": v} for v in (1.0, 1.1, 1.2, 1.3)
+    ]
     s = (await client.post("/api/analytics/summary", json=bare)).json()
     assert s["total_records"] == 1 and s["summary"][0]["mean"] == pytest.approx(0.15)
     sc = (await client.post("/api/analytics/scatter", params={"x_metric": "x", "y_metric": "y"}, json=bare)).json()

@@ -23,8 +23,10 @@ BOUNDARY = "axisboundary7MA4YWxkTrZu0gW"
 
 def multipart_stream(filename: str, total_bytes: int, counter: dict[str, int]) -> tuple[AsyncIterator[bytes], int]:
     """A multipart body whose CSV part is generated lazily, 1 MiB at a time; returns (stream, length)."""
-    head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
-            "Content-Type: text/csv\r\n\r\n").encode()
+    head = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        "Content-Type: text/csv\r\n\r\n"
+    ).encode()
     tail = f"\r\n--{BOUNDARY}--\r\n".encode()
     line = b"metric_name,metric_score\n" + b"acc,0.5\n" * 100
 
@@ -69,8 +71,17 @@ async def test_upload_ref_shape_and_store(make_settings: Callable[..., Settings]
         r = await upload(client, data, name="Example_Model.CSV")
         assert r.status_code == 200, r.text
         body = r.json()
-        assert set(body) == {"success", "format", "row_count", "columns", "preview", "message", "data",
-                             "dataset_id", "data_truncated"}
+        assert set(body) == {
+            "success",
+            "format",
+            "row_count",
+            "columns",
+            "preview",
+            "message",
+            "data",
+            "dataset_id",
+            "data_truncated",
+        }
         n_rows = sum(1 for _ in csv.DictReader(io.StringIO(data.decode())))
         assert body["success"] is True and body["format"] == "tree_format"
         assert body["row_count"] == n_rows
@@ -129,8 +140,7 @@ async def test_250mb_upload_refused(make_settings: Callable[..., Settings], make
         before = await summary_of_latest(client)
         counter: dict[str, int] = {}
         stream, length = multipart_stream("big.csv", 250 * 1024 * 1024, counter)
-        r = await client.post("/api/data/upload", content=stream,
-                              headers={**headers, "content-length": str(length)})
+        r = await client.post("/api/data/upload", content=stream, headers={**headers, "content-length": str(length)})
         assert r.status_code == 413 and "200 MB" in r.json()["detail"]
         assert counter.get("sent", 0) < 250 * 1024 * 1024
         assert await summary_of_latest(client) == before
@@ -159,13 +169,16 @@ async def test_detect_format(client: httpx.AsyncClient) -> None:
 
 
 async def test_convert_tree_and_prepare_analytics(client: httpx.AsyncClient) -> None:
-    rows = [{"dataset_id": "d1", "query": "q", "metric_name": "quality", "metric_score": 0.8, "metric_type": "metric"},
-            {"dataset_id": "d1", "query": "q", "metric_name": "faith", "metric_score": 0.6,
-             "metric_type": "component"}]
+    rows = [
+        {"dataset_id": "d1", "query": "q", "metric_name": "quality", "metric_score": 0.8, "metric_type": "metric"},
+        {"dataset_id": "d1", "query": "q", "metric_name": "faith", "metric_score": 0.6, "metric_type": "component"},
+    ]
     r = await client.post("/api/data/convert-tree", json=rows)
-    assert r.json() == {"success": True, "columns": ["dataset_id", "query", "data_metadata", "quality", "faith"],
-                        "data": [{"dataset_id": "d1", "query": "q", "data_metadata": "{}", "quality": 0.8,
-                                  "faith": 0.6}]}
+    assert r.json() == {
+        "success": True,
+        "columns": ["dataset_id", "query", "data_metadata", "quality", "faith"],
+        "data": [{"dataset_id": "d1", "query": "q", "data_metadata": "{}", "quality": 0.8, "faith": 0.6}],
+    }
     r = await client.post("/api/data/prepare-analytics", params={"format_type": "tree_format"}, json=rows)
     body = r.json()
     assert body["metric_columns"] == ["quality", "faith"]
@@ -181,33 +194,61 @@ async def test_case_variants_of_processed_columns_take_the_canonical_name(client
     body = r.json()
     assert {"parent", "query", "dataset_id"} <= set(body["columns"]) and "Parent" not in body["columns"]
     assert [(row["metric_name"], row["parent"], row["query"], row["dataset_id"]) for row in body["data"]] == [
-        ("acc", None, "q1", "a"), ("sub", "acc", "q1", "a")]
+        ("acc", None, "q1", "a"),
+        ("sub", "acc", "q1", "a"),
+    ]
     assert body["message"].endswith("root: acc")
     r = await upload(client, b"metric_name,metric_score,experiment_name,Evaluation_Name\nacc,1,x,y\n")
     assert r.status_code == 200 and r.json()["data"][0]["evaluation_name"] == "y"  # no rename onto an existing name
 
 
 async def test_convert_tree_keeps_metric_names_that_differ_in_case(client: httpx.AsyncClient) -> None:
-    recs = [{"dataset_id": "a", "evaluation_name": "e", "metric_name": m, "metric_score": v, "metric_type": "metric"}
-            for m, v in (("Acc", 1), ("acc", 2), ("acc_metric", 3), ("evaluation_name", 4))]
+    recs = [
+        {"dataset_id": "a", "evaluation_name": "e", "metric_name": m, "metric_score": v, "metric_type": "metric"}
+        for m, v in (("Acc", 1), ("acc", 2), ("acc_metric", 3), ("evaluation_name", 4))
+    ]
     body = (await client.post("/api/data/convert-tree", json=recs)).json()
-    assert body["data"] == [{"dataset_id": "a", "evaluation_name": "e", "data_metadata": "{}", "Acc": 1.0, "acc": 2.0,
-                             "acc_metric": 3.0, "evaluation_name_metric": 4.0}]
+    assert body["data"] == [
+        {
+            "dataset_id": "a",
+            "evaluation_name": "e",
+            "data_metadata": "{}",
+            "Acc": 1.0,
+            "acc": 2.0,
+            "acc_metric": 3.0,
+            "evaluation_name_metric": 4.0,
+        }
+    ]
     prep = (await client.post("/api/data/prepare-analytics", params={"format_type": "tree_format"}, json=recs)).json()
     assert prep["metric_columns"] == ["Acc", "acc", "acc_metric", "evaluation_name_metric"]
     assert prep["data"] == body["data"]
 
 
-@pytest.mark.parametrize(("name", "fmt"), [("model", "tree_format"), ("comparison", "tree_format"),
-                                           ("annotation", "simple_judgment"), ("align", "fresh_annotation")])
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [
+        ("model", "tree_format"),
+        ("comparison", "tree_format"),
+        ("annotation", "simple_judgment"),
+        ("align", "fresh_annotation"),
+    ],
+)
 async def test_examples(client: httpx.AsyncClient, name: str, fmt: str) -> None:
     r = await client.get(f"/api/data/example/{name}")
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["format"] == fmt and "preview" not in body
-    with (SAMPLES / Path({"model": "example_model.csv", "comparison": "example_model_comparison.csv",
-                          "annotation": "annotation_sample.csv", "align": "align_sample.csv"}[name])).open(
-            encoding="utf-8-sig", newline="") as fh:
+    with (
+        SAMPLES
+        / Path(
+            {
+                "model": "example_model.csv",
+                "comparison": "example_model_comparison.csv",
+                "annotation": "annotation_sample.csv",
+                "align": "align_sample.csv",
+            }[name]
+        )
+    ).open(encoding="utf-8-sig", newline="") as fh:
         assert body["row_count"] == sum(1 for _ in csv.DictReader(fh))
 
 
@@ -220,21 +261,34 @@ async def test_example_errors(make_settings: Callable[..., Settings], make_clien
 
 
 def _eval_yaml(settings: Settings, pg: PgSchema, **extra: Any) -> None:
-    lines = ["eval_db:", f"  host: {pg.host}", f"  port: {pg.port}", f"  database: {pg.database}",
-             f"  username: {pg.user}", "  ssl_mode: disable"]
+    lines = [
+        "eval_db:",
+        f"  host: {pg.host}",
+        f"  port: {pg.port}",
+        f"  database: {pg.database}",
+        f"  username: {pg.user}",
+        "  ssl_mode: disable",
+    ]
     lines += [f"  {k}: {json.dumps(v)}" for k, v in extra.items()]
     settings.config_dir.mkdir(parents=True, exist_ok=True)
     (settings.config_dir / "eval_db.yaml").write_text("\n".join(lines) + "\n")
     settings.reload_yaml()
 
 
-async def test_eval_db_config_and_import(make_settings: Callable[..., Settings], make_client: Any,
-                                         pg: PgSchema) -> None:
+async def test_eval_db_config_and_import(
+    make_settings: Callable[..., Settings], make_client: Any, pg: PgSchema
+) -> None:
     settings = make_settings()
     async with make_client(settings) as client:
         r = await client.get("/api/data/eval-db-config")
-        assert r.json() == {"success": True, "configured": False, "auto_load": False, "has_query": False,
-                            "row_limit": 10000, "query_timeout": 60}
+        assert r.json() == {
+            "success": True,
+            "configured": False,
+            "auto_load": False,
+            "has_query": False,
+            "row_limit": 10000,
+            "query_timeout": 60,
+        }
         r = await client.post("/api/data/eval-db-import")
         assert r.status_code == 400 and "not configured" in r.json()["detail"]
 
@@ -243,8 +297,13 @@ async def test_eval_db_config_and_import(make_settings: Callable[..., Settings],
     pg.execute("CREATE TABLE res (dataset_id text, metric text, value float8)")
     pg.execute("INSERT INTO res VALUES ('a', 'acc', 1.0), ('b', 'acc', 0.0), ('b', 'f1', 0.25)")
     settings = make_settings()
-    _eval_yaml(settings, pg, dataset_query=f"SELECT * FROM {pg.schema}.ds",
-               results_query=f"SELECT * FROM {pg.schema}.res", query_timeout=2)
+    _eval_yaml(
+        settings,
+        pg,
+        dataset_query=f"SELECT * FROM {pg.schema}.ds",
+        results_query=f"SELECT * FROM {pg.schema}.res",
+        query_timeout=2,
+    )
     async with make_client(settings) as client:
         cfg = (await client.get("/api/data/eval-db-config")).json()
         assert cfg["configured"] is True and cfg["has_query"] is True and cfg["query_timeout"] == 2
@@ -253,20 +312,29 @@ async def test_eval_db_config_and_import(make_settings: Callable[..., Settings],
         body = r.json()
         assert body["message"] == "Imported 3 records from database" and body["format"] == "flat_format"
         assert {(d["dataset_id"], d["query"], d["metric_name"], d["metric_score"]) for d in body["data"]} == {
-            ("a", "question a", "acc", 1.0), ("b", "question b", "acc", 0.0), ("b", "question b", "f1", 0.25)}
+            ("a", "question a", "acc", 1.0),
+            ("b", "question b", "acc", 0.0),
+            ("b", "question b", "f1", 0.25),
+        }
         summ = await summary_of_latest(client)
         assert {s["metric_name"]: s["mean"] for s in summ["summary"]} == {"acc": 0.5, "f1": 0.25}
 
     settings = make_settings()
-    _eval_yaml(settings, pg, dataset_query="SELECT 1 AS x", results_query="SELECT pg_sleep(4), 'a' AS dataset_id",
-               query_timeout=1)
+    _eval_yaml(
+        settings,
+        pg,
+        dataset_query="SELECT 1 AS x",
+        results_query="SELECT pg_sleep(4), 'a' AS dataset_id",
+        query_timeout=1,
+    )
     async with make_client(settings) as client:
         r = await client.post("/api/data/eval-db-import")
         assert r.status_code == 408 and "Query timeout exceeded (1s)" in r.json()["detail"]
 
 
-async def _import_with(make_settings: Callable[..., Settings], make_client: Any, pg: PgSchema,
-                       **extra: Any) -> httpx.Response:
+async def _import_with(
+    make_settings: Callable[..., Settings], make_client: Any, pg: PgSchema, **extra: Any
+) -> httpx.Response:
     settings = make_settings()
     _eval_yaml(settings, pg, **extra)
     async with make_client(settings) as client:
@@ -281,18 +349,30 @@ async def test_eval_db_import_refuses_columns_equal_ignoring_case(
     make_settings: Callable[..., Settings], make_client: Any, pg: PgSchema
 ) -> None:
     head = "SELECT 'a' AS dataset_id, 'acc' AS metric_name, 1.0 AS metric_score, "
-    r = await _import_with(make_settings, make_client, pg, dataset_query="SELECT 'a' AS dataset_id",
-                           results_query=head + '1 AS "X", 2 AS x')
+    r = await _import_with(
+        make_settings,
+        make_client,
+        pg,
+        dataset_query="SELECT 'a' AS dataset_id",
+        results_query=head + '1 AS "X", 2 AS x',
+    )
     assert r.status_code == 400
     assert r.json()["detail"] == (
         'The results_query returns columns "X" and "x", whose names differ only in case. Column names are '
-        "compared case-insensitively; give one of them another name (AS).")
-    r = await _import_with(make_settings, make_client, pg, dataset_query="SELECT 'a' AS dataset_id",
-                           results_query=head + "1 AS x, 2 AS x")
+        "compared case-insensitively; give one of them another name (AS)."
+    )
+    r = await _import_with(
+        make_settings, make_client, pg, dataset_query="SELECT 'a' AS dataset_id", results_query=head + "1 AS x, 2 AS x"
+    )
     assert r.status_code == 400
     assert r.json()["detail"] == 'The results_query returns two columns named "x". Give each column its own name (AS).'
-    r = await _import_with(make_settings, make_client, pg, results_query=head + "1 AS x",
-                           dataset_query="SELECT 'a' AS dataset_id, 'q' AS \"Query\", 'q2' AS query")
+    r = await _import_with(
+        make_settings,
+        make_client,
+        pg,
+        results_query=head + "1 AS x",
+        dataset_query="SELECT 'a' AS dataset_id, 'q' AS \"Query\", 'q2' AS query",
+    )
     assert r.status_code == 400
     assert r.json()["detail"].startswith('The dataset_query returns columns "Query" and "query"')
 
@@ -300,14 +380,23 @@ async def test_eval_db_import_refuses_columns_equal_ignoring_case(
 async def test_eval_db_import_case_insensitive_overlap_keeps_every_value(
     make_settings: Callable[..., Settings], make_client: Any, pg: PgSchema
 ) -> None:
-    pg.execute('CREATE TABLE res_case (dataset_id text, "Query" text, input text, metric text, score float8, '
-               '"Notes" text, dataset_notes text)')
-    pg.execute("INSERT INTO res_case VALUES ('a', 'Q-res', 'I-res', 'acc', 0.3, 'N-res', 'DN-res'), "
-               "('b', 'Q-res-b', 'I-res-b', 'acc', 0.7, NULL, NULL)")
+    pg.execute(
+        'CREATE TABLE res_case (dataset_id text, "Query" text, input text, metric text, score float8, '
+        '"Notes" text, dataset_notes text)'
+    )
+    pg.execute(
+        "INSERT INTO res_case VALUES ('a', 'Q-res', 'I-res', 'acc', 0.3, 'N-res', 'DN-res'), "
+        "('b', 'Q-res-b', 'I-res-b', 'acc', 0.7, NULL, NULL)"
+    )
     pg.execute("CREATE TABLE ds_case (dataset_id text, query text, notes text, extra text)")
     pg.execute("INSERT INTO ds_case VALUES ('a', 'q-ds', 'n-ds', 'e-ds')")
-    r = await _import_with(make_settings, make_client, pg, dataset_query=f"SELECT * FROM {pg.schema}.ds_case",
-                           results_query=f"SELECT * FROM {pg.schema}.res_case")
+    r = await _import_with(
+        make_settings,
+        make_client,
+        pg,
+        dataset_query=f"SELECT * FROM {pg.schema}.ds_case",
+        results_query=f"SELECT * FROM {pg.schema}.res_case",
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     cols = body["columns"]
@@ -318,13 +407,27 @@ async def test_eval_db_import_case_insensitive_overlap_keeps_every_value(
     # is a results column (results win), so the dataset notes are left out. §4.3 processing then
     # gives "Query" the canonical spelling `query` (the same column to DuckDB).
     first = body["data"][0]
-    assert {k: first[k] for k in ("query", "input", "dataset_query", "metric_name", "metric_score", "Notes",
-                                  "dataset_notes", "extra")} == {
-        "query": "Q-res", "input": "I-res", "dataset_query": "q-ds", "metric_name": "acc", "metric_score": 0.3,
-        "Notes": "N-res", "dataset_notes": "DN-res", "extra": "e-ds"}
+    assert {
+        k: first[k]
+        for k in ("query", "input", "dataset_query", "metric_name", "metric_score", "Notes", "dataset_notes", "extra")
+    } == {
+        "query": "Q-res",
+        "input": "I-res",
+        "dataset_query": "q-ds",
+        "metric_name": "acc",
+        "metric_score": 0.3,
+        "Notes": "N-res",
+        "dataset_notes": "DN-res",
+        "extra": "e-ds",
+    }
     second = body["data"][1]
     assert (second["query"], second["input"], second["dataset_query"], second["extra"], second["metric_score"]) == (
-        "Q-res-b", "I-res-b", None, None, 0.7)
+        "Q-res-b",
+        "I-res-b",
+        None,
+        None,
+        0.7,
+    )
     assert "n-ds" not in [v for row in body["data"] for v in row.values()]
 
 
@@ -337,42 +440,76 @@ async def test_eval_db_import_query_errors_name_the_query(
     pg.execute("INSERT INTO res VALUES ('a', 'acc', 0.5)")
     s = pg.schema
     # Trailing semicolons and a trailing line comment are fine: each query runs as a subquery.
-    r = await _import_with(make_settings, make_client, pg, dataset_query=f"SELECT * FROM {s}.ds;",
-                           results_query=f"SELECT * FROM {s}.res -- the results ; ;")
+    r = await _import_with(
+        make_settings,
+        make_client,
+        pg,
+        dataset_query=f"SELECT * FROM {s}.ds;",
+        results_query=f"SELECT * FROM {s}.res -- the results ; ;",
+    )
     assert r.status_code == 200, r.text
     assert [(d["query"], d["metric_name"], d["metric_score"]) for d in r.json()["data"]] == [("question a", "acc", 0.5)]
 
-    r = await _import_with(make_settings, make_client, pg, dataset_query=f"SELECT * FROM {s}.ds; SELECT 1",
-                           results_query=f"SELECT * FROM {s}.res")
+    r = await _import_with(
+        make_settings,
+        make_client,
+        pg,
+        dataset_query=f"SELECT * FROM {s}.ds; SELECT 1",
+        results_query=f"SELECT * FROM {s}.res",
+    )
     assert r.status_code == 400
     assert r.json()["detail"] == 'Import failed in dataset_query: syntax error at or near ";"'
-    r = await _import_with(make_settings, make_client, pg, dataset_query=f"SELECT * FROM {s}.ds",
-                           results_query=f"SELECT nope FROM {s}.res")
+    r = await _import_with(
+        make_settings, make_client, pg, dataset_query=f"SELECT * FROM {s}.ds", results_query=f"SELECT nope FROM {s}.res"
+    )
     assert r.status_code == 400
     assert r.json()["detail"] == 'Import failed in results_query: column "nope" does not exist'
-    r = await _import_with(make_settings, make_client, pg, dataset_query=f"SELECT * FROM {s}.ds",
-                           results_query="SELECT 'a' AS dataset_id, 'acc' AS metric, 1 / 0 AS value")
+    r = await _import_with(
+        make_settings,
+        make_client,
+        pg,
+        dataset_query=f"SELECT * FROM {s}.ds",
+        results_query="SELECT 'a' AS dataset_id, 'acc' AS metric, 1 / 0 AS value",
+    )
     assert r.status_code == 400
     assert r.json()["detail"] == "Import failed in results_query: division by zero"
     # A failure of the source server that is not the query's fault is a 502 (upstream), never a 500.
-    pg.execute("CREATE FUNCTION disk_full() RETURNS float8 LANGUAGE plpgsql AS "
-               "$$ BEGIN RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; END $$")
-    r = await _import_with(make_settings, make_client, pg, dataset_query=f"SELECT * FROM {s}.ds",
-                           results_query=f"SELECT 'a' AS dataset_id, 'acc' AS metric, {s}.disk_full() AS value")
+    pg.execute(
+        "CREATE FUNCTION disk_full() RETURNS float8 LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; END $$"
+    )
+    r = await _import_with(
+        make_settings,
+        make_client,
+        pg,
+        dataset_query=f"SELECT * FROM {s}.ds",
+        results_query=f"SELECT 'a' AS dataset_id, 'acc' AS metric, {s}.disk_full() AS value",
+    )
     assert r.status_code == 502
     assert r.json()["detail"] == "Import failed in results_query: could not extend file"
 
 
-@pytest.mark.parametrize(("url", "problem"), [
-    ("postgresql://{user}:{pw}@{host}:notaport/{db}", "the port in the URL is not a number from 1 to 65535"),
-    ("postgresql://{user}:{pw}@{host}:{port}/{db}?sslmode=bogus",
-     "sslmode in the URL must be one of disable, prefer, require, verify-ca, verify-full"),
-    ("mysql://{user}:{pw}@{host}:{port}/{db}",
-     "the URL must start with postgresql:// or postgres:// (only PostgreSQL is supported)"),
-])
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("postgresql://{user}:{pw}@{host}:notaport/{db}", "the port in the URL is not a number from 1 to 65535"),
+        (
+            "postgresql://{user}:{pw}@{host}:{port}/{db}?sslmode=bogus",
+            "sslmode in the URL must be one of disable, prefer, require, verify-ca, verify-full",
+        ),
+        (
+            "mysql://{user}:{pw}@{host}:{port}/{db}",
+            "the URL must start with postgresql:// or postgres:// (only PostgreSQL is supported)",
+        ),
+    ],
+)
 async def test_eval_db_import_invalid_url_is_a_clear_400(
-    make_settings: Callable[..., Settings], make_client: Any, pg: PgSchema, caplog: pytest.LogCaptureFixture,
-    url: str, problem: str
+    make_settings: Callable[..., Settings],
+    make_client: Any,
+    pg: PgSchema,
+    caplog: pytest.LogCaptureFixture,
+    url: str,
+    problem: str,
 ) -> None:
     pw = "Sekr1t-pw-77"
     pg.execute("CREATE TABLE res (dataset_id text, metric text, value float8)")
@@ -382,7 +519,8 @@ async def test_eval_db_import_invalid_url_is_a_clear_400(
     settings.config_dir.mkdir(parents=True, exist_ok=True)
     (settings.config_dir / "eval_db.yaml").write_text(
         f"eval_db:\n  url: {dsn}\n  ssl_mode: disable\n  dataset_query: SELECT 'a' AS dataset_id\n"
-        f"  results_query: SELECT * FROM {pg.schema}.res\n")
+        f"  results_query: SELECT * FROM {pg.schema}.res\n"
+    )
     with caplog.at_level(logging.WARNING):
         settings.reload_yaml()
     assert pw not in caplog.text and "eval_db.yaml key 'eval_db'" in caplog.text and problem in caplog.text
@@ -390,6 +528,8 @@ async def test_eval_db_import_invalid_url_is_a_clear_400(
         assert (await client.get("/api/data/eval-db-config")).json()["configured"] is False
         r = await client.post("/api/data/eval-db-import")
     assert r.status_code == 400
-    assert r.json()["detail"] == (f"The database settings are invalid and were ignored (eval_db.yaml key 'eval_db': "
-                                  f"url: {problem}). Fix them and restart.")
+    assert r.json()["detail"] == (
+        f"The database settings are invalid and were ignored (eval_db.yaml key 'eval_db': "
+        f"url: {problem}). Fix them and restart."
+    )
     assert pw not in r.text

@@ -130,9 +130,7 @@ async def test_101st_handle_is_429(pg: PgSchema, settings: Settings, make_client
         ({"host": None}, 422),
     ],
 )
-async def test_password_never_in_responses(
-    pg: PgSchema, client: Any, over: dict[str, Any], status: int
-) -> None:
+async def test_password_never_in_responses(pg: PgSchema, client: Any, over: dict[str, Any], status: int) -> None:
     payload = body(pg, **over)
     payload = {k: v for k, v in payload.items() if v is not None}
     r = await client.post("/api/database/connect", json=payload)
@@ -291,8 +289,8 @@ async def _import_100k(pg: PgSchema, client: Any, store: DuckDBStore) -> None:
     }  # fmt: skip
     t = info.table_name
     agg = await store.fetch(
-        f'SELECT count(*), sum(n), sum(big_n), sum(small_n), count(*) FILTER (flag), sum(amount), min(ts), max(ts), '
-        f'count(note), count(DISTINCT uid), sum(CAST(payload->>\'g\' AS BIGINT)) FROM "{t}"'
+        f"SELECT count(*), sum(n), sum(big_n), sum(small_n), count(*) FILTER (flag), sum(amount), min(ts), max(ts), "
+        f"count(note), count(DISTINCT uid), sum(CAST(payload->>'g' AS BIGINT)) FROM \"{t}\""
     )
     count, sum_n, sum_big, sum_small, flags, sum_amount, min_ts, max_ts, notes, uids, sum_payload = agg.rows[0]
     gs = range(1, N + 1)
@@ -353,8 +351,13 @@ async def test_query_import_monitoring_is_served_by_monitoring_analytics(pg: PgS
 
 async def test_password_never_logged(pg: PgSchema, client: Any, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    for over in ({}, {"host": "127.0.0.1", "port": 1}, {"username": "nobody_axis"}, {"database": "nodb_axis"},
-                 {"ssl_mode": "require"}):
+    for over in (
+        {},
+        {"host": "127.0.0.1", "port": 1},
+        {"username": "nobody_axis"},
+        {"database": "nodb_axis"},
+        {"ssl_mode": "require"},
+    ):
         r = await client.post("/api/database/connect", json=body(pg, **over))
         assert r.status_code in (200, 400)
     handle = (await client.post("/api/database/connect", json=body(pg))).json()["handle"]
@@ -404,15 +407,19 @@ async def test_attribute_notation_cannot_call_banned_functions(pg: PgSchema, cli
 async def test_unbalanced_parentheses_cannot_escape_the_wrapper(
     pg: PgSchema, tmp_path: Path, make_settings: Callable[..., Settings], make_client: Any
 ) -> None:
-    pg.execute("CREATE TABLE pub (id int); INSERT INTO pub VALUES (1);"
-               "CREATE TABLE secret (id int, pw text); INSERT INTO secret VALUES (1, 'TOPSECRET')")
+    pg.execute(
+        "CREATE TABLE pub (id int); INSERT INTO pub VALUES (1);"
+        "CREATE TABLE secret (id int, pw text); INSERT INTO secret VALUES (1, 'TOPSECRET')"
+    )
     allow_only(tmp_path, f"{pg.schema}.pub")
     async with make_client(make_settings()) as client:
         handle = (await client.post("/api/database/connect", json=body(pg))).json()["handle"]
         s = pg.schema
-        for sql in (f'SELECT 1) AS a, "{s}".secret, (SELECT 2',
-                    f'SELECT 1 AS x FROM "{s}".pub) AS a CROSS JOIN "{s}".secret CROSS JOIN (SELECT 2 AS y',
-                    f'SELECT id FROM "{s}".pub WHERE (id = 1'):
+        for sql in (
+            f'SELECT 1) AS a, "{s}".secret, (SELECT 2',
+            f'SELECT 1 AS x FROM "{s}".pub) AS a CROSS JOIN "{s}".secret CROSS JOIN (SELECT 2 AS y',
+            f'SELECT id FROM "{s}".pub WHERE (id = 1',
+        ):
             for r in await post_both(client, handle, sql):
                 assert r.status_code == 422, (sql, r.text)
                 assert r.json()["detail"][0]["msg"].startswith("Unbalanced parentheses")
@@ -433,9 +440,12 @@ async def test_allow_list_refuses_user_functions_in_from(
     allow_only(tmp_path, f"{s}.pub")
     async with make_client(make_settings()) as client:
         handle = (await client.post("/api/database/connect", json=body(pg))).json()["handle"]
-        for sql in (f'SELECT * FROM "{s}".leak()', f'SELECT * FROM ROWS FROM ("{s}".leak())',
-                    f'SELECT * FROM "{s}".pub p LEFT JOIN LATERAL "{s}".leak() l ON true',
-                    f'SELECT ("{s}".leak()).pw'):
+        for sql in (
+            f'SELECT * FROM "{s}".leak()',
+            f'SELECT * FROM ROWS FROM ("{s}".leak())',
+            f'SELECT * FROM "{s}".pub p LEFT JOIN LATERAL "{s}".leak() l ON true',
+            f'SELECT ("{s}".leak()).pw',
+        ):
             for r in await post_both(client, handle, sql):
                 assert r.status_code == 422, (sql, r.text)
                 assert r.json()["detail"][0]["msg"] == (
@@ -443,8 +453,10 @@ async def test_allow_list_refuses_user_functions_in_from(
                     "(pg_catalog) functions may be called"
                 )
                 assert "TOPSECRET" not in r.text
-        r = await client.post(f"/api/database/{handle}/query",
-                              json={"query": f'SELECT p.id, g FROM "{s}".pub p, generate_series(1, 2) g ORDER BY g'})
+        r = await client.post(
+            f"/api/database/{handle}/query",
+            json={"query": f'SELECT p.id, g FROM "{s}".pub p, generate_series(1, 2) g ORDER BY g'},
+        )
         assert r.json()["data"] == [{"id": 1, "g": 1}, {"id": 1, "g": 2}]
 
 
@@ -458,14 +470,17 @@ async def test_query_result_over_the_size_cap_is_413(
         big = "SELECT repeat('x', 1000000) AS big FROM generate_series(1, 4)"
         r = await client.post(url, json={"query": big, "limit": 100})
         assert r.status_code == 413
-        assert r.json() == {"detail": "The query result is too large: 4 rows hold about 3.8 MB of data (limit 2 MB, "
-                            "DB_QUERY_MAX_RESULT_MB). Select fewer or narrower columns, or lower the limit."}
+        assert r.json() == {
+            "detail": "The query result is too large: 4 rows hold about 3.8 MB of data (limit 2 MB, "
+            "DB_QUERY_MAX_RESULT_MB). Select fewer or narrower columns, or lower the limit."
+        }
         r = await client.post(url, json={"query": big, "limit": 1})
         assert r.status_code == 200 and r.json()["row_count"] == 1 and len(r.json()["data"][0]["big"]) == 1000000
 
 
-async def test_one_handle_cannot_starve_another(pg: PgSchema, make_settings: Callable[..., Settings],
-                                               make_client: Any) -> None:
+async def test_one_handle_cannot_starve_another(
+    pg: PgSchema, make_settings: Callable[..., Settings], make_client: Any
+) -> None:
     settings = make_settings(db_connect_timeout_seconds=1, db_pool_max_size=4, db_handle_max_concurrent=2)
     async with make_client(settings) as client:
         greedy = (await client.post("/api/database/connect", json=body(pg))).json()["handle"]
@@ -480,8 +495,10 @@ async def test_one_handle_cannot_starve_another(pg: PgSchema, make_settings: Cal
         statuses = sorted(t.status_code for t in await asyncio.gather(*slow))
         assert statuses == [200, 200, 429]
         refused = next(t for t in slow if t.result().status_code == 429).result()
-        assert refused.json() == {"detail": "This connection handle is already running 2 requests at once (the "
-                                  "per-handle limit); wait for one to finish and try again."}
+        assert refused.json() == {
+            "detail": "This connection handle is already running 2 requests at once (the "
+            "per-handle limit); wait for one to finish and try again."
+        }
 
 
 async def test_out_of_range_dates_are_400_over_http(pg: PgSchema, client: Any) -> None:

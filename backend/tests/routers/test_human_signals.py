@@ -18,12 +18,14 @@ def _csv(rows: list[list[object]]) -> str:
 async def test_upload_with_display_headers_and_source_column(client: httpx.AsyncClient) -> None:
     assert (await client.get("/api/human-signals/cases")).status_code == 404
     assert (await client.get("/api/human-signals/metric-schema")).status_code == 404
-    body = _csv([
-        ["Metric Name", "Dataset ID", "Signals", "Source", "Timestamp"],
-        ["resolution", "c1", json.dumps({"is_resolved": True, "status": "done"}), "atlas", "2025-01-01T10:00:00Z"],
-        ["resolution", "c2", json.dumps({"is_resolved": False, "status": "open"}), "nova", "2025-01-02T10:00:00Z"],
-        ["sentiment", "c2", json.dumps({"mood": "sad"}), "nova", "2025-01-02T10:00:00Z"],
-    ])
+    body = _csv(
+        [
+            ["Metric Name", "Dataset ID", "Signals", "Source", "Timestamp"],
+            ["resolution", "c1", json.dumps({"is_resolved": True, "status": "done"}), "atlas", "2025-01-01T10:00:00Z"],
+            ["resolution", "c2", json.dumps({"is_resolved": False, "status": "open"}), "nova", "2025-01-02T10:00:00Z"],
+            ["sentiment", "c2", json.dumps({"mood": "sad"}), "nova", "2025-01-02T10:00:00Z"],
+        ]
+    )
     res = await client.post("/api/human-signals/upload", files={"file": ("hs.csv", body, "text/csv")})
     assert res.status_code == 200, res.text
     data = res.json()
@@ -67,8 +69,13 @@ async def test_upload_without_any_case_id_is_400_and_keeps_the_previous_dataset(
     good = _csv([["metric_name", "dataset_id", "signals"], ["m", "c1", json.dumps({"ok": True})]])
     first = await client.post("/api/human-signals/upload", files={"file": ("a.csv", good, "text/csv")})
     assert first.status_code == 200, first.text
-    blank = _csv([["metric_name", "dataset_id", "signals"], ["m", "", json.dumps({"ok": True})],
-                  ["m", "", json.dumps({"ok": False})]])
+    blank = _csv(
+        [
+            ["metric_name", "dataset_id", "signals"],
+            ["m", "", json.dumps({"ok": True})],
+            ["m", "", json.dumps({"ok": False})],
+        ]
+    )
     res = await client.post("/api/human-signals/upload", files={"file": ("b.csv", blank, "text/csv")})
     assert res.status_code == 400 and res.json()["detail"].startswith("Empty dataset")
     cases = (await client.get("/api/human-signals/cases")).json()

@@ -9,10 +9,7 @@ import statistics
 import httpx
 
 CSV = (
-    "ID,Response Time,relevance_score,coherence_score,env\n"
-    "a,100,0.9,0.8,prod\n"
-    "b,300,0.3,0.6,prod\n"
-    "c,200,0.7,bad,dev\n"
+    "ID,Response Time,relevance_score,coherence_score,env\na,100,0.9,0.8,prod\nb,300,0.3,0.6,prod\nc,200,0.7,bad,dev\n"
 )
 
 
@@ -77,13 +74,20 @@ async def test_db_config_defaults(client: httpx.AsyncClient) -> None:
 
 async def test_epoch_timestamps_are_read_and_unreadable_ones_reported(client: httpx.AsyncClient) -> None:
     """Unix seconds and milliseconds become UTC timestamps; text that is no time is reported, not hidden."""
-    text = ("dataset_id,timestamp,a_score\n"
-            "a,1704153600,0.5\nb,1704157200123,0.7\nc,2024-01-02T03:00:00+01:00,0.9\nd,not a date,0.1\ne,,0.2\n")
+    text = (
+        "dataset_id,timestamp,a_score\n"
+        "a,1704153600,0.5\nb,1704157200123,0.7\nc,2024-01-02T03:00:00+01:00,0.9\nd,not a date,0.1\ne,,0.2\n"
+    )
     res = await client.post("/api/monitoring/upload", files={"file": ("epoch.csv", text, "text/csv")})
     assert res.status_code == 200, res.text
     body = res.json()
     assert [r["timestamp"] for r in body["data"]] == [
-        "2024-01-02T00:00:00", "2024-01-02T01:00:00.123000", "2024-01-02T02:00:00", None, None]
+        "2024-01-02T00:00:00",
+        "2024-01-02T01:00:00.123000",
+        "2024-01-02T02:00:00",
+        None,
+        None,
+    ]
     assert "1 timestamp value(s) could not be read" in body["message"] and "'not a date'" in body["message"]
     trends = (await client.get("/api/monitoring/analytics/trends", params={"granularity": "daily"})).json()
     assert [(p["timestamp"][:10], p["count"]) for p in trends["data"]] == [("2024-01-02", 3)]

@@ -377,7 +377,7 @@ async def test_a_sync_without_v2_signals_does_not_hide_uploaded_cases(
     pg.execute("""INSERT INTO rs VALUES ('s1', 'm', '{"ok": true}')""")
     settings = configure(make_settings, pg, store="human_signals")
     async with make_client(settings) as client:
-        upload = "metric_name,dataset_id,signals\nm,u1,\"{\"\"ok\"\": false}\"\nm,u2,\"{\"\"ok\"\": true}\"\n"
+        upload = 'metric_name,dataset_id,signals\nm,u1,"{""ok"": false}"\nm,u2,"{""ok"": true}"\n'
         res = await client.post("/api/human-signals/upload", files={"file": ("hs.csv", upload, "text/csv")})
         assert res.status_code == 200, res.text
         await client.post("/api/store/sync/human_signals")

@@ -35,9 +35,7 @@ ROWS = [
 async def _land(store: DuckDBStore, kind: str, rows: list[tuple[Any, ...]], with_time: bool = True) -> str:
     def build(cur: duckdb.DuckDBPyConnection, staging: str) -> None:
         time_col = ', "timestamp" TIMESTAMP' if with_time else ""
-        cur.execute(
-            f"CREATE TABLE {quote_ident(staging)} (dataset_id VARCHAR, score DOUBLE, query VARCHAR{time_col})"
-        )
+        cur.execute(f"CREATE TABLE {quote_ident(staging)} (dataset_id VARCHAR, score DOUBLE, query VARCHAR{time_col})")
         values = [(r[0], r[1], r[3], r[2]) if with_time else (r[0], r[1], r[3]) for r in rows]
         marks = ", ".join("?" * len(values[0]))
         cur.executemany(f"INSERT INTO {quote_ident(staging)} VALUES ({marks})", values)
@@ -162,9 +160,7 @@ async def test_bad_foreign_and_stale_cursors_are_400(paged_client: tuple[Any, ht
     assert (await status(cursor=cursor, sort_by="score"))[0] == 200
 
     # tampered values stay bound parameters: SQL in them is data (or a 400), never SQL
-    version, fingerprint, page, pos, keys, _ = json.loads(
-        base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-    )
+    version, fingerprint, page, pos, keys, _ = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     evil = "'; DROP TABLE x; --"
 
     def forge(sort: str | None, key_values: list[int] = keys, fp: str = fingerprint) -> str:
@@ -205,9 +201,7 @@ async def test_cursor_walks_the_synced_join_view_exactly_once(
         started = (await client.post("/api/store/sync/monitoring")).json()
         assert started["datasets"] == ["monitoring"] and len(started["sync_id"]) == 32
         assert (await wait_state(client, "monitoring_data", {"ready", "error"}))["state"] == "ready"
-        expected = Counter(
-            r[0] for r in source.fetch("SELECT rs.seq FROM rs JOIN ds ON rs.dataset_id = ds.record_id")
-        )
+        expected = Counter(r[0] for r in source.fetch("SELECT rs.seq FROM rs JOIN ds ON rs.dataset_id = ds.record_id"))
         assert expected[71] == 2 and sum(expected.values()) == 93
         # default order: timestamp desc; three results share each timestamp, so ties are everywhere
         rows, pages = await _walk(client, "/api/store/data/monitoring", page_size=4)

@@ -64,9 +64,15 @@ def test_filename_accepts_csv_case_insensitively(name: str) -> None:
     assert "/" not in check_csv_filename(name) and "\\" not in check_csv_filename(name)
 
 
-@pytest.mark.parametrize(("name", "message"), [(None, "No file provided"), ("", "No file provided"),
-                                                ("a.xlsx", "Only CSV files are supported"),
-                                                ("a.csv.exe", "Only CSV files are supported")])
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (None, "No file provided"),
+        ("", "No file provided"),
+        ("a.xlsx", "Only CSV files are supported"),
+        ("a.csv.exe", "Only CSV files are supported"),
+    ],
+)
 def test_filename_rejects(name: str | None, message: str) -> None:
     with pytest.raises(Invalid, match=message):
         check_csv_filename(name)
@@ -170,10 +176,13 @@ def test_header_only_allowed_when_asked(tmp_path: Path) -> None:
     assert res.row_count == 0 and res.column_names == ["a", "b", "c"]
 
 
-@pytest.mark.parametrize(("data", "line", "expected", "found"), [
-    (b"a,b,c\n1,2,3\n4,5,6,7\n", 3, 3, 4),
-    (b"a,b,c\n1,2,3\n4,5,6\n7,8\n", 4, 3, 2),
-])
+@pytest.mark.parametrize(
+    ("data", "line", "expected", "found"),
+    [
+        (b"a,b,c\n1,2,3\n4,5,6,7\n", 3, 3, 4),
+        (b"a,b,c\n1,2,3\n4,5,6\n7,8\n", 4, 3, 2),
+    ],
+)
 def test_ragged_rows_name_line(tmp_path: Path, data: bytes, line: int, expected: int, found: int) -> None:
     with pytest.raises(Invalid) as err:
         _load(tmp_path, data)
@@ -181,17 +190,20 @@ def test_ragged_rows_name_line(tmp_path: Path, data: bytes, line: int, expected:
     assert f"expected {expected} columns, found {found}" in err.value.message
 
 
-@pytest.mark.parametrize("data", [
-    b"a,b\n1,2\n3,4\n",
-    b'\xef\xbb\xbfa,b\n1,"x\ny, ""z"""\n2,\n',
-    b"a,b\r\n1,2\r\n",
-    b"a,b\n",
-    b"a,b,c\n1,2,3\n4,5,6,7\n",
-    b'a,b\n1,"open\n2,3\n',
-    b"a,b\n\xe9t\xe9,1\n",
-    b"a,a\n1,2\n",
-    b"",
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"a,b\n1,2\n3,4\n",
+        b'\xef\xbb\xbfa,b\n1,"x\ny, ""z"""\n2,\n',
+        b"a,b\r\n1,2\r\n",
+        b"a,b\n",
+        b"a,b,c\n1,2,3\n4,5,6,7\n",
+        b'a,b\n1,"open\n2,3\n',
+        b"a,b\n\xe9t\xe9,1\n",
+        b"a,a\n1,2\n",
+        b"",
+    ],
+)
 def test_count_csv_rows_checks_like_the_loader_without_storing(tmp_path: Path, data: bytes) -> None:
     """Same header, row count and error message as create_table_from_csv; nothing is created."""
     path = _write(tmp_path, "f.csv", data)
@@ -243,11 +255,7 @@ def test_duplicate_columns(tmp_path: Path, header: bytes) -> None:
 
 
 def test_rfc4180_multiline_and_doubled_quotes(tmp_path: Path) -> None:
-    data = (
-        b'id,text,json\n'
-        b'1,"line one\nline two, with comma","{""k"": [1, 2]}"\n'
-        b'2,plain,"{}"\n'
-    )
+    data = b'id,text,json\n1,"line one\nline two, with comma","{""k"": [1, 2]}"\n2,plain,"{}"\n'
     con, res = _load(tmp_path, data)
     assert res.row_count == 2
     rows = con.execute("SELECT id, text, json FROM t ORDER BY id").fetchall()
@@ -266,7 +274,9 @@ def test_types_and_utc_timestamps(tmp_path: Path) -> None:
     types = {c["name"]: c["type"] for c in res.columns}
     assert types == {"n": "BIGINT", "x": "DOUBLE", "ok": "BOOLEAN", "ts": "TIMESTAMP", "label": "VARCHAR"}
     assert [r[0] for r in con.execute("SELECT ts FROM t ORDER BY n").fetchall()] == [
-        dt.datetime(2026, 1, 1, 10, 0), dt.datetime(2026, 1, 1, 10, 30)]
+        dt.datetime(2026, 1, 1, 10, 0),
+        dt.datetime(2026, 1, 1, 10, 30),
+    ]
 
 
 def test_value_after_sniff_sample_falls_back_to_sql_inference(tmp_path: Path) -> None:
@@ -316,10 +326,18 @@ def test_only_true_false_are_booleans_and_long_integers_stay_exact(tmp_path: Pat
     data = b"judgment,flag,ok,big,n,u\nyes,T,true,12345678901234567890,9007199254740993,1_000\nno,F,FALSE,1,2,2_000\n"
     con, res = _load(tmp_path, data)
     types = {c["name"]: c["type"] for c in res.columns}
-    assert types == {"judgment": "VARCHAR", "flag": "VARCHAR", "ok": "BOOLEAN", "big": "HUGEINT", "n": "BIGINT",
-                     "u": "VARCHAR"}
+    assert types == {
+        "judgment": "VARCHAR",
+        "flag": "VARCHAR",
+        "ok": "BOOLEAN",
+        "big": "HUGEINT",
+        "n": "BIGINT",
+        "u": "VARCHAR",
+    }
     assert con.execute("SELECT * FROM t").fetchall() == [
-        ("yes", "T", True, 12345678901234567890, 9007199254740993, "1_000"), ("no", "F", False, 1, 2, "2_000")]
+        ("yes", "T", True, 12345678901234567890, 9007199254740993, "1_000"),
+        ("no", "F", False, 1, 2, "2_000"),
+    ]
     # a late 'yes' in a sniffed BOOLEAN column (a full pass); long ids in a sniffed DOUBLE column
     # are looked for in the first rows only (a late one is rounded, as pandas' float64 would)
     rows = "".join(f"{i}.5,{'true' if i % 2 else 'false'}\n" for i in range(25_000))
@@ -351,7 +369,8 @@ def test_late_utc_offset_in_a_timestamp_column_is_applied(tmp_path: Path) -> Non
     con, res = _load(tmp_path, ("t\n" + rows + "2026-01-01T12:00:00+02:00\n").encode())
     assert res.inferred_by_sql is True and {c["name"]: c["type"] for c in res.columns} == {"t": "TIMESTAMP"}
     assert con.execute("SELECT max(t), min(t) FROM t").fetchone() == (
-        dt.datetime(2026, 1, 1, 10, 0, 59), dt.datetime(2026, 1, 1, 10, 0)
+        dt.datetime(2026, 1, 1, 10, 0, 59),
+        dt.datetime(2026, 1, 1, 10, 0),
     )  # 12:00+02:00 is 10:00 UTC, not 12:00
     assert con.execute("SELECT count(*) FROM t WHERE t = TIMESTAMP '2026-01-01 10:00:00'").fetchone() == (418,)
 

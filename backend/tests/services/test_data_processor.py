@@ -43,31 +43,37 @@ TREE_COLS = ["metric_name", "parent", "metric_type", "metric_score"]
 FRESH_COLS = ["dataset_id", "evaluation_name", "query", "actual_output"]
 
 
-@pytest.mark.parametrize(("columns", "expected"), [
-    (EVAL_RUNNER_COLS, "eval_runner"),
-    (TREE_COLS, "tree_format"),
-    (["metric_name", "metric_score"], "flat_format"),
-    (["judgment"], "simple_judgment"),
-    (FRESH_COLS, "fresh_annotation"),
-    (["a", "b"], "unknown"),
-    (["Metric_Name", "metric_score"], "unknown"),  # exact, case-sensitive names
-    # priority: files that satisfy two rules
-    ([*EVAL_RUNNER_COLS, *TREE_COLS], "eval_runner"),
-    ([*TREE_COLS, "judgment"], "tree_format"),
-    (["metric_name", "metric_score", "judgment"], "flat_format"),
-    ([*FRESH_COLS, "judgment"], "simple_judgment"),
-    ([*FRESH_COLS, "run_id", "passed"], "eval_runner"),
-])
+@pytest.mark.parametrize(
+    ("columns", "expected"),
+    [
+        (EVAL_RUNNER_COLS, "eval_runner"),
+        (TREE_COLS, "tree_format"),
+        (["metric_name", "metric_score"], "flat_format"),
+        (["judgment"], "simple_judgment"),
+        (FRESH_COLS, "fresh_annotation"),
+        (["a", "b"], "unknown"),
+        (["Metric_Name", "metric_score"], "unknown"),  # exact, case-sensitive names
+        # priority: files that satisfy two rules
+        ([*EVAL_RUNNER_COLS, *TREE_COLS], "eval_runner"),
+        ([*TREE_COLS, "judgment"], "tree_format"),
+        (["metric_name", "metric_score", "judgment"], "flat_format"),
+        ([*FRESH_COLS, "judgment"], "simple_judgment"),
+        ([*FRESH_COLS, "run_id", "passed"], "eval_runner"),
+    ],
+)
 def test_detect_data_format(columns: list[str], expected: str) -> None:
     assert dp.detect_data_format(columns) == expected
 
 
 async def test_five_formats_from_real_files(store: DuckDBStore, tmp_path: Path) -> None:
     files = {
-        "eval_runner": _csv(["run_id", "dataset_id", "passed", "metric_name", "metric_score", "query"],
-                            [["r1", "d1", "true", "acc", 0.9, "q"], ["r1", "d2", "false", "acc", 0.2, "q2"]]),
-        "tree_format": _csv(["dataset_id", *TREE_COLS], [["d1", "root", "", "metric", 0.7],
-                                                         ["d1", "child", "root", "component", 0.5]]),
+        "eval_runner": _csv(
+            ["run_id", "dataset_id", "passed", "metric_name", "metric_score", "query"],
+            [["r1", "d1", "true", "acc", 0.9, "q"], ["r1", "d2", "false", "acc", 0.2, "q2"]],
+        ),
+        "tree_format": _csv(
+            ["dataset_id", *TREE_COLS], [["d1", "root", "", "metric", 0.7], ["d1", "child", "root", "component", 0.5]]
+        ),
         "flat_format": _csv(["dataset_id", "metric_name", "metric_score"], [["d1", "acc", 0.5], ["d2", "acc", 1]]),
         "simple_judgment": _csv([*FRESH_COLS, "judgment"], [["d1", "e", "q", "a", "accept"]]),
         "fresh_annotation": _csv(FRESH_COLS, [["d1", "e", "q", "a"], ["d2", "e", "q2", "a2"]]),
@@ -79,8 +85,12 @@ async def test_five_formats_from_real_files(store: DuckDBStore, tmp_path: Path) 
         assert res.dataset.source == f"upload:{fmt}.CSV"
     # detect-format reports raw columns and row count without storing anything
     before = len(await store.list_datasets("eval"))
-    det = await dp.detect_upload_format(store, UploadFile(io.BytesIO(files["flat_format"]), filename="x.csv"),
-                                        max_bytes=10_000, spool_dir=tmp_path / "spool")
+    det = await dp.detect_upload_format(
+        store,
+        UploadFile(io.BytesIO(files["flat_format"]), filename="x.csv"),
+        max_bytes=10_000,
+        spool_dir=tmp_path / "spool",
+    )
     assert (det.format, det.columns, det.row_count) == ("flat_format", ["dataset_id", "metric_name", "metric_score"], 2)
     assert len(await store.list_datasets("eval")) == before
 
@@ -91,7 +101,7 @@ async def test_flat_is_processed_and_reported_honestly(store: DuckDBStore, tmp_p
     res = await _upload(store, tmp_path, data)
     assert res.format == "flat_format"
     assert res.message.startswith("Flat format (as tree) with 2 nodes, root: acc, f1")
-    rows = (await store.fetch_dicts(f'SELECT * FROM "{res.dataset.table_name}" ORDER BY rowid'))
+    rows = await store.fetch_dicts(f'SELECT * FROM "{res.dataset.table_name}" ORDER BY rowid')
     assert rows[0]["evaluation_name"] == "exp" and "experiment_name" not in rows[0]
     assert rows[0]["metric_type"] == "metric" and rows[0]["parent"] is None and rows[0]["weight"] is None
     assert rows[0]["dataset_id"] == "test_case_1" and rows[0]["query"] == "" and rows[0]["critique"] == ""
@@ -101,16 +111,21 @@ async def test_flat_is_processed_and_reported_honestly(store: DuckDBStore, tmp_p
 
 
 async def test_tree_parent_blank_to_null_and_metadata_fill(store: DuckDBStore, tmp_path: Path) -> None:
-    data = (b'dataset_id,metric_name,parent,metric_type,metric_score,data_metadata,retrieved_content\n'
-            b'd1,root,"",metric,0.8,,\n'
-            b'd1,c1,root,component,0.6,"{""k"": 1}","[""doc""]"\n')
+    data = (
+        b"dataset_id,metric_name,parent,metric_type,metric_score,data_metadata,retrieved_content\n"
+        b'd1,root,"",metric,0.8,,\n'
+        b'd1,c1,root,component,0.6,"{""k"": 1}","[""doc""]"\n'
+    )
     res = await _upload(store, tmp_path, data)
     assert res.format == "tree_format"
     assert res.message == "Tree format with 2 nodes, root: root"
-    rows = await store.fetch_dicts(f'SELECT parent, data_metadata, retrieved_content FROM "{res.dataset.table_name}"'
-                                   " ORDER BY rowid")
-    assert rows == [{"parent": None, "data_metadata": "{}", "retrieved_content": "[]"},
-                    {"parent": "root", "data_metadata": '{"k": 1}', "retrieved_content": '["doc"]'}]
+    rows = await store.fetch_dicts(
+        f'SELECT parent, data_metadata, retrieved_content FROM "{res.dataset.table_name}" ORDER BY rowid'
+    )
+    assert rows == [
+        {"parent": None, "data_metadata": "{}", "retrieved_content": "[]"},
+        {"parent": "root", "data_metadata": '{"k": 1}', "retrieved_content": '["doc"]'},
+    ]
     # the response rows carry retrieved_content parsed (Ref): JSON / Python literal, else the raw text
     assert [r["retrieved_content"] for r in res.data] == [[], ["doc"]]
 
@@ -169,10 +184,16 @@ async def test_response_rows_capped(store: DuckDBStore, tmp_path: Path) -> None:
 # ------------------------------------------------------------------ aliases
 def test_alias_renames_with_collision_guard() -> None:
     assert dp.eval_alias_renames(["ID", "Input", "Model Output", "score", "Ground-Truth"]) == {
-        "ID": "dataset_id", "Input": "query", "score": "metric_score", "Ground-Truth": "expected_output"}
+        "ID": "dataset_id",
+        "Input": "query",
+        "score": "metric_score",
+        "Ground-Truth": "expected_output",
+    }
     # target exists → skipped; two sources for one target → only the first
     assert dp.eval_alias_renames(["id", "dataset_id", "input", "prompt", "value"]) == {
-        "input": "query", "value": "metric_score"}
+        "input": "query",
+        "value": "metric_score",
+    }
     # custom map (exact original name) wins over the alias table
     assert dp.eval_alias_renames(["score", "grade"], {"grade": "metric_score"}) == {"grade": "metric_score"}
     assert dp.eval_alias_renames(["experiment", "run_name"]) == {"experiment": "evaluation_name"}
@@ -188,28 +209,57 @@ def test_alias_collision_guard_ignores_case() -> None:
 
 
 def test_joined_split_sql_compares_names_ignoring_case() -> None:
-    sql = joined_split_sql(["DATASET_ID", "query", "dataset_query", "notes", "Extra"],
-                           ["dataset_id", "Query", "Notes", "dataset_NOTES"])
+    sql = joined_split_sql(
+        ["DATASET_ID", "query", "dataset_query", "notes", "Extra"], ["dataset_id", "Query", "Notes", "dataset_NOTES"]
+    )
     select = sql.split(" FROM ")[0]
     # dataset "query" overlaps "Query" but its own dataset_query claims that name; dataset notes
     # overlap "Notes" and dataset_notes is a results column: both overlapping columns are left out.
-    assert select == ('SELECT r."dataset_id", r."Query", r."Notes", r."dataset_NOTES", d."dataset_query", '
-                      'd."Extra"')
+    assert select == ('SELECT r."dataset_id", r."Query", r."Notes", r."dataset_NOTES", d."dataset_query", d."Extra"')
     assert "LEFT JOIN _ds d ON r.dataset_id = d.dataset_id" in sql
     assert joined_split_sql(["dataset_id", "x"], ["Dataset_Id", "y"]).split(" FROM ")[0] == (
-        'SELECT r."Dataset_Id", r."y", d."x"')
+        'SELECT r."Dataset_Id", r."y", d."x"'
+    )
 
 
 # ------------------------------------------------------------------ tree → wide
 TREE_ROWS: list[dict[str, Any]] = [
-    {"dataset_id": "d1", "evaluation_name": "e", "query": "q1", "metric_name": "quality", "metric_score": 0.8,
-     "metric_type": "metric", "parent": None},
-    {"dataset_id": "d1", "evaluation_name": "e", "query": "q1", "metric_name": "faith", "metric_score": 0.6,
-     "metric_type": "component", "parent": "quality"},
-    {"dataset_id": "d1", "evaluation_name": "e", "query": "q1", "metric_name": "faith", "metric_score": 0.1,
-     "metric_type": "component", "parent": "quality"},
-    {"dataset_id": "d2", "evaluation_name": None, "query": "q2", "metric_name": "quality", "metric_score": 0.4,
-     "metric_type": "metric", "parent": None},
+    {
+        "dataset_id": "d1",
+        "evaluation_name": "e",
+        "query": "q1",
+        "metric_name": "quality",
+        "metric_score": 0.8,
+        "metric_type": "metric",
+        "parent": None,
+    },
+    {
+        "dataset_id": "d1",
+        "evaluation_name": "e",
+        "query": "q1",
+        "metric_name": "faith",
+        "metric_score": 0.6,
+        "metric_type": "component",
+        "parent": "quality",
+    },
+    {
+        "dataset_id": "d1",
+        "evaluation_name": "e",
+        "query": "q1",
+        "metric_name": "faith",
+        "metric_score": 0.1,
+        "metric_type": "component",
+        "parent": "quality",
+    },
+    {
+        "dataset_id": "d2",
+        "evaluation_name": None,
+        "query": "q2",
+        "metric_name": "quality",
+        "metric_score": 0.4,
+        "metric_type": "metric",
+        "parent": None,
+    },
 ]
 
 
@@ -217,10 +267,22 @@ async def test_convert_tree_keeps_null_index_and_first_score(store: DuckDBStore)
     res = await dp.convert_tree(store, TREE_ROWS)
     assert res.columns == ["dataset_id", "evaluation_name", "query", "data_metadata", "quality", "faith"]
     assert res.data == [
-        {"dataset_id": "d1", "evaluation_name": "e", "query": "q1", "data_metadata": "{}", "quality": 0.8,
-         "faith": 0.6},
-        {"dataset_id": "d2", "evaluation_name": None, "query": "q2", "data_metadata": "{}", "quality": 0.4,
-         "faith": None},
+        {
+            "dataset_id": "d1",
+            "evaluation_name": "e",
+            "query": "q1",
+            "data_metadata": "{}",
+            "quality": 0.8,
+            "faith": 0.6,
+        },
+        {
+            "dataset_id": "d2",
+            "evaluation_name": None,
+            "query": "q2",
+            "data_metadata": "{}",
+            "quality": 0.4,
+            "faith": None,
+        },
     ]
     only_components = await dp.convert_tree(store, TREE_ROWS, metric_type="component")
     assert [r["dataset_id"] for r in only_components.data] == ["d1"]
@@ -228,8 +290,10 @@ async def test_convert_tree_keeps_null_index_and_first_score(store: DuckDBStore)
 
 
 async def test_convert_tree_lowercase_latency_dropped_not_emptied(store: DuckDBStore) -> None:
-    rows = [{"dataset_id": "d1", "query": "q", "metric_name": m, "metric_score": s}
-            for m, s in (("acc", 0.9), ("latency", 2.5), ("PERFORMANCE", 0.3))]
+    rows = [
+        {"dataset_id": "d1", "query": "q", "metric_name": m, "metric_score": s}
+        for m, s in (("acc", 0.9), ("latency", 2.5), ("PERFORMANCE", 0.3))
+    ]
     res = await dp.convert_tree(store, rows)
     assert res.columns == ["dataset_id", "query", "data_metadata", "acc"]
     small = [{**r, "metric_score": 0.5} if r["metric_name"] == "latency" else r for r in rows]
@@ -261,8 +325,15 @@ async def test_prepare_analytics(store: DuckDBStore) -> None:
 
 
 # ------------------------------------------------------------------ examples
-@pytest.mark.parametrize(("name", "fmt"), [("model", "tree_format"), ("comparison", "tree_format"),
-                                           ("annotation", "simple_judgment"), ("align", "fresh_annotation")])
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [
+        ("model", "tree_format"),
+        ("comparison", "tree_format"),
+        ("annotation", "simple_judgment"),
+        ("align", "fresh_annotation"),
+    ],
+)
 async def test_examples_load_from_sample_data(store: DuckDBStore, name: str, fmt: str) -> None:
     res = await dp.load_example(store, name, sample_dir=SAMPLES, row_cap=50_000)
     assert res.format == fmt and res.row_count > 0
@@ -279,8 +350,13 @@ async def test_example_unknown_and_missing(store: DuckDBStore, tmp_path: Path) -
 
 # ------------------------------------------------------------------ eval-db-import (real PostgreSQL)
 def _cfg(pg: PgSchema, **kw: Any) -> EvalDBConfig:
-    base: dict[str, Any] = {"host": pg.host, "port": pg.port, "database": pg.database, "username": pg.user,
-                            "ssl_mode": "disable"}
+    base: dict[str, Any] = {
+        "host": pg.host,
+        "port": pg.port,
+        "database": pg.database,
+        "username": pg.user,
+        "ssl_mode": "disable",
+    }
     base.update(kw)
     return EvalDBConfig(**base)
 
@@ -290,8 +366,10 @@ async def test_eval_db_import_left_join_aliases(store: DuckDBStore, pg: PgSchema
     pg.execute("CREATE TABLE items (dataset_id text, question text, notes_dataset text, shared text)")
     pg.execute("INSERT INTO items VALUES ('d1', 'q1', 'keep me', 'from items'), ('d2', 'q2', 'n2', 'x')")
     pg.execute("CREATE TABLE results (dataset_id text, metric text, score float8, shared text)")
-    pg.execute("INSERT INTO results VALUES ('d1', 'acc', 0.9, 'from results'), ('d1', 'f1', 0.7, 'r'),"
-               " ('d9', 'acc', 0.1, 'orphan')")
+    pg.execute(
+        "INSERT INTO results VALUES ('d1', 'acc', 0.9, 'from results'), ('d1', 'f1', 0.7, 'r'),"
+        " ('d9', 'acc', 0.1, 'orphan')"
+    )
     cfg = _cfg(pg, dataset_query=f'SELECT * FROM "{s}".items', results_query=f'SELECT * FROM "{s}".results')
     res = await dp.import_eval_db(store, cfg, row_cap=100)
     assert res.format == "flat_format"
@@ -310,8 +388,9 @@ async def test_eval_db_import_row_limit_and_results_only(store: DuckDBStore, pg:
     pg.execute("CREATE TABLE r (metric_name text, metric_score float8)")
     pg.execute("INSERT INTO r SELECT 'm' || (i % 2), i / 10.0 FROM generate_series(1, 30) i")
     pg.execute("CREATE TABLE d (x int)")
-    cfg = _cfg(pg, dataset_query=f'SELECT * FROM "{pg.schema}".d', results_query=f'SELECT * FROM "{pg.schema}".r',
-               row_limit=12)
+    cfg = _cfg(
+        pg, dataset_query=f'SELECT * FROM "{pg.schema}".d', results_query=f'SELECT * FROM "{pg.schema}".r', row_limit=12
+    )
     res = await dp.import_eval_db(store, cfg, row_cap=100)
     assert res.row_count == 12
 
@@ -334,16 +413,18 @@ async def test_eval_db_import_errors(store: DuckDBStore, pg: PgSchema) -> None:
 
 
 async def test_eval_db_import_timeout(store: DuckDBStore, pg: PgSchema) -> None:
-    cfg = _cfg(pg, query_timeout=1, dataset_query="SELECT 1 AS x",
-               results_query="SELECT pg_sleep(5) AS s, 'd1' AS dataset_id")
+    cfg = _cfg(
+        pg, query_timeout=1, dataset_query="SELECT 1 AS x", results_query="SELECT pg_sleep(5) AS s, 'd1' AS dataset_id"
+    )
     with pytest.raises(Timeout, match=r"Query timeout exceeded \(1s\)"):
         await dp.import_eval_db(store, cfg, row_cap=10)
 
 
 async def test_eval_db_import_scrubs_secrets(store: DuckDBStore, pg: PgSchema) -> None:
     secret = "s3cretpw42"  # PostgreSQL folds unquoted names to lower case
-    cfg = _cfg(pg, password=SecretStr(secret), dataset_query="SELECT 1 AS x",
-               results_query=f"SELECT * FROM {secret}_table")
+    cfg = _cfg(
+        pg, password=SecretStr(secret), dataset_query="SELECT 1 AS x", results_query=f"SELECT * FROM {secret}_table"
+    )
     with pytest.raises(Invalid) as err:  # an unknown table is a configuration problem (400)
         await dp.import_eval_db(store, cfg, row_cap=10)
     assert err.value.message == 'Import failed in results_query: relation "***_table" does not exist'
@@ -356,8 +437,17 @@ async def test_eval_db_import_scrubs_secrets(store: DuckDBStore, pg: PgSchema) -
 
 
 def test_eval_db_status() -> None:
-    st = dp.eval_db_status(EvalDBConfig(host="h", database="d", auto_load=True, dataset_query="a",
-                                        results_query="b", row_limit=99_999, query_timeout=500))
+    st = dp.eval_db_status(
+        EvalDBConfig(
+            host="h",
+            database="d",
+            auto_load=True,
+            dataset_query="a",
+            results_query="b",
+            row_limit=99_999,
+            query_timeout=500,
+        )
+    )
     assert (st.configured, st.auto_load, st.has_query, st.row_limit, st.query_timeout) == (True, True, True, 50000, 120)
     st = dp.eval_db_status(EvalDBConfig(auto_load=True))
     assert (st.configured, st.auto_load, st.has_query) == (False, False, False)

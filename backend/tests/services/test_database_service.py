@@ -83,8 +83,19 @@ def people_count(pg: PgSchema) -> int:
 # ------------------------------------------------------------------------------ identifiers
 @pytest.mark.parametrize(
     "name",
-    ['x"; DROP TABLE people; --', "people;", 'peo"ple', "people\x00", "ｐｅｏｐｌｅ", "peo\u200bple", "\u202epeople",
-     " people", "", "a" * 64, "back\\slash"],
+    [
+        'x"; DROP TABLE people; --',
+        "people;",
+        'peo"ple',
+        "people\x00",
+        "ｐｅｏｐｌｅ",
+        "peo\u200bple",
+        "\u202epeople",
+        " people",
+        "",
+        "a" * 64,
+        "back\\slash",
+    ],
 )
 def test_check_identifier_rejects(name: str) -> None:
     with pytest.raises(Invalid):
@@ -194,11 +205,18 @@ async def test_distinct_values_and_preview(env: Env, people: PgSchema) -> None:
     pv = await ds.preview(conns, settings, handle, PreviewRequest(table=table, limit=1))
     assert pv.row_count == 1 and set(pv.data[0]) == {"id", "name", "team", "score", "created", "Mixed Case"}
     # Numeric filter values compare as text; NULL filters use IS NULL.
-    pv = await ds.preview(conns, settings, handle, PreviewRequest(table=table, filters=[
-        ColumnFilter(column="id", value=2), ColumnFilter(column="Mixed Case", value="b")]))
+    pv = await ds.preview(
+        conns,
+        settings,
+        handle,
+        PreviewRequest(
+            table=table, filters=[ColumnFilter(column="id", value=2), ColumnFilter(column="Mixed Case", value="b")]
+        ),
+    )
     assert [r["name"] for r in pv.data] == ["bob"]
-    pv = await ds.preview(conns, settings, handle, PreviewRequest(table=table, filters=[
-        ColumnFilter(column="team", value=None)]))
+    pv = await ds.preview(
+        conns, settings, handle, PreviewRequest(table=table, filters=[ColumnFilter(column="team", value=None)])
+    )
     assert [r["name"] for r in pv.data] == ["dee"]
 
 
@@ -208,19 +226,28 @@ async def test_distinct_values_and_preview(env: Env, people: PgSchema) -> None:
         lambda s: PreviewRequest(table=TableRef(schema_name=s, name='people"; DROP TABLE people; --')),
         lambda s: PreviewRequest(table=TableRef(schema_name=f'{s}"; DROP', name="people")),
         lambda s: PreviewRequest(table=TableRef(schema_name=s, name="ｐｅｏｐｌｅ")),
-        lambda s: PreviewRequest(table=TableRef(schema_name=s, name="people"),
-                                 mappings=[ColumnMapping(source='id"; DROP TABLE people; --', target="x")]),
-        lambda s: PreviewRequest(table=TableRef(schema_name=s, name="people"),
-                                 mappings=[ColumnMapping(source="id", target='x" FROM people; DROP TABLE people; --')]),
-        lambda s: PreviewRequest(table=TableRef(schema_name=s, name="people"),
-                                 mappings=[ColumnMapping(source="nаme", target="x")]),  # Cyrillic а
-        lambda s: PreviewRequest(table=TableRef(schema_name=s, name="people"),
-                                 filters=[ColumnFilter(column="team; DROP TABLE people", value="red")]),
-        lambda s: PreviewRequest(table=TableRef(schema_name=s, name="people"),
-                                 filters=[ColumnFilter(column="ｔｅａｍ", value="red")]),
-        lambda s: PreviewRequest(table=TableRef(schema_name=s, name="people"),
-                                 mappings=[ColumnMapping(source="id", target="a"),
-                                           ColumnMapping(source="name", target="A")]),
+        lambda s: PreviewRequest(
+            table=TableRef(schema_name=s, name="people"),
+            mappings=[ColumnMapping(source='id"; DROP TABLE people; --', target="x")],
+        ),
+        lambda s: PreviewRequest(
+            table=TableRef(schema_name=s, name="people"),
+            mappings=[ColumnMapping(source="id", target='x" FROM people; DROP TABLE people; --')],
+        ),
+        lambda s: PreviewRequest(
+            table=TableRef(schema_name=s, name="people"), mappings=[ColumnMapping(source="nаme", target="x")]
+        ),  # Cyrillic а
+        lambda s: PreviewRequest(
+            table=TableRef(schema_name=s, name="people"),
+            filters=[ColumnFilter(column="team; DROP TABLE people", value="red")],
+        ),
+        lambda s: PreviewRequest(
+            table=TableRef(schema_name=s, name="people"), filters=[ColumnFilter(column="ｔｅａｍ", value="red")]
+        ),
+        lambda s: PreviewRequest(
+            table=TableRef(schema_name=s, name="people"),
+            mappings=[ColumnMapping(source="id", target="a"), ColumnMapping(source="name", target="A")],
+        ),
     ],
 )
 async def test_identifier_injection_rejected(env: Env, people: PgSchema, request_factory: Any) -> None:
@@ -261,8 +288,11 @@ async def test_query_basics(env: Env, people: PgSchema) -> None:
     assert await query(env, "SELECT 1 AS one -- trailing comment") == [{"one": 1}]
     assert await query(env, "SELECT 1 AS one /* ; DROP TABLE people */") == [{"one": 1}]
     assert await query(env, r"SELECT E'it\'s' AS s") == [{"s": "it's"}]
-    rows = await query(env, f'WITH r AS (SELECT team, count(*) AS n FROM "{s}".people GROUP BY team) '
-                             "SELECT * FROM r ORDER BY n DESC, team NULLS LAST")
+    rows = await query(
+        env,
+        f'WITH r AS (SELECT team, count(*) AS n FROM "{s}".people GROUP BY team) '
+        "SELECT * FROM r ORDER BY n DESC, team NULLS LAST",
+    )
     assert rows == [{"team": "red", "n": 2}, {"team": "blue", "n": 1}, {"team": None, "n": 1}]
 
 
@@ -349,8 +379,12 @@ async def test_allow_list_enforced(
     try:
         env: Env = (conns, settings, handle)
         assert await query(env, f'SELECT count(*) AS n FROM "{s}".people') == [{"n": 4}]
-        for sql in (f'SELECT * FROM "{s}".secret', f'SELECT * FROM "{s}".people, "{s}".secret',
-                    "SELECT * FROM pg_catalog.pg_authid", "SELECT * FROM pg_user"):
+        for sql in (
+            f'SELECT * FROM "{s}".secret',
+            f'SELECT * FROM "{s}".people, "{s}".secret',
+            "SELECT * FROM pg_catalog.pg_authid",
+            "SELECT * FROM pg_user",
+        ):
             with pytest.raises(Unprocessable) as info:
                 await query(env, sql)
             assert "allow-list" in info.value.message
@@ -359,8 +393,14 @@ async def test_allow_list_enforced(
         with pytest.raises(Invalid):
             await ds.preview(conns, settings, handle, PreviewRequest(table=TableRef(schema_name=s, name="secret")))
         with pytest.raises(Invalid):
-            await ds.table_import(conns, store, settings, handle,
-                                  TableImportRequest(handle=handle, table=TableRef(schema_name=s, name="secret")), None)
+            await ds.table_import(
+                conns,
+                store,
+                settings,
+                handle,
+                TableImportRequest(handle=handle, table=TableRef(schema_name=s, name="secret")),
+                None,
+            )
     finally:
         await conns.close_all()
 
@@ -372,8 +412,8 @@ async def test_allow_list_refuses_functions_outside_pg_catalog(
     public_fn = f"axis_leak_{uuid.uuid4().hex[:10]}"  # unqualified names resolve through "public, pg_catalog"
     people.execute(
         f'CREATE FUNCTION "{s}".leak() RETURNS SETOF text LANGUAGE sql AS $$ SELECT v FROM "{s}".secret $$;'
-        f'CREATE FUNCTION public.{public_fn}(arg text) RETURNS text LANGUAGE sql AS '
-        f'$$ SELECT string_agg(v, \',\') FROM "{s}".secret $$'
+        f"CREATE FUNCTION public.{public_fn}(arg text) RETURNS text LANGUAGE sql AS "
+        f"$$ SELECT string_agg(v, ',') FROM \"{s}\".secret $$"
     )
     write_yaml(tmp_path / "custom" / "config", "eval_db.yaml", f"eval_db:\n  tables: ['{s}.people']\n")
     settings = make_settings()
@@ -398,8 +438,9 @@ async def test_allow_list_refuses_functions_outside_pg_catalog(
                 req = QueryImportRequest(handle=handle, query=sql)
                 await ds.query_import(conns, store, settings, handle, req, None)
         # Built-in functions keep working, in FROM too.
-        rows = await query(env, f'SELECT upper(p.name) AS u, g FROM "{s}".people p, generate_series(1, 2) g '
-                                "WHERE p.id = 1 ORDER BY g")
+        rows = await query(
+            env, f'SELECT upper(p.name) AS u, g FROM "{s}".people p, generate_series(1, 2) g WHERE p.id = 1 ORDER BY g'
+        )
         assert rows == [{"u": "ANN", "g": 1}, {"u": "ANN", "g": 2}]
         assert await query(env, "SELECT * FROM pg_catalog.generate_series(1, 2) AS g") == [{"g": 1}, {"g": 2}]
     finally:
@@ -451,8 +492,11 @@ async def test_query_refuses_duplicate_column_names(env: Env, people: PgSchema) 
 async def test_out_of_range_dates_are_400(env: Env, people: PgSchema, store: DuckDBStore) -> None:
     conns, settings, handle = env
     people.execute("CREATE TABLE far (id int, d date); INSERT INTO far VALUES (1, '20000-01-01')")
-    for sql in ("SELECT '20000-01-01'::timestamp AS t", "SELECT '20000-01-01'::date AS d",
-                "SELECT '20000-01-01 00:00+00'::timestamptz AS tz"):
+    for sql in (
+        "SELECT '20000-01-01'::timestamp AS t",
+        "SELECT '20000-01-01'::date AS d",
+        "SELECT '20000-01-01 00:00+00'::timestamptz AS tz",
+    ):
         with pytest.raises(Invalid) as info:
             await query(env, sql)
         assert "dates and timestamps must lie between the years 1 and 9999" in info.value.message
@@ -477,8 +521,9 @@ async def test_import_keeps_the_query_order(env: Env, people: PgSchema, store: D
     sql = f'SELECT id, query FROM "{people.schema}".events'
 
     async def imported(q: str) -> list[int]:
-        res = await ds.query_import(conns, store, settings, handle, QueryImportRequest(handle=handle, query=q,
-                                                                                       limit=3), None)
+        res = await ds.query_import(
+            conns, store, settings, handle, QueryImportRequest(handle=handle, query=q, limit=3), None
+        )
         info = await store.get_dataset(res.dataset_id or "")
         rows = await store.fetch(f"SELECT id FROM {quote_ident(info.table_name)} ORDER BY rowid")
         assert [r["id"] for r in res.data] == [r[0] for r in rows.rows]
@@ -502,16 +547,26 @@ async def test_import_deadline_covers_the_whole_read(
     try:
         started = time.monotonic()
         with pytest.raises(Timeout) as info:
-            await ds.query_import(conns, store, settings, handle,
-                                  QueryImportRequest(handle=handle, query=sql, limit=400, dedupe_on_id=False), None)
+            await ds.query_import(
+                conns,
+                store,
+                settings,
+                handle,
+                QueryImportRequest(handle=handle, query=sql, limit=400, dedupe_on_id=False),
+                None,
+            )
         elapsed = time.monotonic() - started
         assert info.value.status_code == 408
         assert info.value.message == "Query timeout exceeded (3s). Simplify the query or add filters."
         assert 2.9 <= elapsed < 5.0
         active = ["x"]
         for _ in range(50):
-            active = [r[0] for r in people.fetch(
-                "SELECT query FROM pg_stat_activity WHERE application_name = %s AND state <> 'idle'", (app_name,))]
+            active = [
+                r[0]
+                for r in people.fetch(
+                    "SELECT query FROM pg_stat_activity WHERE application_name = %s AND state <> 'idle'", (app_name,)
+                )
+            ]
             if not active:
                 break
             await asyncio.sleep(0.05)
@@ -539,8 +594,10 @@ async def test_import_dedupes_in_stable_order_and_lands_eval(env: Env, people: P
     assert res.kind == "eval" and res.format == "flat_format"
     # Expected: ORDER BY key then all other columns; the first row of each (dataset_id, metric_name) wins;
     # rows with a NULL key are all kept.
-    rows = sorted(people.fetch("SELECT record_id, metric, score, note FROM evals"),
-                  key=lambda r: (r[0] is None, r[0] or "", r[1], r[2], r[3] is None, r[3] or ""))
+    rows = sorted(
+        people.fetch("SELECT record_id, metric, score, note FROM evals"),
+        key=lambda r: (r[0] is None, r[0] or "", r[1], r[2], r[3] is None, r[3] or ""),
+    )
     seen: set[tuple[str, str]] = set()
     expected = []
     for r in rows:
@@ -583,8 +640,9 @@ async def test_import_rename_map_of_targeted_store_and_kinds(
     conns, handle = await _env(settings, people)
     try:
         sql = f'SELECT * FROM "{people.schema}".mon'
-        mon = await ds.query_import(conns, store, settings, handle, QueryImportRequest(handle=handle, query=sql),
-                                    "monitoring")
+        mon = await ds.query_import(
+            conns, store, settings, handle, QueryImportRequest(handle=handle, query=sql), "monitoring"
+        )
         assert mon.kind == "monitoring" and mon.format == "monitoring"
         assert mon.columns[:4] == ["dataset_id", "timestamp", "latency", "relevance_score"]
         assert [(r["dataset_id"], r["latency"]) for r in mon.data] == [("a", 120.0), ("b", 80.0)]
@@ -641,11 +699,13 @@ async def test_import_limit_and_warning(env: Env, people: PgSchema, store: DuckD
     res = await ds.query_import(conns, store, settings, handle, req, None)
     assert res.row_count == 1 and "Warning: no canonical columns" in res.message
     with pytest.raises(Invalid):
-        await ds.query_import(conns, store, settings, handle,
-                              req.model_copy(update={"limit": settings.db_import_max_rows + 1}), None)
+        await ds.query_import(
+            conns, store, settings, handle, req.model_copy(update={"limit": settings.db_import_max_rows + 1}), None
+        )
     with pytest.raises(Invalid) as info:
-        await ds.query_import(conns, store, settings, handle,
-                              req.model_copy(update={"query": "SELECT 1 AS a, 2 AS A"}), None)
+        await ds.query_import(
+            conns, store, settings, handle, req.model_copy(update={"query": "SELECT 1 AS a, 2 AS A"}), None
+        )
     assert "Duplicate column names" in info.value.message
     info = await store.get_dataset(res.dataset_id or "")
     table = await store.fetch(f"SELECT * FROM {quote_ident(info.table_name)}")
@@ -654,8 +714,10 @@ async def test_import_limit_and_warning(env: Env, people: PgSchema, store: DuckD
 
 async def test_query_import_numeric_is_exact(env: Env, people: PgSchema, store: DuckDBStore) -> None:
     conns, settings, handle = env
-    sql = (f'SELECT id, score, score * 1000000 AS big, (-score)::numeric AS neg, \'NaN\'::numeric AS nan, '
-           f'1e40::numeric AS huge FROM "{people.schema}".people')
+    sql = (
+        f"SELECT id, score, score * 1000000 AS big, (-score)::numeric AS neg, 'NaN'::numeric AS nan, "
+        f'1e40::numeric AS huge FROM "{people.schema}".people'
+    )
     res = await ds.query_import(conns, store, settings, handle, QueryImportRequest(handle=handle, query=sql), None)
     info = await store.get_dataset(res.dataset_id or "")
     types = {c["name"]: c["type"] for c in info.columns}

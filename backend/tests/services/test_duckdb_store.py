@@ -48,8 +48,15 @@ def test_utc_instant_equals_timezone_utc_and_python() -> None:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'America/New_York'")  # the session zone must not matter
     con.execute("CREATE TABLE e (ts TIMESTAMPTZ)")
-    edge = ["infinity", "-infinity", "0001-01-01 00:00:00+00", "1969-12-31 23:59:59.999999+00",
-            "2024-03-10 02:30:00-08", "1900-05-05 12:00:00.123456+03", "9999-12-31 23:59:59.999999+05"]
+    edge = [
+        "infinity",
+        "-infinity",
+        "0001-01-01 00:00:00+00",
+        "1969-12-31 23:59:59.999999+00",
+        "2024-03-10 02:30:00-08",
+        "1900-05-05 12:00:00.123456+03",
+        "9999-12-31 23:59:59.999999+05",
+    ]
     con.executemany("INSERT INTO e VALUES (?)", [[v] for v in edge] + [[None]])
     rng = np.random.default_rng(7)
     micros = rng.integers(-60_000_000_000_000_000, 250_000_000_000_000_000, 2000)
@@ -93,8 +100,14 @@ asyncio.run(main())
     probe = "import duckdb; print(duckdb.sql(\"SELECT current_setting('TimeZone')\").fetchone()[0])"
     machine = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
     assert machine.stdout.strip() == "America/New_York"  # the zone a plain DuckDB connection gets here
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[2])
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == ["UTC", "2026-01-01 10:00:00", "2026-01-01 10:00:00+00"]
 
 

@@ -41,8 +41,15 @@ def make_long_rows(n: int = 60, seed: int = 7) -> list[dict[str, Any]]:
         if i % 2 == 0:
             scores["flat"] = None
         for m in METRICS:
-            rows.append({"dataset_id": f"d{i:03d}", "evaluation_name": GROUPS[i % 3], "metric_name": m,
-                         "metric_score": scores[m], "metric_type": "metric"})
+            rows.append(
+                {
+                    "dataset_id": f"d{i:03d}",
+                    "evaluation_name": GROUPS[i % 3],
+                    "metric_name": m,
+                    "metric_score": scores[m],
+                    "metric_type": "metric",
+                }
+            )
     return rows
 
 
@@ -55,8 +62,13 @@ def to_wide(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def values(rows: list[dict[str, Any]], metric: str, group: str | None = None) -> list[float]:
-    return [r["metric_score"] for r in rows if r["metric_name"] == metric and r["metric_score"] is not None
-            and (group is None or r["evaluation_name"] == group)]
+    return [
+        r["metric_score"]
+        for r in rows
+        if r["metric_name"] == metric
+        and r["metric_score"] is not None
+        and (group is None or r["evaluation_name"] == group)
+    ]
 
 
 def rows_to_csv(rows: list[dict[str, Any]]) -> bytes:
@@ -95,7 +107,10 @@ def test_parse_metrics_forms() -> None:
 def test_parse_body_forms() -> None:
     assert ea.parse_body([{"a": 1}]) == ([{"a": 1}], None, None)
     assert ea.parse_body({"data": [{"a": 1}], "metrics": "a,b", "dataset_id": "eval_x"}) == (
-        [{"a": 1}], ["a", "b"], "eval_x")
+        [{"a": 1}],
+        ["a", "b"],
+        "eval_x",
+    )
     with pytest.raises(Invalid):
         ea.parse_body({"data": [1, 2]})
 
@@ -118,8 +133,9 @@ async def test_summary_matches_statistics(store: DuckDBStore, stored: str, long_
 
 async def test_summary_std_zero_for_single_value(store: DuckDBStore) -> None:
     res = await ea.summary(store, ea.AnalyticsInput(rows=[{"a": 0.3, "b": None}, {"a": None, "b": None}]))
-    assert res["summary"] == [{"metric_name": "a", "mean": 0.3, "std": 0.0, "min": 0.3, "max": 0.3, "count": 1,
-                               "passing_rate": 0.0}]
+    assert res["summary"] == [
+        {"metric_name": "a", "mean": 0.3, "std": 0.0, "min": 0.3, "max": 0.3, "count": 1, "passing_rate": 0.0}
+    ]
     assert res["total_records"] == 2
 
 
@@ -177,9 +193,7 @@ def pairwise_r(long_rows: list[dict[str, Any]], a: str, b: str) -> float | None:
     return float(np.corrcoef(x, y)[0, 1])
 
 
-async def test_correlation_pairwise_complete(
-    store: DuckDBStore, stored: str, long_rows: list[dict[str, Any]]
-) -> None:
+async def test_correlation_pairwise_complete(store: DuckDBStore, stored: str, long_rows: list[dict[str, Any]]) -> None:
     chosen = ["m_a", "m_b", "m_c", "flat"]
     for inp in sources(long_rows):
         res = await ea.correlation(store, inp, metrics=chosen)
@@ -211,8 +225,12 @@ async def test_comparison_one_group_by(store: DuckDBStore, stored: str, long_row
 
 
 async def test_comparison_null_groups_dropped_and_empty_metric_omitted(store: DuckDBStore) -> None:
-    rows = [{"g": "a", "x": 1.0, "y": None}, {"g": "a", "x": 3.0, "y": None}, {"g": None, "x": 5.0, "y": 1.0},
-            {"g": "b", "x": None, "y": 2.0}]
+    rows = [
+        {"g": "a", "x": 1.0, "y": None},
+        {"g": "a", "x": 3.0, "y": None},
+        {"g": None, "x": 5.0, "y": 1.0},
+        {"g": "b", "x": None, "y": 2.0},
+    ]
     res = await ea.comparison(store, ea.AnalyticsInput(rows=rows), group_by="g", metrics=None)
     assert res["groups"] == ["a", "b"]
     assert res["comparison"] == [
@@ -226,8 +244,10 @@ async def test_group_by_column_named_like_internal_columns(store: DuckDBStore, l
     res = await ea.comparison(store, ea.AnalyticsInput(rows=long_rows), group_by="metric_name", metrics=["m_a"])
     assert res["groups"] == ["m_a"]
     assert res["comparison"][0]["m_a"]["mean"] == pytest.approx(statistics.mean(values(long_rows, "m_a")))
-    rows = [{"v": 1.0, "grp": "a", "metric_name": "x", "w": 2.0, "u": 3.0}, {"v": 3.0, "grp": "a", "metric_name": "y",
-                                                                             "w": 4.0, "u": 5.0}]
+    rows = [
+        {"v": 1.0, "grp": "a", "metric_name": "x", "w": 2.0, "u": 3.0},
+        {"v": 3.0, "grp": "a", "metric_name": "y", "w": 4.0, "u": 5.0},
+    ]
     res = await ea.comparison(store, ea.AnalyticsInput(rows=rows), group_by="grp", metrics=["v"])
     assert res["comparison"] == [{"group": "a", "v": {"mean": 2.0, "std": pytest.approx(math.sqrt(2)), "count": 2}}]
     radar = await ea.radar(store, ea.AnalyticsInput(rows=rows), metrics=["v", "w", "u"], group_by="metric_name")
@@ -246,15 +266,19 @@ async def test_radar(store: DuckDBStore, stored: str, long_rows: list[dict[str, 
         assert overall["traces"][0]["values"] == pytest.approx([statistics.mean(values(long_rows, m)) for m in chosen])
     with pytest.raises(Invalid, match="Need at least 3 metrics"):
         await ea.radar(store, ea.AnalyticsInput(rows=[]), metrics=["m_a", "m_b"], group_by=None)
-    nulls = await ea.radar(store, ea.AnalyticsInput(rows=[{"a": 1.0, "b": None, "c": 2.0}]), metrics=["a", "b", "c"],
-                           group_by=None)
+    nulls = await ea.radar(
+        store, ea.AnalyticsInput(rows=[{"a": 1.0, "b": None, "c": 2.0}]), metrics=["a", "b", "c"], group_by=None
+    )
     assert nulls["traces"] == [{"name": "Overall", "values": [1.0, 0.0, 2.0]}]
 
 
 async def test_scatter_drops_null_pairs(store: DuckDBStore, stored: str, long_rows: list[dict[str, Any]]) -> None:
     wide = to_wide(long_rows)
-    expected = sorted((r["dataset_id"], r["m_a"], r["m_b"], r["evaluation_name"]) for r in wide
-                      if r["m_a"] is not None and r["m_b"] is not None)
+    expected = sorted(
+        (r["dataset_id"], r["m_a"], r["m_b"], r["evaluation_name"])
+        for r in wide
+        if r["m_a"] is not None and r["m_b"] is not None
+    )
     for inp in sources(long_rows):
         res = await ea.scatter(store, inp, x_metric="m_a", y_metric="m_b", color_by="evaluation_name")
         got = sorted(zip(res["ids"], res["x"], res["y"], res["color"], strict=True))

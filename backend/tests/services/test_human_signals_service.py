@@ -15,8 +15,14 @@ from app.errors import Invalid, NotFound
 from app.services import human_signals_service as hs
 from app.services.duckdb_store import DuckDBStore, quote_ident
 
-CONV_A = json.dumps({"messages": [{"role": "assistant", "content": "New support case: TICK-1\nDetails here"},
-                                  {"role": "user", "content": "hi"}]})
+CONV_A = json.dumps(
+    {
+        "messages": [
+            {"role": "assistant", "content": "New support case: TICK-1\nDetails here"},
+            {"role": "user", "content": "hi"},
+        ]
+    }
+)
 CONV_B = json.dumps({"messages": [{"role": "assistant", "content": "\n   \n" + "x" * 100 + "\nmore"}]})
 LONG_LINE = "x" * 80
 
@@ -25,35 +31,91 @@ def v2_frame() -> pd.DataFrame:
     """Two cases × three metrics, with the awkward cases the spec names."""
     rows = [
         # case 10 ---------------------------------------------------------------
-        {"Metric Name": "escalation", "Dataset-ID": 10, "Signals": json.dumps(
-            {"is_escalated": True, "reason": "billing", "reasoning": "r1", "details": '{"team": "billing"}'}),
-         "source": "atlas", "Metric Category": " Classification ", "conversation": CONV_A,
-         "conversation_stats": json.dumps({"turn_count": 4, "user_message_count": 9}),
-         "additional_input": json.dumps({"message_url": "https://slack/x", "sender": "Bot"}),
-         "timestamp": "2025-01-01 10:00:00"},
-        {"Metric Name": "quality", "Dataset-ID": 10, "Signals": json.dumps(
-            {"overall": {"checks": [{"name": "total", "value": 5}, {"name": "relevant", "score": 2}]},
-             "reasoning": "r2"}),
-         "source": "atlas", "Metric Category": "score", "conversation": CONV_A,
-         "conversation_stats": "{}", "additional_input": None, "timestamp": "2025-01-01 10:00:00"},
-        {"Metric Name": "sentiment", "Dataset-ID": 10, "Signals": "{'sentiment': 'happy', 'needs_followup': 'no'}",
-         "source": "atlas", "Metric Category": None, "conversation": CONV_A, "conversation_stats": None,
-         "additional_input": None, "timestamp": "2025-01-01 10:00:00"},
+        {
+            "Metric Name": "escalation",
+            "Dataset-ID": 10,
+            "Signals": json.dumps(
+                {"is_escalated": True, "reason": "billing", "reasoning": "r1", "details": '{"team": "billing"}'}
+            ),
+            "source": "atlas",
+            "Metric Category": " Classification ",
+            "conversation": CONV_A,
+            "conversation_stats": json.dumps({"turn_count": 4, "user_message_count": 9}),
+            "additional_input": json.dumps({"message_url": "https://slack/x", "sender": "Bot"}),
+            "timestamp": "2025-01-01 10:00:00",
+        },
+        {
+            "Metric Name": "quality",
+            "Dataset-ID": 10,
+            "Signals": json.dumps(
+                {
+                    "overall": {"checks": [{"name": "total", "value": 5}, {"name": "relevant", "score": 2}]},
+                    "reasoning": "r2",
+                }
+            ),
+            "source": "atlas",
+            "Metric Category": "score",
+            "conversation": CONV_A,
+            "conversation_stats": "{}",
+            "additional_input": None,
+            "timestamp": "2025-01-01 10:00:00",
+        },
+        {
+            "Metric Name": "sentiment",
+            "Dataset-ID": 10,
+            "Signals": "{'sentiment': 'happy', 'needs_followup': 'no'}",
+            "source": "atlas",
+            "Metric Category": None,
+            "conversation": CONV_A,
+            "conversation_stats": None,
+            "additional_input": None,
+            "timestamp": "2025-01-01 10:00:00",
+        },
         # case 2 ----------------------------------------------------------------
-        {"Metric Name": "escalation", "Dataset-ID": 2, "Signals": json.dumps(
-            {"is_escalated": False, "reason": "none", "reasoning": None}),
-         "source": "nova", "Metric Category": "classification", "conversation": CONV_B,
-         "conversation_stats": json.dumps({"user_message_count": 2, "ai_message_count": 3}),
-         "additional_input": "[1, 2]", "timestamp": "2025-01-02 11:00:00"},
-        {"Metric Name": "sentiment", "Dataset-ID": 2, "Signals": json.dumps({"sentiment": "sad", "reasoning": "r3"}),
-         "source": "nova", "Metric Category": "classification", "conversation": CONV_B,
-         "conversation_stats": "not json", "additional_input": None, "timestamp": "2025-01-02 11:00:00"},
-        {"Metric Name": "escalation", "Dataset-ID": 3, "Signals": json.dumps({"is_escalated": True}),
-         "source": "nova", "Metric Category": "classification", "conversation": None,
-         "conversation_stats": None, "additional_input": None, "timestamp": "2025-01-03 11:00:00"},
-        {"Metric Name": "  ", "Dataset-ID": 3, "Signals": json.dumps({"ignored": 1}),
-         "source": "nova", "Metric Category": None, "conversation": None,
-         "conversation_stats": None, "additional_input": None, "timestamp": "2025-01-03 11:00:00"},
+        {
+            "Metric Name": "escalation",
+            "Dataset-ID": 2,
+            "Signals": json.dumps({"is_escalated": False, "reason": "none", "reasoning": None}),
+            "source": "nova",
+            "Metric Category": "classification",
+            "conversation": CONV_B,
+            "conversation_stats": json.dumps({"user_message_count": 2, "ai_message_count": 3}),
+            "additional_input": "[1, 2]",
+            "timestamp": "2025-01-02 11:00:00",
+        },
+        {
+            "Metric Name": "sentiment",
+            "Dataset-ID": 2,
+            "Signals": json.dumps({"sentiment": "sad", "reasoning": "r3"}),
+            "source": "nova",
+            "Metric Category": "classification",
+            "conversation": CONV_B,
+            "conversation_stats": "not json",
+            "additional_input": None,
+            "timestamp": "2025-01-02 11:00:00",
+        },
+        {
+            "Metric Name": "escalation",
+            "Dataset-ID": 3,
+            "Signals": json.dumps({"is_escalated": True}),
+            "source": "nova",
+            "Metric Category": "classification",
+            "conversation": None,
+            "conversation_stats": None,
+            "additional_input": None,
+            "timestamp": "2025-01-03 11:00:00",
+        },
+        {
+            "Metric Name": "  ",
+            "Dataset-ID": 3,
+            "Signals": json.dumps({"ignored": 1}),
+            "source": "nova",
+            "Metric Category": None,
+            "conversation": None,
+            "conversation_stats": None,
+            "additional_input": None,
+            "timestamp": "2025-01-03 11:00:00",
+        },
     ]
     return pd.DataFrame(rows)
 
@@ -91,21 +153,32 @@ async def test_schema_expansion_and_types(store: DuckDBStore) -> None:
 
 
 async def test_majority_type_wins(store: DuckDBStore) -> None:
-    df = pd.DataFrame({
-        "metric_name": ["m", "m", "m", "other"], "dataset_id": ["a", "b", "c", "a"], "source_name": ["s"] * 4,
-        "signals": [json.dumps({"flag": "yes"}), json.dumps({"flag": True}), json.dumps({"flag": False}),
-                    json.dumps({"x": None})],
-    })
+    df = pd.DataFrame(
+        {
+            "metric_name": ["m", "m", "m", "other"],
+            "dataset_id": ["a", "b", "c", "a"],
+            "source_name": ["s"] * 4,
+            "signals": [
+                json.dumps({"flag": "yes"}),
+                json.dumps({"flag": True}),
+                json.dumps({"flag": False}),
+                json.dumps({"x": None}),
+            ],
+        }
+    )
     built, _ = await build(store, df)
     assert built.metric_schema["metrics"]["m"]["signal_types"] == {"flag": "boolean"}  # DB-22: 2 of 3
     assert built.metric_schema["metrics"]["other"]["signal_types"] == {"x": "unknown"}
 
 
 async def test_duplicate_keys_and_array_signals(store: DuckDBStore) -> None:
-    df = pd.DataFrame({
-        "metric_name": ["dup", "lst"], "dataset_id": ["a", "a"],
-        "signals": ['{"k": "x", "b": 1, "k": "y"}', '[7, "z"]'],
-    })
+    df = pd.DataFrame(
+        {
+            "metric_name": ["dup", "lst"],
+            "dataset_id": ["a", "a"],
+            "signals": ['{"k": "x", "b": 1, "k": "y"}', '[7, "z"]'],
+        }
+    )
     built, cases = await build(store, df)
     metrics = built.metric_schema["metrics"]
     assert metrics["dup"]["signals"] == ["k", "b"]  # first-occurrence order
@@ -117,12 +190,19 @@ async def test_duplicate_keys_and_array_signals(store: DuckDBStore) -> None:
 
 async def test_business_label_ignores_cr_and_tabs_and_reads_any_script(store: DuckDBStore) -> None:
     """§7.4's "New <word> case: <label>" with a Unicode word; CRLF text and tab-only lines are blank."""
-    firsts = {"a": "New support case: TICK-1\r\nmore", "b": "New café case: Ünïcödé\nx",
-              "c": "\t\r\n  first real line\r\nsecond"}
-    df = pd.DataFrame({
-        "metric_name": ["m"] * 3, "dataset_id": list(firsts), "signals": ['{"ok": true}'] * 3,
-        "conversation": [json.dumps({"messages": [{"role": "user", "content": t}]}) for t in firsts.values()],
-    })
+    firsts = {
+        "a": "New support case: TICK-1\r\nmore",
+        "b": "New café case: Ünïcödé\nx",
+        "c": "\t\r\n  first real line\r\nsecond",
+    }
+    df = pd.DataFrame(
+        {
+            "metric_name": ["m"] * 3,
+            "dataset_id": list(firsts),
+            "signals": ['{"ok": true}'] * 3,
+            "conversation": [json.dumps({"messages": [{"role": "user", "content": t}]}) for t in firsts.values()],
+        }
+    )
     _, cases = await build(store, df)
     assert [c["Business"] for c in cases] == ["TICK-1", "Ünïcödé", "first real line"]
 
@@ -192,8 +272,14 @@ async def test_example_hitl(store: DuckDBStore, settings: Settings) -> None:
     assert schema is not None and len(schema["metrics"]) == 13
     assert "reasoning" in schema["metrics"]["priority_level"]["signals"]  # 5/13 metrics: not common
     kpis = [(k.get("signal"), k.get("format")) for k in (res.display_config or {})["kpi_strip"]]
-    for sig in ("is_escalated", "has_intervention", "is_compliant", "is_resolved", "is_stalemate",
-                "has_actionable_feedback"):
+    for sig in (
+        "is_escalated",
+        "has_intervention",
+        "is_compliant",
+        "is_resolved",
+        "is_stalemate",
+        "has_actionable_feedback",
+    ):
         assert (sig, "percent") in kpis
     assert ("time_to_resolution_seconds", "duration") in kpis and ("escalation_turn_index", "number") in kpis
     info = await store.get_dataset(str(res.dataset_id))
@@ -222,7 +308,7 @@ async def test_sync_hook_builds_fixed_tables_and_rebuilds_only_when_stale(
     assert schema is not None and list(schema["metrics"]) == ["escalation", "quality", "sentiment"]
     assert await store.kv_get(hs.SCHEMA_KV) == schema
     assert await store.kv_get(hs.CASES_SYNC_KV) == "sync-1"
-    rows = await store.fetch(f"SELECT \"Case_ID\" FROM {quote_ident(hs.SYNC_CASES_TABLE)} ORDER BY rowid")
+    rows = await store.fetch(f'SELECT "Case_ID" FROM {quote_ident(hs.SYNC_CASES_TABLE)} ORDER BY rowid')
     assert [r[0] for r in rows.rows] == ["2", "3", "10"]
     meta = await store.get_metadata(hs.SYNC_CASES_TABLE)
     assert meta["row_count"] == 3
@@ -235,9 +321,17 @@ async def test_sync_hook_builds_fixed_tables_and_rebuilds_only_when_stale(
     # a synced dataset registered by the sync engine serves /cases from the fixed tables
     from app.services.duckdb_store import DatasetInfo, utc_now
 
-    await store.register_dataset(DatasetInfo(
-        dataset_id="sync_human_signals", kind="human_signals", source="sync", table_name="human_signals_raw",
-        row_count=len(df), columns=await store.describe("human_signals_raw"), loaded_at=utc_now()))
+    await store.register_dataset(
+        DatasetInfo(
+            dataset_id="sync_human_signals",
+            kind="human_signals",
+            source="sync",
+            table_name="human_signals_raw",
+            row_count=len(df),
+            columns=await store.describe("human_signals_raw"),
+            loaded_at=utc_now(),
+        )
+    )
     page = await hs.list_cases(store, settings, 1, 50)
     assert page.row_count == 3 and page.metric_schema == schema and page.source == "duckdb"
 

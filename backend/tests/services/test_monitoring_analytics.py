@@ -36,17 +36,55 @@ def long_frame() -> pd.DataFrame:
         lat = float(100 + (i * 37) % 500)
         rel = round(float(RNG.uniform(0.2, 1.0)), 3)
         acc = round(float(RNG.uniform(0.1, 1.0)), 3)
-        common = {"dataset_id": f"r{i:03d}", "timestamp": ts, "source_name": src, "environment": env,
-                  "latency": lat, "query": f"q{i}", "actual_output": f"a{i}"}
-        rows.append({**common, "metric_name": "relevance", "metric_category": "SCORE", "metric_score": str(rel),
-                     "explanation": "ok", "signals": None})
-        rows.append({**common, "metric_name": "accuracy", "metric_category": None, "metric_score": str(acc),
-                     "explanation": "ok", "signals": None})
-        rows.append({**common, "metric_name": "tone", "metric_category": "classification",
-                     "metric_score": "n/a", "explanation": ["friendly", "neutral", "rude"][i % 3 if i % 5 else 0],
-                     "signals": None})
-        rows.append({**common, "metric_name": "summary", "metric_category": "ANALYSIS", "metric_score": None,
-                     "explanation": f"analysis {i}", "signals": json.dumps({"topic": f"t{i % 4}"})})
+        common = {
+            "dataset_id": f"r{i:03d}",
+            "timestamp": ts,
+            "source_name": src,
+            "environment": env,
+            "latency": lat,
+            "query": f"q{i}",
+            "actual_output": f"a{i}",
+        }
+        rows.append(
+            {
+                **common,
+                "metric_name": "relevance",
+                "metric_category": "SCORE",
+                "metric_score": str(rel),
+                "explanation": "ok",
+                "signals": None,
+            }
+        )
+        rows.append(
+            {
+                **common,
+                "metric_name": "accuracy",
+                "metric_category": None,
+                "metric_score": str(acc),
+                "explanation": "ok",
+                "signals": None,
+            }
+        )
+        rows.append(
+            {
+                **common,
+                "metric_name": "tone",
+                "metric_category": "classification",
+                "metric_score": "n/a",
+                "explanation": ["friendly", "neutral", "rude"][i % 3 if i % 5 else 0],
+                "signals": None,
+            }
+        )
+        rows.append(
+            {
+                **common,
+                "metric_name": "summary",
+                "metric_category": "ANALYSIS",
+                "metric_score": None,
+                "explanation": f"analysis {i}",
+                "signals": json.dumps({"topic": f"t{i % 4}"}),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -153,7 +191,11 @@ async def test_trends_weekly_buckets_start_monday(
     for (week, metric), grp in sc.groupby(["week", "metric_name"]):
         v = grp["s"].to_numpy()
         expected[(dt.datetime.combine(week, dt.time()).isoformat(), metric)] = (
-            v.mean(), np.percentile(v, 50), np.percentile(v, 95), len(v))
+            v.mean(),
+            np.percentile(v, 50),
+            np.percentile(v, 95),
+            len(v),
+        )
     got = {(p.timestamp, p.metric): (p.avg, p.p50, p.p95, p.count) for p in res.data}
     assert set(got) == set(expected)
     for key, exp in expected.items():
@@ -228,8 +270,9 @@ async def test_latency_distribution_dedupes_records_and_includes_max(
         # by_group uses the overall edges
         assert g.counts == np.histogram(rec, bins=np.array(edges))[0].tolist()
     # The per-record table (fast path) and the row-level path (metric filter given) agree.
-    rows_path = await ma.latency_distribution(store, config, MonitoringFilters(metric_category="SCORE"), bins=7,
-                                              group_by="environment")
+    rows_path = await ma.latency_distribution(
+        store, config, MonitoringFilters(metric_category="SCORE"), bins=7, group_by="environment"
+    )
     assert rows_path.model_dump() == res.model_dump()
     meta = await store.get_metadata(long_ds[0].table_name)
     assert meta[ma.RECORDS_KEY]["table"] == f"{long_ds[0].table_name}__records"
@@ -277,11 +320,16 @@ async def test_class_distribution_caps_raw_values(store: DuckDBStore, config: Mo
     rng = np.random.default_rng(7)
     vals = np.floor(rng.uniform(-300, 700, n)) / 7  # unsorted, with ties and negatives
     small = np.array([3.5, -1.0, 3.5, 2.0])
-    await land_frame(store, pd.DataFrame({
-        "dataset_id": [str(i) for i in range(n + len(small))],
-        "environment": ["p"] * n + ["q"] * len(small),
-        "latency": np.concatenate([vals, small]),
-    }))
+    await land_frame(
+        store,
+        pd.DataFrame(
+            {
+                "dataset_id": [str(i) for i in range(n + len(small))],
+                "environment": ["p"] * n + ["q"] * len(small),
+                "latency": np.concatenate([vals, small]),
+            }
+        ),
+    )
     res = await ma.class_distribution(store, config, MonitoringFilters(), metric="latency", group_by="environment")
     grp, few = res.data
     # Sketch: sorted positions 1, 1+k, 1+2k, ... and n (1-based), k = ceil((n-1)/(cap-1)) = 2 here.
@@ -382,8 +430,18 @@ async def test_analysis_insights_pages_cover_tied_rows_exactly_once(
     store: DuckDBStore, config: MonitoringDBConfig
 ) -> None:
     """10 records × 3 ANALYSIS metrics at one timestamp: dataset_id alone does not order them."""
-    rows = [{"dataset_id": f"r{i}", "timestamp": BASE, "metric_name": f"an{m}", "metric_category": "ANALYSIS",
-             "metric_score": None, "explanation": f"{i}/{m}"} for i in range(10) for m in (3, 1, 2)]
+    rows = [
+        {
+            "dataset_id": f"r{i}",
+            "timestamp": BASE,
+            "metric_name": f"an{m}",
+            "metric_category": "ANALYSIS",
+            "metric_score": None,
+            "explanation": f"{i}/{m}",
+        }
+        for i in range(10)
+        for m in (3, 1, 2)
+    ]
     await land_frame(store, pd.DataFrame(rows))
     seen = []
     for page in range(1, 9):
@@ -407,9 +465,16 @@ async def test_analysis_insights_first_page_matches_sorted_rows(
 
 async def test_wide_format_trends_and_breakdown(store: DuckDBStore, config: MonitoringDBConfig) -> None:
     ts = [BASE + dt.timedelta(hours=h) for h in (0, 1, 25, 26)]
-    df = pd.DataFrame({"dataset_id": list("abcd"), "timestamp": ts, "relevance_score": [0.9, 0.4, 0.7, None],
-                       "coherence_score": [0.5, 0.6, 0.2, 0.8], "latency_ms": [100, 200, 300, 400],
-                       "environment": ["prod", "prod", "dev", "dev"]})
+    df = pd.DataFrame(
+        {
+            "dataset_id": list("abcd"),
+            "timestamp": ts,
+            "relevance_score": [0.9, 0.4, 0.7, None],
+            "coherence_score": [0.5, 0.6, 0.2, 0.8],
+            "latency_ms": [100, 200, 300, 400],
+            "environment": ["prod", "prod", "dev", "dev"],
+        }
+    )
     info = await land_frame(store, df)
     tr = await ma.trends(store, config, MonitoringFilters(dataset_id=info.dataset_id), "daily")
     assert tr.metrics == ["coherence_score", "relevance_score"]
@@ -434,8 +499,9 @@ async def test_wide_format_trends_and_breakdown(store: DuckDBStore, config: Moni
 
 async def test_latest_dataset_is_default(store: DuckDBStore, config: MonitoringDBConfig) -> None:
     first = await land_frame(store, pd.DataFrame({"dataset_id": ["a"], "metric_name": ["m"], "metric_score": [0.2]}))
-    await land_frame(store, pd.DataFrame({"dataset_id": ["a", "b"], "metric_name": ["m", "m"],
-                                          "metric_score": [0.9, 0.7]}))
+    await land_frame(
+        store, pd.DataFrame({"dataset_id": ["a", "b"], "metric_name": ["m", "m"], "metric_score": [0.9, 0.7]})
+    )
     latest = await ma.summary(store, config, MonitoringFilters())
     assert latest.kpis.total_records == 2 and latest.kpis.avg_score == pytest.approx(0.8)
     old = await ma.summary(store, config, MonitoringFilters(dataset_id=first.dataset_id))
@@ -447,8 +513,12 @@ async def test_non_finite_and_huge_values(store: DuckDBStore, config: Monitoring
     a = [0.1, float("nan"), 0.35, 0.8, float("inf"), 0.9]
     b = [0.2, 0.5, 0.3, float("-inf"), 0.6, 0.4]
     huge = [1e200, -1e200, 1e200, -1e200, 1e200, -1e200]
-    await land_frame(store, pd.DataFrame({"dataset_id": list("abcdef"), "source_name": list("XXXYYY"),
-                                          "a_score": a, "b_score": b, "h_score": huge}))
+    await land_frame(
+        store,
+        pd.DataFrame(
+            {"dataset_id": list("abcdef"), "source_name": list("XXXYYY"), "a_score": a, "b_score": b, "h_score": huge}
+        ),
+    )
     res = await ma.correlation(store, config, MonitoringFilters(), "a_score,b_score,h_score")
     complete = [(x, y) for x, y in zip(a, b, strict=True) if np.isfinite(x) and np.isfinite(y)]
     assert res.matrix[0][1] == pytest.approx(np.corrcoef(*zip(*complete, strict=True))[0, 1])
@@ -460,7 +530,9 @@ async def test_non_finite_and_huge_values(store: DuckDBStore, config: Monitoring
     assert by["Y"].stats.std == pytest.approx(statistics.stdev([0.8, 0.9]))
     dist = await ma.class_distribution(store, config, MonitoringFilters(), metric="h_score", group_by="source_name")
     assert {g.group: g.stats.std for g in dist.data} == {
-        "X": pytest.approx(statistics.stdev(huge[:3])), "Y": pytest.approx(statistics.stdev(huge[3:]))}
+        "X": pytest.approx(statistics.stdev(huge[:3])),
+        "Y": pytest.approx(statistics.stdev(huge[3:])),
+    }
 
 
 async def test_values_near_the_double_limit_keep_their_statistics(
@@ -469,8 +541,10 @@ async def test_values_near_the_double_limit_keep_their_statistics(
     """Scaling is capped at 2^1023 and the median adds halves, so 1e308-sized values stay finite."""
     a = [1e308, 1.7e308, -1e308, 1.5e308]
     b = [0.1, 0.9, 0.4, 0.8]
-    await land_frame(store, pd.DataFrame({"dataset_id": list("wxyz"), "environment": ["p", "p", "d", "d"],
-                                          "a_score": a, "b_score": b}))
+    await land_frame(
+        store,
+        pd.DataFrame({"dataset_id": list("wxyz"), "environment": ["p", "p", "d", "d"], "a_score": a, "b_score": b}),
+    )
     res = await ma.class_distribution(store, config, MonitoringFilters(), metric="a_score", group_by="environment")
     by = {g.group: g.stats for g in res.data}
     assert by["p"].median == pytest.approx(1.35e308)

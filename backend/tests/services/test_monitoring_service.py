@@ -35,8 +35,9 @@ def test_plan_renames_collision_guard() -> None:
     }
     # ...whatever the column order: 'time' (an alias of timestamp) comes first but the custom map
     # claims timestamp for ts_custom; a custom target that is an alias becomes the canonical name.
-    assert ms.plan_renames(["time", "ts_custom", "AgentX"], {"ts_custom": "timestamp", "AgentX": "model"},
-                           ms.MONITORING_ALIASES) == {"time": "time", "ts_custom": "timestamp", "AgentX": "model_name"}
+    assert ms.plan_renames(
+        ["time", "ts_custom", "AgentX"], {"ts_custom": "timestamp", "AgentX": "model"}, ms.MONITORING_ALIASES
+    ) == {"time": "time", "ts_custom": "timestamp", "AgentX": "model_name"}
     # Case-insensitive guard: 'Latency' exists, so 'latency_ms' is not renamed onto it.
     assert ms.plan_renames(["Latency", "latency_ms"], None, ms.MONITORING_ALIASES)["latency_ms"] == "latency_ms"
 
@@ -55,15 +56,22 @@ async def test_process_wide_coerces_and_adds_utc_timestamp(store: DuckDBStore) -
     res, (desc, rows) = await _process(
         store,
         "SELECT * FROM (VALUES ('a', '120', '0.9', 'x'), ('b', 'slow', 'bad', 'y')) "
-        "t(ID, \"Response Time\", relevance_score, env)",
+        't(ID, "Response Time", relevance_score, env)',
     )
     assert res.format == "monitoring" and res.message == "Processed 2 monitoring records"
     assert res.metric_columns == ["relevance_score"]
     types = {r[0]: r[1] for r in desc}
-    assert types == {"dataset_id": "VARCHAR", "latency": "DOUBLE", "relevance_score": "DOUBLE",
-                     "environment": "VARCHAR", "timestamp": "TIMESTAMP"}
-    assert rows == [("a", 120.0, 0.9, "x", dt.datetime(2025, 1, 2, 3, 4, 5)),
-                    ("b", None, None, "y", dt.datetime(2025, 1, 2, 3, 4, 5))]
+    assert types == {
+        "dataset_id": "VARCHAR",
+        "latency": "DOUBLE",
+        "relevance_score": "DOUBLE",
+        "environment": "VARCHAR",
+        "timestamp": "TIMESTAMP",
+    }
+    assert rows == [
+        ("a", 120.0, 0.9, "x", dt.datetime(2025, 1, 2, 3, 4, 5)),
+        ("b", None, None, "y", dt.datetime(2025, 1, 2, 3, 4, 5)),
+    ]
 
 
 async def test_process_long_keeps_text_scores_and_normalises_offsets(store: DuckDBStore) -> None:
@@ -111,12 +119,18 @@ async def test_db_import_split_queries(
     store: DuckDBStore, pg: PgSchema, make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     pg.execute("CREATE TABLE ds (dataset_id text, query text, created_at timestamptz, environment text)")
-    pg.execute("CREATE TABLE rs (dataset_id text, metric_name text, metric_score double precision, "
-               "environment text, latency_ms int, id uuid)")
+    pg.execute(
+        "CREATE TABLE rs (dataset_id text, metric_name text, metric_score double precision, "
+        "environment text, latency_ms int, id uuid)"
+    )
     pg.execute("INSERT INTO ds VALUES ('a','q1','2025-01-01 10:00+02','prod'), ('b','q2','2025-01-02 00:00Z','dev')")
-    pg.execute("INSERT INTO rs VALUES ('a','m1',0.9,'r-env',100, gen_random_uuid()), ('a','m2',0.4,'r-env',100, "
-               "gen_random_uuid()), ('b','m1',0.7,'r-env',50, gen_random_uuid()), ('c','m1',0.1,'x',10, NULL)")
-    _write_yaml(tmp_path / "custom" / "config", f"""monitoring_db:
+    pg.execute(
+        "INSERT INTO rs VALUES ('a','m1',0.9,'r-env',100, gen_random_uuid()), ('a','m2',0.4,'r-env',100, "
+        "gen_random_uuid()), ('b','m1',0.7,'r-env',50, gen_random_uuid()), ('c','m1',0.1,'x',10, NULL)"
+    )
+    _write_yaml(
+        tmp_path / "custom" / "config",
+        f"""monitoring_db:
   host: {pg.host}
   port: {pg.port}
   database: {pg.database}
@@ -124,7 +138,8 @@ async def test_db_import_split_queries(
   ssl_mode: disable
   dataset_query: "SELECT * FROM {pg.schema}.ds"
   results_query: "SELECT * FROM {pg.schema}.rs ORDER BY dataset_id, metric_name"
-""")
+""",
+    )
     settings = make_settings()
     res = await ms.import_monitoring_from_db(store, settings)
     assert res.source == "database" and res.row_count == 4

@@ -420,7 +420,8 @@ async def test_typed_watermarks_are_the_same_for_both_readers(
         assert first.status == "ready" and first.sync_type == "full" and first.rows == 3, first.error
         target = TARGETS["monitoring"]
         assert await e.engine.watermarks(target) == (
-            {"monitoring_dataset": first_wm, "monitoring_results": first_wm}, None
+            {"monitoring_dataset": first_wm, "monitoring_results": first_wm},
+            None,
         )
         stored = await e.store.kv_get(WATERMARK_PREFIX + "monitoring_results")
         assert stored == {"value": first_wm, "pg_cast": pg_cast, "column": column, "stored_column": column}
@@ -431,7 +432,8 @@ async def test_typed_watermarks_are_the_same_for_both_readers(
         assert again.status == "ready" and again.sync_type == "incremental", again.error
         assert again.rows == 4 and again.incremental_rows == 1
         assert await e.engine.watermarks(target) == (
-            {"monitoring_dataset": next_wm, "monitoring_results": next_wm}, None
+            {"monitoring_dataset": next_wm, "monitoring_results": next_wm},
+            None,
         )
 
 
@@ -521,7 +523,8 @@ async def test_reset_watermark_and_full_flag_force_full(env: Env) -> None:
     assert (await env.engine.sync_dataset("monitoring", force_full=True)).sync_type == "full"
     assert await env.engine.reset_watermark("monitoring") is True
     assert await env.engine.watermarks(TARGETS["monitoring"]) == (
-        {"monitoring_dataset": None, "monitoring_results": None}, None
+        {"monitoring_dataset": None, "monitoring_results": None},
+        None,
     )
     assert (await env.engine.sync_dataset("monitoring")).sync_type == "full"
     assert await env.engine.reset_watermark("kpi") is False
@@ -775,7 +778,8 @@ def test_eligibility_rules(make_settings: Callable[..., Settings], pg: PgSchema)
     engine3 = SyncEngine(settings3, DuckDBStore(settings3.duckdb_path), BackgroundTasks())
     assert engine3.ineligible_reason("eval") == (
         "The database settings are invalid and were ignored (eval_db.yaml key 'eval_db': url: the URL must "
-        "start with postgresql:// or postgres:// (only PostgreSQL is supported)). Fix them and restart.")
+        "start with postgresql:// or postgres:// (only PostgreSQL is supported)). Fix them and restart."
+    )
 
 
 def test_scheduler_due_computation() -> None:
