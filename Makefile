@@ -45,7 +45,7 @@ typecheck: install-dev
 
 ## test: install dev extras, run ruff, mypy and the pytest suite
 test: install-dev
-	cd $(BACKEND) && $(VENV)/bin/ruff check app tests bench
+	cd $(BACKEND) && $(VENV)/bin/ruff check app tests bench && $(VENV)/bin/ruff format --check app tests bench
 	cd $(BACKEND) && $(VENV)/bin/mypy
 	cd $(BACKEND) && $(VENV)/bin/pytest -q -p no:cacheprovider
 
