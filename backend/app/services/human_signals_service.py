@@ -331,6 +331,37 @@ def _metric_schema(
     return schema, common
 
 
+def _case_column_names(
+    taken: set[str], promoted: list[str], signal_cols: list[tuple[str, str]], schema: dict[str, Any]
+) -> dict[tuple[str, str], str]:
+    """Column name of each promoted key (``('', key)``) and signal (``(metric, key)``), unique ignoring case.
+
+    DuckDB's names are case-insensitive, so ``m__Mood`` and ``m__mood`` (or ``a__b`` + ``c`` and
+    ``a`` + ``b__c``) would clash; the later one is numbered (``m__mood_2``) and the schema's signal
+    is renamed the same way (``mood_2``), so ``<metric>__<signal>`` still names its column.
+    """
+    used = {t.lower() for t in taken}
+    out: dict[tuple[str, str], str] = {}
+    for key in [("", k) for k in promoted] + signal_cols:
+        m, k = key
+        base = f"{m}__{k}" if m else k
+        name, n = base, 2
+        while name.lower() in used:
+            name, n = f"{base}_{n}", n + 1
+        used.add(name.lower())
+        out[key] = name
+        if m and name != base:
+            _rename_signal(schema["metrics"][m], k, name[len(m) + 2 :])
+    return out
+
+
+def _rename_signal(spec: dict[str, Any], old: str, new: str) -> None:
+    spec["signals"] = [new if s == old else s for s in spec["signals"]]
+    for field in ("signal_types", "values"):
+        if old in spec.get(field, {}):
+            spec[field] = {(new if k == old else k): v for k, v in spec[field].items()}
+
+
 # Above this many pivoted columns, one FILTER aggregate per column makes DuckDB's planner quadratic
 # (1,000 signal keys: 13 s to build two cases); the values are then gathered into one MAP per case.
 WIDE_PIVOT_COLUMNS = 64
@@ -407,6 +438,7 @@ def _cases_table(
     }
     promoted = [k for k in common if k.lower() not in taken]
     signal_cols = [(m, k) for m in kept for k in schema["metrics"][m]["signals"]]
+    names = _case_column_names(taken, promoted, signal_cols, schema)
     # Object/array values are stored as JSON strings of their text.
     value = "CASE WHEN jt IN ('OBJECT', 'ARRAY') THEN to_json(CAST(v AS VARCHAR)) ELSE v END"
     aggs: list[str] = []
@@ -418,7 +450,7 @@ def _cases_table(
         params += [x for i, k in enumerate(promoted, start=1) for x in (k, i)]
     for i, k in enumerate(promoted, start=1):
         aggs.append(f"arg_min(val, pos) FILTER (WHERE cc = {i} AND jt <> 'NULL') AS _c{i}")
-        proj.append(f"p._c{i} AS {quote_ident(k)}")
+        proj.append(f"p._c{i} AS {quote_ident(names[('', k)])}")
     if signal_cols:
         joins.append(
             f"LEFT JOIN (VALUES {', '.join('(?, ?, ?)' for _ in signal_cols)}) s(metric_name, k, sc) "
@@ -427,7 +459,7 @@ def _cases_table(
         params += [x for i, (m, k) in enumerate(signal_cols, start=1) for x in (m, k, i)]
     for i, (m, k) in enumerate(signal_cols, start=1):
         aggs.append(f"arg_max(val, pos) FILTER (WHERE sc = {i}) AS _s{i}")
-        proj.append(f"p._s{i} AS {quote_ident(f'{m}__{k}')}")
+        proj.append(f"p._s{i} AS {quote_ident(names[(m, k)])}")
     cc = "cc" if promoted else "NULL"
     sc = "sc" if signal_cols else "NULL"
     src = f"SELECT dataset_id, {value} AS val, jt, pos, {cc} AS cc, {sc} AS sc FROM {q_e} {' '.join(joins)}"

@@ -225,6 +225,24 @@ async def test_many_signal_keys_pivot_to_the_same_values(store: DuckDBStore) -> 
         assert json.loads(c["other__x"]) == [1]
 
 
+async def test_signal_names_equal_ignoring_case_get_numbered_in_cases_and_schema(store: DuckDBStore) -> None:
+    df = pd.DataFrame(
+        {
+            "metric_name": ["m", "a", "a__b"],
+            "dataset_id": ["c1", "c1", "c1"],
+            "signals": [json.dumps({"Mood": "up", "mood": "down"}), json.dumps({"b__c": 1}), json.dumps({"c": 2})],
+        }
+    )
+    built, cases = await build(store, df)
+    metrics = built.metric_schema["metrics"]
+    assert metrics["m"]["signals"] == ["Mood", "mood_2"] and set(metrics["m"]["signal_types"]) == {"Mood", "mood_2"}
+    assert metrics["a__b"]["signals"] == ["c_2"]
+    case = cases[0]
+    for metric, spec in metrics.items():  # <metric>__<signal> names each column, with its own value
+        assert all(f"{metric}__{sig}" in case for sig in spec["signals"])
+    assert (case["m__Mood"], case["m__mood_2"], case["a__b__c"], case["a__b__c_2"]) == ("up", "down", 1, 2)
+
+
 async def test_cases(store: DuckDBStore) -> None:
     built, cases = await build(store, v2_frame())
     assert built.case_count == 3
