@@ -184,13 +184,13 @@ def _build(
 
     q_raw = quote_ident(raw_table)
     q_rows, q_base, q_e = (quote_ident(temps[n]) for n in ("rows", "base", "e"))
-    # 1. Light per-row table: ids, metric, category and the parsed signals object; the signals text
-    #    is kept only where JSON gave no object (input of the literal fallback).
+    # 1. Light per-row table: ids, metric, category and the parsed signals object or list; the signals
+    #    text is kept only where JSON gave neither (input of the literal fallback).
     cur.execute(
         f"""CREATE TEMP TABLE {q_rows} AS
         SELECT _rid, dataset_id, metric_name, cat,
                CASE WHEN is_obj THEN sj END AS sig_j, CASE WHEN NOT is_obj THEN sig_txt END AS sig_txt FROM (
-            SELECT *, coalesce(json_type(sj) = 'OBJECT', false) AS is_obj FROM (
+            SELECT *, coalesce(json_type(sj) IN ('OBJECT', 'ARRAY'), false) AS is_obj FROM (
                 SELECT row_number() OVER () AS _rid, {text("dataset_id")} AS dataset_id,
                        trim({text("metric_name")}) AS metric_name, lower(trim({text("metric_category")})) AS cat,
                        {text("signals")} AS sig_txt, TRY_CAST({text("signals")} AS JSON) AS sj

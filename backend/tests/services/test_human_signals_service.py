@@ -176,7 +176,7 @@ async def test_duplicate_keys_and_array_signals(store: DuckDBStore) -> None:
         {
             "metric_name": ["dup", "lst"],
             "dataset_id": ["a", "a"],
-            "signals": ['{"k": "x", "b": 1, "k": "y"}', '[7, "z"]'],
+            "signals": ['{"k": "x", "b": 1, "k": "y"}', "[7, 'z']"],  # a Python-literal list
         }
     )
     built, cases = await build(store, df)
@@ -186,6 +186,12 @@ async def test_duplicate_keys_and_array_signals(store: DuckDBStore) -> None:
     assert metrics["lst"]["signal_types"] == {"0": "number", "1": "string"}
     assert cases[0]["dup__k"] == "y"  # the last duplicate wins
     assert cases[0]["lst__0"] == 7 and cases[0]["lst__1"] == "z"
+    # a JSON list with true/null, which Python's literal parser refuses
+    built, cases = await build(
+        store, pd.DataFrame({"metric_name": ["jl"], "dataset_id": ["a"], "signals": ["[1, true, null]"]})
+    )
+    assert built.metric_schema["metrics"]["jl"]["signal_types"] == {"0": "number", "1": "boolean", "2": "unknown"}
+    assert (cases[0]["jl__0"], cases[0]["jl__1"], cases[0]["jl__2"]) == (1, True, None)
 
 
 async def test_business_label_ignores_cr_and_tabs_and_reads_any_script(store: DuckDBStore) -> None:
