@@ -28,7 +28,14 @@ import pyarrow as pa
 from app.config import Settings
 from app.errors import Invalid, NotFound
 from app.models.human_signals import CaseListResponse, HumanSignalsDBConfigResponse, MetricSchemaResponse
-from app.services.csv_ingest import CsvLoadResult, CsvTransform, UploadLike, ingest_csv_file, ingest_csv_upload
+from app.services.csv_ingest import (
+    CsvIngestResult,
+    CsvLoadResult,
+    CsvTransform,
+    UploadLike,
+    ingest_csv_file,
+    ingest_csv_upload,
+)
 from app.services.duckdb_store import (
     DatasetInfo,
     DuckDBStore,
@@ -607,6 +614,13 @@ async def upload_human_signals(
         transform=_csv_transform(cases_table, settings.human_signals_db.visible_metrics),
         dataset_id=ds_id,
     )
+    return await _loaded_response(store, settings, res, cases_table, source="upload")
+
+
+async def _loaded_response(
+    store: DuckDBStore, settings: Settings, res: CsvIngestResult, cases_table: str, *, source: str
+) -> CaseListResponse:
+    """Metadata of a freshly loaded CSV dataset's cases, then the Ref upload response."""
     await _finish(store, res.dataset)
     return await _case_response(
         store,
@@ -615,7 +629,7 @@ async def upload_human_signals(
         cases_table,
         res.transform.extra["metric_schema"],
         message="Processed {n} cases",
-        source="upload",
+        source=source,
         limit=settings.upload_response_row_cap,
     )
 
@@ -638,17 +652,7 @@ async def load_human_signals_example(store: DuckDBStore, settings: Settings, nam
         dataset_id=ds_id,
         transform=_csv_transform(cases_table, settings.human_signals_db.visible_metrics),
     )
-    await _finish(store, res.dataset)
-    return await _case_response(
-        store,
-        settings,
-        res.dataset,
-        cases_table,
-        res.transform.extra["metric_schema"],
-        message="Processed {n} cases",
-        source="example",
-        limit=settings.upload_response_row_cap,
-    )
+    return await _loaded_response(store, settings, res, cases_table, source="example")
 
 
 async def land_arrow_signals(
