@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from app.config.db_configs import EvalDBConfig
 from app.errors import Invalid, NotFound, ServiceError
+from app.services.column_aliases import EVAL_ALIASES, normalise_column_key
 from app.services.connection_store import scrub_error
 from app.services.csv_ingest import (
     CsvLoadResult,
@@ -75,16 +76,6 @@ TREE_DEFAULTS: tuple[tuple[str, str], ...] = (
 
 WIDE_INDEX_COLUMNS = ("dataset_id", "evaluation_name", "query", "actual_output", "evaluation_metadata", "data_metadata")
 
-# §4.4 eval alias table: normalised key → canonical name.
-EVAL_ALIASES: dict[str, str] = {
-    **dict.fromkeys(("id", "record_id", "eval_id"), "dataset_id"),
-    **dict.fromkeys(("input", "prompt", "question"), "query"),
-    **dict.fromkeys(("output", "response", "completion", "answer"), "actual_output"),
-    **dict.fromkeys(("expected", "ground_truth", "reference"), "expected_output"),
-    **dict.fromkeys(("experiment", "run_name", "experiment_name"), "evaluation_name"),
-    "metric": "metric_name",
-    **dict.fromkeys(("score", "metric_value", "value"), "metric_score"),
-}
 
 EXAMPLE_FILES: dict[str, str] = {
     "model": "example_model.csv",
@@ -189,11 +180,6 @@ def detect_data_format(columns: Iterable[str]) -> str:
     return UNKNOWN_FORMAT
 
 
-def normalise_alias_key(name: str) -> str:
-    """Alias lookup key: lowercased, trimmed, spaces and hyphens → ``_``."""
-    return name.strip().lower().replace(" ", "_").replace("-", "_")
-
-
 def eval_alias_renames(columns: Sequence[str], custom_map: dict[str, str] | None = None) -> dict[str, str]:
     """§4.4 renames {source: target}: custom map (exact name) first, then aliases, with collision guard.
 
@@ -219,7 +205,7 @@ def eval_alias_renames(columns: Sequence[str], custom_map: dict[str, str] | None
     for col in columns:
         _claim(col, custom_map.get(col))
     for col in columns:
-        _claim(col, EVAL_ALIASES.get(normalise_alias_key(col)))
+        _claim(col, EVAL_ALIASES.get(normalise_column_key(col)))
     return renames
 
 

@@ -75,6 +75,7 @@ from app.models.database import (
 )
 from app.serialization import clean_json
 from app.services import data_processor, human_signals_service, monitoring_service
+from app.services.column_aliases import MONITORING_ALIASES, normalise_column_key
 from app.services.connection_store import ConnectionHandle, ConnectionStore, Credentials, scrub_error
 from app.services.duckdb_store import DatasetInfo, DuckDBStore, head_rows_sql, quote_ident
 from app.services.sql_safety import SafeQuery, table_allowed, validate_select
@@ -646,16 +647,16 @@ class ImportPlan:
     eval_format: str | None = None
 
 
-def _norm(name: str) -> str:
-    return data_processor.normalise_alias_key(name)
-
-
 def detect_kind(columns: Sequence[str], preferred: str) -> ImportPlan:
     """Pick the dataset kind from column names (preferring the targeted store's kind)."""
-    norm = {_norm(c) for c in columns}
+    norm = {normalise_column_key(c) for c in columns}
     candidates: dict[str, ImportPlan] = {}
     if set(HUMAN_SIGNALS_REQUIRED) <= norm:
-        hs = {c: _norm(c) for c in columns if _norm(c) in HUMAN_SIGNALS_REQUIRED and _norm(c) != c}
+        hs = {
+            c: normalise_column_key(c)
+            for c in columns
+            if normalise_column_key(c) in HUMAN_SIGNALS_REQUIRED and normalise_column_key(c) != c
+        }
         taken = set(columns)
         hs = {k: v for k, v in hs.items() if v not in taken}
         candidates["human_signals"] = ImportPlan("human_signals", hs)
@@ -670,7 +671,7 @@ def detect_kind(columns: Sequence[str], preferred: str) -> ImportPlan:
         k.endswith("_score") for k in norm
     )
     if has_id and has_signal:
-        mon = monitoring_service.plan_renames(list(columns), None, monitoring_service.MONITORING_ALIASES)
+        mon = monitoring_service.plan_renames(list(columns), None, MONITORING_ALIASES)
         candidates["monitoring"] = ImportPlan("monitoring", {k: v for k, v in mon.items() if k != v})
     if preferred in candidates:
         plan = candidates[preferred]

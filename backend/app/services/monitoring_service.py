@@ -29,6 +29,7 @@ from app.models.monitoring import (
     ThresholdsOut,
     ThresholdValues,
 )
+from app.services.column_aliases import MONITORING_ALIASES, normalise_column_key
 from app.services.csv_ingest import CsvLoadResult, CsvTransform, UploadLike, ingest_csv_file, ingest_csv_upload
 from app.services.duckdb_store import (
     DatasetInfo,
@@ -48,53 +49,7 @@ FORMAT = "monitoring"
 EXAMPLES = {"monitoring": "monitoring_sample.csv", "monitoring_long": "monitoring_long_sample.csv"}
 PREVIEW_ROWS = 10
 
-_ALIAS_GROUPS: dict[str, tuple[str, ...]] = {
-    "dataset_id": ("id", "record_id"),
-    "timestamp": ("time", "created_at", "dataset_created_at"),
-    "model_name": ("model", "agent_name", "agent"),
-    "latency": ("latency_ms", "response_time"),
-    "has_errors": ("error",),
-    "query": ("input", "prompt", "user_input"),
-    "actual_output": ("output", "response", "model_output", "completion"),
-    "evaluation_name": ("evaluationname", "eval_name", "experiment", "experiment_name"),
-    "environment": ("env", "stage"),
-}
-_IDENTITY = (
-    "metric_id",
-    "run_id",
-    "llm_provider",
-    "expected_output",
-    "metric_name",
-    "metric_score",
-    "metric_type",
-    "parent",
-    "weight",
-    "passed",
-    "threshold",
-    "signals",
-    "explanation",
-    "critique",
-    "metric_category",
-    "source_type",
-    "source_name",
-    "source_component",
-    "trace_id",
-    "observation_id",
-    "eval_mode",
-    "cost_estimate",
-    "version",
-)
-MONITORING_ALIASES: dict[str, str] = {
-    **{canon: canon for canon in _ALIAS_GROUPS},
-    **{alias: canon for canon, aliases in _ALIAS_GROUPS.items() for alias in aliases},
-    **{name: name for name in _IDENTITY},
-}
 ID_KEYS = ("dataset_id", "id", "record_id")
-
-
-def normalise_column_key(name: str) -> str:
-    """Lookup key of a column name: lowercase, trimmed, spaces and hyphens → ``_``."""
-    return name.strip().lower().replace(" ", "_").replace("-", "_")
 
 
 def plan_renames(

@@ -41,6 +41,12 @@ from app.config.db_configs import ConnectionParams
 from app.errors import Conflict, Invalid, NotFound
 from app.log_redaction import scrub_secrets
 from app.services.background import BackgroundTasks
+from app.services.column_aliases import (
+    EVAL_ALIASES,
+    MONITORING_ALIASES,
+    normalise_column_key,
+    with_canonical_names,
+)
 from app.services.connection_store import connect_source
 from app.services.duckdb_store import (
     DatasetInfo,
@@ -70,70 +76,6 @@ STAGING_SUFFIX = "__staging"
 SYNC_BACKGROUND_TASK = "sync-background"
 
 DerivedBuilder = Callable[[DuckDBStore, Settings, str, str], Awaitable[Any]]
-
-
-def _alias_table(groups: dict[str, list[str]], identities: list[str]) -> dict[str, str]:
-    table = {name: name for name in identities}
-    for canonical, aliases in groups.items():
-        table[canonical] = canonical
-        for alias in aliases:
-            table[alias] = canonical
-    return table
-
-
-# §8.2 monitoring aliases (normalised key → canonical).
-MONITORING_ALIASES = _alias_table(
-    {
-        "dataset_id": ["id", "record_id"],
-        "timestamp": ["time", "created_at", "dataset_created_at"],
-        "model_name": ["model", "agent_name", "agent"],
-        "latency": ["latency_ms", "response_time"],
-        "has_errors": ["error"],
-        "query": ["input", "prompt", "user_input"],
-        "actual_output": ["output", "response", "model_output", "completion"],
-        "evaluation_name": ["evaluationname", "eval_name", "experiment", "experiment_name"],
-        "environment": ["env", "stage"],
-    },
-    [
-        "metric_id",
-        "run_id",
-        "llm_provider",
-        "expected_output",
-        "metric_name",
-        "metric_score",
-        "metric_type",
-        "parent",
-        "weight",
-        "passed",
-        "threshold",
-        "signals",
-        "explanation",
-        "critique",
-        "metric_category",
-        "source_type",
-        "source_name",
-        "source_component",
-        "trace_id",
-        "observation_id",
-        "eval_mode",
-        "cost_estimate",
-        "version",
-    ],
-)
-
-# §4.4 eval aliases.
-EVAL_ALIASES = _alias_table(
-    {
-        "dataset_id": ["id", "record_id", "eval_id"],
-        "query": ["input", "prompt", "question"],
-        "actual_output": ["output", "response", "completion", "answer"],
-        "expected_output": ["expected", "ground_truth", "reference"],
-        "evaluation_name": ["experiment", "run_name", "experiment_name"],
-        "metric_name": ["metric"],
-        "metric_score": ["score", "metric_value", "value"],
-    },
-    [],
-)
 
 
 @dataclass(frozen=True)
@@ -169,18 +111,13 @@ class SyncTarget:
 TARGETS: dict[str, SyncTarget] = {
     "monitoring": SyncTarget("monitoring", "monitoring", "monitoring_data", MONITORING_ALIASES),
     "human_signals": SyncTarget("human_signals", "human_signals", "human_signals_raw", None),
-    "eval": SyncTarget("eval", "eval", "eval_data", EVAL_ALIASES),
+    "eval": SyncTarget("eval", "eval", "eval_data", with_canonical_names(EVAL_ALIASES)),
 }
 ALL_SYNC_NAMES = ("monitoring", "human_signals", "eval", "kpi")
 METADATA_PART_ROWS = 250_000  # dataset rows per metadata join part (see metadata_parts)
 
 
 # ---------------------------------------------------------------------- pure helpers
-def normalise_key(name: str) -> str:
-    """Lowercase, trim, spaces/hyphens → ``_`` (the alias lookup key)."""
-    return name.strip().lower().replace(" ", "_").replace("-", "_")
-
-
 def column_renames(columns: list[str], target: SyncTarget, custom: dict[str, str]) -> dict[str, str]:
     """Source → stored column names: custom map (exact) first, then the alias table (DB-26).
 
@@ -195,9 +132,9 @@ def column_renames(columns: list[str], target: SyncTarget, custom: dict[str, str
         if custom.get(col):
             new = custom[col]
         elif target.aliases is None:
-            new = normalise_key(col) or col
+            new = normalise_column_key(col) or col
         else:
-            new = target.aliases.get(normalise_key(col), col)
+            new = target.aliases.get(normalise_column_key(col), col)
         if new.lower() != col.lower() and (new.lower() in existing or new.lower() in used):
             new = col
         new = reserved_column_renames([new]).get(new, new)

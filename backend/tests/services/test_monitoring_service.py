@@ -12,34 +12,35 @@ import pytest
 from app.config import Settings
 from app.errors import Invalid, NotFound
 from app.services import monitoring_service as ms
+from app.services.column_aliases import MONITORING_ALIASES
 from app.services.duckdb_store import DuckDBStore, quote_ident, utc_now
 from tests.conftest import PgSchema
 
 
 def test_plan_renames_collision_guard() -> None:
     # id and record_id both alias dataset_id: only the first gets it (DB-23).
-    assert ms.plan_renames(["id", "record_id", "Latency-MS"], None, ms.MONITORING_ALIASES) == {
+    assert ms.plan_renames(["id", "record_id", "Latency-MS"], None, MONITORING_ALIASES) == {
         "id": "dataset_id",
         "record_id": "record_id",
         "Latency-MS": "latency",
     }
     # A target that already exists as an original column is never produced twice.
-    assert ms.plan_renames(["model", "model_name"], None, ms.MONITORING_ALIASES) == {
+    assert ms.plan_renames(["model", "model_name"], None, MONITORING_ALIASES) == {
         "model": "model",
         "model_name": "model_name",
     }
     # The custom map (exact names) wins over the alias table; score/metric are not aliased.
-    assert ms.plan_renames(["Agent", "score"], {"Agent": "source_name"}, ms.MONITORING_ALIASES) == {
+    assert ms.plan_renames(["Agent", "score"], {"Agent": "source_name"}, MONITORING_ALIASES) == {
         "Agent": "source_name",
         "score": "score",
     }
     # ...whatever the column order: 'time' (an alias of timestamp) comes first but the custom map
     # claims timestamp for ts_custom; a custom target that is an alias becomes the canonical name.
     assert ms.plan_renames(
-        ["time", "ts_custom", "AgentX"], {"ts_custom": "timestamp", "AgentX": "model"}, ms.MONITORING_ALIASES
+        ["time", "ts_custom", "AgentX"], {"ts_custom": "timestamp", "AgentX": "model"}, MONITORING_ALIASES
     ) == {"time": "time", "ts_custom": "timestamp", "AgentX": "model_name"}
     # Case-insensitive guard: 'Latency' exists, so 'latency_ms' is not renamed onto it.
-    assert ms.plan_renames(["Latency", "latency_ms"], None, ms.MONITORING_ALIASES)["latency_ms"] == "latency_ms"
+    assert ms.plan_renames(["Latency", "latency_ms"], None, MONITORING_ALIASES)["latency_ms"] == "latency_ms"
 
 
 async def _process(store: DuckDBStore, sql: str, custom: dict[str, str] | None = None) -> tuple[Any, list[Any]]:
