@@ -88,7 +88,10 @@ SAMPLE_ROWS = 5
 ORDINAL = "__axis_ord"
 MAX_IDENTIFIER_BYTES = 63
 CANONICAL_COLUMNS = ("query", "dataset_id", "metric_name", "metric_score", "actual_output", "evaluation_name")
-UNORDERABLE_TYPES = frozenset({"json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle"})
+# PostgreSQL types without a default btree ordering: never part of an import's stable ORDER BY.
+UNORDERABLE_TYPES = frozenset(
+    {"json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle", "xid", "cid", "void", "aclitem"}
+)
 HUMAN_SIGNALS_REQUIRED = ("metric_name", "dataset_id", "signals")
 MONITORING_TIME_KEYS = ("timestamp", "time", "created_at", "dataset_created_at")
 MONITORING_LATENCY_KEYS = ("latency", "latency_ms", "response_time")
