@@ -336,7 +336,8 @@ def _scored_source(t: MonitoringTable, where: Where, wide_cols: list[str]) -> st
     """A derived table (c, s, lat, k): category, numeric score, latency, record key.
 
     Long format: one row per metric row (record key = dataset_id, so latency counts once per
-    record, DB-31). Wide format: the ``*_score`` columns unpivoted (category SCORE, one key per row).
+    record, DB-31; rows without a dataset_id belong to no record and have no record latency, as in
+    the per-record table). Wide format: the ``*_score`` columns unpivoted (category SCORE, one key per row).
     """
     lat = t.latency_column
     lat_expr = t.num(lat) if lat else "NULL::DOUBLE"
@@ -361,7 +362,7 @@ def summary_by_category_sync(cur: duckdb.DuckDBPyConnection, t: MonitoringTable,
     sql = f"""
         WITH scored AS (SELECT c, s, lat, k FROM {src} WHERE s IS NOT NULL),
         agg AS (SELECT c, count(*) AS n, avg(s) AS a, count(*) FILTER (WHERE s >= ?) AS p FROM scored GROUP BY c),
-        rec AS (SELECT c, max(lat) AS lat FROM scored GROUP BY c, k),
+        rec AS (SELECT c, max(lat) AS lat FROM scored WHERE k IS NOT NULL GROUP BY c, k),
         l AS (SELECT c, quantile_cont(lat, [0.5, 0.95, 0.99]) AS q FROM rec WHERE lat IS NOT NULL GROUP BY c)
         SELECT agg.c, agg.n, agg.a, agg.p, l.q FROM agg LEFT JOIN l USING (c)
     """
@@ -505,7 +506,7 @@ async def summary(store: DuckDBStore, config: MonitoringDBConfig, f: MonitoringF
         WITH scored AS (SELECT s, lat, k FROM {src} WHERE s IS NOT NULL),
         agg AS (SELECT count(*) AS n, avg(s) AS a, count(*) FILTER (WHERE s >= ?) AS p FROM scored),
         l AS (SELECT quantile_cont(lat, [0.5, 0.95, 0.99]) AS q
-              FROM (SELECT max(lat) AS lat FROM scored GROUP BY k) WHERE lat IS NOT NULL)
+              FROM (SELECT max(lat) AS lat FROM scored WHERE k IS NOT NULL GROUP BY k) WHERE lat IS NOT NULL)
         SELECT agg.n, agg.a, agg.p, l.q FROM agg, l
     """
     row = (await store.fetch(sql, [*where.params, threshold])).rows[0]
@@ -626,12 +627,12 @@ async def latency_distribution(
     base = f"SELECT {key} AS k, {g_expr} AS g, {t.num(lat)} AS v FROM {t.sql} {where.sql()}"
     # Latency once per record in long format (DB-31); wide rows are records already.
     r_all = (
-        "SELECT max(v) AS v FROM base WHERE v IS NOT NULL GROUP BY k"
+        "SELECT max(v) AS v FROM base WHERE v IS NOT NULL AND k IS NOT NULL GROUP BY k"
         if dedupe
         else "SELECT v FROM base WHERE v IS NOT NULL"
     )
     r_grp = (
-        "SELECT g, max(v) AS v FROM base WHERE v IS NOT NULL AND g IS NOT NULL GROUP BY g, k"
+        "SELECT g, max(v) AS v FROM base WHERE v IS NOT NULL AND g IS NOT NULL AND k IS NOT NULL GROUP BY g, k"
         if dedupe
         else "SELECT g, v FROM base WHERE v IS NOT NULL AND g IS NOT NULL"
     )

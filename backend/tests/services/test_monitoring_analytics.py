@@ -554,3 +554,21 @@ async def test_values_near_the_double_limit_keep_their_statistics(
     scaled = [v / 1e308 for v in a]
     assert corr.matrix[0][1] == pytest.approx(float(np.corrcoef(scaled, b)[0, 1]))
     assert corr.matrix[0][0] == 1.0 and corr.matrix[1][1] == 1.0
+
+
+async def test_rows_without_a_record_id_have_no_record_latency_in_every_path(
+    store: DuckDBStore, config: MonitoringDBConfig
+) -> None:
+    """Summary (cached and filtered) and latency-distribution agree: id-less rows are no record."""
+    rows = [{"dataset_id": None, "latency": lat, "metric_name": "m", "metric_score": 0.5} for lat in (10.0, 20.0, 30.0)]
+    rows += [
+        {"dataset_id": "x", "latency": 40.0, "metric_name": "m", "metric_score": 0.7},
+        {"dataset_id": "y", "latency": 60.0, "metric_name": "m", "metric_score": 0.9},
+    ]
+    await land_frame(store, pd.DataFrame(rows))
+    cached = await ma.summary(store, config, MonitoringFilters())
+    filtered = await ma.summary(store, config, MonitoringFilters(time_end="2100-01-01"))
+    dist = await ma.latency_distribution(store, config, MonitoringFilters(), bins=5)
+    assert cached.cached and not filtered.cached
+    assert cached.kpis.p50_latency == filtered.kpis.p50_latency == dist.percentiles.p50 == 50.0  # of [40, 60]
+    assert cached.kpis.total_records == 5  # every scored row still counts for the score KPIs
