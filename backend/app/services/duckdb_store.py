@@ -882,10 +882,17 @@ def _over_parts(
         _cleanup_quietly(cur, f"DROP TABLE IF EXISTS {tmp}")
 
 
+def latency_number_sql(column: str, type_name: str) -> str:
+    """A latency column as DOUBLE: an INTERVAL in milliseconds, numbers (or numeric text) as they are."""
+    if type_name.upper().startswith("INTERVAL"):
+        return f"(epoch({column}) * 1000)"
+    return f"TRY_CAST({column} AS DOUBLE)"
+
+
 def latency_quantiles_sync(
     cur: duckdb.DuckDBPyConnection, sources: Sequence[str], latency: str, category: str | None
 ) -> tuple[list[float], dict[str, list[float]]]:
-    """Exact ``quantile_cont(TRY_CAST(latency AS DOUBLE), [0.5, 0.95, 0.99])`` overall and per category.
+    """Exact ``quantile_cont(latency, [0.5, 0.95, 0.99])`` overall and per category (``latency``: a DOUBLE expression).
 
     ``sources`` are FROM clauses whose disjoint union is the relation (usually one table or view).
     ``quantile_cont`` keeps every input value in memory (8+ bytes per row of a joined view, not
@@ -912,7 +919,7 @@ def latency_quantiles_sync(
     def histogram(src: str) -> str:
         return (
             f"SELECT {grouping}, v, count(*) AS n "
-            f"FROM (SELECT {category or 'NULL'} AS c, TRY_CAST({latency} AS DOUBLE) AS v FROM {src}) "
+            f"FROM (SELECT {category or 'NULL'} AS c, {latency} AS v FROM {src}) "
             f"WHERE v IS NOT NULL GROUP BY {sets}"
         )
 
@@ -971,6 +978,7 @@ def compute_table_metadata_sync(
     sources = list(parts) if parts else [t]
     cols = DuckDBStore.describe_sync(cur, table)
     names = [c["name"] for c in cols]
+    types = {c["name"]: c["type"] for c in cols}
     fields = [f for f in METADATA_FILTER_FIELDS if f in names]
     has_time = "timestamp" in names
     has_score = "metric_score" in names
@@ -1020,7 +1028,9 @@ def compute_table_metadata_sync(
         pos += 2
     if has_score:
         lat_all, lat_by_cat = (
-            latency_quantiles_sync(cur, sources, quote_ident(latency), category) if latency else (None, {})
+            latency_quantiles_sync(cur, sources, latency_number_sql(quote_ident(latency), types[latency]), category)
+            if latency
+            else (None, {})
         )
         meta["summary_stats"] = _summary_dict(row[pos : pos + 3], lat_all)
         if category is not None:

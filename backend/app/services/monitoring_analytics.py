@@ -49,7 +49,13 @@ from app.models.monitoring import (
     TrendPoint,
     TrendsResponse,
 )
-from app.services.duckdb_store import DatasetInfo, DuckDBStore, quote_ident, utc_timestamp_sql
+from app.services.duckdb_store import (
+    DatasetInfo,
+    DuckDBStore,
+    latency_number_sql,
+    quote_ident,
+    utc_timestamp_sql,
+)
 from app.services.sql_stats import (
     finite_double,
     mean_sql,
@@ -166,8 +172,13 @@ class MonitoringTable:
         return next((c for c in LATENCY_CANDIDATES if self.has(c)), None)
 
     def num(self, name: str) -> str:
-        """A column as DOUBLE; text cells that do not parse and NaN/±inf become NULL (DB-30)."""
+        """A column as DOUBLE; text cells that do not parse and NaN/±inf become NULL (DB-30).
+
+        An INTERVAL (a latency synced from PostgreSQL) is read in milliseconds.
+        """
         typ = self.types.get(name, "")
+        if typ.startswith("INTERVAL"):
+            return latency_number_sql(quote_ident(name), typ)
         return finite_double(quote_ident(name), try_cast=not typ.startswith((*NUMERIC_TYPES, "DECIMAL")))
 
     def text(self, name: str) -> str:

@@ -454,6 +454,22 @@ async def test_empty_source_gives_empty_typed_tables(make_settings: Callable[...
         }
 
 
+async def test_interval_latency_is_read_in_milliseconds(make_settings: Callable[..., Settings], pg: PgSchema) -> None:
+    pg.execute("CREATE TABLE ds (dataset_id text, latency interval)")
+    pg.execute("CREATE TABLE rs (dataset_id text, metric_name text, metric_score float8)")
+    pg.execute("INSERT INTO ds VALUES ('a', '00:00:01.5'), ('b', '00:00:00.25'), ('c', NULL), ('d', '2 seconds')")
+    pg.execute("INSERT INTO rs SELECT dataset_id, 'm', 0.5 FROM ds")
+    settings = configure(make_settings, pg)
+    async with Env(settings) as e:
+        assert (await e.engine.sync_dataset("monitoring")).rows == 4
+        stats = (await e.store.get_metadata("monitoring_data"))["summary_stats"]
+        assert stats["p50_latency"] == pytest.approx(1500.0)  # median of 250, 1500, 2000 ms
+        from app.services import monitoring_analytics as ma
+
+        kpis = (await ma.summary(e.store, settings.monitoring_db, ma.MonitoringFilters(time_end="2100-01-01"))).kpis
+        assert kpis.p50_latency == pytest.approx(1500.0) and kpis.p99_latency == pytest.approx(1990.0)
+
+
 async def test_max_sync_rows_truncates_and_flags(make_settings: Callable[..., Settings], source: PgSchema) -> None:
     settings = configure(make_settings, source, columns=MAP, duckdb={"max_sync_rows": 25})
     async with Env(settings) as e:
