@@ -94,11 +94,15 @@ def normalise_name(name: str) -> str:
 def signal_columns(columns: Sequence[str]) -> dict[str, str]:
     """Normalised name → original column; ``source`` stands in for a missing ``source_name`` (DB-21).
 
+    When two columns normalise to one name (``Metric Name`` and ``metric_name``), the exact one is used.
+
     Raises Invalid naming the required columns when a V2 column is missing.
     """
     mapping: dict[str, str] = {}
-    for col in columns:
-        mapping.setdefault(normalise_name(col), col)
+    for col in columns:  # a column already named exactly wins over a display spelling of the same name
+        key = normalise_name(col)
+        if key not in mapping or col == key:
+            mapping[key] = col
     if "source_name" not in mapping and "source" in mapping:
         mapping["source_name"] = mapping["source"]
     missing = [c for c in REQUIRED if c not in mapping]
@@ -554,15 +558,17 @@ async def _case_response(
 
 # --------------------------------------------------------------------------- loading
 def _normalise_in_place(cur: duckdb.DuckDBPyConnection, staging: str) -> None:
-    """Rename staging columns to their normalised names (first wins) and add ``source_name`` from ``source``."""
+    """Rename staging columns to their normalised names and add ``source_name`` from ``source``.
+
+    The column :func:`signal_columns` picked for a name takes it; another spelling of it keeps its own.
+    """
     names = [c["name"] for c in DuckDBStore.describe_sync(cur, staging)]
     mapping = signal_columns(names)
     seen: set[str] = set()
     sel = []
     for col in names:
-        new = normalise_name(col)
-        if new in seen:
-            new = col
+        key = normalise_name(col)
+        new = key if mapping.get(key) == col else col
         seen.add(new)
         sel.append(f"{quote_ident(col)} AS {quote_ident(new)}")
     if "source_name" not in seen and "source_name" in mapping:

@@ -80,3 +80,16 @@ async def test_upload_without_any_case_id_is_400_and_keeps_the_previous_dataset(
     assert res.status_code == 400 and res.json()["detail"].startswith("Empty dataset")
     cases = (await client.get("/api/human-signals/cases")).json()
     assert cases["dataset_id"] == first.json()["dataset_id"] and [c["Case_ID"] for c in cases["data"]] == ["c1"]
+
+
+async def test_exact_metric_name_column_wins_over_a_display_spelling(client: httpx.AsyncClient) -> None:
+    body = _csv(
+        [
+            ["Metric Name", "metric_name", "dataset_id", "signals"],
+            ["OTHER", "quality", "c1", json.dumps({"ok": True})],
+        ]
+    )
+    res = await client.post("/api/human-signals/upload", files={"file": ("hs.csv", body, "text/csv")})
+    assert res.status_code == 200, res.text
+    assert list(res.json()["metric_schema"]["metrics"]) == ["quality"]
+    assert res.json()["data"][0]["quality__ok"] is True and "OTHER__ok" not in res.json()["data"][0]
