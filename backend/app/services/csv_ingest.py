@@ -359,7 +359,8 @@ def _encoding_check_alongside(cur: duckdb.DuckDBPyConnection, path: Path) -> Ite
     The check is a Python pass over every byte (~0.2 s per 170 MB); DuckDB parses at the same time
     (one thread while ingesting, see ``DuckDBStore.ingest_pool``). A failed check interrupts the
     cursor's running statement, and whatever the block raises, a failed check is the error
-    reported (it names the byte offset and line). Yields the check's future (True: the file has a BOM).
+    reported (it names the byte offset and line). Yields the check's future (True: the file has a
+    BOM); the block must not wait for it (a failed check finishes only when the block has ended).
     """
 
     stop = threading.Event()
@@ -555,7 +556,9 @@ def create_table_from_csv(
     try:
         with _encoding_check_alongside(cur, path) as encoding:
             load = _build_table_from_csv(cur, path, table, allow_empty=allow_empty, encoding=encoding)
-            load.has_bom = encoding.result()
+        # Only once the block has ended: a failed check keeps interrupting the cursor until then,
+        # so waiting for it inside the block would wait forever when the parse finished first.
+        load.has_bom = encoding.result()
     except BaseException:
         try:  # the parse may have finished before the encoding check failed
             cur.execute(f"DROP TABLE IF EXISTS {quote_ident(table)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import threading
 from pathlib import Path
 
 import duckdb
@@ -124,6 +125,25 @@ def test_latin1_bytes_name_offset_and_line(tmp_path: Path) -> None:
     assert f"byte offset {bad_offset}" in msg
     assert "line 3" in msg
     assert "0xE9" in msg
+
+
+def test_encoding_check_failing_after_the_block_ended_is_raised_not_awaited_forever(tmp_path: Path) -> None:
+    """The block (the parse) may end before the check fails; the check then stops and its error is raised."""
+    from app.services.csv_ingest import _encoding_check_alongside
+
+    path = _write(tmp_path, "late.csv", b"id,text\n" + b"1,ok\n" * 200_000 + b"2,caf\xe9\n")
+    cur = duckdb.connect().cursor()
+    finished = threading.Event()
+
+    def _run() -> None:
+        with pytest.raises(Invalid, match="not valid UTF-8"), _encoding_check_alongside(cur, path):
+            pass  # a parse that finished at once
+        finished.set()
+
+    worker = threading.Thread(target=_run, daemon=True)
+    worker.start()
+    assert finished.wait(30), "the encoding check kept waiting for a block that had ended"
+    assert cur.execute("SELECT 42").fetchone() == (42,)
 
 
 @pytest.mark.parametrize("bad", [b"caf\xe9", b"nul\x00byte"])
