@@ -139,14 +139,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def _install_token_guard(app: FastAPI, token: str) -> None:
     """Require ``Authorization: Bearer <token>`` on every ``/api/*`` route (decision 8)."""
-    expected = f"Bearer {token}".encode()
+    expected = token.encode()
 
     @app.middleware("http")
     async def token_guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         path = request.url.path
         if path.startswith("/api/") and request.method != "OPTIONS":
-            given = request.headers.get("authorization", "").encode()
-            if not hmac.compare_digest(given, expected):
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            # the scheme is case-insensitive (RFC 9110); the token is compared in constant time
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
                 return JSONResponse(
                     {"detail": "Missing or invalid API token. Send 'Authorization: Bearer <token>'."},
                     status_code=401,

@@ -86,6 +86,41 @@ def test_malformed_yaml_falls_back_and_logs(
     assert "hunter2-secret" not in text
 
 
+def test_rejected_yaml_section_is_not_replaced_by_env(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """YAML wins entirely (§2.3): an invalid or unparseable section is rejected, not swapped for EVAL_DB_*."""
+    monkeypatch.setenv("EVAL_DB_HOST", "env-host")
+    monkeypatch.setenv("EVAL_DB_NAME", "envdb")
+    write_yaml(make_settings, "eval_db.yaml", "eval_db:\n  host: yaml-host\n  port: notanint\n")
+    cfg = make_settings().eval_db
+    assert cfg.host != "env-host" and cfg.config_error is not None and "port" in cfg.config_error
+    write_yaml(make_settings, "eval_db.yaml", "eval_db:\n  enabled: true\n  host: [h\n")
+    cfg = make_settings().eval_db
+    assert cfg.host != "env-host" and cfg.config_error is not None
+    assert "(eval_db.yaml could not be read as YAML (line " in cfg.config_error
+
+
+async def test_unparseable_db_yaml_is_reported_by_the_import(
+    make_settings: Callable[..., Settings], make_client: Any
+) -> None:
+    write_yaml(make_settings, "eval_db.yaml", "eval_db:\n  enabled: true\n  host: [h\n")
+    async with make_client(make_settings()) as client:
+        res = await client.post("/api/data/eval-db-import")
+        assert res.status_code == 400 and "eval_db.yaml could not be read as YAML" in res.json()["detail"]
+
+
+def test_agents_yaml_expands_env_vars(make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.services.config_service import read_agents_yaml
+    from app.services.signals_display_config import load_signals_metrics_yaml
+
+    monkeypatch.setenv("AXIS_T_AVATAR", "https://x/av.png")
+    path = write_yaml(make_settings, "agents.yaml", "agents:\n  - name: a\n    avatar: ${AXIS_T_AVATAR}\n")
+    assert read_agents_yaml(path) == [{"name": "a", "avatar": "https://x/av.png"}]
+    path = write_yaml(make_settings, "signals_metrics.yaml", "signals_metrics:\n  title: ${AXIS_T_AVATAR:-x}\n")
+    assert load_signals_metrics_yaml(path) == {"title": "https://x/av.png"}
+
+
 async def test_malformed_yaml_does_not_stop_boot(make_settings: Callable[..., Settings], make_client: Any) -> None:
     write_yaml(make_settings, "theme.yaml", "theme: {active: [\n")
     write_yaml(make_settings, "monitoring_db.yaml", "just a string\n")

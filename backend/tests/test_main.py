@@ -81,6 +81,10 @@ async def test_api_token_guards_api_routes_only(make_settings: Callable[..., Set
         assert wrong.status_code == 401
         ok = await client.get("/api/config/features", headers={"Authorization": "Bearer s3cret-token"})
         assert ok.json() == {"success": True, "eval_runner_enabled": True, "copilot_enabled": True}
+        lower = await client.get("/api/config/features", headers={"Authorization": "bearer s3cret-token"})
+        assert lower.json()["success"] is True  # the scheme is case-insensitive
+        for header in ("Basic s3cret-token", "s3cret-token", "Bearer s3cret-token-and-more", "Bearer"):
+            assert (await client.get("/api/config/features", headers={"Authorization": header})).status_code == 401
 
 
 def test_clean_json_nan_inf_numpy() -> None:

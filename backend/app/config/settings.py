@@ -18,7 +18,7 @@ from app.config.db_configs import (
     parse_dsn,
 )
 from app.config.theme import THEME_ENV_FIELDS, ThemeConfig, build_theme
-from app.config.yaml_loader import read_yaml_section
+from app.config.yaml_loader import read_yaml_section, read_yaml_section_checked
 
 logger = logging.getLogger(__name__)
 
@@ -274,7 +274,9 @@ class Settings(BaseSettings):
         the value; the reason is that same text, for the caller to remember.
         """
         path = self.yaml_path(YAML_FILES[key])
-        section = read_yaml_section(path, key)
+        section, problem = read_yaml_section_checked(path, key)
+        if problem is not None:
+            return None, problem
         if section is None:
             return None, None
         try:
@@ -300,6 +302,8 @@ class Settings(BaseSettings):
                     return model.rejected(f"{key.upper()}_URL: {exc}")
                 updates["url"] = env_url
             return loaded.model_copy(update=updates) if updates else loaded
+        if reason is not None:  # the YAML section exists but is rejected: env must not stand in for it
+            return model.rejected(reason)
         if env is not None:
             try:
                 return model.model_validate(env)

@@ -42,25 +42,35 @@ def read_yaml_section(path: Path, key: str) -> dict[str, Any] | None:
     A missing file or key gives None. A malformed file, or a key whose value is not a
     mapping, is logged with the file name and also gives None, so boot continues on defaults.
     """
+    return read_yaml_section_checked(path, key)[0]
+
+
+def read_yaml_section_checked(path: Path, key: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(section, None) as :func:`read_yaml_section` reads it, or (None, why) for a malformed file or key.
+
+    The reason names the file and the problem (never a value), for callers that report it.
+    """
     if not path.is_file():
-        return None
+        return None, None
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
         logger.warning("Ignoring malformed YAML file %s: %s", path, exc)
-        return None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        return None, f"{path.name} could not be read as YAML{where}"
     if loaded is None:
-        return None
+        return None, None
     if not isinstance(loaded, dict):
         logger.warning("Ignoring YAML file %s: top level is not a mapping", path)
-        return None
+        return None, f"{path.name}: the top level is not a mapping"
     if key not in loaded:
-        return None
+        return None, None
     section = loaded[key]
     if section is None:
-        return {}
+        return {}, None
     if not isinstance(section, dict):
         logger.warning("Ignoring key '%s' in %s: expected a mapping", key, path)
-        return None
+        return None, f"{path.name} key '{key}': expected a mapping"
     expanded: dict[str, Any] = expand_env_vars(section)
-    return expanded
+    return expanded, None

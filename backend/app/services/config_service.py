@@ -12,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from app.config import Settings
+from app.config.yaml_loader import expand_env_vars
 from app.errors import NotFound
 from app.models.config import (
     AgentInfo,
@@ -78,7 +79,7 @@ def get_agents(settings: Settings) -> AgentsResponse:
 
 
 def read_agents_yaml(path: Path) -> list[dict[str, object]]:
-    """The ``agents`` list of agents.yaml, accepting a list or a name→fields mapping."""
+    """The ``agents`` list of agents.yaml (``${VAR}`` expanded), accepting a list or a name→fields mapping."""
     if not path.is_file():
         return []
     try:
@@ -86,7 +87,7 @@ def read_agents_yaml(path: Path) -> list[dict[str, object]]:
     except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
         logger.warning("Ignoring malformed YAML file %s: %s", path, exc)
         return []
-    agents = loaded.get("agents") if isinstance(loaded, dict) else None
+    agents = expand_env_vars(loaded.get("agents")) if isinstance(loaded, dict) else None
     if isinstance(agents, dict):
         return [{"name": k, **(v if isinstance(v, dict) else {})} for k, v in agents.items()]
     if isinstance(agents, list):

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-logger = logging.getLogger(__name__)
+from app.config.yaml_loader import read_yaml_section
 
 COLOR_PALETTE = (
     "#8B9F4F",
@@ -65,16 +62,8 @@ def _number_icon(key: str) -> str:
 
 
 def load_signals_metrics_yaml(path: Path) -> dict[str, Any]:
-    """The ``signals_metrics`` section of ``signals_metrics.yaml`` ({} when absent or unreadable)."""
-    if not path.is_file():
-        return {}
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
-        logger.warning("Ignoring unreadable %s: %s", path.name, exc)
-        return {}
-    section = data.get("signals_metrics") if isinstance(data, dict) else None
-    return section if isinstance(section, dict) else {}
+    """The ``signals_metrics`` section, ``${VAR}`` expanded ({} when absent or unreadable)."""
+    return read_yaml_section(path, "signals_metrics") or {}
 
 
 def build_display_config(
