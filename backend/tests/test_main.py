@@ -33,6 +33,9 @@ async def test_root_and_health_probe_duckdb(client: httpx.AsyncClient) -> None:
     assert health["components"]["llm"] == "offline"
     assert health["components"]["graph"] == "unconfigured"
     assert health["datasets"] == 0
+    assert health["sync"] == dict.fromkeys(
+        ("monitoring_data", "human_signals_raw", "human_signals_cases", "eval_data", "kpi_data"), "not_synced"
+    )
 
 
 async def test_openapi_lists_fourteen_router_tags(client: httpx.AsyncClient) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from app.serialization import clean_row
 
@@ -54,6 +54,7 @@ class HealthResponse(BaseModel):
     status: str
     components: HealthComponents
     datasets: int
+    sync: dict[str, str] = Field(default_factory=dict)  # synced table → not_synced | syncing | ready | error
 
 
 class RootResponse(BaseModel):

@@ -7,6 +7,7 @@ import duckdb
 from app.config import Settings
 from app.models.common import HealthComponents, HealthResponse
 from app.services.duckdb_store import DuckDBStore
+from app.services.sync_engine import STATUS_PREFIX, STATUS_TABLES
 
 
 def llm_mode(settings: Settings) -> str:
@@ -20,10 +21,14 @@ def graph_mode(settings: Settings) -> str:
 
 
 async def check_health(settings: Settings, store: DuckDBStore) -> HealthResponse:
-    """Probe DuckDB for real; report graph and LLM configuration without failing on them."""
+    """Probe DuckDB for real; report graph and LLM configuration and each synced table's state (§1.2)."""
+    sync: dict[str, str] = {}
     try:
         duck_ok = await store.probe()
         datasets = len(await store.list_datasets()) if duck_ok else 0
+        for table in STATUS_TABLES if duck_ok else ():
+            status = await store.kv_get(STATUS_PREFIX + table)
+            sync[table] = str(status.get("state") or "not_synced") if isinstance(status, dict) else "not_synced"
     except (duckdb.Error, RuntimeError):
         duck_ok, datasets = False, 0
     return HealthResponse(
@@ -36,4 +41,5 @@ async def check_health(settings: Settings, store: DuckDBStore) -> HealthResponse
             llm=llm_mode(settings),
         ),
         datasets=datasets,
+        sync=sync,
     )

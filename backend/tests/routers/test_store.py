@@ -53,6 +53,8 @@ async def test_sync_then_data_metadata_status_datasets(
         st = await wait_state(client, "monitoring_data", {"ready", "error"})
         assert st["state"] == "ready" and st["rows"] == joined_count(source) == 60
         assert st["sync_id"] == body["sync_id"] and st["incremental_column"] == "seq"
+        health = (await client.get("/health")).json()
+        assert health["sync"]["monitoring_data"] == "ready" and health["sync"]["eval_data"] == "not_synced"
         # instants are UTC with an explicit "Z" (browsers read offset-less ISO text as local time)
         assert st["last_sync"].endswith("Z") and st["last_incremental"] is None
         synced_at = dt.datetime.fromisoformat(st["last_sync"])
