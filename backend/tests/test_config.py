@@ -177,6 +177,26 @@ def test_theme_env_beats_yaml(make_settings: Callable[..., Settings], monkeypatc
     assert make_settings().theme.active_palette.name in ("no_such_palette", "sage_green")
 
 
+def test_one_bad_theme_value_drops_only_itself(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_yaml(
+        make_settings,
+        "theme.yaml",
+        "theme:\n  active: sage_green\n  palettes:\n    sage_green: {primaryDark: '#333333'}\n"
+        "    bad: {primary: '#1'}\n  branding: {app_name: Acme}\n",
+    )
+    monkeypatch.setenv("AXIS_THEME_PRIMARY", "#00FF00")
+    monkeypatch.setenv("AXIS_THEME_HERO_MODE", "blue")
+    with caplog.at_level(logging.WARNING):
+        theme = make_settings().theme
+    assert theme.active == "sage_green" and "bad" not in theme.palettes
+    assert (theme.active_palette.primary, theme.active_palette.primary_dark) == ("#00FF00", "#333333")
+    assert theme.branding.app_name == "Acme"
+    assert "palette 'bad'" in caplog.text and "AXIS_THEME_HERO_MODE" in caplog.text
+    assert "blue" not in caplog.text  # the variable is named, its value is not logged
+
+
 def test_templates_are_valid(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings()
     for template in (BACKEND_DIR / "config").glob("*.yaml.example"):

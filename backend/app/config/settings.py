@@ -18,7 +18,7 @@ from app.config.db_configs import (
     parse_dsn,
 )
 from app.config.theme import THEME_ENV_FIELDS, ThemeConfig, build_theme
-from app.config.yaml_loader import read_yaml_section, read_yaml_section_checked
+from app.config.yaml_loader import describe_validation_error, read_yaml_section, read_yaml_section_checked
 
 logger = logging.getLogger(__name__)
 
@@ -35,14 +35,6 @@ YAML_FILES = {
     "duckdb": "duckdb.yaml",
     "theme": "theme.yaml",
 }
-
-
-def _describe_validation_error(exc: ValidationError) -> str:
-    """Locations and messages only: input values may be secrets and are never logged."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg'].removeprefix('Value error, ')}"
-        for err in exc.errors()
-    )
 
 
 class Settings(BaseSettings):
@@ -255,12 +247,14 @@ class Settings(BaseSettings):
         theme_yaml = read_yaml_section(self.yaml_path(YAML_FILES["theme"]), "theme")
         overrides = {f: getattr(self, f"axis_theme_{f}") for f in THEME_ENV_FIELDS}
         try:
-            self._theme = build_theme(theme_yaml, self.axis_theme_active, overrides)
+            self._theme = build_theme(
+                theme_yaml, self.axis_theme_active, overrides, source=str(self.yaml_path(YAML_FILES["theme"]))
+            )
         except ValidationError as exc:
             logger.warning(
                 "Invalid theme in %s (%s); using defaults",
                 self.yaml_path(YAML_FILES["theme"]),
-                _describe_validation_error(exc),
+                describe_validation_error(exc),
             )
             self._theme = build_theme(None, self.axis_theme_active, {})
 
@@ -282,7 +276,7 @@ class Settings(BaseSettings):
         try:
             return model.model_validate(section), None
         except ValidationError as exc:
-            described = _describe_validation_error(exc)
+            described = describe_validation_error(exc)
             logger.warning("Invalid values in %s key '%s' (%s); using defaults", path, key, described)
             return None, f"{path.name} key '{key}': {described}"
 
@@ -308,7 +302,7 @@ class Settings(BaseSettings):
             try:
                 return model.model_validate(env)
             except ValidationError as exc:
-                described = _describe_validation_error(exc)
+                described = describe_validation_error(exc)
                 logger.warning("Invalid %s environment values (%s); using defaults", key, described)
                 reason = f"{key.upper()}_* environment variables: {described}"
         return model() if reason is None else model.rejected(reason)

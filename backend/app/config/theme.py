@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from app.config.yaml_loader import describe_validation_error
+
+logger = logging.getLogger(__name__)
 
 
 class Palette(BaseModel):
@@ -110,9 +115,16 @@ class ThemeConfig(BaseModel):
 
 
 def build_theme(
-    yaml_section: dict[str, Any] | None, env_active: str | None, env_overrides: dict[str, Any]
+    yaml_section: dict[str, Any] | None,
+    env_active: str | None,
+    env_overrides: dict[str, Any],
+    source: str = "theme.yaml",
 ) -> ThemeConfig:
-    """Defaults, then YAML, then env (env beats YAML for the theme)."""
+    """Defaults, then YAML, then env (env beats YAML for the theme).
+
+    Each palette, the branding and each env override is validated on its own: an invalid one is
+    logged with its key or variable (never its value) and left out, the rest still apply.
+    """
     theme = ThemeConfig()
     if yaml_section:
         if isinstance(yaml_section.get("active"), str):
@@ -124,19 +136,33 @@ def build_theme(
                     continue
                 base = theme.palettes.get(key)
                 merged = {**(base.model_dump(by_alias=True) if base else {}), **fields}
-                merged.setdefault("name", key)
                 if not merged.get("name"):
                     merged["name"] = key
-                theme.palettes[key] = Palette.model_validate(merged)
+                try:
+                    theme.palettes[key] = Palette.model_validate(merged)
+                except ValidationError as exc:
+                    logger.warning("Ignoring palette '%s' in %s (%s)", key, source, describe_validation_error(exc))
         branding = yaml_section.get("branding")
         if isinstance(branding, dict):
-            theme.branding = Branding.model_validate({**theme.branding.model_dump(), **branding})
+            try:
+                theme.branding = Branding.model_validate({**theme.branding.model_dump(), **branding})
+            except ValidationError as exc:
+                logger.warning("Ignoring branding in %s (%s)", source, describe_validation_error(exc))
     if env_active:
         theme.active = env_active
-    overrides = {k: v for k, v in env_overrides.items() if v is not None}
-    if overrides:
-        current = theme.active_palette.model_dump()
-        current.update(overrides)
+    current = theme.active_palette.model_dump()
+    applied = False
+    for field, value in env_overrides.items():
+        if value is None:
+            continue
+        try:
+            Palette.model_validate({**current, field: value})
+        except ValidationError:
+            logger.warning("Ignoring AXIS_THEME_%s: not a valid %s value", field.upper(), field)
+            continue
+        current[field] = value
+        applied = True
+    if applied:
         current["name"] = theme.active
         theme.palettes[theme.active] = Palette.model_validate(current)
     return theme

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 logger = logging.getLogger(__name__)
 
@@ -74,3 +75,11 @@ def read_yaml_section_checked(path: Path, key: str) -> tuple[dict[str, Any] | No
         return None, f"{path.name} key '{key}': expected a mapping"
     expanded: dict[str, Any] = expand_env_vars(section)
     return expanded, None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Locations and messages only: input values may be secrets and are never logged."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg'].removeprefix('Value error, ')}"
+        for err in exc.errors()
+    )
