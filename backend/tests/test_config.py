@@ -71,6 +71,25 @@ def test_env_var_expansion_in_yaml(make_settings: Callable[..., Settings], monke
     assert expand_env_vars("${V:-d}", {"V": "set"}) == "set"
 
 
+def test_env_var_expansion_sees_the_dotenv_file(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``${VAR}`` sees backend/.env too; the process environment wins over it (no override)."""
+    dotenv = tmp_path / "axis.env"
+    dotenv.write_text("AXIS_T_DOT_HOST=from-dotenv\nAXIS_T_BOTH=from-dotenv\n")
+    monkeypatch.setenv("AXIS_T_BOTH", "from-process")
+    write_yaml(
+        make_settings,
+        "monitoring_db.yaml",
+        "monitoring_db:\n  host: ${AXIS_T_DOT_HOST}\n  database: ${AXIS_T_BOTH}\n",
+    )
+    base = make_settings()
+    cfg = Settings(_env_file=dotenv, axis_custom_dir=base.axis_custom_dir, axis_home=base.axis_home).monitoring_db
+    assert (cfg.host, cfg.database) == ("from-dotenv", "from-process")
+    without = Settings(_env_file=None, axis_custom_dir=base.axis_custom_dir, axis_home=base.axis_home).monitoring_db
+    assert without.host is None
+
+
 def test_malformed_yaml_falls_back_and_logs(
     make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
 
+from dotenv import dotenv_values
 from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -35,6 +38,20 @@ YAML_FILES = {
     "duckdb": "duckdb.yaml",
     "theme": "theme.yaml",
 }
+
+
+# The .env values read for the Settings being built (pydantic-settings reads them only for its fields).
+_DOTENV: ContextVar[dict[str, str] | None] = ContextVar("axis_dotenv", default=None)
+
+
+def read_dotenv(env_file: Any) -> dict[str, str]:
+    """KEY=value pairs of the .env file(s) Settings reads (none: {})."""
+    files = env_file if isinstance(env_file, (list, tuple)) else [env_file]
+    out: dict[str, str] = {}
+    for f in files:
+        if f and Path(f).is_file():
+            out.update({k: v for k, v in dotenv_values(Path(f)).items() if v is not None})
+    return out
 
 
 class Settings(BaseSettings):
@@ -167,10 +184,26 @@ class Settings(BaseSettings):
     _human_signals_db: HumanSignalsDBConfig = PrivateAttr(default_factory=HumanSignalsDBConfig)
     _duckdb: DuckDBConfig = PrivateAttr(default_factory=DuckDBConfig)
     _theme: ThemeConfig = PrivateAttr(default_factory=ThemeConfig)
+    _dotenv: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def __init__(self, **values: Any) -> None:
+        """Settings from env/.env/arguments; the .env values are also kept for ``${VAR}`` in YAML."""
+        env_file = values.get("_env_file", type(self).model_config.get("env_file"))
+        token = _DOTENV.set(read_dotenv(env_file))
+        try:
+            super().__init__(**values)
+        finally:
+            _DOTENV.reset(token)
 
     def model_post_init(self, __context: Any) -> None:
         """Load the YAML sections once the env values are known."""
+        self._dotenv = _DOTENV.get() or {}
         self.reload_yaml()
+
+    @property
+    def yaml_environ(self) -> dict[str, str]:
+        """What ``${VAR}`` in YAML sees: the process environment over the ``.env`` file's values."""
+        return {**self._dotenv, **os.environ}
 
     # ------------------------------------------------------------------ YAML sections
     @property
@@ -244,7 +277,7 @@ class Settings(BaseSettings):
             "human_signals_db", HumanSignalsDBConfig, self._store_env("human_signals")
         )
         self._duckdb = self._load_section("duckdb", DuckDBConfig) or DuckDBConfig()
-        theme_yaml = read_yaml_section(self.yaml_path(YAML_FILES["theme"]), "theme")
+        theme_yaml = read_yaml_section(self.yaml_path(YAML_FILES["theme"]), "theme", self.yaml_environ)
         overrides = {f: getattr(self, f"axis_theme_{f}") for f in THEME_ENV_FIELDS}
         try:
             self._theme = build_theme(
@@ -268,7 +301,7 @@ class Settings(BaseSettings):
         the value; the reason is that same text, for the caller to remember.
         """
         path = self.yaml_path(YAML_FILES[key])
-        section, problem = read_yaml_section_checked(path, key)
+        section, problem = read_yaml_section_checked(path, key, self.yaml_environ)
         if problem is not None:
             return None, problem
         if section is None:

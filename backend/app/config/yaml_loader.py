@@ -37,16 +37,18 @@ def expand_env_vars(value: Any, environ: Mapping[str, str] | None = None) -> Any
     return value
 
 
-def read_yaml_section(path: Path, key: str) -> dict[str, Any] | None:
+def read_yaml_section(path: Path, key: str, environ: Mapping[str, str] | None = None) -> dict[str, Any] | None:
     """Return the mapping under top-level ``key`` of a YAML file, or None.
 
     A missing file or key gives None. A malformed file, or a key whose value is not a
     mapping, is logged with the file name and also gives None, so boot continues on defaults.
     """
-    return read_yaml_section_checked(path, key)[0]
+    return read_yaml_section_checked(path, key, environ)[0]
 
 
-def read_yaml_section_checked(path: Path, key: str) -> tuple[dict[str, Any] | None, str | None]:
+def read_yaml_section_checked(
+    path: Path, key: str, environ: Mapping[str, str] | None = None
+) -> tuple[dict[str, Any] | None, str | None]:
     """(section, None) as :func:`read_yaml_section` reads it, or (None, why) for a malformed file or key.
 
     The reason names the file and the problem (never a value), for callers that report it.
@@ -73,7 +75,7 @@ def read_yaml_section_checked(path: Path, key: str) -> tuple[dict[str, Any] | No
     if not isinstance(section, dict):
         logger.warning("Ignoring key '%s' in %s: expected a mapping", key, path)
         return None, f"{path.name} key '{key}': expected a mapping"
-    expanded: dict[str, Any] = expand_env_vars(section)
+    expanded: dict[str, Any] = expand_env_vars(section, environ)
     return expanded, None
 
 
