@@ -278,3 +278,11 @@ async def test_error_handler_maps_status(settings: Settings, exc_cls: type[error
         assert crash_res.status_code == 500
         assert crash_res.json() == {"detail": "Internal server error"}
         assert (await client.get("/nan")).json() == {"x": None, "y": [None, 2.0]}
+
+
+async def test_openapi_states_pass_rate_units(client: httpx.AsyncClient) -> None:
+    """Decision 13.2: eval passing_rate is a fraction, monitoring pass rates are percentages."""
+    schemas = (await client.get("/openapi.json")).json()["components"]["schemas"]
+    assert schemas["MetricSummary"]["properties"]["passing_rate"]["description"].startswith("Fraction (0–1)")
+    for name in ("SummaryKpis", "MetricBreakdownItem", "GroupStats"):
+        assert schemas[name]["properties"]["pass_rate"]["description"].startswith("Percent (0–100)"), name

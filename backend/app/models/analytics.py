@@ -26,7 +26,7 @@ class MetricSummary(BaseModel):
     min: float | None
     max: float | None
     count: int
-    passing_rate: float | None
+    passing_rate: float | None = Field(description="Fraction (0–1) of the values ≥ 0.5")
 
 
 class SummaryResponse(SuccessResponse):

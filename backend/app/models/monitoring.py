@@ -82,7 +82,7 @@ class SummaryKpis(BaseModel):
 
     total_records: int = 0
     avg_score: float | None = 0.0
-    pass_rate: float | None = 0.0
+    pass_rate: float | None = Field(default=0.0, description="Percent (0–100) of scores ≥ 0.5")
     p50_latency: float | None = 0.0
     p95_latency: float | None = 0.0
     p99_latency: float | None = 0.0
@@ -121,7 +121,7 @@ class TrendsResponse(SuccessResponse):
 class GroupStats(BaseModel):
     """Per-group pass rate (percent), mean and count."""
 
-    pass_rate: float | None
+    pass_rate: float | None = Field(description="Percent (0–100) of scores ≥ the threshold")
     avg: float | None
     count: int
 
@@ -130,7 +130,7 @@ class MetricBreakdownItem(BaseModel):
     """One metric of ``/metric-breakdown``."""
 
     name: str
-    pass_rate: float | None
+    pass_rate: float | None = Field(description="Percent (0–100) of scores ≥ the threshold")
     avg: float | None
     count: int
     by_group: dict[str, GroupStats] | None = None
