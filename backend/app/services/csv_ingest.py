@@ -325,7 +325,12 @@ def _csv_error_message(exc: duckdb.Error) -> str:
     elif "Maximum line size" in text:
         problem = f"a line is longer than the parser allows ({MAX_CSV_LINE_BYTES // (1024 * 1024)} MB)"
     elif "unterminated quote" in text:
-        problem = "a quoted value is never closed"
+        # DuckDB also says this when a quoted value outgrows its read buffer (a line of more than
+        # 2 x max_line_size), so both causes are named.
+        problem = (
+            "a quoted value is never closed, or a line is longer than the parser allows "
+            f"({MAX_CSV_LINE_BYTES // (1024 * 1024)} MB)"
+        )
     elif "quote" in text.lower() and "escape" in text.lower():
         problem = "invalid quoting (quotes inside a quoted value must be doubled)"
     else:

@@ -247,6 +247,14 @@ def test_unterminated_quote(tmp_path: Path) -> None:
         _load(tmp_path, b'a,b\n1,"open\n2,3\n')
 
 
+def test_a_quoted_cell_beyond_the_buffer_names_the_line_limit_too(tmp_path: Path) -> None:
+    """A valid 5 MB quoted cell outgrows DuckDB's buffer, which reports it as an unterminated quote."""
+    data = b'id,text\n1,"' + b"x" * 5_000_000 + b'"\n2,short\n'
+    with pytest.raises(Invalid) as err:
+        _load(tmp_path, data)
+    assert "a line is longer than the parser allows (2 MB)" in err.value.message
+
+
 def test_long_lines_parse_across_buffers_up_to_the_line_limit(tmp_path: Path) -> None:
     # Cells much larger than a parser buffer's share, and a line just under the 2 MB limit.
     big = "x" * 1_900_000
