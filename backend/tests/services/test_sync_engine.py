@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import decimal
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -15,7 +16,6 @@ import duckdb
 import pytest
 
 from app.config import Settings
-from app.services import sync_engine
 from app.services.background import BackgroundTasks
 from app.services.duckdb_store import DuckDBStore, compute_table_metadata_sync
 from app.services.sync_engine import (
@@ -330,16 +330,10 @@ def test_numeric_duck_type_follows_the_extensions_decimal_rule() -> None:
 
 
 async def test_asyncpg_reader_without_typmods_lands_numeric_as_double(
-    make_settings: Callable[..., Settings], pg: PgSchema, monkeypatch: pytest.MonkeyPatch
+    make_settings: Callable[..., Settings], pg: PgSchema, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A source that refuses the describing temporary view (read-only standby): numeric(p,s) → DOUBLE."""
-    calls: list[str] = []
-
-    async def refused(conn: Any, query: str, count: int) -> None:
-        calls.append(query)
-        return None
-
-    monkeypatch.setattr(sync_engine, "describe_typmods", refused)
+    """A source refusing the describing temporary view (a read-only role, as on a standby): numeric → DOUBLE."""
+    role = f"axis_ro_{uuid.uuid4().hex[:10]}"
     pg.execute("CREATE DOMAIN money82 AS numeric(8,2)")
     pg.execute("CREATE TABLE ds (dataset_id text, amount numeric(12,4), price money82, id uuid, seen timestamptz)")
     pg.execute(
@@ -348,25 +342,39 @@ async def test_asyncpg_reader_without_typmods_lands_numeric_as_double(
     )
     pg.execute("CREATE TABLE rs (dataset_id text, metric_name text, metric_score float8)")
     pg.execute("INSERT INTO rs SELECT dataset_id, 'm1', 0.5 FROM ds")
-    settings = configure(make_settings, pg, duckdb={"sync_reader": "asyncpg"})
-    async with Env(settings) as e:
-        res = await e.engine.sync_dataset("monitoring")
-        assert res.status == "ready" and res.rows == 2, res.error
-        assert len(calls) == 2  # dataset and results query
-        types = {c["name"]: c["type"] for c in await e.store.describe("monitoring_dataset")}
-        # the wire describes a domain column by its base type, so the domain's numeric(8,2) is unknown too
-        assert types == {
-            "dataset_id": "VARCHAR",
-            "amount": "DOUBLE",
-            "price": "DOUBLE",
-            "id": "UUID",
-            "seen": "TIMESTAMP",
-        }
-        rows = await e.rows("SELECT amount, price, id, seen::VARCHAR FROM monitoring_dataset ORDER BY dataset_id")
-        assert rows == [
-            (1.5, 2.25, uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"), "-infinity"),
-            (None, None, None, "2023-12-31 22:00:00"),
-        ]
+    pg.execute(f"CREATE ROLE {role} LOGIN")
+    pg.execute(f"ALTER ROLE {role} SET default_transaction_read_only = on")  # no CREATE, not even TEMP
+    pg.execute(f'GRANT USAGE ON SCHEMA "{pg.schema}" TO {role}')
+    pg.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{pg.schema}" TO {role}')
+    try:
+        url = f"postgresql://{role}@{pg.host}:{pg.port}/test"
+        settings = configure(make_settings, pg, url=url, duckdb={"sync_reader": "asyncpg"})
+        with caplog.at_level(logging.WARNING):
+            async with Env(settings) as e:
+                res = await e.engine.sync_dataset("monitoring")
+                assert res.status == "ready" and res.rows == 2, res.error
+                refused = [r for r in caplog.records if "Cannot describe the sync query's column types" in r.message]
+                assert len(refused) == 2 and "read-only transaction" in refused[0].message  # both queries
+                types = {c["name"]: c["type"] for c in await e.store.describe("monitoring_dataset")}
+                # the wire describes a domain column by its base type, so the domain's numeric(8,2) is unknown too
+                assert types == {
+                    "dataset_id": "VARCHAR",
+                    "amount": "DOUBLE",
+                    "price": "DOUBLE",
+                    "id": "UUID",
+                    "seen": "TIMESTAMP",
+                }
+                rows = await e.rows(
+                    "SELECT amount, price, id, seen::VARCHAR FROM monitoring_dataset ORDER BY dataset_id"
+                )
+                assert rows == [
+                    (1.5, 2.25, uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"), "-infinity"),
+                    (None, None, None, "2023-12-31 22:00:00"),
+                ]
+    finally:
+        pg.execute(f'REVOKE ALL ON ALL TABLES IN SCHEMA "{pg.schema}" FROM {role}')
+        pg.execute(f'REVOKE ALL ON SCHEMA "{pg.schema}" FROM {role}')
+        pg.execute(f"DROP ROLE {role}")
 
 
 @pytest.mark.parametrize("reader", READERS)
