@@ -35,8 +35,8 @@ from app.services.duckdb_store import DuckDBStore, quote_ident
 from app.services.sql_stats import (
     finite_double,
     mean_sql,
+    pair_correlations,
     pearson,
-    pow2_scale,
     retry_scaled,
     scaled_values_sql,
     std_sql,
@@ -513,20 +513,8 @@ async def correlation(store: DuckDBStore, inp: AnalyticsInput, *, metrics: list[
         wide, params = wide_sql(rel, chosen)
         pairs = [(i, j) for i in range(len(chosen)) for j in range(i, len(chosen))]
 
-        def _run(scaled: bool) -> Any:
-            cols = [metric_alias(i) for i in range(len(chosen))]
-            src = wide
-            if scaled:  # r is scale-invariant: divide each metric by its largest magnitude
-                src = (
-                    "SELECT "
-                    + ", ".join(f"{c} / {pow2_scale(f'max(abs({c})) OVER ()')} AS {c}" for c in cols)
-                    + f" FROM ({wide})"
-                )
-            aggs = ", ".join(f"corr({cols[i]}, {cols[j]})" for i, j in pairs)
-            return cur.execute(f"SELECT {aggs} FROM ({src})", params).fetchone()
-
-        row = retry_scaled(_run)
-        assert row is not None
+        cols = [metric_alias(i) for i in range(len(chosen))]
+        row = pair_correlations(cur, f"({wide})", cols, pairs, params)
         matrix: dict[str, dict[str, float | None]] = {m: {} for m in chosen}
         for (i, j), r in zip(pairs, row, strict=True):
             a, b = chosen[i], chosen[j]

@@ -59,8 +59,8 @@ from app.services.duckdb_store import (
 from app.services.sql_stats import (
     finite_double,
     mean_sql,
+    pair_correlations,
     pearson,
-    pow2_scale,
     retry_scaled,
     scaled_values_sql,
     std_sql,
@@ -824,19 +824,8 @@ async def _corr(
         return CorrelationResponse(matrix=[], metrics=[], dataset_id=t.info.dataset_id)
     k = len(valid)
     pairs = [(i, j) for i in range(k) for j in range(i, k)]
-    aggs = ", ".join(f"corr(c{i}, c{j})" for i, j in pairs)
-    # r is scale-invariant: when sums of squares overflow, divide each column by its largest magnitude.
-    scaled_src = (
-        "(SELECT "
-        + ", ".join(f"c{i} / {pow2_scale(f'max(abs(c{i})) OVER ()')} AS c{i}" for i in range(k))
-        + f" FROM {src})"
-    )
-    row = await store.run_read(
-        lambda cur: retry_scaled(
-            lambda scaled: cur.execute(f"SELECT {aggs} FROM {scaled_src if scaled else src}", params).fetchone()
-        )
-    )
-    assert row is not None
+    cols = [f"c{i}" for i in range(k)]
+    row = await store.run_read(lambda cur: pair_correlations(cur, src, cols, pairs, params))
     matrix = [[0.0] * k for _ in range(k)]
     for (i, j), r in zip(pairs, row, strict=True):
         v = pearson(r, i == j)

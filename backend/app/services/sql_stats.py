@@ -9,7 +9,7 @@ multiply the mean and the standard deviation back (:func:`mean_sql`, :func:`std_
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import duckdb
@@ -60,3 +60,27 @@ def pearson(value: Any, same: bool) -> float | None:
     if value is None or value != value:
         return None
     return 1.0 if same else min(1.0, max(-1.0, float(value)))
+
+
+def pair_correlations(
+    cur: duckdb.DuckDBPyConnection,
+    source: str,
+    columns: Sequence[str],
+    pairs: Sequence[tuple[int, int]],
+    params: Sequence[Any] = (),
+) -> tuple[Any, ...]:
+    """DuckDB ``corr`` of each (i, j) column pair of the relation ``source`` (pairwise-complete rows).
+
+    When a sum of squares overflows, the query is rerun with each column divided by its largest
+    magnitude (a power of two); r is scale-invariant, so the answer is the same.
+    """
+    aggs = ", ".join(f"corr({columns[i]}, {columns[j]})" for i, j in pairs)
+    scaled = ", ".join(f"{c} / {pow2_scale(f'max(abs({c})) OVER ()')} AS {c}" for c in columns)
+
+    def _run(rescale: bool) -> tuple[Any, ...]:
+        src = f"(SELECT {scaled} FROM {source})" if rescale else source
+        row = cur.execute(f"SELECT {aggs} FROM {src}", list(params)).fetchone()
+        assert row is not None
+        return tuple(row)
+
+    return retry_scaled(_run)
