@@ -16,12 +16,12 @@ import decimal
 import json
 import math
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, overload
 
 import numpy as np
 import orjson
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 _PLAIN = frozenset({str, int, bool, type(None)})
 
@@ -182,3 +182,74 @@ class CleanJSONResponse(JSONResponse):
     def render(self, content: Any) -> bytes:
         """Serialise strictly (no NaN)."""
         return dumps_clean(content)
+
+
+class RenderedRows(Sequence[dict[str, Any]]):
+    """``size`` result rows already rendered as JSON by the :func:`clean_json` rules.
+
+    Held as ``parts``: each the comma-separated JSON objects of a batch of rows (no brackets), so a
+    response joins them into its body with one copy and large row lists never exist as Python
+    objects. Python callers (tests, services) may still index it: the rows are then parsed once
+    and cached.
+    """
+
+    __slots__ = ("_parsed", "parts", "size")
+
+    def __init__(self, parts: list[bytes], size: int) -> None:
+        self.parts = parts
+        self.size = size
+        self._parsed: list[dict[str, Any]] | None = None
+
+    @classmethod
+    def of(cls, rows: Sequence[dict[str, Any]]) -> RenderedRows:
+        """Render Python rows (the path for cells the store does not render itself)."""
+        return cls([dumps_clean(list(rows))[1:-1]] if rows else [], len(rows))
+
+    def array_pieces(self) -> list[bytes]:
+        """The pieces of the JSON array (brackets and separators included), to be joined once."""
+        pieces = [b"["]
+        for i, part in enumerate(self.parts):
+            if i:
+                pieces.append(b",")
+            pieces.append(part)
+        pieces.append(b"]")
+        return pieces
+
+    @property
+    def json(self) -> bytes:
+        """The rows as one JSON array."""
+        return b"".join(self.array_pieces())
+
+    def _rows(self) -> list[dict[str, Any]]:
+        if self._parsed is None:
+            self._parsed = json.loads(self.json)
+        return self._parsed
+
+    def __len__(self) -> int:
+        return self.size
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        return self._rows()[index]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self._rows())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, RenderedRows):
+            return self._rows() == other._rows()
+        return isinstance(other, list) and self._rows() == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"RenderedRows(size={self.size}, bytes={sum(map(len, self.parts))})"
+
+
+class RawJSONResponse(Response):
+    """A response whose body is JSON bytes rendered beforehand (see ``RowsPayload.render_json``)."""
+
+    media_type = "application/json"

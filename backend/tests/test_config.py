@@ -140,6 +140,25 @@ def test_agents_yaml_expands_env_vars(make_settings: Callable[..., Settings], mo
     assert load_signals_metrics_yaml(path) == {"title": "https://x/av.png"}
 
 
+async def test_agents_and_signals_yaml_see_the_dotenv_file(
+    make_settings: Callable[..., Settings], make_client: Any, tmp_path: Path
+) -> None:
+    """Like the DB sections, agents.yaml and signals_metrics.yaml expand ``${VAR}`` from backend/.env."""
+    from app.services.signals_display_config import load_signals_metrics_yaml
+
+    dotenv = tmp_path / "axis.env"
+    dotenv.write_text("AXIS_T_AGENT_LABEL=From dotenv\n")
+    write_yaml(make_settings, "agents.yaml", "agents:\n  - name: a\n    label: ${AXIS_T_AGENT_LABEL}\n")
+    path = write_yaml(make_settings, "signals_metrics.yaml", "signals_metrics:\n  title: ${AXIS_T_AGENT_LABEL:-x}\n")
+    base = make_settings()
+    settings = Settings(_env_file=dotenv, axis_custom_dir=base.axis_custom_dir, axis_home=base.axis_home)
+    assert load_signals_metrics_yaml(path, settings.yaml_environ) == {"title": "From dotenv"}
+    assert load_signals_metrics_yaml(path) == {"title": "x"}  # the process environment alone
+    async with make_client(settings) as client:
+        agents = (await client.get("/api/config/agents")).json()["agents"]
+    assert [(a["name"], a["label"]) for a in agents] == [("a", "From dotenv")]
+
+
 async def test_malformed_yaml_does_not_stop_boot(make_settings: Callable[..., Settings], make_client: Any) -> None:
     write_yaml(make_settings, "theme.yaml", "theme: {active: [\n")
     write_yaml(make_settings, "monitoring_db.yaml", "just a string\n")

@@ -81,10 +81,10 @@ class Settings(BaseSettings):
 
     # ingestion limits
     max_upload_mb: int = Field(default=200, ge=1)
-    # Rows echoed in upload/import responses. The rest is read from the store (/api/store/data cursors,
-    # analytics by dataset_id); 10 k rows keep a 1 M-row upload's response at ~10 MB of Python objects
-    # (50 k: +79 MB peak, 2.2x the file with the parse).
-    upload_response_row_cap: int = Field(default=10_000, ge=0)
+    # Rows echoed in upload/import responses (decision 2's default). DuckDB renders them as JSON text
+    # (services/json_rows.py, ~0.4 KB a row), so 50 k rows are not held as Python dicts; the rest is
+    # read from the store (/api/store/data cursors, analytics by dataset_id).
+    upload_response_row_cap: int = Field(default=50_000, ge=0)
 
     # flags and CORS
     copilot_enabled: bool = True

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Sequence
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PrivateAttr
 
-from app.serialization import clean_row
+from app.serialization import RenderedRows, clean_row
 
 # One result row (column → value). In JSON mode it is serialised through the app's JSON cleaner, so
 # DuckDB / PostgreSQL values (Decimal, INTERVAL, BLOB, ±infinity timestamps, NaN) follow the same
@@ -24,6 +25,34 @@ class SuccessResponse(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     success: bool = True
+
+
+class RowsPayload(SuccessResponse):
+    """A success body whose ``data`` rows may arrive pre-rendered as JSON (:class:`RenderedRows`).
+
+    Build it with ``data=[]`` and :meth:`with_rows`; routers return
+    ``RawJSONResponse(model.render_json())``, which splices the rendered rows in as ``data``.
+    """
+
+    data: list[Row]
+    _rendered: RenderedRows | None = PrivateAttr(default=None)
+
+    def with_rows(self, rows: RenderedRows) -> Self:
+        """Attach the rendered rows that replace ``data`` in the JSON body."""
+        self._rendered = rows
+        return self
+
+    @property
+    def rows(self) -> Sequence[dict[str, Any]]:
+        """The response's rows: the rendered ones when attached, else ``data``."""
+        return self._rendered if self._rendered is not None else self.data
+
+    def render_json(self) -> bytes:
+        """The JSON body (as FastAPI would write it), ``data`` taken from the rendered rows."""
+        if self._rendered is None:
+            return self.__pydantic_serializer__.to_json(self, by_alias=True)
+        head = self.__pydantic_serializer__.to_json(self, by_alias=True, exclude={"data"})
+        return b"".join([head[:-1], b',"data":', *self._rendered.array_pieces(), b"}"])
 
 
 class MessageResponse(SuccessResponse):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from app.models.common import Row, SuccessResponse
+from app.models.common import Row, RowsPayload, SuccessResponse
 
 
-class UploadResponse(SuccessResponse):
+class UploadResponse(RowsPayload):
     """Upload / eval-db-import body: the Ref shape plus ``dataset_id`` and ``data_truncated``."""
 
     format: str
@@ -20,7 +20,7 @@ class UploadResponse(SuccessResponse):
     data_truncated: bool = False
 
 
-class ExampleResponse(SuccessResponse):
+class ExampleResponse(RowsPayload):
     """``GET /example/{name}``: like an upload, without ``preview``."""
 
     format: str

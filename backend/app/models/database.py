@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
-from app.models.common import Row, SuccessResponse
+from app.models.common import Row, RowsPayload, SuccessResponse
 
 SslModeIn = Literal["disable", "prefer", "require", "verify-ca", "verify-full"]
 StoreKey = Literal["data", "eval", "monitoring", "human_signals"]
@@ -191,7 +191,7 @@ class TableImportRequest(BaseModel):
     _t = field_validator("table", mode="before")(_table_ref)
 
 
-class DatabaseImportResponse(SuccessResponse):
+class DatabaseImportResponse(RowsPayload):
     """The Ref UploadResponse shape plus ``dataset_id`` (None when nothing was imported)."""
 
     format: str

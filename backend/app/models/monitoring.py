@@ -6,13 +6,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.models.common import Row, SuccessResponse
+from app.models.common import Row, RowsPayload, SuccessResponse
 
 Granularity = Literal["hourly", "daily", "weekly"]
 
 
 # --------------------------------------------------------------------------- ingestion
-class MonitoringUploadResponse(SuccessResponse):
+class MonitoringUploadResponse(RowsPayload):
     """Upload / example / db-import body: the Ref shape plus ``dataset_id``."""
 
     format: str = "monitoring"

@@ -20,6 +20,7 @@ from app.models.data import (
     PrepareAnalyticsResponse,
     UploadResponse,
 )
+from app.serialization import RawJSONResponse
 from app.services import data_processor
 from app.services.csv_ingest import check_declared_size
 
@@ -61,21 +62,22 @@ async def read_upload_file(request: Request, *, max_bytes: int, field: str = "fi
     return part
 
 
-def _upload_response(res: data_processor.EvalLoadResult) -> UploadResponse:
-    return UploadResponse(
+def _upload_response(res: data_processor.EvalLoadResult) -> RawJSONResponse:
+    body = UploadResponse(
         format=res.format,
         row_count=res.row_count,
         columns=res.columns,
         preview=res.preview,
         message=res.message,
-        data=res.data,
+        data=[],
         dataset_id=res.dataset.dataset_id,
         data_truncated=res.data_truncated,
     )
+    return RawJSONResponse(body.with_rows(res.data).render_json())
 
 
 @router.post("/upload", response_model=UploadResponse, openapi_extra=_MULTIPART_FILE)
-async def upload(request: Request, settings: SettingsDep, store: StoreDep) -> UploadResponse:
+async def upload(request: Request, settings: SettingsDep, store: StoreDep) -> RawJSONResponse:
     """Upload an evaluation CSV; it is processed and stored as the latest eval dataset."""
     max_bytes = settings.max_upload_mb * 1024 * 1024
     file = await read_upload_file(request, max_bytes=max_bytes)
@@ -130,20 +132,21 @@ async def prepare_analytics(
 
 
 @router.get("/example/{dataset_name}", response_model=ExampleResponse)
-async def example(settings: SettingsDep, store: StoreDep, dataset_name: str) -> ExampleResponse:
+async def example(settings: SettingsDep, store: StoreDep, dataset_name: str) -> RawJSONResponse:
     """Load one of the bundled example datasets (model, comparison, annotation, align)."""
     res = await data_processor.load_example(
         store, dataset_name, sample_dir=settings.axis_sample_dir, row_cap=settings.upload_response_row_cap
     )
-    return ExampleResponse(
+    body = ExampleResponse(
         format=res.format,
         row_count=res.row_count,
         columns=res.columns,
-        data=res.data,
+        data=[],
         message=res.message,
         dataset_id=res.dataset.dataset_id,
         data_truncated=res.data_truncated,
     )
+    return RawJSONResponse(body.with_rows(res.data).render_json())
 
 
 @router.get("/eval-db-config", response_model=EvalDBConfigResponse)
@@ -160,7 +163,7 @@ async def eval_db_config(settings: SettingsDep) -> EvalDBConfigResponse:
 
 
 @router.post("/eval-db-import", response_model=UploadResponse)
-async def eval_db_import(settings: SettingsDep, store: StoreDep) -> UploadResponse:
+async def eval_db_import(settings: SettingsDep, store: StoreDep) -> RawJSONResponse:
     """Import evaluation data with the configured split queries and store it."""
     res = await data_processor.import_eval_db(store, settings.eval_db, row_cap=settings.upload_response_row_cap)
     return _upload_response(res)

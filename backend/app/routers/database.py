@@ -33,6 +33,7 @@ from app.models.database import (
     TableImportRequest,
     TablesResponse,
 )
+from app.serialization import RawJSONResponse
 from app.services import database_service
 from app.services.connection_store import ConnectionStore
 
@@ -143,9 +144,10 @@ async def query_import(
     conns: ConnectionsDep,
     store: StoreDep,
     target: Annotated[StoreKey | None, Query(alias="store")] = None,
-) -> DatabaseImportResponse:
+) -> RawJSONResponse:
     """Import a read-only SELECT into the DuckDB store (``store`` picks the rename map, DB-20)."""
-    return await database_service.query_import(conns, store, settings, handle, body, target)
+    res = await database_service.query_import(conns, store, settings, handle, body, target)
+    return RawJSONResponse(res.render_json())
 
 
 @router.post("/{handle}/import", response_model=DatabaseImportResponse)
@@ -156,9 +158,10 @@ async def table_import(
     conns: ConnectionsDep,
     store: StoreDep,
     target: Annotated[StoreKey | None, Query(alias="store")] = None,
-) -> DatabaseImportResponse:
+) -> RawJSONResponse:
     """Import a table (with mappings and filters) into the DuckDB store."""
-    return await database_service.table_import(conns, store, settings, handle, body, target)
+    res = await database_service.table_import(conns, store, settings, handle, body, target)
+    return RawJSONResponse(res.render_json())
 
 
 @router.delete("/{handle}", response_model=CloseResponse)

@@ -8,23 +8,24 @@ from fastapi import APIRouter, File, UploadFile
 
 from app.deps import SettingsDep, StoreDep
 from app.models.monitoring import MonitoringDBConfigResponse, MonitoringUploadResponse
+from app.serialization import RawJSONResponse
 from app.services import monitoring_service
 
 router = APIRouter(prefix="/api/monitoring", tags=["monitoring"])
 
 
 @router.post("/upload", response_model=MonitoringUploadResponse)
-async def upload(
-    settings: SettingsDep, store: StoreDep, file: Annotated[UploadFile, File()]
-) -> MonitoringUploadResponse:
+async def upload(settings: SettingsDep, store: StoreDep, file: Annotated[UploadFile, File()]) -> RawJSONResponse:
     """Upload a monitoring CSV (wide or long); stored as the latest monitoring dataset."""
-    return await monitoring_service.upload_monitoring(store, settings, file, settings.data_dir / "spool")
+    res = await monitoring_service.upload_monitoring(store, settings, file, settings.data_dir / "spool")
+    return RawJSONResponse(res.render_json())
 
 
 @router.get("/example/{dataset_name}", response_model=MonitoringUploadResponse)
-async def example(settings: SettingsDep, store: StoreDep, dataset_name: str) -> MonitoringUploadResponse:
+async def example(settings: SettingsDep, store: StoreDep, dataset_name: str) -> RawJSONResponse:
     """Load a bundled monitoring sample."""
-    return await monitoring_service.load_monitoring_example(store, settings, dataset_name)
+    res = await monitoring_service.load_monitoring_example(store, settings, dataset_name)
+    return RawJSONResponse(res.render_json())
 
 
 @router.get("/db-config", response_model=MonitoringDBConfigResponse)
@@ -34,6 +35,7 @@ async def db_config(settings: SettingsDep) -> MonitoringDBConfigResponse:
 
 
 @router.post("/db-import", response_model=MonitoringUploadResponse)
-async def db_import(settings: SettingsDep, store: StoreDep) -> MonitoringUploadResponse:
+async def db_import(settings: SettingsDep, store: StoreDep) -> RawJSONResponse:
     """Import monitoring rows from the configured PostgreSQL database into the store."""
-    return await monitoring_service.import_monitoring_from_db(store, settings)
+    res = await monitoring_service.import_monitoring_from_db(store, settings)
+    return RawJSONResponse(res.render_json())

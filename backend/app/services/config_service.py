@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import mimetypes
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
@@ -68,7 +69,7 @@ def get_features(settings: Settings) -> FeaturesResponse:
 def get_agents(settings: Settings) -> AgentsResponse:
     """Agent personas from agents.yaml ([] when absent or malformed)."""
     path = settings.yaml_path("agents.yaml")
-    section = read_agents_yaml(path)
+    section = read_agents_yaml(path, settings.yaml_environ)
     agents: list[AgentInfo] = []
     for index, item in enumerate(section):
         try:
@@ -78,8 +79,12 @@ def get_agents(settings: Settings) -> AgentsResponse:
     return AgentsResponse(agents=agents)
 
 
-def read_agents_yaml(path: Path) -> list[dict[str, object]]:
-    """The ``agents`` list of agents.yaml (``${VAR}`` expanded), accepting a list or a name→fields mapping."""
+def read_agents_yaml(path: Path, environ: Mapping[str, str] | None = None) -> list[dict[str, object]]:
+    """The ``agents`` list of agents.yaml, accepting a list or a name→fields mapping.
+
+    ``${VAR}`` is expanded from ``environ`` (``Settings.yaml_environ``: the process environment over
+    backend/.env; the process environment alone when None).
+    """
     if not path.is_file():
         return []
     try:
@@ -87,7 +92,7 @@ def read_agents_yaml(path: Path) -> list[dict[str, object]]:
     except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
         logger.warning("Ignoring malformed YAML file %s: %s", path, exc)
         return []
-    agents = expand_env_vars(loaded.get("agents")) if isinstance(loaded, dict) else None
+    agents = expand_env_vars(loaded.get("agents"), environ) if isinstance(loaded, dict) else None
     if isinstance(agents, dict):
         return [{"name": k, **(v if isinstance(v, dict) else {})} for k, v in agents.items()]
     if isinstance(agents, list):

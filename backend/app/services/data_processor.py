@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from app.config.db_configs import EvalDBConfig
 from app.errors import Invalid, NotFound, ServiceError
+from app.serialization import RenderedRows
 from app.services.column_aliases import EVAL_ALIASES, normalise_column_key
 from app.services.connection_store import scrub_error
 from app.services.csv_ingest import (
@@ -39,6 +40,7 @@ from app.services.csv_ingest import (
     spool_upload,
 )
 from app.services.duckdb_store import DatasetInfo, DuckDBStore, head_rows_sql, quote_ident
+from app.services.json_rows import preview_and_rows_sync
 from app.services.pg_source import fetch_split_queries, joined_split_sql, source_secrets
 
 logger = logging.getLogger(__name__)
@@ -128,7 +130,7 @@ class EvalLoadResult:
     row_count: int
     columns: list[str]
     preview: list[dict[str, Any]]
-    data: list[dict[str, Any]]
+    data: RenderedRows
     data_truncated: bool
 
 
@@ -559,27 +561,28 @@ def parse_literal_list(value: Any) -> Any:
 
 
 async def load_result(store: DuckDBStore, info: DatasetInfo, report: CsvTransform, row_cap: int) -> EvalLoadResult:
-    """Fetch the preview and the capped ``data`` rows of a stored dataset."""
-    limit = max(row_cap, PREVIEW_ROWS)
+    """Fetch the preview and the capped ``data`` rows (rendered as JSON by DuckDB) of a stored dataset."""
+    parse_lists = report.format in LONG_FORMATS and "retrieved_content" in info.column_names
 
-    def _fetch(cur: duckdb.DuckDBPyConnection) -> WideTable:
-        table = fetch_rows(cur, head_rows_sql(info.table_name), [limit, 0])
-        if "retrieved_content" in table.columns and report.format in LONG_FORMATS:
+    def _fetch(cur: duckdb.DuckDBPyConnection) -> tuple[list[dict[str, Any]], RenderedRows]:
+        if parse_lists:
+            # §4.3 list cells are parsed in Python (JSON or Python literals), so these rows are too.
+            table = fetch_rows(cur, head_rows_sql(info.table_name), [max(row_cap, PREVIEW_ROWS), 0])
             for row in table.data:
                 row["retrieved_content"] = parse_literal_list(row["retrieved_content"])
-        return table
+            return table.data[:PREVIEW_ROWS], RenderedRows.of(table.data[:row_cap])
+        return preview_and_rows_sync(cur, info.table_name, PREVIEW_ROWS, row_cap)
 
-    table = await store.run_read(_fetch)
-    data = table.data[:row_cap]
+    preview, data = await store.run_read(_fetch)
     return EvalLoadResult(
         dataset=info,
         format=report.format or info.format or UNKNOWN_FORMAT,
         message=report.message or "",
         row_count=info.row_count,
         columns=info.column_names,
-        preview=table.data[:PREVIEW_ROWS],
+        preview=preview,
         data=data,
-        data_truncated=info.row_count > len(data),
+        data_truncated=info.row_count > data.size,
     )
 
 

@@ -73,11 +73,11 @@ from app.models.database import (
     TableRef,
     TablesResponse,
 )
-from app.serialization import clean_json
 from app.services import data_processor, human_signals_service, monitoring_service
 from app.services.column_aliases import MONITORING_ALIASES, normalise_column_key
 from app.services.connection_store import ConnectionHandle, ConnectionStore, Credentials, scrub_error
-from app.services.duckdb_store import DatasetInfo, DuckDBStore, head_rows_sql, quote_ident
+from app.services.duckdb_store import DatasetInfo, DuckDBStore, quote_ident
+from app.services.json_rows import preview_and_rows_sync
 from app.services.sql_safety import SafeQuery, table_allowed, validate_select
 
 logger = logging.getLogger(__name__)
@@ -85,6 +85,9 @@ logger = logging.getLogger(__name__)
 MASKED_PASSWORD = "********"
 PREVIEW_ROWS = 10
 SAMPLE_ROWS = 5
+# Sample values longer than this (as PostgreSQL text) are left out of /schema samples, so a table of
+# large documents or blobs does not send them over the wire or into the response.
+SAMPLE_VALUE_MAX_BYTES = 8192
 ORDINAL = "__axis_ord"
 MAX_IDENTIFIER_BYTES = 63
 CANONICAL_COLUMNS = ("query", "dataset_id", "metric_name", "metric_score", "actual_output", "evaluation_name")
@@ -467,13 +470,22 @@ async def list_tables(conns: ConnectionStore, settings: Settings, handle_id: str
 async def table_schema(
     conns: ConnectionStore, settings: Settings, handle_id: str, schema: str, table: str
 ) -> SchemaResponse:
-    """``GET /{handle}/schema``: columns (ordinal order, type, nullability) and sample values."""
+    """``GET /{handle}/schema``: columns (ordinal order, type, nullability) and sample values.
+
+    Samples are the non-NULL values of the first rows, without values longer than
+    ``SAMPLE_VALUE_MAX_BYTES`` as text (those are dropped in PostgreSQL, before they are sent).
+    """
     async with _session(conns, settings, handle_id, settings.db_statement_timeout_seconds) as s:
         t = await _resolve_table(s, TableRef(schema_name=schema, name=table))
         samples: dict[str, list[Any]] = {c.name: [] for c in t.columns}
         if t.columns:
+            short = ", ".join(
+                f"CASE WHEN octet_length(CAST({pg_ident(c.name)} AS text)) <= {SAMPLE_VALUE_MAX_BYTES} "
+                f"THEN {pg_ident(c.name)} END"
+                for c in t.columns
+            )
             with _decoding():
-                rows = await s.conn.fetch(f"SELECT {_projection(t, None)} FROM {t.sql} LIMIT {SAMPLE_ROWS}")
+                rows = await s.conn.fetch(f"SELECT {short} FROM {t.sql} LIMIT {SAMPLE_ROWS}")
             for rec in rows:
                 for i, col in enumerate(t.columns):
                     if rec[i] is not None:
@@ -990,15 +1002,9 @@ async def _land(
         raise Invalid(f"Import failed: {str(exc).splitlines()[0][:300]}") from None
     if plan.kind == "monitoring":
         await monitoring_service.finish_monitoring_load(store, settings.monitoring_db, info)
-    cap = settings.upload_response_row_cap
-
-    def _read_rows(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-        cur.execute(head_rows_sql(info.table_name), [max(cap, PREVIEW_ROWS), 0])
-        names = [d[0] for d in cur.description or []]
-        return [clean_json(dict(zip(names, row, strict=True))) for row in cur.fetchall()]
-
-    rows = await store.run_read(_read_rows)
-    data = rows[:cap]
+    preview, data = await store.run_read(
+        lambda cur: preview_and_rows_sync(cur, info.table_name, PREVIEW_ROWS, settings.upload_response_row_cap)
+    )
     removed = read - info.row_count
     message = f"Imported {info.row_count} rows from database as a {plan.kind.replace('_', ' ')} dataset"
     if removed:
@@ -1013,14 +1019,14 @@ async def _land(
         format=info.format or "database_import",
         row_count=info.row_count,
         columns=info.column_names,
-        preview=rows[:PREVIEW_ROWS],
+        preview=preview,
         message=message,
-        data=data,
+        data=[],
         dataset_id=info.dataset_id,
-        data_truncated=info.row_count > len(data),
+        data_truncated=info.row_count > data.size,
         kind=info.kind,
         duplicates_removed=removed,
-    )
+    ).with_rows(data)
 
 
 __all__ = [

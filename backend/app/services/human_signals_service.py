@@ -521,7 +521,7 @@ def read_cases_sync(
 
 async def _display_config(settings: Settings, schema: dict[str, Any]) -> dict[str, Any]:
     path: Path = settings.yaml_path("signals_metrics.yaml")
-    overrides = await anyio.to_thread.run_sync(load_signals_metrics_yaml, path)
+    overrides = await anyio.to_thread.run_sync(load_signals_metrics_yaml, path, settings.yaml_environ)
     return build_display_config(schema, list(settings.human_signals_db.visible_kpis), overrides)
 
 

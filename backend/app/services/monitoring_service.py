@@ -39,6 +39,7 @@ from app.services.duckdb_store import (
     utc_now,
     utc_timestamp_sql,
 )
+from app.services.json_rows import preview_and_rows_sync
 from app.services.monitoring_analytics import MonitoringTable, records_table, refresh_summary_cache
 from app.services.pg_source import fetch_split_queries, fetch_table, joined_split_sql
 
@@ -228,18 +229,18 @@ async def _response(
     row_cap: int,
     source: str | None = None,
 ) -> MonitoringUploadResponse:
-    rows = await store.fetch_dicts(f"SELECT * FROM {quote_ident(info.table_name)} LIMIT ?", [row_cap])
+    preview, rows = await store.run_read(lambda cur: preview_and_rows_sync(cur, info.table_name, PREVIEW_ROWS, row_cap))
     return MonitoringUploadResponse(
         row_count=info.row_count,
         columns=info.column_names,
         metric_columns=metric_columns,
-        data=rows,
-        preview=rows[:PREVIEW_ROWS],
+        data=[],
+        preview=preview,
         message=message,
         dataset_id=info.dataset_id,
-        data_truncated=info.row_count > len(rows),
+        data_truncated=info.row_count > rows.size,
         source=source,
-    )
+    ).with_rows(rows)
 
 
 async def upload_monitoring(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +62,9 @@ def _number_icon(key: str) -> str:
     return "hash"
 
 
-def load_signals_metrics_yaml(path: Path) -> dict[str, Any]:
-    """The ``signals_metrics`` section, ``${VAR}`` expanded ({} when absent or unreadable)."""
-    return read_yaml_section(path, "signals_metrics") or {}
+def load_signals_metrics_yaml(path: Path, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The ``signals_metrics`` section, ``${VAR}`` expanded from ``environ`` ({} when absent or unreadable)."""
+    return read_yaml_section(path, "signals_metrics", environ) or {}
 
 
 def build_display_config(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import logging
@@ -533,3 +534,31 @@ async def test_eval_db_import_invalid_url_is_a_clear_400(
         f"url: {problem}). Fix them and restart."
     )
     assert pw not in r.text
+
+
+async def test_upload_data_rows_rendered_by_the_store(make_settings: Callable[..., Settings], make_client: Any) -> None:
+    """The capped `data` rows (rendered as JSON by DuckDB, several windows) equal the file's rows."""
+    base = dt.datetime(2024, 5, 1, 12, 0, 0)
+    lines = ["dataset_id,query,metric_name,metric_score,ts,flag,note"]
+    expected = []
+    for i in range(20_000):
+        score = None if i % 97 == 0 else round((i * 37 % 1000) / 1000, 3)
+        ts = base + dt.timedelta(seconds=i, microseconds=(i % 3) * 250_000)
+        note = f'say "hi" {i} – ünï' if i % 5 else ""
+        quoted = '"' + note.replace('"', '""') + '"' if note else ""
+        lines.append(
+            f"item_{i // 2},q{i},m{i % 2},{'' if score is None else score},{ts.isoformat(' ')},{i % 3 == 0},{quoted}"
+        )
+        expected.append({
+            "dataset_id": f"item_{i // 2}", "query": f"q{i}", "metric_name": f"m{i % 2}", "metric_score": score,
+            "ts": ts.isoformat(), "flag": i % 3 == 0, "note": note or None,
+        })  # fmt: skip
+    async with make_client(make_settings(upload_response_row_cap=17_001)) as client:
+        r = await upload(client, ("\n".join(lines) + "\n").encode())
+        assert r.status_code == 200, r.text
+        body = r.json()
+    assert body["row_count"] == 20_000 and body["data_truncated"] is True
+    data = body["data"]
+    assert len(data) == 17_001
+    assert [{k: row[k] for k in expected[0]} for row in data] == expected[:17_001]
+    assert [{k: row[k] for k in expected[0]} for row in body["preview"]] == expected[:10]

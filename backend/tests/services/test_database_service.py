@@ -179,6 +179,7 @@ async def test_tables_schema_and_samples(env: Env, people: PgSchema) -> None:
     ]  # fmt: skip
     assert sorted(sch.sample_values["name"]) == ["ann", "bob", "cid", "dee"]
     assert sorted(sch.sample_values["team"]) == ["blue", "red", "red"]  # NULLs are not samples
+    assert sorted(sch.sample_values["score"]) == ["1.50", "2.25", "4.00"] and len(sch.sample_values["created"]) == 3
     with pytest.raises(NotFound) as info:
         await ds.table_schema(conns, settings, handle, people.schema, "nope")
     assert info.value.message == f"Table '{people.schema}.nope' not found"
@@ -469,6 +470,8 @@ async def test_query_result_size_cap(make_settings: Callable[..., Settings], peo
         assert "Select fewer or narrower columns" in info.value.message
         rows = await query(env, sql, limit=2)  # 0.8 MB fits
         assert [len(r["big"]) for r in rows] == [400000, 400000]
+        sch = await ds.table_schema(conns, settings, handle, people.schema, "blobs")
+        assert sch.sample_values == {"id": [1, 2, 3, 4], "big": []}  # 400 kB values are not samples
         table = TableRef(schema_name=people.schema, name="blobs")
         with pytest.raises(PayloadTooLarge):
             await ds.preview(conns, settings, handle, PreviewRequest(table=table, limit=4))
@@ -526,7 +529,7 @@ async def test_import_keeps_the_query_order(env: Env, people: PgSchema, store: D
         )
         info = await store.get_dataset(res.dataset_id or "")
         rows = await store.fetch(f"SELECT id FROM {quote_ident(info.table_name)} ORDER BY rowid")
-        assert [r["id"] for r in res.data] == [r[0] for r in rows.rows]
+        assert [r["id"] for r in res.rows] == [r[0] for r in rows.rows]
         return [r[0] for r in rows.rows]
 
     assert await imported(sql + " ORDER BY id DESC") == [20, 19, 18]  # the latest three, newest first
@@ -609,7 +612,7 @@ async def test_import_dedupes_in_stable_order_and_lands_eval(env: Env, people: P
                 continue
             seen.add((r[0], r[1]))
         expected.append((r[0], r[1], r[2]))
-    got = [(r["dataset_id"], r["metric_name"], r["metric_score"]) for r in res.data]
+    got = [(r["dataset_id"], r["metric_name"], r["metric_score"]) for r in res.rows]
     assert got == expected
     assert res.duplicates_removed == 7 - len(expected) == 2
     assert res.dataset_id is not None
@@ -648,8 +651,8 @@ async def test_import_rename_map_of_targeted_store_and_kinds(
         )
         assert mon.kind == "monitoring" and mon.format == "monitoring"
         assert mon.columns[:4] == ["dataset_id", "timestamp", "latency", "relevance_score"]
-        assert [(r["dataset_id"], r["latency"]) for r in mon.data] == [("a", 120.0), ("b", 80.0)]
-        assert mon.data[0]["timestamp"] == "2024-03-01T11:00:00"  # UTC, naive
+        assert [(r["dataset_id"], r["latency"]) for r in mon.rows] == [("a", 120.0), ("b", 80.0)]
+        assert mon.rows[0]["timestamp"] == "2024-03-01T11:00:00"  # UTC, naive
         # Same rows targeted at the data store: the eval map applies (DB-20) and the data still lands as monitoring.
         ev = await ds.query_import(conns, store, settings, handle, QueryImportRequest(handle=handle, query=sql), None)
         assert "eval_latency" in ev.columns and "latency" not in ev.columns
@@ -677,7 +680,7 @@ async def test_table_import_mappings_filters_types(env: Env, people: PgSchema, s
     )  # fmt: skip
     res = await ds.table_import(conns, store, settings, handle, req, None)
     assert res.row_count == 2 and res.columns == ["dataset_id", "query", "score_value", "ts"]
-    assert res.data == [
+    assert res.rows == [
         {"dataset_id": 1, "query": "ann", "score_value": 1.5, "ts": "2024-01-01T08:00:00"},
         {"dataset_id": 3, "query": "cid", "score_value": None, "ts": None},
     ]

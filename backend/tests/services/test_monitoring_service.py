@@ -171,8 +171,9 @@ async def test_db_import_legacy_table_and_errors(
     before = utc_now()
     res = await ms.import_monitoring_from_db(store, make_settings())
     assert res.message == "Imported 2 records from mon" and res.metric_columns == ["relevance_score"]
-    assert [r["relevance_score"] for r in res.data] == [0.5, None]
-    assert all(r["timestamp"] >= before for r in res.data)
+    assert [r["relevance_score"] for r in res.rows] == [0.5, None]
+    assert res.data == []  # the rows arrive rendered by the store (RowsPayload.with_rows)
+    assert all(dt.datetime.fromisoformat(r["timestamp"]) >= before for r in res.rows)
     _write_yaml(cfg_dir, base)
     with pytest.raises(Invalid, match="No queries configured"):
         await ms.import_monitoring_from_db(store, make_settings())

@@ -1,0 +1,146 @@
+"""Rows rendered as JSON by DuckDB (json_rows) against the Python serializer and hand-written values."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import random
+import struct
+from typing import Any
+
+import duckdb
+import numpy as np
+
+from app.models.data import UploadResponse
+from app.serialization import RenderedRows
+from app.services.duckdb_store import DuckDBStore
+from app.services.json_rows import cell_json_sql, preview_and_rows_sync, render_head_rows_sync
+
+COLUMNS = (
+    "s VARCHAR, i BIGINT, h HUGEINT, d DOUBLE, f FLOAT, b BOOLEAN, dd DATE, ts TIMESTAMP, tz TIMESTAMPTZ, "
+    'dc DECIMAL(18,6), u UBIGINT, "we""ird ké\\y" INTEGER'
+)
+
+
+def _python_rows(cur: duckdb.DuckDBPyConnection, table: str) -> list[dict[str, Any]]:
+    """The reference: DuckDB's Python values through the app's clean_json rules (the Row serializer)."""
+    cur.execute(f"SELECT * FROM {table}")
+    names = [d[0] for d in cur.description or []]
+    return list(RenderedRows.of([dict(zip(names, row, strict=True)) for row in cur.fetchall()]))
+
+
+def _random_rows(n: int) -> list[tuple[Any, ...]]:
+    rng = random.Random(7)
+    specials = [0.1, -0.0, 1e-7, 123456789.125, float("nan"), float("inf"), 5e-324, 1.7976931348623157e308, None]
+    rows = []
+    for k in range(n):
+        d = struct.unpack("d", struct.pack("Q", rng.getrandbits(64)))[0] if k % 3 else rng.choice(specials)
+        f = float(np.float32(d)) if d is not None and (not math.isfinite(d) or abs(d) < 3e38) else None
+        micro = rng.choice([0, 500000, 1, 999999, rng.randrange(10**6)])
+        ts = dt.datetime(
+            rng.randrange(1, 10000), rng.randrange(1, 13), rng.randrange(1, 29),
+            rng.randrange(24), rng.randrange(60), rng.randrange(60), micro,
+        )  # fmt: skip
+        chars = [rng.randrange(0, 0x80), rng.randrange(0x80, 0x2FFF), 0x1F600, ord('"'), ord("\\")]
+        text = "".join(chr(rng.choice(chars)) for _ in range(rng.randrange(8))) if k % 5 else None
+        rows.append((
+            text, rng.randrange(-(2**63), 2**63), rng.randrange(-(2**100), 2**100), d, f,
+            rng.choice([True, False, None]), ts.date(), ts, ts.replace(tzinfo=dt.UTC),
+            round(rng.uniform(-1e11, 1e11), 6), rng.randrange(2**64), rng.randrange(-100, 100),
+        ))  # fmt: skip
+    return rows
+
+
+async def test_duckdb_rendering_equals_the_python_serializer(store: DuckDBStore) -> None:
+    def build(cur: duckdb.DuckDBPyConnection) -> None:
+        cur.execute(f"CREATE TABLE t ({COLUMNS})")
+        cur.executemany("INSERT INTO t VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", _random_rows(2000))
+        cur.execute(
+            "INSERT INTO t (dd, ts, tz) VALUES ('infinity', 'infinity', 'infinity'), "
+            "('-infinity', '-infinity', '-infinity'), "
+            "('9999-12-31', '9999-12-31 23:59:59.999999', '9999-12-31 23:59:59.999999+00'), "
+            "('0001-01-01', '0001-01-01 00:00:00', '0001-01-01 00:00:00+00')"
+        )
+
+    await store.run_write(build)
+    fast = await store.run_read(lambda cur: render_head_rows_sync(cur, "t", 10_000))
+    slow = await store.run_read(lambda cur: _python_rows(cur, "t"))
+    assert fast.size == 2004 and len(slow) == 2004
+    rows = json.loads(fast.json)  # valid JSON: no NaN / Infinity tokens
+    assert rows == slow
+    assert list(rows[0]) == ["s", "i", "h", "d", "f", "b", "dd", "ts", "tz", "dc", "u", 'we"ird ké\\y']
+    assert rows[-4:] == [
+        {**dict.fromkeys(rows[0], None), "dd": "infinity", "ts": "infinity", "tz": "infinity"},
+        {**dict.fromkeys(rows[0], None), "dd": "-infinity", "ts": "-infinity", "tz": "-infinity"},
+        {**dict.fromkeys(rows[0], None), "dd": "infinity", "ts": "infinity", "tz": "infinity"},
+        {**dict.fromkeys(rows[0], None), "dd": "-infinity", "ts": "-infinity", "tz": "-infinity"},
+    ]
+    # The first rows are the `specials` (k % 3 == 0): NaN and ±inf became null, not NaN tokens.
+    assert b"NaN" not in fast.json and b"Infinity" not in fast.json
+
+
+async def test_hand_written_cells(store: DuckDBStore) -> None:
+    def build(cur: duckdb.DuckDBPyConnection) -> None:
+        cur.execute("CREATE TABLE t (ts TIMESTAMP, tz TIMESTAMPTZ, d DOUBLE, s VARCHAR, n DECIMAL(4,2))")
+        cur.execute(
+            "INSERT INTO t VALUES ('2024-03-01 11:00:00', '2024-03-01 12:00:00.5+01', 'nan', 'a\"b\n', 1.25), "
+            "('2024-03-01 11:00:00.000001', NULL, 3, '', NULL)"
+        )
+
+    await store.run_write(build)
+    rendered = await store.run_read(lambda cur: render_head_rows_sync(cur, "t", 1))
+    assert rendered.size == 1 and rendered.json.startswith(b"[{") and rendered.json.endswith(b"}]")
+    assert list(rendered) == [
+        {"ts": "2024-03-01T11:00:00", "tz": "2024-03-01T11:00:00.500000Z", "d": None, "s": 'a"b\n', "n": 1.25}
+    ]
+    preview, rows = await store.run_read(lambda cur: preview_and_rows_sync(cur, "t", 1, 5))
+    assert rows[1] == {"ts": "2024-03-01T11:00:00.000001", "tz": None, "d": 3.0, "s": "", "n": None}
+    assert preview == [
+        {
+            "ts": dt.datetime(2024, 3, 1, 11),
+            "tz": dt.datetime(2024, 3, 1, 11, 0, 0, 500000, tzinfo=dt.UTC),
+            "d": preview[0]["d"],
+            "s": 'a"b\n',
+            "n": preview[0]["n"],
+        }
+    ] and math.isnan(preview[0]["d"])
+    empty = await store.run_read(lambda cur: render_head_rows_sync(cur, "t", 0))
+    assert empty.json == b"[]" and list(empty) == []
+
+
+async def test_other_types_and_out_of_range_years_take_the_python_path(store: DuckDBStore) -> None:
+    assert cell_json_sql('"x"', "BLOB") is None and cell_json_sql('"x"', "INTERVAL") is None
+
+    def build(cur: duckdb.DuckDBPyConnection) -> None:
+        cur.execute("CREATE TABLE o (b BLOB, iv INTERVAL, l INTEGER[], j JSON, s VARCHAR)")
+        cur.execute("INSERT INTO o VALUES ('\\xFF\\x41'::BLOB, INTERVAL 90 SECOND, [1, NULL], '{\"k\": 1}', 'x')")
+        cur.execute("CREATE TABLE y (d DATE, s VARCHAR)")
+        cur.execute("INSERT INTO y VALUES ('2024-01-01', 'a'), ('10000-01-01', 'b')")
+
+    await store.run_write(build)
+    other = await store.run_read(lambda cur: render_head_rows_sync(cur, "o", 10))
+    assert list(other) == [{"b": "\ufffdA", "iv": 90.0, "l": [1, None], "j": '{"k": 1}', "s": "x"}]
+    # A date Python's datetime cannot hold: the head goes through the Python path, where the DuckDB
+    # client hands such values over as text.
+    dated = await store.run_read(lambda cur: render_head_rows_sync(cur, "y", 2))
+    assert list(dated) == [{"d": "2024-01-01", "s": "a"}, {"d": "10000-01-01", "s": "b"}]
+
+
+def test_response_splices_rendered_rows() -> None:
+    rows = RenderedRows.of([{"a": 1, "t": dt.datetime(2024, 1, 2, tzinfo=dt.UTC)}, {"a": float("nan"), "t": None}])
+    body = UploadResponse(
+        format="flat_format",
+        row_count=3,
+        columns=["a", "t"],
+        message="ok",
+        data=[],
+        dataset_id="x",
+        data_truncated=True,
+    ).with_rows(rows)
+    parsed = json.loads(body.render_json())
+    assert parsed["data"] == [{"a": 1, "t": "2024-01-02T00:00:00Z"}, {"a": None, "t": None}]
+    assert parsed["data_truncated"] is True and parsed["dataset_id"] == "x" and parsed["success"] is True
+    assert list(body.rows) == parsed["data"] and body.data == []
+    plain = UploadResponse(format="f", row_count=0, columns=[], message="", data=[{"a": 2}], dataset_id="y")
+    assert json.loads(plain.render_json())["data"] == [{"a": 2}] and plain.rows == [{"a": 2}]
