@@ -415,11 +415,40 @@ def _is_label(sig: list[Token], idx: int) -> bool:
     return prev.kind == "word" and prev.word == "as" and sig[idx].word not in ("not", "materialized")
 
 
+def _names_back(sig: list[Token], idx: int) -> int:
+    """Index before a comma-separated list of (qualified, maybe quoted) column names ending at ``idx - 1``."""
+    j = idx - 1
+    while j >= 0:
+        tok = sig[j]
+        if tok.kind in ("word", "qident") and tok.word not in FORBIDDEN_KEYWORDS:
+            j -= 1
+            if j >= 0 and sig[j].text in (",", "."):
+                j -= 1
+                continue
+        return j
+    return j
+
+
+def _is_search_cycle_set(sig: list[Token], idx: int) -> bool:
+    """True for the ``SET`` of a recursive CTE's ``SEARCH … FIRST BY cols SET col`` or ``CYCLE cols SET col``."""
+    j = _names_back(sig, idx)
+    if j == idx - 1 or j < 0:
+        return False
+    if sig[j].word == "cycle":
+        return True
+    words = [t.word for t in sig[max(j - 3, 0) : j + 1]]
+    return (
+        len(words) == 4 and words[0] == "search" and words[1] in ("breadth", "depth") and words[2:] == ["first", "by"]
+    )
+
+
 def _check_keywords(sig: list[Token]) -> None:
     for idx, tok in enumerate(sig):
         if tok.kind != "word" or _is_label(sig, idx):
             continue
         word = tok.word
+        if word == "set" and _is_search_cycle_set(sig, idx):
+            continue
         if word == "for":
             following = [t.word for t in sig[idx + 1 : idx + 4]]
             if following[:1] in (["update"], ["share"]) or following[:2] in (["no", "key"], ["key", "share"]):

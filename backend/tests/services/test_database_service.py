@@ -277,6 +277,16 @@ async def query(env: Env, sql: str, limit: int = 10) -> list[dict[str, Any]]:
     return (await ds.run_query(conns, settings, handle, QueryRequest(query=sql, limit=limit))).data
 
 
+async def test_recursive_search_and_cycle_clauses_run(env: Env, people: PgSchema) -> None:
+    """PostgreSQL's SEARCH … SET / CYCLE … SET clauses pass the checks and run (values from PostgreSQL)."""
+    from tests.services.test_sql_safety import CYCLE_SQL, SEARCH_SQL
+
+    rows = await query(env, SEARCH_SQL)
+    assert [r["n"] for r in rows] == [1, 2, 3]
+    assert [r["a"] for r in await query(env, CYCLE_SQL)] == [1, 2, 1]
+    assert [r["looped"] for r in await query(env, CYCLE_SQL)] == [False, False, True]
+
+
 async def test_query_basics(env: Env, people: PgSchema) -> None:
     s = people.schema
     rows = await query(env, f'SELECT id, name FROM "{s}".people ORDER BY id LIMIT 5', limit=3)

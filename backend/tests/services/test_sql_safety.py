@@ -56,6 +56,16 @@ def test_tokenizer_rejects_unterminated(sql: str) -> None:
 
 
 # ---------------------------------------------------------------- accepted queries
+SEARCH_SQL = (
+    "WITH RECURSIVE t(n, parent) AS (SELECT 1, 0 UNION ALL SELECT n + 1, n FROM t WHERE n < 3) "
+    "SEARCH DEPTH FIRST BY n, parent SET ord SELECT n, ord FROM t ORDER BY ord"
+)
+CYCLE_SQL = (
+    'WITH RECURSIVE g(a, b) AS (SELECT 1, 2 UNION ALL SELECT b, a FROM g) CYCLE a, "b" SET looped '
+    "USING path SELECT a, b, looped FROM g"
+)
+
+
 @pytest.mark.parametrize(
     ("sql", "expected_sql"),
     [
@@ -75,6 +85,9 @@ def test_tokenizer_rejects_unterminated(sql: str) -> None:
         ("SELECT pg_sleep(1)", "SELECT pg_sleep(1)"),
         ("SELECT cluster, refresh FROM emb", "SELECT cluster, refresh FROM emb"),
         ('SELECT "delete", "update" FROM t', 'SELECT "delete", "update" FROM t'),
+        # The SET of a recursive CTE's SEARCH / CYCLE clause names an output column, not a statement.
+        (SEARCH_SQL, SEARCH_SQL),
+        (CYCLE_SQL, CYCLE_SQL),
     ],
 )
 def test_accepts_read_only_selects(sql: str, expected_sql: str) -> None:
@@ -156,6 +169,9 @@ def test_comments_are_removed_from_executed_sql() -> None:
         ("SELECT U&'\\0041'", "Unicode-escape"),
         ('SELECT * FROM U&"t"', "Unicode-escape"),
         ("SELECT 'unterminated", "Unterminated"),
+        ("SELECT cycle SET x", "'SET' is not permitted"),
+        ("SELECT a FROM t SET b", "'SET' is not permitted"),
+        ("SELECT 1 FROM t ORDER BY a, b SET c", "'SET' is not permitted"),
     ],
 )
 def test_refuses(sql: str, fragment: str) -> None:
