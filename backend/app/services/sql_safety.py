@@ -437,9 +437,7 @@ def _is_search_cycle_set(sig: list[Token], idx: int) -> bool:
     if sig[j].word == "cycle":
         return True
     words = [t.word for t in sig[max(j - 3, 0) : j + 1]]
-    return (
-        len(words) == 4 and words[0] == "search" and words[1] in ("breadth", "depth") and words[2:] == ["first", "by"]
-    )
+    return words in (["search", "breadth", "first", "by"], ["search", "depth", "first", "by"])
 
 
 def _check_keywords(sig: list[Token]) -> None:
