@@ -43,6 +43,7 @@ import duckdb
 
 from app.errors import Invalid, PayloadTooLarge, Unavailable
 from app.services.duckdb_store import (
+    INTEGER_TYPES,
     UTC_OFFSET_SUFFIX_SQL,
     DatasetInfo,
     DuckDBStore,
@@ -412,11 +413,6 @@ def _not_integer_literal(column: str) -> str:
     return f"NOT regexp_full_match({column}, '\\s*[+-]?[0-9]+\\s*')"
 
 
-_INTEGER_TYPES = frozenset(
-    ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT")
-)
-
-
 INFER_SAMPLE_ROWS = 10_000
 
 # Above this many (column, predicate) counts one aggregate per count makes DuckDB's planner
@@ -479,7 +475,7 @@ def _check_sniffed_types_lossless(
     """
     checks = []
     for name, typ in types.items():
-        if typ in _INTEGER_TYPES:
+        if typ in INTEGER_TYPES:
             checks.append((name, _NOT_INTEGER))
         elif typ == "DATE":
             checks.append((name, _DATE_WITH_TIME))

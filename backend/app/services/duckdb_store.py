@@ -40,6 +40,10 @@ DATASET_KINDS: tuple[str, ...] = get_args(DatasetKind)
 ALLOWED_TABLES = frozenset({"monitoring_data", "human_signals_raw", "human_signals_cases", "eval_data", "kpi_data"})
 
 REGISTRY_TABLE = "datasets"
+# DuckDB's integer column types (as DESCRIBE names them).
+INTEGER_TYPES = frozenset(
+    ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT")
+)
 METADATA_TABLE = "_store_metadata"
 KV_TABLE = "_store_kv"
 REGISTRY_CACHE_ENTRIES = 256

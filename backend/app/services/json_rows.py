@@ -21,27 +21,13 @@ from typing import Any
 import duckdb
 
 from app.serialization import RenderedRows
-from app.services.duckdb_store import DuckDBStore, head_rows_sql, quote_ident
+from app.services.duckdb_store import INTEGER_TYPES, DuckDBStore, head_rows_sql, quote_ident
 
 # Rows rendered per query (and joined into one bytes part): ~3 MB of Python strings at a time.
 WINDOW_ROWS = 8192
 
-_PLAIN_TYPES = frozenset(
-    {
-        "VARCHAR",
-        "BOOLEAN",
-        "TINYINT",
-        "SMALLINT",
-        "INTEGER",
-        "BIGINT",
-        "HUGEINT",
-        "UTINYINT",
-        "USMALLINT",
-        "UINTEGER",
-        "UBIGINT",
-        "UHUGEINT",
-    }
-)
+# Types whose to_json text is already what the Python serializer writes.
+_PLAIN_TYPES = INTEGER_TYPES | {"VARCHAR", "BOOLEAN"}
 
 
 def _timestamp_sql(col: str, *, utc: bool) -> str:

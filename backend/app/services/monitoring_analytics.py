@@ -50,6 +50,7 @@ from app.models.monitoring import (
     TrendsResponse,
 )
 from app.services.duckdb_store import (
+    INTEGER_TYPES,
     DatasetInfo,
     DuckDBStore,
     latency_number_sql,
@@ -83,20 +84,7 @@ LATENCY_CANDIDATES = ("latency", "latency_ms", "response_time", "duration", "dur
 GRANULARITY_UNITS = {"hourly": "hour", "daily": "day", "weekly": "week"}
 MAX_RAW_VALUES = 2000
 SUMMARY_CACHE_KEY = "monitoring_summary"
-NUMERIC_TYPES = (
-    "TINYINT",
-    "SMALLINT",
-    "INTEGER",
-    "BIGINT",
-    "HUGEINT",
-    "UTINYINT",
-    "USMALLINT",
-    "UINTEGER",
-    "UBIGINT",
-    "FLOAT",
-    "DOUBLE",
-    "REAL",
-)
+NUMERIC_TYPES = (*sorted(INTEGER_TYPES), "FLOAT", "DOUBLE", "REAL")
 
 
 @dataclass
