@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.models.common import Row, SuccessResponse
+from app.models.common import Row, RowsPayload, SuccessResponse
 from app.models.monitoring import SourceDBConfigResponse
 
 
-class CaseListResponse(SuccessResponse):
+class CaseListResponse(RowsPayload):
     """The common case-list body of upload, example, db-import and cases."""
 
     format: str = "hitl_feedback"

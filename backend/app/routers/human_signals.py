@@ -9,21 +9,24 @@ from fastapi import APIRouter, File, Query, UploadFile
 from app.deps import SettingsDep, StoreDep
 from app.models.common import MAX_PAGE
 from app.models.human_signals import CaseListResponse, HumanSignalsDBConfigResponse, MetricSchemaResponse
+from app.serialization import RawJSONResponse
 from app.services import human_signals_service
 
 router = APIRouter(prefix="/api/human-signals", tags=["human-signals"])
 
 
 @router.post("/upload", response_model=CaseListResponse)
-async def upload(settings: SettingsDep, store: StoreDep, file: Annotated[UploadFile, File()]) -> CaseListResponse:
+async def upload(settings: SettingsDep, store: StoreDep, file: Annotated[UploadFile, File()]) -> RawJSONResponse:
     """Upload a V2 human-signals CSV; stored as the latest human-signals dataset."""
-    return await human_signals_service.upload_human_signals(store, settings, file, settings.data_dir / "spool")
+    res = await human_signals_service.upload_human_signals(store, settings, file, settings.data_dir / "spool")
+    return RawJSONResponse(res.render_json())
 
 
 @router.get("/example/{dataset_name}", response_model=CaseListResponse)
-async def example(settings: SettingsDep, store: StoreDep, dataset_name: str) -> CaseListResponse:
+async def example(settings: SettingsDep, store: StoreDep, dataset_name: str) -> RawJSONResponse:
     """Load the bundled ``hitl`` sample."""
-    return await human_signals_service.load_human_signals_example(store, settings, dataset_name)
+    res = await human_signals_service.load_human_signals_example(store, settings, dataset_name)
+    return RawJSONResponse(res.render_json())
 
 
 @router.get("/db-config", response_model=HumanSignalsDBConfigResponse)
@@ -33,9 +36,10 @@ async def db_config(settings: SettingsDep) -> HumanSignalsDBConfigResponse:
 
 
 @router.post("/db-import", response_model=CaseListResponse)
-async def db_import(settings: SettingsDep, store: StoreDep) -> CaseListResponse:
+async def db_import(settings: SettingsDep, store: StoreDep) -> RawJSONResponse:
     """Serve synced cases or import human signals from the configured database."""
-    return await human_signals_service.import_human_signals_from_db(store, settings)
+    res = await human_signals_service.import_human_signals_from_db(store, settings)
+    return RawJSONResponse(res.render_json())
 
 
 @router.get("/cases", response_model=CaseListResponse)
@@ -45,9 +49,10 @@ async def cases(
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     page_size: Annotated[int, Query(ge=1, le=500)] = 50,
     dataset_id: str | None = None,
-) -> CaseListResponse:
+) -> RawJSONResponse:
     """One page of cases of the chosen (default: latest) human-signals dataset."""
-    return await human_signals_service.list_cases(store, settings, page, page_size, dataset_id)
+    res = await human_signals_service.list_cases(store, settings, page, page_size, dataset_id)
+    return RawJSONResponse(res.render_json())
 
 
 @router.get("/metric-schema", response_model=MetricSchemaResponse)

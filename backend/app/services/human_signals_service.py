@@ -28,6 +28,7 @@ import pyarrow as pa
 from app.config import Settings
 from app.errors import Invalid, NotFound
 from app.models.human_signals import CaseListResponse, HumanSignalsDBConfigResponse, MetricSchemaResponse
+from app.serialization import RenderedRows
 from app.services.csv_ingest import (
     CsvIngestResult,
     CsvLoadResult,
@@ -40,10 +41,10 @@ from app.services.duckdb_store import (
     DatasetInfo,
     DuckDBStore,
     compute_table_metadata_sync,
-    head_rows_sql,
     new_dataset_id,
     quote_ident,
 )
+from app.services.json_rows import render_rows_sync
 from app.services.monitoring_service import source_db_status
 from app.services.pg_source import fetch_split_queries, fetch_table, joined_split_sql
 from app.services.signals_display_config import build_display_config, load_signals_metrics_yaml
@@ -498,25 +499,12 @@ def _cases_table(
 
 
 # --------------------------------------------------------------------------- reading cases
-def read_cases_sync(
+def cases_page_sync(
     cur: duckdb.DuckDBPyConnection, table: str, limit: int, offset: int = 0
-) -> tuple[list[str], list[dict[str, Any]]]:
-    """Columns and one page of cases (JSON columns decoded, NULL signal columns omitted)."""
-    described = DuckDBStore.describe_sync(cur, table)
-    json_cols = {c["name"] for c in described if c["type"] == "JSON"}
-    cur.execute(head_rows_sql(table), [limit, offset])
-    names = [d[0] for d in cur.description]
-    out = []
-    for row in cur.fetchall():
-        case: dict[str, Any] = {}
-        for name, value in zip(names, row, strict=True):
-            if name in json_cols:
-                if value is None:
-                    continue
-                value = json.loads(value)
-            case[name] = value
-        out.append(case)
-    return [c["name"] for c in described], out
+) -> tuple[list[str], RenderedRows]:
+    """Columns and one page of cases rendered as JSON (JSON columns as values, NULL ones left out)."""
+    columns = [c["name"] for c in DuckDBStore.describe_sync(cur, table)]
+    return columns, render_rows_sync(cur, table, limit, offset, decode_json=True)
 
 
 async def _display_config(settings: Settings, schema: dict[str, Any]) -> dict[str, Any]:
@@ -540,20 +528,20 @@ async def _case_response(
 ) -> CaseListResponse:
     total_row = (await store.fetch(f"SELECT count(*) FROM {quote_ident(cases_table)}")).rows[0]
     total = int(total_row[0])
-    columns, cases = await store.run_read(lambda cur: read_cases_sync(cur, cases_table, limit, offset))
+    columns, cases = await store.run_read(lambda cur: cases_page_sync(cur, cases_table, limit, offset))
     return CaseListResponse(
         row_count=total,
         columns=columns,
-        data=cases,
+        data=[],
         message=message.format(n=total),
         metric_schema=schema,
         display_config=await _display_config(settings, schema),
         source=source,
         dataset_id=info.dataset_id,
-        data_truncated=page is None and total > len(cases),
+        data_truncated=page is None and total > cases.size,
         page=page,
         page_size=limit if page is not None else None,
-    )
+    ).with_rows(cases)
 
 
 # --------------------------------------------------------------------------- loading

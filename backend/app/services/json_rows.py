@@ -1,30 +1,39 @@
-"""Rows of a stored table rendered as a JSON array inside DuckDB (the capped ``data`` of upload responses).
+"""Rows of a stored table rendered as JSON text inside DuckDB (the ``data`` of upload and case responses).
 
 Upload, example and import responses echo up to ``UPLOAD_RESPONSE_ROW_CAP`` rows (default 50,000).
-As Python dicts those rows cost ~1.6 KB each (80 MB for 50 k rows of a 10-column eval file) before
-they are serialised; rendered by DuckDB they cost their JSON text (~0.4 KB a row). Each cell is
+As Python dicts those rows cost ~2 KB each (105 MB for 50 k rows of a 10-column eval file, 1.5 GB
+for 50 k human-signals cases) before they are serialised; rendered by DuckDB they cost their JSON
+text. Rows are rendered in windows of about ``WINDOW_BYTES`` of JSON. Each cell is
 written by the rules of :mod:`app.serialization` (``clean_json``, the ``Row`` serializer), so a client parses the
 same values from either path: NaN/±Inf → ``null``; FLOAT widened to DOUBLE; DECIMAL as its exact
 number; DATE as ``YYYY-MM-DD``; TIMESTAMP as ISO-8601 with a ``T`` and six fraction digits only when
 the microseconds are not zero; TIMESTAMPTZ the same in UTC with ``Z``; the ±infinity values (and
 the client's sentinels 9999-12-31 23:59:59.999999 / 0001-01-01 00:00 / DATE 9999-12-31 /
-0001-01-01) as ``"infinity"`` / ``"-infinity"``. Columns of any other type (BLOB, INTERVAL, lists,
-JSON, …) and timestamps outside years 1–9999 are rendered by the Python serializer instead.
+0001-01-01) as ``"infinity"`` / ``"-infinity"``; JSON cells as their text in a JSON string, or with
+``decode_json`` as JSON values, a NULL one leaving its key out (the human-signals cases). A window
+holding a column of any other type (BLOB, INTERVAL, lists, …), a date outside years 1–9999 or, with
+``decode_json``, JSON text that may hold NaN/Infinity or an out-of-range number is rendered by the
+Python serializer instead.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import duckdb
 
-from app.serialization import RenderedRows
+from app.serialization import RenderedRows, dumps_clean
 from app.services.duckdb_store import INTEGER_TYPES, DuckDBStore, head_rows_sql, quote_ident
 
-# Rows rendered per query (and joined into one bytes part): ~3 MB of Python strings at a time.
-WINDOW_ROWS = 8192
+# Rows are rendered by one query per window (DuckDB's working memory is that of one window) and
+# fetched (joined into one bytes part) FETCH_ROWS at a time. The first window has FIRST_WINDOW_ROWS
+# rows; later ones are sized to hold about WINDOW_BYTES of JSON (at most MAX_WINDOW_ROWS rows).
+FIRST_WINDOW_ROWS = 2048
+MAX_WINDOW_ROWS = 16_384
+WINDOW_BYTES = 8 << 20
+FETCH_ROWS = 1024
 
 # Types whose to_json text is already what the Python serializer writes.
 _PLAIN_TYPES = INTEGER_TYPES | {"VARCHAR", "BOOLEAN"}
@@ -46,9 +55,16 @@ def _timestamp_sql(col: str, *, utc: bool) -> str:
     )
 
 
-def cell_json_sql(col: str, type_name: str) -> str | None:
-    """SQL for the JSON text of one cell of ``col`` (a quoted column), or None if Python must render it."""
+def cell_json_sql(col: str, type_name: str, *, decode_json: bool = False) -> str | None:
+    """SQL for the JSON text of one cell of ``col`` (a quoted column), or None if Python must render it.
+
+    With ``decode_json`` a JSON cell is its own text (NULL when NULL: the caller leaves the key out).
+    """
     t = type_name.upper()
+    if t == "JSON":
+        return (
+            f"CAST({col} AS VARCHAR)" if decode_json else f"coalesce(to_json(CAST({col} AS VARCHAR))::VARCHAR, 'null')"
+        )
     if t in _PLAIN_TYPES or t.startswith("DECIMAL"):
         return f"coalesce(to_json({col})::VARCHAR, 'null')"
     if t in ("DOUBLE", "FLOAT"):
@@ -68,63 +84,87 @@ def cell_json_sql(col: str, type_name: str) -> str | None:
     return None
 
 
-def _in_year_range_sql(cols: Sequence[str]) -> str:
-    """A predicate true when every date/timestamp column is NULL, infinite or in years 1–9999."""
-    checks = [f"({c} IS NULL OR NOT isfinite({c}) OR year({c}) BETWEEN 1 AND 9999)" for c in cols]
-    return " AND ".join(checks) or "true"
+def _python_check_sql(columns: Sequence[tuple[str, str]], decode_json: bool) -> str | None:
+    """A predicate true for a row whose cells DuckDB must not render (None when no row can be such)."""
+    checks = []
+    for col, typ in columns:
+        if typ in ("DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE"):
+            checks.append(f"({col} IS NOT NULL AND isfinite({col}) AND year({col}) NOT BETWEEN 1 AND 9999)")
+        elif typ == "JSON" and decode_json:
+            # NaN/Infinity tokens and exponents of 3+ digits (possible overflow) read as null in Python.
+            checks.append(f"regexp_matches(CAST({col} AS VARCHAR), '(NaN|Infinity|[0-9][eE][+]?[0-9]{{3}})')")
+    return " OR ".join(checks) or None
 
 
-def render_head_rows_sync(cur: duckdb.DuckDBPyConnection, table: str, limit: int) -> RenderedRows:
-    """The first ``limit`` rows of ``table`` in stored order as a JSON array rendered by DuckDB.
+def render_rows_sync(
+    cur: duckdb.DuckDBPyConnection, table: str, limit: int, offset: int = 0, *, decode_json: bool = False
+) -> RenderedRows:
+    """Rows ``offset`` … ``offset + limit - 1`` of ``table`` in stored order, rendered as JSON by DuckDB.
 
-    Falls back to the Python serializer when a column has a type :func:`cell_json_sql` does not
-    render, or a date/timestamp lies outside years 1–9999 (Python's ``datetime`` range).
+    A window falls back to the Python serializer when :func:`cell_json_sql` cannot render a column
+    or :func:`_python_check_sql` flags one of its rows.
     """
     described = DuckDBStore.describe_sync(cur, table)
-    head = head_rows_sql(table)
-    parts: list[str] = []
-    keys: list[str] = []
-    dated: list[str] = []
-    for column in described:
-        col = quote_ident(column["name"])
-        cell = cell_json_sql(col, column["type"])
-        if cell is None:
-            return _python_rows(cur, head, limit)
-        if column["type"].upper() in ("DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE"):
-            dated.append(col)
-        keys.append(json.dumps(column["name"], ensure_ascii=False) + ":")
-        parts.append(f"? || {cell}")
-    if dated:
-        cur.execute(f"SELECT count(*) FROM ({head}) WHERE NOT ({_in_year_range_sql(dated)})", [limit, 0])
-        row = cur.fetchone()
-        if row is not None and row[0]:
-            return _python_rows(cur, head, limit)
-    body = f"'{{' || concat_ws(',', {', '.join(parts)}) || '}}'"
-    chunks: list[bytes] = []
-    size = 0
-    # One query per window: DuckDB's working memory stays that of WINDOW_ROWS rows (-20 MB at 50 k).
-    for offset in range(0, limit, WINDOW_ROWS):
-        cur.execute(f"SELECT {body} AS j FROM ({head})", [*keys, min(WINDOW_ROWS, limit - offset), offset])
-        batch = [row[0] for row in cur.fetchall()]
-        if batch:
-            chunks.append(",".join(batch).encode())
-            size += len(batch)
-        if len(batch) < WINDOW_ROWS:
+    page = head_rows_sql(table)
+    columns = [(quote_ident(c["name"]), c["type"].upper()) for c in described]
+    cells = [cell_json_sql(col, typ, decode_json=decode_json) for col, typ in columns]
+    keys = [json.dumps(c["name"], ensure_ascii=False) + ":" for c in described]
+    body = f"'{{' || concat_ws(',', {', '.join(f'? || {cell}' for cell in cells)}) || '}}'"
+    check = _python_check_sql(columns, decode_json)
+    json_columns = {c["name"] for c in described if c["type"].upper() == "JSON"} if decode_json else set()
+    parts: list[bytes] = []
+    size = rendered = 0
+    window = FIRST_WINDOW_ROWS
+    while size < limit:
+        n = min(window, limit - size)
+        start = offset + size
+        in_sql = all(cells)
+        if in_sql and check is not None:
+            cur.execute(f"SELECT count(*) FROM ({page}) WHERE {check}", [n, start])
+            flagged = cur.fetchone()
+            in_sql = not (flagged and flagged[0])
+        count = 0
+        if in_sql:
+            cur.execute(f"SELECT {body} AS j FROM ({page})", [*keys, n, start])
+            while batch := cur.fetchmany(FETCH_ROWS):
+                parts.append(",".join(row[0] for row in batch).encode())
+                rendered += len(parts[-1])
+                count += len(batch)
+        else:
+            rows = python_rows_sync(cur, table, n, start, json_columns)
+            if rows:
+                parts.append(dumps_clean(rows)[1:-1])
+                rendered += len(parts[-1])
+            count = len(rows)
+        size += count
+        if count < n:
             break
-    return RenderedRows(chunks, size)
+        # Size the next window to about WINDOW_BYTES of JSON from the rows' average width so far.
+        window = max(FETCH_ROWS, min(MAX_WINDOW_ROWS, WINDOW_BYTES * size // max(rendered, 1)))
+    return RenderedRows(parts, size)
 
 
-def _python_rows(cur: duckdb.DuckDBPyConnection, head: str, limit: int) -> RenderedRows:
-    cur.execute(head, [limit, 0])
+def python_rows_sync(
+    cur: duckdb.DuckDBPyConnection, table: str, limit: int, offset: int = 0, json_columns: Collection[str] = ()
+) -> list[dict[str, Any]]:
+    """A page of rows as Python values; cells of ``json_columns`` decoded, NULL ones left out."""
+    cur.execute(head_rows_sql(table), [limit, offset])
     names = [d[0] for d in cur.description or []]
-    return RenderedRows.of([dict(zip(names, row, strict=True)) for row in cur.fetchall()])
+    out = []
+    for values in cur.fetchall():
+        row: dict[str, Any] = {}
+        for name, value in zip(names, values, strict=True):
+            if name in json_columns:
+                if value is None:
+                    continue
+                value = json.loads(value)
+            row[name] = value
+        out.append(row)
+    return out
 
 
 def preview_and_rows_sync(
     cur: duckdb.DuckDBPyConnection, table: str, preview: int, cap: int
 ) -> tuple[list[dict[str, Any]], RenderedRows]:
-    """The first ``preview`` rows as Python dicts and the first ``cap`` rows rendered as JSON."""
-    cur.execute(head_rows_sql(table), [preview, 0])
-    names = [d[0] for d in cur.description or []]
-    head = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-    return head, render_head_rows_sync(cur, table, cap)
+    """The first ``preview`` rows as Python values and the first ``cap`` rows rendered as JSON."""
+    return python_rows_sync(cur, table, preview), render_rows_sync(cur, table, cap)

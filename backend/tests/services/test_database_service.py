@@ -673,8 +673,8 @@ async def test_import_rename_map_of_targeted_store_and_kinds(
         )  # fmt: skip
         assert hs.kind == "human_signals" and hs.format == "hitl_feedback" and hs.row_count == 1
         cases = await human_signals_service.list_cases(store, settings, 1, 50, hs.dataset_id)
-        assert [c["Case_ID"] for c in cases.data] == ["1"]
-        assert cases.data[0]["m__is_ok"] is True
+        assert [c["Case_ID"] for c in cases.rows] == ["1"]
+        assert cases.rows[0]["m__is_ok"] is True
     finally:
         await conns.close_all()
 

@@ -126,7 +126,7 @@ async def build(store: DuckDBStore, df: pd.DataFrame, visible: list[str] | None 
         cur.execute("CREATE OR REPLACE TABLE raw AS SELECT * FROM src_df")
         cur.unregister("src_df")
         built = hs.build_signals_tables_sync(cur, "raw", "cases", visible or [])
-        return built, hs.read_cases_sync(cur, "cases", 100)[1]
+        return built, list(hs.cases_page_sync(cur, "cases", 100)[1])
 
     return await store.run_write(run)
 
@@ -290,8 +290,8 @@ async def test_missing_signals_is_400(store: DuckDBStore) -> None:
 async def test_example_hitl(store: DuckDBStore, settings: Settings) -> None:
     res = await hs.load_human_signals_example(store, settings, "hitl")
     assert res.format == "hitl_feedback" and res.row_count == 3 and res.message == "Processed 3 cases"
-    assert [c["Business"] for c in res.data] == ["SUP-1204", "SUP-5893", "SUP-8087"]
-    assert [c["Message_Count"] for c in res.data] == [5, 4, 5]
+    assert [c["Business"] for c in res.rows] == ["SUP-1204", "SUP-5893", "SUP-8087"]
+    assert [c["Message_Count"] for c in res.rows] == [5, 4, 5]
     schema = res.metric_schema
     assert schema is not None and len(schema["metrics"]) == 13
     assert "reasoning" in schema["metrics"]["priority_level"]["signals"]  # 5/13 metrics: not common
@@ -310,7 +310,7 @@ async def test_example_hitl(store: DuckDBStore, settings: Settings) -> None:
     assert info.kind == "human_signals" and info.source == "example:hitl"
     assert info.extra["cases_table"] == f"ds_{info.dataset_id}_cases"
     page = await hs.list_cases(store, settings, page=2, page_size=2)
-    assert page.row_count == 3 and [c["Case_ID"] for c in page.data] == [res.data[2]["Case_ID"]]
+    assert page.row_count == 3 and [c["Case_ID"] for c in page.rows] == [res.rows[2]["Case_ID"]]
     sch = await hs.metric_schema(store, settings)
     assert sch.metric_schema == schema
     with pytest.raises(NotFound):
@@ -378,5 +378,5 @@ async def test_db_import_from_postgres(
     )
     res = await hs.import_human_signals_from_db(store, make_settings())
     assert res.source == "database" and res.row_count == 2
-    assert [c["m1__is_ok"] for c in res.data] == [True, False]
+    assert [c["m1__is_ok"] for c in res.rows] == [True, False]
     assert res.metric_schema is not None and res.metric_schema["metrics"]["m1"]["signal_types"] == {"is_ok": "boolean"}

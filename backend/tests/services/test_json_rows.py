@@ -15,7 +15,7 @@ import numpy as np
 from app.models.data import UploadResponse
 from app.serialization import RenderedRows
 from app.services.duckdb_store import DuckDBStore
-from app.services.json_rows import cell_json_sql, preview_and_rows_sync, render_head_rows_sync
+from app.services.json_rows import cell_json_sql, preview_and_rows_sync, render_rows_sync
 
 COLUMNS = (
     "s VARCHAR, i BIGINT, h HUGEINT, d DOUBLE, f FLOAT, b BOOLEAN, dd DATE, ts TIMESTAMP, tz TIMESTAMPTZ, "
@@ -64,7 +64,7 @@ async def test_duckdb_rendering_equals_the_python_serializer(store: DuckDBStore)
         )
 
     await store.run_write(build)
-    fast = await store.run_read(lambda cur: render_head_rows_sync(cur, "t", 10_000))
+    fast = await store.run_read(lambda cur: render_rows_sync(cur, "t", 10_000))
     slow = await store.run_read(lambda cur: _python_rows(cur, "t"))
     assert fast.size == 2004 and len(slow) == 2004
     rows = json.loads(fast.json)  # valid JSON: no NaN / Infinity tokens
@@ -89,7 +89,7 @@ async def test_hand_written_cells(store: DuckDBStore) -> None:
         )
 
     await store.run_write(build)
-    rendered = await store.run_read(lambda cur: render_head_rows_sync(cur, "t", 1))
+    rendered = await store.run_read(lambda cur: render_rows_sync(cur, "t", 1))
     assert rendered.size == 1 and rendered.json.startswith(b"[{") and rendered.json.endswith(b"}]")
     assert list(rendered) == [
         {"ts": "2024-03-01T11:00:00", "tz": "2024-03-01T11:00:00.500000Z", "d": None, "s": 'a"b\n', "n": 1.25}
@@ -105,7 +105,7 @@ async def test_hand_written_cells(store: DuckDBStore) -> None:
             "n": preview[0]["n"],
         }
     ] and math.isnan(preview[0]["d"])
-    empty = await store.run_read(lambda cur: render_head_rows_sync(cur, "t", 0))
+    empty = await store.run_read(lambda cur: render_rows_sync(cur, "t", 0))
     assert empty.json == b"[]" and list(empty) == []
 
 
@@ -119,11 +119,11 @@ async def test_other_types_and_out_of_range_years_take_the_python_path(store: Du
         cur.execute("INSERT INTO y VALUES ('2024-01-01', 'a'), ('10000-01-01', 'b')")
 
     await store.run_write(build)
-    other = await store.run_read(lambda cur: render_head_rows_sync(cur, "o", 10))
+    other = await store.run_read(lambda cur: render_rows_sync(cur, "o", 10))
     assert list(other) == [{"b": "\ufffdA", "iv": 90.0, "l": [1, None], "j": '{"k": 1}', "s": "x"}]
     # A date Python's datetime cannot hold: the head goes through the Python path, where the DuckDB
     # client hands such values over as text.
-    dated = await store.run_read(lambda cur: render_head_rows_sync(cur, "y", 2))
+    dated = await store.run_read(lambda cur: render_rows_sync(cur, "y", 2))
     assert list(dated) == [{"d": "2024-01-01", "s": "a"}, {"d": "10000-01-01", "s": "b"}]
 
 
@@ -144,3 +144,37 @@ def test_response_splices_rendered_rows() -> None:
     assert list(body.rows) == parsed["data"] and body.data == []
     plain = UploadResponse(format="f", row_count=0, columns=[], message="", data=[{"a": 2}], dataset_id="y")
     assert json.loads(plain.render_json())["data"] == [{"a": 2}] and plain.rows == [{"a": 2}]
+
+
+async def test_decoded_json_cells_windows_and_offsets(store: DuckDBStore) -> None:
+    """decode_json: JSON cells become values, NULL ones drop their key; a window holding NaN goes to Python."""
+    n = 20_000
+
+    def build(cur: duckdb.DuckDBPyConnection) -> None:
+        cur.execute(
+            "CREATE TABLE c AS SELECT i, CASE WHEN i % 4 = 0 THEN NULL ELSE json_object('k', i, 's', 'é\"' || i) END "
+            "AS j, CASE WHEN i = 17000 THEN '{\"v\": NaN}'::JSON WHEN i = 17001 THEN '[1e400]'::JSON "
+            "ELSE to_json([i, i + 0.5]) END AS arr, CAST(i AS VARCHAR) AS t FROM range(?) r(i)",
+            [n],
+        )
+
+    await store.run_write(build)
+
+    def expected(i: int) -> dict[str, Any]:
+        row: dict[str, Any] = {"i": i}
+        if i % 4:
+            row["j"] = {"k": i, "s": f'é"{i}'}
+        row["arr"] = {17000: {"v": None}, 17001: [None]}.get(i, [i, i + 0.5])
+        row["t"] = str(i)
+        return row
+
+    for offset, limit in ((0, n), (8190, 5), (16_383, 3_000), (19_998, 50)):
+        rendered = await store.run_read(
+            lambda cur, o=offset, k=limit: render_rows_sync(cur, "c", k, o, decode_json=True)
+        )
+        want = [expected(i) for i in range(offset, min(offset + limit, n))]
+        assert rendered.size == len(want) and json.loads(rendered.json) == want
+    # Without decode_json a JSON cell is its text, as the DuckDB client returns it.
+    plain = await store.run_read(lambda cur: render_rows_sync(cur, "c", 2, 0))
+    assert list(plain) == [{"i": 0, "j": None, "arr": "[0.0,0.5]", "t": "0"}, {**plain[1], "arr": "[1.0,1.5]"}]
+    assert json.loads(plain[1]["j"]) == {"k": 1, "s": 'é"1'}
