@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 
 from app.errors import Invalid
 
@@ -15,13 +16,27 @@ def scrub_dsn(text: str) -> str:
     return _DSN_PASSWORD.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:***@", text)
 
 
-def scrub_secrets(text: str, secrets: list[str]) -> str:
-    """Remove DSN passwords and each known secret value from ``text``."""
-    out = scrub_dsn(text)
+# Secrets shorter than this are removed only where they stand as a whole word: replacing every "e" of
+# a one-letter password would garble a message ("Databas*** 'nop***_db' …") while hiding nothing.
+SHORT_SECRET = 4
+
+
+def redact_secrets(text: str, secrets: Iterable[str | None]) -> str:
+    """Replace each known secret value in ``text`` with ``***`` (short ones only as whole words)."""
+    out = text
     for secret in secrets:
-        if secret and len(secret) >= 3:
+        if not secret:
+            continue
+        if len(secret) >= SHORT_SECRET:
             out = out.replace(secret, "***")
+        else:
+            out = re.sub(rf"(?<![0-9A-Za-z]){re.escape(secret)}(?![0-9A-Za-z])", "***", out)
     return out
+
+
+def scrub_secrets(text: str, secrets: Iterable[str | None]) -> str:
+    """Remove DSN passwords and each known secret value from ``text``."""
+    return redact_secrets(scrub_dsn(text), secrets)
 
 
 class SecretRedactingFilter(logging.Filter):

@@ -105,6 +105,24 @@ def test_malformed_yaml_falls_back_and_logs(
     assert "hunter2-secret" not in text
 
 
+def test_unparseable_yaml_is_logged_without_its_text(
+    make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    """PyYAML quotes the broken line in its message; the log keeps only where and what."""
+    from app.services.config_service import read_agents_yaml
+
+    broken = 'human_signals_db:\n  host: db\n  password: "Hunter2SecretValue\n'
+    write_yaml(make_settings, "human_signals_db.yaml", broken)
+    agents = write_yaml(make_settings, "agents.yaml", 'agents:\n  - name: a\n    token: "Hunter2SecretValue\n')
+    with caplog.at_level(logging.WARNING):
+        settings = make_settings()
+        assert read_agents_yaml(agents) == []
+    assert settings.human_signals_db.config_error is not None
+    assert "human_signals_db.yaml" in caplog.text and "agents.yaml" in caplog.text
+    assert "while scanning a quoted scalar" in caplog.text and "line 3, column 13" in caplog.text
+    assert "Hunter2SecretValue" not in caplog.text
+
+
 def test_rejected_yaml_section_is_not_replaced_by_env(
     make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:

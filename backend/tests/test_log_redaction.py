@@ -49,3 +49,9 @@ def test_secret_spanning_message_and_argument_is_frozen_scrubbed() -> None:
     record = _record("key=Sup3r-%s", ("Secret-Value",), name="app")
     SecretRedactingFilter([SECRET]).filter(record)
     assert record.getMessage() == "key=***"
+
+
+def test_short_secrets_are_scrubbed_as_whole_words_only() -> None:
+    record = _record("login %s failed for %s in database %s", ("ab", "user ab", "tab_db"), name="app")
+    SecretRedactingFilter(["ab"]).filter(record)
+    assert record.getMessage() == "login *** failed for user *** in database tab_db"

@@ -58,7 +58,7 @@ def read_yaml_section_checked(
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
-        logger.warning("Ignoring malformed YAML file %s: %s", path, exc)
+        logger.warning("Ignoring malformed YAML file %s: %s", path, describe_yaml_error(exc))
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         return None, f"{path.name} could not be read as YAML{where}"
@@ -77,6 +77,22 @@ def read_yaml_section_checked(
         return None, f"{path.name} key '{key}': expected a mapping"
     expanded: dict[str, Any] = expand_env_vars(section, environ)
     return expanded, None
+
+
+def describe_yaml_error(exc: Exception) -> str:
+    """Where and what went wrong reading a YAML file, without the text of the line (it may hold a secret).
+
+    PyYAML's own message quotes the offending line (``password: "hunter2`` …); this keeps only the
+    position and the parser's description of the problem.
+    """
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return str(exc) if not isinstance(exc, yaml.YAMLError) else type(exc).__name__
+    parts = [
+        f"line {mark.line + 1}, column {mark.column + 1}: {text}" if mark is not None else text
+        for text, mark in ((exc.context, exc.context_mark), (exc.problem, exc.problem_mark))
+        if text
+    ]
+    return "; ".join(parts) or type(exc).__name__
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -13,7 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from app.config import Settings
-from app.config.yaml_loader import expand_env_vars
+from app.config.yaml_loader import describe_yaml_error, expand_env_vars
 from app.errors import NotFound
 from app.models.config import (
     AgentInfo,
@@ -90,7 +90,7 @@ def read_agents_yaml(path: Path, environ: Mapping[str, str] | None = None) -> li
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
-        logger.warning("Ignoring malformed YAML file %s: %s", path, exc)
+        logger.warning("Ignoring malformed YAML file %s: %s", path, describe_yaml_error(exc))
         return []
     agents = expand_env_vars(loaded.get("agents"), environ) if isinstance(loaded, dict) else None
     if isinstance(agents, dict):

@@ -29,7 +29,7 @@ import asyncpg
 
 from app.config.db_configs import ConnectionParams
 from app.errors import Expired, Invalid, ServiceError, Timeout, TooManyRequests
-from app.log_redaction import scrub_dsn
+from app.log_redaction import scrub_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -89,10 +89,7 @@ class _PoolEntry:
 
 def scrub_error(text: str, secrets: Sequence[str | None]) -> str:
     """Remove DSN passwords and known secrets; text that still mentions credentials becomes generic."""
-    out = scrub_dsn(text)
-    for secret in secrets:
-        if secret:
-            out = out.replace(secret, "***")
+    out = scrub_secrets(text, secrets)
     if "@" in out or "password" in out.lower():
         return "check your configuration"
     return out

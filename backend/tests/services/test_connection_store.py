@@ -246,3 +246,17 @@ def test_scrub_error() -> None:
     assert scrub_error("postgresql://u:pw@h/db failed", []) == "check your configuration"
     assert scrub_error("password authentication failed", []) == "check your configuration"
     assert scrub_error("plain", [None]) == "plain"
+    # A short secret is removed where it stands as a word, not out of other words.
+    assert scrub_error("Database 'nope_db' does not exist.", ["e"]) == "Database 'nope_db' does not exist."
+    assert scrub_error("value x was wrong", ["x"]) == "value *** was wrong"
+    assert scrub_error("tok=abc;", ["abc"]) == "tok=***;" and scrub_error("abcd", ["abc"]) == "abcd"
+
+
+async def test_one_letter_password_leaves_the_message_readable(pg: PgSchema) -> None:
+    conns, _ = make_store()
+    try:
+        with pytest.raises(Invalid) as info:
+            await conns.open_handle(creds(pg, database="nope_db", password="e"), "data")
+        assert info.value.message == "Database 'nope_db' does not exist."
+    finally:
+        await conns.close_all()
