@@ -4,7 +4,8 @@ VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 BACKEND := $(CURDIR)/backend
-CUSTOM := $(CURDIR)/custom
+# The server reads $AXIS_CUSTOM_DIR (relative paths from backend/, where it runs), else ./custom.
+CUSTOM := $(if $(AXIS_CUSTOM_DIR),$(if $(filter /%,$(AXIS_CUSTOM_DIR)),$(AXIS_CUSTOM_DIR),$(BACKEND)/$(AXIS_CUSTOM_DIR)),$(CURDIR)/custom)
 
 .PHONY: run test lint typecheck install install-dev setup bench examples clean
 
@@ -24,7 +25,7 @@ install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
 
-## setup: copy config templates into custom/config/ when absent
+## setup: copy config templates into $AXIS_CUSTOM_DIR/config/ (default custom/config/) when absent
 setup:
 	@mkdir -p $(CUSTOM)/config $(CUSTOM)/branding $(CUSTOM)/agents
 	@for f in $(BACKEND)/config/*.yaml.example; do \

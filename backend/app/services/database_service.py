@@ -1006,7 +1006,7 @@ async def _land(
         lambda cur: preview_and_rows_sync(cur, info.table_name, PREVIEW_ROWS, settings.upload_response_row_cap)
     )
     removed = read - info.row_count
-    message = f"Imported {info.row_count} rows from database as a {plan.kind.replace('_', ' ')} dataset"
+    message = f"Imported {info.row_count} rows from database as a dataset of kind '{plan.kind}'"
     if removed:
         message += f" ({removed} duplicate rows removed)"
     message += "." + (f" {holder['message']}" if holder.get("message") else "")

@@ -612,7 +612,7 @@ class DuckDBStore:
         if dataset_id:
             info = await self.get_dataset(dataset_id)
             if info.kind != kind:
-                raise Invalid(f"Dataset '{dataset_id}' is a {info.kind} dataset, not {kind}")
+                raise Invalid(f"Dataset '{dataset_id}' is of kind '{info.kind}', not '{kind}'")
             return info
         latest = await self.latest_dataset(kind)
         if latest is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -299,9 +299,16 @@ def wide_sql(rel: Relation, metrics: Sequence[str], extra: Sequence[str] = ()) -
     return f"SELECT {', '.join(select)} FROM {rel.q}{group}", params
 
 
+def _choices(names: Iterable[str], limit: int = 20) -> str:
+    """``names`` for an error message: the first ``limit`` of them, quoted."""
+    names = list(names)
+    shown = ", ".join(f"'{n}'" for n in names[:limit])
+    return (shown + f" and {len(names) - limit} more" if len(names) > limit else shown) or "none"
+
+
 def _check_column(rel: Relation, column: str, label: str) -> None:
     if not rel.has(column):
-        raise Invalid(f"{label} '{column}' not found")
+        raise Invalid(f"{label} '{column}' not found; columns: {_choices(rel.types)}")
 
 
 def _resolve_metrics(cur: duckdb.DuckDBPyConnection, rel: Relation, requested: list[str] | None) -> list[str]:
@@ -315,15 +322,16 @@ def _resolve_metrics(cur: duckdb.DuckDBPyConnection, rel: Relation, requested: l
 
 
 def _require_metric(cur: duckdb.DuckDBPyConnection, rel: Relation, name: str, label: str) -> None:
-    """400 unless ``name`` is a metric with numeric values."""
+    """400 unless ``name`` is a metric with numeric values (the message lists the metrics there are)."""
     if rel.long:
-        if name not in available_metrics(cur, rel):
-            raise Invalid(f"{label} '{name}' not found")
+        available = available_metrics(cur, rel)
+        if name not in available:
+            raise Invalid(f"{label} '{name}' not found; metrics: {_choices(available)}")
         return
-    if name not in rel.types:
-        raise Invalid(f"{label} '{name}' not found")
-    if not is_numeric_type(rel.types[name]):
-        raise Invalid(f"{label} '{name}' is not numeric")
+    if name not in rel.types or not is_numeric_type(rel.types[name]):
+        numeric = [c for c, t in rel.types.items() if is_numeric_type(t)]
+        problem = "not found" if name not in rel.types else "is not numeric"
+        raise Invalid(f"{label} '{name}' {problem}; numeric columns: {_choices(numeric)}")
 
 
 def _f(value: Any) -> float | None:

@@ -74,7 +74,7 @@ class DataQuery:
 def start_sync(engine: SyncEngine, dataset: str | None, full: bool) -> SyncStartedResponse:
     """Validate and start a background sync; 400 ineligible, 404 unknown, 409 running."""
     sync_id, names = engine.start_sync(dataset, full=full)
-    mode = "full rebuild" if full else "incremental (if available)"
+    mode = "full rebuild" if full else "incremental where available"
     message = f"Sync started in background ({mode})" if dataset is None else f"Sync started for {dataset} ({mode})"
     return SyncStartedResponse(message=message, sync_id=sync_id, datasets=names)
 
@@ -82,7 +82,7 @@ def start_sync(engine: SyncEngine, dataset: str | None, full: bool) -> SyncStart
 async def reset_watermark(engine: SyncEngine, dataset: str) -> ResetWatermarkResponse:
     """Clear a split dataset's watermarks so the next sync is full."""
     if dataset not in TARGETS and dataset != "kpi":
-        raise NotFound(f"Unknown dataset: {dataset}")
+        raise NotFound(f"Unknown dataset '{dataset}'; synced datasets are {', '.join(sorted(TARGETS))}")
     if not await engine.reset_watermark(dataset):
         return ResetWatermarkResponse(success=False, message=f"No split tables found for {dataset}")
     return ResetWatermarkResponse(
@@ -119,7 +119,7 @@ async def resolve_table(store: DuckDBStore, dataset: str, dataset_id: str | None
         if dataset_id:
             info = await store.get_dataset(dataset_id)
             if kind is not None and info.kind != kind:
-                raise Invalid(f"Dataset '{dataset_id}' is a {info.kind} dataset, not {kind}")
+                raise Invalid(f"Dataset '{dataset_id}' is of kind '{info.kind}', not '{kind}'")
         elif kind is not None:
             info = await store.latest_dataset(kind)
         if info is None:
@@ -130,12 +130,16 @@ async def resolve_table(store: DuckDBStore, dataset: str, dataset_id: str | None
                 cases = DATASET_TABLES["human_signals"]
             return str(cases or DATASET_TABLES["human_signals"]), info.dataset_id
         return info.table_name, info.dataset_id
+    unknown = (
+        f"Unknown dataset '{dataset}': use one of {', '.join(sorted(DATASET_TABLES))} "
+        "or a dataset_id listed by /api/store/datasets"
+    )
     if dataset_id and dataset_id != dataset:
-        raise NotFound(f"Unknown dataset: {dataset}")
+        raise NotFound(unknown)
     try:
         info = await store.get_dataset(dataset)
     except NotFound:
-        raise NotFound(f"Unknown dataset: {dataset}") from None
+        raise NotFound(unknown) from None
     return info.table_name, info.dataset_id
 
 

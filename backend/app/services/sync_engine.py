@@ -914,7 +914,7 @@ class SyncEngine:
         if name == "kpi":
             raise Invalid("The kpi dataset is not configured for sync")
         if name not in TARGETS:
-            raise NotFound(f"Unknown dataset: {name}")
+            raise NotFound(f"Unknown dataset '{name}'; synced datasets are {', '.join(sorted(TARGETS))}")
         return TARGETS[name]
 
     def config(self, name: str) -> DBImportConfig:

@@ -94,7 +94,12 @@ async def test_errors(client: httpx.AsyncClient) -> None:
     assert r.status_code == 404 and "No eval data loaded" in r.json()["detail"]
     await _load(client, make_long_rows(12))
     cases: list[tuple[str, dict[str, Any], int, str]] = [
-        ("distribution", {"metric": "nope"}, 400, "Metric 'nope' not found"),
+        (
+            "distribution",
+            {"metric": "nope"},
+            400,
+            "Metric 'nope' not found; metrics: 'const', 'flat', 'm_a', 'm_b', 'm_c'",
+        ),
         ("comparison", {"group_by": "nope"}, 400, "Column 'nope' not found"),
         ("correlation", {"metrics": "m_a"}, 400, "Need at least 2 metrics for correlation"),
         ("radar", {"metrics": "m_a,m_b"}, 400, "Need at least 3 metrics for radar chart"),

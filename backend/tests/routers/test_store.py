@@ -49,7 +49,7 @@ async def test_sync_then_data_metadata_status_datasets(
         assert resp.status_code == 200, resp.text
         body = resp.json()
         assert body["success"] and body["datasets"] == ["monitoring"] and len(body["sync_id"]) == 32
-        assert body["message"] == "Sync started for monitoring (incremental (if available))"
+        assert body["message"] == "Sync started for monitoring (incremental where available)"
         st = await wait_state(client, "monitoring_data", {"ready", "error"})
         assert st["state"] == "ready" and st["rows"] == joined_count(source) == 60
         assert st["sync_id"] == body["sync_id"] and st["incremental_column"] == "seq"

@@ -176,8 +176,10 @@ async def test_distribution_all_null_and_errors(store: DuckDBStore) -> None:
     assert res["stats"] == {"mean": 1.0, "median": 1.0, "std": 0.0, "q25": 1.0, "q75": 1.0}
     with pytest.raises(Invalid, match="Metric 'nope' not found"):
         await ea.distribution(store, ea.AnalyticsInput(rows=[{"y": 1.0}]), metric="nope")
-    with pytest.raises(Invalid, match="not numeric"):
+    with pytest.raises(Invalid, match="'y' is not numeric; numeric columns: none"):
         await ea.distribution(store, ea.AnalyticsInput(rows=[{"y": "text"}]), metric="y")
+    with pytest.raises(Invalid, match="'nope' not found; numeric columns: 'a', 'b'"):
+        await ea.distribution(store, ea.AnalyticsInput(rows=[{"a": 1.0, "b": 2, "t": "x"}]), metric="nope")
     with pytest.raises(Invalid, match="bins"):
         await ea.distribution(store, ea.AnalyticsInput(rows=[{"y": 1.0}]), metric="y", bins=0)
 
