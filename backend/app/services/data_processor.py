@@ -521,7 +521,10 @@ def process_eval_table(cur: duckdb.DuckDBPyConnection, table: str) -> CsvTransfo
             _add_column(cur, table, "evaluation_metadata", "{}")
         return CsvTransform(format=FRESH_ANNOTATION, message=f"Fresh annotation for {n} model outputs")
     raise Invalid(
-        "Could not detect valid data format. Please check the sample formats. "
+        "Could not detect valid data format. Please check the sample formats: an eval CSV needs "
+        "metric_name and metric_score (one row per metric; add parent and metric_type for a metric tree), "
+        "or run_id, dataset_id and passed (an eval-runner export), or a judgment column, or dataset_id, "
+        "evaluation_name, query and actual_output (outputs to annotate). "
         f"Columns found: {', '.join(list(types)[:30])}{_delimiter_hint(list(types))}"
     )
 

@@ -380,7 +380,9 @@ async def _resolve_table(s: _Session, ref: TableRef) -> _Table:
     schema = check_identifier(ref.schema_name, "schema")
     name = check_identifier(ref.name, "table")
     if s.allowed_tables and not table_allowed(schema, name, s.allowed_tables):
-        raise Invalid(f"Table '{schema}.{name}' is not in the configured tables allow-list")
+        raise Unprocessable(
+            f"Table '{schema}.{name}' is not in the configured tables allow-list", loc=("body", "table")
+        )
     rows = await s.conn.fetch(
         """
         SELECT a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, t.typname

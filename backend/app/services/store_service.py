@@ -242,10 +242,13 @@ async def dataset_rows(
         described = DuckDBStore.describe_sync(cur, table)
         names = [c["name"] for c in described]
         conds, params = build_where(names, q)
-        sort_col = q.sort_by if q.sort_by in names else ("timestamp" if "timestamp" in names else None)
-        descending = q.sort_by not in names or q.sort_dir == "desc"
-        wanted = [c.strip() for c in (q.columns or "").split(",") if c.strip()]
-        projected = [c for c in dict.fromkeys(wanted) if c in names]
+        # Column names are matched case-insensitively, as DuckDB does (it refuses case variants in a table).
+        by_lower = {n.lower(): n for n in names}
+        sort_by = by_lower.get(q.sort_by.lower()) if q.sort_by else None
+        sort_col = sort_by or ("timestamp" if "timestamp" in names else None)
+        descending = sort_by is None or q.sort_dir == "desc"
+        wanted = [by_lower.get(c.strip().lower()) for c in (q.columns or "").split(",")]
+        projected = [c for c in dict.fromkeys(wanted) if c]
         if projected and sort_col and sort_col not in projected:
             projected.append(sort_col)
         query = PageQuery(

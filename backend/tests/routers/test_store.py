@@ -98,6 +98,14 @@ async def test_sync_then_data_metadata_status_datasets(
             await client.get("/api/store/data/monitoring", params={"columns": "metric_name,nope", "sort_by": "seq"})
         ).json()
         assert set(proj["data"][0]) == {"metric_name", "seq"}
+        # Names match case-insensitively, as in DuckDB: SEQ sorts by seq, Metric_Name projects metric_name.
+        upper = (
+            await client.get(
+                "/api/store/data/monitoring",
+                params={"columns": "Metric_Name", "sort_by": "SEQ", "sort_dir": "asc", "page_size": 500},
+            )
+        ).json()
+        assert [row["seq"] for row in upper["data"]] == expected and set(upper["data"][0]) == {"metric_name", "seq"}
         default = (await client.get("/api/store/data/monitoring", params={"page_size": 500})).json()
         stamps = [row["timestamp"] for row in default["data"]]
         assert stamps == sorted(stamps, reverse=True)  # default order: timestamp desc

@@ -401,9 +401,9 @@ async def test_allow_list_enforced(
             assert "allow-list" in info.value.message
         listed = await ds.list_tables(conns, settings, handle)
         assert [(t.schema_name, t.name) for t in listed.tables] == [(s, "people")]
-        with pytest.raises(Invalid):
+        with pytest.raises(Unprocessable, match="is not in the configured tables allow-list"):
             await ds.preview(conns, settings, handle, PreviewRequest(table=TableRef(schema_name=s, name="secret")))
-        with pytest.raises(Invalid):
+        with pytest.raises(Unprocessable):
             await ds.table_import(
                 conns,
                 store,
