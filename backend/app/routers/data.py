@@ -6,11 +6,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
-from starlette.datastructures import UploadFile
-from starlette.requests import ClientDisconnect
 
 from app.deps import SettingsDep, StoreDep
-from app.errors import Invalid
 from app.models.data import (
     ConvertTreeResponse,
     DetectFormatResponse,
@@ -20,46 +17,17 @@ from app.models.data import (
     PrepareAnalyticsResponse,
     UploadResponse,
 )
+from app.routers.uploads import MULTIPART_FILE, read_upload_file
 from app.serialization import RawJSONResponse
 from app.services import data_processor
-from app.services.csv_ingest import check_declared_size
 
 router = APIRouter(prefix="/api/data", tags=["data"])
 
 Records = Annotated[list[dict[str, Any]], Body()]
 
 
-_MULTIPART_FILE = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {"file": {"type": "string", "format": "binary"}},
-                }
-            }
-        },
-    }
-}
-
-
 def _spool_dir(settings: SettingsDep) -> Path:
     return settings.data_dir / "spool"
-
-
-async def read_upload_file(request: Request, *, max_bytes: int, field: str = "file") -> UploadFile:
-    """The multipart ``file`` part; a declared body over the cap is refused (413) before parsing."""
-    check_declared_size(request.headers.get("content-length"), max_bytes=max_bytes)
-    try:
-        form = await request.form(max_files=1, max_fields=20)
-    except ClientDisconnect:
-        raise Invalid("The upload was cut off before the request body was complete") from None
-    part = form.get(field)
-    if not isinstance(part, UploadFile):
-        raise Invalid("No file provided")
-    return part
 
 
 def _upload_response(res: data_processor.EvalLoadResult) -> RawJSONResponse:
@@ -76,7 +44,7 @@ def _upload_response(res: data_processor.EvalLoadResult) -> RawJSONResponse:
     return RawJSONResponse(body.with_rows(res.data).render_json())
 
 
-@router.post("/upload", response_model=UploadResponse, openapi_extra=_MULTIPART_FILE)
+@router.post("/upload", response_model=UploadResponse, openapi_extra=MULTIPART_FILE)
 async def upload(request: Request, settings: SettingsDep, store: StoreDep) -> RawJSONResponse:
     """Upload an evaluation CSV; it is processed and stored as the latest eval dataset."""
     max_bytes = settings.max_upload_mb * 1024 * 1024
@@ -91,7 +59,7 @@ async def upload(request: Request, settings: SettingsDep, store: StoreDep) -> Ra
     return _upload_response(res)
 
 
-@router.post("/detect-format", response_model=DetectFormatResponse, openapi_extra=_MULTIPART_FILE)
+@router.post("/detect-format", response_model=DetectFormatResponse, openapi_extra=MULTIPART_FILE)
 async def detect_format(request: Request, settings: SettingsDep, store: StoreDep) -> DetectFormatResponse:
     """Detect the format of a CSV without storing it."""
     max_bytes = settings.max_upload_mb * 1024 * 1024

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, Query, Request
 
 from app.deps import SettingsDep, StoreDep
 from app.models.common import MAX_PAGE
 from app.models.human_signals import CaseListResponse, HumanSignalsDBConfigResponse, MetricSchemaResponse
+from app.routers.uploads import MULTIPART_FILE, read_upload_file
 from app.serialization import RawJSONResponse
 from app.services import human_signals_service
 
 router = APIRouter(prefix="/api/human-signals", tags=["human-signals"])
 
 
-@router.post("/upload", response_model=CaseListResponse)
-async def upload(settings: SettingsDep, store: StoreDep, file: Annotated[UploadFile, File()]) -> RawJSONResponse:
+@router.post("/upload", response_model=CaseListResponse, openapi_extra=MULTIPART_FILE)
+async def upload(request: Request, settings: SettingsDep, store: StoreDep) -> RawJSONResponse:
     """Upload a V2 human-signals CSV; stored as the latest human-signals dataset."""
+    file = await read_upload_file(request, max_bytes=settings.max_upload_mb * 1024 * 1024)
     res = await human_signals_service.upload_human_signals(store, settings, file, settings.data_dir / "spool")
     return RawJSONResponse(res.render_json())
 

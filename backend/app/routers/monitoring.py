@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, File, UploadFile
+from fastapi import APIRouter, Request
 
 from app.deps import SettingsDep, StoreDep
 from app.models.monitoring import MonitoringDBConfigResponse, MonitoringUploadResponse
+from app.routers.uploads import MULTIPART_FILE, read_upload_file
 from app.serialization import RawJSONResponse
 from app.services import monitoring_service
 
 router = APIRouter(prefix="/api/monitoring", tags=["monitoring"])
 
 
-@router.post("/upload", response_model=MonitoringUploadResponse)
-async def upload(settings: SettingsDep, store: StoreDep, file: Annotated[UploadFile, File()]) -> RawJSONResponse:
+@router.post("/upload", response_model=MonitoringUploadResponse, openapi_extra=MULTIPART_FILE)
+async def upload(request: Request, settings: SettingsDep, store: StoreDep) -> RawJSONResponse:
     """Upload a monitoring CSV (wide or long); stored as the latest monitoring dataset."""
+    file = await read_upload_file(request, max_bytes=settings.max_upload_mb * 1024 * 1024)
     res = await monitoring_service.upload_monitoring(store, settings, file, settings.data_dir / "spool")
     return RawJSONResponse(res.render_json())
 

@@ -335,6 +335,12 @@ def _sized_sql(inner: str, first_param: int) -> str:
     )
 
 
+def _megabytes(nbytes: int) -> str:
+    """Bytes as MB for a message: one decimal, or two significant digits below 0.1 MB."""
+    mb = nbytes / 1024 / 1024
+    return f"{mb:.1f}" if mb >= 0.1 else f"{mb:.2g}"
+
+
 async def _fetch_sized(
     s: _Session, inner: str, params: Sequence[Any], limit: int, max_mb: float
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
@@ -346,7 +352,7 @@ async def _fetch_sized(
     names = list(head.keys())[3:]
     if head[1] > budget:
         raise PayloadTooLarge(
-            f"The query result is too large: {head[0]} rows hold about {head[1] / 1024 / 1024:.1f} MB of data "
+            f"The query result is too large: {head[0]} rows hold about {_megabytes(head[1])} MB of data "
             f"(limit {max_mb:g} MB, DB_QUERY_MAX_RESULT_MB). Select fewer or narrower columns, or lower the limit."
         )
     if head[2] is None:

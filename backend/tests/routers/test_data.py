@@ -562,3 +562,19 @@ async def test_upload_data_rows_rendered_by_the_store(make_settings: Callable[..
     assert len(data) == 17_001
     assert [{k: row[k] for k in expected[0]} for row in data] == expected[:17_001]
     assert [{k: row[k] for k in expected[0]} for row in body["preview"]] == expected[:10]
+
+
+@pytest.mark.parametrize("path", ["/api/monitoring/upload", "/api/human-signals/upload"])
+async def test_every_upload_refuses_early_and_alike(
+    path: str, make_settings: Callable[..., Settings], make_client: Any
+) -> None:
+    """Monitoring and human-signals uploads read their file like /api/data/upload: 400 / early 413."""
+    headers = {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
+    async with make_client(make_settings()) as client:
+        r = await client.post(path, files={"other": ("x.csv", b"a\n1\n")})
+        assert r.status_code == 400 and r.json()["detail"] == "No file provided"
+        counter: dict[str, int] = {}
+        stream, length = multipart_stream("big.csv", 250 * 1024 * 1024, counter)
+        r = await client.post(path, content=stream, headers={**headers, "content-length": str(length)})
+        assert r.status_code == 413 and "200 MB" in r.json()["detail"]
+        assert counter.get("sent", 0) < 250 * 1024 * 1024

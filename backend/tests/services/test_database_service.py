@@ -478,6 +478,7 @@ async def test_query_result_size_cap(make_settings: Callable[..., Settings], peo
         assert info.value.status_code == 413
         assert "too large: 4 rows hold about 1.5 MB" in info.value.message
         assert "Select fewer or narrower columns" in info.value.message
+        assert ds._megabytes(600) == "0.00057" and ds._megabytes(52_000) == "0.05" and ds._megabytes(2**20) == "1.0"
         rows = await query(env, sql, limit=2)  # 0.8 MB fits
         assert [len(r["big"]) for r in rows] == [400000, 400000]
         sch = await ds.table_schema(conns, settings, handle, people.schema, "blobs")
