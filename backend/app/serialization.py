@@ -171,9 +171,11 @@ def dumps_clean(content: Any) -> bytes:
     try:
         return orjson.dumps(content, default=clean_json, option=_ORJSON_OPTIONS)
     except (orjson.JSONEncodeError, TypeError):
-        return json.dumps(clean_json(content), ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(
-            "utf-8"
-        )
+        cleaned = clean_json(content)
+    try:
+        return json.dumps(cleaned, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (from JSON text such as "\ud800") is written escaped
+        return json.dumps(cleaned, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
 class CleanJSONResponse(JSONResponse):
@@ -202,8 +204,11 @@ class RenderedRows(Sequence[dict[str, Any]]):
 
     @classmethod
     def of(cls, rows: Sequence[dict[str, Any]]) -> RenderedRows:
-        """Render Python rows (the path for cells the store does not render itself)."""
-        return cls([dumps_clean(list(rows))[1:-1]] if rows else [], len(rows))
+        """Render Python rows (the path for cells the store does not render itself).
+
+        Cleaned first, so nested keys are written as ``clean_json`` (``str(key)``) writes them.
+        """
+        return cls([dumps_clean(clean_json(list(rows)))[1:-1]] if rows else [], len(rows))
 
     def array_pieces(self) -> list[bytes]:
         """The pieces of the JSON array (brackets and separators included), to be joined once."""

@@ -554,13 +554,22 @@ def parse_literal_list(value: Any) -> Any:
     if not text:
         return []
     try:
-        return json.loads(text)
+        return _encodable(json.loads(text), value)
     except ValueError:
         pass
     try:
-        return ast.literal_eval(text)
+        return _encodable(ast.literal_eval(text), value)
     except (ValueError, SyntaxError, MemoryError, RecursionError):
         return value
+
+
+def _encodable(parsed: Any, raw: str) -> Any:
+    """``parsed`` unless it holds text UTF-8 cannot encode (a lone surrogate escape such as "\\ud800"): then ``raw``."""
+    try:
+        json.dumps(parsed, ensure_ascii=False, default=str, skipkeys=True).encode("utf-8")
+    except (UnicodeEncodeError, ValueError, TypeError, RecursionError):
+        return raw
+    return parsed
 
 
 async def load_result(store: DuckDBStore, info: DatasetInfo, report: CsvTransform, row_cap: int) -> EvalLoadResult:

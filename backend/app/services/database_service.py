@@ -30,7 +30,6 @@ when it passes, the server-side query is cancelled and the request answers 408.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import decimal
 import json
 import logging
@@ -78,6 +77,7 @@ from app.services.column_aliases import MONITORING_ALIASES, normalise_column_key
 from app.services.connection_store import ConnectionHandle, ConnectionStore, Credentials, scrub_error
 from app.services.duckdb_store import DatasetInfo, DuckDBStore, quote_ident
 from app.services.json_rows import preview_and_rows_sync
+from app.services.pg_source import utc_naive
 from app.services.sql_safety import SafeQuery, table_allowed, validate_select
 
 logger = logging.getLogger(__name__)
@@ -559,15 +559,6 @@ class _ArrowColumn:
     orderable: bool = True
 
 
-def _utc_naive(v: dt.datetime) -> dt.datetime:
-    if v.tzinfo is None:
-        return v
-    try:
-        return v.astimezone(dt.UTC).replace(tzinfo=None)
-    except (OverflowError, ValueError):
-        return v.replace(tzinfo=None)
-
-
 def _decimal_text(v: Any) -> str | None:
     """Exact text of a finite numeric (NaN/±Infinity → NULL)."""
     d = v if isinstance(v, decimal.Decimal) else decimal.Decimal(str(v))
@@ -602,7 +593,7 @@ _SCALARS: dict[str, tuple[pa.DataType, Callable[[Any], Any] | None, str | None]]
     "jsonb": (pa.string(), None, "JSON"),
     "date": (pa.date32(), None, None),
     "timestamp": (pa.timestamp("us"), None, None),
-    "timestamptz": (pa.timestamp("us"), _utc_naive, None),
+    "timestamptz": (pa.timestamp("us"), utc_naive, None),
     "time": (pa.time64("us"), None, None),
     "interval": (pa.duration("us"), None, None),
     "bytea": (pa.binary(), bytes, None),

@@ -19,12 +19,13 @@ Python serializer instead.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Collection, Sequence
 from typing import Any
 
 import duckdb
 
-from app.serialization import RenderedRows, dumps_clean
+from app.serialization import RenderedRows
 from app.services.duckdb_store import INTEGER_TYPES, DuckDBStore, head_rows_sql, quote_ident
 
 # Rows are rendered by one query per window (DuckDB's working memory is that of one window) and
@@ -35,6 +36,7 @@ MAX_WINDOW_ROWS = 16_384
 WINDOW_BYTES = 8 << 20
 FETCH_ROWS = 1024
 
+_DECIMAL = re.compile(r"DECIMAL\(\d+,\d+\)")
 # Types whose to_json text is already what the Python serializer writes.
 _PLAIN_TYPES = INTEGER_TYPES | {"VARCHAR", "BOOLEAN"}
 
@@ -65,8 +67,14 @@ def cell_json_sql(col: str, type_name: str, *, decode_json: bool = False) -> str
         return (
             f"CAST({col} AS VARCHAR)" if decode_json else f"coalesce(to_json(CAST({col} AS VARCHAR))::VARCHAR, 'null')"
         )
-    if t in _PLAIN_TYPES or t.startswith("DECIMAL"):
+    if t in _PLAIN_TYPES:
         return f"coalesce(to_json({col})::VARCHAR, 'null')"
+    if _DECIMAL.fullmatch(t):
+        # The exact digits as a JSON number with a fraction, parsed like Python's float(Decimal): DuckDB
+        # writes DECIMAL(p, p) without the leading zero (".5") and DECIMAL(p, 0) without a fraction.
+        text = f"CAST({col} AS VARCHAR)"
+        fraction = f"CASE WHEN contains({text}, '.') THEN '' ELSE '.0' END"
+        return f"coalesce(regexp_replace({text}, '^(-?)[.]', '\\10.') || {fraction}, 'null')"
     if t in ("DOUBLE", "FLOAT"):
         return f"CASE WHEN isfinite({col}) THEN to_json(CAST({col} AS DOUBLE))::VARCHAR ELSE 'null' END"
     if t == "DATE":
@@ -131,11 +139,10 @@ def render_rows_sync(
                 rendered += len(parts[-1])
                 count += len(batch)
         else:
-            rows = python_rows_sync(cur, table, n, start, json_columns)
-            if rows:
-                parts.append(dumps_clean(rows)[1:-1])
-                rendered += len(parts[-1])
-            count = len(rows)
+            rows = RenderedRows.of(python_rows_sync(cur, table, n, start, json_columns))
+            parts.extend(rows.parts)
+            rendered += sum(map(len, rows.parts))
+            count = rows.size
         size += count
         if count < n:
             break

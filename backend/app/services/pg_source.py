@@ -108,13 +108,23 @@ def _arrow_value(v: Any) -> Any:
     return v
 
 
+def utc_naive(v: dt.datetime) -> dt.datetime:
+    """An asyncpg timestamp as naive UTC; its ±infinity sentinels (naive datetime.max/min) stay as they are."""
+    if v.tzinfo is None:
+        return v
+    try:
+        return v.astimezone(dt.UTC).replace(tzinfo=None)
+    except (OverflowError, ValueError):
+        return v.replace(tzinfo=None)
+
+
 def records_to_arrow(columns: list[str], rows: Sequence[Sequence[Any]]) -> pa.Table:
     """asyncpg rows as an Arrow table; aware timestamps become naive UTC, untypable values text."""
     arrays = []
     for i, _ in enumerate(columns):
         values = [_arrow_value(r[i]) for r in rows]
         if any(isinstance(v, dt.datetime) and v.tzinfo is not None for v in values):
-            values = [v.astimezone(dt.UTC).replace(tzinfo=None) if isinstance(v, dt.datetime) else v for v in values]
+            values = [utc_naive(v) if isinstance(v, dt.datetime) else v for v in values]
         try:
             array = pa.array(values)
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):

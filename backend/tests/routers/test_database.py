@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import statistics
 import uuid
@@ -509,3 +510,24 @@ async def test_out_of_range_dates_are_400_over_http(pg: PgSchema, client: Any) -
             assert "dates and timestamps must lie between the years 1 and 9999" in r.json()["detail"]
     r = await client.post(f"/api/database/{handle}/query", json={"query": "SELECT DATE '2024-02-29' AS d"})
     assert r.json()["data"] == [{"d": "2024-02-29"}]
+
+
+async def test_table_import_of_numeric_precision_edges_is_standard_json(pg: PgSchema, client: Any) -> None:
+    """numeric(p, p) and numeric(p, 0) with p ≥ 16 (DuckDB writes '.5' and bare integers) stay valid JSON floats."""
+    pg.execute(
+        "CREATE TABLE nums (id int, p numeric(20,20), big numeric(19,0)); "
+        "INSERT INTO nums VALUES (1, 0.5, 9007199254740993), (2, 0, 42)"
+    )
+    handle = (await client.post("/api/database/connect", json=body(pg))).json()["handle"]
+    r = await client.post(
+        f"/api/database/{handle}/import", json={"handle": handle, "table": {"schema_name": pg.schema, "name": "nums"}}
+    )
+    assert r.status_code == 200, r.text
+
+    def refuse(token: str) -> None:
+        raise ValueError(token)
+
+    res = json.loads(r.content, parse_constant=refuse)
+    expected = [{"id": 1, "p": 0.5, "big": 9007199254740992.0}, {"id": 2, "p": 0.0, "big": 42.0}]
+    assert res["data"] == res["preview"] == expected
+    assert all(type(row["big"]) is float for row in res["data"] + res["preview"])

@@ -395,6 +395,28 @@ async def test_eval_db_import_row_limit_and_results_only(store: DuckDBStore, pg:
     assert res.row_count == 12
 
 
+async def test_eval_db_import_keeps_infinite_timestamps(store: DuckDBStore, pg: PgSchema) -> None:
+    """A timestamptz column mixing finite values with ±infinity (asyncpg: naive datetime.min/max) imports."""
+    pg.execute("CREATE TABLE r (dataset_id text, metric_name text, metric_score float8, at timestamptz)")
+    pg.execute(
+        "INSERT INTO r VALUES ('a', 'm', 0.5, '2024-01-02 03:04:05+02'), ('b', 'm', 0.7, '-infinity'),"
+        " ('c', 'm', 0.9, 'infinity')"
+    )
+    cfg = _cfg(pg, dataset_query="SELECT 'x' AS dataset_id WHERE false", results_query=f'SELECT * FROM "{pg.schema}".r')
+    res = await dp.import_eval_db(store, cfg, row_cap=100)
+    assert {r["dataset_id"]: r["at"] for r in res.data} == {
+        "a": "2024-01-02T01:04:05",
+        "b": "-infinity",
+        "c": "infinity",
+    }
+
+
+def test_retrieved_content_with_a_lone_surrogate_stays_text() -> None:
+    assert dp.parse_literal_list('["\\ud800"]') == '["\\ud800"]'
+    assert dp.parse_literal_list('["ok", "\\u00e9"]') == ["ok", "é"]
+    assert dp.parse_literal_list("{True: 1}") == {True: 1}
+
+
 async def test_eval_db_import_errors(store: DuckDBStore, pg: PgSchema) -> None:
     with pytest.raises(Invalid, match="not configured"):
         await dp.import_eval_db(store, EvalDBConfig(), row_cap=10)

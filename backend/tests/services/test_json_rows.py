@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import json
 import math
 import random
@@ -178,3 +179,36 @@ async def test_decoded_json_cells_windows_and_offsets(store: DuckDBStore) -> Non
     plain = await store.run_read(lambda cur: render_rows_sync(cur, "c", 2, 0))
     assert list(plain) == [{"i": 0, "j": None, "arr": "[0.0,0.5]", "t": "0"}, {**plain[1], "arr": "[1.0,1.5]"}]
     assert json.loads(plain[1]["j"]) == {"k": 1, "s": 'é"1'}
+
+
+def _strict(raw: bytes) -> Any:
+    """Standard JSON only (NaN/Infinity tokens are refused)."""
+
+    def refuse(token: str) -> None:
+        raise ValueError(token)
+
+    return json.loads(raw, parse_constant=refuse)
+
+
+async def test_decimals_of_every_shape_are_json_numbers_like_float_decimal(store: DuckDBStore) -> None:
+    """DECIMAL(p, p) (DuckDB writes '.5') and DECIMAL(p, 0) (no fraction) parse as float(Decimal) does."""
+    cases = {
+        "a": ("0.5", "DECIMAL(16,16)"), "b": ("-0.5", "DECIMAL(38,38)"), "c": ("0", "DECIMAL(20,20)"),
+        "d": ("9007199254740993", "DECIMAL(19,0)"), "e": ("42", "DECIMAL(20,0)"), "f": ("-3", "DECIMAL(5,0)"),
+        "g": ("0.001", "DECIMAL(3,3)"), "h": ("123456789012345678.123", "DECIMAL(38,3)"), "i": ("1.25", "DECIMAL(4,2)"),
+    }  # fmt: skip
+    select = ", ".join(f"CAST('{v}' AS {t}) AS {k}" for k, (v, t) in cases.items())
+    await store.run_write(lambda cur: cur.execute(f"CREATE TABLE d AS SELECT {select}"))
+    rendered = await store.run_read(lambda cur: render_rows_sync(cur, "d", 10))
+    row = _strict(rendered.json)[0]
+    assert row == {k: float(decimal.Decimal(v)) for k, (v, _) in cases.items()}
+    assert all(type(x) is float for x in row.values())  # as the Python path writes them (9007199254740992.0)
+    # A DECIMAL list is not a DECIMAL: it goes to Python (DuckDB would write [.5]).
+    await store.run_write(lambda cur: cur.execute("CREATE TABLE dl AS SELECT [0.5::DECIMAL(20,20)] AS l"))
+    assert _strict((await store.run_read(lambda cur: render_rows_sync(cur, "dl", 1))).json) == [{"l": [0.5]}]
+
+
+def test_python_rendering_writes_keys_and_surrogates_like_the_row_serializer() -> None:
+    rows = [{"rc": {True: 1, None: 2, 3: dt.date(2024, 1, 2)}, "s": "\ud800x"}]
+    assert list(RenderedRows.of(rows)) == [{"rc": {"True": 1, "None": 2, "3": "2024-01-02"}, "s": "\ud800x"}]
+    assert RenderedRows.of(rows).json.isascii()  # the lone surrogate is escaped, the body stays valid UTF-8
