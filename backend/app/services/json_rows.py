@@ -3,17 +3,17 @@
 Upload, example and import responses echo up to ``UPLOAD_RESPONSE_ROW_CAP`` rows (default 50,000).
 As Python dicts those rows cost ~2 KB each (105 MB for 50 k rows of a 10-column eval file, 1.5 GB
 for 50 k human-signals cases) before they are serialised; rendered by DuckDB they cost their JSON
-text. Rows are rendered in windows of about ``WINDOW_BYTES`` of JSON. Each cell is
-written by the rules of :mod:`app.serialization` (``clean_json``, the ``Row`` serializer), so a client parses the
+text. Rows are rendered in windows of about ``WINDOW_BYTES`` of JSON. Each cell is written by the
+rules of :mod:`app.serialization` (``clean_json``, the ``Row`` serializer), so a client parses the
 same values from either path: NaN/±Inf → ``null``; FLOAT widened to DOUBLE; DECIMAL as its exact
-number; DATE as ``YYYY-MM-DD``; TIMESTAMP as ISO-8601 with a ``T`` and six fraction digits only when
-the microseconds are not zero; TIMESTAMPTZ the same in UTC with ``Z``; the ±infinity values (and
-the client's sentinels 9999-12-31 23:59:59.999999 / 0001-01-01 00:00 / DATE 9999-12-31 /
-0001-01-01) as ``"infinity"`` / ``"-infinity"``; JSON cells as their text in a JSON string, or with
-``decode_json`` as JSON values, a NULL one leaving its key out (the human-signals cases). A window
-holding a column of any other type (BLOB, INTERVAL, lists, …), a date outside years 1–9999 or, with
-``decode_json``, JSON text that may hold NaN/Infinity or an out-of-range number is rendered by the
-Python serializer instead.
+digits with a fraction (parsed like ``float(Decimal)``); DATE as ``YYYY-MM-DD``; TIMESTAMP as
+ISO-8601 with a ``T`` and six fraction digits only when the microseconds are not zero; TIMESTAMPTZ
+the same in UTC with ``Z``; the ±infinity values (and the client's sentinels
+9999-12-31 23:59:59.999999 / 0001-01-01 00:00 / DATE 9999-12-31 / 0001-01-01) as ``"infinity"`` /
+``"-infinity"``; JSON cells as their text in a JSON string, or with ``decode_json`` as JSON values,
+a NULL one leaving its key out (the human-signals cases). A window holding a column of any other
+type (BLOB, INTERVAL, lists, …), a date outside years 1–9999 or, with ``decode_json``, JSON text
+that may hold NaN/Infinity or an out-of-range number is rendered by the Python serializer instead.
 """
 
 from __future__ import annotations
