@@ -29,11 +29,15 @@ class MetricSummary(BaseModel):
     passing_rate: float | None = Field(description="Fraction (0–1) of the values ≥ 0.5")
 
 
+DATASET_ID_DOC = "The stored eval dataset analysed; null when inline rows were analysed"
+
+
 class SummaryResponse(SuccessResponse):
     """``POST /summary``."""
 
     summary: list[MetricSummary]
     total_records: int
+    dataset_id: str | None = Field(default=None, description=DATASET_ID_DOC)
 
 
 class Histogram(BaseModel):
@@ -62,6 +66,7 @@ class DistributionResponse(SuccessResponse):
     values_truncated: bool
     histogram: Histogram
     stats: DistributionStats
+    dataset_id: str | None = Field(default=None, description=DATASET_ID_DOC)
 
 
 class ComparisonResponse(SuccessResponse):
@@ -70,6 +75,7 @@ class ComparisonResponse(SuccessResponse):
     comparison: list[dict[str, Any]]
     metrics: list[str]
     groups: list[str]
+    dataset_id: str | None = Field(default=None, description=DATASET_ID_DOC)
 
 
 class CorrelationResponse(SuccessResponse):
@@ -77,6 +83,7 @@ class CorrelationResponse(SuccessResponse):
 
     correlation: dict[str, dict[str, float | None]]
     metrics: list[str]
+    dataset_id: str | None = Field(default=None, description=DATASET_ID_DOC)
 
 
 class RadarTrace(BaseModel):
@@ -91,6 +98,7 @@ class RadarResponse(SuccessResponse):
 
     metrics: list[str]
     traces: list[RadarTrace]
+    dataset_id: str | None = Field(default=None, description=DATASET_ID_DOC)
 
 
 class ScatterResponse(SuccessResponse):
@@ -106,3 +114,4 @@ class ScatterResponse(SuccessResponse):
     total_points: int
     truncated: bool
     point_cap: int
+    dataset_id: str | None = Field(default=None, description=DATASET_ID_DOC)

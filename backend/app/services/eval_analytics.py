@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import duckdb
 import numpy as np
@@ -41,8 +41,6 @@ from app.services.sql_stats import (
     scaled_values_sql,
     std_sql,
 )
-
-T = TypeVar("T")
 
 Source = Literal["auto", "body", "store"]
 
@@ -188,9 +186,12 @@ def _relation(cur: duckdb.DuckDBPyConnection, name: str, extra: dict[str, Any] |
 
 
 async def run_on_source(
-    store: DuckDBStore, inp: AnalyticsInput, fn: Callable[[duckdb.DuckDBPyConnection, Relation], T]
-) -> T:
-    """Run ``fn(cursor, relation)`` over inline rows or the stored dataset, in a worker thread."""
+    store: DuckDBStore, inp: AnalyticsInput, fn: Callable[[duckdb.DuckDBPyConnection, Relation], dict[str, Any]]
+) -> dict[str, Any]:
+    """Run ``fn(cursor, relation)`` over inline rows or the stored dataset, in a worker thread.
+
+    The result gains ``dataset_id``: the stored dataset analysed, None for inline rows.
+    """
     use_body = inp.source == "body" or (inp.source == "auto" and bool(inp.rows) and not inp.dataset_id)
     if use_body:
         rows = inp.rows
@@ -199,21 +200,21 @@ async def run_on_source(
         if not any(rows):
             raise Invalid("No rows to analyse: send a non-empty list of row objects, or use source=store")
 
-        def _inline(cur: duckdb.DuckDBPyConnection) -> T:
+        def _inline(cur: duckdb.DuckDBPyConnection) -> dict[str, Any]:
             cur.register(INLINE_RELATION, rows_to_arrow(rows, ordinal=False))
             try:
                 return fn(cur, _relation(cur, INLINE_RELATION))
             finally:
                 cur.unregister(INLINE_RELATION)
 
-        return await store.run_read(_inline)
+        return {**await store.run_read(_inline), "dataset_id": None}
     info = await store.resolve_dataset("eval", inp.dataset_id)
 
-    def _stored(cur: duckdb.DuckDBPyConnection) -> T:
+    def _stored(cur: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         # Metric names and record count cached at load time (same values the live SQL computes).
         return fn(cur, _relation(cur, info.table_name, info.extra))
 
-    return await store.run_read(_stored)
+    return {**await store.run_read(_stored), "dataset_id": info.dataset_id}
 
 
 # ------------------------------------------------------------------------------------ SQL builders

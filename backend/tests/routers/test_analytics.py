@@ -22,11 +22,13 @@ async def _load(client: httpx.AsyncClient, rows: list[dict[str, Any]]) -> str:
 
 async def test_upload_then_analyse_matches_inline(client: httpx.AsyncClient) -> None:
     rows = make_long_rows(45, seed=3)
-    await _load(client, rows)
+    loaded = await _load(client, rows)
     stored = (await client.post("/api/analytics/summary")).json()
     inline = (await client.post("/api/analytics/summary", json=rows)).json()
     wide = (await client.post("/api/analytics/summary", json={"data": to_wide(rows)})).json()
     assert stored["total_records"] == inline["total_records"] == wide["total_records"] == 45
+    # Each answer names the stored dataset it read (none for inline rows).
+    assert stored["dataset_id"] == loaded and inline["dataset_id"] is None and wide["dataset_id"] is None
     assert [s["metric_name"] for s in stored["summary"]] == [s["metric_name"] for s in inline["summary"]]
     by_name = {s["metric_name"]: s for s in wide["summary"]}
     for a, b in zip(stored["summary"], inline["summary"], strict=True):
@@ -38,6 +40,7 @@ async def test_upload_then_analyse_matches_inline(client: httpx.AsyncClient) -> 
     assert got["mean"] == pytest.approx(statistics.mean(m_b)) and got["std"] == pytest.approx(statistics.stdev(m_b))
 
     r = await client.post("/api/analytics/distribution", params={"metric": "m_a", "bins": 6})
+    assert r.json()["dataset_id"] == loaded
     counts, edges = np.histogram(values(rows, "m_a"), bins=6)
     assert r.json()["histogram"] == {"counts": counts.tolist(), "bin_edges": pytest.approx(edges.tolist())}
 
