@@ -271,7 +271,7 @@ def load_postgres(csv_path: Path, schema: str) -> None:
 def bench_hitl(cases: int, workdir: Path) -> None:
     """Time the SQL case aggregation for ``cases`` cases (13 metric rows each)."""
     sys.path.insert(0, str(BACKEND))
-    from app.services.human_signals_service import build_signals_tables_sync
+    from app.services.human_signals_service import build_signals_tables_sync, cases_page_sync
 
     con = duckdb.connect(str(workdir / "hitl.duckdb"))
     sample = BACKEND / "sample_data" / "hitl_sample.csv"
@@ -287,6 +287,13 @@ def bench_hitl(cases: int, workdir: Path) -> None:
         f"\nhuman signals: {built.case_count:,} cases from {rows:,} rows "
         f"({len(built.metric_schema['metrics'])} metrics, {len(built.columns)} columns) "
         f"built in {time.perf_counter() - t:.1f}s"
+    )
+    # The case list an upload response carries (UPLOAD_RESPONSE_ROW_CAP, 50 k by default), as JSON.
+    t = time.perf_counter()
+    _, page = cases_page_sync(con.cursor(), "cases", 50_000)
+    print(
+        f"  first {page.size:,} cases rendered as JSON by DuckDB: {sum(map(len, page.parts)) / 2**20:.0f} MB "
+        f"in {time.perf_counter() - t:.1f}s"
     )
     con.close()
 
