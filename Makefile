@@ -4,7 +4,9 @@ VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 BACKEND := $(CURDIR)/backend
-# The server reads $AXIS_CUSTOM_DIR (relative paths from backend/, where it runs), else ./custom.
+# The server reads $AXIS_CUSTOM_DIR (environment, else backend/.env; relative paths from backend/,
+# where it runs), else ./custom.
+AXIS_CUSTOM_DIR ?= $(shell sed -n 's/^[[:space:]]*AXIS_CUSTOM_DIR[[:space:]]*=[[:space:]]*//p' $(BACKEND)/.env 2>/dev/null | tail -n 1 | tr -d "\"'")
 CUSTOM := $(if $(AXIS_CUSTOM_DIR),$(if $(filter /%,$(AXIS_CUSTOM_DIR)),$(AXIS_CUSTOM_DIR),$(BACKEND)/$(AXIS_CUSTOM_DIR)),$(CURDIR)/custom)
 
 .PHONY: run test lint typecheck install install-dev setup bench examples clean

@@ -121,6 +121,12 @@ def test_unparseable_yaml_is_logged_without_its_text(
     assert "human_signals_db.yaml" in caplog.text and "agents.yaml" in caplog.text
     assert "while scanning a quoted scalar" in caplog.text and "line 3, column 13" in caplog.text
     assert "Hunter2SecretValue" not in caplog.text
+    caplog.clear()
+    for value in ("!Hunter2Tag", "*Hunter2Alias"):
+        write_yaml(make_settings, "human_signals_db.yaml", f"human_signals_db:\n  host: db\n  password: {value}\n")
+        with caplog.at_level(logging.WARNING):
+            assert make_settings().human_signals_db.config_error is not None
+    assert "human_signals_db.yaml" in caplog.text and "Hunter2" not in caplog.text
 
 
 def test_rejected_yaml_section_is_not_replaced_by_env(

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 logger = logging.getLogger(__name__)
 
+_QUOTED = re.compile(r"'[^']*'")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -82,8 +83,8 @@ def read_yaml_section_checked(
 def describe_yaml_error(exc: Exception) -> str:
     """Where and what went wrong reading a YAML file, without the text of the line (it may hold a secret).
 
-    PyYAML's own message quotes the offending line (``password: "hunter2`` …); this keeps only the
-    position and the parser's description of the problem.
+    PyYAML's own message quotes the offending line (``password: "hunter2`` …) and tokens (a tag
+    ``'!hunter2'``); this keeps only the position and the parser's description of the problem.
     """
     if not isinstance(exc, yaml.MarkedYAMLError):
         return str(exc) if not isinstance(exc, yaml.YAMLError) else type(exc).__name__
@@ -92,7 +93,8 @@ def describe_yaml_error(exc: Exception) -> str:
         for text, mark in ((exc.context, exc.context_mark), (exc.problem, exc.problem_mark))
         if text
     ]
-    return "; ".join(parts) or type(exc).__name__
+    # Quoted fragments are file content (a tag '!…' or an alias '*…' may be a password): left out.
+    return _QUOTED.sub("'…'", "; ".join(parts)) or type(exc).__name__
 
 
 def describe_validation_error(exc: ValidationError) -> str:

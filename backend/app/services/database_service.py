@@ -382,13 +382,12 @@ class _Table:
         return next((c for c in self.columns if c.name == name), None)
 
 
-async def _resolve_table(s: _Session, ref: TableRef) -> _Table:
+async def _resolve_table(s: _Session, ref: TableRef, loc: tuple[str, ...] = ("body", "table")) -> _Table:
+    """The table's columns; refused (422 at ``loc``) outside the allow-list, 404 when it does not exist."""
     schema = check_identifier(ref.schema_name, "schema")
     name = check_identifier(ref.name, "table")
     if s.allowed_tables and not table_allowed(schema, name, s.allowed_tables):
-        raise Unprocessable(
-            f"Table '{schema}.{name}' is not in the configured tables allow-list", loc=("body", "table")
-        )
+        raise Unprocessable(f"Table '{schema}.{name}' is not in the configured tables allow-list", loc=loc)
     rows = await s.conn.fetch(
         """
         SELECT a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, t.typname
@@ -484,7 +483,7 @@ async def table_schema(
     ``SAMPLE_VALUE_MAX_BYTES`` as text (those are dropped in PostgreSQL, before they are sent).
     """
     async with _session(conns, settings, handle_id, settings.db_statement_timeout_seconds) as s:
-        t = await _resolve_table(s, TableRef(schema_name=schema, name=table))
+        t = await _resolve_table(s, TableRef(schema_name=schema, name=table), loc=("query", "table"))
         samples: dict[str, list[Any]] = {c.name: [] for c in t.columns}
         if t.columns:
             short = ", ".join(

@@ -37,6 +37,10 @@ WINDOW_BYTES = 8 << 20
 FETCH_ROWS = 1024
 
 _DECIMAL = re.compile(r"DECIMAL\(\d+,\d+\)")
+# JSON text that may hold a non-finite token or a number beyond DOUBLE (an RE2 pattern for DuckDB).
+_JSON_SUSPECT = r"(?i)(\bnan\b|\binf(inity)?\b|[0-9][eE][+]?[0-9]{3}|[0-9]{309})"
+# A JSON string literal, or a bare non-finite token (which Python's json only reads as NaN/Infinity).
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[-+]?(?i:nan|inf(?:inity)?)\b')
 # Types whose to_json text is already what the Python serializer writes.
 _PLAIN_TYPES = INTEGER_TYPES | {"VARCHAR", "BOOLEAN"}
 
@@ -99,8 +103,9 @@ def _python_check_sql(columns: Sequence[tuple[str, str]], decode_json: bool) -> 
         if typ in ("DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE"):
             checks.append(f"({col} IS NOT NULL AND isfinite({col}) AND year({col}) NOT BETWEEN 1 AND 9999)")
         elif typ == "JSON" and decode_json:
-            # NaN/Infinity tokens and exponents of 3+ digits (possible overflow) read as null in Python.
-            checks.append(f"regexp_matches(CAST({col} AS VARCHAR), '(NaN|Infinity|[0-9][eE][+]?[0-9]{{3}})')")
+            # DuckDB's JSON keeps NaN/inf tokens (any case) and overflowing numbers as written: Python
+            # reads them (as null) where JSON clients could not.
+            checks.append(f"regexp_matches(CAST({col} AS VARCHAR), '{_JSON_SUSPECT}')")
     return " OR ".join(checks) or None
 
 
@@ -164,10 +169,34 @@ def python_rows_sync(
             if name in json_columns:
                 if value is None:
                     continue
-                value = json.loads(value)
+                value = load_json_cell(value)
             row[name] = value
         out.append(row)
     return out
+
+
+def load_json_cell(text: str) -> Any:
+    """A JSON cell as Python: bare nan/inf tokens of any case (DuckDB accepts them) read as NaN/±inf.
+
+    Text Python still cannot read is returned as the string itself.
+    """
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+
+    def _token(match: re.Match[str]) -> str:
+        word = match.group(0)
+        if word.startswith('"'):
+            return word
+        if word.lstrip("+-").lower() == "nan":
+            return "NaN"
+        return "-Infinity" if word.startswith("-") else "Infinity"
+
+    try:
+        return json.loads(_JSON_TOKEN.sub(_token, text))
+    except ValueError:
+        return text
 
 
 def preview_and_rows_sync(

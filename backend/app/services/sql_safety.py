@@ -506,6 +506,33 @@ def _read_qualified(sig: list[Token], idx: int) -> tuple[list[str], int]:
     return parts, idx
 
 
+def _skip_search_cycle(sig: list[Token], idx: int) -> int:
+    """Index after ``SEARCH {BREADTH|DEPTH} FIRST BY cols SET col`` or
+    ``CYCLE cols SET col [TO value DEFAULT value] USING col`` starting at ``idx``; anything else → 422."""
+    n = len(sig)
+
+    def take(j: int, kinds: tuple[str, ...], words: tuple[str, ...] = ()) -> int:
+        if j < n and sig[j].kind in kinds and (not words or sig[j].word in words):
+            return j + 1
+        raise Unprocessable("Could not read the SEARCH/CYCLE clause of a recursive WITH query")
+
+    def names(j: int) -> int:
+        j = take(j, ("word", "qident"))
+        while j < n and sig[j].text == ",":
+            j = take(j + 1, ("word", "qident"))
+        return j
+
+    if sig[idx].word == "search":
+        j = take(idx + 1, ("word",), ("breadth", "depth"))
+        j = take(take(j, ("word",), ("first",)), ("word",), ("by",))
+        return take(take(names(j), ("word",), ("set",)), ("word", "qident"))
+    j = take(take(names(idx + 1), ("word",), ("set",)), ("word", "qident"))
+    if j < n and sig[j].kind == "word" and sig[j].word == "to":
+        j = take(j + 1, ("string", "number", "word"))
+        j = take(take(j, ("word",), ("default",)), ("string", "number", "word"))
+    return take(take(j, ("word",), ("using",)), ("word", "qident"))
+
+
 def _relations(sig: list[Token]) -> list[RelationRef]:
     """Relations read by FROM/JOIN items and ``TABLE name``; CTE references are left out."""
     stack = [_Frame(is_query=True)]
@@ -582,6 +609,10 @@ def _relations(sig: list[Token]) -> list[RelationRef]:
                 continue
             if frame.cte_state == "after_as" and word in ("not", "materialized"):
                 idx += 1
+                continue
+            if frame.cte_state == "" and word in ("search", "cycle"):
+                # A recursive CTE's SEARCH/CYCLE clause: its column list's commas do not start a CTE.
+                idx = _skip_search_cycle(sig, idx)
                 continue
             if frame.cte_state == "" and tok.text == ",":
                 frame.cte_state = "name"

@@ -395,6 +395,9 @@ async def test_allow_list_enforced(
             f'SELECT * FROM "{s}".people, "{s}".secret',
             "SELECT * FROM pg_catalog.pg_authid",
             "SELECT * FROM pg_user",
+            # A SEARCH/CYCLE column list must not make a table name look like a CTE.
+            "WITH RECURSIVE r(n, pg_authid) AS (SELECT 1, 1 UNION ALL SELECT n + 1, pg_authid FROM r WHERE n < 2) "
+            "CYCLE n, pg_authid SET c USING p SELECT rolname, rolsuper FROM pg_authid",
         ):
             with pytest.raises(Unprocessable) as info:
                 await query(env, sql)

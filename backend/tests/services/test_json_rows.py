@@ -16,7 +16,7 @@ import numpy as np
 from app.models.data import UploadResponse
 from app.serialization import RenderedRows
 from app.services.duckdb_store import DuckDBStore
-from app.services.json_rows import cell_json_sql, preview_and_rows_sync, render_rows_sync
+from app.services.json_rows import cell_json_sql, load_json_cell, preview_and_rows_sync, render_rows_sync
 
 COLUMNS = (
     "s VARCHAR, i BIGINT, h HUGEINT, d DOUBLE, f FLOAT, b BOOLEAN, dd DATE, ts TIMESTAMP, tz TIMESTAMPTZ, "
@@ -212,3 +212,28 @@ def test_python_rendering_writes_keys_and_surrogates_like_the_row_serializer() -
     rows = [{"rc": {True: 1, None: 2, 3: dt.date(2024, 1, 2)}, "s": "\ud800x"}]
     assert list(RenderedRows.of(rows)) == [{"rc": {"True": 1, "None": 2, "3": "2024-01-02"}, "s": "\ud800x"}]
     assert RenderedRows.of(rows).json.isascii()  # the lone surrogate is escaped, the body stays valid UTF-8
+
+
+async def test_json_cells_with_lowercase_non_finite_tokens_and_huge_numbers(store: DuckDBStore) -> None:
+    """DuckDB's JSON accepts nan/inf/INFINITY and 400-digit numbers and keeps them as written; the page
+    stays standard JSON with those values as null, like the Python reading."""
+    cells = [
+        '{"score": nan, "ok": 1}', '{"score": -inf, "ok": 2}', '{"v": [INFINITY, Inf, 1]}',
+        '{"score": ' + "9" * 400 + '.5, "ok": 3}', '{"note": "information about nan and inf", "ok": 4}',
+    ]  # fmt: skip
+
+    def build(cur: duckdb.DuckDBPyConnection) -> None:
+        cur.execute("CREATE TABLE c (i INTEGER, j JSON)")
+        cur.executemany("INSERT INTO c VALUES (?, CAST(? AS JSON))", list(enumerate(cells)))
+
+    await store.run_write(build)
+    page = await store.run_read(lambda cur: render_rows_sync(cur, "c", 10, decode_json=True))
+    assert _strict(page.json) == [
+        {"i": 0, "j": {"score": None, "ok": 1}},
+        {"i": 1, "j": {"score": None, "ok": 2}},
+        {"i": 2, "j": {"v": [None, None, 1]}},
+        {"i": 3, "j": {"score": None, "ok": 3}},
+        {"i": 4, "j": {"note": "information about nan and inf", "ok": 4}},
+    ]
+    assert load_json_cell('{"s": "nan", "x": -INF}') == {"s": "nan", "x": -math.inf}
+    assert load_json_cell("{not json") == "{not json"

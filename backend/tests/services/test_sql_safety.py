@@ -351,3 +351,23 @@ def test_validated_sql_never_holds_a_statement_separator_or_comment(tail: str) -
             depth += 1 if t.text == "(" else -1
             assert depth >= 0
     assert depth == 0
+
+
+def test_search_and_cycle_column_lists_do_not_hide_relations() -> None:
+    """A name in a SEARCH/CYCLE column list is not a CTE: a table of that name in FROM is still checked."""
+    bypasses = [
+        "WITH RECURSIVE r(n, pg_authid) AS (SELECT 1, 1 UNION ALL SELECT n + 1, pg_authid FROM r WHERE n < 2) "
+        "CYCLE n, pg_authid SET c USING p SELECT rolname, rolsuper FROM pg_authid",
+        "WITH RECURSIVE r(n, pg_authid) AS (SELECT 1, 1 UNION ALL SELECT n + 1, pg_authid FROM r WHERE n < 2) "
+        "SEARCH DEPTH FIRST BY n, pg_authid SET o SELECT rolname FROM pg_authid",
+        "WITH RECURSIVE r(n, secret) AS (SELECT 1, 1 UNION ALL SELECT n + 1, secret FROM r WHERE n < 2) "
+        "CYCLE n, secret SET c TO 'y' DEFAULT 'n' USING p SELECT * FROM secret",
+    ]
+    for sql in bypasses:
+        assert [r.name for r in validate_select(sql).relations] in (["pg_authid"], ["secret"])
+        with pytest.raises(Unprocessable, match="allow-list"):
+            validate_select(sql, ["allowed_t"])
+    # The clause itself still reads (a CTE named like the CYCLE column stays a CTE reference).
+    assert validate_select(CYCLE_SQL, ["allowed_t"]).relations == []
+    with pytest.raises(Unprocessable, match="SEARCH/CYCLE clause"):
+        validate_select("WITH RECURSIVE r(n) AS (SELECT 1) CYCLE n SET SELECT 1 FROM r")
