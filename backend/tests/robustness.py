@@ -5,10 +5,12 @@
 - ``secret_settings``: every secret setting filled with a recognisable marker.
 - ``seed_samples``: the bundled sample CSVs uploaded through the real upload endpoints.
 - ``write_db_yaml`` / ``create_split_source``: PostgreSQL split sources for the sync engine.
+- ``strict_json``: a response body parsed as standard JSON (NaN/Infinity tokens refused).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import threading
@@ -409,3 +411,12 @@ class TcpProxy:
             for sock in (src, dst):
                 with suppress(OSError):
                     sock.close()
+
+
+def _refuse_constant(token: str) -> None:
+    raise ValueError(f"not standard JSON: {token}")
+
+
+def strict_json(raw: bytes) -> Any:
+    """``raw`` parsed as standard JSON: NaN / Infinity tokens (which ``json.loads`` accepts) are refused."""
+    return json.loads(raw, parse_constant=_refuse_constant)

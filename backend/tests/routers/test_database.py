@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import statistics
 import uuid
@@ -17,6 +16,7 @@ import pytest
 from app.config import Settings
 from app.services.duckdb_store import DuckDBStore
 from tests.conftest import PgSchema
+from tests.robustness import strict_json
 
 PASSWORD = "Sup3r-" + uuid.uuid4().hex
 
@@ -523,11 +523,7 @@ async def test_table_import_of_numeric_precision_edges_is_standard_json(pg: PgSc
         f"/api/database/{handle}/import", json={"handle": handle, "table": {"schema_name": pg.schema, "name": "nums"}}
     )
     assert r.status_code == 200, r.text
-
-    def refuse(token: str) -> None:
-        raise ValueError(token)
-
-    res = json.loads(r.content, parse_constant=refuse)
+    res = strict_json(r.content)
     expected = [{"id": 1, "p": 0.5, "big": 9007199254740992.0}, {"id": 2, "p": 0.0, "big": 42.0}]
     assert res["data"] == res["preview"] == expected
     assert all(type(row["big"]) is float for row in res["data"] + res["preview"])

@@ -5,9 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Any
 
 import httpx
+
+from tests.robustness import strict_json
 
 
 def _csv(rows: list[list[object]]) -> str:
@@ -100,16 +101,10 @@ async def test_non_finite_signal_values_give_a_standard_json_page(client: httpx.
     """DuckDB's JSON reads nan/inf signals; upload and case pages stay standard JSON (those values as null)."""
     body = b'metric_name,dataset_id,signals\nm,a,"{""score"": nan, ""ok"": 1}"\nm,e,"{""score"": 1.5, ""ok"": 5}"\n'
 
-    def strict(raw: bytes) -> Any:
-        def refuse(token: str) -> None:
-            raise ValueError(token)
-
-        return json.loads(raw, parse_constant=refuse)
-
     up = await client.post("/api/human-signals/upload", files={"file": ("nan.csv", body, "text/csv")})
     assert up.status_code == 200, up.text
     page = await client.get("/api/human-signals/cases", params={"page": 1, "page_size": 50})
     for res in (up, page):
-        cases = {c["Case_ID"]: c for c in strict(res.content)["data"]}
+        cases = {c["Case_ID"]: c for c in strict_json(res.content)["data"]}
         assert (cases["a"]["m__score"], cases["a"]["m__ok"]) == (None, 1)
         assert (cases["e"]["m__score"], cases["e"]["m__ok"]) == (1.5, 5)

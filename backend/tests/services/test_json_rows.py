@@ -17,6 +17,7 @@ from app.models.data import UploadResponse
 from app.serialization import RenderedRows
 from app.services.duckdb_store import DuckDBStore
 from app.services.json_rows import cell_json_sql, load_json_cell, preview_and_rows_sync, render_rows_sync
+from tests.robustness import strict_json
 
 COLUMNS = (
     "s VARCHAR, i BIGINT, h HUGEINT, d DOUBLE, f FLOAT, b BOOLEAN, dd DATE, ts TIMESTAMP, tz TIMESTAMPTZ, "
@@ -181,15 +182,6 @@ async def test_decoded_json_cells_windows_and_offsets(store: DuckDBStore) -> Non
     assert json.loads(plain[1]["j"]) == {"k": 1, "s": 'é"1'}
 
 
-def _strict(raw: bytes) -> Any:
-    """Standard JSON only (NaN/Infinity tokens are refused)."""
-
-    def refuse(token: str) -> None:
-        raise ValueError(token)
-
-    return json.loads(raw, parse_constant=refuse)
-
-
 async def test_decimals_of_every_shape_are_json_numbers_like_float_decimal(store: DuckDBStore) -> None:
     """DECIMAL(p, p) (DuckDB writes '.5') and DECIMAL(p, 0) (no fraction) parse as float(Decimal) does."""
     cases = {
@@ -200,12 +192,12 @@ async def test_decimals_of_every_shape_are_json_numbers_like_float_decimal(store
     select = ", ".join(f"CAST('{v}' AS {t}) AS {k}" for k, (v, t) in cases.items())
     await store.run_write(lambda cur: cur.execute(f"CREATE TABLE d AS SELECT {select}"))
     rendered = await store.run_read(lambda cur: render_rows_sync(cur, "d", 10))
-    row = _strict(rendered.json)[0]
+    row = strict_json(rendered.json)[0]
     assert row == {k: float(decimal.Decimal(v)) for k, (v, _) in cases.items()}
     assert all(type(x) is float for x in row.values())  # as the Python path writes them (9007199254740992.0)
     # A DECIMAL list is not a DECIMAL: it goes to Python (DuckDB would write [.5]).
     await store.run_write(lambda cur: cur.execute("CREATE TABLE dl AS SELECT [0.5::DECIMAL(20,20)] AS l"))
-    assert _strict((await store.run_read(lambda cur: render_rows_sync(cur, "dl", 1))).json) == [{"l": [0.5]}]
+    assert strict_json((await store.run_read(lambda cur: render_rows_sync(cur, "dl", 1))).json) == [{"l": [0.5]}]
 
 
 def test_python_rendering_writes_keys_and_surrogates_like_the_row_serializer() -> None:
@@ -228,7 +220,7 @@ async def test_json_cells_with_lowercase_non_finite_tokens_and_huge_numbers(stor
 
     await store.run_write(build)
     page = await store.run_read(lambda cur: render_rows_sync(cur, "c", 10, decode_json=True))
-    assert _strict(page.json) == [
+    assert strict_json(page.json) == [
         {"i": 0, "j": {"score": None, "ok": 1}},
         {"i": 1, "j": {"score": None, "ok": 2}},
         {"i": 2, "j": {"v": [None, None, 1]}},
