@@ -148,9 +148,17 @@ async def test_unparseable_db_yaml_is_reported_by_the_import(
     make_settings: Callable[..., Settings], make_client: Any
 ) -> None:
     write_yaml(make_settings, "eval_db.yaml", "eval_db:\n  enabled: true\n  host: [h\n")
+    write_yaml(make_settings, "monitoring_db.yaml", "monitoring_db:\n  host: db\n  port: not-a-port\n  password: pw9\n")
     async with make_client(make_settings()) as client:
         res = await client.post("/api/data/eval-db-import")
         assert res.status_code == 400 and "eval_db.yaml could not be read as YAML" in res.json()["detail"]
+        # The db-config endpoints say why a section was rejected (configured: false alone did not).
+        ev = (await client.get("/api/data/eval-db-config")).json()
+        assert ev["configured"] is False and "eval_db.yaml could not be read as YAML (line 4" in ev["config_error"]
+        mon = (await client.get("/api/monitoring/db-config")).json()
+        assert mon["configured"] is False and "monitoring_db.yaml key 'monitoring_db'" in mon["config_error"]
+        assert "port" in mon["config_error"] and "pw9" not in mon["config_error"]
+        assert (await client.get("/api/human-signals/db-config")).json()["config_error"] is None
 
 
 def test_agents_yaml_expands_env_vars(make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,6 +15,11 @@ from app.serialization import RenderedRows, clean_row
 # "PT1.5S", invalid UTF-8 bytes → UnicodeDecodeError). Python-mode dumps keep the raw values.
 Row = Annotated[dict[str, Any], PlainSerializer(clean_row, return_type=dict[str, Any], when_used="json")]
 
+# ``config_error`` of the db-config endpoints.
+CONFIG_ERROR_DOC = (
+    "Why the YAML section or env values were rejected (file, key, problem; never a value); null when accepted"
+)
+
 # Highest accepted ``page`` of paginated endpoints: page * page_size must stay inside DuckDB's BIGINT OFFSET.
 MAX_PAGE = 1_000_000_000
 

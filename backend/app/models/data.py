@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from app.models.common import Row, RowsPayload, SuccessResponse
+from app.models.common import CONFIG_ERROR_DOC, Row, RowsPayload, SuccessResponse
 
 
 class UploadResponse(RowsPayload):
@@ -71,3 +71,4 @@ class EvalDBConfigResponse(SuccessResponse):
     has_query: bool
     row_limit: int
     query_timeout: int
+    config_error: str | None = Field(default=None, description=CONFIG_ERROR_DOC)

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.models.common import Row, RowsPayload, SuccessResponse
+from app.models.common import CONFIG_ERROR_DOC, Row, RowsPayload, SuccessResponse
 
 Granularity = Literal["hourly", "daily", "weekly"]
 
@@ -67,6 +67,7 @@ class SourceDBConfigResponse(SuccessResponse):
     row_limit: int
     query_timeout: int
     connection: ConnectionInfo | None
+    config_error: str | None = Field(default=None, description=CONFIG_ERROR_DOC)
 
 
 class MonitoringDBConfigResponse(SourceDBConfigResponse):

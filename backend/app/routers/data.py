@@ -127,6 +127,7 @@ async def eval_db_config(settings: SettingsDep) -> EvalDBConfigResponse:
         has_query=st.has_query,
         row_limit=st.row_limit,
         query_timeout=st.query_timeout,
+        config_error=st.config_error,
     )
 
 

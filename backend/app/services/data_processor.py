@@ -170,6 +170,7 @@ class EvalDBStatus:
     has_query: bool
     row_limit: int
     query_timeout: int
+    config_error: str | None = None
 
 
 # ------------------------------------------------------------------------------------ detection
@@ -818,6 +819,7 @@ def eval_db_status(cfg: EvalDBConfig) -> EvalDBStatus:
         has_query=cfg.has_query,
         row_limit=cfg.row_limit,
         query_timeout=cfg.query_timeout,
+        config_error=cfg.config_error,
     )
 
 

@@ -312,6 +312,7 @@ def source_db_status(cfg: MonitoringDBConfig | HumanSignalsDBConfig) -> dict[str
         "row_limit": cfg.row_limit,
         "query_timeout": cfg.query_timeout,
         "connection": connection_info(cfg),
+        "config_error": cfg.config_error,
     }
 
 

@@ -289,6 +289,7 @@ async def test_eval_db_config_and_import(
             "has_query": False,
             "row_limit": 10000,
             "query_timeout": 60,
+            "config_error": None,
         }
         r = await client.post("/api/data/eval-db-import")
         assert r.status_code == 400 and "not configured" in r.json()["detail"]
