@@ -17,6 +17,7 @@ import pytest
 
 from app.config import Settings
 from tests.conftest import PgSchema
+from tests.services.test_data_processor import EXAMPLE_FORMATS
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_data"
 BOUNDARY = "axisboundary7MA4YWxkTrZu0gW"
@@ -225,15 +226,7 @@ async def test_convert_tree_keeps_metric_names_that_differ_in_case(client: httpx
     assert prep["data"] == body["data"]
 
 
-@pytest.mark.parametrize(
-    ("name", "fmt"),
-    [
-        ("model", "tree_format"),
-        ("comparison", "tree_format"),
-        ("annotation", "simple_judgment"),
-        ("align", "fresh_annotation"),
-    ],
-)
+@pytest.mark.parametrize(("name", "fmt"), EXAMPLE_FORMATS)
 async def test_examples(client: httpx.AsyncClient, name: str, fmt: str) -> None:
     r = await client.get(f"/api/data/example/{name}")
     assert r.status_code == 200, r.text

@@ -325,15 +325,16 @@ async def test_prepare_analytics(store: DuckDBStore) -> None:
 
 
 # ------------------------------------------------------------------ examples
-@pytest.mark.parametrize(
-    ("name", "fmt"),
-    [
-        ("model", "tree_format"),
-        ("comparison", "tree_format"),
-        ("annotation", "simple_judgment"),
-        ("align", "fresh_annotation"),
-    ],
-)
+# Each bundled eval example and the format it is detected as (also used by the router tests).
+EXAMPLE_FORMATS = [
+    ("model", "tree_format"),
+    ("comparison", "tree_format"),
+    ("annotation", "simple_judgment"),
+    ("align", "fresh_annotation"),
+]
+
+
+@pytest.mark.parametrize(("name", "fmt"), EXAMPLE_FORMATS)
 async def test_examples_load_from_sample_data(store: DuckDBStore, name: str, fmt: str) -> None:
     res = await dp.load_example(store, name, sample_dir=SAMPLES, row_cap=50_000)
     assert res.format == fmt and res.row_count > 0
