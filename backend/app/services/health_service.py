@@ -7,7 +7,7 @@ import duckdb
 from app.config import Settings
 from app.models.common import HealthComponents, HealthResponse
 from app.services.duckdb_store import DuckDBStore
-from app.services.sync_engine import STATUS_PREFIX, STATUS_TABLES
+from app.services.sync_status import STATUS_PREFIX, STATUS_TABLES
 
 
 def llm_mode(settings: Settings) -> str:

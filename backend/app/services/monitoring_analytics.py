@@ -67,7 +67,7 @@ from app.services.sql_stats import (
     std_sql,
 )
 from app.services.store_paging import keyed_relation
-from app.services.sync_engine import STATUS_PREFIX as SYNC_STATUS_PREFIX
+from app.services.sync_status import STATUS_PREFIX as SYNC_STATUS_PREFIX
 
 KIND = "monitoring"
 GROUP_BY_ALLOWED = (

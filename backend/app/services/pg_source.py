@@ -20,7 +20,7 @@ from app.config.db_configs import DBImportConfig
 from app.errors import Invalid, ServiceError, Timeout, Upstream
 from app.services.connection_store import connect_source, scrub_error
 from app.services.duckdb_store import quote_ident
-from app.services.sync_engine import wrap_query
+from app.services.sync_queries import wrap_query
 
 T = TypeVar("T")
 

@@ -17,7 +17,7 @@ import duckdb
 
 from app.errors import Invalid
 from app.services.duckdb_store import DuckDBStore, quote_ident
-from app.services.sync_engine import joined_select_sql, view_target
+from app.services.sync_targets import joined_select_sql, view_target
 
 KEY_COLUMNS = ("_axis_page_k1", "_axis_page_k2")
 SORT_TEXT = "_axis_page_sort"

@@ -34,7 +34,8 @@ from app.services.store_paging import (
     keyed_relation,
     read_page,
 )
-from app.services.sync_engine import TARGETS, SyncEngine
+from app.services.sync_engine import SyncEngine
+from app.services.sync_targets import TARGETS
 
 # Path names of §10.1 → API table, and the registry kind whose latest dataset they default to.
 DATASET_TABLES = {

@@ -14,7 +14,8 @@ import pytest
 
 from app.config import Settings
 from app.services.duckdb_store import DatasetInfo, DuckDBStore, quote_ident
-from app.services.sync_engine import STATUS_PREFIX, LeaderLock, blank_status
+from app.services.leader_lock import LeaderLock
+from app.services.sync_status import STATUS_PREFIX, blank_status
 from tests.conftest import PgSchema
 from tests.sync_helpers import configure, create_source, joined_count, slow_results_query, terminate_sync_backend
 

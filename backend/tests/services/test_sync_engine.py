@@ -18,21 +18,18 @@ import pytest
 from app.config import Settings
 from app.services.background import BackgroundTasks
 from app.services.duckdb_store import DuckDBStore, compute_table_metadata_sync
+from app.services.leader_lock import LeaderLock
+from app.services.sync_asyncpg_reader import numeric_duck_type
 from app.services.sync_engine import (
     CASES_SYNC_ID_KEY,
     RAW_SYNC_ID_KEY,
-    TARGETS,
     WATERMARK_PREFIX,
-    LeaderLock,
     SyncEngine,
-    column_renames,
     due_datasets,
-    incremental_query,
-    metadata_parts,
-    numeric_duck_type,
-    scrub_error,
     seconds_until_next,
 )
+from app.services.sync_queries import incremental_query, scrub_error
+from app.services.sync_targets import TARGETS, column_renames, metadata_parts
 from tests.conftest import PgSchema
 from tests.sync_helpers import (
     TYPED_COLUMNS,

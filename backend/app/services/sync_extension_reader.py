@@ -1,0 +1,172 @@
+"""Primary sync reader: DuckDB's postgres extension streams a query's binary COPY into a staging table."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib.util
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from app.errors import Invalid
+from app.services.duckdb_store import DuckDBStore, bound_ingest_buffers, quote_ident, utc_instant_sql
+from app.services.sync_queries import limit_query, partition_queries, pg_literal
+from app.services.sync_targets import STAGING_SUFFIX, LoadResult, SyncTarget, column_renames, trim_staging_to_cap
+
+
+def postgres_extension_file(data_dir: Path) -> Path | None:
+    """The postgres extension from the ``duckdb-extension-postgres`` wheel, copied where LOAD finds it."""
+    spec = importlib.util.find_spec("duckdb_extension_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    version = duckdb.__version__
+    src = Path(next(iter(spec.submodule_search_locations))) / "extensions" / f"v{version}" / "postgres.duckdb_extension"
+    if not src.exists():
+        return None
+    dst = data_dir / "extensions" / f"v{version}" / "postgres_scanner.duckdb_extension"
+    if not dst.exists() or dst.stat().st_size != src.stat().st_size:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_suffix(f".{uuid.uuid4().hex[:6]}.tmp")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    return dst
+
+
+def _projection(columns: list[tuple[str, str]], renames: dict[str, str]) -> str:
+    parts = []
+    for name, typ in columns:
+        src = quote_ident(name)
+        expr = utc_instant_sql(src) if typ == "TIMESTAMP WITH TIME ZONE" else src
+        parts.append(f"{expr} AS {quote_ident(renames.get(name, name))}")
+    return ", ".join(parts)
+
+
+@dataclass
+class ExtensionPlan:
+    """Source columns, stored names and the PostgreSQL queries (one per stream) of one table."""
+
+    columns: list[tuple[str, str]]
+    renames: dict[str, str]
+    queries: list[str]
+
+
+def plan_extension_load(
+    cur: duckdb.DuckDBPyConnection,
+    alias: str,
+    query: str,
+    target: SyncTarget,
+    custom: dict[str, str],
+    max_rows: int,
+    partition_column: str | None = None,
+    workers: int = 1,
+) -> ExtensionPlan:
+    """Describe the source query and decide its streams (partitioned when configured and present)."""
+    limited = limit_query(query, max_rows + 1)
+    try:
+        described = cur.execute("DESCRIBE SELECT * FROM postgres_query(?, ?)", [alias, limited]).fetchall()
+    except duckdb.BinderException as exc:
+        if "duplicate column name" not in str(exc):
+            raise
+        raise Invalid(
+            "The query returns two columns whose names differ only in case; DuckDB column names are "
+            f"case-insensitive, so give one of them another alias in the query ({str(exc).splitlines()[0]})"
+        ) from None
+    columns = [(str(r[0]), str(r[1])) for r in described]
+    renames = column_renames([c for c, _ in columns], target, custom)
+    queries = [limited]
+    if partition_column and workers > 1 and partition_column in {c for c, _ in columns}:
+        queries = partition_queries(query, partition_column, workers, max_rows + 1)
+    return ExtensionPlan(columns=columns, renames=renames, queries=queries)
+
+
+def create_staging_from_plan(
+    cur: duckdb.DuckDBPyConnection, alias: str, staging: str, plan: ExtensionPlan, stream: int | None
+) -> None:
+    """Create ``staging``: filled from one stream (CTAS), or empty with the final types (``stream=None``)."""
+    bound_ingest_buffers(cur)
+    cur.execute(f"DROP TABLE IF EXISTS {quote_ident(staging)}")
+    select = f"SELECT {_projection(plan.columns, plan.renames)} FROM postgres_query(?, ?)"
+    if stream is not None:
+        cur.execute(f"CREATE TABLE {quote_ident(staging)} AS {select}", [alias, plan.queries[stream]])
+        return
+    typed = cur.execute(f"DESCRIBE {select}", [alias, plan.queries[0]]).fetchall()
+    cols = ", ".join(f"{quote_ident(str(r[0]))} {r[1]}" for r in typed)
+    cur.execute(f"CREATE TABLE {quote_ident(staging)} ({cols})")
+
+
+def insert_stream(cur: duckdb.DuckDBPyConnection, alias: str, staging: str, plan: ExtensionPlan, stream: int) -> None:
+    """Append one partition stream to ``staging`` (streams run concurrently on their own cursors)."""
+    bound_ingest_buffers(cur)
+    cur.execute(
+        f"INSERT INTO {quote_ident(staging)} SELECT {_projection(plan.columns, plan.renames)} "
+        "FROM postgres_query(?, ?)",
+        [alias, plan.queries[stream]],
+    )
+
+
+def extension_result(staging: str, plan: ExtensionPlan, rows: int, truncated: bool) -> LoadResult:
+    """The LoadResult of an extension load."""
+    return LoadResult(
+        table=staging,
+        rows=rows,
+        truncated=truncated,
+        renames=plan.renames,
+        source_types={plan.renames[c]: t for c, t in plan.columns},
+        reader="postgres_extension",
+    )
+
+
+async def read_with_extension(
+    store: DuckDBStore,
+    conninfo: str,
+    queries: dict[str, str],
+    target: SyncTarget,
+    custom: dict[str, str],
+    *,
+    max_rows: int,
+    partition_column: str | None,
+    workers: int,
+) -> dict[str, LoadResult]:
+    """Attach the source read-only and stream each ``{table: query}`` into ``<table>__staging`` concurrently.
+
+    A query with a partition column and ``workers > 1`` runs as that many hash-partitioned streams
+    appending to one staging table. The attachment is detached afterwards, also on failure.
+    """
+    alias = f"axis_pg_{uuid.uuid4().hex[:10]}"
+    attach_sql = f"ATTACH {pg_literal(conninfo)} AS {quote_ident(alias)} (TYPE postgres, READ_ONLY)"
+    await store.run_staging(lambda cur: cur.execute(attach_sql))
+    results: dict[str, LoadResult] = {}
+    try:
+
+        async def _one(table: str, query: str) -> None:
+            staging = table + STAGING_SUFFIX
+            plan = await store.run_staging(
+                lambda cur: plan_extension_load(cur, alias, query, target, custom, max_rows, partition_column, workers)
+            )
+            if len(plan.queries) == 1:
+                await store.run_staging(lambda cur: create_staging_from_plan(cur, alias, staging, plan, 0))
+            else:
+                await store.run_staging(lambda cur: create_staging_from_plan(cur, alias, staging, plan, None))
+
+                def _insert(cur: duckdb.DuckDBPyConnection, stream: int) -> None:
+                    insert_stream(cur, alias, staging, plan, stream)
+
+                async with asyncio.TaskGroup() as parts:
+                    for i in range(len(plan.queries)):
+                        parts.create_task(store.run_staging(functools.partial(_insert, stream=i)))
+            rows, truncated = await store.run_staging(lambda cur: trim_staging_to_cap(cur, staging, max_rows))
+            results[table] = extension_result(staging, plan, rows, truncated)
+
+        async with asyncio.TaskGroup() as tg:
+            for table, query in queries.items():
+                tg.create_task(_one(table, query))
+    finally:
+        await asyncio.shield(
+            store.run_staging(lambda cur: cur.execute(f"DETACH DATABASE IF EXISTS {quote_ident(alias)}"))
+        )
+    return results

@@ -1,0 +1,122 @@
+"""PostgreSQL-side text of a sync: query wrappers, typed watermark filters, literals and conninfo."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from app.config.db_configs import ConnectionParams
+from app.log_redaction import scrub_secrets
+from app.services.duckdb_store import quote_ident
+
+
+def wrap_query(query: str) -> str:
+    """The configured query as a subquery body (trailing semicolons removed, comments safe)."""
+    body = query.strip()
+    while body.endswith(";"):
+        body = body[:-1].rstrip()
+    return body
+
+
+def limit_query(query: str, limit: int) -> str:
+    """``SELECT * FROM (<query>) LIMIT n`` for the PostgreSQL side."""
+    return f"SELECT * FROM (\n{wrap_query(query)}\n) AS _axis_q LIMIT {int(limit)}"
+
+
+_PG_CASTS = {
+    "TIMESTAMP WITH TIME ZONE": "timestamptz",
+    "TIMESTAMP": "timestamp",
+    "DATE": "date",
+    "TINYINT": "bigint",
+    "SMALLINT": "bigint",
+    "INTEGER": "bigint",
+    "BIGINT": "bigint",
+    "HUGEINT": "numeric",
+    "UTINYINT": "bigint",
+    "USMALLINT": "bigint",
+    "UINTEGER": "bigint",
+    "UBIGINT": "numeric",
+    "FLOAT": "float8",
+    "DOUBLE": "float8",
+    "VARCHAR": "text",
+    "UUID": "uuid",
+}
+
+
+def pg_cast_for(source_type: str) -> str | None:
+    """PostgreSQL type a watermark literal is cast to, or None when not comparable."""
+    if source_type.startswith("DECIMAL"):
+        return "numeric"
+    return _PG_CASTS.get(source_type)
+
+
+def pg_literal(text: str) -> str:
+    """A PostgreSQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+# Casts whose values can be ±infinity: the watermark is the largest finite value.
+INFINITE_CASTS = frozenset({"timestamptz", "timestamp", "date", "float8"})
+
+
+def incremental_query(query: str, column: str, watermark: dict[str, Any]) -> str:
+    """Wrap a query to re-read rows at or above a typed watermark (``>=``; upsert dedupes).
+
+    Rows whose column is NULL (or −infinity) have no place in that order and are re-read every time.
+    """
+    cast = watermark["pg_cast"]
+    value = str(watermark["value"])
+    if cast == "timestamptz":
+        value = value + "+00"
+    col = f"_axis_inc.{quote_ident(column)}"
+    below = f" OR {col} = '-infinity'::{cast}" if cast in INFINITE_CASTS else ""
+    return (
+        f"SELECT * FROM (\n{wrap_query(query)}\n) AS _axis_inc "
+        f"WHERE {col} >= {pg_literal(value)}::{cast} OR {col} IS NULL{below}"
+    )
+
+
+def libpq_conninfo(params: ConnectionParams, *, application_name: str, timeout_ms: int) -> str:
+    """A libpq key=value connection string (values quoted)."""
+
+    def q(value: str) -> str:
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    parts = {
+        "host": params.host,
+        "port": str(params.port),
+        "dbname": params.database,
+        "user": params.username,
+        "sslmode": params.ssl_mode,
+        "application_name": application_name,
+        "connect_timeout": "30",
+        "options": f"-c statement_timeout={int(timeout_ms)}",
+    }
+    if params.password is not None:
+        parts["password"] = params.password.get_secret_value()
+    return " ".join(f"{k}={q(v)}" for k, v in parts.items() if v != "")
+
+
+_CONNINFO_PASSWORD = re.compile(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def scrub_error(message: str, secrets: list[str]) -> str:
+    """An error text safe for logs and status: no DSN or conninfo passwords, no known secrets."""
+    cleaned = _CONNINFO_PASSWORD.sub("password=***", message)
+    return scrub_secrets(cleaned, secrets)
+
+
+def partition_queries(query: str, column: str, workers: int, limit: int) -> list[str]:
+    """Split a query into ``workers`` hash partitions of ``column``; NULL keys go to partition 0 (DB-35).
+
+    Hashing the text form works for any column type, needs no bounds query and never drops a row.
+    """
+    base = wrap_query(query)
+    col = f"_axis_p.{quote_ident(column)}"
+    out = []
+    for i in range(workers):
+        cond = f"mod(abs(hashtext(CAST({col} AS text))::bigint), {int(workers)}) = {i}"
+        if i == 0:
+            cond = f"({cond} OR {col} IS NULL)"
+        out.append(f"SELECT * FROM (\n{base}\n) AS _axis_p WHERE {cond} LIMIT {int(limit)}")
+    return out
