@@ -248,7 +248,7 @@ def is_storage_write_failure(exc: BaseException) -> bool:
     )
 
 
-def _cleanup_quietly(cur: duckdb.DuckDBPyConnection, sql: str) -> None:
+def cleanup_quietly(cur: duckdb.DuckDBPyConnection, sql: str) -> None:
     """Run a cleanup statement; its own failure (e.g. no active transaction) must not mask the first error."""
     try:
         cur.execute(sql)
@@ -681,7 +681,7 @@ class DuckDBStore:
                 count_row = cur.execute(f"SELECT count(*) FROM {quote_ident(staging)}").fetchone()
                 row_count = int(count_row[0]) if count_row else 0
             except BaseException:
-                _cleanup_quietly(cur, f"DROP TABLE IF EXISTS {quote_ident(staging)}")
+                cleanup_quietly(cur, f"DROP TABLE IF EXISTS {quote_ident(staging)}")
                 raise
             info = DatasetInfo(
                 dataset_id=ds_id,
@@ -704,8 +704,8 @@ class DuckDBStore:
                     after_swap(cur, info)
                 cur.execute("COMMIT")
             except BaseException:
-                _cleanup_quietly(cur, "ROLLBACK")
-                _cleanup_quietly(cur, f"DROP TABLE IF EXISTS {quote_ident(staging)}")
+                cleanup_quietly(cur, "ROLLBACK")
+                cleanup_quietly(cur, f"DROP TABLE IF EXISTS {quote_ident(staging)}")
                 raise
             return info
 
@@ -735,7 +735,7 @@ class DuckDBStore:
                 cur.execute(f"DELETE FROM {REGISTRY_TABLE} WHERE dataset_id = ?", [dataset_id])
                 cur.execute("COMMIT")
             except BaseException:
-                _cleanup_quietly(cur, "ROLLBACK")
+                cleanup_quietly(cur, "ROLLBACK")
                 raise
 
         await self.run_write(_drop)
@@ -828,224 +828,3 @@ class DuckDBStore:
             return False
         res = await self.fetch("SELECT 42")
         return res.rows == [(42,)]
-
-
-# ---------------------------------------------------------------------- table metadata (§10.7)
-METADATA_FILTER_FIELDS = (
-    "environment",
-    "source_name",
-    "source_component",
-    "source_type",
-    "metric_name",
-    "metric_category",
-    "kpi_name",
-    "kpi_category",
-)
-LATENCY_COLUMNS = ("latency", "latency_ms", "response_time", "duration", "duration_ms")
-FILTER_VALUES_CAP = 200
-
-
-LATENCY_QUANTILES = (0.5, 0.95, 0.99)
-_NO_LATENCY = [0.0, 0.0, 0.0]
-
-
-def _summary_select(score: str) -> str:
-    """Score count, average and pass rate (% of numeric scores >= 0.5) in one scan."""
-    x = f"TRY_CAST({score} AS DOUBLE)"
-    return f"count({x}), avg({x}), 100.0 * count(*) FILTER (WHERE {x} >= 0.5) / nullif(count({x}), 0)"
-
-
-def _summary_parts(score: str) -> str:
-    """Per-part score aggregates that add up: count, sum and passing count (``sc, ss, sp``)."""
-    x = f"TRY_CAST({score} AS DOUBLE)"
-    return f"count({x}) AS sc, sum({x}) AS ss, count(*) FILTER (WHERE {x} >= 0.5) AS sp"
-
-
-# The summary of _summary_select from summed parts (the average to float rounding).
-_SUMMARY_COMBINED = "sum(sc), sum(ss) / nullif(sum(sc), 0), 100.0 * sum(sp) / nullif(sum(sc), 0)"
-
-
-def _over_parts(
-    cur: duckdb.DuckDBPyConnection,
-    sources: Sequence[str],
-    partial: Callable[[str], str],
-    combine: Callable[[str], str],
-) -> list[Any]:
-    """Run ``partial(source)`` for each source (one statement each) into a temp table, then ``combine(table)``.
-
-    One statement per part keeps one part's join hash table in memory at a time (a UNION ALL of
-    the parts builds them all at once).
-    """
-    tmp = quote_ident(f"_axis_parts_{uuid.uuid4().hex[:12]}")
-    cur.execute(f"CREATE TEMP TABLE {tmp} AS {partial(sources[0])}")
-    try:
-        for src in sources[1:]:
-            cur.execute(f"INSERT INTO {tmp} {partial(src)}")
-        return cur.execute(combine(tmp)).fetchall()
-    finally:
-        _cleanup_quietly(cur, f"DROP TABLE IF EXISTS {tmp}")
-
-
-def latency_number_sql(column: str, type_name: str) -> str:
-    """A latency column as DOUBLE: an INTERVAL in milliseconds, numbers (or numeric text) as they are."""
-    if type_name.upper().startswith("INTERVAL"):
-        return f"(epoch({column}) * 1000)"
-    return f"TRY_CAST({column} AS DOUBLE)"
-
-
-def latency_quantiles_sync(
-    cur: duckdb.DuckDBPyConnection, sources: Sequence[str], latency: str, category: str | None
-) -> tuple[list[float], dict[str, list[float]]]:
-    """Exact ``quantile_cont(latency, [0.5, 0.95, 0.99])`` overall and per category (``latency``: a DOUBLE expression).
-
-    ``sources`` are FROM clauses whose disjoint union is the relation (usually one table or view).
-    ``quantile_cont`` keeps every input value in memory (8+ bytes per row of a joined view, not
-    spillable). Here the values are first counted per distinct value (a hash aggregate, spillable;
-    with several sources, summed across them), then each quantile is read off the running counts
-    with DuckDB's own rule: position ``rn = (n - 1) * q``, ``lo``/``hi`` the values at
-    ``floor(rn)``/``ceil(rn)``, result ``lo * (1 - d) + hi * d`` with ``d = rn - floor(rn)`` — the
-    same double arithmetic, so the same numbers (tests compare both on random data, incl. ties,
-    ±inf and a joined view). ``category`` is the SQL expression of the category (None: overall
-    only). Groups without a non-NULL latency are absent (callers use ``[0, 0, 0]``).
-    """
-    grouping = "grouping(c) AS overall, c" if category else "1 AS overall, NULL AS c"
-    sets = "GROUPING SETS ((v), (c, v))" if category else "v"
-    picks = []
-    for q in LATENCY_QUANTILES:
-        rn = f"(CAST(total - 1 AS DOUBLE) * CAST({q!r} AS DOUBLE))"
-        lo = f"min(v) FILTER (WHERE cum > floor({rn}))"
-        hi = f"min(v) FILTER (WHERE cum > ceil({rn}))"
-        picks.append(
-            f"CASE WHEN floor({rn}) = ceil({rn}) THEN {lo} "
-            f"ELSE {lo} * (1.0 - ({rn} - floor({rn}))) + {hi} * ({rn} - floor({rn})) END"
-        )
-
-    def histogram(src: str) -> str:
-        return (
-            f"SELECT {grouping}, v, count(*) AS n "
-            f"FROM (SELECT {category or 'NULL'} AS c, {latency} AS v FROM {src}) "
-            f"WHERE v IS NOT NULL GROUP BY {sets}"
-        )
-
-    def quantiles(h: str) -> str:
-        return f"""
-            WITH h AS ({h}), r AS (
-                SELECT overall, c, v,
-                       sum(n) OVER (PARTITION BY overall, c ORDER BY v ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-                           AS cum,
-                       sum(n) OVER (PARTITION BY overall, c) AS total
-                FROM h
-            )
-            SELECT overall, c, [{", ".join(picks)}] FROM r GROUP BY overall, c, total"""
-
-    if len(sources) == 1:
-        rows = cur.execute(quantiles(histogram(sources[0]))).fetchall()
-    else:
-        rows = _over_parts(
-            cur, sources, histogram, lambda t: quantiles(f"SELECT overall, c, v, sum(n) AS n FROM {t} GROUP BY ALL")
-        )
-    overall = list(_NO_LATENCY)
-    by_cat: dict[str, list[float]] = {}
-    for is_overall, c, values in rows:
-        if is_overall:
-            overall = list(values)
-        elif category is not None:
-            by_cat[c] = list(values)
-    return overall, by_cat
-
-
-def _summary_dict(row: Sequence[Any], lat: Sequence[Any] | None) -> dict[str, Any]:
-    lat = lat or _NO_LATENCY
-    return {
-        "total_records": int(row[0] or 0),
-        "avg_score": float(row[1]) if row[1] is not None else 0.0,
-        "pass_rate": float(row[2]) if row[2] is not None else 0.0,
-        "p50_latency": float(lat[0] or 0.0),
-        "p95_latency": float(lat[1] or 0.0),
-        "p99_latency": float(lat[2] or 0.0),
-    }
-
-
-def compute_table_metadata_sync(
-    cur: duckdb.DuckDBPyConnection, table: str, parts: Sequence[str] | None = None
-) -> dict[str, Any]:
-    """Row count, columns, filter values, time range and score summary of a table or view (§10.7).
-
-    Scores are TRY_CAST so text scores (classification rows) never fail the computation (DB-30);
-    with a ``metric_category`` column the summary is also given per category (DB-29).
-    ``parts``: FROM clauses whose disjoint union is ``table`` (the sync splits its JOIN view by
-    dataset rows, so each statement builds the join's hash table over one part only). Parts give
-    the same counts, value lists, time range and latency quantiles; the average score is summed
-    per part, so it can differ in the last bits.
-    """
-    t = quote_ident(table)
-    sources = list(parts) if parts else [t]
-    cols = DuckDBStore.describe_sync(cur, table)
-    names = [c["name"] for c in cols]
-    types = {c["name"]: c["type"] for c in cols}
-    fields = [f for f in METADATA_FILTER_FIELDS if f in names]
-    has_time = "timestamp" in names
-    has_score = "metric_score" in names
-    latency = next((c for c in LATENCY_COLUMNS if c in names), None)
-    category = "coalesce(upper(CAST(metric_category AS VARCHAR)), 'SCORE')" if "metric_category" in names else None
-    summary, summary_parts = _summary_select('"metric_score"'), _summary_parts('"metric_score"')
-    distinct = [
-        f"list(DISTINCT {v} ORDER BY {v}) FILTER (WHERE {v} IS NOT NULL)[1:{FILTER_VALUES_CAP}]"
-        for v in (f"CAST({quote_ident(fld)} AS VARCHAR)" for fld in fields)
-    ]
-    if len(sources) == 1:
-        # One scan for count, filter values, time range and the score summary.
-        select = ["count(*)", *distinct]
-        if has_time:
-            select += ['CAST(min("timestamp") AS VARCHAR)', 'CAST(max("timestamp") AS VARCHAR)']
-        if has_score:
-            select.append(summary)
-        row = cur.execute(f"SELECT {', '.join(select)} FROM {t}").fetchone() or ()
-    else:
-        partial = ["count(*) AS n", *(f"{d} AS l{i}" for i, d in enumerate(distinct))]
-        combined = ["sum(n)"] + [
-            f"list_sort(list_distinct(flatten(list(l{i}) FILTER (WHERE l{i} IS NOT NULL))))[1:{FILTER_VALUES_CAP}]"
-            for i in range(len(fields))
-        ]
-        if has_time:
-            partial += ['min("timestamp") AS tmin', 'max("timestamp") AS tmax']
-            combined += ["CAST(min(tmin) AS VARCHAR)", "CAST(max(tmax) AS VARCHAR)"]
-        if has_score:
-            partial.append(summary_parts)
-            combined.append(_SUMMARY_COMBINED)
-        rows = _over_parts(
-            cur,
-            sources,
-            lambda src: f"SELECT {', '.join(partial)} FROM {src}",
-            lambda tmp: f"SELECT {', '.join(combined)} FROM {tmp}",
-        )
-        row = rows[0] if rows else ()
-    meta: dict[str, Any] = {
-        "row_count": int(row[0] or 0) if row else 0,
-        "columns": [{"column_name": c["name"], "column_type": c["type"]} for c in cols],
-        "filter_values": {fld: list(row[1 + i] or []) for i, fld in enumerate(fields)},
-        "time_range": None,
-    }
-    pos = 1 + len(fields)
-    if has_time:
-        meta["time_range"] = {"min": row[pos], "max": row[pos + 1]}
-        pos += 2
-    if has_score:
-        lat_all, lat_by_cat = (
-            latency_quantiles_sync(cur, sources, latency_number_sql(quote_ident(latency), types[latency]), category)
-            if latency
-            else (None, {})
-        )
-        meta["summary_stats"] = _summary_dict(row[pos : pos + 3], lat_all)
-        if category is not None:
-            if len(sources) == 1:
-                by_cat = cur.execute(f"SELECT {category} AS c, {summary} FROM {t} GROUP BY ALL ORDER BY c").fetchall()
-            else:
-                by_cat = _over_parts(
-                    cur,
-                    sources,
-                    lambda src: f"SELECT {category} AS c, {summary_parts} FROM {src} GROUP BY ALL",
-                    lambda tmp: f"SELECT c, {_SUMMARY_COMBINED} FROM {tmp} GROUP BY c ORDER BY c",
-                )
-            meta["summary_stats_by_category"] = {r[0]: _summary_dict(r[1:], lat_by_cat.get(r[0])) for r in by_cat}
-    return meta

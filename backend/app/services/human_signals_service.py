@@ -40,7 +40,6 @@ from app.services.csv_ingest import (
 from app.services.duckdb_store import (
     DatasetInfo,
     DuckDBStore,
-    compute_table_metadata_sync,
     new_dataset_id,
     quote_ident,
 )
@@ -48,6 +47,7 @@ from app.services.json_rows import render_rows_sync
 from app.services.monitoring_service import source_db_status
 from app.services.pg_source import fetch_split_queries, fetch_table, joined_split_sql
 from app.services.signals_display_config import build_display_config, load_signals_metrics_yaml
+from app.services.table_metadata import compute_table_metadata_sync
 
 logger = logging.getLogger(__name__)
 

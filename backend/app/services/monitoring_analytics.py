@@ -53,7 +53,6 @@ from app.services.duckdb_store import (
     INTEGER_TYPES,
     DatasetInfo,
     DuckDBStore,
-    latency_number_sql,
     quote_ident,
     utc_timestamp_sql,
 )
@@ -68,6 +67,7 @@ from app.services.sql_stats import (
 )
 from app.services.store_paging import keyed_relation
 from app.services.sync_status import STATUS_PREFIX as SYNC_STATUS_PREFIX
+from app.services.table_metadata import latency_number_sql
 
 KIND = "monitoring"
 GROUP_BY_ALLOWED = (

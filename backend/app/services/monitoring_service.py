@@ -34,7 +34,6 @@ from app.services.csv_ingest import CsvLoadResult, CsvTransform, UploadLike, ing
 from app.services.duckdb_store import (
     DatasetInfo,
     DuckDBStore,
-    compute_table_metadata_sync,
     quote_ident,
     utc_now,
     utc_timestamp_sql,
@@ -42,6 +41,7 @@ from app.services.duckdb_store import (
 from app.services.json_rows import preview_and_rows_sync
 from app.services.monitoring_analytics import MonitoringTable, records_table, refresh_summary_cache
 from app.services.pg_source import fetch_split_queries, fetch_table, joined_split_sql
+from app.services.table_metadata import compute_table_metadata_sync
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from app.models.store import (
     StoreStatusResponse,
     SyncStartedResponse,
 )
-from app.services.duckdb_store import DuckDBStore, compute_table_metadata_sync, quote_ident, utc_iso
+from app.services.duckdb_store import DuckDBStore, quote_ident, utc_iso
 from app.services.monitoring_analytics import parse_time_bound
 from app.services.store_paging import (
     HIDDEN,
@@ -36,6 +36,7 @@ from app.services.store_paging import (
 )
 from app.services.sync_engine import SyncEngine
 from app.services.sync_targets import TARGETS
+from app.services.table_metadata import compute_table_metadata_sync
 
 # Path names of §10.1 → API table, and the registry kind whose latest dataset they default to.
 DATASET_TABLES = {

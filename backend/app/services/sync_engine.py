@@ -33,7 +33,6 @@ from app.services.background import BackgroundTasks
 from app.services.duckdb_store import (
     DatasetInfo,
     DuckDBStore,
-    compute_table_metadata_sync,
     quote_ident,
     utc_iso,
     utc_iso_text,
@@ -61,6 +60,7 @@ from app.services.sync_targets import (
     metadata_parts,
     result_keys,
 )
+from app.services.table_metadata import compute_table_metadata_sync
 
 logger = logging.getLogger(__name__)
 

@@ -25,13 +25,13 @@ from app.services.duckdb_store import (
     DatasetInfo,
     DuckDBStore,
     assert_off_event_loop,
-    compute_table_metadata_sync,
     head_rows_sql,
     quote_ident,
     utc_instant_sql,
     utc_now,
     utc_timestamp_sql,
 )
+from app.services.table_metadata import compute_table_metadata_sync
 
 
 def test_quote_ident_escapes_and_rejects() -> None:

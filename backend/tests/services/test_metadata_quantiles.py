@@ -14,7 +14,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from app.services.duckdb_store import bound_ingest_buffers, compute_table_metadata_sync
+from app.services.duckdb_store import bound_ingest_buffers
+from app.services.table_metadata import compute_table_metadata_sync
 
 CATEGORY = "coalesce(upper(CAST(metric_category AS VARCHAR)), 'SCORE')"
 SCORE = "TRY_CAST(metric_score AS DOUBLE)"

@@ -17,7 +17,7 @@ import pytest
 
 from app.config import Settings
 from app.services.background import BackgroundTasks
-from app.services.duckdb_store import DuckDBStore, compute_table_metadata_sync
+from app.services.duckdb_store import DuckDBStore
 from app.services.leader_lock import LeaderLock
 from app.services.sync_asyncpg_reader import numeric_duck_type
 from app.services.sync_engine import (
@@ -30,6 +30,7 @@ from app.services.sync_engine import (
 )
 from app.services.sync_queries import incremental_query, scrub_error
 from app.services.sync_targets import TARGETS, column_renames, metadata_parts
+from app.services.table_metadata import compute_table_metadata_sync
 from tests.conftest import PgSchema
 from tests.sync_helpers import (
     TYPED_COLUMNS,
