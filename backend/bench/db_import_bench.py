@@ -60,6 +60,7 @@ async def run_import(dsn: str, schema: str, n: int) -> tuple[float, float]:
     """Seconds for a full import and for a 1-row import (fixed overhead)."""
     from app.config import Settings
     from app.models.database import ConnectRequest, TableImportRequest, TableRef
+    from app.services import database_import as di
     from app.services import database_service as ds
     from app.services.duckdb_store import DuckDBStore
 
@@ -96,7 +97,7 @@ async def run_import(dsn: str, schema: str, n: int) -> tuple[float, float]:
             timings = []
             for limit in (n, 1):
                 start = time.perf_counter()
-                res = await ds.table_import(
+                res = await di.table_import(
                     conns, store, settings, handle, TableImportRequest(handle=handle, table=table, limit=limit), None
                 )
                 timings.append(time.perf_counter() - start)

@@ -34,7 +34,7 @@ from app.models.database import (
     TablesResponse,
 )
 from app.serialization import RawJSONResponse
-from app.services import database_service
+from app.services import database_import, database_service
 from app.services.connection_store import ConnectionStore
 
 router = APIRouter(prefix="/api/database", tags=["database"])
@@ -146,7 +146,7 @@ async def query_import(
     target: Annotated[StoreKey | None, Query(alias="store")] = None,
 ) -> RawJSONResponse:
     """Import a read-only SELECT into the DuckDB store (``store`` picks the rename map, DB-20)."""
-    res = await database_service.query_import(conns, store, settings, handle, body, target)
+    res = await database_import.query_import(conns, store, settings, handle, body, target)
     return RawJSONResponse(res.render_json())
 
 
@@ -160,7 +160,7 @@ async def table_import(
     target: Annotated[StoreKey | None, Query(alias="store")] = None,
 ) -> RawJSONResponse:
     """Import a table (with mappings and filters) into the DuckDB store."""
-    res = await database_service.table_import(conns, store, settings, handle, body, target)
+    res = await database_import.table_import(conns, store, settings, handle, body, target)
     return RawJSONResponse(res.render_json())
 
 

@@ -27,9 +27,11 @@ from app.models.database import (
     TableImportRequest,
     TableRef,
 )
+from app.services import database_import as di
 from app.services import database_service as ds
 from app.services import human_signals_service
 from app.services.connection_store import ConnectionStore
+from app.services.database_session import check_identifier, pg_ident
 from app.services.duckdb_store import DuckDBStore, quote_ident
 from tests.conftest import PgSchema
 
@@ -99,13 +101,13 @@ def people_count(pg: PgSchema) -> int:
 )
 def test_check_identifier_rejects(name: str) -> None:
     with pytest.raises(Invalid):
-        ds.check_identifier(name, "table")
+        check_identifier(name, "table")
 
 
 def test_check_identifier_accepts_real_names() -> None:
-    assert ds.check_identifier("Mixed Case", "column") == "Mixed Case"
-    assert ds.check_identifier("données_été", "column") == "données_été"
-    assert ds.pg_ident('we"ird') == '"we""ird"'
+    assert check_identifier("Mixed Case", "column") == "Mixed Case"
+    assert check_identifier("données_été", "column") == "données_été"
+    assert pg_ident('we"ird') == '"we""ird"'
 
 
 def test_json_value_ref_serialisation() -> None:
@@ -407,7 +409,7 @@ async def test_allow_list_enforced(
         with pytest.raises(Unprocessable, match="is not in the configured tables allow-list"):
             await ds.preview(conns, settings, handle, PreviewRequest(table=TableRef(schema_name=s, name="secret")))
         with pytest.raises(Unprocessable):
-            await ds.table_import(
+            await di.table_import(
                 conns,
                 store,
                 settings,
@@ -450,7 +452,7 @@ async def test_allow_list_refuses_functions_outside_pg_catalog(
             assert name in info.value.message and "only built-in (pg_catalog) functions" in info.value.message, sql
             with pytest.raises(Unprocessable):
                 req = QueryImportRequest(handle=handle, query=sql)
-                await ds.query_import(conns, store, settings, handle, req, None)
+                await di.query_import(conns, store, settings, handle, req, None)
         # Built-in functions keep working, in FROM too.
         rows = await query(
             env, f'SELECT upper(p.name) AS u, g FROM "{s}".people p, generate_series(1, 2) g WHERE p.id = 1 ORDER BY g'
@@ -519,7 +521,7 @@ async def test_out_of_range_dates_are_400(env: Env, people: PgSchema, store: Duc
         assert "dates and timestamps must lie between the years 1 and 9999" in info.value.message
         assert "col::text" in info.value.message
         with pytest.raises(Invalid) as info:
-            await ds.query_import(conns, store, settings, handle, QueryImportRequest(handle=handle, query=sql), None)
+            await di.query_import(conns, store, settings, handle, QueryImportRequest(handle=handle, query=sql), None)
         assert "years 1 and 9999" in info.value.message
     with pytest.raises(Invalid):
         await ds.preview(conns, settings, handle, PreviewRequest(table=TableRef(schema_name=people.schema, name="far")))
@@ -538,7 +540,7 @@ async def test_import_keeps_the_query_order(env: Env, people: PgSchema, store: D
     sql = f'SELECT id, query FROM "{people.schema}".events'
 
     async def imported(q: str) -> list[int]:
-        res = await ds.query_import(
+        res = await di.query_import(
             conns, store, settings, handle, QueryImportRequest(handle=handle, query=q, limit=3), None
         )
         info = await store.get_dataset(res.dataset_id or "")
@@ -567,7 +569,7 @@ async def test_import_deadline_covers_the_whole_read(
     try:
         started = time.monotonic()
         with pytest.raises(Timeout) as info:
-            await ds.query_import(
+            await di.query_import(
                 conns,
                 store,
                 settings,
@@ -610,7 +612,7 @@ async def test_import_dedupes_in_stable_order_and_lands_eval(env: Env, people: P
         """
     )
     req = QueryImportRequest(handle=handle, query=f'SELECT * FROM "{people.schema}".evals')
-    res = await ds.query_import(conns, store, settings, handle, req, None)
+    res = await di.query_import(conns, store, settings, handle, req, None)
     assert res.kind == "eval" and res.format == "flat_format"
     # Expected: ORDER BY key then all other columns; the first row of each (dataset_id, metric_name) wins;
     # rows with a NULL key are all kept.
@@ -634,7 +636,7 @@ async def test_import_dedupes_in_stable_order_and_lands_eval(env: Env, people: P
     assert (info.kind, info.source, info.row_count, info.format) == ("eval", "database", len(expected), "flat_format")
     # dedupe_on_id=false keeps every row.
     req2 = QueryImportRequest(handle=handle, query=f'SELECT * FROM "{people.schema}".evals', dedupe_on_id=False)
-    res2 = await ds.query_import(conns, store, settings, handle, req2, None)
+    res2 = await di.query_import(conns, store, settings, handle, req2, None)
     assert res2.row_count == 7 and res2.duplicates_removed == 0
     # No scratch tables are left behind in DuckDB.
     leftovers = await store.fetch("SELECT table_name FROM duckdb_tables() WHERE table_name LIKE '_axis_dbimport%'")
@@ -660,7 +662,7 @@ async def test_import_rename_map_of_targeted_store_and_kinds(
     conns, handle = await _env(settings, people)
     try:
         sql = f'SELECT * FROM "{people.schema}".mon'
-        mon = await ds.query_import(
+        mon = await di.query_import(
             conns, store, settings, handle, QueryImportRequest(handle=handle, query=sql), "monitoring"
         )
         assert mon.kind == "monitoring" and mon.format == "monitoring"
@@ -668,10 +670,10 @@ async def test_import_rename_map_of_targeted_store_and_kinds(
         assert [(r["dataset_id"], r["latency"]) for r in mon.rows] == [("a", 120.0), ("b", 80.0)]
         assert mon.rows[0]["timestamp"] == "2024-03-01T11:00:00"  # UTC, naive
         # Same rows targeted at the data store: the eval map applies (DB-20) and the data still lands as monitoring.
-        ev = await ds.query_import(conns, store, settings, handle, QueryImportRequest(handle=handle, query=sql), None)
+        ev = await di.query_import(conns, store, settings, handle, QueryImportRequest(handle=handle, query=sql), None)
         assert "eval_latency" in ev.columns and "latency" not in ev.columns
         assert ev.kind == "monitoring"
-        hs = await ds.query_import(
+        hs = await di.query_import(
             conns, store, settings, handle,
             QueryImportRequest(handle=handle, query=f'SELECT * FROM "{people.schema}".hs'), "human_signals",
         )  # fmt: skip
@@ -692,7 +694,7 @@ async def test_table_import_mappings_filters_types(env: Env, people: PgSchema, s
                   ColumnMapping(source="score", target="score_value"), ColumnMapping(source="created", target="ts")],
         filters=[ColumnFilter(column="team", value="red")],
     )  # fmt: skip
-    res = await ds.table_import(conns, store, settings, handle, req, None)
+    res = await di.table_import(conns, store, settings, handle, req, None)
     assert res.row_count == 2 and res.columns == ["dataset_id", "query", "score_value", "ts"]
     assert res.rows == [
         {"dataset_id": 1, "query": "ann", "score_value": 1.5, "ts": "2024-01-01T08:00:00"},
@@ -704,8 +706,8 @@ async def test_table_import_mappings_filters_types(env: Env, people: PgSchema, s
         "dataset_id": "INTEGER", "query": "VARCHAR", "score_value": "DECIMAL(6,2)", "ts": "TIMESTAMP",
     }  # fmt: skip
     with pytest.raises(Invalid):
-        await ds.table_import(conns, store, settings, handle, req.model_copy(update={"handle": "other"}), None)
-    empty = await ds.table_import(
+        await di.table_import(conns, store, settings, handle, req.model_copy(update={"handle": "other"}), None)
+    empty = await di.table_import(
         conns, store, settings, handle,
         req.model_copy(update={"filters": [ColumnFilter(column="team", value="green")]}), None,
     )  # fmt: skip
@@ -716,14 +718,14 @@ async def test_table_import_mappings_filters_types(env: Env, people: PgSchema, s
 async def test_import_limit_and_warning(env: Env, people: PgSchema, store: DuckDBStore) -> None:
     conns, settings, handle = env
     req = QueryImportRequest(handle=handle, query=f'SELECT v FROM "{people.schema}".secret', limit=5)
-    res = await ds.query_import(conns, store, settings, handle, req, None)
+    res = await di.query_import(conns, store, settings, handle, req, None)
     assert res.row_count == 1 and "Warning: no canonical columns" in res.message
     with pytest.raises(Invalid):
-        await ds.query_import(
+        await di.query_import(
             conns, store, settings, handle, req.model_copy(update={"limit": settings.db_import_max_rows + 1}), None
         )
     with pytest.raises(Invalid) as info:
-        await ds.query_import(
+        await di.query_import(
             conns, store, settings, handle, req.model_copy(update={"query": "SELECT 1 AS a, 2 AS A"}), None
         )
     assert "Duplicate column names" in info.value.message
@@ -738,7 +740,7 @@ async def test_query_import_numeric_is_exact(env: Env, people: PgSchema, store: 
         f"SELECT id, score, score * 1000000 AS big, (-score)::numeric AS neg, 'NaN'::numeric AS nan, "
         f'1e40::numeric AS huge FROM "{people.schema}".people'
     )
-    res = await ds.query_import(conns, store, settings, handle, QueryImportRequest(handle=handle, query=sql), None)
+    res = await di.query_import(conns, store, settings, handle, QueryImportRequest(handle=handle, query=sql), None)
     info = await store.get_dataset(res.dataset_id or "")
     types = {c["name"]: c["type"] for c in info.columns}
     # Precision and scale come from the values (PostgreSQL does not report them for query results).
