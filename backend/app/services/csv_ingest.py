@@ -164,7 +164,12 @@ def check_declared_size(content_length: str | None, *, max_bytes: int) -> None:
     except ValueError:
         raise Invalid("Invalid Content-Length header") from None
     if declared > max_bytes + MULTIPART_SLACK_BYTES:
-        raise PayloadTooLarge(f"Upload is larger than the upload limit of {_format_limit(max_bytes)}")
+        raise upload_too_large(max_bytes)
+
+
+def upload_too_large(max_bytes: int) -> PayloadTooLarge:
+    """The 413 of a request body over the upload cap."""
+    return PayloadTooLarge(f"Upload is larger than the upload limit of {_format_limit(max_bytes)}")
 
 
 async def spool_upload(

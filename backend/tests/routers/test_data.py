@@ -151,10 +151,12 @@ async def test_250mb_upload_refused(make_settings: Callable[..., Settings], make
         await upload(client, (SAMPLES / "example_model.csv").read_bytes())
         before = await summary_of_latest(client)
         counter = {}
-        stream, _ = multipart_stream("big.csv", 3 * 1024 * 1024, counter)
+        stream, _ = multipart_stream("big.csv", 8 * 1024 * 1024, counter)
         r = await client.post("/api/data/upload", content=stream, headers=headers)
         assert r.status_code == 413, r.text
         assert "1 MB" in r.json()["detail"]
+        # refused while reading: the multipart parser never saw (or spooled) the rest of the body
+        assert counter["sent"] <= 2 * 1024 * 1024  # of 8 MiB: the cap (1 MB + slack) is passed in chunk 2
         assert await summary_of_latest(client) == before
         spool = Path(make_settings(max_upload_mb=1).data_dir) / "spool"
         assert not spool.exists() or list(spool.iterdir()) == []
