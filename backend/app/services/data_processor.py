@@ -232,8 +232,8 @@ def _arrow_column(values: list[Any]) -> pa.Array:
         else:
             kinds.add("obj")
     clean = [None if (isinstance(v, float) and math.isnan(v)) else v for v in values]
-    if not kinds:  # all null: numeric, so an empty metric column stays a (valueless) metric
-        return pa.array([None] * len(values), type=pa.float64())
+    if not kinds:  # all null: text, as the CSV reader types an empty column (so no valueless metric)
+        return pa.array([None] * len(values), type=pa.string())
     if kinds == {"bool"}:
         return pa.array(clean, type=pa.bool_())
     if kinds == {"int"} and all(v is None or -(2**63) <= v < 2**63 for v in clean):
@@ -420,15 +420,24 @@ def long_metric_names(cur: duckdb.DuckDBPyConnection, relation: str) -> list[str
     return [r[0] for r in rows]
 
 
-def record_keys_for(columns: Iterable[str]) -> list[str]:
+def record_keys_sync(cur: duckdb.DuckDBPyConnection, relation: str, columns: Iterable[str]) -> list[str]:
     """Columns identifying one record of long data.
 
     The :data:`RECORD_KEYS` present, else every column that is not per-metric; empty when the
-    rows carry nothing but metric columns, and then all rows form one record.
+    rows carry nothing but metric columns, and then all rows form one record. A ``dataset_id`` or
+    ``evaluation_name`` holding nothing but its §4.3 fill value (``test_case_1``, ``Experiment 1``)
+    identifies no record and is left out, so the rows an upload returns (filled) and the stored
+    dataset they came from give the same records.
     """
     cols = list(columns)
-    keys = [k for k in RECORD_KEYS if k in cols]
-    return keys or [c for c in cols if c not in PER_METRIC_COLUMNS]
+    fill = [(k, v) for k, v in TREE_DEFAULTS if k in RECORD_KEYS and k in cols]
+    filled: set[str] = set()
+    if fill:
+        checks = ", ".join(f"bool_and(CAST({quote_ident(k)} AS VARCHAR) IS NOT DISTINCT FROM ?)" for k, _ in fill)
+        row = cur.execute(f"SELECT {checks} FROM {quote_ident(relation)}", [v for _, v in fill]).fetchone()
+        filled = {k for (k, _), only in zip(fill, row or (), strict=False) if only}
+    keys = [k for k in RECORD_KEYS if k in cols and k not in filled]
+    return keys or [c for c in cols if c not in PER_METRIC_COLUMNS and c not in filled]
 
 
 def count_records(cur: duckdb.DuckDBPyConnection, relation: str, keys: Sequence[str]) -> int:
@@ -441,13 +450,9 @@ def count_records(cur: duckdb.DuckDBPyConnection, relation: str, keys: Sequence[
     return int(row[0]) if row else 0
 
 
-def _long_extra(cur: duckdb.DuckDBPyConnection, table: str, source_columns: Sequence[str]) -> dict[str, Any]:
-    """Metric names, record keys and record count of processed long data (cached in the registry).
-
-    The keys come from the columns the data arrived with: a ``dataset_id`` filled with the
-    constant ``test_case_1`` by §4.3 does not make every row one record.
-    """
-    keys = record_keys_for(source_columns)
+def _long_extra(cur: duckdb.DuckDBPyConnection, table: str) -> dict[str, Any]:
+    """Metric names, record keys and record count of processed long data (cached in the registry)."""
+    keys = record_keys_sync(cur, table, _columns(cur, table))
     return {
         EXTRA_METRIC_NAMES: long_metric_names(cur, table),
         EXTRA_RECORD_KEYS: keys,
@@ -479,7 +484,6 @@ def process_eval_table(cur: duckdb.DuckDBPyConnection, table: str) -> CsvTransfo
             types[new] = types.pop(old)
     fmt = detect_data_format(types)
     types = _canonical_case(cur, table, types)
-    source_columns = list(types)
     q = quote_ident(table)
     if fmt == EVAL_RUNNER:
         if {"metric_name", "metric_score"} <= set(types):
@@ -488,7 +492,7 @@ def process_eval_table(cur: duckdb.DuckDBPyConnection, table: str) -> CsvTransfo
             return CsvTransform(
                 format=EVAL_RUNNER,
                 message=_tree_message(cur, table, "Eval runner export (tree)"),
-                extra=_long_extra(cur, table, source_columns),
+                extra=_long_extra(cur, table),
             )
         count = cur.execute(f"SELECT count(*) FROM {q}").fetchone()
         n = int(count[0]) if count else 0
@@ -498,7 +502,7 @@ def process_eval_table(cur: duckdb.DuckDBPyConnection, table: str) -> CsvTransfo
         return CsvTransform(
             format=TREE_FORMAT,
             message=_tree_message(cur, table, "Tree format"),
-            extra=_long_extra(cur, table, source_columns),
+            extra=_long_extra(cur, table),
         )
     if fmt == FLAT_FORMAT:
         _flat_to_tree(cur, table, types)
@@ -506,7 +510,7 @@ def process_eval_table(cur: duckdb.DuckDBPyConnection, table: str) -> CsvTransfo
         return CsvTransform(
             format=FLAT_FORMAT,
             message=_tree_message(cur, table, "Flat format (as tree)"),
-            extra=_long_extra(cur, table, source_columns),
+            extra=_long_extra(cur, table),
         )
     count = cur.execute(f"SELECT count(*) FROM {q}").fetchone()
     n = int(count[0]) if count else 0

@@ -28,7 +28,7 @@ from app.services.data_processor import (
     count_records,
     is_numeric_type,
     long_metric_names,
-    record_keys_for,
+    record_keys_sync,
     rows_to_arrow,
 )
 from app.services.duckdb_store import DuckDBStore, quote_ident
@@ -151,11 +151,11 @@ class Relation:
         """Quoted relation name."""
         return quote_ident(self.name)
 
-    def record_keys(self) -> list[str]:
+    def record_keys(self, cur: duckdb.DuckDBPyConnection) -> list[str]:
         """Columns identifying one record of long data (cached at load time for stored data)."""
-        if self.cached_keys is not None and all(k in self.types for k in self.cached_keys):
-            return self.cached_keys
-        return record_keys_for(self.types)
+        if self.cached_keys is None or not all(k in self.types for k in self.cached_keys):
+            self.cached_keys = record_keys_sync(cur, self.name, self.types)
+        return self.cached_keys
 
     def wide_metric_columns(self) -> list[str]:
         """Numeric, non-index columns of wide data."""
@@ -231,7 +231,7 @@ def record_count(cur: duckdb.DuckDBPyConnection, rel: Relation) -> int:
     """Number of records: rows of wide data, distinct record keys of long data."""
     if rel.cached_records is None:
         if rel.long:
-            rel.cached_records = count_records(cur, rel.name, rel.record_keys())
+            rel.cached_records = count_records(cur, rel.name, rel.record_keys(cur))
         else:
             row = cur.execute(f"SELECT count(*) FROM {rel.q}").fetchone()
             rel.cached_records = int(row[0]) if row else 0
@@ -277,20 +277,25 @@ def values_sql(rel: Relation, metrics: Sequence[str], extra: Sequence[str] = ())
     return " UNION ALL ".join(parts), list(metrics)
 
 
-def wide_sql(rel: Relation, metrics: Sequence[str], extra: Sequence[str] = ()) -> tuple[str, list[Any]]:
-    """One row per record: the ``extra`` columns, then metric i as DOUBLE ``__axis_p<i>`` (finite or NULL).
+def wide_sql(
+    cur: duckdb.DuckDBPyConnection, rel: Relation, metrics: Sequence[str], extra: Sequence[str] = ()
+) -> tuple[str, list[Any]]:
+    """One row per record: extra column i as ``__axis_e<i>``, metric i as DOUBLE ``__axis_p<i>`` (finite or NULL).
 
     Long data is pivoted by metric_name over the record keys; without keys all rows are one record.
+    Only internal aliases are selected, so no user column name can shadow them.
     """
     if not rel.long:
         cols = [
-            *(quote_ident(c) for c in extra),
+            *(f"{quote_ident(c)} AS {extra_alias(i)}" for i, c in enumerate(extra)),
             *(f"{finite_double(quote_ident(m))} AS {metric_alias(i)}" for i, m in enumerate(metrics)),
         ]
         return f"SELECT {', '.join(cols)} FROM {rel.q}", []
-    keys = rel.record_keys()
-    select = [quote_ident(k) for k in keys]
-    select += [f"any_value({quote_ident(c)}) AS {quote_ident(c)}" for c in extra if c not in keys]
+    keys = rel.record_keys(cur)
+    select = [
+        f"{quote_ident(c) if c in keys else f'any_value({quote_ident(c)})'} AS {extra_alias(i)}"
+        for i, c in enumerate(extra)
+    ]
     params: list[Any] = []
     score = finite_double("metric_score", try_cast=True)
     for i, m in enumerate(metrics):
@@ -519,7 +524,7 @@ async def correlation(store: DuckDBStore, inp: AnalyticsInput, *, metrics: list[
         chosen = _resolve_metrics(cur, rel, metrics)
         if len(chosen) < 2:
             raise Invalid("Need at least 2 metrics for correlation")
-        wide, params = wide_sql(rel, chosen)
+        wide, params = wide_sql(cur, rel, chosen)
         pairs = [(i, j) for i in range(len(chosen)) for j in range(i, len(chosen))]
 
         cols = [metric_alias(i) for i in range(len(chosen))]
@@ -578,21 +583,21 @@ async def scatter(
         _require_metric(cur, rel, x_metric, "X metric")
         _require_metric(cur, rel, y_metric, "Y metric")
         color = color_by if color_by and rel.has(color_by) else None
-        extra = [c for c in (color, Columns.DATASET_ID) if c and rel.has(c)]
-        extra = list(dict.fromkeys(extra))
+        extra = list(dict.fromkeys(c for c in (color, Columns.DATASET_ID) if c and rel.has(c)))
         metrics = list(dict.fromkeys([x_metric, y_metric]))
-        wide, params = wide_sql(rel, metrics, extra=extra)
+        wide, params = wide_sql(cur, rel, metrics, extra=extra)
         x, y = metric_alias(0), metric_alias(metrics.index(y_metric))
         base = f"SELECT * FROM ({wide}) WHERE {x} IS NOT NULL AND {y} IS NOT NULL"
         total_row = cur.execute(f"SELECT count(*) FROM ({base})", params).fetchone()
         total = int(total_row[0]) if total_row else 0
         sel = [x, y]
         if color:
-            sel.append(f"CAST({quote_ident(color)} AS VARCHAR)")
+            sel.append(f"CAST({extra_alias(extra.index(color))} AS VARCHAR)")
         has_ids = rel.has(Columns.DATASET_ID)
         if has_ids:
-            sel.append(f"CAST({quote_ident(Columns.DATASET_ID)} AS VARCHAR)")
-        order = f" ORDER BY {quote_ident(Columns.DATASET_ID)}" if has_ids else ""
+            ids = extra_alias(extra.index(Columns.DATASET_ID))
+            sel.append(f"CAST({ids} AS VARCHAR)")
+        order = f" ORDER BY {ids}" if has_ids else ""
         if total > SCATTER_POINT_CAP:
             sql = (
                 f"SELECT {', '.join(sel)} FROM ({base}) USING SAMPLE reservoir({SCATTER_POINT_CAP} ROWS) "

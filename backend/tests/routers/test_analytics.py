@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -240,6 +241,60 @@ async def test_long_rows_without_dataset_id_agree_inline_and_stored(client: http
     assert s["total_records"] == 1 and s["summary"][0]["mean"] == pytest.approx(0.15)
     sc = (await client.post("/api/analytics/scatter", params={"x_metric": "x", "y_metric": "y"}, json=bare)).json()
     assert sc["x"] == [pytest.approx(0.15)] and sc["y"] == [pytest.approx(1.15)]
+
+
+async def test_the_rows_an_upload_returns_analyse_like_the_stored_dataset(client: httpx.AsyncClient) -> None:
+    """The response rows carry §4.3's filled dataset_id/evaluation_name constants; posting them back
+    (the Ref flow) gives the records, correlation and scatter of the stored dataset."""
+    xs, ys = [0.1, 0.5, 0.9], [0.2, 0.4, 0.95]
+    csv = "query,metric_name,metric_score\n" + "".join(
+        f"q{i},m1,{x}\nq{i},m2,{y}\n" for i, (x, y) in enumerate(zip(xs, ys, strict=True))
+    )
+    up = await client.post("/api/data/upload", files={"file": ("t.csv", csv.encode(), "text/csv")})
+    assert up.status_code == 200, up.text
+    returned = up.json()["data"]
+    assert {r["dataset_id"] for r in returned} == {"test_case_1"}
+    r_expected = float(np.corrcoef(xs, ys)[0, 1])
+    for body in (None, returned):
+        s = (await client.post("/api/analytics/summary", json=body)).json()
+        assert s["total_records"] == 3
+        c = (await client.post("/api/analytics/correlation", params={"metrics": "m1,m2"}, json=body)).json()
+        assert c["correlation"]["m1"]["m2"] == pytest.approx(r_expected)
+        sc = (
+            await client.post("/api/analytics/scatter", params={"x_metric": "m1", "y_metric": "m2"}, json=body)
+        ).json()
+        assert sorted(zip(sc["x"], sc["y"], strict=True)) == sorted(zip(xs, ys, strict=True))
+        assert sc["ids"] == ["test_case_1"] * 3
+    # A dataset_id the user gave keeps identifying records, even when it is one value.
+    one = [{"dataset_id": "case-7", "query": f"q{i}", "metric_name": "m1", "metric_score": 0.5} for i in range(3)]
+    assert (await client.post("/api/analytics/summary", json=one)).json()["total_records"] == 1
+
+
+async def test_an_empty_column_is_no_metric_inline_or_stored(client: httpx.AsyncClient) -> None:
+    """An all-empty column (the sample's ``error``) is text in the stored dataset and in posted rows alike."""
+    csv = (Path(__file__).resolve().parents[2] / "sample_data" / "monitoring_sample.csv").read_bytes()
+    up = await client.post("/api/data/upload", files={"file": ("m.csv", csv, "text/csv")})
+    assert up.status_code == 200, up.text
+    returned = up.json()["data"]
+    assert all(r["error"] is None for r in returned)
+    expected = ["latency_ms", "relevance_score", "coherence_score", "accuracy_score"]
+    for body in (None, returned):
+        c = (await client.post("/api/analytics/correlation", json=body)).json()
+        assert c["metrics"] == expected
+        radar = (await client.post("/api/analytics/radar", json=body)).json()
+        assert radar["metrics"] == expected
+
+
+async def test_scatter_columns_named_like_internal_aliases(client: httpx.AsyncClient) -> None:
+    """A colour column named ``__axis_p0`` cannot shadow the x values (was a 500)."""
+    rows = [{"dataset_id": f"d{i}", "__axis_p0": f"c{i % 2}", "x": i / 10, "y": i / 5} for i in range(4)]
+    r = await client.post(
+        "/api/analytics/scatter", params={"x_metric": "x", "y_metric": "y", "color_by": "__axis_p0"}, json=rows
+    )
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["x"] == [0.0, 0.1, 0.2, 0.3] and got["y"] == [0.0, 0.2, 0.4, 0.6]
+    assert got["color"] == ["c0", "c1", "c0", "c1"] and got["ids"] == ["d0", "d1", "d2", "d3"]
 
 
 async def test_correlation_is_clamped_and_group_metric_clash(client: httpx.AsyncClient) -> None:

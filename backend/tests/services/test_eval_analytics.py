@@ -268,10 +268,10 @@ async def test_radar(store: DuckDBStore, stored: str, long_rows: list[dict[str, 
         assert overall["traces"][0]["values"] == pytest.approx([statistics.mean(values(long_rows, m)) for m in chosen])
     with pytest.raises(Invalid, match="Need at least 3 metrics"):
         await ea.radar(store, ea.AnalyticsInput(rows=[]), metrics=["m_a", "m_b"], group_by=None)
-    nulls = await ea.radar(
-        store, ea.AnalyticsInput(rows=[{"a": 1.0, "b": None, "c": 2.0}]), metrics=["a", "b", "c"], group_by=None
-    )
-    assert nulls["traces"] == [{"name": "Overall", "values": [1.0, 0.0, 2.0]}]
+    # a group without values of a metric shows it as 0.0
+    rows = [{"g": "x", "a": 1.0, "b": None, "c": 2.0}, {"g": "y", "a": 3.0, "b": 5.0, "c": 4.0}]
+    nulls = await ea.radar(store, ea.AnalyticsInput(rows=rows), metrics=["a", "b", "c"], group_by="g")
+    assert nulls["traces"] == [{"name": "x", "values": [1.0, 0.0, 2.0]}, {"name": "y", "values": [3.0, 5.0, 4.0]}]
 
 
 async def test_scatter_drops_null_pairs(store: DuckDBStore, stored: str, long_rows: list[dict[str, Any]]) -> None:
