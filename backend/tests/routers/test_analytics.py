@@ -13,6 +13,8 @@ import pytest
 
 from tests.services.test_eval_analytics import make_long_rows, rows_to_csv, to_wide, values
 
+MONITORING_SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "monitoring_sample.csv"
+
 
 async def _load(client: httpx.AsyncClient, rows: list[dict[str, Any]]) -> str:
     r = await client.post("/api/data/upload", files={"file": ("long.csv", rows_to_csv(rows), "text/csv")})
@@ -272,7 +274,7 @@ async def test_the_rows_an_upload_returns_analyse_like_the_stored_dataset(client
 
 async def test_an_empty_column_is_no_metric_inline_or_stored(client: httpx.AsyncClient) -> None:
     """An all-empty column (the sample's ``error``) is text in the stored dataset and in posted rows alike."""
-    csv = (Path(__file__).resolve().parents[2] / "sample_data" / "monitoring_sample.csv").read_bytes()
+    csv = MONITORING_SAMPLE.read_bytes()
     up = await client.post("/api/data/upload", files={"file": ("m.csv", csv, "text/csv")})
     assert up.status_code == 200, up.text
     returned = up.json()["data"]
