@@ -649,14 +649,16 @@ def count_csv_rows(cur: duckdb.DuckDBPyConnection, path: Path) -> tuple[list[str
 
 
 def first_non_numeric_value(cur: duckdb.DuckDBPyConnection, table: str, column: str) -> tuple[int, str] | None:
-    """First (1-based data row, value) of ``column`` that does not cast to DOUBLE, or None.
+    """First (1-based data row, value) of ``column`` that is not a number, or None.
 
-    Row numbers follow insertion order (``rowid``), i.e. the order of the file's data rows.
+    Not a number: does not cast to DOUBLE, or has an underscore (DuckDB reads ``2_5`` as 25, pandas
+    and the CSV sniffer as text). Row numbers follow insertion order (``rowid``), i.e. the order of
+    the file's data rows.
     """
     q = quote_ident(column)
     row = cur.execute(
-        f"SELECT rowid, CAST({q} AS VARCHAR) FROM {quote_ident(table)} "
-        f"WHERE {q} IS NOT NULL AND TRY_CAST({q} AS DOUBLE) IS NULL ORDER BY rowid LIMIT 1"
+        f"SELECT rowid, CAST({q} AS VARCHAR) FROM {quote_ident(table)} WHERE {q} IS NOT NULL "
+        f"AND (TRY_CAST({q} AS DOUBLE) IS NULL OR contains(CAST({q} AS VARCHAR), '_')) ORDER BY rowid LIMIT 1"
     ).fetchone()
     if row is None:
         return None

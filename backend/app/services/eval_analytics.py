@@ -54,20 +54,18 @@ MAX_BINS = 200
 def parse_metrics(*values: Any) -> list[str] | None:
     """Merge ``metrics`` given as repeated params, CSV, a JSON array string or a list (DB-15).
 
-    Every value is split on commas unless it is a JSON array, the form for names with commas.
+    Every value is split on commas unless it is a JSON array, the form for names with commas. No
+    name in any form (``[]``, empty, absent) means "not given": the endpoint's default metrics.
     """
     out: list[str] = []
-    seen_any = False
 
     def _add(item: Any) -> None:
-        nonlocal seen_any
         if item is None:
             return
         if isinstance(item, (list, tuple)):
             for sub in item:
                 _add(sub)
             return
-        seen_any = True
         text = str(item).strip()
         if not text:
             return
@@ -89,7 +87,7 @@ def parse_metrics(*values: Any) -> list[str] | None:
 
     for v in values:
         _add(v)
-    return out if seen_any else None
+    return out or None
 
 
 @dataclass
@@ -543,26 +541,33 @@ async def radar(
 ) -> dict[str, Any]:
     """AVG per metric per group (or one 'Overall' trace), null → 0.0; one GROUP BY.
 
-    Rows whose group value is null are left out, as in comparison.
+    A ``group_by`` column that does not exist gives the 'Overall' trace (spec §5); rows whose group
+    value is null are left out, as in comparison. A mean whose sum overflows is taken over scaled values.
     """
 
     def _fn(cur: duckdb.DuckDBPyConnection, rel: Relation) -> dict[str, Any]:
         chosen = _resolve_metrics(cur, rel, metrics)
         if len(chosen) < 3:
             raise Invalid("Need at least 3 metrics for radar chart")
-        if group_by:
-            _check_column(rel, group_by, "Column")
+        if group_by and rel.has(group_by):
             vals, params = values_sql(rel, chosen, extra=[group_by])
             grp_expr = f"CAST({extra_alias(0)} AS VARCHAR)"
             where = f"WHERE {extra_alias(0)} IS NOT NULL"
         else:
             vals, params = values_sql(rel, chosen)
             grp_expr, where = "'Overall'", ""
-        rows = cur.execute(
-            f"SELECT {grp_expr} AS __axis_grp, {METRIC}, avg({VAL}) FROM ({vals}) {where} "
-            f"GROUP BY __axis_grp, {METRIC} ORDER BY __axis_grp",
-            params,
-        ).fetchall()
+
+        def _run(scaled: bool) -> list[Any]:
+            src = scaled_values_sql(vals, VAL, METRIC) if scaled else vals
+            return cur.execute(
+                f"SELECT {grp_expr} AS __axis_grp, {METRIC}, {mean_sql(VAL, scaled)} FROM ({src}) {where} "
+                f"GROUP BY __axis_grp, {METRIC} ORDER BY __axis_grp",
+                params,
+            ).fetchall()
+
+        rows = _run(False)
+        if any(mean is not None and not math.isfinite(mean) for _, _, mean in rows):  # a sum overflowed
+            rows = _run(True)
         traces: dict[str, dict[str, float]] = {}
         for grp, m, mean in rows:
             traces.setdefault(grp, {})[m] = 0.0 if mean is None else float(mean)

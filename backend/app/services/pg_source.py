@@ -119,18 +119,18 @@ def utc_naive(v: dt.datetime) -> dt.datetime:
 
 
 def records_to_arrow(columns: list[str], rows: Sequence[Sequence[Any]]) -> pa.Table:
-    """asyncpg rows as an Arrow table; aware timestamps become naive UTC, untypable values text."""
+    """asyncpg rows as an Arrow table; aware timestamps become naive UTC, numerics DOUBLE, untypable values text."""
     arrays = []
     for i, _ in enumerate(columns):
         values = [_arrow_value(r[i]) for r in rows]
         if any(isinstance(v, dt.datetime) and v.tzinfo is not None for v in values):
             values = [utc_naive(v) if isinstance(v, dt.datetime) else v for v in values]
+        if any(isinstance(v, decimal.Decimal) for v in values):  # correctly rounded (Arrow's cast is not)
+            values = [float(v) if isinstance(v, decimal.Decimal) else v for v in values]
         try:
             array = pa.array(values)
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
             array = pa.array([None if v is None else str(v) for v in values], type=pa.string())
-        if any(isinstance(v, decimal.Decimal) for v in values):
-            array = array.cast(pa.float64())
         arrays.append(array)
     return pa.table(arrays, names=columns)
 

@@ -156,6 +156,10 @@ async def test_bad_files_keep_previous_dataset(store: DuckDBStore, tmp_path: Pat
     text_score = _csv(["metric_name", "metric_score"], [["acc", 0.5], ["acc", "0.7"], ["acc", "high"]])
     with pytest.raises(Invalid, match="'metric_score' must be numeric: data row 3 has the value 'high'"):
         await _upload(store, tmp_path, text_score)
+    # DuckDB's cast reads '2_5' as 25: a score with an underscore is text, not a silently changed number
+    underscore = _csv(["metric_name", "metric_score"], [["acc", 1.5], ["acc", "2_5"]])
+    with pytest.raises(Invalid, match="data row 2 has the value '2_5'"):
+        await _upload(store, tmp_path, underscore)
     with pytest.raises(Invalid, match="Could not detect valid data format"):
         await _upload(store, tmp_path, _csv(["a", "b"], [[1, 2]]))
     latest = await store.resolve_dataset("eval", None)

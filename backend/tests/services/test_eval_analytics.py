@@ -97,6 +97,8 @@ def sources(long_rows: list[dict[str, Any]]) -> list[ea.AnalyticsInput]:
 def test_parse_metrics_forms() -> None:
     assert ea.parse_metrics(None) is None
     assert ea.parse_metrics([]) is None
+    # every empty form means "not given", as an empty body list does (the frontend sends "[]")
+    assert ea.parse_metrics(["[]"]) is None and ea.parse_metrics([""]) is None and ea.parse_metrics(" , ") is None
     assert ea.parse_metrics(["a,b", '["c", "d"]', "a", " e "]) == ["a", "b", "c", "d", "e"]
     assert ea.parse_metrics('["x","y"]') == ["x", "y"]
     assert ea.parse_metrics(None, ["z"]) == ["z"]
@@ -268,6 +270,13 @@ async def test_radar(store: DuckDBStore, stored: str, long_rows: list[dict[str, 
         assert overall["traces"][0]["values"] == pytest.approx([statistics.mean(values(long_rows, m)) for m in chosen])
     with pytest.raises(Invalid, match="Need at least 3 metrics"):
         await ea.radar(store, ea.AnalyticsInput(rows=[]), metrics=["m_a", "m_b"], group_by=None)
+    # a group_by column that does not exist: the one Overall trace (spec §5: grouping needs an existing column)
+    missing = await ea.radar(store, ea.AnalyticsInput(rows=to_wide(long_rows)), metrics=chosen, group_by="nope")
+    assert [t["name"] for t in missing["traces"]] == ["Overall"]
+    # means whose sums overflow are taken over scaled values (as /summary does): 1e308 + 1e308 - 1e308
+    big = [{"a": 1.0, "b": 2.0, "c": c} for c in (1e308, 1e308, -1e308)]
+    res = await ea.radar(store, ea.AnalyticsInput(rows=big), metrics=["a", "b", "c"], group_by=None)
+    assert res["traces"][0]["values"] == [1.0, 2.0, pytest.approx(1e308 / 3, rel=1e-12)]
     # a group without values of a metric shows it as 0.0
     rows = [{"g": "x", "a": 1.0, "b": None, "c": 2.0}, {"g": "y", "a": 3.0, "b": 5.0, "c": 4.0}]
     nulls = await ea.radar(store, ea.AnalyticsInput(rows=rows), metrics=["a", "b", "c"], group_by="g")
