@@ -215,7 +215,10 @@ def parse_time_bound(value: str | None, name: str) -> dt.datetime | None:
     except ValueError:
         raise Invalid(f"Invalid {name}: expected an ISO-8601 timestamp") from None
     if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+        try:
+            parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+            raise Invalid(f"Invalid {name}: {value.strip()[:40]!r} is outside the years 1 to 9999 in UTC") from None
     return parsed
 
 

@@ -65,6 +65,11 @@ async def test_hostile_params_cannot_alter_the_query(client: httpx.AsyncClient) 
     assert (await client.get(f"{BASE}/trends", params={"granularity": "yearly"})).status_code == 422
     assert (await client.get(f"{BASE}/latency-distribution", params={"bins": 500})).status_code == 422
     assert (await client.get(f"{BASE}/summary", params={"time_start": "not a time"})).status_code == 400
+    # valid ISO text whose UTC instant is outside years 1-9999: 400, not a 500
+    for name, bound in (("time_start", "0001-01-01T00:00:00+14:00"), ("time_end", "9999-12-31T23:00:00-05:00")):
+        for path in ("summary", "trends"):
+            res = await client.get(f"{BASE}/{path}", params={name: bound})
+            assert res.status_code == 400 and "outside the years 1 to 9999" in res.json()["detail"], res.text
     assert (await client.get(f"{BASE}/summary")).json()["kpis"]["total_records"] == total
 
 

@@ -266,6 +266,8 @@ async def test_data_filters_are_bound_and_search_is_escaped(app_client: tuple[An
     assert (await client.get("/api/store/data/monitoring", params={"page": 0})).status_code == 422
     assert (await client.get("/api/store/data/monitoring", params={"page_size": 501})).status_code == 422
     assert (await client.get("/api/store/data/monitoring", params={"time_start": "yesterday"})).status_code == 400
+    r = await client.get("/api/store/data/monitoring", params={"time_start": "0001-01-01T00:00:00+14:00"})
+    assert r.status_code == 400 and "time_start" in r.json()["detail"]
 
     # SCORE matches SCORE or NULL; time bounds are inclusive
     score = await get(metric_category="score")
