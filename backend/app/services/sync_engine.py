@@ -366,10 +366,15 @@ class SyncEngine:
             self._running.pop(name, None)
 
     async def reset_watermark(self, name: str) -> bool:
-        """Clear both watermarks of a split dataset (next sync is full); False for kpi."""
+        """Clear both watermarks of a split dataset (next sync is full); False for kpi.
+
+        Refused (409) while the dataset syncs: the running sync would write its watermarks back.
+        """
         if name == "kpi":
             return False
         target = self.target(name)
+        if name in self._running:
+            raise Conflict(f"A sync of {name} is running; reset the watermark after it has finished")
         await self._clear_watermarks(target)
         return True
 

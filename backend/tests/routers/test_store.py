@@ -189,6 +189,9 @@ async def test_second_request_while_running_is_409_and_failure_keeps_old_data(
         r = await client.post("/api/store/sync/monitoring")
         assert r.status_code == 409 and r.json()["detail"] == "Sync already running for monitoring_data"
         assert (await client.post("/api/store/sync")).status_code == 409
+        # a reset now would be written over by the running sync's watermarks: refused
+        r = await client.post("/api/store/sync/monitoring/reset-watermark")
+        assert r.status_code == 409 and "running" in r.json()["detail"]
         await terminate_sync_backend(source)
         st = await wait_state(client, "monitoring_data", {"error"})
         assert st["error"] and st["rows"] == 60
