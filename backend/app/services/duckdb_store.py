@@ -776,6 +776,25 @@ class DuckDBStore:
         await self.run_write(lambda cur: self.set_metadata_sync(cur, table, metadata))
         self.cache_metadata(table, metadata)
 
+    async def update_metadata(self, table: str, updates: dict[str, Any]) -> None:
+        """Set some keys of a table's stored metadata, read and written under the write lock.
+
+        A read-modify-write outside the lock could put back the metadata a concurrent sync or load
+        had just replaced. Nothing is written for a table that no longer exists (deleted meanwhile).
+        """
+
+        def _update(cur: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
+            row = cur.execute(f"SELECT metadata_json FROM {METADATA_TABLE} WHERE table_name = ?", [table]).fetchone()
+            if row is None and not self.table_exists_sync(cur, table):
+                return None
+            meta: dict[str, Any] = {**(json.loads(row[0]) if row else {}), **updates}
+            self.set_metadata_sync(cur, table, meta)
+            return meta
+
+        meta = await self.run_write(_update)
+        if meta is not None:
+            self.cache_metadata(table, meta)
+
     def cache_metadata(self, table: str, metadata: dict[str, Any] | None) -> None:
         """Put (or with None, drop) a table's metadata in the hot cache."""
         with self._cache_lock:

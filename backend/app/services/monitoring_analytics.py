@@ -447,9 +447,7 @@ async def records_table(store: DuckDBStore, t: MonitoringTable) -> tuple[Monitor
     if entry.get("loaded_at") != t.info.loaded_at.isoformat():
         target = f"{t.info.table_name}__records"
         entry = await store.run_write(lambda cur: build_records_sync(cur, t, target))
-        meta = await store.get_metadata(t.info.table_name)
-        meta[RECORDS_KEY] = entry
-        await store.set_metadata(t.info.table_name, meta)
+        await store.update_metadata(t.info.table_name, {RECORDS_KEY: entry})
     info = dataclasses.replace(t.info, table_name=entry["table"], columns=entry["columns"])
     return MonitoringTable.of(info), dict(entry["metrics"])
 
@@ -474,11 +472,7 @@ async def refresh_summary_cache(store: DuckDBStore, info: DatasetInfo, config: M
     threshold = SUMMARY_PASS_THRESHOLD
     stats = await store.run_read(lambda cur: summary_by_category_sync(cur, t, threshold))
     entry = {"loaded_at": info.loaded_at.isoformat(), "threshold": threshold, "by_category": stats}
-    meta = await store.get_metadata(info.table_name)
-    meta[SUMMARY_CACHE_KEY] = entry
-    if "SCORE" in stats:
-        meta["summary_stats"] = stats["SCORE"]
-    await store.set_metadata(info.table_name, meta)
+    await store.update_metadata(info.table_name, {SUMMARY_CACHE_KEY: entry})
     return entry
 
 

@@ -152,6 +152,26 @@ async def test_summary_matches_numpy_and_fast_path_agrees(
     assert meta[ma.SUMMARY_CACHE_KEY]["by_category"]["SCORE"]["total_records"] == 2 * N
 
 
+async def test_summary_cache_leaves_the_table_metadata_alone(
+    store: DuckDBStore, config: MonitoringDBConfig, long_ds: tuple[DatasetInfo, pd.DataFrame]
+) -> None:
+    """The /summary cache is one metadata key, merged under the write lock: it never replaces the
+    table's own summary_stats (all categories) nor metadata another load wrote meanwhile."""
+    info, _ = long_ds
+    newer = {"row_count": 999, "summary_stats": {"total_records": 7}, "filter_values": {"metric_name": ["m9"]}}
+    await store.set_metadata(info.table_name, newer)  # a later load/sync replaced the metadata
+    entry = await ma.refresh_summary_cache(store, info, config)
+    meta = await store.get_metadata(info.table_name)
+    assert {k: meta[k] for k in newer} == newer and meta[ma.SUMMARY_CACHE_KEY] == entry
+    persisted = await store.fetch("SELECT metadata_json FROM _store_metadata WHERE table_name = ?", [info.table_name])
+    assert json.loads(persisted.rows[0][0]) == meta
+    # a table deleted meanwhile gets no metadata row back
+    await store.delete_dataset(info.dataset_id)
+    await store.update_metadata(info.table_name, {ma.SUMMARY_CACHE_KEY: entry})
+    gone = await store.fetch("SELECT count(*) FROM _store_metadata WHERE table_name = ?", [info.table_name])
+    assert gone.rows == [(0,)] and await store.get_metadata(info.table_name) == {}
+
+
 async def test_summary_per_source_threshold_and_filters(
     store: DuckDBStore, config: MonitoringDBConfig, long_ds: tuple[DatasetInfo, pd.DataFrame]
 ) -> None:
