@@ -130,7 +130,8 @@ def joined_select_sql(
     Results columns first, then dataset columns (a name taken by the results side is prefixed
     ``dataset_``; ``dataset_id`` appears once). With ``keys``, two more columns of those names hold
     the results and dataset rowids: together a unique row key (keyset pagination). With
-    ``dataset_part = (k, n)`` only the dataset rows with ``rowid % n = k`` join (part k of n).
+    ``dataset_part = (k, n)`` only the dataset rows with ``hash(dataset_id) % n = k`` join (part k of n:
+    all rows of one record fall in one part).
     """
     r_desc = DuckDBStore.describe_sync(cur, target.results_table)
     d_desc = DuckDBStore.describe_sync(cur, target.dataset_table)
@@ -154,7 +155,7 @@ def joined_select_sql(
         select.append(f"d.{quote_ident(c)} AS {quote_ident(out)}")
     if keys:
         select += [f"r.rowid AS {quote_ident(keys[0])}", f"d.rowid AS {quote_ident(keys[1])}"]
-    part = f" WHERE d.rowid % {int(dataset_part[1])} = {int(dataset_part[0])}" if dataset_part else ""
+    part = f" WHERE hash(d.dataset_id) % {int(dataset_part[1])} = {int(dataset_part[0])}" if dataset_part else ""
     return (
         f"SELECT {', '.join(select)} "
         f"FROM {quote_ident(target.results_table)} AS r JOIN {quote_ident(target.dataset_table)} AS d "

@@ -9,6 +9,7 @@ from typing import Any
 import duckdb
 
 from app.services.duckdb_store import DuckDBStore, cleanup_quietly, quote_ident
+from app.services.sql_stats import finite_double
 
 METADATA_FILTER_FIELDS = (
     "environment",
@@ -28,15 +29,13 @@ LATENCY_QUANTILES = (0.5, 0.95, 0.99)
 _NO_LATENCY = [0.0, 0.0, 0.0]
 
 
-def _summary_select(score: str) -> str:
-    """Score count, average and pass rate (% of numeric scores >= 0.5) in one scan."""
-    x = f"TRY_CAST({score} AS DOUBLE)"
+def _summary_select(x: str) -> str:
+    """Score count, average and pass rate (% of scores >= 0.5) in one scan (``x``: the finite score or NULL)."""
     return f"count({x}), avg({x}), 100.0 * count(*) FILTER (WHERE {x} >= 0.5) / nullif(count({x}), 0)"
 
 
-def _summary_parts(score: str) -> str:
+def _summary_parts(x: str) -> str:
     """Per-part score aggregates that add up: count, sum and passing count (``sc, ss, sp``)."""
-    x = f"TRY_CAST({score} AS DOUBLE)"
     return f"count({x}) AS sc, sum({x}) AS ss, count(*) FILTER (WHERE {x} >= 0.5) AS sp"
 
 
@@ -66,14 +65,20 @@ def _over_parts(
 
 
 def latency_number_sql(column: str, type_name: str) -> str:
-    """A latency column as DOUBLE: an INTERVAL in milliseconds, numbers (or numeric text) as they are."""
+    """A latency column as DOUBLE: an INTERVAL in milliseconds, numbers (or numeric text) finite or NULL."""
     if type_name.upper().startswith("INTERVAL"):
         return f"(epoch({column}) * 1000)"
-    return f"TRY_CAST({column} AS DOUBLE)"
+    return finite_double(column, try_cast=True)
 
 
 def latency_quantiles_sync(
-    cur: duckdb.DuckDBPyConnection, sources: Sequence[str], latency: str, category: str | None
+    cur: duckdb.DuckDBPyConnection,
+    sources: Sequence[str],
+    latency: str,
+    category: str | None,
+    *,
+    where: str = "TRUE",
+    record_key: str | None = None,
 ) -> tuple[list[float], dict[str, list[float]]]:
     """Exact ``quantile_cont(latency, [0.5, 0.95, 0.99])`` overall and per category (``latency``: a DOUBLE expression).
 
@@ -85,10 +90,14 @@ def latency_quantiles_sync(
     ``floor(rn)``/``ceil(rn)``, result ``lo * (1 - d) + hi * d`` with ``d = rn - floor(rn)`` — the
     same double arithmetic, so the same numbers (tests compare both on random data, incl. ties,
     ±inf and a joined view). ``category`` is the SQL expression of the category (None: overall
-    only). Groups without a non-NULL latency are absent (callers use ``[0, 0, 0]``).
+    only). Groups without a non-NULL latency are absent (callers use ``[0, 0, 0]``). Only rows
+    matching ``where`` count; with a ``record_key`` each record counts once, with its largest
+    latency (long data repeats a record's latency on every metric row, DB-31), so a record must not
+    span two ``sources``.
     """
     grouping = "grouping(c) AS overall, c" if category else "1 AS overall, NULL AS c"
     sets = "GROUPING SETS ((v), (c, v))" if category else "v"
+    record_sets = "GROUPING SETS ((k), (c, k))" if category else "k"
     picks = []
     for q in LATENCY_QUANTILES:
         rn = f"(CAST(total - 1 AS DOUBLE) * CAST({q!r} AS DOUBLE))"
@@ -100,11 +109,18 @@ def latency_quantiles_sync(
         )
 
     def histogram(src: str) -> str:
-        return (
-            f"SELECT {grouping}, v, count(*) AS n "
-            f"FROM (SELECT {category or 'NULL'} AS c, {latency} AS v FROM {src}) "
-            f"WHERE v IS NOT NULL GROUP BY {sets}"
+        if record_key is None:
+            return (
+                f"SELECT {grouping}, v, count(*) AS n "
+                f"FROM (SELECT {category or 'NULL'} AS c, {latency} AS v FROM {src} WHERE {where}) "
+                f"WHERE v IS NOT NULL GROUP BY {sets}"
+            )
+        records = (
+            f"SELECT {grouping}, max(v) AS v "
+            f"FROM (SELECT {category or 'NULL'} AS c, {record_key} AS k, {latency} AS v FROM {src} WHERE {where}) "
+            f"WHERE k IS NOT NULL GROUP BY {record_sets}"
         )
+        return f"SELECT overall, c, v, count(*) AS n FROM ({records}) WHERE v IS NOT NULL GROUP BY overall, c, v"
 
     def quantiles(h: str) -> str:
         return f"""
@@ -150,12 +166,14 @@ def compute_table_metadata_sync(
 ) -> dict[str, Any]:
     """Row count, columns, filter values, time range and score summary of a table or view (§10.7).
 
-    Scores are TRY_CAST so text scores (classification rows) never fail the computation (DB-30);
-    with a ``metric_category`` column the summary is also given per category (DB-29).
+    Scores are TRY_CAST so text scores (classification rows) never fail the computation (DB-30),
+    and NaN/±inf count as missing, as in monitoring ``/summary`` (the same definition, §9.2); so
+    does the latency, taken over scored rows once per record (``dataset_id``) in long data (DB-31).
+    With a ``metric_category`` column the summary is also given per category (DB-29).
     ``parts``: FROM clauses whose disjoint union is ``table`` (the sync splits its JOIN view by
     dataset rows, so each statement builds the join's hash table over one part only). Parts give
-    the same counts, value lists, time range and latency quantiles; the average score is summed
-    per part, so it can differ in the last bits.
+    the same counts, value lists, time range and latency quantiles (a record's rows must lie in
+    one part); the average score is summed per part, so it can differ in the last bits.
     """
     t = quote_ident(table)
     sources = list(parts) if parts else [t]
@@ -167,7 +185,9 @@ def compute_table_metadata_sync(
     has_score = "metric_score" in names
     latency = next((c for c in LATENCY_COLUMNS if c in names), None)
     category = "coalesce(upper(CAST(metric_category AS VARCHAR)), 'SCORE')" if "metric_category" in names else None
-    summary, summary_parts = _summary_select('"metric_score"'), _summary_parts('"metric_score"')
+    score = finite_double('"metric_score"', try_cast=True)
+    summary, summary_parts = _summary_select(score), _summary_parts(score)
+    record_key = '"dataset_id"' if "dataset_id" in names and "metric_name" in names else None
     distinct = [
         f"list(DISTINCT {v} ORDER BY {v}) FILTER (WHERE {v} IS NOT NULL)[1:{FILTER_VALUES_CAP}]"
         for v in (f"CAST({quote_ident(fld)} AS VARCHAR)" for fld in fields)
@@ -211,7 +231,14 @@ def compute_table_metadata_sync(
         pos += 2
     if has_score:
         lat_all, lat_by_cat = (
-            latency_quantiles_sync(cur, sources, latency_number_sql(quote_ident(latency), types[latency]), category)
+            latency_quantiles_sync(
+                cur,
+                sources,
+                latency_number_sql(quote_ident(latency), types[latency]),
+                category,
+                where=f"{score} IS NOT NULL",
+                record_key=record_key,
+            )
             if latency
             else (None, {})
         )

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import httpx
+import numpy as np
 import pytest
 
 from app.config import Settings
@@ -173,6 +175,37 @@ async def test_sync_all_with_nothing_configured_is_400(client: httpx.AsyncClient
     # no table yet: data is an empty page, not an error
     r = await client.get("/api/store/data/eval")
     assert r.status_code == 200 and r.json()["data"] == [] and r.json()["total"] == 0
+
+
+async def test_synced_summary_stats_agree_with_monitoring_summary(
+    make_settings: Callable[..., Settings], make_client: Callable[[Settings], Any], source: PgSchema
+) -> None:
+    """Metadata summary_stats of a sync use /summary's definition (§9.2): NaN/inf scores are missing,
+    and each case's latency counts once (it repeats on the case's 3 metric rows after the JOIN, DB-31)."""
+    source.execute("ALTER TABLE ds ADD COLUMN latency float8")
+    source.execute("UPDATE ds SET latency = seq * 10")
+    source.execute("UPDATE rs SET score = 'NaN' WHERE dataset_id = 'c0001'")
+    source.execute("UPDATE rs SET score = 'Infinity' WHERE dataset_id = 'c0002'")
+    scored = [g for g in range(3, 21)]  # cases whose three scores are finite
+    scores = [(g * 7 + m) % 10 / 10.0 for g in scored for m in (1, 2, 3)]
+    q50, q95, q99 = np.quantile([g * 10.0 for g in scored], [0.5, 0.95, 0.99])
+    expected = {
+        "total_records": 54,
+        "avg_score": pytest.approx(statistics.mean(scores)),
+        "pass_rate": pytest.approx(100.0 * sum(x >= 0.5 for x in scores) / 54),
+        "p50_latency": pytest.approx(q50),
+        "p95_latency": pytest.approx(q95),
+        "p99_latency": pytest.approx(q99),
+    }
+    async with make_client(configure(make_settings, source, columns=MAP)) as client:
+        await client.post("/api/store/sync/monitoring")
+        await wait_state(client, "monitoring_data", {"ready"})
+        meta = (await client.get("/api/store/metadata/monitoring")).json()["metadata"]
+        assert meta["summary_stats"] == expected
+        kpis = (await client.get("/api/monitoring/analytics/summary")).json()["kpis"]
+        assert kpis == expected
+        # asking /summary (which caches its answer) leaves the metadata as it was
+        assert (await client.get("/api/store/metadata/monitoring")).json()["metadata"]["summary_stats"] == expected
 
 
 async def test_second_request_while_running_is_409_and_failure_keeps_old_data(

@@ -1,8 +1,10 @@
-"""§10.7 metadata: the counted-value latency quantiles equal DuckDB's ``quantile_cont`` exactly.
+"""§10.7 metadata: summary_stats equal an independent quantile_cont computation exactly.
 
 The sync's metadata runs over the JOIN view of its two internal tables, so the join must count:
 orphan results rows (no dataset row), duplicate dataset ids (a results row counted once per match),
-NULL / tied / ±inf / NaN latencies and per-category groups.
+NULL / tied / ±inf / NaN latencies and scores and per-category groups. The definition is monitoring
+``/summary``'s (§9.2): finite scores only; latency over scored rows, once per record (``dataset_id``,
+its largest latency) in long data (DB-31), finite only.
 """
 
 from __future__ import annotations
@@ -18,15 +20,14 @@ from app.services.duckdb_store import bound_ingest_buffers
 from app.services.table_metadata import compute_table_metadata_sync
 
 CATEGORY = "coalesce(upper(CAST(metric_category AS VARCHAR)), 'SCORE')"
-SCORE = "TRY_CAST(metric_score AS DOUBLE)"
-OLD_SUMMARY = (
-    f"count({SCORE}), avg({SCORE}), 100.0 * count(*) FILTER (WHERE {SCORE} >= 0.5) / nullif(count({SCORE}), 0), "
-    "coalesce(quantile_cont(TRY_CAST(latency AS DOUBLE), [0.5, 0.95, 0.99]), [0.0, 0.0, 0.0])"
-)
+SCORE = "(CASE WHEN isfinite(TRY_CAST(metric_score AS DOUBLE)) THEN TRY_CAST(metric_score AS DOUBLE) END)"
+LATENCY = "(CASE WHEN isfinite(TRY_CAST(latency AS DOUBLE)) THEN TRY_CAST(latency AS DOUBLE) END)"
+SCORES = f"count({SCORE}), avg({SCORE}), 100.0 * count(*) FILTER (WHERE {SCORE} >= 0.5) / nullif(count({SCORE}), 0)"
+QUANTILES = "coalesce(quantile_cont(lat, [0.5, 0.95, 0.99]), [0.0, 0.0, 0.0])"
 
 
-def _old_summary(row: tuple[Any, ...]) -> dict[str, Any]:
-    lat = row[3]
+def _summary(row: tuple[Any, ...], lat: Any) -> dict[str, Any]:
+    lat = lat or [0.0, 0.0, 0.0]
     return {
         "total_records": int(row[0] or 0),
         "avg_score": float(row[1]) if row[1] is not None else 0.0,
@@ -37,14 +38,25 @@ def _old_summary(row: tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
-def _old_way(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, Any]:
-    """The previous one-query computation (quantile_cont over the view)."""
-    overall = con.execute(f"SELECT {OLD_SUMMARY} FROM {table}").fetchone()
-    assert overall is not None
-    by_cat = con.execute(f"SELECT {CATEGORY} AS c, {OLD_SUMMARY} FROM {table} GROUP BY ALL ORDER BY c").fetchall()
+def _reference(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, Any]:
+    """Scores per row; latency of each record (dataset_id) once, its largest, over scored rows."""
+    records = (
+        f"SELECT {{c}} max({LATENCY}) AS lat FROM {table} WHERE {SCORE} IS NOT NULL AND dataset_id IS NOT NULL "
+        "GROUP BY {g} dataset_id"
+    )
+    overall = con.execute(f"SELECT {SCORES} FROM {table}").fetchone()
+    lat = con.execute(f"SELECT {QUANTILES} FROM ({records.format(c='', g='')})").fetchone()
+    assert overall is not None and lat is not None
+    by_cat = con.execute(f"SELECT {CATEGORY} AS c, {SCORES} FROM {table} GROUP BY ALL ORDER BY c").fetchall()
+    lat_cat = dict(
+        con.execute(
+            f"SELECT c, quantile_cont(lat, [0.5, 0.95, 0.99]) "
+            f"FROM ({records.format(c=f'{CATEGORY} AS c,', g='c,')}) WHERE lat IS NOT NULL GROUP BY c"
+        ).fetchall()
+    )
     return {
-        "summary_stats": _old_summary(overall),
-        "summary_stats_by_category": {r[0]: _old_summary(r[1:]) for r in by_cat},
+        "summary_stats": _summary(overall, lat[0]),
+        "summary_stats_by_category": {r[0]: _summary(r[1:], lat_cat.get(r[0])) for r in by_cat},
     }
 
 
@@ -72,7 +84,7 @@ def _build(con: duckdb.DuckDBPyConnection, seed: int, n: int, kind: str) -> None
         [
             f"k{rnd.randint(0, n)}",  # keys above n // 2 are orphans
             rnd.choice(["a", "b"]),
-            rnd.choice([str(rnd.random()), "YES", None]),
+            rnd.choice([str(rnd.random()), "YES", None, *(["NaN", "-Infinity"] if kind == "extreme" else [])]),
             rnd.choice(["score", "classification", None]),
             f"2024-01-0{rnd.randint(1, 9)} 00:00:00",
         ]
@@ -99,11 +111,11 @@ def test_view_metadata_latency_quantiles_equal_quantile_cont(kind: str) -> None:
             if table == "d":  # no metric_score: no summary at all
                 assert "summary_stats" not in meta
                 continue
-            old = _old_way(con, table) if table == "v" else None
-            if old is not None:
-                got = {k: meta[k] for k in old}
-                # json: NaN == NaN, and -0.0 / 0.0 and every other float compared by its repr
-                assert json.dumps(got, sort_keys=True) == json.dumps(old, sort_keys=True), (seed, kind)
+            ref = _reference(con, table) if table == "v" else None
+            if ref is not None:
+                got = {k: meta[k] for k in ref}
+                # json: -0.0 / 0.0 and every other float compared by its repr
+                assert json.dumps(got, sort_keys=True) == json.dumps(ref, sort_keys=True), (seed, kind)
             assert meta["row_count"] == (joined[0] if table == "v" else 3 * len(con.execute("FROM d").fetchall()))
 
 
@@ -126,11 +138,11 @@ def test_metadata_over_parts_equals_the_whole_view(kind: str) -> None:
         for n in (2, 7):
             parts = [
                 "(SELECT r.*, d.latency, d.environment FROM r JOIN d ON r.dataset_id = d.dataset_id "
-                f"WHERE d.rowid % {n} = {k}) AS p"
+                f"WHERE hash(d.dataset_id) % {n} = {k}) AS p"
                 for k in range(n)
             ]
             split = compute_table_metadata_sync(con.cursor(), "v", parts)
-            # counts, value lists, time range and latency quantiles exactly; NaN == NaN via json
+            # counts, value lists, time range and latency quantiles exactly
             assert json.dumps(_without_averages(split), sort_keys=True) == json.dumps(
                 _without_averages(whole), sort_keys=True
             ), (seed, kind, n)
