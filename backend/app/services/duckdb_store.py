@@ -370,15 +370,30 @@ class DuckDBStore:
         return self._con
 
     # ------------------------------------------------------------------ primitives
-    async def run_read(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-        """Run ``fn(cursor)`` in a worker thread under the read limiter, on its own cursor."""
+    async def run_read(self, fn: Callable[[duckdb.DuckDBPyConnection], T], *, snapshot: bool = False) -> T:
+        """Run ``fn(cursor)`` in a worker thread under the read limiter, on its own cursor.
+
+        With ``snapshot`` ``fn`` runs in one transaction, so all its statements see one state of the
+        store: a sync or upload that swaps tables meanwhile is seen entirely or not at all (catalog
+        included). Such an ``fn`` must not go on after a failed statement (the transaction is then
+        aborted), so it is for reads that do not retry.
+        """
         con = self._connection()
 
         def _work() -> T:
             assert_off_event_loop()
             cur = con.cursor()
             try:
-                return fn(cur)
+                if not snapshot:
+                    return fn(cur)
+                cur.execute("BEGIN TRANSACTION")
+                try:
+                    result = fn(cur)
+                except BaseException:
+                    cleanup_quietly(cur, "ROLLBACK")
+                    raise
+                cur.execute("COMMIT")
+                return result
             finally:
                 cur.close()
 
@@ -588,6 +603,14 @@ class DuckDBStore:
             self._registry_cache.clear()
         self._registry_cache[key] = (generation, info)
         return copy.deepcopy(info)
+
+    @classmethod
+    def get_dataset_sync(cls, cur: duckdb.DuckDBPyConnection, dataset_id: str) -> DatasetInfo | None:
+        """One registry entry read on ``cur`` (inside a read's snapshot), or None."""
+        row = cur.execute(
+            f"SELECT {cls._REGISTRY_COLS} FROM {REGISTRY_TABLE} WHERE dataset_id = ?", [dataset_id]
+        ).fetchone()
+        return cls._row_to_info(row) if row else None
 
     async def get_dataset(self, dataset_id: str) -> DatasetInfo:
         """One registry entry; unknown id → NotFound."""

@@ -234,11 +234,13 @@ async def dataset_rows(
     if q.sort_dir not in ("asc", "desc"):
         raise Invalid("sort_dir must be asc or desc")
     after = decode_cursor(q.cursor) if q.cursor else None
-    info = await store.get_dataset(ds_id) if ds_id else None
-    same_table = info is not None and info.table_name == table
-    loaded = (info.loaded_at.isoformat(), info.extra.get("sync_id")) if info else None
 
     def _page(cur: duckdb.DuckDBPyConnection) -> tuple[list[dict[str, Any]], int, str | None, int] | None:
+        # One snapshot (run_read's transaction): the registry row, the table's columns and its rows
+        # all belong to the same load, even while a sync swaps in a new one.
+        info = DuckDBStore.get_dataset_sync(cur, ds_id) if ds_id else None
+        same_table = info is not None and info.table_name == table
+        loaded = (info.loaded_at.isoformat(), info.extra.get("sync_id")) if info else None
         if not DuckDBStore.table_exists_sync(cur, table):
             return None
         described = DuckDBStore.describe_sync(cur, table)
@@ -290,7 +292,7 @@ async def dataset_rows(
             next_cursor = encode_cursor(PageCursor(fingerprint, page + 1, start + q.page_size, last_keys, last_sort))
         return rows, total, next_cursor, page
 
-    result = await store.run_read(_page)
+    result = await store.run_read(_page, snapshot=True)
     if result is None:
         return DataPageResponse(data=[], total=0, page=q.page, page_size=q.page_size, dataset_id=ds_id)
     rows, total, next_cursor, page = result

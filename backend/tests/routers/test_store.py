@@ -208,6 +208,48 @@ async def test_synced_summary_stats_agree_with_monitoring_summary(
         assert (await client.get("/api/store/metadata/monitoring")).json()["metadata"]["summary_stats"] == expected
 
 
+async def test_data_pages_during_full_syncs_that_change_columns_see_one_load(
+    make_settings: Callable[..., Settings], make_client: Callable[[Settings], Any], source: PgSchema
+) -> None:
+    """A page, its columns and its total come from one load while syncs swap tables whose columns
+    differ (was: a 500 when the swap landed between the page's DESCRIBE and its SELECT)."""
+    async with make_client(configure(make_settings, source, columns=MAP)) as client:
+        await client.post("/api/store/sync/monitoring")
+        await wait_state(client, "monitoring_data", {"ready"})
+        seen: list[tuple[int, bool]] = []
+        failures: list[str] = []
+        done = asyncio.Event()
+
+        async def reader() -> None:
+            while not done.is_set():
+                r = await client.get("/api/store/data/monitoring", params={"page_size": 5})
+                if r.status_code != 200:
+                    failures.append(r.text)
+                    continue
+                body = r.json()
+                seen.append((body["total"], all("zz_extra" in row for row in body["data"])))
+
+        readers = [asyncio.create_task(reader()) for _ in range(3)]
+        for i in range(6):
+            if i % 2 == 0:  # load B: one more column and 20 more rows
+                source.execute("ALTER TABLE rs ADD COLUMN zz_extra int DEFAULT 1")
+                source.execute(
+                    "INSERT INTO rs SELECT dataset_id, 'm9', 0.5, created_at, seq + 5000, environment, 2 FROM rs"
+                )
+            else:  # back to load A
+                source.execute("DELETE FROM rs WHERE metric = 'm9'")
+                source.execute("ALTER TABLE rs DROP COLUMN zz_extra")
+            r = await client.post("/api/store/sync/monitoring", params={"full": "true"})
+            assert r.status_code == 200, r.text
+            while (st := await wait_state(client, "monitoring_data", {"ready"}))["sync_id"] != r.json()["sync_id"]:
+                await asyncio.sleep(0.05)
+            assert st["rows"] == (120 if i % 2 == 0 else 60)
+        done.set()
+        await asyncio.gather(*readers)
+        assert failures == []
+        assert set(seen) <= {(60, False), (120, True)} and len(seen) > 6
+
+
 async def test_second_request_while_running_is_409_and_failure_keeps_old_data(
     make_settings: Callable[..., Settings], make_client: Callable[[Settings], Any], source: PgSchema
 ) -> None:
