@@ -241,9 +241,8 @@ async def test_data_pages_during_full_syncs_that_change_columns_see_one_load(
                 source.execute("ALTER TABLE rs DROP COLUMN zz_extra")
             r = await client.post("/api/store/sync/monitoring", params={"full": "true"})
             assert r.status_code == 200, r.text
-            while (st := await wait_state(client, "monitoring_data", {"ready"}))["sync_id"] != r.json()["sync_id"]:
-                await asyncio.sleep(0.05)
-            assert st["rows"] == (120 if i % 2 == 0 else 60)
+            st = await wait_state(client, "monitoring_data", {"ready"})  # waits until no sync runs
+            assert st["sync_id"] == r.json()["sync_id"] and st["rows"] == (120 if i % 2 == 0 else 60)
         done.set()
         await asyncio.gather(*readers)
         assert failures == []
