@@ -578,13 +578,31 @@ class SyncEngine:
 
         With ``check_keys`` (full syncs) a table whose upsert key repeats gets a ``disabled``
         marker instead: incremental syncs would merge its rows, so they stay full until it is unique.
+        So does every table after a read cut at ``max_sync_rows``: an incremental read starts at the
+        largest value kept, so the rows beyond the cap would never arrive; syncs stay full (and
+        flagged ``truncated``) until the source fits.
         """
         column = self.config(target.name).incremental_column
+        cut = [t for t, load in loads.items() if load.truncated]
         for side, table in (("dataset", target.dataset_table), ("results", target.results_table)):
             key = WATERMARK_PREFIX + table
             load = loads[table]
             stored = load.renames.get(column) if column else None
             cast = pg_cast_for(load.source_types.get(stored, "")) if stored else None
+            if column and cut:
+                cap = self.settings.duckdb.max_sync_rows
+                DuckDBStore.kv_set_sync(
+                    cur,
+                    key,
+                    {
+                        "value": None,
+                        "disabled": (
+                            f"incremental sync is off: the read of {', '.join(cut)} stopped at max_sync_rows ({cap}), "
+                            "and an incremental read would never fetch the rows beyond it"
+                        ),
+                    },
+                )
+                continue
             if column and check_keys:
                 keys = result_keys(list(load.renames.values()), side)
                 if duplicate_key_sync(cur, table, keys):

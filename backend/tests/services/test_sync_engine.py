@@ -486,6 +486,35 @@ async def test_max_sync_rows_truncates_and_flags(make_settings: Callable[..., Se
         assert (await e.engine.get_status("monitoring_data"))["truncated"] is True
 
 
+async def test_a_truncated_read_turns_incremental_off_until_the_source_fits(
+    make_settings: Callable[..., Settings], source: PgSchema
+) -> None:
+    """Newest 25 of 60 results kept: an incremental read from their largest seq would never fetch
+    the 35 older rows, so syncs stay full and flagged truncated (they went incremental and lost the flag)."""
+    settings = configure(
+        make_settings,
+        source,
+        columns=MAP,
+        incremental_column="seq",
+        results_query=f'SELECT * FROM "{source.schema}".rs ORDER BY seq DESC',
+        duckdb={"max_sync_rows": 25},
+    )
+    async with Env(settings) as e:
+        first = await e.engine.sync_dataset("monitoring")
+        assert first.truncated and first.sync_type == "full"
+        _, disabled = await e.engine.watermarks(TARGETS["monitoring"])
+        assert disabled is not None and "max_sync_rows (25)" in disabled
+        source.execute("INSERT INTO rs VALUES ('c0001', 'm9', 0.9, now(), 9999, 'prod')")
+        second = await e.engine.sync_dataset("monitoring")
+        assert second.sync_type == "full" and second.truncated and await e.count("monitoring_results") == 25
+        assert (await e.engine.get_status("monitoring_data"))["truncated"] is True
+        source.execute("DELETE FROM rs WHERE seq < 150")  # 19 rows left (cases 15-20 and the new one): fits
+        fits = await e.engine.sync_dataset("monitoring")
+        assert fits.sync_type == "full" and not fits.truncated and await e.count("monitoring_results") == 19
+        assert (await e.engine.watermarks(TARGETS["monitoring"]))[1] is None
+        assert (await e.engine.sync_dataset("monitoring")).sync_type == "incremental"
+
+
 async def test_missing_dataset_id_is_an_error_and_nothing_is_swapped(
     make_settings: Callable[..., Settings], source: PgSchema
 ) -> None:
