@@ -128,6 +128,26 @@ async def connect_source(
     )
 
 
+async def cancel_source_queries(params: ConnectionParams, application_name: str) -> int:
+    """Ask the source to cancel the statements of its sessions named ``application_name``; how many.
+
+    Used when a sync is cancelled (shutdown): the postgres extension notices DuckDB's interrupt only
+    when PostgreSQL answers, so a long source query would hold the shutdown until it ends.
+    """
+    conn = await connect_source(
+        params, application_name=f"{application_name}_cancel", statement_timeout_ms=5000, connect_timeout=5
+    )
+    try:
+        rows = await conn.fetch(
+            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = $1 AND pid <> pg_backend_pid()",
+            application_name,
+        )
+    finally:
+        await conn.close()
+    return sum(1 for r in rows if r[0])
+
+
 def describe_connect_error(exc: BaseException, creds: Credentials, connect_timeout: float) -> ServiceError:
     """A friendly, scrubbed error for a failed connection attempt."""
     secrets = [creds.password]

@@ -30,6 +30,7 @@ import duckdb
 from app.config import DBImportConfig, Settings
 from app.errors import Conflict, Invalid, NotFound
 from app.services.background import BackgroundTasks
+from app.services.connection_store import cancel_source_queries
 from app.services.duckdb_store import (
     DatasetInfo,
     DuckDBStore,
@@ -530,6 +531,7 @@ class SyncEngine:
                 max_rows=duck.max_sync_rows,
                 partition_column=cfg.partition_column,
                 workers=duck.sync_workers,
+                on_cancel=lambda: cancel_source_queries(params, app_name),
             )
         else:
             results = {}

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib.util
+import logging
 import os
 import shutil
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -17,6 +20,8 @@ from app.errors import Invalid
 from app.services.duckdb_store import DuckDBStore, bound_ingest_buffers, quote_ident, utc_instant_sql
 from app.services.sync_queries import limit_query, partition_queries, pg_literal
 from app.services.sync_targets import STAGING_SUFFIX, LoadResult, SyncTarget, column_renames, trim_staging_to_cap
+
+logger = logging.getLogger(__name__)
 
 
 def postgres_extension_file(data_dir: Path) -> Path | None:
@@ -131,11 +136,13 @@ async def read_with_extension(
     max_rows: int,
     partition_column: str | None,
     workers: int,
+    on_cancel: Callable[[], Awaitable[Any]] | None = None,
 ) -> dict[str, LoadResult]:
     """Attach the source read-only and stream each ``{table: query}`` into ``<table>__staging`` concurrently.
 
     A query with a partition column and ``workers > 1`` runs as that many hash-partitioned streams
     appending to one staging table. The attachment is detached afterwards, also on failure.
+    ``on_cancel`` runs when the read is cancelled (see ``DuckDBStore.run_staging``).
     """
     alias = f"axis_pg_{uuid.uuid4().hex[:10]}"
     attach_sql = f"ATTACH {pg_literal(conninfo)} AS {quote_ident(alias)} (TYPE postgres, READ_ONLY)"
@@ -149,7 +156,9 @@ async def read_with_extension(
                 lambda cur: plan_extension_load(cur, alias, query, target, custom, max_rows, partition_column, workers)
             )
             if len(plan.queries) == 1:
-                await store.run_staging(lambda cur: create_staging_from_plan(cur, alias, staging, plan, 0))
+                await store.run_staging(
+                    lambda cur: create_staging_from_plan(cur, alias, staging, plan, 0), on_cancel=on_cancel
+                )
             else:
                 await store.run_staging(lambda cur: create_staging_from_plan(cur, alias, staging, plan, None))
 
@@ -158,7 +167,7 @@ async def read_with_extension(
 
                 async with asyncio.TaskGroup() as parts:
                     for i in range(len(plan.queries)):
-                        parts.create_task(store.run_staging(functools.partial(_insert, stream=i)))
+                        parts.create_task(store.run_staging(functools.partial(_insert, stream=i), on_cancel=on_cancel))
             rows, truncated = await store.run_staging(lambda cur: trim_staging_to_cap(cur, staging, max_rows))
             results[table] = extension_result(staging, plan, rows, truncated)
 
@@ -166,7 +175,9 @@ async def read_with_extension(
             for table, query in queries.items():
                 tg.create_task(_one(table, query))
     finally:
-        await asyncio.shield(
-            store.run_staging(lambda cur: cur.execute(f"DETACH DATABASE IF EXISTS {quote_ident(alias)}"))
-        )
+        detach = store.run_staging(lambda cur: cur.execute(f"DETACH DATABASE IF EXISTS {quote_ident(alias)}"))
+        try:
+            await asyncio.wait_for(asyncio.shield(detach), timeout=30)
+        except TimeoutError:
+            logger.warning("Detaching the sync source %s took over 30 s; left to finish in the background", alias)
     return results

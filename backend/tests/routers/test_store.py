@@ -249,6 +249,36 @@ async def test_data_pages_during_full_syncs_that_change_columns_see_one_load(
         assert set(seen) <= {(60, False), (120, True)} and len(seen) > 6
 
 
+async def test_shutdown_during_a_sync_cancels_the_source_query(
+    make_settings: Callable[..., Settings], make_client: Callable[[Settings], Any], source: PgSchema
+) -> None:
+    """Shutting down while the source query runs cancels it at PostgreSQL (the extension only sees
+    DuckDB's interrupt when PostgreSQL answers: shutdown used to wait for the query), checkpoints
+    cleanly, and the next start serves the last complete data."""
+    settings = configure(make_settings, source, columns=MAP, results_query=slow_results_query(source))
+    sleeping = (
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'axis_sync_monitoring' "
+        "AND state = 'active' AND query LIKE '%pg_sleep%'"
+    )
+    wrapper = make_client(settings)
+    client = await wrapper.__aenter__()
+    await client.post("/api/store/sync/monitoring")
+    await wait_state(client, "monitoring_data", {"ready"})
+    source.execute("UPDATE ctl SET slow = true")
+    assert (await client.post("/api/store/sync/monitoring", params={"full": "true"})).status_code == 200
+    for _ in range(200):
+        if source.fetch(sleeping)[0][0]:
+            break
+        await asyncio.sleep(0.05)
+    assert source.fetch(sleeping)[0][0] >= 1
+    await wrapper.__aexit__(None, None, None)  # no exception: the checkpoint at close succeeded
+    assert source.fetch(sleeping)[0][0] == 0  # the 60 s source query was cancelled, not waited for
+    async with make_client(settings) as again:
+        assert (await again.get("/api/store/data/monitoring")).json()["total"] == 60
+        st = (await again.get("/api/store/status")).json()["datasets"]["monitoring_data"]
+        assert st["state"] == "ready" and "interrupted" in st["error"]
+
+
 async def test_second_request_while_running_is_409_and_failure_keeps_old_data(
     make_settings: Callable[..., Settings], make_client: Callable[[Settings], Any], source: PgSchema
 ) -> None:
