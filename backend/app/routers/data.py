@@ -19,7 +19,8 @@ from app.models.data import (
 )
 from app.routers.uploads import MULTIPART_FILE, read_upload_file
 from app.serialization import RawJSONResponse
-from app.services import data_processor
+from app.services import data_processor, eval_reshaping
+from app.services import eval_db_import as eval_db
 
 router = APIRouter(prefix="/api/data", tags=["data"])
 
@@ -76,7 +77,7 @@ async def convert_tree(
     include_conversation: Annotated[bool, Query()] = False,
 ) -> ConvertTreeResponse:
     """Pivot tree rows to one wide row per item."""
-    res = await data_processor.convert_tree(
+    res = await eval_reshaping.convert_tree(
         store, records, metric_type=metric_type, include_conversation=include_conversation
     )
     return ConvertTreeResponse(data=res.data, columns=res.columns)
@@ -90,7 +91,7 @@ async def prepare_analytics(
     metric_type: Annotated[str | None, Query()] = None,
 ) -> PrepareAnalyticsResponse:
     """Wide rows, metric columns and the metric/component mapping for the analytics views."""
-    res = await data_processor.prepare_analytics(store, records, format_type=format_type, metric_type=metric_type)
+    res = await eval_reshaping.prepare_analytics(store, records, format_type=format_type, metric_type=metric_type)
     return PrepareAnalyticsResponse(
         data=res.data,
         columns=res.columns,
@@ -120,7 +121,7 @@ async def example(settings: SettingsDep, store: StoreDep, dataset_name: str) -> 
 @router.get("/eval-db-config", response_model=EvalDBConfigResponse)
 async def eval_db_config(settings: SettingsDep) -> EvalDBConfigResponse:
     """Whether the evaluation database is configured (no secrets)."""
-    st = data_processor.eval_db_status(settings.eval_db)
+    st = eval_db.eval_db_status(settings.eval_db)
     return EvalDBConfigResponse(
         configured=st.configured,
         auto_load=st.auto_load,
@@ -134,5 +135,5 @@ async def eval_db_config(settings: SettingsDep) -> EvalDBConfigResponse:
 @router.post("/eval-db-import", response_model=UploadResponse)
 async def eval_db_import(settings: SettingsDep, store: StoreDep) -> RawJSONResponse:
     """Import evaluation data with the configured split queries and store it."""
-    res = await data_processor.import_eval_db(store, settings.eval_db, row_cap=settings.upload_response_row_cap)
+    res = await eval_db.import_eval_db(store, settings.eval_db, row_cap=settings.upload_response_row_cap)
     return _upload_response(res)

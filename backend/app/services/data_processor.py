@@ -1,9 +1,9 @@
-"""Evaluation data: format detection, processing, tree→wide, prepare-analytics, examples, DB import.
+"""Evaluation data: format detection, §4.3 processing, uploads and examples.
 
 Every load (upload, example, database import) lands in the DuckDB store as an ``eval`` dataset;
 processing (§4.3) runs as SQL on the staging table, so a failure leaves the previous dataset
-served. Inline record lists (convert-tree, prepare-analytics) are registered as a temporary Arrow
-relation and reshaped with the same SQL.
+served. Inline reshaping is :mod:`app.services.eval_reshaping`, the database import
+:mod:`app.services.eval_db_import`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +24,9 @@ import anyio
 import duckdb
 import pyarrow as pa
 
-from app.config.db_configs import EvalDBConfig
-from app.errors import Invalid, NotFound, ServiceError
+from app.errors import Invalid, NotFound
 from app.serialization import RenderedRows
 from app.services.column_aliases import EVAL_ALIASES, normalise_column_key
-from app.services.connection_store import scrub_error
 from app.services.csv_ingest import (
     CsvLoadResult,
     CsvTransform,
@@ -41,7 +39,6 @@ from app.services.csv_ingest import (
 )
 from app.services.duckdb_store import DatasetInfo, DuckDBStore, head_rows_sql, quote_ident
 from app.services.json_rows import preview_and_rows_sync
-from app.services.pg_source import fetch_split_queries, joined_split_sql, source_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +113,6 @@ EXTRA_RECORD_KEYS = "record_keys"
 
 PREVIEW_ROWS = 10
 ORDINAL = "__axis_ord"  # listed in PER_METRIC_COLUMNS
-INLINE_RELATION = "__axis_inline_rows"
 
 
 # ------------------------------------------------------------------------------------ results
@@ -149,28 +145,6 @@ class WideTable:
 
     data: list[dict[str, Any]]
     columns: list[str]
-
-
-@dataclass
-class PreparedAnalytics:
-    """prepare-analytics output."""
-
-    data: list[dict[str, Any]]
-    columns: list[str]
-    metric_columns: list[str]
-    mapping: dict[str, list[str]] = field(default_factory=lambda: {"metrics": [], "components": []})
-
-
-@dataclass
-class EvalDBStatus:
-    """``eval-db-config`` payload."""
-
-    configured: bool
-    auto_load: bool
-    has_query: bool
-    row_limit: int
-    query_timeout: int
-    config_error: str | None = None
 
 
 # ------------------------------------------------------------------------------------ detection
@@ -290,7 +264,7 @@ def fetch_rows(cur: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] |
     return WideTable(data=[dict(zip(cols, r, strict=True)) for r in cur.fetchall()], columns=cols)
 
 
-def _columns(cur: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
+def column_types(cur: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
     """Column name → DuckDB type of a table/view (case preserved)."""
     cur.execute(f"DESCRIBE SELECT * FROM {quote_ident(relation)}")
     return {str(r[0]): str(r[1]) for r in cur.fetchall()}
@@ -394,7 +368,7 @@ def _canonical_case(cur: duckdb.DuckDBPyConnection, table: str, types: dict[str,
         if canon is not None and canon != col:
             cur.execute(f"ALTER TABLE {quote_ident(table)} RENAME COLUMN {quote_ident(col)} TO {quote_ident(canon)}")
             renamed = True
-    return _columns(cur, table) if renamed else types
+    return column_types(cur, table) if renamed else types
 
 
 def _flat_to_tree(cur: duckdb.DuckDBPyConnection, table: str, types: dict[str, str]) -> None:
@@ -452,7 +426,7 @@ def count_records(cur: duckdb.DuckDBPyConnection, relation: str, keys: Sequence[
 
 def _long_extra(cur: duckdb.DuckDBPyConnection, table: str) -> dict[str, Any]:
     """Metric names, record keys and record count of processed long data (cached in the registry)."""
-    keys = record_keys_sync(cur, table, _columns(cur, table))
+    keys = record_keys_sync(cur, table, column_types(cur, table))
     return {
         EXTRA_METRIC_NAMES: long_metric_names(cur, table),
         EXTRA_RECORD_KEYS: keys,
@@ -477,7 +451,7 @@ def process_eval_table(cur: duckdb.DuckDBPyConnection, table: str) -> CsvTransfo
     eval_runner exports are processed (long ones as tree rows, DB-9), flat data is reported as
     ``flat_format``, undetectable data → Invalid.
     """
-    types = _columns(cur, table)
+    types = column_types(cur, table)
     for old, new in BACK_COMPAT_RENAMES.items():
         if old in types and new.lower() not in {c.lower() for c in types}:
             cur.execute(f"ALTER TABLE {quote_ident(table)} RENAME COLUMN {quote_ident(old)} TO {quote_ident(new)}")
@@ -644,242 +618,3 @@ async def load_example(store: DuckDBStore, name: str, *, sample_dir: Path, row_c
     path = example_path(sample_dir, name)
     res = await ingest_csv_file(store, path, kind="eval", source=f"example:{name}", transform=eval_csv_transform)
     return await load_result(store, res.dataset, res.transform, row_cap)
-
-
-# ------------------------------------------------------------------------------------ inline reshaping
-def tree_to_wide_sql(
-    cur: duckdb.DuckDBPyConnection,
-    relation: str,
-    *,
-    metric_type: str | None = None,
-    include_conversation: bool = False,
-) -> WideTable:
-    """§4.5 pivot in SQL: one row per index tuple (NULLs kept), one column per metric_name.
-
-    ``relation`` must have an ``__axis_ord`` row-order column. The cell is the first non-null
-    metric_score in row order. A latency column (any case) with max > 1 is dropped with
-    ``PERFORMANCE``.
-    """
-    types = _columns(cur, relation)
-    if not {"metric_name", "metric_score"} <= set(types):
-        raise Invalid("Tree data needs 'metric_name' and 'metric_score' columns")
-    where, params = "", []
-    if metric_type is not None:
-        if "metric_type" not in types:
-            raise Invalid("metric_type filter given but the data has no 'metric_type' column")
-        where, params = "WHERE CAST(metric_type AS VARCHAR) = ?", [metric_type]
-    dm = "data_metadata"
-    dm_expr = f"coalesce(CAST({quote_ident(dm)} AS VARCHAR), '{{}}')" if dm in types else "'{}'"
-    index_candidates = list(WIDE_INDEX_COLUMNS) + (["conversation"] if include_conversation else [])
-    index = [c for c in index_candidates if c in types or c == dm]
-    if len(index) < 2:
-        return WideTable(data=[], columns=[])
-    base_cols = ", ".join(f"{dm_expr} AS {quote_ident(dm)}" if c == dm else quote_ident(c) for c in index)
-    base = (
-        f"SELECT {base_cols}, CAST(metric_name AS VARCHAR) AS __m, "
-        f"TRY_CAST(metric_score AS DOUBLE) AS __v, {ORDINAL} AS __o FROM {quote_ident(relation)} {where}"
-    )
-    metrics = [
-        r[0]
-        for r in cur.execute(
-            f"SELECT __m FROM ({base}) WHERE __m IS NOT NULL GROUP BY __m ORDER BY min(__o)", params
-        ).fetchall()
-    ]
-    index_q = ", ".join(quote_ident(c) for c in index)
-    aggs, agg_params = [], []
-    # Metric names are data: SQL aliases are positional (DuckDB folds case, 'Acc' = 'acc') and the
-    # output keys are the names themselves, '<name>_metric' when an index column has that name.
-    index_lower = {c.lower() for c in index}
-    outputs: dict[str, str] = {}
-    for i, m in enumerate(metrics):
-        out = m if m.lower() not in index_lower else f"{m}_metric"
-        base_out, n = out, 2
-        while out in outputs.values() or out.lower() in index_lower:
-            out, n = f"{base_out}_{n}", n + 1
-        outputs[f"__axis_w{i}"] = out
-        aggs.append(f"arg_min(__v, __o) FILTER (WHERE __m = ? AND __v IS NOT NULL) AS __axis_w{i}")
-        agg_params.append(m)
-    select = ", ".join([index_q, *aggs])
-    sql = f"SELECT {select} FROM ({base}) GROUP BY {index_q} ORDER BY min(__o)"
-    table = fetch_rows(cur, sql, [*agg_params, *params])
-    table = WideTable(
-        data=[{outputs.get(k, k): v for k, v in r.items()} for r in table.data],
-        columns=[outputs.get(c, c) for c in table.columns],
-    )
-    latency = next((c for c in table.columns if c.lower() == "latency"), None)
-    if latency is not None:
-        values = [r[latency] for r in table.data if isinstance(r[latency], (int, float))]
-        if values and max(values) > 1:
-            drop = {latency, "PERFORMANCE"}
-            table = WideTable(
-                data=[{k: v for k, v in r.items() if k not in drop} for r in table.data],
-                columns=[c for c in table.columns if c not in drop],
-            )
-    return table
-
-
-async def _with_inline(store: DuckDBStore, records: Sequence[dict[str, Any]], fn: Any) -> Any:
-    """Run ``fn(cursor, relation)`` over records registered as a temporary Arrow relation."""
-
-    def _work(cur: duckdb.DuckDBPyConnection) -> Any:
-        arrow = rows_to_arrow(records)
-        cur.register(INLINE_RELATION, arrow)
-        try:
-            return fn(cur, INLINE_RELATION)
-        finally:
-            cur.unregister(INLINE_RELATION)
-
-    return await store.run_read(_work)
-
-
-def _strip_ordinal(table: WideTable) -> WideTable:
-    if ORDINAL not in table.columns:
-        return table
-    return WideTable(
-        data=[{k: v for k, v in r.items() if k != ORDINAL} for r in table.data],
-        columns=[c for c in table.columns if c != ORDINAL],
-    )
-
-
-async def convert_tree(
-    store: DuckDBStore,
-    records: Sequence[dict[str, Any]],
-    *,
-    metric_type: str | None = None,
-    include_conversation: bool = False,
-) -> WideTable:
-    """POST /convert-tree: tree records → wide rows (§4.5)."""
-    if not records:
-        return WideTable(data=[], columns=[])
-
-    def _fn(cur: duckdb.DuckDBPyConnection, rel: str) -> WideTable:
-        return tree_to_wide_sql(cur, rel, metric_type=metric_type, include_conversation=include_conversation)
-
-    result: WideTable = await _with_inline(store, records, _fn)
-    return result
-
-
-_NON_METRIC = (
-    "dataset_id",
-    "evaluation_name",
-    "query",
-    "actual_output",
-    "expected_output",
-    "evaluation_metadata",
-    "data_metadata",
-)
-
-
-async def prepare_analytics(
-    store: DuckDBStore,
-    records: Sequence[dict[str, Any]],
-    *,
-    format_type: str,
-    metric_type: str | None = None,
-) -> PreparedAnalytics:
-    """POST /prepare-analytics (§4.6): mapping, tree→wide for long formats, metric columns."""
-    if not records:
-        return PreparedAnalytics(data=[], columns=[], metric_columns=[])
-    long = format_type in LONG_FORMATS
-
-    def _fn(cur: duckdb.DuckDBPyConnection, rel: str) -> PreparedAnalytics:
-        types = _columns(cur, rel)
-        mapping: dict[str, list[str]] = {"metrics": [], "components": []}
-        if "metric_type" in types and "metric_name" in types:
-            rows = cur.execute(
-                f"SELECT CAST(metric_type AS VARCHAR), CAST(metric_name AS VARCHAR) FROM {quote_ident(rel)} "
-                "WHERE metric_name IS NOT NULL AND metric_type IN ('metric', 'component') "
-                f"GROUP BY 1, 2 ORDER BY min({ORDINAL})"
-            ).fetchall()
-            mapping["metrics"] = [name for kind, name in rows if kind == "metric"]
-            mapping["components"] = [name for kind, name in rows if kind == "component"]
-        if format_type == SIMPLE_JUDGMENT:
-            table = _strip_ordinal(fetch_rows(cur, f"SELECT * FROM {quote_ident(rel)} ORDER BY {ORDINAL}"))
-            return PreparedAnalytics(table.data, table.columns, ["judgment"], mapping)
-        if long:
-            table = tree_to_wide_sql(cur, rel, metric_type=metric_type)
-            if not table.data:
-                return PreparedAnalytics([], [], [], mapping)
-            # metric cells are DOUBLE or NULL; index columns as stored (column keys are case-sensitive here)
-            wide_types = {c: types.get(c, "DOUBLE") for c in table.columns}
-            excluded = set(_NON_METRIC)
-        else:
-            table = _strip_ordinal(fetch_rows(cur, f"SELECT * FROM {quote_ident(rel)} ORDER BY {ORDINAL}"))
-            wide_types = {k: v for k, v in types.items() if k != ORDINAL}
-            excluded = {*_NON_METRIC, "critique"}
-        metric_columns = [c for c, t in wide_types.items() if is_numeric_type(t) and c not in excluded]
-        return PreparedAnalytics(table.data, table.columns, metric_columns, mapping)
-
-    result: PreparedAnalytics = await _with_inline(store, records, _fn)
-    return result
-
-
-# ------------------------------------------------------------------------------------ eval-db import
-def eval_db_status(cfg: EvalDBConfig) -> EvalDBStatus:
-    """GET /eval-db-config payload."""
-    return EvalDBStatus(
-        configured=cfg.is_configured,
-        auto_load=cfg.auto_load and cfg.is_configured,
-        has_query=cfg.has_query,
-        row_limit=cfg.row_limit,
-        query_timeout=cfg.query_timeout,
-        config_error=cfg.config_error,
-    )
-
-
-async def import_eval_db(store: DuckDBStore, cfg: EvalDBConfig, *, row_cap: int) -> EvalLoadResult:
-    """POST /eval-db-import (§4.8): split queries → LEFT join → aliases → §4.3 → stored dataset."""
-    if not cfg.is_configured:
-        raise Invalid(
-            cfg.config_error or "Database not configured. Set eval_db in eval_db.yaml or the EVAL_DB_* variables."
-        )
-    if not cfg.has_query:
-        raise Invalid("No SQL queries configured. Set eval_db.dataset_query and eval_db.results_query.")
-    dataset, results = await fetch_split_queries(cfg, application_name="axis-eval-import")
-    if results.num_rows == 0:
-        raise Invalid("Results query returned no data. Check eval_db.results_query.")
-
-    def _build(cur: duckdb.DuckDBPyConnection, staging: str) -> None:
-        joined = f"{staging}__joined"
-        cur.register("_rs", results)
-        cur.register("_ds", dataset)
-        try:
-            cur.execute(
-                f"CREATE TABLE {quote_ident(joined)} AS " + joined_split_sql(dataset.column_names, results.column_names)
-            )
-        finally:
-            cur.unregister("_rs")
-            cur.unregister("_ds")
-        try:
-            cols = list(_columns(cur, joined))
-            renames = eval_alias_renames(cols, cfg.column_rename_map)
-            select = ", ".join(f"{quote_ident(c)} AS {quote_ident(renames.get(c, c))}" for c in cols)
-            cur.execute(f"CREATE TABLE {quote_ident(staging)} AS SELECT {select} FROM {quote_ident(joined)}")
-        finally:
-            cur.execute(f"DROP TABLE IF EXISTS {quote_ident(joined)}")
-        count = cur.execute(f"SELECT count(*) FROM {quote_ident(staging)}").fetchone()
-        if not count or not count[0]:
-            raise Invalid("The joined evaluation data is empty")
-        holder["report"] = process_eval_table(cur, staging)
-
-    holder: dict[str, CsvTransform] = {}
-
-    def _after(cur: duckdb.DuckDBPyConnection, info: DatasetInfo) -> None:
-        info.format = holder["report"].format
-        info.extra = {**info.extra, **holder["report"].extra}
-        cur.execute(
-            "UPDATE datasets SET format = ?, extra_json = ? WHERE dataset_id = ?",
-            [info.format, json.dumps(info.extra, default=str), info.dataset_id],
-        )
-
-    try:
-        info = await store.land_dataset(kind="eval", source="database", build=_build, after_swap=_after)
-    except ServiceError:
-        raise
-    except duckdb.Error as exc:
-        raise Invalid(f"Import failed: {scrub_error(str(exc).splitlines()[0], source_secrets(cfg))}") from None
-    report = holder["report"]
-    n = info.row_count
-    return await load_result(
-        store, info, CsvTransform(format=report.format, message=f"Imported {n} records from database"), row_cap
-    )

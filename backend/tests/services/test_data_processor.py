@@ -14,6 +14,8 @@ from starlette.datastructures import UploadFile
 from app.config.db_configs import EvalDBConfig
 from app.errors import Invalid, NotFound, Timeout
 from app.services import data_processor as dp
+from app.services import eval_db_import as eval_db
+from app.services import eval_reshaping as reshaping
 from app.services.duckdb_store import DuckDBStore
 from app.services.pg_source import joined_split_sql
 from tests.conftest import PgSchema
@@ -268,7 +270,7 @@ TREE_ROWS: list[dict[str, Any]] = [
 
 
 async def test_convert_tree_keeps_null_index_and_first_score(store: DuckDBStore) -> None:
-    res = await dp.convert_tree(store, TREE_ROWS)
+    res = await reshaping.convert_tree(store, TREE_ROWS)
     assert res.columns == ["dataset_id", "evaluation_name", "query", "data_metadata", "quality", "faith"]
     assert res.data == [
         {
@@ -288,7 +290,7 @@ async def test_convert_tree_keeps_null_index_and_first_score(store: DuckDBStore)
             "faith": None,
         },
     ]
-    only_components = await dp.convert_tree(store, TREE_ROWS, metric_type="component")
+    only_components = await reshaping.convert_tree(store, TREE_ROWS, metric_type="component")
     assert [r["dataset_id"] for r in only_components.data] == ["d1"]
     assert only_components.columns[-1] == "faith"
 
@@ -298,33 +300,33 @@ async def test_convert_tree_lowercase_latency_dropped_not_emptied(store: DuckDBS
         {"dataset_id": "d1", "query": "q", "metric_name": m, "metric_score": s}
         for m, s in (("acc", 0.9), ("latency", 2.5), ("PERFORMANCE", 0.3))
     ]
-    res = await dp.convert_tree(store, rows)
+    res = await reshaping.convert_tree(store, rows)
     assert res.columns == ["dataset_id", "query", "data_metadata", "acc"]
     small = [{**r, "metric_score": 0.5} if r["metric_name"] == "latency" else r for r in rows]
-    assert "latency" in (await dp.convert_tree(store, small)).columns
+    assert "latency" in (await reshaping.convert_tree(store, small)).columns
 
 
 async def test_convert_tree_needs_metric_columns(store: DuckDBStore) -> None:
     with pytest.raises(Invalid, match="metric_name"):
-        await dp.convert_tree(store, [{"a": 1}])
-    assert (await dp.convert_tree(store, [])).data == []
+        await reshaping.convert_tree(store, [{"a": 1}])
+    assert (await reshaping.convert_tree(store, [])).data == []
 
 
 async def test_prepare_analytics(store: DuckDBStore) -> None:
-    res = await dp.prepare_analytics(store, TREE_ROWS, format_type="tree_format")
+    res = await reshaping.prepare_analytics(store, TREE_ROWS, format_type="tree_format")
     assert res.mapping == {"metrics": ["quality"], "components": ["faith"]}
     assert res.metric_columns == ["quality", "faith"]
     assert len(res.data) == 2
 
     judg = [{"dataset_id": "a", "judgment": "accept", "score": 1}]
-    res = await dp.prepare_analytics(store, judg, format_type="simple_judgment")
+    res = await reshaping.prepare_analytics(store, judg, format_type="simple_judgment")
     assert res.metric_columns == ["judgment"] and res.data == judg
 
     wide = [{"dataset_id": 1, "query": "q", "acc": 0.5, "f1": 1, "critique": 3, "label": "x"}]
-    res = await dp.prepare_analytics(store, wide, format_type="fresh_annotation")
+    res = await reshaping.prepare_analytics(store, wide, format_type="fresh_annotation")
     assert res.metric_columns == ["acc", "f1"]
     assert res.mapping == {"metrics": [], "components": []}
-    empty = await dp.prepare_analytics(store, [], format_type="tree_format")
+    empty = await reshaping.prepare_analytics(store, [], format_type="tree_format")
     assert empty.data == [] and empty.metric_columns == []
 
 
@@ -376,7 +378,7 @@ async def test_eval_db_import_left_join_aliases(store: DuckDBStore, pg: PgSchema
         " ('d9', 'acc', 0.1, 'orphan')"
     )
     cfg = _cfg(pg, dataset_query=f'SELECT * FROM "{s}".items', results_query=f'SELECT * FROM "{s}".results')
-    res = await dp.import_eval_db(store, cfg, row_cap=100)
+    res = await eval_db.import_eval_db(store, cfg, row_cap=100)
     assert res.format == "flat_format"
     assert res.message == "Imported 3 records from database"
     assert res.dataset.source == "database"
@@ -396,7 +398,7 @@ async def test_eval_db_import_row_limit_and_results_only(store: DuckDBStore, pg:
     cfg = _cfg(
         pg, dataset_query=f'SELECT * FROM "{pg.schema}".d', results_query=f'SELECT * FROM "{pg.schema}".r', row_limit=12
     )
-    res = await dp.import_eval_db(store, cfg, row_cap=100)
+    res = await eval_db.import_eval_db(store, cfg, row_cap=100)
     assert res.row_count == 12
 
 
@@ -408,7 +410,7 @@ async def test_eval_db_import_keeps_infinite_timestamps(store: DuckDBStore, pg: 
         " ('c', 'm', 0.9, 'infinity')"
     )
     cfg = _cfg(pg, dataset_query="SELECT 'x' AS dataset_id WHERE false", results_query=f'SELECT * FROM "{pg.schema}".r')
-    res = await dp.import_eval_db(store, cfg, row_cap=100)
+    res = await eval_db.import_eval_db(store, cfg, row_cap=100)
     assert {r["dataset_id"]: r["at"] for r in res.data} == {
         "a": "2024-01-02T01:04:05",
         "b": "-infinity",
@@ -424,18 +426,18 @@ def test_retrieved_content_with_a_lone_surrogate_stays_text() -> None:
 
 async def test_eval_db_import_errors(store: DuckDBStore, pg: PgSchema) -> None:
     with pytest.raises(Invalid, match="not configured"):
-        await dp.import_eval_db(store, EvalDBConfig(), row_cap=10)
+        await eval_db.import_eval_db(store, EvalDBConfig(), row_cap=10)
     with pytest.raises(Invalid, match="No SQL queries"):
-        await dp.import_eval_db(store, _cfg(pg), row_cap=10)
+        await eval_db.import_eval_db(store, _cfg(pg), row_cap=10)
     pg.execute("CREATE TABLE empty_r (dataset_id text)")
     q = f'SELECT * FROM "{pg.schema}".empty_r'
     with pytest.raises(Invalid, match="Results query returned no data"):
-        await dp.import_eval_db(store, _cfg(pg, dataset_query=q, results_query=q), row_cap=10)
+        await eval_db.import_eval_db(store, _cfg(pg, dataset_query=q, results_query=q), row_cap=10)
     pg.execute("CREATE TABLE unk (a int)")
     pg.execute("INSERT INTO unk VALUES (1)")
     u = f'SELECT * FROM "{pg.schema}".unk'
     with pytest.raises(Invalid, match="Could not detect"):
-        await dp.import_eval_db(store, _cfg(pg, dataset_query=u, results_query=u), row_cap=10)
+        await eval_db.import_eval_db(store, _cfg(pg, dataset_query=u, results_query=u), row_cap=10)
     assert await store.list_datasets("eval") == []
 
 
@@ -444,7 +446,7 @@ async def test_eval_db_import_timeout(store: DuckDBStore, pg: PgSchema) -> None:
         pg, query_timeout=1, dataset_query="SELECT 1 AS x", results_query="SELECT pg_sleep(5) AS s, 'd1' AS dataset_id"
     )
     with pytest.raises(Timeout, match=r"Query timeout exceeded \(1s\)"):
-        await dp.import_eval_db(store, cfg, row_cap=10)
+        await eval_db.import_eval_db(store, cfg, row_cap=10)
 
 
 async def test_eval_db_import_scrubs_secrets(store: DuckDBStore, pg: PgSchema) -> None:
@@ -453,18 +455,18 @@ async def test_eval_db_import_scrubs_secrets(store: DuckDBStore, pg: PgSchema) -
         pg, password=SecretStr(secret), dataset_query="SELECT 1 AS x", results_query=f"SELECT * FROM {secret}_table"
     )
     with pytest.raises(Invalid) as err:  # an unknown table is a configuration problem (400)
-        await dp.import_eval_db(store, cfg, row_cap=10)
+        await eval_db.import_eval_db(store, cfg, row_cap=10)
     assert err.value.message == 'Import failed in results_query: relation "***_table" does not exist'
     url = f"postgresql://{pg.user}:{secret}@{pg.host}:{pg.port}/no_such_db_axis?sslmode=disable"
     cfg = EvalDBConfig(url=SecretStr(url), dataset_query="SELECT 1", results_query="SELECT 1")
     with pytest.raises(Invalid) as err2:
-        await dp.import_eval_db(store, cfg, row_cap=10)
+        await eval_db.import_eval_db(store, cfg, row_cap=10)
     assert secret not in err2.value.message
     assert "no_such_db_axis" in err2.value.message
 
 
 def test_eval_db_status() -> None:
-    st = dp.eval_db_status(
+    st = eval_db.eval_db_status(
         EvalDBConfig(
             host="h",
             database="d",
@@ -476,5 +478,5 @@ def test_eval_db_status() -> None:
         )
     )
     assert (st.configured, st.auto_load, st.has_query, st.row_limit, st.query_timeout) == (True, True, True, 50000, 120)
-    st = dp.eval_db_status(EvalDBConfig(auto_load=True))
+    st = eval_db.eval_db_status(EvalDBConfig(auto_load=True))
     assert (st.configured, st.auto_load, st.has_query) == (False, False, False)
