@@ -25,7 +25,6 @@ from app.services.data_processor import (
 )
 from app.services.duckdb_store import DuckDBStore, quote_ident
 
-
 INLINE_RELATION = "__axis_inline_rows"
 
 
