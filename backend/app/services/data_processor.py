@@ -12,7 +12,6 @@ import ast
 import datetime as dt
 import decimal
 import json
-import logging
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -39,8 +38,6 @@ from app.services.csv_ingest import (
 )
 from app.services.duckdb_store import DatasetInfo, DuckDBStore, head_rows_sql, quote_ident
 from app.services.json_rows import preview_and_rows_sync
-
-logger = logging.getLogger(__name__)
 
 EVAL_RUNNER = "eval_runner"
 TREE_FORMAT = "tree_format"

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import decimal
 import json
-import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -54,8 +53,6 @@ from app.services.duckdb_store import DatasetInfo, DuckDBStore, quote_ident
 from app.services.json_rows import preview_and_rows_sync
 from app.services.pg_source import utc_naive
 from app.services.sql_safety import validate_select
-
-logger = logging.getLogger(__name__)
 
 PREVIEW_ROWS = 10
 CANONICAL_COLUMNS = ("query", "dataset_id", "metric_name", "metric_score", "actual_output", "evaluation_name")

@@ -19,7 +19,6 @@ Python. Values PostgreSQL can hold but Python cannot decode (dates and timestamp
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,8 +57,6 @@ from app.services.database_session import (
     where_sql,
 )
 from app.services.sql_safety import table_allowed, validate_select
-
-logger = logging.getLogger(__name__)
 
 MASKED_PASSWORD = "********"
 PREVIEW_ROWS = 10

@@ -9,7 +9,6 @@ with ``SET LOCAL`` timeouts and are always rolled back.
 
 from __future__ import annotations
 
-import logging
 import unicodedata
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager, suppress
@@ -28,8 +27,6 @@ from app.models.database import (
 )
 from app.services.connection_store import ConnectionHandle, ConnectionStore, Credentials, scrub_error
 from app.services.sql_safety import SafeQuery, table_allowed
-
-logger = logging.getLogger(__name__)
 
 ORDINAL = "__axis_ord"
 MAX_IDENTIFIER_BYTES = 63

@@ -10,7 +10,6 @@ the legacy single-table path) and land through the same projection.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,8 +41,6 @@ from app.services.json_rows import preview_and_rows_sync
 from app.services.monitoring_analytics import MonitoringTable, records_table, refresh_summary_cache
 from app.services.pg_source import fetch_split_queries, fetch_table, joined_split_sql
 from app.services.table_metadata import compute_table_metadata_sync
-
-logger = logging.getLogger(__name__)
 
 KIND = "monitoring"
 FORMAT = "monitoring"
