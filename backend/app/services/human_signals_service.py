@@ -45,7 +45,7 @@ from app.services.duckdb_store import (
 )
 from app.services.json_rows import render_rows_sync
 from app.services.monitoring_service import source_db_status
-from app.services.pg_source import fetch_split_queries, fetch_table, joined_split_sql
+from app.services.pg_source import fetch_split_queries, fetch_table, joined_split_sql, split_keys_as_text
 from app.services.signals_display_config import build_display_config, load_signals_metrics_yaml
 from app.services.table_metadata import compute_table_metadata_sync
 
@@ -663,7 +663,11 @@ async def land_arrow_signals(
         if dataset is not None:
             cur.register("_ds", dataset)
         try:
-            sql = joined_split_sql(dataset.column_names if dataset is not None else [], results.column_names)
+            sql = joined_split_sql(
+                dataset.column_names if dataset is not None else [],
+                results.column_names,
+                key_as_text=split_keys_as_text(dataset, results),
+            )
             cur.execute(f"CREATE TABLE {quote_ident(staging)} AS {sql}")
         finally:
             cur.unregister("_rs")

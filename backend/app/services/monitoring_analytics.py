@@ -339,12 +339,13 @@ def _scored_source(t: MonitoringTable, where: Where, wide_cols: list[str]) -> st
 
     Long format: one row per metric row (record key = dataset_id, so latency counts once per
     record, DB-31; rows without a dataset_id belong to no record and have no record latency, as in
-    the per-record table). Wide format: the ``*_score`` columns unpivoted (category SCORE, one key per row).
+    the per-record table). Wide format: the ``*_score`` columns unpivoted (one key per row), each
+    row's category from its ``metric_category`` column as in long format (SCORE when absent).
     """
     lat = t.latency_column
     lat_expr = t.num(lat) if lat else "NULL::DOUBLE"
+    cat = f"coalesce(upper({t.text('metric_category')}), 'SCORE')" if t.has("metric_category") else "'SCORE'"
     if t.is_long:
-        cat = f"coalesce(upper({t.text('metric_category')}), 'SCORE')" if t.has("metric_category") else "'SCORE'"
         key = quote_ident("dataset_id") if t.has("dataset_id") else "row_number() OVER ()"
         return (
             f"(SELECT {cat} AS c, {t.num('metric_score')} AS s, {lat_expr} AS lat, {key} AS k "
@@ -352,7 +353,7 @@ def _scored_source(t: MonitoringTable, where: Where, wide_cols: list[str]) -> st
         )
     if not wide_cols:
         return None
-    extra = [("c", "'SCORE'"), ("lat", lat_expr), ("k", "row_number() OVER ()")]
+    extra = [("c", cat), ("lat", lat_expr), ("k", "row_number() OVER ()")]
     return _unpivot_source(t, wide_cols, extra, where)
 
 
@@ -456,9 +457,15 @@ SUMMARY_PASS_THRESHOLD = Thresholds.PASSING_RATE  # §9.2: /summary and summary_
 
 
 def _record_level(f: MonitoringFilters, config: MonitoringDBConfig, *, allow_metrics: bool = False) -> bool:
-    """True when the filters only touch record-level columns, so the per-record table answers exactly."""
+    """True when the filters only touch record-level columns, so the per-record table answers exactly.
+
+    Not with a time window: a record's rows can carry different timestamps, and the window selects
+    rows (the per-record table keeps one timestamp per record).
+    """
     return (
         not f.metric_name
+        and not f.time_start
+        and not f.time_end
         and not config.visible_metrics
         and (allow_metrics or not f.metrics)
         and (f.metric_category or "SCORE").strip().upper() == "SCORE"
@@ -724,6 +731,12 @@ async def class_distribution(
     # from the sorted values; values are all of them up to the cap, else an evenly spaced sorted
     # sketch that keeps min and max (DB-32).
     values = f"SELECT {t.text(group_by)} AS g, {value_expr} AS v FROM {t.sql} {where.sql()}"
+    if metric == t.latency_column and t.is_long and t.has("dataset_id"):
+        # Latency once per record (its largest), as /latency-distribution counts it (DB-31).
+        values = (
+            f"SELECT g, max(v) AS v FROM (SELECT {t.text(group_by)} AS g, {value_expr} AS v, "
+            f"{quote_ident('dataset_id')} AS k FROM {t.sql} {where.sql()}) WHERE k IS NOT NULL GROUP BY g, k"
+        )
 
     def _sql(scaled: bool) -> str:
         src = scaled_values_sql(values, "v", "g") if scaled else values

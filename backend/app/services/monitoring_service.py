@@ -39,8 +39,8 @@ from app.services.duckdb_store import (
 )
 from app.services.json_rows import preview_and_rows_sync
 from app.services.monitoring_analytics import MonitoringTable, records_table, refresh_summary_cache
-from app.services.pg_source import fetch_split_queries, fetch_table, joined_split_sql
-from app.services.table_metadata import compute_table_metadata_sync
+from app.services.pg_source import fetch_split_queries, fetch_table, joined_split_sql, split_keys_as_text
+from app.services.table_metadata import compute_table_metadata_sync, latency_number_sql
 
 KIND = "monitoring"
 FORMAT = "monitoring"
@@ -111,12 +111,11 @@ def process_monitoring_sync(
         raise Invalid("Empty dataset")
     names = [c["name"] for c in cols]
     types = {c["name"]: c["type"] for c in cols}
-    if not any(normalise_column_key(c) in ID_KEYS for c in names) and not any(
-        (custom_map or {}).get(c) == "dataset_id" for c in names
-    ):
-        raise Invalid("Data does not appear to be monitoring format. Required column: dataset_id")
     renames = plan_renames(names, custom_map, MONITORING_ALIASES)
     final = list(renames.values())
+    # a record id under any spelling, alias or custom-map target (``conv: id`` ends as dataset_id too)
+    if "dataset_id" not in final and not any(normalise_column_key(c) in ID_KEYS for c in names):
+        raise Invalid("Data does not appear to be monitoring format. Required column: dataset_id")
     is_long = "metric_name" in final and "metric_score" in final
     select: list[str] = []
     params: list[Any] = []
@@ -134,6 +133,8 @@ def process_monitoring_sync(
         elif new == "metric_category":
             # Upper-cased once here so category filters are plain equality (pushed into the scan).
             select.append(f"nullif(upper(trim(CAST({q} AS VARCHAR))), '') AS {alias}")
+        elif (new == "latency" or new.endswith("_score")) and types[col].upper().startswith("INTERVAL"):
+            select.append(f"{latency_number_sql(q, types[col])} AS {alias}")  # a PostgreSQL interval: ms
         elif new == "latency" or new.endswith("_score"):
             select.append(f"TRY_CAST({q} AS DOUBLE) AS {alias}")
         else:
@@ -340,7 +341,11 @@ async def land_arrow_monitoring(
         if dataset is not None:
             cur.register("_ds", dataset)
         try:
-            sql = joined_split_sql(dataset.column_names if dataset is not None else [], results.column_names)
+            sql = joined_split_sql(
+                dataset.column_names if dataset is not None else [],
+                results.column_names,
+                key_as_text=split_keys_as_text(dataset, results),
+            )
             cur.execute(f"CREATE OR REPLACE TEMP TABLE {quote_ident(raw)} AS {sql}")
             holder["p"] = process_monitoring_sync(cur, raw, staging, cfg.column_rename_map)
         finally:

@@ -103,9 +103,9 @@ async def _with_connection(cfg: DBImportConfig, application_name: str, fn: Calla
 def _arrow_value(v: Any) -> Any:
     if isinstance(v, bytes | memoryview):
         return bytes(v).decode("utf-8", errors="replace")
-    if isinstance(v, uuid.UUID | dt.timedelta):
+    if isinstance(v, uuid.UUID):
         return str(v)
-    return v
+    return v  # an interval's timedelta becomes an Arrow duration, i.e. a DuckDB INTERVAL (as the sync lands it)
 
 
 def utc_naive(v: dt.datetime) -> dt.datetime:
@@ -119,7 +119,8 @@ def utc_naive(v: dt.datetime) -> dt.datetime:
 
 
 def records_to_arrow(columns: list[str], rows: Sequence[Sequence[Any]]) -> pa.Table:
-    """asyncpg rows as an Arrow table; aware timestamps become naive UTC, numerics DOUBLE, untypable values text."""
+    """asyncpg rows as an Arrow table; aware timestamps become naive UTC, numerics DOUBLE, intervals durations,
+    untypable values text."""
     arrays = []
     for i, _ in enumerate(columns):
         values = [_arrow_value(r[i]) for r in rows]
@@ -194,7 +195,23 @@ async def fetch_table(cfg: DBImportConfig, schema: str, table: str, *, applicati
     return await _with_connection(cfg, application_name, lambda conn: _fetch_arrow(conn, sql, label, cfg.row_limit))
 
 
-def joined_split_sql(dataset_cols: Sequence[str], results_cols: Sequence[str]) -> str:
+def split_keys_as_text(dataset: pa.Table | None, results: pa.Table) -> bool:
+    """True when the two sides' ``dataset_id`` types cannot be compared as they are (say integer ids on
+    one side, text on the other): the join then compares their text forms, as the sync view does."""
+
+    def key_type(table: pa.Table) -> pa.DataType | None:
+        return next((f.type for f in table.schema if f.name.lower() == "dataset_id"), None)
+
+    if dataset is None:
+        return False
+    a, b = key_type(dataset), key_type(results)
+    if a is None or b is None or a == b:
+        return False
+    numeric = pa.types.is_integer(a) or pa.types.is_floating(a), pa.types.is_integer(b) or pa.types.is_floating(b)
+    return not all(numeric)
+
+
+def joined_split_sql(dataset_cols: Sequence[str], results_cols: Sequence[str], *, key_as_text: bool = False) -> str:
     """SELECT over registered ``_ds``/``_rs``: results LEFT JOIN dataset on dataset_id, in results order.
 
     Results win on shared names; a dataset column whose name the results also have is kept as
@@ -202,7 +219,8 @@ def joined_split_sql(dataset_cols: Sequence[str], results_cols: Sequence[str]) -
     legitimate ``*_dataset`` columns survive (DB-13). A ``dataset_<name>`` that is already taken (by
     a results column or a dataset column of that name) is left out. Names compare case-insensitively,
     as DuckDB binds them. Without dataset_id on both sides: results only. Each side's names must be
-    unique ignoring case (:func:`check_column_names`).
+    unique ignoring case (:func:`check_column_names`). ``key_as_text`` joins on the ids' text forms
+    (:func:`split_keys_as_text`).
     """
     taken = {c.lower() for c in results_cols}
     parts = [f"r.{quote_ident(c)}" for c in results_cols]
@@ -222,7 +240,9 @@ def joined_split_sql(dataset_cols: Sequence[str], results_cols: Sequence[str]) -
             continue
         taken.add(alias.lower())
         parts.append(f"d.{quote_ident(c)} AS {quote_ident(alias)}")
-    return (
-        f"SELECT {', '.join(parts)} FROM {ordered} r LEFT JOIN _ds d ON r.dataset_id = d.dataset_id "
-        f"ORDER BY r.{ROW_ORDER}"
+    on = (
+        "CAST(r.dataset_id AS VARCHAR) = CAST(d.dataset_id AS VARCHAR)"
+        if key_as_text
+        else "r.dataset_id = d.dataset_id"
     )
+    return f"SELECT {', '.join(parts)} FROM {ordered} r LEFT JOIN _ds d ON {on} ORDER BY r.{ROW_ORDER}"

@@ -95,3 +95,40 @@ async def test_epoch_timestamps_are_read_and_unreadable_ones_reported(client: ht
     res = await client.post("/api/monitoring/upload", files={"file": ("n.csv", numeric, "text/csv")})
     assert [r["timestamp"] for r in res.json()["data"]] == ["2024-01-02T00:00:00", "2024-01-03T00:00:00.500000"]
     assert "could not be read" not in res.json()["message"]
+
+
+async def test_wide_rows_with_a_category_column_summarise_alike_cached_or_filtered(client: httpx.AsyncClient) -> None:
+    """Wide rows carry metric_category: the cached /summary and a filtered one (same rows) agree."""
+    text = "id,metric_category,relevance_score,environment\na,SCORE,0.9,prod\nb,CLASSIFICATION,0.1,prod\nc,,0.7,prod\n"
+    assert (await client.post("/api/monitoring/upload", files={"file": ("w.csv", text, "text/csv")})).status_code == 200
+    summary = "/api/monitoring/analytics/summary"
+    cached = (await client.get(summary)).json()
+    filtered = (await client.get(summary, params={"environment": "prod"})).json()
+    assert cached["cached"] is True and cached["kpis"] == filtered["kpis"]
+    assert cached["kpis"]["total_records"] == 2 and cached["kpis"]["avg_score"] == statistics.mean([0.9, 0.7])
+    cls = (await client.get(summary, params={"metric_category": "CLASSIFICATION"})).json()["kpis"]
+    assert cls["total_records"] == 1 and cls["avg_score"] == 0.1
+
+
+async def test_latency_with_a_time_window_and_per_record_class_distribution(client: httpx.AsyncClient) -> None:
+    """A time window selects rows (r1 has one row inside), on every path; class-distribution of the
+    latency counts each record once (DB-31)."""
+    text = (
+        "dataset_id,timestamp,latency,metric_name,metric_score,environment\n"
+        "r1,2025-06-01T23:59:00Z,100,a,0.1,prod\nr1,2025-06-02T00:01:00Z,100,b,0.9,prod\n"
+        "r1,2025-06-02T00:01:00Z,100,c,0.5,prod\nr2,2025-06-02T11:00:00Z,400,a,0.5,prod\n"
+    )
+    assert (await client.post("/api/monitoring/upload", files={"file": ("l.csv", text, "text/csv")})).status_code == 200
+    path = "/api/monitoring/analytics/latency-distribution"
+    window = {"bins": 5, "time_start": "2025-06-02T00:00:00Z"}
+    fast = (await client.get(path, params=window)).json()
+    rows = (await client.get(path, params={**window, "metric_category": "SCORE"})).json()
+    assert fast["histogram"] == rows["histogram"] and fast["histogram"]["counts"] == [1, 0, 0, 0, 1]
+    assert fast["percentiles"]["p50"] == 250.0 == rows["percentiles"]["p50"]
+    cd = (
+        await client.get(
+            "/api/monitoring/analytics/class-distribution", params={"metric": "latency", "group_by": "environment"}
+        )
+    ).json()
+    prod = cd["data"][0]
+    assert sorted(prod["values"]) == [100.0, 400.0] and prod["stats"]["count"] == 2 and prod["stats"]["mean"] == 250.0

@@ -380,3 +380,23 @@ async def test_db_import_from_postgres(
     assert res.source == "database" and res.row_count == 2
     assert [c["m1__is_ok"] for c in res.rows] == [True, False]
     assert res.metric_schema is not None and res.metric_schema["metrics"]["m1"]["signal_types"] == {"is_ok": "boolean"}
+
+
+async def test_db_import_joins_integer_and_text_ids(
+    store: DuckDBStore, pg: Any, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Split queries whose dataset_id types differ (int vs text) are joined by text (was a 500)."""
+    pg.execute("CREATE TABLE ds (dataset_id int, conversation text)")
+    pg.execute("CREATE TABLE rs (dataset_id text, metric_name text, signals jsonb, source_name text)")
+    pg.execute("INSERT INTO ds VALUES (1, 'hello')")
+    pg.execute(
+        """INSERT INTO rs VALUES ('1', 'm1', '{"is_ok": true}', 's1'), ('abc', 'm1', '{"is_ok": false}', 's1')"""
+    )
+    (tmp_path / "custom" / "config" / "human_signals_db.yaml").write_text(
+        f"human_signals_db:\n  host: {pg.host}\n  port: {pg.port}\n  database: {pg.database}\n"
+        f"  username: {pg.user}\n  ssl_mode: disable\n"
+        f'  dataset_query: "SELECT * FROM {pg.schema}.ds"\n  results_query: "SELECT * FROM {pg.schema}.rs"\n'
+    )
+    res = await hs.import_human_signals_from_db(store, make_settings())
+    assert res.row_count == 2
+    assert sorted((str(c["Case_ID"]), c["m1__is_ok"]) for c in res.rows) == [("1", True), ("abc", False)]

@@ -53,6 +53,18 @@ async def _process(store: DuckDBStore, sql: str, custom: dict[str, str] | None =
     return await store.run_write(run)
 
 
+async def test_a_custom_map_to_an_id_alias_names_the_record_id(store: DuckDBStore) -> None:
+    """``columns: {conv: id}`` (or ``Record ID``) maps conv on to dataset_id, as the rename plan says (was a 400)."""
+    for target in ("id", "Record ID", "dataset_id"):
+        res, (desc, rows) = await _process(
+            store, "SELECT * FROM (VALUES ('a', 0.5), ('b', 0.7)) t(conv, relevance_score)", {"conv": target}
+        )
+        assert [d[0] for d in desc][:2] == ["dataset_id", "relevance_score"], target
+        assert [r[:2] for r in rows] == [("a", 0.5), ("b", 0.7)]
+    with pytest.raises(Invalid, match="Required column: dataset_id"):
+        await _process(store, "SELECT * FROM (VALUES ('a', 0.5)) t(conv, relevance_score)")
+
+
 async def test_process_wide_coerces_and_adds_utc_timestamp(store: DuckDBStore) -> None:
     res, (desc, rows) = await _process(
         store,
@@ -158,6 +170,37 @@ async def test_db_import_split_queries(
     assert rows[2]["latency"] == 50.0
     # `id` is not renamed to dataset_id because dataset_id already exists.
     assert "id" in info.column_names
+
+
+async def test_db_import_joins_integer_and_text_ids_and_reads_interval_latency(
+    store: DuckDBStore, pg: PgSchema, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """dataset_id int on the dataset side, text on the results side ('abc' cannot be an int): joined by
+    text (was a 500); a PostgreSQL interval latency lands in ms (was NULL)."""
+    pg.execute("CREATE TABLE ds (dataset_id int, query text)")
+    pg.execute("CREATE TABLE rs (dataset_id text, metric_name text, metric_score float8, latency interval)")
+    pg.execute("INSERT INTO ds VALUES (1, 'q1'), (2, 'q2')")
+    pg.execute(
+        "INSERT INTO rs VALUES ('1', 'm', 0.5, interval '1.5 seconds'), ('2', 'm', 0.7, interval '250 milliseconds'), "
+        "('abc', 'm', 0.1, NULL)"
+    )
+    _write_yaml(
+        tmp_path / "custom" / "config",
+        f"""monitoring_db:
+  host: {pg.host}
+  port: {pg.port}
+  database: {pg.database}
+  username: {pg.user}
+  ssl_mode: disable
+  dataset_query: "SELECT * FROM {pg.schema}.ds"
+  results_query: "SELECT * FROM {pg.schema}.rs ORDER BY dataset_id"
+""",
+    )
+    res = await ms.import_monitoring_from_db(store, make_settings())
+    assert res.row_count == 3
+    info = await store.get_dataset(res.dataset_id)
+    rows = await store.fetch(f"SELECT dataset_id, query, latency FROM {quote_ident(info.table_name)} ORDER BY 1")
+    assert rows.rows == [("1", "q1", 1500.0), ("2", "q2", 250.0), ("abc", None, None)]
 
 
 async def test_db_import_legacy_table_and_errors(

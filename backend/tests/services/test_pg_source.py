@@ -27,3 +27,10 @@ def test_aware_timestamps_become_naive_utc_and_odd_values_text() -> None:
     table = records_to_arrow(["t", "mixed"], [(moment, 1), (None, "x")])
     assert table.column("t").to_pylist() == [dt.datetime(2025, 1, 2, 1, 4, 5), None]
     assert table.column("mixed").to_pylist() == ["1", "x"]
+
+
+def test_intervals_become_durations() -> None:
+    """An interval column lands as a DuckDB INTERVAL (as the sync lands it), not as Python's text."""
+    table = records_to_arrow(["latency"], [(dt.timedelta(seconds=1.5),), (None,)])
+    assert table.schema.field("latency").type == pa.duration("us")
+    assert table.column("latency").to_pylist() == [dt.timedelta(seconds=1.5), None]
