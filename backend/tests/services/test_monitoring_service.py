@@ -56,7 +56,7 @@ async def _process(store: DuckDBStore, sql: str, custom: dict[str, str] | None =
 async def test_a_custom_map_to_an_id_alias_names_the_record_id(store: DuckDBStore) -> None:
     """``columns: {conv: id}`` (or ``Record ID``) maps conv on to dataset_id, as the rename plan says (was a 400)."""
     for target in ("id", "Record ID", "dataset_id"):
-        res, (desc, rows) = await _process(
+        _res, (desc, rows) = await _process(
             store, "SELECT * FROM (VALUES ('a', 0.5), ('b', 0.7)) t(conv, relevance_score)", {"conv": target}
         )
         assert [d[0] for d in desc][:2] == ["dataset_id", "relevance_score"], target
