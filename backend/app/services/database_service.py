@@ -109,21 +109,47 @@ def _configured_password(cfg: DBImportConfig) -> str | None:
     return None
 
 
+# TLS modes from weakest to strongest: a saved password never travels with less than its configured mode.
+SSL_STRENGTH = ("disable", "prefer", "require", "verify-ca", "verify-full")
+
+
+def saved_password_target(cfg: DBImportConfig, req: ConnectRequest) -> tuple[str, str]:
+    """(password, ssl_mode) for ``********``: the store's saved password, only for the server it is saved for.
+
+    Sending it wherever a request points would hand it to any server that asks (a client could name
+    its own host): host, port, database and user must be the configured ones (400 otherwise).
+    """
+    password = _configured_password(cfg)
+    if not password:
+        raise Invalid("No password is configured for this store; enter the password.")
+    target = cfg.connection_params() if cfg.is_configured else None
+    same = target is not None and (
+        (req.host.strip().lower(), req.port, req.database, req.username)
+        == (target.host.strip().lower(), target.port, target.database, target.username)
+    )
+    if not same or target is None:
+        raise Invalid(
+            "The saved password is only used for the configured server (its host, port, database and user); "
+            "enter the password to connect to another one."
+        )
+    ssl_mode = max(req.ssl_mode, target.ssl_mode, key=SSL_STRENGTH.index)
+    return password, ssl_mode
+
+
 async def connect(conns: ConnectionStore, settings: Settings, store_key: str, req: ConnectRequest) -> ConnectResponse:
     """``POST /connect``: test the credentials and return a handle."""
     cfg = store_config(settings, store_key)
     password: str | None = req.password.get_secret_value()
+    ssl_mode: str = req.ssl_mode
     if password == MASKED_PASSWORD:
-        password = _configured_password(cfg)
-        if not password:
-            raise Invalid("No password is configured for this store; enter the password.")
+        password, ssl_mode = saved_password_target(cfg, req)
     creds = Credentials(
         host=req.host,
         port=req.port,
         database=req.database,
         username=req.username,
         password=password or None,
-        ssl_mode=req.ssl_mode,
+        ssl_mode=ssl_mode,
     )
     handle, version = await conns.open_handle(creds, "data" if store_key == "eval" else store_key)
     return ConnectResponse(handle=handle.handle, message="Connection successful", version=version)

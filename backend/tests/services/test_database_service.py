@@ -153,13 +153,28 @@ async def test_masked_password_uses_configured_one(
         with pytest.raises(Invalid) as info:
             await ds.connect(conns, settings, "data", connect_request(pg, password=ds.MASKED_PASSWORD))
         assert "No password is configured" in info.value.message
-        yaml = "eval_db:\n  host: h\n  database: d\n  password: cfgpw\n"
+        target = f"  host: {pg.host}\n  port: {pg.port}\n  database: {pg.database}\n  username: {pg.user}\n"
+        yaml = "eval_db:\n" + target + "  password: cfgpw\n  ssl_mode: disable\n"
         write_yaml(tmp_path / "custom" / "config", "eval_db.yaml", yaml)
         settings2 = make_settings()
         resp = await ds.connect(conns, settings2, "data", connect_request(pg, password=ds.MASKED_PASSWORD))
         handle = await conns.lookup(resp.handle)
         assert handle.credentials.password == "cfgpw"
         assert resp.message == "Connection successful"
+        # the saved password goes to the configured server only: another host, port, database or
+        # user is refused before any connection is made (a client could name a server of its own)
+        for other in ({"host": "127.0.0.2"}, {"port": 1}, {"database": "postgres"}, {"username": "someone"}):
+            with pytest.raises(Invalid, match="only used for the configured server"):
+                await ds.connect(conns, settings2, "data", connect_request(pg, password=ds.MASKED_PASSWORD, **other))
+        # and never over weaker TLS than configured
+        write_yaml(
+            tmp_path / "custom" / "config",
+            "eval_db.yaml",
+            "eval_db:\n" + target + "  password: p\n  ssl_mode: verify-full\n",
+        )
+        cfg = make_settings().db_config("data")
+        req = connect_request(pg, password=ds.MASKED_PASSWORD, ssl_mode="disable")
+        assert ds.saved_password_target(cfg, req) == ("p", "verify-full")
     finally:
         await conns.close_all()
 
