@@ -553,6 +553,11 @@ def _relations(sig: list[Token]) -> list[RelationRef]:
         tok = sig[idx]
         frame = stack[-1]
         word = tok.word if tok.kind == "word" and not _is_label(sig, idx) else ""
+        if frame.in_with and frame.cte_state == "" and tok.text != "," and word not in ("search", "cycle"):
+            # After a CTE body only ``,`` (another CTE) or SEARCH/CYCLE continue the WITH list; anything
+            # else (SELECT, VALUES, TABLE or a parenthesised main query) is the main query, whose commas
+            # (select list, ORDER BY) must not name CTEs.
+            frame.in_with = False
         if word in ("select", "values"):
             frame.is_query = True
         if tok.text == "(" and tok.kind == "op":
@@ -618,8 +623,6 @@ def _relations(sig: list[Token]) -> list[RelationRef]:
                 frame.cte_state = "name"
                 idx += 1
                 continue
-            if word in ("select", "values", "table") and frame.cte_state == "":
-                frame.in_with = False
         # TABLE name (a query form)
         if word == "table" and idx + 1 < n and sig[idx + 1].kind in ("word", "qident"):
             parts, nxt = _read_qualified(sig, idx + 1)

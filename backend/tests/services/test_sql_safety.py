@@ -243,6 +243,13 @@ def test_cte_scoping() -> None:
     assert rels("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT * FROM r") == []
     # WITH ORDINALITY / WITH TIME ZONE are not CTE lists.
     assert rels("SELECT * FROM unnest(ARRAY[1]) WITH ORDINALITY AS o(v, i), real_t") == ["real_t"]
+    # A parenthesised main query ends the WITH list: a comma after it (ORDER BY) names no CTE.
+    bypass = (
+        "WITH RECURSIVE a AS (SELECT 1) (SELECT 1 AS secret) ORDER BY 1, secret, (SELECT max(pw) FROM secret)::int"
+    )
+    assert rels(bypass) == ["secret"]
+    assert rels("WITH a AS (SELECT 1) (SELECT * FROM a) UNION (SELECT 1 FROM b, c)") == ["b", "c"]
+    assert rels("WITH a AS (SELECT 1), b AS (SELECT * FROM a) (TABLE b)") == []
 
 
 def test_allow_list() -> None:
@@ -258,6 +265,7 @@ def test_allow_list() -> None:
         "WITH secret AS (SELECT * FROM secret) SELECT * FROM secret",
         "SELECT * FROM orders UNION TABLE secrets",
         "SELECT * FROM items",  # unqualified = public.items, only sales.items is allowed
+        "WITH RECURSIVE a AS (SELECT 1) (SELECT 1 AS secrets) ORDER BY 1, secrets, (SELECT 1 FROM secrets)",
     ):
         with pytest.raises(Unprocessable) as info:
             validate_select(sql, allowed)
