@@ -41,6 +41,7 @@ from app.services.database_session import (
     PgTable,
     Session,
     check_function_owners,
+    checked_query,
     decoding_errors,
     open_session,
     projection_sql,
@@ -52,7 +53,6 @@ from app.services.database_session import (
 from app.services.duckdb_store import DatasetInfo, DuckDBStore, quote_ident
 from app.services.json_rows import preview_and_rows_sync
 from app.services.pg_source import utc_naive
-from app.services.sql_safety import validate_select
 
 PREVIEW_ROWS = 10
 CANONICAL_COLUMNS = ("query", "dataset_id", "metric_name", "metric_score", "actual_output", "evaluation_name")
@@ -256,7 +256,7 @@ async def query_import(
         raise Invalid("Handle in the request body does not match the handle in the path")
     handle = await conns.lookup(handle_id)
     allowed = list(store_config(settings, handle.store).tables)
-    safe = validate_select(req.query, allowed or None)
+    safe = await checked_query(req.query, allowed)
 
     async def _source(s: Session) -> _Source:
         await check_function_owners(s, safe)

@@ -47,6 +47,7 @@ from app.services.connection_store import ConnectionStore, Credentials
 from app.services.database_session import (
     Session,
     check_function_owners,
+    checked_query,
     decoding_errors,
     open_session,
     pg_ident,
@@ -56,7 +57,7 @@ from app.services.database_session import (
     store_config,
     where_sql,
 )
-from app.services.sql_safety import table_allowed, validate_select
+from app.services.sql_safety import table_allowed
 
 MASKED_PASSWORD = "********"
 PREVIEW_ROWS = 10
@@ -307,7 +308,7 @@ async def run_query(conns: ConnectionStore, settings: Settings, handle_id: str, 
     """
     handle = await conns.lookup(handle_id)
     allowed = list(store_config(settings, handle.store).tables)
-    safe = validate_select(req.query, allowed or None)
+    safe = await checked_query(req.query, allowed)
     async with open_session(conns, settings, handle_id, settings.db_query_timeout_seconds) as s:
         await check_function_owners(s, safe)
         names, values = await _fetch_sized(s, safe.sql, [], req.limit, settings.db_query_max_result_mb)

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import asyncpg
 
 from app.config import Settings
@@ -26,7 +27,7 @@ from app.models.database import (
     TableRef,
 )
 from app.services.connection_store import ConnectionHandle, ConnectionStore, Credentials, scrub_error
-from app.services.sql_safety import SafeQuery, table_allowed
+from app.services.sql_safety import SafeQuery, table_allowed, validate_select
 
 ORDINAL = "__axis_ord"
 MAX_IDENTIFIER_BYTES = 63
@@ -249,3 +250,8 @@ def where_sql(table: PgTable, filters: list[ColumnFilter] | None, first_param: i
         params.append(str(f.value).lower() if isinstance(f.value, bool) else str(f.value))
         clauses.append(f"{pg_ident(f.column)}::text = ${first_param + len(params) - 1}")
     return " WHERE " + " AND ".join(clauses), params
+
+
+async def checked_query(sql: str, allowed_tables: list[str]) -> SafeQuery:
+    """``validate_select`` in a worker thread (a long query takes milliseconds to check; 422 on refusal)."""
+    return await anyio.to_thread.run_sync(validate_select, sql, allowed_tables or None)

@@ -295,9 +295,17 @@ class _Frame:
 
 
 def validate_select(sql: str, allowed_tables: list[str] | None = None) -> SafeQuery:
-    """Validate one read-only SELECT/WITH statement; raise ``Unprocessable`` (422) otherwise."""
+    """Validate one read-only SELECT/WITH statement; raise ``Unprocessable`` (422) otherwise.
+
+    Linear in the query's length (callers still run it in a worker thread); at most
+    MAX_QUERY_CHARS characters and MAX_NESTING nested brackets.
+    """
     if sql is None or not sql.strip():
         raise Unprocessable("Query cannot be empty")
+    if len(sql) > MAX_QUERY_CHARS:
+        raise Unprocessable(f"The query is longer than {MAX_QUERY_CHARS:,} characters; shorten it")
+    if "\x00" in sql:
+        raise Unprocessable("The query contains a NUL character (\\u0000), which PostgreSQL does not accept")
     tokens = tokenize(sql)
     # Drop trailing whitespace, comments and semicolons.
     end = len(tokens)
@@ -328,16 +336,22 @@ def validate_select(sql: str, allowed_tables: list[str] | None = None) -> SafeQu
 
 
 _CLOSERS = {")": "(", "]": "["}
+MAX_QUERY_CHARS = 100_000
+MAX_NESTING = 200
 
 
 def _check_brackets(sig: list[Token]) -> None:
-    """Every ``)``/``]`` closes the innermost open ``(``/``[``, and nothing stays open."""
+    """Every ``)``/``]`` closes the innermost open ``(``/``[``, nothing stays open, nesting ≤ MAX_NESTING."""
     stack: list[Token] = []
     for tok in sig:
         if tok.kind != "op":
             continue
         if tok.text in ("(", "["):
             stack.append(tok)
+            if len(stack) > MAX_NESTING:
+                raise Unprocessable(
+                    f"The query nests brackets more than {MAX_NESTING} deep (at character {tok.start + 1}); simplify it"
+                )
         elif tok.text in _CLOSERS:
             if not stack or stack[-1].text != _CLOSERS[tok.text]:
                 raise Unprocessable(
@@ -370,8 +384,9 @@ def _function_names(sig: list[Token]) -> set[str]:
 
 def _has_top_level_order_by(sig: list[Token]) -> bool:
     """True when the outermost query (inside any parentheses that wrap all of it) has ORDER BY."""
+    closes = _bracket_pairs(sig)
     lo, hi = 0, len(sig)
-    while hi - lo >= 2 and sig[lo].text == "(" and sig[hi - 1].text == ")" and _matching(sig, lo) == hi - 1:
+    while hi - lo >= 2 and sig[lo].text == "(" and sig[hi - 1].text == ")" and closes.get(lo) == hi - 1:
         lo, hi = lo + 1, hi - 1
     depth = 0
     for idx in range(lo, hi):
@@ -392,17 +407,16 @@ def _has_top_level_order_by(sig: list[Token]) -> bool:
     return False
 
 
-def _matching(sig: list[Token], open_idx: int) -> int:
-    """Index of the bracket that closes ``sig[open_idx]`` (brackets are known to balance)."""
-    depth = 0
-    for idx in range(open_idx, len(sig)):
-        if sig[idx].kind == "op" and sig[idx].text in ("(", "["):
-            depth += 1
-        elif sig[idx].kind == "op" and sig[idx].text in (")", "]"):
-            depth -= 1
-            if depth == 0:
-                return idx
-    return -1
+def _bracket_pairs(sig: list[Token]) -> dict[int, int]:
+    """Index of each opening bracket → index of the bracket that closes it (one pass; brackets balance)."""
+    pairs: dict[int, int] = {}
+    opened: list[int] = []
+    for idx, tok in enumerate(sig):
+        if tok.kind == "op" and tok.text in ("(", "["):
+            opened.append(idx)
+        elif tok.kind == "op" and tok.text in (")", "]") and opened:
+            pairs[opened.pop()] = idx
+    return pairs
 
 
 def _is_label(sig: list[Token], idx: int) -> bool:

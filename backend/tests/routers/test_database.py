@@ -192,7 +192,15 @@ async def test_query_endpoint(pg: PgSchema, make_settings: Callable[..., Setting
         assert r.json() == {"success": True, "data": [{"id": 1}, {"id": 2}, {"id": 3}], "row_count": 3}
         r = await client.post(url, json={"query": f'SELECT id FROM "{pg.schema}".t ORDER BY id'})
         assert r.json()["row_count"] == 10  # default limit
-        for bad in (f'DELETE FROM "{pg.schema}".t', f'SELECT 1; DROP TABLE "{pg.schema}".t', "", "SELECT 1 FOR UPDATE"):
+        refused = (
+            f'DELETE FROM "{pg.schema}".t',
+            f'SELECT 1; DROP TABLE "{pg.schema}".t',
+            "",
+            "SELECT 1 FOR UPDATE",
+            "SELECT 'a\x00'",  # was a 502 "lost the connection"
+            "(" * 8000 + "SELECT 1" + ")" * 8000,  # was 9.6 s of a blocked event loop
+        )
+        for bad in refused:
             r = await client.post(url, json={"query": bad})
             assert r.status_code == 422, (bad, r.text)
             assert r.json()["detail"][0]["msg"]  # FastAPI's 422 list form
