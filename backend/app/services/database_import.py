@@ -56,10 +56,15 @@ from app.services.pg_source import utc_naive
 
 PREVIEW_ROWS = 10
 CANONICAL_COLUMNS = ("query", "dataset_id", "metric_name", "metric_score", "actual_output", "evaluation_name")
-# PostgreSQL types without a default btree ordering: never part of an import's stable ORDER BY.
+# PostgreSQL types without a btree ordering (none of their own, none through a binary-compatible
+# type; from pg_opclass of PostgreSQL 15): never part of an import's stable ORDER BY.
 UNORDERABLE_TYPES = frozenset(
-    {"json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle", "xid", "cid", "void", "aclitem"}
-)
+    {
+        "json", "jsonpath", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle", "xid", "cid",
+        "void", "aclitem", "gtsvector", "txid_snapshot", "pg_snapshot", "pg_node_tree", "pg_ndistinct",
+        "pg_dependencies", "pg_mcv_list", "pg_brin_bloom_summary", "pg_brin_minmax_multi_summary",
+    }
+)  # fmt: skip
 HUMAN_SIGNALS_REQUIRED = ("metric_name", "dataset_id", "signals")
 MONITORING_TIME_KEYS = ("timestamp", "time", "created_at", "dataset_created_at")
 MONITORING_LATENCY_KEYS = ("latency", "latency_ms", "response_time")

@@ -19,6 +19,7 @@ Python. Values PostgreSQL can hold but Python cannot decode (dates and timestamp
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -187,10 +188,12 @@ def _sized_sql(inner: str, first_param: int) -> str:
     the budget the query returns one row whose values are NULL, so nothing big crosses the wire.
     """
     limit, budget = f"${first_param}", f"${first_param + 1}"
+    # The bare alias stands for the whole row unless a result column has its name: a per-call name.
+    row = f"_axis_l_{uuid.uuid4().hex[:12]}"
     return (
         "WITH _axis_r AS MATERIALIZED (\n"
-        "  SELECT _axis_l AS _axis_row, row_number() OVER () AS _axis_n\n"
-        f"  FROM (SELECT * FROM (\n{inner}\n) AS _axis_q LIMIT {limit}) AS _axis_l\n"
+        f"  SELECT {row} AS _axis_row, row_number() OVER () AS _axis_n\n"
+        f"  FROM (SELECT * FROM (\n{inner}\n) AS _axis_q LIMIT {limit}) AS {row}\n"
         "), _axis_size AS (\n"
         "  SELECT count(*) AS _axis_rows, coalesce(sum(octet_length(_axis_row::text)), 0) AS _axis_bytes FROM _axis_r\n"
         ")\n"
@@ -277,14 +280,13 @@ async def table_schema(
 async def distinct_values(
     conns: ConnectionStore, settings: Settings, handle_id: str, req: DistinctValuesRequest
 ) -> DistinctValuesResponse:
-    """``POST /{handle}/distinct-values``: distinct non-null values as text, sorted, bounded."""
+    """``POST /{handle}/distinct-values``: distinct non-null values as text, sorted, bounded by ``limit``
+    and by ``DB_QUERY_MAX_RESULT_MB`` (413)."""
     async with open_session(conns, settings, handle_id, settings.db_statement_timeout_seconds) as s:
         t = await resolve_table(s, req.table)
         col = pg_ident(require_column(t, req.column).name)
-        rows = await s.conn.fetch(
-            f"SELECT DISTINCT {col}::text AS v FROM {t.sql} WHERE {col} IS NOT NULL ORDER BY 1 LIMIT $1",
-            req.limit,
-        )
+        inner = f"SELECT DISTINCT {col}::text AS v FROM {t.sql} WHERE {col} IS NOT NULL ORDER BY 1"
+        _names, rows = await _fetch_sized(s, inner, [], req.limit, settings.db_query_max_result_mb)
     return DistinctValuesResponse(values=[r[0] for r in rows])
 
 

@@ -68,9 +68,13 @@ FORBIDDEN_FUNCTIONS = frozenset(
         "pg_file_unlink", "pg_file_sync", "set_config", "pg_notify", "pg_logical_emit_message",
         "pg_import_system_collations", "pg_drop_replication_slot", "ts_stat", "ts_rewrite",
         "connectby", "nextval", "setval", "pg_sequence_last_value",
+        # index and statistics maintenance that writes despite READ ONLY (table owners only)
+        "gin_clean_pending_list", "brin_summarize_new_values", "brin_summarize_range", "brin_desummarize_range",
+        "pg_stat_statements_reset",
     }
 )  # fmt: skip
 FORBIDDEN_FUNCTION_PREFIXES = (
+    "pg_logical_slot_",  # consumes a replication slot's changes
     "dblink",
     "lo_",
     "pg_advisory",

@@ -749,6 +749,17 @@ async def test_import_limit_and_warning(env: Env, people: PgSchema, store: DuckD
     assert table.rows == [("classified",)]
 
 
+async def test_query_import_of_types_without_an_ordering(env: Env, store: DuckDBStore) -> None:
+    """jsonpath, txid_snapshot and friends have no btree ordering: they stay out of the stable ORDER BY
+    (the import was a 400 "could not identify an ordering operator")."""
+    conns, settings, handle = env
+    sql = "SELECT g AS id, '$.a'::jsonpath AS p, txid_current_snapshot() AS s FROM generate_series(1, 3) g"
+    res = await di.query_import(conns, store, settings, handle, QueryImportRequest(handle=handle, query=sql), None)
+    info = await store.get_dataset(res.dataset_id or "")
+    rows = await store.fetch(f"SELECT id, p FROM {quote_ident(info.table_name)} ORDER BY id")
+    assert rows.rows == [(1, '$."a"'), (2, '$."a"'), (3, '$."a"')]
+
+
 async def test_query_import_numeric_is_exact(env: Env, people: PgSchema, store: DuckDBStore) -> None:
     conns, settings, handle = env
     sql = (

@@ -151,6 +151,9 @@ def test_comments_are_removed_from_executed_sql() -> None:
         ("SELECT pg_advisory_lock(1)", "pg_advisory_lock"),
         ("SELECT set_config('default_transaction_read_only', 'off', false)", "set_config"),
         ("SELECT pg_read_file('/etc/passwd')", "pg_read_file"),
+        ("SELECT gin_clean_pending_list('t_gin'::regclass)", "gin_clean_pending_list"),
+        ("SELECT brin_summarize_range('t_brin'::regclass, 0)", "brin_summarize_range"),
+        ("SELECT * FROM pg_logical_slot_get_changes('s', NULL, NULL)", "pg_logical_slot_get_changes"),
         ("SELECT nextval('s')", "nextval"),
         # Attribute notation calls a one-argument function without "(": arg.fn means fn(arg).
         ("SELECT ('/etc/passwd'::text).pg_read_file", "pg_read_file"),
