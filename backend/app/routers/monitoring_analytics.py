@@ -21,7 +21,7 @@ from app.models.monitoring import (
     TrendsResponse,
 )
 from app.services import monitoring_analytics as svc
-from app.services.monitoring_analytics import MonitoringFilters
+from app.services.monitoring_table import MonitoringFilters
 
 router = APIRouter(prefix="/api/monitoring/analytics", tags=["monitoring-analytics"])
 

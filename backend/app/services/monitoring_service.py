@@ -38,7 +38,8 @@ from app.services.duckdb_store import (
     utc_timestamp_sql,
 )
 from app.services.json_rows import preview_and_rows_sync
-from app.services.monitoring_analytics import MonitoringTable, records_table, refresh_summary_cache
+from app.services.monitoring_analytics import records_table, refresh_summary_cache
+from app.services.monitoring_table import MonitoringTable
 from app.services.pg_source import fetch_split_queries, fetch_table, joined_split_sql, split_keys_as_text
 from app.services.table_metadata import compute_table_metadata_sync, latency_number_sql
 

@@ -24,7 +24,7 @@ from app.models.store import (
     SyncStartedResponse,
 )
 from app.services.duckdb_store import DuckDBStore, quote_ident, utc_iso
-from app.services.monitoring_analytics import parse_time_bound
+from app.services.monitoring_table import parse_time_bound
 from app.services.store_paging import (
     HIDDEN,
     PageCursor,

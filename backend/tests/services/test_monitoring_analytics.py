@@ -19,7 +19,8 @@ from app.config.db_configs import MonitoringDBConfig
 from app.errors import Invalid, NotFound, Unavailable
 from app.services import monitoring_analytics as ma
 from app.services.duckdb_store import DatasetInfo, DuckDBStore, quote_ident
-from app.services.monitoring_analytics import MonitoringFilters
+from app.services.monitoring_table import MonitoringFilters
+from app.services.sync_status import STATUS_PREFIX
 
 RNG = np.random.default_rng(7)
 N = 60
@@ -122,7 +123,7 @@ def score_rows(df: pd.DataFrame) -> pd.DataFrame:
 async def test_no_dataset_is_404_or_503_while_syncing(store: DuckDBStore, config: MonitoringDBConfig) -> None:
     with pytest.raises(NotFound):
         await ma.summary(store, config, MonitoringFilters())
-    await store.kv_set(ma.SYNC_STATUS_PREFIX + "monitoring_data", {"state": "syncing"})
+    await store.kv_set(STATUS_PREFIX + "monitoring_data", {"state": "syncing"})
     with pytest.raises(Unavailable, match="syncing"):
         await ma.trends(store, config, MonitoringFilters())
 

@@ -471,8 +471,9 @@ async def test_interval_latency_is_read_in_milliseconds(make_settings: Callable[
         stats = (await e.store.get_metadata("monitoring_data"))["summary_stats"]
         assert stats["p50_latency"] == pytest.approx(1500.0)  # median of 250, 1500, 2000 ms
         from app.services import monitoring_analytics as ma
+        from app.services.monitoring_table import MonitoringFilters
 
-        kpis = (await ma.summary(e.store, settings.monitoring_db, ma.MonitoringFilters(time_end="2100-01-01"))).kpis
+        kpis = (await ma.summary(e.store, settings.monitoring_db, MonitoringFilters(time_end="2100-01-01"))).kpis
         assert kpis.p50_latency == pytest.approx(1500.0) and kpis.p99_latency == pytest.approx(1990.0)
 
 
