@@ -11,7 +11,7 @@
 
 4. Human signals: builds the cases table + metric schema for ``--hitl-cases`` cases (default
    100,000 = 1.3 M signal rows: the bundled hitl sample replicated with fresh case ids) with
-   ``human_signals_service.build_signals_tables_sync`` and prints the time.
+   ``human_signals_build.build_signals_tables_sync`` and prints the time.
 
 Targets: HTTP p50 ≤ 1.5 × raw DuckDB, and ≥ 10 × faster than PostgreSQL.
 
@@ -271,7 +271,8 @@ def load_postgres(csv_path: Path, schema: str) -> None:
 def bench_hitl(cases: int, workdir: Path) -> None:
     """Time the SQL case aggregation for ``cases`` cases (13 metric rows each)."""
     sys.path.insert(0, str(BACKEND))
-    from app.services.human_signals_service import build_signals_tables_sync, cases_page_sync
+    from app.services.human_signals_build import build_signals_tables_sync
+    from app.services.human_signals_service import cases_page_sync
 
     con = duckdb.connect(str(workdir / "hitl.duckdb"))
     sample = BACKEND / "sample_data" / "hitl_sample.csv"

@@ -14,6 +14,7 @@ from app.config import Settings
 from app.errors import Invalid, NotFound
 from app.services import human_signals_service as hs
 from app.services.duckdb_store import DuckDBStore, quote_ident
+from app.services.human_signals_build import build_signals_tables_sync
 
 CONV_A = json.dumps(
     {
@@ -125,7 +126,7 @@ async def build(store: DuckDBStore, df: pd.DataFrame, visible: list[str] | None 
         cur.register("src_df", df)
         cur.execute("CREATE OR REPLACE TABLE raw AS SELECT * FROM src_df")
         cur.unregister("src_df")
-        built = hs.build_signals_tables_sync(cur, "raw", "cases", visible or [])
+        built = build_signals_tables_sync(cur, "raw", "cases", visible or [])
         return built, list(hs.cases_page_sync(cur, "cases", 100)[1])
 
     return await store.run_write(run)
