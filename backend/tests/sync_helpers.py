@@ -84,7 +84,8 @@ async def terminate_sync_backend(pg: PgSchema, app_name: str = "axis_sync_monito
     while asyncio.get_running_loop().time() < deadline:
         with psycopg.connect(pg.dsn, autocommit=True) as conn:
             rows = conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND state = 'active' AND query ILIKE %s "
+                "SELECT pid FROM pg_stat_activity WHERE starts_with(application_name, %s) AND state = 'active' "
+                "AND query ILIKE %s "
                 "AND strpos(query, %s) > 0 "  # only this test's schema: parallel test runs share the server
                 "AND wait_event = 'PgSleep'",  # executing the read (asleep), not preparing it
                 [app_name, "%pg_sleep%", pg.schema],

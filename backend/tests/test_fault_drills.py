@@ -105,7 +105,8 @@ def leftover_tables(db_path: Path) -> list[str]:
 
 
 def terminate_backends(pg: PgSchema, application_name: str, timeout: float = 30.0) -> int:
-    """Wait until a backend of ``application_name`` reading this test's schema sleeps in ``pg_sleep``; terminate it.
+    """Wait until a backend whose name starts with ``application_name`` sleeps in ``pg_sleep`` reading this
+    test's schema; terminate it.
 
     The schema filter keeps parallel test runs on the shared server from killing each other's reads.
     """
@@ -113,7 +114,7 @@ def terminate_backends(pg: PgSchema, application_name: str, timeout: float = 30.
     while time.monotonic() < deadline:
         with psycopg.connect(pg.dsn, autocommit=True) as conn:
             rows = conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND state = 'active' "
+                "SELECT pid FROM pg_stat_activity WHERE starts_with(application_name, %s) AND state = 'active' "
                 "AND wait_event = 'PgSleep' AND strpos(query, %s) > 0",
                 [application_name, pg.schema],
             ).fetchall()

@@ -129,7 +129,7 @@ async def connect_source(
 
 
 async def cancel_source_queries(params: ConnectionParams, application_name: str) -> int:
-    """Ask the source to cancel the statements of its sessions named ``application_name``; how many.
+    """Ask the source to cancel the statements of this role's sessions named ``application_name``; how many.
 
     Used when a sync is cancelled (shutdown): the postgres extension notices DuckDB's interrupt only
     when PostgreSQL answers, so a long source query would hold the shutdown until it ends.
@@ -140,7 +140,7 @@ async def cancel_source_queries(params: ConnectionParams, application_name: str)
     try:
         rows = await conn.fetch(
             "SELECT pg_cancel_backend(pid) FROM pg_stat_activity "
-            "WHERE application_name = $1 AND pid <> pg_backend_pid()",
+            "WHERE application_name = $1 AND usename = current_user AND pid <> pg_backend_pid()",
             application_name,
         )
     finally:

@@ -61,7 +61,7 @@ CANONICAL_COLUMNS = ("query", "dataset_id", "metric_name", "metric_score", "actu
 UNORDERABLE_TYPES = frozenset(
     {
         "json", "jsonpath", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle", "xid", "cid",
-        "void", "aclitem", "gtsvector", "txid_snapshot", "pg_snapshot", "pg_node_tree", "pg_ndistinct",
+        "void", "aclitem", "refcursor", "gtsvector", "txid_snapshot", "pg_snapshot", "pg_node_tree", "pg_ndistinct",
         "pg_dependencies", "pg_mcv_list", "pg_brin_bloom_summary", "pg_brin_minmax_multi_summary",
     }
 )  # fmt: skip
@@ -355,8 +355,11 @@ async def _import(
 
 
 def _stable_order(mapped: list[str], cols: list[_ArrowColumn], key: list[str]) -> str:
-    """``ORDER BY`` the id key, then every other orderable column (by position); "" when none."""
-    key_positions = [mapped.index(k) + 1 for k in key]
+    """``ORDER BY`` the id key, then every other orderable column (by position); "" when none.
+
+    A key column of a type without an ordering (a json id) is left out like any other such column.
+    """
+    key_positions = [mapped.index(k) + 1 for k in key if cols[mapped.index(k)].orderable]
     order = key_positions + [i + 1 for i, c in enumerate(cols) if c.orderable and i + 1 not in key_positions]
     return f" ORDER BY {', '.join(map(str, order))}" if order else ""
 

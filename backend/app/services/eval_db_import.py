@@ -23,7 +23,7 @@ from app.services.data_processor import (
     process_eval_table,
 )
 from app.services.duckdb_store import DatasetInfo, DuckDBStore, quote_ident
-from app.services.pg_source import fetch_split_queries, joined_split_sql, source_secrets, split_keys_as_text
+from app.services.pg_source import fetch_split_queries, joined_split_sql, source_secrets, split_key_condition
 
 
 @dataclass
@@ -69,9 +69,7 @@ async def import_eval_db(store: DuckDBStore, cfg: EvalDBConfig, *, row_cap: int)
         try:
             cur.execute(
                 f"CREATE TABLE {quote_ident(joined)} AS "
-                + joined_split_sql(
-                    dataset.column_names, results.column_names, key_as_text=split_keys_as_text(dataset, results)
-                )
+                + joined_split_sql(dataset.column_names, results.column_names, on=split_key_condition(dataset, results))
             )
         finally:
             cur.unregister("_rs")

@@ -45,7 +45,7 @@ from app.services.human_signals_build import (
 )
 from app.services.json_rows import render_rows_sync
 from app.services.monitoring_service import source_db_status
-from app.services.pg_source import fetch_split_queries, fetch_table, joined_split_sql, split_keys_as_text
+from app.services.pg_source import fetch_split_queries, fetch_table, joined_split_sql, split_key_condition
 from app.services.signals_display_config import build_display_config, load_signals_metrics_yaml
 from app.services.table_metadata import compute_table_metadata_sync
 
@@ -229,7 +229,7 @@ async def land_arrow_signals(
             sql = joined_split_sql(
                 dataset.column_names if dataset is not None else [],
                 results.column_names,
-                key_as_text=split_keys_as_text(dataset, results),
+                on=split_key_condition(dataset, results),
             )
             cur.execute(f"CREATE TABLE {quote_ident(staging)} AS {sql}")
         finally:

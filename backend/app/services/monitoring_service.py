@@ -40,7 +40,7 @@ from app.services.duckdb_store import (
 from app.services.json_rows import preview_and_rows_sync
 from app.services.monitoring_analytics import records_table, refresh_summary_cache
 from app.services.monitoring_table import MonitoringTable
-from app.services.pg_source import fetch_split_queries, fetch_table, joined_split_sql, split_keys_as_text
+from app.services.pg_source import fetch_split_queries, fetch_table, joined_split_sql, split_key_condition
 from app.services.table_metadata import compute_table_metadata_sync, latency_number_sql
 
 KIND = "monitoring"
@@ -345,7 +345,7 @@ async def land_arrow_monitoring(
             sql = joined_split_sql(
                 dataset.column_names if dataset is not None else [],
                 results.column_names,
-                key_as_text=split_keys_as_text(dataset, results),
+                on=split_key_condition(dataset, results),
             )
             cur.execute(f"CREATE OR REPLACE TEMP TABLE {quote_ident(raw)} AS {sql}")
             holder["p"] = process_monitoring_sync(cur, raw, staging, cfg.column_rename_map)

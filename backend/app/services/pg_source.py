@@ -195,23 +195,43 @@ async def fetch_table(cfg: DBImportConfig, schema: str, table: str, *, applicati
     return await _with_connection(cfg, application_name, lambda conn: _fetch_arrow(conn, sql, label, cfg.row_limit))
 
 
-def split_keys_as_text(dataset: pa.Table | None, results: pa.Table) -> bool:
-    """True when the two sides' ``dataset_id`` types cannot be compared as they are (say integer ids on
-    one side, text on the other): the join then compares their text forms, as the sync view does."""
+def split_key_condition(dataset: pa.Table | None, results: pa.Table) -> str:
+    """The ON condition that joins results ``r`` to dataset rows ``d`` by ``dataset_id``.
+
+    Equal types (or two numeric ones) compare as they are. Fractional numbers on one side and text
+    on the other (NUMERIC ids, which land as DOUBLE, against text ones) compare as numbers, the text
+    read with TRY_CAST (text that is no number matches nothing); any other pair, integers against
+    text included, compares the two text forms.
+    """
+    same = "r.dataset_id = d.dataset_id"
 
     def key_type(table: pa.Table) -> pa.DataType | None:
         return next((f.type for f in table.schema if f.name.lower() == "dataset_id"), None)
 
     if dataset is None:
-        return False
+        return same
     a, b = key_type(dataset), key_type(results)
     if a is None or b is None or a == b:
-        return False
-    numeric = pa.types.is_integer(a) or pa.types.is_floating(a), pa.types.is_integer(b) or pa.types.is_floating(b)
-    return not all(numeric)
+        return same
+
+    def fractional(t: pa.DataType) -> bool:
+        return bool(pa.types.is_floating(t) or pa.types.is_decimal(t))
+
+    def text(t: pa.DataType) -> bool:
+        return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
+
+    if (pa.types.is_integer(a) or fractional(a)) and (pa.types.is_integer(b) or fractional(b)):
+        return same
+    if fractional(a) and text(b):
+        return "TRY_CAST(r.dataset_id AS DOUBLE) = d.dataset_id"
+    if text(a) and fractional(b):
+        return "r.dataset_id = TRY_CAST(d.dataset_id AS DOUBLE)"
+    return "CAST(r.dataset_id AS VARCHAR) = CAST(d.dataset_id AS VARCHAR)"
 
 
-def joined_split_sql(dataset_cols: Sequence[str], results_cols: Sequence[str], *, key_as_text: bool = False) -> str:
+def joined_split_sql(
+    dataset_cols: Sequence[str], results_cols: Sequence[str], *, on: str = "r.dataset_id = d.dataset_id"
+) -> str:
     """SELECT over registered ``_ds``/``_rs``: results LEFT JOIN dataset on dataset_id, in results order.
 
     Results win on shared names; a dataset column whose name the results also have is kept as
@@ -219,8 +239,8 @@ def joined_split_sql(dataset_cols: Sequence[str], results_cols: Sequence[str], *
     legitimate ``*_dataset`` columns survive (DB-13). A ``dataset_<name>`` that is already taken (by
     a results column or a dataset column of that name) is left out. Names compare case-insensitively,
     as DuckDB binds them. Without dataset_id on both sides: results only. Each side's names must be
-    unique ignoring case (:func:`check_column_names`). ``key_as_text`` joins on the ids' text forms
-    (:func:`split_keys_as_text`).
+    unique ignoring case (:func:`check_column_names`). ``on``: the join condition
+    (:func:`split_key_condition`).
     """
     taken = {c.lower() for c in results_cols}
     parts = [f"r.{quote_ident(c)}" for c in results_cols]
@@ -240,9 +260,4 @@ def joined_split_sql(dataset_cols: Sequence[str], results_cols: Sequence[str], *
             continue
         taken.add(alias.lower())
         parts.append(f"d.{quote_ident(c)} AS {quote_ident(alias)}")
-    on = (
-        "CAST(r.dataset_id AS VARCHAR) = CAST(d.dataset_id AS VARCHAR)"
-        if key_as_text
-        else "r.dataset_id = d.dataset_id"
-    )
     return f"SELECT {', '.join(parts)} FROM {ordered} r LEFT JOIN _ds d ON {on} ORDER BY r.{ROW_ORDER}"

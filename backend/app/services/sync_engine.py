@@ -514,7 +514,8 @@ class SyncEngine:
         duck = self.settings.duckdb
         params = cfg.connection_params()
         timeout_ms = int(cfg.sync_timeout) * 1000
-        app_name = f"axis_sync_{target.name}"
+        # One name per read, so a cancellation reaches this read's sessions only (not another process's sync).
+        app_name = f"axis_sync_{target.name}_{uuid.uuid4().hex[:12]}"
         custom = dict(cfg.column_rename_map)
         extension = await self._extension_path() if duck.sync_reader != "asyncpg" else None
         if extension is None and duck.sync_reader == "postgres_extension":

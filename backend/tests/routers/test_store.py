@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import statistics
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import duckdb
 import httpx
 import numpy as np
+import psycopg
 import pytest
 
 from app.config import Settings
@@ -257,8 +259,8 @@ async def test_shutdown_during_a_sync_cancels_the_source_query(
     cleanly, and the next start serves the last complete data."""
     settings = configure(make_settings, source, columns=MAP, results_query=slow_results_query(source))
     sleeping = (
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'axis_sync_monitoring' "
-        "AND state = 'active' AND query LIKE '%pg_sleep%'"
+        "SELECT count(*) FROM pg_stat_activity WHERE starts_with(application_name, 'axis_sync_monitoring_') "
+        f"AND state = 'active' AND query LIKE '%pg_sleep%' AND strpos(query, '{source.schema}') > 0"
     )
     wrapper = make_client(settings)
     client = await wrapper.__aenter__()
@@ -271,8 +273,30 @@ async def test_shutdown_during_a_sync_cancels_the_source_query(
             break
         await asyncio.sleep(0.05)
     assert source.fetch(sleeping)[0][0] >= 1
+    # another session carrying a sync-like name (say another AXIS process's sync) is not ours to cancel
+    outcome: dict[str, str] = {}
+
+    def other_sync() -> None:
+        try:
+            with psycopg.connect(source.dsn, application_name="axis_sync_monitoring", autocommit=True) as conn:
+                conn.execute("SELECT pg_sleep(30)")
+            outcome["other"] = "finished"
+        except psycopg.Error as exc:
+            outcome["other"] = type(exc).__name__
+
+    other = threading.Thread(target=other_sync)
+    other.start()
+    others = "SELECT pid FROM pg_stat_activity WHERE application_name = 'axis_sync_monitoring' AND state = 'active'"
+    for _ in range(100):
+        if source.fetch(others):
+            break
+        await asyncio.sleep(0.05)
     await wrapper.__aexit__(None, None, None)  # no exception: the checkpoint at close succeeded
     assert source.fetch(sleeping)[0][0] == 0  # the 60 s source query was cancelled, not waited for
+    assert len(source.fetch(others)) == 1 and "other" not in outcome  # the other session still sleeps
+    source.execute(f"SELECT pg_terminate_backend({source.fetch(others)[0][0]})")
+    await asyncio.to_thread(other.join)
+    assert outcome["other"] in ("OperationalError", "AdminShutdown")  # ended by our terminate, not a cancel
     async with make_client(settings) as again:
         assert (await again.get("/api/store/data/monitoring")).json()["total"] == 60
         st = (await again.get("/api/store/status")).json()["datasets"]["monitoring_data"]

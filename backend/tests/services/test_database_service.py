@@ -758,6 +758,15 @@ async def test_query_import_of_types_without_an_ordering(env: Env, store: DuckDB
     info = await store.get_dataset(res.dataset_id or "")
     rows = await store.fetch(f"SELECT id, p FROM {quote_ident(info.table_name)} ORDER BY id")
     assert rows.rows == [(1, '$."a"'), (2, '$."a"'), (3, '$."a"')]
+    # a refcursor column, and a json id (the dedupe key) are left out of the ORDER BY too
+    sql = (
+        "SELECT to_json(g) AS dataset_id, 'q' || g AS query, 'acc' AS metric_name, 0.5 AS metric_score, "
+        "'c'::refcursor AS cur FROM generate_series(1, 3) g"
+    )
+    res = await di.query_import(conns, store, settings, handle, QueryImportRequest(handle=handle, query=sql), None)
+    info = await store.get_dataset(res.dataset_id or "")
+    rows = await store.fetch(f"SELECT query, cur FROM {quote_ident(info.table_name)} ORDER BY query")
+    assert rows.rows == [("q1", "c"), ("q2", "c"), ("q3", "c")]
 
 
 async def test_query_import_numeric_is_exact(env: Env, people: PgSchema, store: DuckDBStore) -> None:

@@ -203,6 +203,32 @@ async def test_db_import_joins_integer_and_text_ids_and_reads_interval_latency(
     assert rows.rows == [("1", "q1", 1500.0), ("2", "q2", 250.0), ("abc", None, None)]
 
 
+async def test_db_import_joins_numeric_ids_to_text_ids(
+    store: DuckDBStore, pg: PgSchema, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """NUMERIC ids (they land as DOUBLE) against text ids join by number, not by '1.0' = '1' text."""
+    pg.execute("CREATE TABLE ds (dataset_id numeric(10,0), query text)")
+    pg.execute("CREATE TABLE rs (dataset_id text, metric_name text, metric_score float8)")
+    pg.execute("INSERT INTO ds VALUES (1, 'q1'), (2, 'q2')")
+    pg.execute("INSERT INTO rs VALUES ('1', 'm', 0.5), ('2', 'm', 0.7), ('x', 'm', 0.1)")
+    _write_yaml(
+        tmp_path / "custom" / "config",
+        f"""monitoring_db:
+  host: {pg.host}
+  port: {pg.port}
+  database: {pg.database}
+  username: {pg.user}
+  ssl_mode: disable
+  dataset_query: "SELECT * FROM {pg.schema}.ds"
+  results_query: "SELECT * FROM {pg.schema}.rs"
+""",
+    )
+    res = await ms.import_monitoring_from_db(store, make_settings())
+    info = await store.get_dataset(res.dataset_id)
+    rows = await store.fetch(f"SELECT dataset_id, query FROM {quote_ident(info.table_name)} ORDER BY 1")
+    assert rows.rows == [("1", "q1"), ("2", "q2"), ("x", None)]
+
+
 async def test_db_import_legacy_table_and_errors(
     store: DuckDBStore, pg: PgSchema, make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
