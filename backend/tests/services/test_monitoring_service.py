@@ -128,6 +128,22 @@ def _write_yaml(settings_dir: Path, body: str) -> None:
     (settings_dir / "monitoring_db.yaml").write_text(body)
 
 
+def _write_split_queries(tmp_path: Path, pg: PgSchema, results_suffix: str = "") -> None:
+    """monitoring_db.yaml reading the test schema's ``ds`` and ``rs`` tables as split queries."""
+    _write_yaml(
+        tmp_path / "custom" / "config",
+        f"""monitoring_db:
+  host: {pg.host}
+  port: {pg.port}
+  database: {pg.database}
+  username: {pg.user}
+  ssl_mode: disable
+  dataset_query: "SELECT * FROM {pg.schema}.ds"
+  results_query: "SELECT * FROM {pg.schema}.rs{results_suffix}"
+""",
+    )
+
+
 async def test_db_import_split_queries(
     store: DuckDBStore, pg: PgSchema, make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
@@ -141,18 +157,7 @@ async def test_db_import_split_queries(
         "INSERT INTO rs VALUES ('a','m1',0.9,'r-env',100, gen_random_uuid()), ('a','m2',0.4,'r-env',100, "
         "gen_random_uuid()), ('b','m1',0.7,'r-env',50, gen_random_uuid()), ('c','m1',0.1,'x',10, NULL)"
     )
-    _write_yaml(
-        tmp_path / "custom" / "config",
-        f"""monitoring_db:
-  host: {pg.host}
-  port: {pg.port}
-  database: {pg.database}
-  username: {pg.user}
-  ssl_mode: disable
-  dataset_query: "SELECT * FROM {pg.schema}.ds"
-  results_query: "SELECT * FROM {pg.schema}.rs ORDER BY dataset_id, metric_name"
-""",
-    )
+    _write_split_queries(tmp_path, pg, " ORDER BY dataset_id, metric_name")
     settings = make_settings()
     res = await ms.import_monitoring_from_db(store, settings)
     assert res.source == "database" and res.row_count == 4
@@ -184,18 +189,7 @@ async def test_db_import_joins_integer_and_text_ids_and_reads_interval_latency(
         "INSERT INTO rs VALUES ('1', 'm', 0.5, interval '1.5 seconds'), ('2', 'm', 0.7, interval '250 milliseconds'), "
         "('abc', 'm', 0.1, NULL)"
     )
-    _write_yaml(
-        tmp_path / "custom" / "config",
-        f"""monitoring_db:
-  host: {pg.host}
-  port: {pg.port}
-  database: {pg.database}
-  username: {pg.user}
-  ssl_mode: disable
-  dataset_query: "SELECT * FROM {pg.schema}.ds"
-  results_query: "SELECT * FROM {pg.schema}.rs ORDER BY dataset_id"
-""",
-    )
+    _write_split_queries(tmp_path, pg, " ORDER BY dataset_id")
     res = await ms.import_monitoring_from_db(store, make_settings())
     assert res.row_count == 3
     info = await store.get_dataset(res.dataset_id)
@@ -211,18 +205,7 @@ async def test_db_import_joins_numeric_ids_to_text_ids(
     pg.execute("CREATE TABLE rs (dataset_id text, metric_name text, metric_score float8)")
     pg.execute("INSERT INTO ds VALUES (1, 'q1'), (2, 'q2')")
     pg.execute("INSERT INTO rs VALUES ('1', 'm', 0.5), ('2', 'm', 0.7), ('x', 'm', 0.1)")
-    _write_yaml(
-        tmp_path / "custom" / "config",
-        f"""monitoring_db:
-  host: {pg.host}
-  port: {pg.port}
-  database: {pg.database}
-  username: {pg.user}
-  ssl_mode: disable
-  dataset_query: "SELECT * FROM {pg.schema}.ds"
-  results_query: "SELECT * FROM {pg.schema}.rs"
-""",
-    )
+    _write_split_queries(tmp_path, pg)
     res = await ms.import_monitoring_from_db(store, make_settings())
     info = await store.get_dataset(res.dataset_id)
     rows = await store.fetch(f"SELECT dataset_id, query FROM {quote_ident(info.table_name)} ORDER BY 1")
