@@ -100,7 +100,8 @@ async def test_epoch_timestamps_are_read_and_unreadable_ones_reported(client: ht
 async def test_wide_rows_with_a_category_column_summarise_alike_cached_or_filtered(client: httpx.AsyncClient) -> None:
     """Wide rows carry metric_category: the cached /summary and a filtered one (same rows) agree."""
     text = "id,metric_category,relevance_score,environment\na,SCORE,0.9,prod\nb,CLASSIFICATION,0.1,prod\nc,,0.7,prod\n"
-    assert (await client.post("/api/monitoring/upload", files={"file": ("w.csv", text, "text/csv")})).status_code == 200
+    up = await client.post("/api/monitoring/upload", files={"file": ("w.csv", text, "text/csv")})
+    assert up.json()["row_count"] == 3 and up.json()["metric_columns"] == ["relevance_score"]
     summary = "/api/monitoring/analytics/summary"
     cached = (await client.get(summary)).json()
     filtered = (await client.get(summary, params={"environment": "prod"})).json()
@@ -118,7 +119,8 @@ async def test_latency_with_a_time_window_and_per_record_class_distribution(clie
         "r1,2025-06-01T23:59:00Z,100,a,0.1,prod\nr1,2025-06-02T00:01:00Z,100,b,0.9,prod\n"
         "r1,2025-06-02T00:01:00Z,100,c,0.5,prod\nr2,2025-06-02T11:00:00Z,400,a,0.5,prod\n"
     )
-    assert (await client.post("/api/monitoring/upload", files={"file": ("l.csv", text, "text/csv")})).status_code == 200
+    up = await client.post("/api/monitoring/upload", files={"file": ("l.csv", text, "text/csv")})
+    assert up.json()["row_count"] == 4 and up.json()["metric_columns"] == ["metric_score"]
     path = "/api/monitoring/analytics/latency-distribution"
     window = {"bins": 5, "time_start": "2025-06-02T00:00:00Z"}
     fast = (await client.get(path, params=window)).json()
