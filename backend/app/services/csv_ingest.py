@@ -58,13 +58,13 @@ logger = logging.getLogger(__name__)
 
 SPOOL_CHUNK_BYTES = 1 << 20
 _VALIDATE_CHUNK_BYTES = 4 << 20
-_HEADER_PROBE_BYTES = 1 << 20
 _UTF8_BOM = b"\xef\xbb\xbf"
 
 # RFC-4180 dialect; header forced on, no rows skipped, no padding of short rows. Lines up to
 # MAX_CSV_LINE_BYTES; each parser thread reads CSV_BUFFER_BYTES at a time (DuckDB's default 32 MB
 # buffer per thread was ~half of the upload's peak memory; 4 MB parses as fast, bench/README.md).
 MAX_CSV_LINE_BYTES = 2 * 1024 * 1024
+_HEADER_PROBE_BYTES = MAX_CSV_LINE_BYTES  # a header may be as long as any line
 CSV_BUFFER_BYTES = 2 * MAX_CSV_LINE_BYTES
 _CSV_DIALECT = (
     "header = true, skip = 0, delim = ',', quote = '\"', escape = '\"', "
@@ -328,7 +328,8 @@ def _csv_error_message(exc: duckdb.Error) -> str:
     cols_m = _COLUMNS_RE.search(text)
     if cols_m:
         problem = f"expected {cols_m.group(1)} columns, found {cols_m.group(2)}"
-    elif "Maximum line size" in text:
+    elif "Maximum line size" in text or "does not support a full read" in text:
+        # (DuckDB's parallel reader gives up with the second message on a line over 2 x its buffer)
         problem = f"a line is longer than the parser allows ({MAX_CSV_LINE_BYTES // (1024 * 1024)} MB)"
     elif "unterminated quote" in text:
         # DuckDB also says this when a quoted value outgrows its read buffer (a line of more than
@@ -464,6 +465,28 @@ _INEXACT_DOUBLE = (
 _NOT_INTEGER = "{v} IS NOT NULL AND " + _not_integer_literal("{v}")
 _DATE_WITH_TIME = "TRY_CAST({v} AS TIMESTAMP) IS DISTINCT FROM CAST(TRY_CAST({v} AS DATE) AS TIMESTAMP)"
 _WITH_UTC_OFFSET = "regexp_matches(trim({v}), " + UTC_OFFSET_SUFFIX_SQL.replace("{", "{{").replace("}", "}}") + ")"
+# The sniffer also reads day-first or month-first dates (which one depends on the other rows) and
+# ``inf`` as a date: only ISO-8601 text (YYYY-MM-DD first) keeps a sniffed date or timestamp type; other
+# text keeps its own form, as pandas does.
+_INFINITY_SPELLINGS = "('inf', '-inf', '+inf', 'infinity', '-infinity', '+infinity')"
+_NOT_ISO_START = "NOT regexp_matches(trim({v}), '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}')"
+_NOT_ISO_DATE = f"{{v}} IS NOT NULL AND ({_NOT_ISO_START} OR lower(trim({{v}})) IN {_INFINITY_SPELLINGS})"
+_NOT_ISO_TIMESTAMP = f"{{v}} IS NOT NULL AND {_NOT_ISO_START}"
+# A zone *name* (UTC, PST, Europe/Berlin) in a sniffed TIMESTAMPTZ column: DuckDB's reader carries it
+# over to the next rows without one; the typing path reads each row alone.
+_ZONE_NAME_OR_NOT_ISO = f"{{v}} IS NOT NULL AND ({_NOT_ISO_START} OR regexp_matches({{v}}, '[A-Za-z]{{{{2,}}}}'))"
+
+
+def _text_instant_utc_sql(col: str) -> str:
+    """Text timestamps as naive UTC: with an offset or a zone name through TIMESTAMPTZ, else as they are.
+
+    Values without a zone must not go through the TIMESTAMPTZ cast: after a zone *name* in the same
+    vector, DuckDB's ICU cast reads them in that zone.
+    """
+    offset = "'[0-9]:[0-9]{2}(:[0-9]{2}(\\.[0-9]+)?)? ?(Z|[+-][0-9]{2}(:?[0-9]{2})?)$'"
+    instant = f"timezone('UTC', CAST({col} AS TIMESTAMPTZ))"
+    zoned = f"regexp_matches(trim({col}), {offset}) OR regexp_matches({col}, '[A-Za-z]{{2,}}')"
+    return f"(CASE WHEN {zoned} THEN {instant} ELSE coalesce(TRY_CAST({col} AS TIMESTAMP), {instant}) END)"
 
 
 def _check_sniffed_types_lossless(
@@ -473,19 +496,23 @@ def _check_sniffed_types_lossless(
 
     DuckDB's CSV reader casts text the lenient way: '2.5' into a sniffed BIGINT column becomes 3,
     '2026-01-09 10:30' into a DATE column loses its time, '…T12:00:00+02:00' into a TIMESTAMP
-    column loses its offset (12:00 instead of 10:00 UTC), 'yes' becomes true and a 20-digit id in
-    a DOUBLE column is rounded. One streaming pass over the file as text checks those columns
-    (integer literals only; no time of day; no UTC offset; true/false only); DOUBLE columns are
-    checked for exactness on the first INFER_SAMPLE_ROWS rows.
+    column loses its offset (12:00 instead of 10:00 UTC), 'yes' becomes true, a 20-digit id in
+    a DOUBLE column is rounded, '01/02/2024' becomes a date whose day and month depend on the other
+    rows, and a zone name carries over to the next rows. One streaming pass over the file as text
+    checks those columns (integer literals only; ISO dates without a time of day; ISO timestamps
+    without an offset; no zone names; true/false only); DOUBLE columns are checked for exactness
+    on the first INFER_SAMPLE_ROWS rows.
     """
     checks = []
     for name, typ in types.items():
         if typ in INTEGER_TYPES:
             checks.append((name, _NOT_INTEGER))
         elif typ == "DATE":
-            checks.append((name, _DATE_WITH_TIME))
+            checks += [(name, _DATE_WITH_TIME), (name, _NOT_ISO_DATE)]
         elif typ.startswith("TIMESTAMP") and not _is_tz_timestamp(typ):
-            checks.append((name, _WITH_UTC_OFFSET))
+            checks += [(name, _WITH_UTC_OFFSET), (name, _NOT_ISO_TIMESTAMP)]
+        elif _is_tz_timestamp(typ):
+            checks.append((name, _ZONE_NAME_OR_NOT_ISO))
         elif typ == "BOOLEAN":
             checks.append((name, _NOT_BOOLEAN_LITERAL))
     sample_checks = [(name, _INEXACT_DOUBLE) for name, typ in types.items() if typ == "DOUBLE"]
@@ -511,6 +538,8 @@ def _misfit(typ: str) -> str:
         bad = f"({bad} OR contains({{v}}, '_') OR ({_INEXACT_DOUBLE}))"
     elif typ == "BOOLEAN":
         bad = f"({bad} OR lower(trim({{v}})) NOT IN ('true', 'false'))"
+    elif typ == "TIMESTAMPTZ":  # DuckDB's cast also reads '1/2/24' (as the year 1): ISO-8601 only
+        bad = f"({bad} OR {_NOT_ISO_START})"
     return f"{{v}} IS NOT NULL AND {bad}"
 
 
@@ -611,7 +640,7 @@ def _build_table_from_csv(
             raise Invalid(_csv_error_message(exc)) from None
         select = ", ".join(
             (
-                f"timezone('UTC', CAST({quote_ident(n)} AS TIMESTAMPTZ)) AS {quote_ident(n)}"
+                f"{_text_instant_utc_sql(quote_ident(n))} AS {quote_ident(n)}"
                 if t == "TIMESTAMPTZ"
                 else f"CAST({quote_ident(n)} AS {t}) AS {quote_ident(n)}"
             )

@@ -209,6 +209,9 @@ def _arrow_column(values: list[Any]) -> pa.Array:
         return pa.array(clean, type=pa.bool_())
     if kinds == {"int"} and all(v is None or -(2**63) <= v < 2**63 for v in clean):
         return pa.array(clean, type=pa.int64())
+    if kinds == {"int"} and all(v is None or abs(v) < 10**38 for v in clean):
+        # wider than int64 (a 20-digit id): exact, as the CSV reader's HUGEINT keeps it
+        return pa.array([None if v is None else decimal.Decimal(v) for v in clean], type=pa.decimal128(38, 0))
     if kinds <= {"int", "float"}:
         return pa.array([None if v is None else float(v) for v in clean], type=pa.float64())
     if kinds == {"ts"}:
@@ -290,7 +293,11 @@ def _ensure_varchar(cur: duckdb.DuckDBPyConnection, table: str, name: str, types
 
 
 # Spellings of a missing score in exports from spreadsheets, R and pandas; read as NULL like a blank.
-MISSING_SCORE_TOKENS = ("NA", "N/A", "n/a", "#N/A", "NULL", "null", "None", "NaN", "nan", "-nan", "<NA>")
+# pandas' default missing-value spellings (read_csv ``na_values``; a blank cell is NULL already).
+MISSING_SCORE_TOKENS = (
+    "NA", "N/A", "n/a", "#N/A", "#N/A N/A", "#NA", "NULL", "null", "None", "NaN", "nan", "-NaN", "-nan",
+    "<NA>", "1.#IND", "-1.#IND", "1.#QNAN", "-1.#QNAN",
+)  # fmt: skip
 
 
 def _require_numeric_scores(cur: duckdb.DuckDBPyConnection, table: str, types: dict[str, str]) -> None:
@@ -454,6 +461,7 @@ def process_eval_table(cur: duckdb.DuckDBPyConnection, table: str) -> CsvTransfo
             cur.execute(f"ALTER TABLE {quote_ident(table)} RENAME COLUMN {quote_ident(old)} TO {quote_ident(new)}")
             types[new] = types.pop(old)
     fmt = detect_data_format(types)
+    found = list(types)  # as the file spells them (the message below names these)
     types = _canonical_case(cur, table, types)
     q = quote_ident(table)
     if fmt == EVAL_RUNNER:
@@ -501,7 +509,8 @@ def process_eval_table(cur: duckdb.DuckDBPyConnection, table: str) -> CsvTransfo
         "metric_name and metric_score (one row per metric; add parent and metric_type for a metric tree), "
         "or run_id, dataset_id and passed (an eval-runner export), or a judgment column, or dataset_id, "
         "evaluation_name, query and actual_output (outputs to annotate). "
-        f"Columns found: {', '.join(list(types)[:30])}{_delimiter_hint(list(types))}"
+        f"Columns found: {', '.join(found[:30])}{_delimiter_hint(found)}"
+        + (". Column names are case-sensitive." if found != list(types) else "")
     )
 
 

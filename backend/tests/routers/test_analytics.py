@@ -272,6 +272,16 @@ async def test_the_rows_an_upload_returns_analyse_like_the_stored_dataset(client
     assert (await client.post("/api/analytics/summary", json=one)).json()["total_records"] == 1
 
 
+async def test_ids_beyond_int64_posted_back_stay_distinct(client: httpx.AsyncClient) -> None:
+    """20-digit ids are exact in the stored dataset (HUGEINT) and in posted rows (were doubles: merged)."""
+    csv = "dataset_id,metric_name,metric_score\n12345678901234567890,acc,0.5\n12345678901234567891,acc,0.7\n"
+    up = await client.post("/api/data/upload", files={"file": ("ids.csv", csv.encode(), "text/csv")})
+    returned = up.json()["data"]
+    assert [r["dataset_id"] for r in returned] == [12345678901234567890, 12345678901234567891]
+    for body in (None, returned):
+        assert (await client.post("/api/analytics/summary", json=body)).json()["total_records"] == 2
+
+
 async def test_an_empty_column_is_no_metric_inline_or_stored(client: httpx.AsyncClient) -> None:
     """An all-empty column (the sample's ``error``) is text in the stored dataset and in posted rows alike."""
     csv = MONITORING_SAMPLE.read_bytes()

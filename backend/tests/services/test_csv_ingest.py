@@ -417,6 +417,35 @@ def test_naive_value_after_offsets_is_utc_whatever_the_session_zone(tmp_path: Pa
     assert cur.execute("SELECT current_setting('TimeZone')").fetchone() == ("America/New_York",)
 
 
+def test_zone_names_do_not_carry_over_to_rows_without_one(tmp_path: Path) -> None:
+    """DuckDB's reader applies a row's zone name to the next rows without a zone: each row alone, UTC."""
+    data = b'x\n"2024-01-02 10:00:00 UTC"\n"2024-01-02 10:00:00 America/New_York"\n"2024-01-02 10:00:00"\n'
+    con, _ = _load(tmp_path, data)
+    got = [r[0] for r in con.execute("SELECT x FROM t ORDER BY rowid").fetchall()]
+    assert got == [dt.datetime(2024, 1, 2, 10), dt.datetime(2024, 1, 2, 15), dt.datetime(2024, 1, 2, 10)]
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        ["01/02/2024", "03/04/2024"],  # read day-first by the sniffer
+        ["01/02/2024", "01/13/2024"],  # the same first cell read month-first
+        ["1/2/24", "3/4/24"],
+    ],
+)
+def test_non_iso_dates_keep_their_text(tmp_path: Path, rows: list[str]) -> None:
+    """A cell's value does not depend on the other rows: non-ISO dates stay text (as pandas keeps them)."""
+    con, res = _load(tmp_path, ("d\n" + "\n".join(rows) + "\n").encode())
+    assert {c["name"]: c["type"] for c in res.columns} == {"d": "VARCHAR"}
+    assert [r[0] for r in con.execute("SELECT d FROM t ORDER BY rowid").fetchall()] == rows
+
+
+def test_infinity_only_column_is_a_number_not_a_date(tmp_path: Path) -> None:
+    con, res = _load(tmp_path, b"x\ninf\n-inf\n")
+    assert {c["name"]: c["type"] for c in res.columns} == {"x": "DOUBLE"}
+    assert [r[0] for r in con.execute("SELECT x FROM t ORDER BY rowid").fetchall()] == [float("inf"), float("-inf")]
+
+
 def test_sql_inference_reads_naive_timestamps_as_utc(tmp_path: Path) -> None:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'America/New_York'")

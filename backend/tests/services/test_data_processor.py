@@ -153,6 +153,18 @@ async def test_eval_runner_wide_export(store: DuckDBStore, tmp_path: Path) -> No
     assert (res.format, res.message) == ("eval_runner", "Eval runner export with 1 rows")
 
 
+async def test_pandas_missing_spellings_and_the_refusal_names_the_files_columns(
+    store: DuckDBStore, tmp_path: Path
+) -> None:
+    """pandas' other missing-value spellings read as missing scores; an undetectable file's message
+    names its columns as the file spells them (and says names are case-sensitive)."""
+    rows = [["acc", 0.5], ["acc", "#NA"], ["acc", "-1.#IND"], ["acc", "1.#QNAN"]]
+    res = await _upload(store, tmp_path, _csv(["metric_name", "metric_score"], rows))
+    assert [r["metric_score"] for r in res.data] == [0.5, None, None, None]
+    with pytest.raises(Invalid, match=r"Columns found: Metric_Name, metric_score\. Column names are case-sensitive"):
+        await _upload(store, tmp_path, _csv(["Metric_Name", "metric_score"], [["acc", 0.5]]))
+
+
 async def test_bad_files_keep_previous_dataset(store: DuckDBStore, tmp_path: Path) -> None:
     good = await _upload(store, tmp_path, _csv(["metric_name", "metric_score"], [["acc", 0.5]]))
     text_score = _csv(["metric_name", "metric_score"], [["acc", 0.5], ["acc", "0.7"], ["acc", "high"]])
