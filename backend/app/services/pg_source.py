@@ -21,6 +21,7 @@ from app.errors import Invalid, ServiceError, Timeout, Upstream
 from app.services.connection_store import connect_source, scrub_error
 from app.services.duckdb_store import quote_ident
 from app.services.sync_queries import wrap_query
+from app.services.sync_targets import KeyKind, key_join_sql
 
 T = TypeVar("T")
 
@@ -196,37 +197,24 @@ async def fetch_table(cfg: DBImportConfig, schema: str, table: str, *, applicati
 
 
 def split_key_condition(dataset: pa.Table | None, results: pa.Table) -> str:
-    """The ON condition that joins results ``r`` to dataset rows ``d`` by ``dataset_id``.
-
-    Equal types (or two numeric ones) compare as they are. Fractional numbers on one side and text
-    on the other (NUMERIC ids, which land as DOUBLE, against text ones) compare as numbers, the text
-    read with TRY_CAST (text that is no number matches nothing); any other pair, integers against
-    text included, compares the two text forms.
-    """
-    same = "r.dataset_id = d.dataset_id"
+    """The ON condition that joins results ``r`` to dataset rows ``d`` by ``dataset_id``
+    (the sync view's rule, :func:`~app.services.sync_targets.key_join_sql`; NUMERIC ids land as DOUBLE)."""
 
     def key_type(table: pa.Table) -> pa.DataType | None:
         return next((f.type for f in table.schema if f.name.lower() == "dataset_id"), None)
 
-    if dataset is None:
-        return same
-    a, b = key_type(dataset), key_type(results)
-    if a is None or b is None or a == b:
-        return same
+    def kind(t: pa.DataType) -> KeyKind:
+        if pa.types.is_integer(t):
+            return "int"
+        if pa.types.is_floating(t) or pa.types.is_decimal(t):
+            return "frac"
+        return "text" if pa.types.is_string(t) or pa.types.is_large_string(t) else "other"
 
-    def fractional(t: pa.DataType) -> bool:
-        return bool(pa.types.is_floating(t) or pa.types.is_decimal(t))
-
-    def text(t: pa.DataType) -> bool:
-        return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
-
-    if (pa.types.is_integer(a) or fractional(a)) and (pa.types.is_integer(b) or fractional(b)):
-        return same
-    if fractional(a) and text(b):
-        return "TRY_CAST(r.dataset_id AS DOUBLE) = d.dataset_id"
-    if text(a) and fractional(b):
-        return "r.dataset_id = TRY_CAST(d.dataset_id AS DOUBLE)"
-    return "CAST(r.dataset_id AS VARCHAR) = CAST(d.dataset_id AS VARCHAR)"
+    d_type = key_type(dataset) if dataset is not None else None
+    r_type = key_type(results)
+    if d_type is None or r_type is None or d_type == r_type:
+        return "r.dataset_id = d.dataset_id"
+    return key_join_sql(kind(r_type), kind(d_type))
 
 
 def joined_split_sql(

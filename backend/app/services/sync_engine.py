@@ -250,10 +250,13 @@ class SyncEngine:
 
     # ------------------------------------------------------------------ lifecycle
     async def startup(self) -> None:
-        """Restore persisted statuses and try to become the sync leader."""
-        await self.restore_statuses()
+        """Try to become the sync leader; the leader settles statuses a crash left at ``syncing``.
+
+        A non-leader must not: the leader may be syncing right now.
+        """
         if self.leader.try_acquire():
             logger.info("This process is the sync leader (%s)", self.leader.path)
+            await self.restore_statuses()
         else:
             logger.info("Another process holds %s; this process will not sync", self.leader.path)
 
@@ -406,6 +409,8 @@ class SyncEngine:
                 return None, str(wm["disabled"])
             if not isinstance(wm, dict) or wm.get("value") is None:
                 return None, f"no watermark stored for {table}"
+            if wm.get("column") != cfg.incremental_column:
+                return None, f"incremental_column changed ({wm.get('column')} -> {cfg.incremental_column})"
             wms[table] = wm
         return wms, "watermarks present"
 

@@ -36,7 +36,7 @@ _PG_CASTS = {
     "USMALLINT": "bigint",
     "UINTEGER": "bigint",
     "UBIGINT": "numeric",
-    "FLOAT": "float8",
+    "FLOAT": "float4",  # a real: its watermark compares as a real (1.4 is not 1.4::float8)
     "DOUBLE": "float8",
     "VARCHAR": "text",
     "UUID": "uuid",
@@ -56,7 +56,7 @@ def pg_literal(text: str) -> str:
 
 
 # Casts whose values can be ±infinity: the watermark is the largest finite value.
-INFINITE_CASTS = frozenset({"timestamptz", "timestamp", "date", "float8"})
+INFINITE_CASTS = frozenset({"timestamptz", "timestamp", "date", "float8", "float4"})
 
 
 def incremental_query(query: str, column: str, watermark: dict[str, Any]) -> str:

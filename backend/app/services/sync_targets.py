@@ -12,7 +12,7 @@ from app.services.column_aliases import (
     normalise_column_key,
     with_canonical_names,
 )
-from app.services.duckdb_store import DuckDBStore, quote_ident, reserved_column_renames
+from app.services.duckdb_store import INTEGER_TYPES, DuckDBStore, quote_ident, reserved_column_renames
 
 STAGING_SUFFIX = "__staging"
 
@@ -119,6 +119,35 @@ def view_target(view: str) -> SyncTarget | None:
     return next((t for t in TARGETS.values() if t.view == view), None)
 
 
+KeyKind = str  # "int", "frac" (floating or decimal), "text" or "other"
+
+
+def duck_key_kind(type_name: str) -> KeyKind:
+    """The kind of a DuckDB ``dataset_id`` type, for :func:`key_join_sql`."""
+    if type_name in INTEGER_TYPES:
+        return "int"
+    if type_name in ("DOUBLE", "FLOAT") or type_name.startswith("DECIMAL"):
+        return "frac"
+    return "text" if type_name == "VARCHAR" else "other"
+
+
+def key_join_sql(r_kind: KeyKind, d_kind: KeyKind) -> str:
+    """ON condition joining results ``r`` to dataset rows ``d`` whose ``dataset_id`` types differ.
+
+    Two numeric kinds compare as numbers. Fractional ids (PostgreSQL numeric and float8 land as
+    DOUBLE: 1 is 1.0) against text compare as numbers, the text read with TRY_CAST (text that is no
+    number matches nothing); any other pair, integers against text included, compares text forms.
+    """
+    numeric = {"int", "frac"}
+    if r_kind in numeric and d_kind in numeric:
+        return "r.dataset_id = d.dataset_id"
+    if r_kind == "text" and d_kind == "frac":
+        return "TRY_CAST(r.dataset_id AS DOUBLE) = d.dataset_id"
+    if r_kind == "frac" and d_kind == "text":
+        return "r.dataset_id = TRY_CAST(d.dataset_id AS DOUBLE)"
+    return "CAST(r.dataset_id AS VARCHAR) = CAST(d.dataset_id AS VARCHAR)"
+
+
 def joined_select_sql(
     cur: duckdb.DuckDBPyConnection,
     target: SyncTarget,
@@ -142,7 +171,7 @@ def joined_select_sql(
     on = (
         "r.dataset_id = d.dataset_id"
         if r_type == d_type
-        else "CAST(r.dataset_id AS VARCHAR) = CAST(d.dataset_id AS VARCHAR)"
+        else key_join_sql(duck_key_kind(r_type), duck_key_kind(d_type))
     )
     taken = {c.lower() for c in r_cols}  # DuckDB identifiers are case-insensitive
     select = [f"r.{quote_ident(c)}" for c in r_cols]

@@ -946,6 +946,75 @@ async def test_dataset_id_type_mismatch_still_joins(make_settings: Callable[...,
         assert await e.rows("SELECT label FROM monitoring_data ORDER BY label") == [("one",), ("two",)]
 
 
+@pytest.mark.parametrize("reader", READERS)
+@pytest.mark.parametrize(("d_type", "r_type"), [("numeric", "text"), ("float8", "int"), ("numeric(10,2)", "int")])
+async def test_numeric_ids_join_by_number(
+    make_settings: Callable[..., Settings], pg: PgSchema, reader: str, d_type: str, r_type: str
+) -> None:
+    """NUMERIC/float8 ids land as DOUBLE (or DECIMAL): their text ('1.0', '1.00') never met '1', so the
+    view joined nothing; they now compare as numbers (text read with TRY_CAST)."""
+    pg.execute(f"CREATE TABLE ds (dataset_id {d_type}, label text)")
+    pg.execute(f"CREATE TABLE rs (dataset_id {r_type}, metric_name text, metric_score float8)")
+    pg.execute("INSERT INTO ds VALUES (1, 'one'), (2, 'two')")
+    pg.execute("INSERT INTO rs VALUES ('1', 'm', 0.5), ('2', 'm', 0.7), ('3', 'm', 0.9)")
+    async with Env(configure(make_settings, pg, duckdb={"sync_reader": reader})) as e:
+        res = await e.engine.sync_dataset("monitoring")
+        joined = pg.fetch("SELECT count(*) FROM rs JOIN ds ON rs.dataset_id::numeric = ds.dataset_id::numeric")
+        assert res.status == "ready" and res.rows == joined[0][0] == 2  # as PostgreSQL joins them by value
+        assert await e.rows("SELECT label FROM monitoring_data ORDER BY label") == [("one",), ("two",)]
+
+
+@pytest.mark.parametrize("reader", READERS)
+async def test_a_real_incremental_column_rereads_rows_equal_to_the_watermark(
+    make_settings: Callable[..., Settings], pg: PgSchema, reader: str
+) -> None:
+    """A real (float4) watermark compares as a real: 1.4::float8 is above real 1.4, so a new row with
+    the same value was never read."""
+    pg.execute("CREATE TABLE ds (dataset_id text, k real)")
+    pg.execute("CREATE TABLE rs (dataset_id text, metric_name text, metric_score float8, k real)")
+    pg.execute("INSERT INTO ds VALUES ('a', 1.4)")
+    pg.execute("INSERT INTO rs VALUES ('a', 'm', 0.5, 1.4)")
+    settings = configure(make_settings, pg, incremental_column="k", duckdb={"sync_reader": reader})
+    async with Env(settings) as e:
+        assert (await e.engine.sync_dataset("monitoring")).rows == 1
+        pg.execute("INSERT INTO ds VALUES ('b', 1.4)")
+        pg.execute("INSERT INTO rs VALUES ('b', 'm', 0.7, 1.4)")
+        again = await e.engine.sync_dataset("monitoring")
+        assert again.sync_type == "incremental" and again.rows == 2
+
+
+async def test_a_changed_incremental_column_starts_with_a_full_sync(
+    make_settings: Callable[..., Settings], source: PgSchema
+) -> None:
+    """The stored watermark belongs to its column: another incremental_column means a full sync
+    (it filtered ``version >= 203``, the old column's largest value)."""
+    source.execute("ALTER TABLE rs ADD COLUMN version int")
+    source.execute("UPDATE rs SET version = 1")
+    source.execute("ALTER TABLE ds ADD COLUMN version int")
+    source.execute("UPDATE ds SET version = 1")
+    async with Env(configure(make_settings, source, columns=MAP, incremental_column="seq")) as e:
+        assert (await e.engine.sync_dataset("monitoring")).rows == 60
+    source.execute("INSERT INTO rs SELECT dataset_id, 'm9', 0.5, created_at, 1, environment, 2 FROM rs LIMIT 1")
+    async with Env(configure(make_settings, source, columns=MAP, incremental_column="version")) as e:
+        res = await e.engine.sync_dataset("monitoring")
+        assert res.sync_type == "full" and res.rows == 61
+        assert (await e.engine.sync_dataset("monitoring")).sync_type == "incremental"
+
+
+async def test_a_second_instance_does_not_settle_the_leaders_statuses(
+    make_settings: Callable[..., Settings], source: PgSchema
+) -> None:
+    """Only the leader settles a status left at ``syncing``: another instance on the same file would
+    mark the leader's running sync as interrupted."""
+    settings = configure(make_settings, source, columns=MAP)
+    async with Env(settings) as leader:
+        await leader.store.kv_set("sync_status:monitoring_data", {"state": "syncing", "rows": 0})
+        other = SyncEngine(settings, leader.store, BackgroundTasks())
+        await other.startup()
+        assert not other.leader.held
+        assert (await leader.engine.get_status("monitoring_data"))["state"] == "syncing"
+
+
 async def test_partitioned_read_keeps_null_partition_keys(
     make_settings: Callable[..., Settings], source: PgSchema
 ) -> None:
