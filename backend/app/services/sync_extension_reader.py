@@ -19,7 +19,14 @@ import duckdb
 from app.errors import Invalid
 from app.services.duckdb_store import DuckDBStore, bound_ingest_buffers, quote_ident, utc_instant_sql
 from app.services.sync_queries import limit_query, partition_queries, pg_literal
-from app.services.sync_targets import STAGING_SUFFIX, LoadResult, SyncTarget, column_renames, trim_staging_to_cap
+from app.services.sync_targets import (
+    DUPLICATE_COLUMNS,
+    STAGING_SUFFIX,
+    LoadResult,
+    SyncTarget,
+    column_renames,
+    trim_staging_to_cap,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -77,10 +84,7 @@ def plan_extension_load(
     except duckdb.BinderException as exc:
         if "duplicate column name" not in str(exc):
             raise
-        raise Invalid(
-            "The query returns two columns whose names differ only in case; DuckDB column names are "
-            f"case-insensitive, so give one of them another alias in the query ({str(exc).splitlines()[0]})"
-        ) from None
+        raise Invalid(f"{DUPLICATE_COLUMNS} ({str(exc).splitlines()[0]})") from None
     columns = [(str(r[0]), str(r[1])) for r in described]
     renames = column_renames([c for c, _ in columns], target, custom)
     queries = [limited]

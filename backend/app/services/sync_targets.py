@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from app.errors import Invalid
 from app.services.column_aliases import (
     EVAL_ALIASES,
     MONITORING_ALIASES,
@@ -15,6 +16,10 @@ from app.services.column_aliases import (
 from app.services.duckdb_store import INTEGER_TYPES, DuckDBStore, quote_ident, reserved_column_renames
 
 STAGING_SUFFIX = "__staging"
+DUPLICATE_COLUMNS = (
+    "The query returns two columns of the same name (DuckDB compares column names case-insensitively); "
+    "give one of them another alias in the query"
+)
 
 
 @dataclass(frozen=True)
@@ -70,25 +75,51 @@ class LoadResult:
 def column_renames(columns: list[str], target: SyncTarget, custom: dict[str, str]) -> dict[str, str]:
     """Source → stored column names: custom map (exact) first, then the alias table (DB-26).
 
-    A rename whose target already exists as a source column, or was already produced, is
-    skipped, so the stored table never has duplicate names (collision guard). Names compare
-    case-insensitively, as DuckDB's identifiers do; a ``rowid`` column becomes ``source_rowid``.
+    The custom map's targets are reserved before any alias applies, so ``{event_time: timestamp}``
+    wins over an aliased ``created_at`` whatever the column order; two sources mapped to one target,
+    or a target the query already returns (and keeps), are refused (Invalid). An alias whose target
+    already exists as a source column, or was already produced, is skipped, so the stored table
+    never has duplicate names (collision guard). Names compare case-insensitively, as DuckDB's
+    identifiers do; a ``rowid`` column becomes ``source_rowid``.
     """
-    existing = {c.lower() for c in columns}
+    seen: dict[str, str] = {}
+    for col in columns:
+        if col.lower() in seen:
+            raise Invalid(f"{DUPLICATE_COLUMNS}: '{seen[col.lower()]}' and '{col}'")
+        seen[col.lower()] = col
+    existing = set(seen)
+    reserved: dict[str, str] = {}  # custom target (lower) → its source column
+    for col in columns:
+        wanted = custom.get(col)
+        if not wanted:
+            continue
+        if wanted.lower() in reserved:
+            raise Invalid(f"The columns map sends both '{reserved[wanted.lower()]}' and '{col}' to '{wanted}'")
+        reserved[wanted.lower()] = col
+    moved = {c.lower() for c in columns if custom.get(c) and custom[c].lower() != c.lower()}
+    for low, src in reserved.items():
+        if low in existing and low not in moved and low != src.lower():
+            raise Invalid(
+                f"The columns map renames '{src}' to '{custom[src]}', a column the query already returns; "
+                "rename that column too, or leave it out of the query"
+            )
     used: set[str] = set()
     out: dict[str, str] = {}
     for col in columns:
         if custom.get(col):
             new = custom[col]
-        elif target.aliases is None:
-            new = normalise_column_key(col) or col
         else:
-            new = target.aliases.get(normalise_column_key(col), col)
-        if new.lower() != col.lower() and (new.lower() in existing or new.lower() in used):
+            if target.aliases is None:
+                new = normalise_column_key(col) or col
+            else:
+                new = target.aliases.get(normalise_column_key(col), col)
+            if new.lower() != col.lower() and (new.lower() in existing or new.lower() in reserved):
+                new = col
+        if new.lower() != col.lower() and new.lower() in used:
             new = col
         new = reserved_column_renames([new]).get(new, new)
         base, i = new, 2
-        while new.lower() in used:
+        while new.lower() in used or (new.lower() in reserved and reserved[new.lower()] != col):
             new, i = f"{base}_{i}", i + 1
         used.add(new.lower())
         out[col] = new

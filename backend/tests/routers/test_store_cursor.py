@@ -257,6 +257,15 @@ async def test_column_names_collide_case_insensitively(make_settings: Callable[.
         got = await e.rows("SELECT DISTINCT note FROM monitoring_data")
         assert got == [("results side",)]
     pg.execute('ALTER TABLE rs ADD COLUMN "NOTE" text')
-    async with Env(settings) as e:
-        res = await e.engine.sync_dataset("monitoring")
-        assert res.status == "error" and "differ only in case" in (res.error or "")
+    for reader in ("postgres_extension", "asyncpg"):  # one refusal from both readers (asyncpg renamed silently)
+        async with Env(configure(make_settings, pg, columns=MAP, duckdb={"sync_reader": reader})) as e:
+            res = await e.engine.sync_dataset("monitoring")
+            assert res.status == "error" and "two columns of the same name" in (res.error or ""), reader
+    # identical names (SELECT rs.*, ds.note-like) are refused alike
+    pg.execute('ALTER TABLE rs DROP COLUMN "NOTE"')
+    same = configure(make_settings, pg, columns=MAP, results_query=f'SELECT r.*, r.note FROM "{pg.schema}".rs r')
+    for reader in ("postgres_extension", "asyncpg"):
+        (same.config_dir / "duckdb.yaml").write_text(f"duckdb:\n  sync_reader: {reader}\n")
+        async with Env(make_settings()) as e:
+            res = await e.engine.sync_dataset("monitoring")
+            assert res.status == "error" and "two columns of the same name" in (res.error or ""), reader

@@ -16,6 +16,7 @@ import duckdb
 import pytest
 
 from app.config import Settings
+from app.errors import Invalid
 from app.services.background import BackgroundTasks
 from app.services.duckdb_store import DuckDBStore
 from app.services.leader_lock import LeaderLock
@@ -880,6 +881,20 @@ def test_column_renames_custom_map_aliases_and_collision_guard() -> None:
         "question": "query",
         "score": "metric_score",
         "Record ID": "dataset_id",
+    }
+    # the custom map's targets are reserved first: event_time -> timestamp wins over the alias
+    # created_at -> timestamp whatever the column order (created_at took it when it came first)
+    for cols in (["dataset_id", "created_at", "event_time"], ["dataset_id", "event_time", "created_at"]):
+        got = column_renames(cols, mon, {"event_time": "timestamp"})
+        assert got["event_time"] == "timestamp" and got["created_at"] == "created_at", cols
+    with pytest.raises(Invalid, match="sends both 'a' and 'b' to 'x'"):
+        column_renames(["dataset_id", "a", "b"], mon, {"a": "x", "b": "x"})
+    with pytest.raises(Invalid, match="a column the query already returns"):
+        column_renames(["dataset_id", "a", "x"], mon, {"a": "x"})
+    assert column_renames(["dataset_id", "a", "b"], mon, {"a": "b", "b": "a"}) == {
+        "dataset_id": "dataset_id",
+        "a": "b",
+        "b": "a",
     }
 
 
