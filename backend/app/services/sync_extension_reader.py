@@ -18,7 +18,7 @@ import duckdb
 
 from app.errors import Invalid
 from app.services.duckdb_store import DuckDBStore, bound_ingest_buffers, quote_ident, utc_instant_sql
-from app.services.sync_queries import limit_query, partition_queries, pg_literal
+from app.services.sync_queries import limit_query, partition_queries, pg_literal, wrap_query
 from app.services.sync_targets import (
     DUPLICATE_COLUMNS,
     STAGING_SUFFIX,
@@ -87,10 +87,36 @@ def plan_extension_load(
         raise Invalid(f"{DUPLICATE_COLUMNS} ({str(exc).splitlines()[0]})") from None
     columns = [(str(r[0]), str(r[1])) for r in described]
     renames = column_renames([c for c, _ in columns], target, custom)
-    queries = [limited]
+    source = numeric_safe_query(query, columns)
+    queries = [limit_query(source, max_rows + 1)]
     if partition_column and workers > 1 and partition_column in {c for c, _ in columns}:
-        queries = partition_queries(query, partition_column, workers, max_rows + 1)
+        queries = partition_queries(source, partition_column, workers, max_rows + 1)
     return ExtensionPlan(columns=columns, renames=renames, queries=queries)
+
+
+def numeric_safe_query(query: str, columns: list[tuple[str, str]]) -> str:
+    """The query with its numeric columns converted on the PostgreSQL side (as the asyncpg reader lands them).
+
+    The extension reads a numeric NaN or ±Infinity as 0: a DOUBLE column (unconstrained numeric,
+    float4, float8) is sent as ``float8`` (NaN and ±Infinity kept; numeric correctly rounded), a
+    DECIMAL one (numeric(p,s)) with NaN as NULL. Other columns pass as they are.
+    """
+    def decimal(typ: str) -> bool:
+        return typ.startswith("DECIMAL") and typ.endswith(")")  # not a DECIMAL[] list
+
+    if not any(t == "DOUBLE" or decimal(t) for _, t in columns):
+        return query
+    parts = []
+    for name, typ in columns:
+        col = f"_axis_n.{quote_ident(name)}"
+        if typ == "DOUBLE":
+            parts.append(f"{col}::float8 AS {quote_ident(name)}")
+        elif decimal(typ):  # by its text (money lands as DECIMAL too); typmod restored, so the type stays
+            numeric = "numeric" + typ.removeprefix("DECIMAL")
+            parts.append(f"(CASE WHEN {col}::text = 'NaN' THEN NULL ELSE {col} END)::{numeric} AS {quote_ident(name)}")
+        else:
+            parts.append(col)
+    return f"SELECT {', '.join(parts)} FROM (\n{wrap_query(query)}\n) AS _axis_n"
 
 
 def create_staging_from_plan(

@@ -289,9 +289,12 @@ async def test_asyncpg_reader_lands_the_extensions_types_and_values(
         assert got == [tuple(r) for r in src] and len(got) == 247
 
 
-async def test_asyncpg_reader_keeps_numeric_nan_and_infinity(
-    make_settings: Callable[..., Settings], pg: PgSchema
+@pytest.mark.parametrize("reader", READERS)
+async def test_both_readers_keep_numeric_nan_and_infinity(
+    make_settings: Callable[..., Settings], pg: PgSchema, reader: str
 ) -> None:
+    """The extension read numeric NaN/±Infinity as 0: numeric columns now travel as float8 (DOUBLE)
+    or with NaN as NULL (DECIMAL), the same values as the asyncpg reader lands."""
     pg.execute("CREATE TABLE ds (dataset_id text, n numeric, n_12_4 numeric(12,4), f float8)")
     pg.execute(
         "INSERT INTO ds VALUES ('a', 'NaN', 'NaN', 'NaN'), ('b', 'Infinity', 1.5, 'Infinity'), "
@@ -299,10 +302,10 @@ async def test_asyncpg_reader_keeps_numeric_nan_and_infinity(
     )
     pg.execute("CREATE TABLE rs (dataset_id text, metric_name text, metric_score float8)")
     pg.execute("INSERT INTO rs SELECT dataset_id, 'm1', 0.5 FROM ds")
-    settings = configure(make_settings, pg, duckdb={"sync_reader": "asyncpg"})
+    settings = configure(make_settings, pg, duckdb={"sync_reader": reader})
     async with Env(settings) as e:
         res = await e.engine.sync_dataset("monitoring")
-        assert res.status == "ready" and res.rows == 4, res.error
+        assert res.status == "ready" and res.rows == 4 and res.reader == reader, res.error
         types = {c["name"]: c["type"] for c in await e.store.describe("monitoring_dataset")}
         assert (types["n"], types["n_12_4"], types["f"]) == ("DOUBLE", "DECIMAL(12,4)", "DOUBLE")
         rows = await e.rows("SELECT n::VARCHAR, n_12_4, f::VARCHAR FROM monitoring_dataset ORDER BY dataset_id")
