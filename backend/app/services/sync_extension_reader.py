@@ -101,6 +101,7 @@ def numeric_safe_query(query: str, columns: list[tuple[str, str]]) -> str:
     float4, float8) is sent as ``float8`` (NaN and ±Infinity kept; numeric correctly rounded), a
     DECIMAL one (numeric(p,s)) with NaN as NULL. Other columns pass as they are.
     """
+
     def decimal(typ: str) -> bool:
         return typ.startswith("DECIMAL") and typ.endswith(")")  # not a DECIMAL[] list
 
