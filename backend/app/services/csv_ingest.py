@@ -44,7 +44,6 @@ import duckdb
 from app.errors import Invalid, PayloadTooLarge, Unavailable
 from app.services.duckdb_store import (
     INTEGER_TYPES,
-    UTC_OFFSET_SUFFIX_SQL,
     DatasetInfo,
     DuckDBStore,
     bound_ingest_buffers,
@@ -52,6 +51,7 @@ from app.services.duckdb_store import (
     is_storage_write_failure,
     quote_ident,
     utc_instant_sql,
+    zoned_text_sql,
 )
 
 logger = logging.getLogger(__name__)
@@ -464,7 +464,8 @@ _INEXACT_DOUBLE = (
 )
 _NOT_INTEGER = "{v} IS NOT NULL AND " + _not_integer_literal("{v}")
 _DATE_WITH_TIME = "TRY_CAST({v} AS TIMESTAMP) IS DISTINCT FROM CAST(TRY_CAST({v} AS DATE) AS TIMESTAMP)"
-_WITH_UTC_OFFSET = "regexp_matches(trim({v}), " + UTC_OFFSET_SUFFIX_SQL.replace("{", "{{").replace("}", "}}") + ")"
+# (a check predicate is a format string over ``{v}``: the regex's own braces are doubled)
+_WITH_UTC_OFFSET = zoned_text_sql("\0").replace("{", "{{").replace("}", "}}").replace("\0", "{v}")
 # The sniffer also reads day-first or month-first dates (which one depends on the other rows) and
 # ``inf`` as a date: only ISO-8601 text (YYYY-MM-DD first) keeps a sniffed date or timestamp type; other
 # text keeps its own form, as pandas does.
@@ -478,15 +479,11 @@ _ZONE_NAME_OR_NOT_ISO = f"{{v}} IS NOT NULL AND ({_NOT_ISO_START} OR regexp_matc
 
 
 def _text_instant_utc_sql(col: str) -> str:
-    """Text timestamps as naive UTC: with an offset or a zone name through TIMESTAMPTZ, else as they are.
-
-    Values without a zone must not go through the TIMESTAMPTZ cast: after a zone *name* in the same
-    vector, DuckDB's ICU cast reads them in that zone.
-    """
-    offset = "'[0-9]:[0-9]{2}(:[0-9]{2}(\\.[0-9]+)?)? ?(Z|[+-][0-9]{2}(:?[0-9]{2})?)$'"
+    """Text timestamps as naive UTC: zoned ones (:func:`zoned_text_sql`) through TIMESTAMPTZ, others as they are."""
     instant = f"timezone('UTC', CAST({col} AS TIMESTAMPTZ))"
-    zoned = f"regexp_matches(trim({col}), {offset}) OR regexp_matches({col}, '[A-Za-z]{{2,}}')"
-    return f"(CASE WHEN {zoned} THEN {instant} ELSE coalesce(TRY_CAST({col} AS TIMESTAMP), {instant}) END)"
+    return (
+        f"(CASE WHEN {zoned_text_sql(col)} THEN {instant} ELSE coalesce(TRY_CAST({col} AS TIMESTAMP), {instant}) END)"
+    )
 
 
 def _check_sniffed_types_lossless(

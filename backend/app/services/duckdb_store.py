@@ -116,8 +116,14 @@ def utc_instant_sql(expr: str) -> str:
     return f"(CASE WHEN isfinite({expr}) THEN make_timestamp(epoch_us({expr})) ELSE timezone('UTC', {expr}) END)"
 
 
-# A timestamp text that ends in a UTC offset or 'Z' (RE2, as a SQL string literal).
-UTC_OFFSET_SUFFIX_SQL = "'(Z|[+-][0-9]{2}:?[0-9]{2})$'"
+def zoned_text_sql(text: str) -> str:
+    """True for timestamp text that carries its zone: a UTC offset or ``Z`` after the time, or a zone name.
+
+    Only such text may go through DuckDB's TIMESTAMPTZ cast: after a zone *name* in the same vector,
+    the ICU cast reads zoneless values in that zone, so those are cast to TIMESTAMP (taken as UTC).
+    """
+    offset = "'[0-9]:[0-9]{2}(:[0-9]{2}(\\.[0-9]+)?)? ?(Z|[+-][0-9]{2}(:?[0-9]{2})?)$'"
+    return f"(regexp_matches(trim({text}), {offset}) OR regexp_matches({text}, '[A-Za-z]{{2,}}'))"
 
 
 def epoch_timestamp_sql(number: str) -> str:
@@ -132,9 +138,9 @@ def utc_timestamp_sql(column: str, type_name: str) -> str:
     """The quoted ``column`` of DuckDB type ``type_name`` as a naive UTC TIMESTAMP expression.
 
     TIMESTAMP as is, TIMESTAMPTZ converted to UTC, DATE / other TIMESTAMP precisions cast, numbers
-    read as Unix time (:func:`epoch_timestamp_sql`); text is parsed with TRY_CAST (an offset or
-    ``Z`` → converted to UTC, none → taken as UTC; 9–13 digits → Unix time), so an unparseable
-    value is NULL.
+    read as Unix time (:func:`epoch_timestamp_sql`); text is parsed with TRY_CAST (an offset, ``Z``
+    or a zone name → converted to UTC, none → taken as UTC, :func:`zoned_text_sql`; 9–13 digits →
+    Unix time), so an unparseable value is NULL.
     """
     t = type_name.upper()
     if t == "TIMESTAMP":
@@ -147,7 +153,7 @@ def utc_timestamp_sql(column: str, type_name: str) -> str:
         return epoch_timestamp_sql(f"CAST({column} AS DOUBLE)")
     text = f"CAST({column} AS VARCHAR)"
     return (
-        f"(CASE WHEN regexp_matches({text}, {UTC_OFFSET_SUFFIX_SQL}) "
+        f"(CASE WHEN {zoned_text_sql(text)} "
         f"THEN timezone('UTC', TRY_CAST({text} AS TIMESTAMPTZ)) "
         f"WHEN regexp_full_match(trim({text}), '[0-9]{{9,13}}(\\.[0-9]+)?') "
         f"THEN {epoch_timestamp_sql(f'CAST(trim({text}) AS DOUBLE)')} "

@@ -65,6 +65,20 @@ async def test_a_custom_map_to_an_id_alias_names_the_record_id(store: DuckDBStor
         await _process(store, "SELECT * FROM (VALUES ('a', 0.5)) t(conv, relevance_score)")
 
 
+async def test_timestamp_text_with_zone_names_is_read_per_row(store: DuckDBStore) -> None:
+    """Zone names convert their own row (they were unreadable); the next zoneless row stays UTC."""
+    _res, (_desc, rows) = await _process(
+        store,
+        "SELECT * FROM (VALUES ('a', '2024-01-02 10:00:00 America/New_York', 0.5), "
+        "('b', '2024-01-02 10:00:00', 0.6), ('c', '2024-01-02T10:00:00+02:00', 0.7)) t(dataset_id, timestamp, a_score)",
+    )
+    assert [r[1] for r in rows] == [
+        dt.datetime(2024, 1, 2, 15, 0),
+        dt.datetime(2024, 1, 2, 10, 0),
+        dt.datetime(2024, 1, 2, 8, 0),
+    ]
+
+
 async def test_process_wide_coerces_and_adds_utc_timestamp(store: DuckDBStore) -> None:
     res, (desc, rows) = await _process(
         store,
