@@ -23,9 +23,11 @@ import concurrent.futures
 import csv
 import io
 import logging
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -55,6 +57,8 @@ from tests.robustness import (
 )
 
 pytestmark = pytest.mark.slow
+
+BACKEND = Path(__file__).resolve().parents[1]
 
 N_CASES = 40
 
@@ -446,3 +450,64 @@ async def test_uploads_whose_asgi_body_stream_ends_early_are_refused(
     assert summary["total_records"] == old["total_records"]
     assert summary["avg_score"] == pytest.approx(old["avg_score"], rel=1e-9)
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+# ------------------------------------------------------------------------------------ kill -9
+@contextmanager
+def server_process(settings: Settings) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client]]:
+    """The app in its own uvicorn process (killable), on the settings' home and custom directories."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "AXIS_HOME": str(settings.axis_home),
+        "AXIS_CUSTOM_DIR": str(settings.axis_custom_dir),
+    }
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=BACKEND, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+    try:
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                raise AssertionError(f"the server exited at start (code {proc.returncode}):\n{err[-3000:]}")
+            try:
+                return client.get("/health").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(up, timeout=90)
+        yield proc, client
+    finally:
+        client.close()
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(30)
+
+
+def test_a_killed_server_restarts_with_every_landed_upload(make_settings: Callable[..., Settings]) -> None:
+    """kill -9 right after uploads (zoned timestamps included): the next start opens the store and serves them."""
+    settings = make_settings()
+    monitoring, expected = monitoring_csv(200, 0.05)
+    rows = monitoring.split(b"\r\n")
+    zoned = b"\r\n".join(r.replace(b":00:00,", b":00:00Z," if i % 2 else b":00:00+02:00,") for i, r in enumerate(rows))
+    assert zoned.count(b"Z,") == 100
+    eval_csv = b"dataset_id,metric_name,metric_score,timestamp\nd1,acc,0.25,2025-01-01T10:00:00Z\nd2,acc,0.75,\n"
+    with server_process(settings) as (proc, client):
+        mon = client.post("/api/monitoring/upload", files={"file": ("mon.csv", zoned, "text/csv")})
+        assert mon.status_code == 200, mon.text
+        ev = client.post("/api/data/upload", files={"file": ("ev.csv", eval_csv, "text/csv")})
+        assert ev.status_code == 200, ev.text
+        before = {d["dataset_id"]: d["row_count"] for d in client.get("/api/store/datasets").json()["datasets"]}
+        proc.kill()
+        proc.wait(30)
+    wal = Path(str(settings.duckdb_path) + ".wal")
+    assert wal.exists() and wal.stat().st_size > 0  # the uploads are only in the log: the restart replays it
+    with server_process(settings) as (_, client):
+        after = {d["dataset_id"]: d["row_count"] for d in client.get("/api/store/datasets").json()["datasets"]}
+        assert after == before and after[mon.json()["dataset_id"]] == 200
+        assert_kpis(client, expected, dataset_id=mon.json()["dataset_id"])
+        summary = client.post("/api/analytics/summary", params={"dataset_id": ev.json()["dataset_id"]}).json()
+        assert [(m["metric_name"], m["mean"]) for m in summary["summary"]] == [("acc", 0.5)]

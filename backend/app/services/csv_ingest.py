@@ -614,15 +614,18 @@ def _build_table_from_csv(
     inferred = False
     try:
         source = _read_csv_sql(None, header)
-        cur.execute(f"CREATE TABLE {qtable} AS SELECT * FROM {source}", [file_param])
-        cols = [(c["name"], c["type"]) for c in DuckDBStore.describe_sync(cur, table)]
+        # The sniffed types first, so zoned timestamps become UTC TIMESTAMPs in the one CREATE (an
+        # ALTER … TYPE … USING over a TIMESTAMPTZ column crashes DuckDB's WAL replay after a kill).
+        described = cur.execute(f"DESCRIBE SELECT * FROM {source}", [file_param]).fetchall()
+        cols = [(str(r[0]), str(r[1])) for r in described]
         if [c[0] for c in cols] != header:
             raise duckdb.InvalidInputException("sniffed columns differ from the header")
+        select = ", ".join(
+            f"{utc_instant_sql(quote_ident(n))} AS {quote_ident(n)}" if _is_tz_timestamp(t) else quote_ident(n)
+            for n, t in cols
+        )
+        cur.execute(f"CREATE TABLE {qtable} AS SELECT {select} FROM {source}", [file_param])
         _check_sniffed_types_lossless(cur, file_param, header, dict(cols))
-        for name, typ in cols:
-            if _is_tz_timestamp(typ):
-                q = quote_ident(name)
-                cur.execute(f"ALTER TABLE {qtable} ALTER COLUMN {q} TYPE TIMESTAMP USING {utc_instant_sql(q)}")
     except duckdb.Error as typed_exc:
         if isinstance(typed_exc, duckdb.InterruptException) or is_storage_write_failure(typed_exc):
             raise  # the encoding check stopped the parse, or the store cannot write: not a type problem

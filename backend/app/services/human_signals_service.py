@@ -420,13 +420,3 @@ async def build_human_signals_derived(
     store.cache_metadata(SYNC_CASES_TABLE, None)
     logger.info("Built %s: %d cases (sync %s)", SYNC_CASES_TABLE, built.case_count, sync_id)
     return built.metric_schema
-
-
-async def rebuild_cases_if_stale(store: DuckDBStore, settings: Settings) -> bool:
-    """At startup: rebuild ``human_signals_cases`` only when its sync id differs from the raw one."""
-    raw_id = await store.kv_get(RAW_SYNC_KV)
-    if raw_id is None or not await store.table_exists(RAW_VIEW):
-        return False
-    if await store.kv_get(CASES_SYNC_KV) == raw_id and await store.table_exists(SYNC_CASES_TABLE):
-        return False
-    return await build_human_signals_derived(store, settings, RAW_VIEW, str(raw_id)) is not None

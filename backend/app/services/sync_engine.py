@@ -16,11 +16,10 @@ store's KV table, so they survive restarts.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from app.services.duckdb_store import (
     utc_iso_text,
     utc_now,
 )
+from app.services.human_signals_service import CASES_SYNC_KV, RAW_SYNC_KV, SYNC_CASES_TABLE, build_human_signals_derived
 from app.services.leader_lock import LeaderLock
 from app.services.sync_asyncpg_reader import load_with_asyncpg
 from app.services.sync_extension_reader import postgres_extension_file, read_with_extension
@@ -66,12 +66,7 @@ from app.services.table_metadata import compute_table_metadata_sync
 logger = logging.getLogger(__name__)
 
 WATERMARK_PREFIX = "_watermark_"
-RAW_SYNC_ID_KEY = "human_signals_raw_sync_id"
-CASES_SYNC_ID_KEY = "human_signals_cases_sync_id"
-CASES_TABLE = "human_signals_cases"
 SYNC_BACKGROUND_TASK = "sync-background"
-
-DerivedBuilder = Callable[[DuckDBStore, Settings, str, str], Awaitable[Any]]
 
 
 def root_error(exc: BaseException) -> BaseException:
@@ -136,15 +131,13 @@ class SyncEngine:
         settings: Settings,
         store: DuckDBStore,
         tasks: BackgroundTasks,
-        *,
-        derived_builders: dict[str, DerivedBuilder] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.tasks = tasks
-        self.derived_builders = derived_builders
         self.leader = LeaderLock(Path(str(settings.duckdb_path) + ".lock"))
         self._running: dict[str, str] = {}
+        self._boot_repair: str | None = None  # raw sync id of the derived rebuild claimed at startup
         self._secrets = settings.secret_values()
 
     # ------------------------------------------------------------------ config
@@ -257,6 +250,8 @@ class SyncEngine:
         if self.leader.try_acquire():
             logger.info("This process is the sync leader (%s)", self.leader.path)
             await self.restore_statuses()
+            # Claimed before the app serves, so /status shows the rebuild as running from the start.
+            self._boot_repair = await self._claim_repair()
         else:
             logger.info("Another process holds %s; this process will not sync", self.leader.path)
 
@@ -661,7 +656,7 @@ class SyncEngine:
             ),
         )
         if target.name == "human_signals":
-            DuckDBStore.kv_set_sync(cur, RAW_SYNC_ID_KEY, sync_id)
+            DuckDBStore.kv_set_sync(cur, RAW_SYNC_KV, sync_id)
         return meta
 
     async def _sync_full(self, target: SyncTarget, sync_id: str) -> _Outcome:
@@ -748,38 +743,25 @@ class SyncEngine:
         )
 
     # ------------------------------------------------------------------ derived (§10.9)
-    def _derived_builder(self, name: str) -> DerivedBuilder | None:
-        if self.derived_builders is not None:
-            return self.derived_builders.get(name)
-        if name != "human_signals":
-            return None
-        try:
-            module = importlib.import_module("app.services.human_signals_service")
-        except ImportError:
-            return None
-        builder = getattr(module, "build_human_signals_derived", None)
-        return builder if callable(builder) else None
-
     async def _run_derived(self, target: SyncTarget, sync_id: str) -> None:
-        builder = self._derived_builder(target.name)
-        if builder is None:
-            logger.info("No derived-table builder for %s", target.name)
-            return
-        raw_id = await self.store.kv_get(RAW_SYNC_ID_KEY) or sync_id
-        previous = await self.get_status(CASES_TABLE)
-        await self._set_status(CASES_TABLE, {**previous, "state": "syncing", "sync_id": raw_id})
+        """Build ``human_signals_cases`` from the human-signals view (§10.9) and record its status."""
+        raw_id = await self.store.kv_get(RAW_SYNC_KV) or sync_id
+        previous = await self.get_status(SYNC_CASES_TABLE)
+        await self._set_status(SYNC_CASES_TABLE, {**previous, "state": "syncing", "sync_id": raw_id})
         try:
-            built = await builder(self.store, self.settings, target.view, raw_id)
+            built = await build_human_signals_derived(self.store, self.settings, target.view, raw_id)
         except Exception as exc:
             message = self._scrub(str(exc))
-            logger.error("Derived build of %s failed: %s", CASES_TABLE, message)
-            await self._set_status(CASES_TABLE, {**previous, "state": "error", "error": message, "sync_id": raw_id})
+            logger.error("Derived build of %s failed: %s", SYNC_CASES_TABLE, message)
+            await self._set_status(
+                SYNC_CASES_TABLE, {**previous, "state": "error", "error": message, "sync_id": raw_id}
+            )
             return
         if built is None:  # not V2: cases built from an earlier sync would be served as this one's
-            await self.store.run_write(lambda cur: cur.execute(f"DROP TABLE IF EXISTS {quote_ident(CASES_TABLE)}"))
-            await self.store.kv_delete(CASES_SYNC_ID_KEY)
+            await self.store.run_write(lambda cur: cur.execute(f"DROP TABLE IF EXISTS {quote_ident(SYNC_CASES_TABLE)}"))
+            await self.store.kv_delete(CASES_SYNC_KV)
             await self._set_status(
-                CASES_TABLE,
+                SYNC_CASES_TABLE,
                 {
                     **blank_status(),
                     "error": "The synced rows are not V2 human-signals data; no cases were built",
@@ -787,10 +769,9 @@ class SyncEngine:
                 },
             )
             return
-        await self.store.kv_set(CASES_SYNC_ID_KEY, raw_id)
-        rows = await self._count(CASES_TABLE)
+        rows = await self._count(SYNC_CASES_TABLE)  # the build recorded raw_id as the cases' sync id
         await self._set_status(
-            CASES_TABLE,
+            SYNC_CASES_TABLE,
             {
                 **blank_status(),
                 "state": "ready",
@@ -801,20 +782,33 @@ class SyncEngine:
             },
         )
 
+    async def _claim_repair(self) -> str | None:
+        """Claim ``human_signals`` for a rebuild of the stored raw rows (None: nothing to rebuild, or a sync runs)."""
+        raw_id = await self.store.kv_get(RAW_SYNC_KV)
+        if raw_id is None or "human_signals" in self._running:
+            return None
+        if not await self.store.table_exists(TARGETS["human_signals"].view):
+            return None
+        self._running["human_signals"] = str(raw_id)
+        return str(raw_id)
+
     async def repair_derived(self) -> bool:
         """Rebuild the human-signals derived table from the stored raw rows (every boot, §1.1 3c); True if run.
 
         Every boot, not only when its sync id lags the raw one (a crash between the stages), so
-        changes to the aggregation take effect without a new sync.
+        changes to the aggregation take effect without a new sync. While it runs, ``human_signals``
+        counts as syncing (a sync request gets 409).
         """
-        raw_id = await self.store.kv_get(RAW_SYNC_ID_KEY)
-        if raw_id is None or not await self.store.table_exists(TARGETS["human_signals"].view):
+        raw_id, self._boot_repair = self._boot_repair or await self._claim_repair(), None
+        if raw_id is None:
             return False
-        if self._derived_builder("human_signals") is None:
-            return False
-        cases_id = await self.store.kv_get(CASES_SYNC_ID_KEY)
-        logger.info("Rebuilding %s from raw sync %s (cases were built from %s)", CASES_TABLE, raw_id, cases_id)
-        await self._run_derived(TARGETS["human_signals"], str(raw_id))
+        try:
+            cases_id = await self.store.kv_get(CASES_SYNC_KV)
+            logger.info("Rebuilding %s from raw sync %s (cases were built from %s)", SYNC_CASES_TABLE, raw_id, cases_id)
+            await self._run_derived(TARGETS["human_signals"], raw_id)
+        finally:
+            if self._running.get("human_signals") == raw_id:
+                self._running.pop("human_signals", None)
         return True
 
     # ------------------------------------------------------------------ scheduler (§10.8)

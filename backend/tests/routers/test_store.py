@@ -513,6 +513,74 @@ async def test_human_signals_paths_serve_cases_and_raw_rows(
         assert meta["row_count"] == 3
 
 
+def _v2_cases(pg: PgSchema, first: int, last: int) -> None:
+    """V2 human-signals rows for cases ``first..last`` (two metrics each) in ``ds``/``rs``."""
+    pg.execute(f"INSERT INTO ds SELECT 'case-' || g, 'Atlas' FROM generate_series({first}, {last}) g")
+    pg.execute(
+        "INSERT INTO rs SELECT 'case-' || g, 'm' || m, 'classification', jsonb_build_object('is_ok', g % 2 = 0) "
+        f"FROM generate_series({first}, {last}) g, generate_series(1, 2) m"
+    )
+
+
+async def test_crash_between_raw_and_cases_stages_is_repaired_at_the_next_boot(
+    make_settings: Callable[..., Settings], make_client: Callable[[Settings], Any], pg: PgSchema
+) -> None:
+    """The raw sync committed, the process died before the cases build: the next boot rebuilds the cases."""
+    pg.execute("CREATE TABLE ds (dataset_id text, source_name text)")
+    pg.execute("CREATE TABLE rs (dataset_id text, metric_name text, metric_category text, signals jsonb)")
+    _v2_cases(pg, 1, 3)
+    settings = configure(make_settings, pg, store="human_signals")
+
+    async def sync(client: httpx.AsyncClient) -> str:
+        await wait_state(client, "human_signals_cases", {"ready", "not_synced"})  # the boot's rebuild (409 meanwhile)
+        assert (await client.post("/api/store/sync/human_signals", params={"full": "true"})).status_code == 200
+        raw = await wait_state(client, "human_signals_raw", {"ready"})
+        assert (await wait_state(client, "human_signals_cases", {"ready", "error"}))["state"] == "ready"
+        return str(raw["sync_id"])
+
+    async def case_ids(client: httpx.AsyncClient) -> list[str]:
+        body = (await client.get("/api/human-signals/cases", params={"page_size": 100})).json()
+        return sorted(c["Case_ID"] for c in body["data"])
+
+    async with make_client(settings) as client:
+        first_sync = await sync(client)
+        assert await case_ids(client) == ["case-1", "case-2", "case-3"]
+    store = DuckDBStore(settings.duckdb_path)
+    await store.open()
+    await store.run_write(lambda cur: cur.execute("CREATE TABLE cases_at_first_sync AS FROM human_signals_cases"))
+    await store.close()
+
+    _v2_cases(pg, 4, 5)
+    async with make_client(settings) as client:
+        second_sync = await sync(client)
+        assert await case_ids(client) == [f"case-{i}" for i in range(1, 6)]
+    # The state a crash between the stages leaves: raw rows and their sync id from the second sync,
+    # the cases table, its sync id and a "syncing" status from the first.
+    store = DuckDBStore(settings.duckdb_path)
+    await store.open()
+
+    def roll_back_cases(cur: duckdb.DuckDBPyConnection) -> None:
+        cur.execute("CREATE OR REPLACE TABLE human_signals_cases AS FROM cases_at_first_sync")
+        cur.execute("DROP TABLE cases_at_first_sync")
+
+    await store.run_write(roll_back_cases)
+    await store.kv_set("human_signals_cases_sync_id", first_sync)
+    status = await store.kv_get(STATUS_PREFIX + "human_signals_cases")
+    await store.kv_set(STATUS_PREFIX + "human_signals_cases", {**status, "state": "syncing", "sync_id": second_sync})
+    assert await store.kv_get("human_signals_raw_sync_id") == second_sync
+    assert (await store.fetch("SELECT count(*) FROM human_signals_cases")).rows == [(3,)]
+    await store.close()
+
+    async with make_client(settings) as client:  # the lifespan's background task repairs
+        st = await wait_state(client, "human_signals_cases", {"ready", "error"})
+        assert st["state"] == "ready" and st["rows"] == 5 and st["sync_id"] == second_sync
+        assert await case_ids(client) == [f"case-{i}" for i in range(1, 6)]
+    store = DuckDBStore(settings.duckdb_path)
+    await store.open()
+    assert await store.kv_get("human_signals_cases_sync_id") == second_sync
+    await store.close()
+
+
 async def test_a_sync_without_v2_signals_does_not_hide_uploaded_cases(
     make_settings: Callable[..., Settings], make_client: Callable[[Settings], Any], pg: PgSchema
 ) -> None:

@@ -318,9 +318,7 @@ async def test_example_hitl(store: DuckDBStore, settings: Settings) -> None:
         await hs.load_human_signals_example(store, settings, "v1")
 
 
-async def test_sync_hook_builds_fixed_tables_and_rebuilds_only_when_stale(
-    store: DuckDBStore, settings: Settings
-) -> None:
+async def test_sync_hook_builds_fixed_tables(store: DuckDBStore, settings: Settings) -> None:
     df = v2_frame()
 
     def make_raw(cur: Any) -> None:
@@ -337,12 +335,6 @@ async def test_sync_hook_builds_fixed_tables_and_rebuilds_only_when_stale(
     assert [r[0] for r in rows.rows] == ["2", "3", "10"]
     meta = await store.get_metadata(hs.SYNC_CASES_TABLE)
     assert meta["row_count"] == 3
-    # startup rebuild only when stale
-    await store.kv_set(hs.RAW_SYNC_KV, "sync-1")
-    assert await hs.rebuild_cases_if_stale(store, settings) is False
-    await store.kv_set(hs.RAW_SYNC_KV, "sync-2")
-    assert await hs.rebuild_cases_if_stale(store, settings) is True
-    assert await store.kv_get(hs.CASES_SYNC_KV) == "sync-2"
     # a synced dataset registered by the sync engine serves /cases from the fixed tables
     from app.services.duckdb_store import DatasetInfo, utc_now
 

@@ -19,11 +19,10 @@ from app.config import Settings
 from app.errors import Invalid
 from app.services.background import BackgroundTasks
 from app.services.duckdb_store import DuckDBStore
+from app.services.human_signals_service import CASES_SYNC_KV, RAW_SYNC_KV
 from app.services.leader_lock import LeaderLock
 from app.services.sync_asyncpg_reader import numeric_duck_type
 from app.services.sync_engine import (
-    CASES_SYNC_ID_KEY,
-    RAW_SYNC_ID_KEY,
     WATERMARK_PREFIX,
     SyncEngine,
     due_datasets,
@@ -50,10 +49,10 @@ READERS = ["postgres_extension", "asyncpg"]
 class Env:
     """A store + engine on the settings' DuckDB file."""
 
-    def __init__(self, settings: Settings, derived: dict[str, Any] | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.store = DuckDBStore(settings.duckdb_path, query_concurrency=4)
-        self.engine = SyncEngine(settings, self.store, BackgroundTasks(), derived_builders=derived)
+        self.engine = SyncEngine(settings, self.store, BackgroundTasks())
 
     async def __aenter__(self) -> Env:
         await self.store.open()
@@ -545,11 +544,19 @@ async def test_incremental_appends_new_rows_and_upserts_updates(env: Env, source
         "FROM generate_series(1, 3) m"
     )
     source.execute("UPDATE rs SET score = 0.123, seq = 500 WHERE dataset_id = 'c0001' AND metric = 'm1'")
+    # rows changed without moving past the watermarks are not read again (only new rows arrive)
+    source.execute("UPDATE rs SET score = 0.777 WHERE dataset_id = 'c0002' AND metric = 'm2'")
+    source.execute("UPDATE ds SET query = 'edited in place' WHERE record_id = 'c0003'")
 
     res = await env.engine.sync_dataset("monitoring")
     assert res.status == "ready" and res.sync_type == "incremental", res
     assert res.rows == joined_count(source) == 63
     assert res.incremental_rows == 3
+    unread = await env.rows(
+        "SELECT (SELECT metric_score FROM monitoring_data WHERE dataset_id = 'c0002' AND metric_name = 'm2'), "
+        "(SELECT DISTINCT query FROM monitoring_data WHERE dataset_id = 'c0003')"
+    )
+    assert unread == [(pytest.approx((2 * 7 + 2) % 10 / 10.0), "question 3")]
     dup = await env.rows(
         "SELECT count(*), max(metric_score) FROM monitoring_data WHERE dataset_id = 'c0001' AND metric_name = 'm1'"
     )
@@ -734,48 +741,7 @@ async def test_readers_never_see_partial_data_during_swap(env: Env, source: PgSc
     assert new_total in counts and len(counts) > 3
 
 
-# ---------------------------------------------------------------------- restart + derived repair
-async def _cases_builder(store: DuckDBStore, settings: Settings, raw_table: str, sync_id: str) -> dict[str, Any]:
-    """A simple derived step: one row per case with its metric count; returns its (empty) schema."""
-
-    def _build(cur: Any) -> None:
-        cur.execute(
-            f'CREATE OR REPLACE TABLE human_signals_cases AS SELECT dataset_id AS "Case_ID", count(*) AS n, '
-            f"'{sync_id}' AS sync_id FROM \"{raw_table}\" GROUP BY 1"
-        )
-
-    await store.run_write(_build)
-    return {"metrics": {}}
-
-
-async def _crashing_builder(store: DuckDBStore, settings: Settings, raw_table: str, sync_id: str) -> None:
-    raise RuntimeError("process died between the dataset and derived stages")
-
-
-async def test_crash_between_stages_is_repaired_at_startup(
-    make_settings: Callable[..., Settings], source: PgSchema
-) -> None:
-    settings = configure(make_settings, source, store="human_signals", columns={**MAP, "record_id": "dataset_id"})
-    async with Env(settings, derived={"human_signals": _crashing_builder}) as e:
-        res = await e.engine.sync_dataset("human_signals")
-        assert res.status == "ready" and res.rows == 60
-        raw_id = await e.store.kv_get(RAW_SYNC_ID_KEY)
-        assert raw_id == res.sync_id
-        assert await e.store.kv_get(CASES_SYNC_ID_KEY) is None
-        assert (await e.engine.get_status("human_signals_cases"))["state"] == "error"
-        assert (await e.store.get_dataset("sync_human_signals")).table_name == "human_signals_raw"
-
-    async with Env(settings, derived={"human_signals": _cases_builder}) as e2:
-        assert await e2.engine.repair_derived() is True
-        assert await e2.store.kv_get(CASES_SYNC_ID_KEY) == raw_id
-        rows = await e2.rows("SELECT count(*), min(n), max(n), min(sync_id) FROM human_signals_cases")
-        assert rows == [(20, 3, 3, raw_id)]
-        assert (await e2.engine.get_status("human_signals_cases"))["state"] == "ready"
-        await e2.rows("DELETE FROM human_signals_cases WHERE n = 3 AND \"Case_ID\" = 'c0001'")
-        assert await e2.engine.repair_derived() is True  # every boot, so a stale table is rebuilt too
-        assert await e2.rows("SELECT count(*) FROM human_signals_cases") == [(20,)]
-
-
+# ---------------------------------------------------------------------- restart
 async def test_status_and_registry_survive_restart(env: Env, make_settings: Callable[..., Settings]) -> None:
     res = await env.engine.sync_dataset("monitoring")
     await env.store.close()
@@ -920,7 +886,7 @@ async def test_human_signals_sync_runs_the_real_derived_build(
     async with Env(settings) as e:  # default builders: app.services.human_signals_service
         res = await e.engine.sync_dataset("human_signals")
         assert res.status == "ready" and res.rows == 4
-        assert await e.store.kv_get(CASES_SYNC_ID_KEY) == await e.store.kv_get(RAW_SYNC_ID_KEY) == res.sync_id
+        assert await e.store.kv_get(CASES_SYNC_KV) == await e.store.kv_get(RAW_SYNC_KV) == res.sync_id
         assert await e.count("human_signals_cases") == 4
         status = await e.engine.get_status("human_signals_cases")
         assert status["state"] == "ready" and status["rows"] == 4
