@@ -402,8 +402,8 @@ def histogram_edges(lo: float | None, hi: float | None, bins: int) -> list[float
         lo, hi = lo - half, hi + half
     if math.isfinite(hi - lo):
         return [float(x) for x in np.linspace(lo, hi, bins + 1)]
-    step = (hi / 2 - lo / 2) / bins * 2
-    return [*(lo + i * step for i in range(bins)), hi]
+    half_step = (hi / 2 - lo / 2) / bins  # halves: i · step may overflow too
+    return [*((lo / 2 + i * half_step) * 2 for i in range(bins)), hi]
 
 
 async def distribution(store: DuckDBStore, inp: AnalyticsInput, *, metric: str, bins: int = 20) -> dict[str, Any]:
@@ -542,7 +542,7 @@ async def radar(
     """AVG per metric per group (or one 'Overall' trace), null → 0.0; one GROUP BY.
 
     A ``group_by`` column that does not exist gives the 'Overall' trace (spec §5); rows whose group
-    value is null are left out, as in comparison. A mean whose sum overflows is taken over scaled values.
+    value is null are left out, as in comparison.
     """
 
     def _fn(cur: duckdb.DuckDBPyConnection, rel: Relation) -> dict[str, Any]:
@@ -565,9 +565,7 @@ async def radar(
                 params,
             ).fetchall()
 
-        rows = _run(False)
-        if any(mean is not None and not math.isfinite(mean) for _, _, mean in rows):  # a sum overflowed
-            rows = _run(True)
+        rows = retry_scaled(_run)
         traces: dict[str, dict[str, float]] = {}
         for grp, m, mean in rows:
             traces.setdefault(grp, {})[m] = 0.0 if mean is None else float(mean)

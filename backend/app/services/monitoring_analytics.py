@@ -63,6 +63,7 @@ from app.services.monitoring_table import (
     wide_metrics,
 )
 from app.services.sql_stats import (
+    avg_sql,
     mean_sql,
     pair_correlations,
     pearson,
@@ -126,7 +127,8 @@ def summary_by_category_sync(cur: duckdb.DuckDBPyConnection, t: MonitoringTable,
         return {}
     sql = f"""
         WITH scored AS (SELECT c, s, lat, k FROM {src} WHERE s IS NOT NULL),
-        agg AS (SELECT c, count(*) AS n, avg(s) AS a, count(*) FILTER (WHERE s >= ?) AS p FROM scored GROUP BY c),
+        agg AS (SELECT c, count(*) AS n, {avg_sql("s")} AS a, count(*) FILTER (WHERE s >= ?) AS p
+                FROM scored GROUP BY c),
         rec AS (SELECT c, max(lat) AS lat FROM scored WHERE k IS NOT NULL GROUP BY c, k),
         l AS (SELECT c, quantile_cont(lat, [0.5, 0.95, 0.99]) AS q FROM rec WHERE lat IS NOT NULL GROUP BY c)
         SELECT agg.c, agg.n, agg.a, agg.p, l.q FROM agg LEFT JOIN l USING (c)
@@ -269,7 +271,7 @@ async def summary(store: DuckDBStore, config: MonitoringDBConfig, f: MonitoringF
         return SummaryResponse(kpis=SummaryKpis(), dataset_id=t.info.dataset_id, threshold=threshold)
     sql = f"""
         WITH scored AS (SELECT s, lat, k FROM {src} WHERE s IS NOT NULL),
-        agg AS (SELECT count(*) AS n, avg(s) AS a, count(*) FILTER (WHERE s >= ?) AS p FROM scored),
+        agg AS (SELECT count(*) AS n, {avg_sql("s")} AS a, count(*) FILTER (WHERE s >= ?) AS p FROM scored),
         l AS (SELECT quantile_cont(lat, [0.5, 0.95, 0.99]) AS q
               FROM (SELECT max(lat) AS lat FROM scored WHERE k IS NOT NULL GROUP BY k) WHERE lat IS NOT NULL)
         SELECT agg.n, agg.a, agg.p, l.q FROM agg, l
@@ -303,7 +305,7 @@ async def trends(
             return empty
         src = unpivot_source(t, cols, [("_ts", ts)], where)
     sql = f"""
-        SELECT date_trunc('{unit}', _ts) AS b, metric, avg(s), quantile_cont(s, [0.5, 0.95, 0.99]), count(s)
+        SELECT date_trunc('{unit}', _ts) AS b, metric, {avg_sql("s")}, quantile_cont(s, [0.5, 0.95, 0.99]), count(s)
         FROM {src} WHERE s IS NOT NULL AND _ts IS NOT NULL AND metric IS NOT NULL
         GROUP BY b, metric ORDER BY b, metric
     """
@@ -345,7 +347,7 @@ async def metric_breakdown(
     grouping = "GROUPING(g)" if grp else "1"
     sql = f"""
         SELECT metric, {"g" if grp else "NULL"} AS g, {grouping} AS only_metric,
-               100.0 * count(*) FILTER (WHERE s >= ?) / count(*), avg(s), count(*)
+               100.0 * count(*) FILTER (WHERE s >= ?) / count(*), {avg_sql("s")}, count(*)
         FROM {src} WHERE s IS NOT NULL AND metric IS NOT NULL
         GROUP BY {sets} ORDER BY metric, g NULLS FIRST
     """
@@ -568,7 +570,7 @@ async def correlation(
         pivots = ", ".join(f"avg(s) FILTER (WHERE m = ?) AS c{i}" for i in range(len(valid)))
         src = (
             f"(SELECT {pivots} FROM (SELECT {quote_ident('dataset_id')} AS k, {t.text('metric_name')} AS m, "
-            f"{t.num('metric_score')} AS s FROM {t.sql} {where.sql()}) GROUP BY k)"
+            f"{t.num('metric_score')} AS s FROM {t.sql} {where.sql()}) WHERE k IS NOT NULL GROUP BY k)"
         )
         params = [*valid, *where.params]
     else:

@@ -4,7 +4,8 @@ Non-finite values (NaN, ±inf — DuckDB's CSV reader stores the text ``nan``/``
 treated as missing, like NULL. DuckDB's ``stddev_samp``/``corr`` raise an out-of-range error when
 a running sum of squares overflows (|x| ≳ 1e154); callers then retry with every value divided by
 a per-metric power of two (:func:`scaled_values_sql`), which is exact for normal doubles, and
-multiply the mean and the standard deviation back (:func:`mean_sql`, :func:`std_sql`).
+multiply the mean and the standard deviation back (:func:`mean_sql`, :func:`std_sql`). A mean
+whose sum overflows (DuckDB returns inf, no error) is rescaled in SQL (:func:`avg_sql`).
 """
 
 from __future__ import annotations
@@ -37,9 +38,22 @@ def scaled_values_sql(values: str, value: str, partition: str) -> str:
     return f"SELECT *, {value} / {SCALE} AS {SCALED} FROM (SELECT *, {scale} AS {SCALE} FROM ({values}))"
 
 
+_TOP = "pow(2.0, 1023)"
+
+
+def avg_sql(value: str) -> str:
+    """``avg(value)`` that does not overflow.
+
+    DuckDB's ``avg`` of doubles returns ±inf when the running sum leaves the double range (values
+    near 1.8e308); then the mean is taken over ``value`` / 2^1023 (an exact scaling for such
+    values) and scaled back. Other means are ``avg``'s own.
+    """
+    return f"coalesce(CASE WHEN isfinite(avg({value})) THEN avg({value}) END, avg({value} / {_TOP}) * {_TOP})"
+
+
 def mean_sql(value: str, scaled: bool) -> str:
     """Aggregate mean of ``value`` (from the scaled column in the retry)."""
-    return f"avg({SCALED}) * any_value({SCALE})" if scaled else f"avg({value})"
+    return f"avg({SCALED}) * any_value({SCALE})" if scaled else avg_sql(value)
 
 
 def std_sql(value: str, scaled: bool) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import duckdb
 
 from app.services.duckdb_store import DuckDBStore, cleanup_quietly, quote_ident
-from app.services.sql_stats import finite_double
+from app.services.sql_stats import avg_sql, finite_double
 
 METADATA_FILTER_FIELDS = (
     "environment",
@@ -31,7 +31,7 @@ _NO_LATENCY = [0.0, 0.0, 0.0]
 
 def _summary_select(x: str) -> str:
     """Score count, average and pass rate (% of scores >= 0.5) in one scan (``x``: the finite score or NULL)."""
-    return f"count({x}), avg({x}), 100.0 * count(*) FILTER (WHERE {x} >= 0.5) / nullif(count({x}), 0)"
+    return f"count({x}), {avg_sql(x)}, 100.0 * count(*) FILTER (WHERE {x} >= 0.5) / nullif(count({x}), 0)"
 
 
 def _summary_parts(x: str) -> str:

@@ -187,6 +187,18 @@ async def test_huge_magnitudes_do_not_overflow(client: httpx.AsyncClient) -> Non
     spread = [{"m": -1.7e308}, {"m": 1.7e308}, {"m": 0.0}]
     d = (await client.post("/api/analytics/distribution", params={"metric": "m", "bins": 2}, json=spread)).json()
     assert d["histogram"]["counts"] == [1, 2] and d["histogram"]["bin_edges"] == [-1.7e308, 0.0, 1.7e308]
+    # edges whose i · step overflows (the span does too); means whose sums overflow
+    spread = [{"m": -1.5e308}, {"m": 1.5e308}, {"m": 1e308}]
+    d = (await client.post("/api/analytics/distribution", params={"metric": "m", "bins": 4}, json=spread)).json()
+    assert d["histogram"]["bin_edges"] == [-1.5e308, -7.5e307, 0.0, 7.5e307, 1.5e308]
+    assert d["histogram"]["counts"] == [1, 0, 0, 2] and d["stats"]["mean"] == pytest.approx(1e308 / 3)
+    top = [{"g": "x", "m": 1.7e308, "n": 1.0}, {"g": "x", "m": 1.7e308, "n": 2.0}]
+    s = {m["metric_name"]: m for m in (await client.post("/api/analytics/summary", json=top)).json()["summary"]}
+    assert s["m"]["mean"] == 1.7e308 and s["n"]["mean"] == 1.5
+    comp = (await client.post("/api/analytics/comparison", params={"group_by": "g"}, json=top)).json()
+    assert comp["comparison"][0]["m"]["mean"] == 1.7e308
+    d = (await client.post("/api/analytics/distribution", params={"metric": "m"}, json=top)).json()
+    assert d["stats"]["mean"] == 1.7e308
 
 
 async def test_long_metric_names_are_data_not_identifiers(client: httpx.AsyncClient) -> None:

@@ -389,6 +389,23 @@ async def test_correlation_long_pivots_per_record(
     assert one.matrix == [] and one.metrics == []
 
 
+async def test_correlation_leaves_out_rows_without_a_record_on_every_path(
+    store: DuckDBStore, config: MonitoringDBConfig
+) -> None:
+    """Rows with no dataset_id are no record: not pooled into one, with or without a row-level filter."""
+    ids = ["a", "a", "b", "b", "c", "c", None, None]
+    metric = ["m1", "m2"] * 4
+    scores = [0.1, 0.2, 0.5, 0.4, 0.9, 0.95, 0.9, 0.0]
+    ts = [dt.datetime(2025, 1, 1 + i) for i in range(8)]
+    await land_frame(
+        store, pd.DataFrame({"dataset_id": ids, "metric_name": metric, "metric_score": scores, "timestamp": ts})
+    )
+    r = float(np.corrcoef([0.1, 0.5, 0.9], [0.2, 0.4, 0.95])[0, 1])
+    for f in (MonitoringFilters(), MonitoringFilters(time_start="2000-01-01T00:00:00Z")):
+        res = await ma.correlation(store, config, f, "m1,m2")
+        assert res.metrics == ["m1", "m2"] and res.matrix[0][1] == pytest.approx(r), f
+
+
 async def test_correlation_wide_pairwise_complete(store: DuckDBStore, config: MonitoringDBConfig) -> None:
     a = [0.1, 0.4, 0.35, 0.8, None, 0.9]
     b = [0.2, 0.5, 0.3, 0.7, 0.6, None]
@@ -568,13 +585,31 @@ async def test_values_near_the_double_limit_keep_their_statistics(
     )
     res = await ma.class_distribution(store, config, MonitoringFilters(), metric="a_score", group_by="environment")
     by = {g.group: g.stats for g in res.data}
-    assert by["p"].median == pytest.approx(1.35e308)
+    assert by["p"].median == pytest.approx(1.35e308) and by["p"].mean == pytest.approx(1.35e308)
+    assert by["d"].mean == pytest.approx(0.25e308)
     assert by["p"].std == pytest.approx(statistics.stdev([1.0, 1.7]) * 1e308)
     assert by["d"].median == pytest.approx(0.25e308)
     corr = await ma.correlation(store, config, MonitoringFilters(), "a_score,b_score")
     scaled = [v / 1e308 for v in a]
     assert corr.matrix[0][1] == pytest.approx(float(np.corrcoef(scaled, b)[0, 1]))
     assert corr.matrix[0][0] == 1.0 and corr.matrix[1][1] == 1.0
+
+
+async def test_score_means_whose_sums_overflow_stay_finite(store: DuckDBStore, config: MonitoringDBConfig) -> None:
+    scores = [1e308, 1e308, 0.5]
+    mean = 1e308 / 3 * 2 + 0.5 / 3
+    ts = [dt.datetime(2025, 1, 1, 10), dt.datetime(2025, 1, 1, 11), dt.datetime(2025, 1, 1, 12)]
+    await land_frame(
+        store,
+        pd.DataFrame({"dataset_id": list("abc"), "metric_name": ["m"] * 3, "metric_score": scores, "timestamp": ts}),
+    )
+    for f in (MonitoringFilters(), MonitoringFilters(time_start="2000-01-01T00:00:00Z")):
+        kpis = (await ma.summary(store, config, f)).kpis
+        assert kpis.avg_score == pytest.approx(mean) and kpis.total_records == 3, f
+    trends = await ma.trends(store, config, MonitoringFilters(), granularity="daily")
+    assert [p.avg for p in trends.data] == [pytest.approx(mean)]
+    breakdown = await ma.metric_breakdown(store, config, MonitoringFilters())
+    assert [m.avg for m in breakdown.metrics] == [pytest.approx(mean)]
 
 
 async def test_rows_without_a_record_id_have_no_record_latency_in_every_path(
