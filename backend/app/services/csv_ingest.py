@@ -556,13 +556,52 @@ def _infer_types_sql(
         n: [t for j, t in enumerate(_INFER_CANDIDATES) if sample_bad[i * len(_INFER_CANDIDATES) + j] == 0]
         for i, n in enumerate(names)
     }
-    checks = [(n, t) for n in names for t in alive[n]]
+    typed = [n for n in names if alive[n]]  # the others are text whatever the rest holds
+    checks = [(n, t) for n in typed for t in alive[n]]
     full = _count_per_column(
-        cur, source, params, [(n, _NOT_NULL) for n in names] + [(n, _misfit(t)) for n, t in checks]
+        cur, source, params, [(n, _NOT_NULL) for n in typed] + [(n, _misfit(t)) for n, t in checks]
     )
-    non_null = dict(zip(names, full[: len(names)], strict=True))
-    fits = {check for check, bad in zip(checks, full[len(names) :], strict=True) if bad == 0}
-    return [(n, next((t for t in alive[n] if (n, t) in fits), "VARCHAR") if non_null[n] else "VARCHAR") for n in names]
+    non_null = dict(zip(typed, full[: len(typed)], strict=True))
+    fits = {check for check, bad in zip(checks, full[len(typed) :], strict=True) if bad == 0}
+    return [
+        (n, next((t for t in alive[n] if (n, t) in fits), "VARCHAR") if non_null.get(n) else "VARCHAR") for n in names
+    ]
+
+
+def _typed_select(cols: Sequence[tuple[str, str]]) -> str:
+    """SELECT list converting text columns to their inferred types (zoned timestamps to naive UTC)."""
+    return ", ".join(
+        (
+            f"{_text_instant_utc_sql(quote_ident(n))} AS {quote_ident(n)}"
+            if t == "TIMESTAMPTZ"
+            else f"CAST({quote_ident(n)} AS {t}) AS {quote_ident(n)}"
+        )
+        for n, t in cols
+    )
+
+
+def _type_sniffed_text_columns(cur: duckdb.DuckDBPyConnection, table: str, types: dict[str, str]) -> bool:
+    """Give sniffed VARCHAR columns whose values all fit a type that type, as the text path would; True if any.
+
+    DuckDB's sniffer reads a sample: a column that is blank there (30,000 empty cells, then numbers)
+    or starts with ``inf`` or ``+0.5`` is sniffed as text, while the same values in another order
+    are numbers (and pandas reads them as numbers either way). The check runs over the loaded
+    table: a real text column fails every candidate within its first rows, so only columns that
+    are blank or number-like there are scanned in full. A re-typed table is rebuilt by one CREATE.
+    """
+    text_cols = [n for n, t in types.items() if t == "VARCHAR"]
+    if not text_cols:
+        return False
+    inferred = dict(_infer_types_sql(cur, quote_ident(table), [], text_cols))
+    if all(t == "VARCHAR" for t in inferred.values()):
+        return False
+    cols = [(n, inferred.get(n, "VARCHAR") if t == "VARCHAR" else t) for n, t in types.items()]
+    select = ", ".join(quote_ident(n) if types[n] != "VARCHAR" else _typed_select([(n, t)]) for n, t in cols)
+    tmp = quote_ident(f"{table}__typed")
+    cur.execute(f"CREATE OR REPLACE TABLE {tmp} AS SELECT {select} FROM {quote_ident(table)}")
+    cur.execute(f"DROP TABLE {quote_ident(table)}")
+    cur.execute(f"ALTER TABLE {tmp} RENAME TO {quote_ident(table)}")
+    return True
 
 
 def create_table_from_csv(
@@ -626,6 +665,7 @@ def _build_table_from_csv(
         )
         cur.execute(f"CREATE TABLE {qtable} AS SELECT {select} FROM {source}", [file_param])
         _check_sniffed_types_lossless(cur, file_param, header, dict(cols))
+        inferred = _type_sniffed_text_columns(cur, table, dict(cols))
     except duckdb.Error as typed_exc:
         if isinstance(typed_exc, duckdb.InterruptException) or is_storage_write_failure(typed_exc):
             raise  # the encoding check stopped the parse, or the store cannot write: not a type problem
@@ -638,14 +678,7 @@ def _build_table_from_csv(
             raise
         except duckdb.Error as exc:  # reads only: the file's own problem
             raise Invalid(_csv_error_message(exc)) from None
-        select = ", ".join(
-            (
-                f"{_text_instant_utc_sql(quote_ident(n))} AS {quote_ident(n)}"
-                if t == "TIMESTAMPTZ"
-                else f"CAST({quote_ident(n)} AS {t}) AS {quote_ident(n)}"
-            )
-            for n, t in cols
-        )
+        select = _typed_select(cols)
         # the same file and dialect just parsed: an error here is the store's (e.g. a full disk)
         cur.execute(f"CREATE TABLE {qtable} AS SELECT {select} FROM {text_source}", [file_param])
         inferred = True

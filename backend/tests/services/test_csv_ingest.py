@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import math
 import threading
 from pathlib import Path
 
 import duckdb
+import numpy as np
+import pandas as pd
 import pytest
 from starlette.datastructures import UploadFile
 
@@ -444,6 +447,36 @@ def test_infinity_only_column_is_a_number_not_a_date(tmp_path: Path) -> None:
     con, res = _load(tmp_path, b"x\ninf\n-inf\n")
     assert {c["name"]: c["type"] for c in res.columns} == {"x": "DOUBLE"}
     assert [r[0] for r in con.execute("SELECT x FROM t ORDER BY rowid").fetchall()] == [float("inf"), float("-inf")]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["inf", "0.2", "0.8"],
+        ["0.2", "0.8", "inf"],
+        ["Infinity", "0.5", "-INF"],
+        ["+0.5", "0.25", "1"],
+        [""] * 30_000 + ["0.7"],
+        [""] * 5 + ["0.7"],
+    ],
+    ids=["inf-first", "inf-last", "infinity-spellings", "plus-sign", "30k-blanks", "5-blanks"],
+)
+def test_number_columns_are_numbers_whatever_the_row_order_or_length(tmp_path: Path, values: list[str]) -> None:
+    """The sniffer reads a sample; the stored type must not depend on which rows it saw (pandas: float64)."""
+    data = ("id,x\n" + "".join(f"r{i},{v}\n" for i, v in enumerate(values))).encode()
+    con, res = _load(tmp_path, data)
+    assert {c["name"]: c["type"] for c in res.columns} == {"id": "VARCHAR", "x": "DOUBLE"}
+    expected = pd.read_csv(io.BytesIO(data))["x"]
+    assert expected.dtype == np.float64
+    got = [r[0] for r in con.execute("SELECT x FROM t ORDER BY rowid").fetchall()]
+    assert got == [None if math.isnan(v) else v for v in expected.tolist()]
+
+
+def test_text_columns_with_a_blank_sample_stay_text(tmp_path: Path) -> None:
+    data = ("id,x,y\n" + "".join(f"r{i},,\n" for i in range(30_000)) + "r,high,\n").encode()
+    con, res = _load(tmp_path, data)
+    assert {c["name"]: c["type"] for c in res.columns} == {"id": "VARCHAR", "x": "VARCHAR", "y": "VARCHAR"}
+    assert con.execute("SELECT count(x), max(x), count(y) FROM t").fetchone() == (1, "high", 0)
 
 
 def test_sql_inference_reads_naive_timestamps_as_utc(tmp_path: Path) -> None:
