@@ -76,7 +76,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tasks.start(SYNC_BACKGROUND_TASK, engine.run_background())
     tasks.start(DB_HANDLE_SWEEPER_TASK, db_connections.run_sweeper(settings.db_handle_sweep_seconds))
     if settings.axis_load_examples:
-        tasks.start(LOAD_EXAMPLES_TASK, load_examples_if_empty(store, settings))
+        tasks.start(LOAD_EXAMPLES_TASK, load_examples_if_empty(store, settings, engine.startup_sync_kinds()))
     try:
         yield
     finally:

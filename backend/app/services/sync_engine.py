@@ -172,6 +172,12 @@ class SyncEngine:
         """Dataset names eligible for a sync of this reason."""
         return [n for n in TARGETS if self.ineligible_reason(n, reason) is None]
 
+    def startup_sync_kinds(self) -> set[str]:
+        """Dataset kinds the startup sync will load (empty unless ``sync_mode`` is ``startup``)."""
+        if not self.settings.duckdb.enabled or self.settings.duckdb.sync_mode != "startup":
+            return set()
+        return {TARGETS[n].kind for n in self.eligible("startup")}
+
     def running(self) -> dict[str, str]:
         """Datasets syncing in this process → sync id."""
         return dict(self._running)

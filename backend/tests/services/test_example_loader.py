@@ -12,6 +12,8 @@ import numpy as np
 from app.config import Settings
 from app.services.duckdb_store import DuckDBStore
 from app.services.example_loader import LOAD_EXAMPLES_TASK, load_examples_if_empty
+from tests.conftest import PgSchema
+from tests.sync_helpers import configure, create_source, joined_count
 
 
 def csv_rows(settings: Settings, name: str) -> list[dict[str, str]]:
@@ -59,3 +61,31 @@ async def test_app_with_examples_serves_analytics(make_settings: Callable[..., S
         assert len(latency) == len(records)
         cases = (await client.get("/api/human-signals/cases")).json()
         assert cases["row_count"] == 3
+
+
+async def test_no_examples_of_a_kind_a_startup_sync_loads(
+    make_settings: Callable[..., Settings], make_client: Any, pg: PgSchema
+) -> None:
+    """The synced monitoring data stays the default: no monitoring example lands after it."""
+    create_source(pg, n_cases=5, metrics=2)
+    settings = configure(make_settings, pg, columns={"metric": "metric_name", "score": "metric_score"}, auto_load=True)
+    settings = make_settings(axis_load_examples=True)  # the same custom dir: the yaml above applies
+    wrapper = make_client(settings)
+    async with wrapper as client:
+        task = wrapper.app.state.tasks.get(LOAD_EXAMPLES_TASK)
+        assert task is not None
+        await asyncio.wait_for(asyncio.shield(task), timeout=60)
+        for _ in range(600):
+            status = (await client.get("/api/store/status")).json()
+            if status["datasets"]["monitoring_data"]["state"] == "ready" and not status["running"]:
+                break
+            await asyncio.sleep(0.05)
+        listed = (await client.get("/api/store/datasets")).json()["datasets"]
+        by_kind: dict[str, list[str]] = {}
+        for ds in listed:
+            by_kind.setdefault(ds["kind"], []).append(ds["source"])
+        assert by_kind["monitoring"] == ["sync"]
+        assert sorted(by_kind["eval"]) == ["example:annotation", "example:comparison", "example:model"]
+        assert by_kind["human_signals"] == ["example:hitl"]
+        summary = (await client.get("/api/monitoring/analytics/summary")).json()
+        assert summary["dataset_id"] == "sync_monitoring" and summary["kpis"]["total_records"] == joined_count(pg)
