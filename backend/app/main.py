@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
-from app.config import Settings
+from app.config import Settings, load_settings
 from app.errors import register_error_handlers
 from app.log_redaction import install_secret_filter
 from app.models.common import HealthResponse, RootResponse
@@ -20,7 +20,7 @@ from app.serialization import CleanJSONResponse
 from app.services.background import BackgroundTasks
 from app.services.connection_store import ConnectionStore
 from app.services.database_service import build_connection_store
-from app.services.duckdb_store import DuckDBStore
+from app.services.duckdb_store import DuckDBStore, StoreLocked
 from app.services.example_loader import LOAD_EXAMPLES_TASK, load_examples_if_empty
 from app.services.health_service import check_health
 from app.services.sync_engine import SYNC_BACKGROUND_TASK, SyncEngine
@@ -69,7 +69,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine: SyncEngine = app.state.sync_engine
     db_connections: ConnectionStore = app.state.db_connections
     logger.info("AXIS starting on %s:%s", settings.host, settings.port)
-    await store.open()
+    try:
+        await store.open()
+    except StoreLocked as exc:
+        logger.error("%s", exc)
+        raise
+    logger.info(
+        "Store %s (%d datasets); configuration from %s",
+        store.path,
+        len(await store.list_datasets()),
+        settings.config_dir,
+    )
     if settings.duckdb.enabled:
         # Restore persisted sync status, take the leader lock, then repair/sync/schedule in the background.
         await engine.startup()
@@ -92,7 +102,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the FastAPI app: settings, store, routers, middleware and error handling."""
-    settings = settings or Settings()
+    settings = settings or load_settings()
     install_secret_filter(settings.secret_values())
     app = FastAPI(
         title="AXIS API",

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -276,6 +279,49 @@ def test_templates_are_valid(make_settings: Callable[..., Settings]) -> None:
     assert loaded.monitoring_db.thresholds.default.pass_ == 0.5
     assert loaded.duckdb.sync_mode == "startup"
     assert loaded.theme.active == "professional_blue"
+    mon = loaded.monitoring_db
+    assert (mon.port, mon.ssl_mode, mon.schema_name, mon.table) == (5432, "prefer", "public", None)
+    assert mon.auto_connect is False
+    assert loaded.eval_db.dataset_query is None and loaded.eval_db.row_limit == 10000
+
+
+def test_templates_read_the_store_environment_variables(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``make run`` copies the templates: the <STORE>_DB_* variables still reach the connection fields."""
+    settings = make_settings()
+    for template in (BACKEND_DIR / "config").glob("*_db.yaml.example"):
+        shutil.copy(template, settings.config_dir / template.name.removesuffix(".example"))
+    env = {
+        "MONITORING_DB_HOST": "db.internal",
+        "MONITORING_DB_NAME": "mon",
+        "MONITORING_DB_PORT": "5433",
+        "MONITORING_DB_SSL_MODE": "disable",
+        "MONITORING_DB_SCHEMA": "audit",
+        "MONITORING_DB_TABLE": "records",
+        "MONITORING_DB_AUTO_CONNECT": "true",
+        "HUMAN_SIGNALS_DB_PORT": "6543",
+        "EVAL_DB_URL": "postgresql://u@h:5440/e",
+        "EVAL_DB_DATASET_QUERY": "SELECT * FROM items",
+        "EVAL_DB_RESULTS_QUERY": "SELECT * FROM scores",
+        "EVAL_DB_ROW_LIMIT": "250",
+        "EVAL_DB_AUTO_LOAD": "true",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    loaded = make_settings()
+    mon = loaded.monitoring_db
+    assert (mon.host, mon.database, mon.port, mon.ssl_mode) == ("db.internal", "mon", 5433, "disable")
+    assert (mon.schema_name, mon.table, mon.auto_connect, mon.should_auto_load) == ("audit", "records", True, True)
+    assert loaded.human_signals_db.port == 6543
+    ev = loaded.eval_db
+    assert (ev.dataset_query, ev.results_query, ev.row_limit, ev.auto_load) == (
+        "SELECT * FROM items",
+        "SELECT * FROM scores",
+        250,
+        True,
+    )
+    assert ev.url is not None and ev.url.get_secret_value() == "postgresql://u@h:5440/e" and ev.has_query
 
 
 def test_duckdb_path_resolves_against_home(make_settings: Callable[..., Settings], tmp_path: Path) -> None:
@@ -412,3 +458,20 @@ def test_invalid_env_url_is_rejected(
     # A blank env URL is "not set", not invalid.
     monkeypatch.setenv("EVAL_DB_URL", " ")
     assert make_settings().eval_db.config_error is None
+
+
+def test_an_invalid_environment_value_stops_the_start_in_one_line_without_the_value(tmp_path: Path) -> None:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "AXIS_HOME": str(tmp_path),
+        "EVAL_DB_PORT": "s3cretPortValue",
+        "MAX_UPLOAD_MB": "lots",
+    }
+    code = "from app.main import create_app; create_app()"
+    out = subprocess.run([sys.executable, "-c", code], cwd=BACKEND_DIR, env=env, capture_output=True, text=True)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [
+        "AXIS cannot start, invalid setting in the environment or backend/.env: "
+        "MAX_UPLOAD_MB: Input should be a valid integer, unable to parse string as an integer; "
+        "EVAL_DB_PORT: Input should be a valid integer, unable to parse string as an integer"
+    ]

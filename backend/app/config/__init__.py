@@ -8,7 +8,7 @@ from app.config.db_configs import (
     HumanSignalsDBConfig,
     MonitoringDBConfig,
 )
-from app.config.settings import BACKEND_DIR, ROOT_DIR, Settings
+from app.config.settings import BACKEND_DIR, ROOT_DIR, Settings, load_settings
 from app.config.theme import Branding, Palette, ThemeConfig
 
 __all__ = [
@@ -26,4 +26,5 @@ __all__ = [
     "Settings",
     "ThemeConfig",
     "Thresholds",
+    "load_settings",
 ]

@@ -70,7 +70,18 @@ class DBImportConfig(BaseModel):
     def _cap_rows(cls, v: int) -> int:
         return min(v, 50000)
 
-    @field_validator("url", "password", "host", "database", "username", mode="before")
+    @field_validator(
+        "url",
+        "password",
+        "host",
+        "database",
+        "username",
+        "table",
+        "dataset_query",
+        "results_query",
+        mode="before",
+        check_fields=False,  # ``table``: the monitoring and human-signals sections only
+    )
     @classmethod
     def _blank_is_none(cls, v: Any) -> Any:
         if isinstance(v, SecretStr) and not v.get_secret_value().strip():

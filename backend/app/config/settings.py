@@ -67,8 +67,6 @@ class Settings(BaseSettings):
     # server
     host: str = "127.0.0.1"
     port: int = 8500
-    debug: bool = True
-    app_name: str = "AXIS"
 
     # locations
     axis_custom_dir: Path = ROOT_DIR / "custom"
@@ -395,3 +393,18 @@ class Settings(BaseSettings):
             if params_pw is not None:
                 values.append(params_pw.get_secret_value())
         return list(dict.fromkeys(values))
+
+
+def load_settings() -> Settings:
+    """Settings from the environment and ``backend/.env``, or a one-line reason to stop the start.
+
+    An invalid value names its variable and the problem, never the value (it may be a secret),
+    instead of a validation traceback.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise SystemExit(f"AXIS cannot start, invalid setting in the environment or backend/.env: {problems}") from None

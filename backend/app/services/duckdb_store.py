@@ -12,6 +12,7 @@ import copy
 import datetime as dt
 import json
 import logging
+import re
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
@@ -262,6 +263,10 @@ def cleanup_quietly(cur: duckdb.DuckDBPyConnection, sql: str) -> None:
         logger.warning("Cleanup statement failed (%s): %s", sql.split()[0], str(exc).splitlines()[0][:200])
 
 
+class StoreLocked(RuntimeError):
+    """The DuckDB file is held by another process (one read-write process per file, decision 4)."""
+
+
 class DuckDBStore:
     """Owns the DuckDB file: connection, read limiter, write lock, registry, metadata, KV."""
 
@@ -310,7 +315,17 @@ class DuckDBStore:
             config["memory_limit"] = self.memory_limit
         if self.threads:
             config["threads"] = self.threads
-        con = duckdb.connect(str(self.path), config=config)
+        try:
+            con = duckdb.connect(str(self.path), config=config)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            holder = re.search(r"PID (\d+)", str(exc))
+            by = f" (PID {holder.group(1)})" if holder else ""
+            raise StoreLocked(
+                f"The store {self.path} is open in another process{by}: run one AXIS server per store file, "
+                "or give this one another AXIS_HOME or duckdb.path"
+            ) from None
         # The store keeps naive UTC timestamps; TIMESTAMPTZ <-> TIMESTAMP casts and naive text read
         # as TIMESTAMPTZ follow the session zone, so it is UTC whatever the machine's zone is.
         try:

@@ -477,12 +477,13 @@ class SyncEngine:
         }
         await self._set_status(target.view, status)
         logger.info(
-            "Synced %s: %d rows (%s, %s) in %.2fs",
+            "Synced %s: %d rows (%s, %s) in %.2fs%s",
             target.name,
             rows,
             outcome.sync_type,
             outcome.reader,
             status["seconds"],
+            f"; truncated at max_sync_rows ({self.settings.duckdb.max_sync_rows})" if outcome.truncated else "",
         )
         if target.name == "human_signals":
             await self._run_derived(target, sync_id)

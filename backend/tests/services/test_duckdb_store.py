@@ -24,6 +24,7 @@ from app.services.csv_ingest import ingest_csv_file
 from app.services.duckdb_store import (
     DatasetInfo,
     DuckDBStore,
+    StoreLocked,
     assert_off_event_loop,
     head_rows_sql,
     quote_ident,
@@ -391,3 +392,20 @@ async def test_cancelled_staging_work_is_interrupted_without_a_stray_error(
     await asyncio.sleep(0)
     assert "never retrieved" not in caplog.text
     assert (await store.fetch("SELECT 42")).rows == [(42,)]  # the store keeps serving
+
+
+def test_a_store_held_by_another_process_is_named_with_its_pid(tmp_path: Path) -> None:
+    path = tmp_path / "held.duckdb"
+    code = f"import duckdb, sys, time; c = duckdb.connect({str(path)!r}); print('ready', flush=True); time.sleep(60)"
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        with pytest.raises(StoreLocked) as err:
+            DuckDBStore(path).open_sync()
+        assert str(err.value) == (
+            f"The store {path} is open in another process (PID {holder.pid}): run one AXIS server per store file, "
+            "or give this one another AXIS_HOME or duckdb.path"
+        )
+    finally:
+        holder.kill()
+        holder.wait(30)
