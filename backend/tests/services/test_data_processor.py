@@ -403,6 +403,20 @@ async def test_eval_db_import_left_join_aliases(store: DuckDBStore, pg: PgSchema
     assert "shared_dataset" not in res.columns
 
 
+async def test_eval_db_import_joins_sides_keyed_by_an_alias_like_the_sync(store: DuckDBStore, pg: PgSchema) -> None:
+    """``id`` on both sides is the record key (§4.4 alias): the dataset side joins, not left out."""
+    s = pg.schema
+    pg.execute("CREATE TABLE items (id text, question text, answer text)")
+    pg.execute("INSERT INTO items VALUES ('d1', 'q1', 'a1'), ('d2', 'q2', 'a2')")
+    pg.execute("CREATE TABLE scores (id text, metric text, score float8)")
+    pg.execute("INSERT INTO scores VALUES ('d1', 'acc', 0.9), ('d2', 'acc', 0.4), ('d2', 'f1', 0.6)")
+    cfg = _cfg(pg, dataset_query=f'SELECT * FROM "{s}".items', results_query=f'SELECT * FROM "{s}".scores')
+    res = await eval_db.import_eval_db(store, cfg, row_cap=100)
+    keys = ("dataset_id", "metric_name", "metric_score", "query", "actual_output")
+    got = sorted(tuple(r[k] for k in keys) for r in res.data)
+    assert got == [("d1", "acc", 0.9, "q1", "a1"), ("d2", "acc", 0.4, "q2", "a2"), ("d2", "f1", 0.6, "q2", "a2")]
+
+
 async def test_eval_db_import_row_limit_and_results_only(store: DuckDBStore, pg: PgSchema) -> None:
     pg.execute("CREATE TABLE r (metric_name text, metric_score float8)")
     pg.execute("INSERT INTO r SELECT 'm' || (i % 2), i / 10.0 FROM generate_series(1, 30) i")
