@@ -8,7 +8,6 @@ import json
 from dataclasses import dataclass
 
 import duckdb
-import pyarrow as pa
 
 from app.config.db_configs import EvalDBConfig
 from app.errors import Invalid, ServiceError
@@ -25,6 +24,7 @@ from app.services.data_processor import (
 )
 from app.services.duckdb_store import DatasetInfo, DuckDBStore, quote_ident
 from app.services.pg_source import fetch_split_queries, joined_split_sql, source_secrets, split_key_condition
+from app.services.sync_targets import TARGETS
 
 
 @dataclass
@@ -51,12 +51,6 @@ def eval_db_status(cfg: EvalDBConfig) -> EvalDBStatus:
     )
 
 
-def _aliased(table: pa.Table, custom: dict[str, str]) -> pa.Table:
-    """``table`` with the §4.4 renames (custom map first) applied to its column names."""
-    renames = eval_alias_renames(table.column_names, custom)
-    return table.rename_columns([renames.get(c, c) for c in table.column_names])
-
-
 async def import_eval_db(store: DuckDBStore, cfg: EvalDBConfig, *, row_cap: int) -> EvalLoadResult:
     """POST /eval-db-import (§4.8): split queries → LEFT join → aliases → §4.3 → stored dataset."""
     if not cfg.is_configured:
@@ -65,12 +59,9 @@ async def import_eval_db(store: DuckDBStore, cfg: EvalDBConfig, *, row_cap: int)
         )
     if not cfg.has_query:
         raise Invalid("No SQL queries configured. Set eval_db.dataset_query and eval_db.results_query.")
-    dataset, results = await fetch_split_queries(cfg, application_name="axis-eval-import")
+    dataset, results = await fetch_split_queries(cfg, TARGETS["eval"], application_name="axis-eval-import")
     if results.num_rows == 0:
         raise Invalid("Results query returned no data. Check eval_db.results_query.")
-    # Each side's names are normalised before the join, as the sync normalises each table before
-    # its view joins them: a key named by an alias (``id``, …) on both sides still joins them.
-    dataset, results = (_aliased(side, cfg.column_rename_map) for side in (dataset, results))
 
     def _build(cur: duckdb.DuckDBPyConnection, staging: str) -> None:
         joined = f"{staging}__joined"

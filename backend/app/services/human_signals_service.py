@@ -47,6 +47,7 @@ from app.services.json_rows import render_rows_sync
 from app.services.monitoring_service import source_db_status
 from app.services.pg_source import fetch_split_queries, fetch_table, joined_split_sql, split_key_condition
 from app.services.signals_display_config import build_display_config, load_signals_metrics_yaml
+from app.services.sync_targets import TARGETS
 from app.services.table_metadata import compute_table_metadata_sync
 
 logger = logging.getLogger(__name__)
@@ -282,7 +283,9 @@ async def import_human_signals_from_db(store: DuckDBStore, settings: Settings) -
             limit=settings.upload_response_row_cap,
         )
     if cfg.has_query:
-        dataset, results = await fetch_split_queries(cfg, application_name="axis-human-signals-import")
+        dataset, results = await fetch_split_queries(
+            cfg, TARGETS["human_signals"], application_name="axis-human-signals-import"
+        )
         if results.num_rows == 0:
             raise Invalid("Results query returned no data. Check results_query.")
         info = await land_arrow_signals(store, settings, results, dataset, "database")

@@ -41,6 +41,7 @@ from app.services.json_rows import preview_and_rows_sync
 from app.services.monitoring_analytics import records_table, refresh_summary_cache
 from app.services.monitoring_table import MonitoringTable
 from app.services.pg_source import fetch_split_queries, fetch_table, joined_split_sql, split_key_condition
+from app.services.sync_targets import TARGETS
 from app.services.table_metadata import compute_table_metadata_sync, latency_number_sql
 
 KIND = "monitoring"
@@ -372,7 +373,9 @@ async def import_monitoring_from_db(store: DuckDBStore, settings: Settings) -> M
             or "Database not configured. Set monitoring_db in monitoring_db.yaml or MONITORING_DB_* env vars."
         )
     if cfg.has_query:
-        dataset, results = await fetch_split_queries(cfg, application_name="axis-monitoring-import")
+        dataset, results = await fetch_split_queries(
+            cfg, TARGETS["monitoring"], application_name="axis-monitoring-import"
+        )
         if results.num_rows == 0:
             raise Invalid("Results query returned no data. Check results_query.")
         info, processed = await land_arrow_monitoring(store, cfg, results, dataset, "database")

@@ -21,7 +21,7 @@ from app.errors import Invalid, ServiceError, Timeout, Upstream
 from app.services.connection_store import connect_source, scrub_error
 from app.services.duckdb_store import quote_ident
 from app.services.sync_queries import wrap_query
-from app.services.sync_targets import KeyKind, key_join_sql
+from app.services.sync_targets import KeyKind, SyncTarget, column_renames, key_join_sql
 
 T = TypeVar("T")
 
@@ -175,10 +175,15 @@ def _limited(query: str) -> str:
     return f"SELECT * FROM (\n{wrap_query(query)}\n) AS subq LIMIT $1"
 
 
-async def fetch_split_queries(cfg: DBImportConfig, *, application_name: str) -> tuple[pa.Table, pa.Table]:
+async def fetch_split_queries(
+    cfg: DBImportConfig, target: SyncTarget, *, application_name: str
+) -> tuple[pa.Table, pa.Table]:
     """Run the dataset and results queries (each ``LIMIT row_limit``); returns (dataset, results).
 
-    Trailing semicolons are dropped (each query runs as a subquery). Errors name the query that failed.
+    Each side's column names are normalised as a sync of ``target`` stores them (the custom
+    ``columns`` map, then the alias table: :func:`~app.services.sync_targets.column_renames`), so an
+    import joins the two sides on the same key as the sync's view. Trailing semicolons are dropped
+    (each query runs as a subquery). Errors name the query that failed.
     """
 
     async def _both(conn: Any) -> tuple[pa.Table, pa.Table]:
@@ -186,7 +191,13 @@ async def fetch_split_queries(cfg: DBImportConfig, *, application_name: str) -> 
         rs = await _fetch_arrow(conn, _limited(cfg.results_query or ""), "results_query", cfg.row_limit)
         return ds, rs
 
-    return await _with_connection(cfg, application_name, _both)
+    dataset, results = await _with_connection(cfg, application_name, _both)
+    return _normalised(dataset, target, cfg.column_rename_map), _normalised(results, target, cfg.column_rename_map)
+
+
+def _normalised(table: pa.Table, target: SyncTarget, custom: dict[str, str]) -> pa.Table:
+    renames = column_renames(table.column_names, target, custom)
+    return table.rename_columns([renames.get(c, c) for c in table.column_names])
 
 
 async def fetch_table(cfg: DBImportConfig, schema: str, table: str, *, application_name: str) -> pa.Table:

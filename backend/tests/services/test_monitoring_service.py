@@ -191,6 +191,21 @@ async def test_db_import_split_queries(
     assert "id" in info.column_names
 
 
+async def test_db_import_joins_a_dataset_side_keyed_by_an_alias_like_the_sync(
+    store: DuckDBStore, pg: PgSchema, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """``record_id`` is the record key of the dataset side (§8.2 alias), as in the sync's view."""
+    pg.execute("CREATE TABLE ds (record_id text, query text)")
+    pg.execute("CREATE TABLE rs (dataset_id text, metric_name text, metric_score float8)")
+    pg.execute("INSERT INTO ds VALUES ('a', 'q-a'), ('b', 'q-b')")
+    pg.execute("INSERT INTO rs VALUES ('a', 'm1', 0.9), ('b', 'm1', 0.7), ('b', 'm2', 0.5)")
+    _write_split_queries(tmp_path, pg)
+    res = await ms.import_monitoring_from_db(store, make_settings())
+    info = await store.get_dataset(res.dataset_id)
+    rows = await store.fetch(f"SELECT dataset_id, metric_name, query FROM {quote_ident(info.table_name)} ORDER BY 1, 2")
+    assert rows.rows == [("a", "m1", "q-a"), ("b", "m1", "q-b"), ("b", "m2", "q-b")]
+
+
 async def test_db_import_joins_integer_and_text_ids_and_reads_interval_latency(
     store: DuckDBStore, pg: PgSchema, make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
