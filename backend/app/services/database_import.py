@@ -41,6 +41,7 @@ from app.services.database_session import (
     PgTable,
     Session,
     check_function_owners,
+    check_request_columns,
     checked_query,
     decoding_errors,
     open_session,
@@ -286,6 +287,7 @@ async def table_import(
     async def _source(s: Session) -> _Source:
         t = await resolve_table(s, req.table)
         resolved["t"] = t
+        check_request_columns(t, req.mappings, req.filters)
         select = projection_sql(t, req.mappings)
         where, params = where_sql(t, req.filters, 1)  # the LIMIT is bound after the filter values
         declared = {c.name: c.data_type for c in t.columns}

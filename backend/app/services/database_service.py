@@ -48,6 +48,7 @@ from app.services.connection_store import ConnectionStore, Credentials
 from app.services.database_session import (
     Session,
     check_function_owners,
+    check_request_columns,
     checked_query,
     decoding_errors,
     open_session,
@@ -294,6 +295,7 @@ async def preview(conns: ConnectionStore, settings: Settings, handle_id: str, re
     """``POST /{handle}/preview``: mapped/filtered rows, bounded by ``limit``."""
     async with open_session(conns, settings, handle_id, settings.db_statement_timeout_seconds) as s:
         t = await resolve_table(s, req.table)
+        check_request_columns(t, req.mappings, req.filters)
         select = projection_sql(t, req.mappings)
         where, params = where_sql(t, req.filters, 1)
         names, values = await _fetch_sized(

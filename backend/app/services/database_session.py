@@ -216,9 +216,16 @@ def require_column(table: PgTable, name: Any, what: str = "column") -> PgColumn:
 def check_columns(table: PgTable, names: Sequence[Any]) -> None:
     for name in names:
         check_identifier(name, "column")
-    missing = [n for n in names if table.column(n) is None]
+    missing = list(dict.fromkeys(n for n in names if table.column(n) is None))
     if missing:
         raise Invalid(f"Invalid columns for table '{table.schema}.{table.name}': {', '.join(map(str, missing))}")
+
+
+def check_request_columns(
+    table: PgTable, mappings: list[ColumnMapping] | None, filters: list[ColumnFilter] | None
+) -> None:
+    """Every mapped source and filter column exists (400 listing all the missing ones)."""
+    check_columns(table, [m.source for m in mappings or []] + [f.column for f in filters or []])
 
 
 def projection_sql(table: PgTable, mappings: list[ColumnMapping] | None) -> str:

@@ -220,6 +220,15 @@ async def test_body_validation_limits(pg: PgSchema, client: Any) -> None:
         f"/api/database/{handle}/distinct-values", json={"table": table, "column": "id", "limit": 1001}
     )
     assert r.status_code == 422
+    r = await client.post(
+        f"/api/database/{handle}/preview",
+        json={
+            "table": table,
+            "mappings": [{"source": "nope", "target": "x"}, {"source": "id", "target": "y"}],
+            "filters": [{"column": "nope2", "value": "1"}, {"column": "nope", "value": "2"}],
+        },
+    )
+    assert r.status_code == 400 and r.json()["detail"] == f"Invalid columns for table '{pg.schema}.t': nope, nope2"
     injected = {"schema_name": pg.schema, "name": 't"; DROP'}
     r = await client.post(f"/api/database/{handle}/preview", json={"table": injected})
     assert r.status_code == 400
