@@ -10,6 +10,7 @@ the legacy single-table path) and land through the same projection.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,11 +29,13 @@ from app.models.monitoring import (
     ThresholdsOut,
     ThresholdValues,
 )
+from app.serialization import RenderedRows
 from app.services.column_aliases import MONITORING_ALIASES, normalise_column_key
 from app.services.csv_ingest import CsvLoadResult, CsvTransform, UploadLike, ingest_csv_file, ingest_csv_upload
 from app.services.duckdb_store import (
     DatasetInfo,
     DuckDBStore,
+    cleanup_quietly,
     quote_ident,
     utc_now,
     utc_timestamp_sql,
@@ -220,6 +223,29 @@ async def finish_monitoring_load(store: DuckDBStore, config: MonitoringDBConfig,
     await records_table(store, MonitoringTable.of(info))
 
 
+def _response_rows_sync(
+    cur: duckdb.DuckDBPyConnection, table: str, row_cap: int
+) -> tuple[list[dict[str, Any]], RenderedRows]:
+    """Preview and capped rows of a stored monitoring table, ``metric_score`` as numbers (§8.1 step 5).
+
+    Long data whose classification rows carry text labels keeps ``metric_score`` as text in the
+    store (classification analytics read the labels); the response rows carry the numbers, and
+    null for a label, as the Ref coerces them.
+    """
+    types = {c["name"]: c["type"] for c in DuckDBStore.describe_sync(cur, table)}
+    if types.get("metric_score") != "VARCHAR":
+        return preview_and_rows_sync(cur, table, PREVIEW_ROWS, row_cap)
+    view = f"_axis_numeric_{uuid.uuid4().hex[:12]}"
+    cur.execute(
+        f"CREATE TEMP VIEW {quote_ident(view)} AS SELECT * REPLACE (TRY_CAST(metric_score AS DOUBLE) AS metric_score) "
+        f"FROM {quote_ident(table)}"
+    )
+    try:
+        return preview_and_rows_sync(cur, view, PREVIEW_ROWS, row_cap)
+    finally:
+        cleanup_quietly(cur, f"DROP VIEW IF EXISTS {quote_ident(view)}")
+
+
 async def _response(
     store: DuckDBStore,
     info: DatasetInfo,
@@ -229,7 +255,7 @@ async def _response(
     row_cap: int,
     source: str | None = None,
 ) -> MonitoringUploadResponse:
-    preview, rows = await store.run_read(lambda cur: preview_and_rows_sync(cur, info.table_name, PREVIEW_ROWS, row_cap))
+    preview, rows = await store.run_read(lambda cur: _response_rows_sync(cur, info.table_name, row_cap))
     return MonitoringUploadResponse(
         row_count=info.row_count,
         columns=info.column_names,

@@ -52,6 +52,16 @@ async def test_upload_long_then_summary_kpis(client: httpx.AsyncClient) -> None:
     assert abs(k["avg_score"] - statistics.mean(vals)) < 1e-12
     assert k["pass_rate"] == 100 * sum(v >= 0.5 for v in vals) / 6
     assert k["p50_latency"] == 250.0  # one latency per record, not per metric row
+    # the echoed rows carry numbers (a text label → null, §8.1 step 5); the store keeps the label
+    echoed = {(r["dataset_id"], r["metric_name"]): r["metric_score"] for r in up.json()["data"]}
+    expected = {(rid, m): v for rid, pair in scores.items() for m, v in zip("ab", pair, strict=True)}
+    assert echoed == {**expected, **{(rid, "tone"): None for rid in scores}}
+    assert {(r["dataset_id"], r["metric_name"]): r["metric_score"] for r in up.json()["preview"]} == echoed
+    cls = await client.get("/api/monitoring/analytics/classification-breakdown")
+    assert cls.status_code == 200, cls.text
+    assert [(m["metric_name"], [(c["value"], c["count"]) for c in m["categories"]]) for m in cls.json()["metrics"]] == [
+        ("tone", [("friendly", 3)])
+    ]
 
 
 async def test_upload_errors(client: httpx.AsyncClient) -> None:
