@@ -326,8 +326,14 @@ def _csv_error_message(exc: duckdb.Error) -> str:
     line_m = _LINE_RE.search(text)
     where = f" on line {line_m.group(1)}" if line_m else ""
     cols_m = _COLUMNS_RE.search(text)
+    orig_m = _ORIGINAL_RE.search(text)
     if cols_m:
-        problem = f"expected {cols_m.group(1)} columns, found {cols_m.group(2)}"
+        expected, found = int(cols_m.group(1)), int(cols_m.group(2))
+        if found > expected:  # DuckDB stops counting at the first extra field
+            fields = _field_count(orig_m.group(1)) if orig_m else None
+            problem = f"expected {expected} columns, found " + (str(fields) if fields else f"more than {expected}")
+        else:
+            problem = f"expected {expected} columns, found {found}"
     elif "Maximum line size" in text or "does not support a full read" in text:
         # (DuckDB's parallel reader gives up with the second message on a line over 2 x its buffer)
         problem = f"a line is longer than the parser allows ({MAX_CSV_LINE_BYTES // (1024 * 1024)} MB)"
@@ -342,12 +348,20 @@ def _csv_error_message(exc: duckdb.Error) -> str:
         problem = "invalid quoting (quotes inside a quoted value must be doubled)"
     else:
         problem = text.split("\n", 1)[0].replace("Invalid Input Error: ", "")[:300]
-    orig_m = _ORIGINAL_RE.search(text)
     snippet = ""
     if orig_m:
         original = orig_m.group(1).strip()
         snippet = f" (line starts: {original[:80]!r})"
     return f"CSV parsing error{where}: {problem}{snippet}"
+
+
+def _field_count(line: str) -> int | None:
+    """Fields of one CSV line (our dialect), or None when it is not one complete record."""
+    try:
+        records = list(csv.reader([line], strict=True))
+    except csv.Error:
+        return None
+    return len(records[0]) if len(records) == 1 else None
 
 
 def _read_csv_sql(columns: dict[str, str] | None, names: list[str]) -> str:

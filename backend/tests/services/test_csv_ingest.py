@@ -203,6 +203,8 @@ def test_header_only_allowed_when_asked(tmp_path: Path) -> None:
     ("data", "line", "expected", "found"),
     [
         (b"a,b,c\n1,2,3\n4,5,6,7\n", 3, 3, 4),
+        (b"a,b\nx,1\nx,1,5,6,7,8\n", 3, 2, 6),  # DuckDB itself reports 3: it stops at the first extra field
+        (b'a,b\nx,1\n"q,r",1,"s,t",9\n', 3, 2, 4),
         (b"a,b,c\n1,2,3\n4,5,6\n7,8\n", 4, 3, 2),
     ],
 )
