@@ -82,6 +82,8 @@ EXAMPLE_FILES: dict[str, str] = {
 
 # Columns that identify one evaluated record in long data (the analytics pivot key).
 RECORD_KEYS = ("dataset_id", "evaluation_name", "run_id")
+# Also part of a record's identity when they differ within one RECORD_KEYS tuple (spec §4.5's index).
+OUTPUT_KEYS = ("query", "actual_output")
 # Per-metric columns of long data: they vary per metric row, never describe a record.
 PER_METRIC_COLUMNS = frozenset(
     {
@@ -398,44 +400,55 @@ def long_metric_names(cur: duckdb.DuckDBPyConnection, relation: str) -> list[str
     return [r[0] for r in rows]
 
 
-def record_keys_sync(cur: duckdb.DuckDBPyConnection, relation: str, columns: Iterable[str]) -> list[str]:
-    """Columns identifying one record of long data.
+def record_keys_sync(cur: duckdb.DuckDBPyConnection, relation: str, columns: Iterable[str]) -> tuple[list[str], int]:
+    """Columns identifying one record of long data, and the number of records.
 
-    The :data:`RECORD_KEYS` present, else every column that is not per-metric; empty when the
-    rows carry nothing but metric columns, and then all rows form one record. A ``dataset_id`` or
-    ``evaluation_name`` holding nothing but its §4.3 fill value (``test_case_1``, ``Experiment 1``)
-    identifies no record and is left out, so the rows an upload returns (filled) and the stored
-    dataset they came from give the same records.
+    The :data:`RECORD_KEYS` present (with :data:`OUTPUT_KEYS` when one key tuple has rows with
+    different queries or outputs: two records, as in the spec's pivot index, not one average),
+    else every column that is not per-metric; empty when the rows carry nothing but metric
+    columns, and then all rows form one record. A ``dataset_id`` or ``evaluation_name`` holding
+    nothing but its §4.3 fill value (``test_case_1``, ``Experiment 1``) identifies no record and is
+    left out, so the rows an upload returns (filled) and the stored dataset they came from give
+    the same records.
     """
     cols = list(columns)
+    rel = quote_ident(relation)
     fill = [(k, v) for k, v in TREE_DEFAULTS if k in RECORD_KEYS and k in cols]
     filled: set[str] = set()
     if fill:
         checks = ", ".join(f"bool_and(CAST({quote_ident(k)} AS VARCHAR) IS NOT DISTINCT FROM ?)" for k, _ in fill)
-        row = cur.execute(f"SELECT {checks} FROM {quote_ident(relation)}", [v for _, v in fill]).fetchone()
+        row = cur.execute(f"SELECT {checks} FROM {rel}", [v for _, v in fill]).fetchone()
         filled = {k for (k, _), only in zip(fill, row or (), strict=False) if only}
     keys = [k for k in RECORD_KEYS if k in cols and k not in filled]
-    return keys or [c for c in cols if c not in PER_METRIC_COLUMNS and c not in filled]
+    outputs = [c for c in OUTPUT_KEYS if c in cols]
+    if not keys:
+        keys = [c for c in cols if c not in PER_METRIC_COLUMNS and c not in filled]
+    elif outputs:  # the records and whether an output varies within one, in one GROUP BY
+        out = ", ".join(quote_ident(c) for c in outputs)
+        row = cur.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE varies) FROM (SELECT min(hash({out})) <> max(hash({out})) "
+            f"AS varies FROM {rel} GROUP BY {', '.join(quote_ident(k) for k in keys)})"
+        ).fetchone()
+        if row and not row[1]:
+            return keys, int(row[0])
+        keys += outputs
+    return keys, _count_records(cur, rel, keys)
 
 
-def count_records(cur: duckdb.DuckDBPyConnection, relation: str, keys: Sequence[str]) -> int:
+def _count_records(cur: duckdb.DuckDBPyConnection, rel: str, keys: Sequence[str]) -> int:
     """Distinct record-key tuples of long data (1 for non-empty data without keys)."""
     if not keys:
-        row = cur.execute(f"SELECT count(*) > 0 FROM (SELECT 1 FROM {quote_ident(relation)} LIMIT 1)").fetchone()
+        row = cur.execute(f"SELECT count(*) > 0 FROM (SELECT 1 FROM {rel} LIMIT 1)").fetchone()
         return int(bool(row and row[0]))
     cols = ", ".join(quote_ident(k) for k in keys)
-    row = cur.execute(f"SELECT count(*) FROM (SELECT DISTINCT {cols} FROM {quote_ident(relation)})").fetchone()
+    row = cur.execute(f"SELECT count(*) FROM (SELECT DISTINCT {cols} FROM {rel})").fetchone()
     return int(row[0]) if row else 0
 
 
 def _long_extra(cur: duckdb.DuckDBPyConnection, table: str) -> dict[str, Any]:
     """Metric names, record keys and record count of processed long data (cached in the registry)."""
-    keys = record_keys_sync(cur, table, column_types(cur, table))
-    return {
-        EXTRA_METRIC_NAMES: long_metric_names(cur, table),
-        EXTRA_RECORD_KEYS: keys,
-        EXTRA_RECORD_COUNT: count_records(cur, table, keys),
-    }
+    keys, records = record_keys_sync(cur, table, column_types(cur, table))
+    return {EXTRA_METRIC_NAMES: long_metric_names(cur, table), EXTRA_RECORD_KEYS: keys, EXTRA_RECORD_COUNT: records}
 
 
 def _tree_message(cur: duckdb.DuckDBPyConnection, table: str, label: str) -> str:

@@ -25,7 +25,6 @@ from app.services.data_processor import (
     EXTRA_RECORD_COUNT,
     EXTRA_RECORD_KEYS,
     ORDINAL,
-    count_records,
     is_numeric_type,
     long_metric_names,
     record_keys_sync,
@@ -152,7 +151,7 @@ class Relation:
     def record_keys(self, cur: duckdb.DuckDBPyConnection) -> list[str]:
         """Columns identifying one record of long data (cached at load time for stored data)."""
         if self.cached_keys is None or not all(k in self.types for k in self.cached_keys):
-            self.cached_keys = record_keys_sync(cur, self.name, self.types)
+            self.cached_keys, self.cached_records = record_keys_sync(cur, self.name, self.types)
         return self.cached_keys
 
     def wide_metric_columns(self) -> list[str]:
@@ -227,13 +226,15 @@ def available_metrics(cur: duckdb.DuckDBPyConnection, rel: Relation) -> list[str
 
 def record_count(cur: duckdb.DuckDBPyConnection, rel: Relation) -> int:
     """Number of records: rows of wide data, distinct record keys of long data."""
-    if rel.cached_records is None:
-        if rel.long:
-            rel.cached_records = count_records(cur, rel.name, rel.record_keys(cur))
-        else:
-            row = cur.execute(f"SELECT count(*) FROM {rel.q}").fetchone()
-            rel.cached_records = int(row[0]) if row else 0
-    return rel.cached_records
+    if rel.cached_records is not None:
+        return rel.cached_records
+    if rel.long:
+        rel.cached_keys, records = record_keys_sync(cur, rel.name, rel.types)
+    else:
+        row = cur.execute(f"SELECT count(*) FROM {rel.q}").fetchone()
+        records = int(row[0]) if row else 0
+    rel.cached_records = records
+    return records
 
 
 VAL = "__axis_v"

@@ -130,6 +130,31 @@ async def _upload_text(client: httpx.AsyncClient, text: str) -> str:
     return dataset_id
 
 
+async def test_one_key_with_two_outputs_is_two_records_stored_inline_and_prepared(client: httpx.AsyncClient) -> None:
+    """d1 under one evaluation with two outputs: two points, as the spec's pivot index (no average)."""
+    text = (
+        "dataset_id,evaluation_name,query,actual_output,metric_name,metric_score\n"
+        "d1,E,q1,outA,acc,0.9\nd1,E,q1,outA,rel,0.1\nd1,E,q1,outB,acc,0.2\nd1,E,q1,outB,rel,0.8\n"
+        "d2,E,q2,o2,acc,0.5\nd2,E,q2,o2,rel,0.5\n"
+    )
+    up = await client.post("/api/data/upload", files={"file": ("multi.csv", text.encode(), "text/csv")})
+    assert up.status_code == 200, up.text
+    params = {"x_metric": "acc", "y_metric": "rel"}
+    stored = await client.post("/api/analytics/scatter", params={**params, "dataset_id": up.json()["dataset_id"]})
+    inline = await client.post("/api/analytics/scatter", params=params, json=up.json()["data"])
+    prepared = await client.post(
+        "/api/data/prepare-analytics", params={"format_type": "tree_format"}, json=up.json()["data"]
+    )
+    assert prepared.status_code == 200, prepared.text
+    flat = await client.post("/api/analytics/scatter", params=params, json=prepared.json()["data"])
+    for res in (stored, inline, flat):
+        assert res.status_code == 200, res.text
+        points = sorted(zip(res.json()["x"], res.json()["y"], strict=True))
+        assert points == [(0.2, 0.8), (0.5, 0.5), (0.9, 0.1)] and res.json()["total_points"] == 3
+    summary = (await client.post("/api/analytics/summary", params={"dataset_id": up.json()["dataset_id"]})).json()
+    assert summary["total_records"] == 3
+
+
 async def test_non_finite_values_are_missing_stored_and_inline(client: httpx.AsyncClient) -> None:
     """CSV ``nan``/``inf`` cells (DuckDB stores them as doubles) and inline ±Infinity count as missing."""
     text = (
@@ -280,8 +305,11 @@ async def test_the_rows_an_upload_returns_analyse_like_the_stored_dataset(client
         assert sorted(zip(sc["x"], sc["y"], strict=True)) == sorted(zip(xs, ys, strict=True))
         assert sc["ids"] == ["test_case_1"] * 3
     # A dataset_id the user gave keeps identifying records, even when it is one value.
-    one = [{"dataset_id": "case-7", "query": f"q{i}", "metric_name": "m1", "metric_score": 0.5} for i in range(3)]
+    one = [{"dataset_id": "case-7", "query": "q", "metric_name": f"m{i}", "metric_score": 0.5} for i in range(3)]
     assert (await client.post("/api/analytics/summary", json=one)).json()["total_records"] == 1
+    # ... and rows of that id with different queries are different records (spec §4.5's index)
+    three = [{**row, "query": f"q{i}", "metric_name": "m1"} for i, row in enumerate(one)]
+    assert (await client.post("/api/analytics/summary", json=three)).json()["total_records"] == 3
 
 
 async def test_ids_beyond_int64_posted_back_stay_distinct(client: httpx.AsyncClient) -> None:
