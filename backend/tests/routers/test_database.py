@@ -520,9 +520,9 @@ async def test_one_handle_cannot_starve_another(
                                                 json={"query": f"SELECT pg_sleep(2) AS s, {i} AS i"}))
                 for i in range(3)]  # fmt: skip
         await asyncio.sleep(0.3)
-        started = asyncio.get_running_loop().time()
         r = await client.get(f"/api/database/{victim}/tables")
-        assert r.status_code == 200 and asyncio.get_running_loop().time() - started < 1.0
+        # served while the greedy handle's two queries still sleep (ordering, not a time bound)
+        assert r.status_code == 200 and sum(not t.done() for t in slow) >= 2
         statuses = sorted(t.status_code for t in await asyncio.gather(*slow))
         assert statuses == [200, 200, 429]
         refused = next(t for t in slow if t.result().status_code == 429).result()

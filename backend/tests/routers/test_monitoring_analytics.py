@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
+import numpy as np
+import pandas as pd
 import pytest
+
+from app.config import BACKEND_DIR
 
 BASE = "/api/monitoring/analytics"
 
@@ -37,15 +43,42 @@ async def test_every_endpoint_answers_over_examples(client: httpx.AsyncClient, e
         assert res.status_code == 200, (path, res.text)
         bodies[path] = res.json()
         assert bodies[path]["success"] is True
-    assert bodies["summary"]["kpis"]["total_records"] > 0
     assert bodies["trends"]["data"] and bodies["metric-breakdown"]["metrics"]
-    assert sum(bodies["latency-distribution"]["histogram"]["counts"]) > 0
-    assert len(bodies["correlation"]["matrix"]) == 2
     assert bodies["class-distribution"]["data"]
+    assert len(bodies["correlation"]["matrix"]) == 2
     if long:
-        assert bodies["classification-breakdown"]["metrics"]
-        assert bodies["analysis-insights"]["total_count"] > 0
-        assert len(bodies["analysis-insights"]["records"]) == 5
+        _check_long_numbers(bodies)
+    else:
+        assert bodies["summary"]["kpis"]["total_records"] > 0
+        assert sum(bodies["latency-distribution"]["histogram"]["counts"]) > 0
+
+
+def _check_long_numbers(bodies: dict[str, Any]) -> None:
+    """The long example's numbers, computed by pandas from the CSV itself."""
+    df = pd.read_csv(BACKEND_DIR / "sample_data" / "monitoring_long_sample.csv")
+    scores = df[df["metric_category"] == "SCORE"]
+    kpis = bodies["summary"]["kpis"]
+    assert kpis["total_records"] == len(scores)
+    assert kpis["avg_score"] == pytest.approx(scores["metric_score"].astype(float).mean())
+    assert kpis["pass_rate"] == pytest.approx(100.0 * (scores["metric_score"].astype(float) >= 0.5).mean())
+    per_metric = {m["name"]: m for m in bodies["metric-breakdown"]["metrics"]}
+    for name, grp in scores.groupby("metric_name"):
+        assert per_metric[name]["count"] == len(grp)
+        assert per_metric[name]["avg"] == pytest.approx(grp["metric_score"].astype(float).mean())
+    # latency once per record
+    assert sum(bodies["latency-distribution"]["histogram"]["counts"]) == df["dataset_id"].nunique()
+    wide = scores.pivot_table(index="dataset_id", columns="metric_name", values="metric_score", aggfunc="mean")
+    r = float(np.corrcoef(wide["relevance"].astype(float), wide["faithfulness"].astype(float))[0, 1])
+    assert bodies["correlation"]["matrix"][0][1] == pytest.approx(r)
+    labels = df[df["metric_category"] == "CLASSIFICATION"].groupby("metric_name")["explanation"].value_counts()
+    got = {
+        (m["metric_name"], c["value"]): c["count"]
+        for m in bodies["classification-breakdown"]["metrics"]
+        for c in m["categories"]
+    }
+    assert got == {(str(k[0]), str(k[1])): int(v) for k, v in labels.items()}
+    assert bodies["analysis-insights"]["total_count"] == int((df["metric_category"] == "ANALYSIS").sum())
+    assert len(bodies["analysis-insights"]["records"]) == 5
 
 
 async def test_hostile_params_cannot_alter_the_query(client: httpx.AsyncClient) -> None:
@@ -81,4 +114,10 @@ async def test_unknown_long_metric_and_non_finite_threshold_are_4xx(client: http
         res = await client.get(f"{BASE}/metric-breakdown", params={"threshold": bad})
         assert res.status_code == 422, (bad, res.text)
     ok = await client.get(f"{BASE}/metric-breakdown", params={"threshold": "0.7"})
-    assert ok.status_code == 200 and ok.json()["metrics"]
+    assert ok.status_code == 200
+    df = pd.read_csv(BACKEND_DIR / "sample_data" / "monitoring_long_sample.csv")
+    scores = df[df["metric_category"] == "SCORE"]
+    expected = {
+        str(n): 100.0 * float((g["metric_score"].astype(float) >= 0.7).mean()) for n, g in scores.groupby("metric_name")
+    }
+    assert {m["name"]: m["pass_rate"] for m in ok.json()["metrics"]} == pytest.approx(expected)

@@ -477,9 +477,11 @@ async def test_non_leader_does_not_sync(
         async with make_client(settings) as client:
             status = (await client.get("/api/store/status")).json()
             assert status["leader"] is False
+            assert status["datasets"]["monitoring_data"]["state"] == "not_synced"  # no startup sync either
             r = await client.post("/api/store/sync/monitoring")
             assert r.status_code == 409 and "lock" in r.json()["detail"]
-            assert status["datasets"]["monitoring_data"]["state"] == "not_synced"
+            after = (await client.get("/api/store/status")).json()
+            assert after["running"] == {} and after["datasets"]["monitoring_data"]["state"] == "not_synced"
     finally:
         other.release()
 

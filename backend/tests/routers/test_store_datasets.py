@@ -94,6 +94,5 @@ async def test_datasets_kind_filter_accepts_only_the_registry_kinds(client: http
     [error] = bogus.json()["detail"]
     assert error["loc"] == ["query", "kind"] and error["input"] == "bogus"
     assert error["msg"] == "Input should be 'eval', 'monitoring' or 'human_signals'"
-    # the valid kinds are the registry's own set
-    assert DATASET_KINDS == ("eval", "monitoring", "human_signals")
+    # the listed kinds are the registry's own set
     assert {d["kind"] for d in (await client.get("/api/store/datasets")).json()["datasets"]} <= set(DATASET_KINDS)

@@ -168,10 +168,9 @@ async def test_one_handle_cannot_take_the_whole_shared_pool(pg: PgSchema) -> Non
         assert info.value.status_code == 429
         assert "already running 2 requests at once" in info.value.message
         # ... while another handle on the same pool is served at once.
-        started = time.monotonic()
         async with conns.connection(other.handle) as (conn, _):
             assert await conn.fetchval("SELECT 2") == 2
-        assert time.monotonic() - started < 0.4
+        assert not any(h.done() for h in holders)  # served while the greedy handle still holds its two
         # A request that waits less than the timeout gets the slot a finishing request frees.
         waiter = asyncio.create_task(hold())
         await asyncio.sleep(0.1)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -133,7 +135,11 @@ async def test_example_loads_and_caches_summary(store: DuckDBStore, settings: Se
     long = await ms.load_monitoring_example(store, settings, "monitoring_long")
     assert long.metric_columns == ["metric_score"]
     meta = await store.get_metadata((await store.get_dataset(long.dataset_id)).table_name)
-    assert meta["monitoring_summary"]["by_category"]["SCORE"]["total_records"] > 0
+    rows = list(csv.DictReader((settings.axis_sample_dir / "monitoring_long_sample.csv").open(encoding="utf-8")))
+    score_rows = [float(r["metric_score"]) for r in rows if r["metric_category"] == "SCORE"]
+    cached = meta["monitoring_summary"]["by_category"]["SCORE"]
+    assert cached["total_records"] == len(score_rows) == 180
+    assert cached["avg_score"] == pytest.approx(statistics.mean(score_rows))
     with pytest.raises(NotFound, match="Available"):
         await ms.load_monitoring_example(store, settings, "nope")
 
