@@ -423,15 +423,17 @@ def record_keys_sync(cur: duckdb.DuckDBPyConnection, relation: str, columns: Ite
     outputs = [c for c in OUTPUT_KEYS if c in cols]
     if not keys:
         keys = [c for c in cols if c not in PER_METRIC_COLUMNS and c not in filled]
-    elif outputs:  # the records and whether an output varies within one, in one GROUP BY
+    elif outputs:
+        # Grouped by a hash of the key (8 bytes a record, not its text): a collision can only add the
+        # outputs to keys under which they do not vary, which groups the records the same way.
         out = ", ".join(quote_ident(c) for c in outputs)
+        grouped = ", ".join(quote_ident(k) for k in keys)
         row = cur.execute(
-            f"SELECT count(*), count(*) FILTER (WHERE varies) FROM (SELECT min(hash({out})) <> max(hash({out})) "
-            f"AS varies FROM {rel} GROUP BY {', '.join(quote_ident(k) for k in keys)})"
+            f"SELECT count(*) FROM (SELECT 1 FROM {rel} GROUP BY hash({grouped}) "
+            f"HAVING min(hash({out})) <> max(hash({out})) LIMIT 1)"
         ).fetchone()
-        if row and not row[1]:
-            return keys, int(row[0])
-        keys += outputs
+        if row and row[0]:
+            keys += outputs
     return keys, _count_records(cur, rel, keys)
 
 
