@@ -10,7 +10,7 @@ import dataclasses
 import datetime as dt
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import duckdb
@@ -63,10 +63,10 @@ from app.services.monitoring_table import (
     wide_metrics,
 )
 from app.services.sql_stats import (
-    avg_sql,
     mean_sql,
     pair_correlations,
     pearson,
+    retry_mean,
     retry_scaled,
     scaled_values_sql,
     std_sql,
@@ -120,21 +120,35 @@ def _scored_source(t: MonitoringTable, where: Where, wide_cols: list[str]) -> st
     return unpivot_source(t, wide_cols, extra, where)
 
 
+async def _fetch_means(
+    store: DuckDBStore, sql: Callable[[Callable[[str], str]], str], params: Sequence[Any]
+) -> list[tuple[Any, ...]]:
+    """Rows of ``sql(mean)``: DuckDB's ``avg`` first, the overflow-safe mean when a sum overflowed."""
+
+    def _run(cur: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
+        return retry_mean(lambda mean: cur.execute(sql(mean), list(params)).fetchall())
+
+    return await store.run_read(_run)
+
+
 def summary_by_category_sync(cur: duckdb.DuckDBPyConnection, t: MonitoringTable, threshold: float) -> dict[str, Any]:
     """Per-category summary KPIs over the whole dataset (SCORE = SCORE or NULL), one GROUP BY."""
     src = _scored_source(t, Where(), t.score_columns)
     if src is None:
         return {}
-    sql = f"""
-        WITH scored AS (SELECT c, s, lat, k FROM {src} WHERE s IS NOT NULL),
-        agg AS (SELECT c, count(*) AS n, {avg_sql("s")} AS a, count(*) FILTER (WHERE s >= ?) AS p
-                FROM scored GROUP BY c),
-        rec AS (SELECT c, max(lat) AS lat FROM scored WHERE k IS NOT NULL GROUP BY c, k),
-        l AS (SELECT c, quantile_cont(lat, [0.5, 0.95, 0.99]) AS q FROM rec WHERE lat IS NOT NULL GROUP BY c)
-        SELECT agg.c, agg.n, agg.a, agg.p, l.q FROM agg LEFT JOIN l USING (c)
-    """
+
+    def sql(mean: Callable[[str], str]) -> str:
+        return f"""
+            WITH scored AS (SELECT c, s, lat, k FROM {src} WHERE s IS NOT NULL),
+            agg AS (SELECT c, count(*) AS n, {mean("s")} AS a, count(*) FILTER (WHERE s >= ?) AS p
+                    FROM scored GROUP BY c),
+            rec AS (SELECT c, max(lat) AS lat FROM scored WHERE k IS NOT NULL GROUP BY c, k),
+            l AS (SELECT c, quantile_cont(lat, [0.5, 0.95, 0.99]) AS q FROM rec WHERE lat IS NOT NULL GROUP BY c)
+            SELECT agg.c, agg.n, agg.a, agg.p, l.q FROM agg LEFT JOIN l USING (c)
+        """
+
     out: dict[str, Any] = {}
-    for c, n, a, p, q in cur.execute(sql, [threshold]).fetchall():
+    for c, n, a, p, q in retry_mean(lambda mean: cur.execute(sql(mean), [threshold]).fetchall()):
         out[c] = _kpis(n, a, p, q).model_dump()
     return out
 
@@ -269,14 +283,17 @@ async def summary(store: DuckDBStore, config: MonitoringDBConfig, f: MonitoringF
     src = _scored_source(t, where, wide_metrics(t, f))
     if src is None:
         return SummaryResponse(kpis=SummaryKpis(), dataset_id=t.info.dataset_id, threshold=threshold)
-    sql = f"""
-        WITH scored AS (SELECT s, lat, k FROM {src} WHERE s IS NOT NULL),
-        agg AS (SELECT count(*) AS n, {avg_sql("s")} AS a, count(*) FILTER (WHERE s >= ?) AS p FROM scored),
-        l AS (SELECT quantile_cont(lat, [0.5, 0.95, 0.99]) AS q
-              FROM (SELECT max(lat) AS lat FROM scored WHERE k IS NOT NULL GROUP BY k) WHERE lat IS NOT NULL)
-        SELECT agg.n, agg.a, agg.p, l.q FROM agg, l
-    """
-    row = (await store.fetch(sql, [*where.params, threshold])).rows[0]
+
+    def sql(mean: Callable[[str], str]) -> str:
+        return f"""
+            WITH scored AS (SELECT s, lat, k FROM {src} WHERE s IS NOT NULL),
+            agg AS (SELECT count(*) AS n, {mean("s")} AS a, count(*) FILTER (WHERE s >= ?) AS p FROM scored),
+            l AS (SELECT quantile_cont(lat, [0.5, 0.95, 0.99]) AS q
+                  FROM (SELECT max(lat) AS lat FROM scored WHERE k IS NOT NULL GROUP BY k) WHERE lat IS NOT NULL)
+            SELECT agg.n, agg.a, agg.p, l.q FROM agg, l
+        """
+
+    row = (await _fetch_means(store, sql, [*where.params, threshold]))[0]
     return SummaryResponse(kpis=_kpis(*row), dataset_id=t.info.dataset_id, threshold=threshold)
 
 
@@ -304,12 +321,15 @@ async def trends(
         if not cols:
             return empty
         src = unpivot_source(t, cols, [("_ts", ts)], where)
-    sql = f"""
-        SELECT date_trunc('{unit}', _ts) AS b, metric, {avg_sql("s")}, quantile_cont(s, [0.5, 0.95, 0.99]), count(s)
-        FROM {src} WHERE s IS NOT NULL AND _ts IS NOT NULL AND metric IS NOT NULL
-        GROUP BY b, metric ORDER BY b, metric
-    """
-    rows = (await store.fetch(sql, where.params)).rows
+
+    def sql(mean: Callable[[str], str]) -> str:
+        return f"""
+            SELECT date_trunc('{unit}', _ts) AS b, metric, {mean("s")}, quantile_cont(s, [0.5, 0.95, 0.99]), count(s)
+            FROM {src} WHERE s IS NOT NULL AND _ts IS NOT NULL AND metric IS NOT NULL
+            GROUP BY b, metric ORDER BY b, metric
+        """
+
+    rows = await _fetch_means(store, sql, where.params)
     data = [
         TrendPoint(timestamp=_iso(b), metric=m, avg=_f(a), p50=_f(q[0]), p95=_f(q[1]), p99=_f(q[2]), count=int(n))
         for b, m, a, q, n in rows
@@ -345,13 +365,16 @@ async def metric_breakdown(
         src = unpivot_source(t, cols, [("g", g_expr)], where)
     sets = "GROUPING SETS ((metric), (metric, g))" if grp else "metric"
     grouping = "GROUPING(g)" if grp else "1"
-    sql = f"""
-        SELECT metric, {"g" if grp else "NULL"} AS g, {grouping} AS only_metric,
-               100.0 * count(*) FILTER (WHERE s >= ?) / count(*), {avg_sql("s")}, count(*)
-        FROM {src} WHERE s IS NOT NULL AND metric IS NOT NULL
-        GROUP BY {sets} ORDER BY metric, g NULLS FIRST
-    """
-    rows = (await store.fetch(sql, [thr, *where.params])).rows
+
+    def sql(mean: Callable[[str], str]) -> str:
+        return f"""
+            SELECT metric, {"g" if grp else "NULL"} AS g, {grouping} AS only_metric,
+                   100.0 * count(*) FILTER (WHERE s >= ?) / count(*), {mean("s")}, count(*)
+            FROM {src} WHERE s IS NOT NULL AND metric IS NOT NULL
+            GROUP BY {sets} ORDER BY metric, g NULLS FIRST
+        """
+
+    rows = await _fetch_means(store, sql, [thr, *where.params])
     items: dict[str, MetricBreakdownItem] = {}
     groups: list[tuple[str, str, GroupStats]] = []
     for metric, g, only_metric, rate, avg, n in rows:

@@ -5,11 +5,13 @@ treated as missing, like NULL. DuckDB's ``stddev_samp``/``corr`` raise an out-of
 a running sum of squares overflows (|x| ≳ 1e154); callers then retry with every value divided by
 a per-metric power of two (:func:`scaled_values_sql`), which is exact for normal doubles, and
 multiply the mean and the standard deviation back (:func:`mean_sql`, :func:`std_sql`). A mean
-whose sum overflows (DuckDB returns inf, no error) is rescaled in SQL (:func:`avg_sql`).
+whose sum overflows (DuckDB returns inf, no error) is recomputed the same way, or rescaled in SQL
+(:func:`avg_sql`, through :func:`retry_mean`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -51,9 +53,14 @@ def avg_sql(value: str) -> str:
     return f"coalesce(CASE WHEN isfinite(avg({value})) THEN avg({value}) END, avg({value} / {_TOP}) * {_TOP})"
 
 
+def plain_avg_sql(value: str) -> str:
+    """DuckDB's ``avg``: the first try of :func:`retry_mean` (±inf when the sum overflows)."""
+    return f"avg({value})"
+
+
 def mean_sql(value: str, scaled: bool) -> str:
     """Aggregate mean of ``value`` (from the scaled column in the retry)."""
-    return f"avg({SCALED}) * any_value({SCALE})" if scaled else avg_sql(value)
+    return f"avg({SCALED}) * any_value({SCALE})" if scaled else plain_avg_sql(value)
 
 
 def std_sql(value: str, scaled: bool) -> str:
@@ -61,12 +68,38 @@ def std_sql(value: str, scaled: bool) -> str:
     return f"stddev_samp({SCALED}) * any_value({SCALE})" if scaled else f"stddev_samp({value})"
 
 
+def overflowed(result: Any) -> bool:
+    """True when a result (rows, tuples, lists, dicts of numbers) holds ±inf.
+
+    Statistics here only see finite values, so an infinite result means a sum overflowed.
+    """
+    if isinstance(result, float):
+        return math.isinf(result)
+    if isinstance(result, (list, tuple)):
+        return any(overflowed(v) for v in result)
+    if isinstance(result, dict):
+        return any(overflowed(v) for v in result.values())
+    return False
+
+
 def retry_scaled(run: Callable[[bool], T]) -> T:
-    """``run(False)``; on DuckDB's out-of-range error (overflowing sums of squares) ``run(True)``."""
+    """``run(False)``; ``run(True)`` on DuckDB's out-of-range error (overflowing sums of squares) or
+    when the result holds ±inf (an overflowing mean: DuckDB's ``avg`` returns inf without an error)."""
     try:
-        return run(False)
+        result = run(False)
     except duckdb.OutOfRangeException:
         return run(True)
+    return run(True) if overflowed(result) else result
+
+
+def retry_mean(run: Callable[[Callable[[str], str]], T]) -> T:
+    """``run(plain_avg_sql)``; ``run(avg_sql)`` when a mean overflowed (queries without a scaled form).
+
+    The overflow-safe mean costs a second aggregate (+50 % on a bare ``avg``), so it only runs
+    when needed.
+    """
+    result = run(plain_avg_sql)
+    return run(avg_sql) if overflowed(result) else result
 
 
 def pearson(value: Any, same: bool) -> float | None:

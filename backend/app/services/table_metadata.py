@@ -9,7 +9,7 @@ from typing import Any
 import duckdb
 
 from app.services.duckdb_store import DuckDBStore, cleanup_quietly, quote_ident
-from app.services.sql_stats import avg_sql, finite_double
+from app.services.sql_stats import finite_double, plain_avg_sql, retry_mean
 
 METADATA_FILTER_FIELDS = (
     "environment",
@@ -29,9 +29,9 @@ LATENCY_QUANTILES = (0.5, 0.95, 0.99)
 _NO_LATENCY = [0.0, 0.0, 0.0]
 
 
-def _summary_select(x: str) -> str:
+def _summary_select(x: str, mean: Callable[[str], str] = plain_avg_sql) -> str:
     """Score count, average and pass rate (% of scores >= 0.5) in one scan (``x``: the finite score or NULL)."""
-    return f"count({x}), {avg_sql(x)}, 100.0 * count(*) FILTER (WHERE {x} >= 0.5) / nullif(count({x}), 0)"
+    return f"count({x}), {mean(x)}, 100.0 * count(*) FILTER (WHERE {x} >= 0.5) / nullif(count({x}), 0)"
 
 
 def _summary_parts(x: str) -> str:
@@ -186,7 +186,7 @@ def compute_table_metadata_sync(
     latency = next((c for c in LATENCY_COLUMNS if c in names), None)
     category = "coalesce(upper(CAST(metric_category AS VARCHAR)), 'SCORE')" if "metric_category" in names else None
     score = finite_double('"metric_score"', try_cast=True)
-    summary, summary_parts = _summary_select(score), _summary_parts(score)
+    summary_parts = _summary_parts(score)
     record_key = '"dataset_id"' if "dataset_id" in names and "metric_name" in names else None
     distinct = [
         f"list(DISTINCT {v} ORDER BY {v}) FILTER (WHERE {v} IS NOT NULL)[1:{FILTER_VALUES_CAP}]"
@@ -197,9 +197,12 @@ def compute_table_metadata_sync(
         select = ["count(*)", *distinct]
         if has_time:
             select += ['CAST(min("timestamp") AS VARCHAR)', 'CAST(max("timestamp") AS VARCHAR)']
-        if has_score:
-            select.append(summary)
-        row = cur.execute(f"SELECT {', '.join(select)} FROM {t}").fetchone() or ()
+
+        def _scan(mean: Callable[[str], str]) -> tuple[Any, ...]:
+            cols = [*select, _summary_select(score, mean)] if has_score else select
+            return tuple(cur.execute(f"SELECT {', '.join(cols)} FROM {t}").fetchone() or ())
+
+        row = retry_mean(_scan)
     else:
         partial = ["count(*) AS n", *(f"{d} AS l{i}" for i, d in enumerate(distinct))]
         combined = ["sum(n)"] + [
@@ -245,7 +248,11 @@ def compute_table_metadata_sync(
         meta["summary_stats"] = _summary_dict(row[pos : pos + 3], lat_all)
         if category is not None:
             if len(sources) == 1:
-                by_cat = cur.execute(f"SELECT {category} AS c, {summary} FROM {t} GROUP BY ALL ORDER BY c").fetchall()
+                by_cat = retry_mean(
+                    lambda mean: cur.execute(
+                        f"SELECT {category} AS c, {_summary_select(score, mean)} FROM {t} GROUP BY ALL ORDER BY c"
+                    ).fetchall()
+                )
             else:
                 by_cat = _over_parts(
                     cur,

@@ -21,6 +21,7 @@ from app.services import monitoring_analytics as ma
 from app.services.duckdb_store import DatasetInfo, DuckDBStore, quote_ident
 from app.services.monitoring_table import MonitoringFilters
 from app.services.sync_status import STATUS_PREFIX
+from app.services.table_metadata import compute_table_metadata_sync
 
 RNG = np.random.default_rng(7)
 N = 60
@@ -599,10 +600,12 @@ async def test_score_means_whose_sums_overflow_stay_finite(store: DuckDBStore, c
     scores = [1e308, 1e308, 0.5]
     mean = 1e308 / 3 * 2 + 0.5 / 3
     ts = [dt.datetime(2025, 1, 1, 10), dt.datetime(2025, 1, 1, 11), dt.datetime(2025, 1, 1, 12)]
-    await land_frame(
+    info = await land_frame(
         store,
         pd.DataFrame({"dataset_id": list("abc"), "metric_name": ["m"] * 3, "metric_score": scores, "timestamp": ts}),
     )
+    meta = await store.run_read(lambda cur: compute_table_metadata_sync(cur, info.table_name))
+    assert meta["summary_stats"]["avg_score"] == pytest.approx(mean)
     for f in (MonitoringFilters(), MonitoringFilters(time_start="2000-01-01T00:00:00Z")):
         kpis = (await ma.summary(store, config, f)).kpis
         assert kpis.avg_score == pytest.approx(mean) and kpis.total_records == 3, f
