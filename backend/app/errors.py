@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 
+import duckdb
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -108,7 +110,26 @@ async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResp
     return JSONResponse({"detail": "Internal server error"}, status_code=500)
 
 
+DATASET_CHANGED = (
+    "The dataset changed while this request read it (deleted, or replaced by another load); send the request again"
+)
+
+
+async def catalog_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """A table that vanished mid-request (a delete or a swap between two reads of one request) → 409.
+
+    Requests resolve their dataset, then read its table; a concurrent delete can drop the table in
+    between. Any other catalog error is unexpected (500).
+    """
+    text = str(exc)
+    if isinstance(exc, duckdb.CatalogException) and re.search(r"(Table|View) with name \S+ does not exist", text):
+        logger.warning("%s %s -> 409: %s", request.method, request.url.path, text.splitlines()[0])
+        return JSONResponse({"detail": DATASET_CHANGED}, status_code=409)
+    return await unexpected_error_handler(request, exc)
+
+
 def register_error_handlers(app: FastAPI) -> None:
-    """Install the ServiceError handler and the catch-all."""
+    """Install the ServiceError handler, the vanished-table handler and the catch-all."""
     app.add_exception_handler(ServiceError, service_error_handler)
+    app.add_exception_handler(duckdb.CatalogException, catalog_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)

@@ -263,6 +263,33 @@ def cleanup_quietly(cur: duckdb.DuckDBPyConnection, sql: str) -> None:
         logger.warning("Cleanup statement failed (%s): %s", sql.split()[0], str(exc).splitlines()[0][:200])
 
 
+# Tables that exist only while a load builds (a stop in between leaves them): staging tables of
+# uploads, imports and syncs, and the scratch tables of their processing steps.
+_TRANSIENT_TABLE = re.compile(r".*(_staging|__staging|__norm|__typed|__mon|__raw|__joined)")
+
+
+def sweep_orphan_tables_sync(cur: duckdb.DuckDBPyConnection) -> list[str]:
+    """At open, before any load runs: drop build tables and unregistered ``ds_*`` tables; return their names.
+
+    A process killed while a load builds leaves its staging table (and, for human signals, the
+    cases table built before the swap) behind; no registry row refers to them and no load would
+    ever drop them.
+    """
+    tables = [str(r[0]) for r in cur.execute("SELECT table_name FROM duckdb_tables() WHERE NOT temporary").fetchall()]
+    referenced: set[str] = set()
+    for table_name, extra_json in cur.execute(f"SELECT table_name, extra_json FROM {REGISTRY_TABLE}").fetchall():
+        referenced |= {str(table_name), f"{table_name}__records"}
+        cases = json.loads(extra_json or "{}").get("cases_table")
+        if isinstance(cases, str):
+            referenced.add(cases)
+    orphans = sorted(
+        t for t in tables if t not in referenced and (_TRANSIENT_TABLE.fullmatch(t) or t.startswith("ds_"))
+    )
+    for table in orphans:
+        cur.execute(f"DROP TABLE IF EXISTS {quote_ident(table)}")
+    return orphans
+
+
 class StoreLocked(RuntimeError):
     """The DuckDB file is held by another process (one read-write process per file, decision 4)."""
 
@@ -358,6 +385,9 @@ class DuckDBStore:
                 key VARCHAR PRIMARY KEY, value_json VARCHAR NOT NULL,
                 updated_at TIMESTAMP DEFAULT now())"""
         )
+        swept = sweep_orphan_tables_sync(con)
+        if swept:
+            logger.warning("Dropped %d tables left by loads a stop interrupted: %s", len(swept), ", ".join(swept))
         rows = con.execute(f"SELECT table_name, metadata_json FROM {METADATA_TABLE}").fetchall()
         with self._cache_lock:
             self._metadata_cache = {name: json.loads(meta) for name, meta in rows}

@@ -90,9 +90,19 @@ async def _case_response(
     offset: int = 0,
     page: int | None = None,
 ) -> CaseListResponse:
-    total_row = (await store.fetch(f"SELECT count(*) FROM {quote_ident(cases_table)}")).rows[0]
-    total = int(total_row[0])
-    columns, cases = await store.run_read(lambda cur: cases_page_sync(cur, cases_table, limit, offset))
+
+    def _read(cur: duckdb.DuckDBPyConnection) -> tuple[int, list[str], RenderedRows, Any]:
+        row = cur.execute(f"SELECT count(*) FROM {quote_ident(cases_table)}").fetchone()
+        columns, cases = cases_page_sync(cur, cases_table, limit, offset)
+        # a sync's cases and their schema change together (one transaction): read both from one state
+        stored = DuckDBStore.kv_get_sync(cur, SCHEMA_KV) if cases_table == SYNC_CASES_TABLE else None
+        return int(row[0]) if row else 0, columns, cases, stored
+
+    total, columns, cases, stored = await store.run_read(_read, snapshot=True)
+    if isinstance(stored, str):
+        stored = json.loads(stored)
+    if isinstance(stored, dict):
+        schema = stored
     return CaseListResponse(
         row_count=total,
         columns=columns,
@@ -382,44 +392,51 @@ async def metric_schema(store: DuckDBStore, settings: Settings, dataset_id: str 
 
 
 # --------------------------------------------------------------------------- sync-engine hook (§10.9)
+def swap_in_cases_sync(
+    cur: duckdb.DuckDBPyConnection, settings: Settings, raw_table: str, sync_id: str
+) -> SignalsBuild | None:
+    """Inside the caller's transaction: rebuild ``human_signals_cases`` and its KV entries from ``raw_table``.
+
+    The sync calls it in the transaction that swaps the raw rows in, so readers see the raw rows
+    and their cases change together. Rows that are not V2 signals data remove the cases table and
+    its sync id (cases of an earlier sync must not pass for this one's) and return None.
+    """
+    staging = f"{SYNC_CASES_TABLE}__staging"
+    try:
+        built = build_signals_tables_sync(cur, raw_table, staging, settings.human_signals_db.visible_metrics)
+    except Invalid as exc:
+        cur.execute(f"DROP TABLE IF EXISTS {quote_ident(staging)}")
+        cur.execute(f"DROP TABLE IF EXISTS {quote_ident(SYNC_CASES_TABLE)}")
+        DuckDBStore.kv_delete_sync(cur, CASES_SYNC_KV)
+        logger.warning("No human-signals cases built: %s", exc.message)
+        return None
+    cur.execute(f"DROP TABLE IF EXISTS {quote_ident(SYNC_CASES_TABLE)}")
+    cur.execute(f"ALTER TABLE {quote_ident(staging)} RENAME TO {quote_ident(SYNC_CASES_TABLE)}")
+    DuckDBStore.kv_set_sync(cur, SCHEMA_KV, built.metric_schema)
+    DuckDBStore.kv_set_sync(cur, CASES_SYNC_KV, sync_id)
+    DuckDBStore.set_metadata_sync(cur, SYNC_CASES_TABLE, compute_table_metadata_sync(cur, SYNC_CASES_TABLE))
+    logger.info("Built %s: %d cases (sync %s)", SYNC_CASES_TABLE, built.case_count, sync_id)
+    return built
+
+
 async def build_human_signals_derived(
     store: DuckDBStore, settings: Settings, raw_table: str, sync_id: str
 ) -> dict[str, Any] | None:
-    """Rebuild ``human_signals_cases`` and the schema KV from a synced raw table, tagged with ``sync_id``.
+    """Rebuild ``human_signals_cases`` from the stored raw rows in a transaction of its own (the boot repair).
 
-    Builds into a staging table and swaps it in with the KV entries in one transaction; returns
-    the metric schema, or None (with a warning) when the raw data is not V2 signals data.
+    Returns the metric schema, or None when the raw data is not V2 signals data.
     """
-    staging = f"{SYNC_CASES_TABLE}__staging"
-    visible = settings.human_signals_db.visible_metrics
 
     def _run(cur: duckdb.DuckDBPyConnection) -> SignalsBuild | None:
-        try:
-            built = build_signals_tables_sync(cur, raw_table, staging, visible)
-        except Invalid as exc:
-            cur.execute(f"DROP TABLE IF EXISTS {quote_ident(staging)}")
-            logger.warning("Skipping human-signals derived build: %s", exc.message)
-            return None
-        except BaseException:
-            cur.execute(f"DROP TABLE IF EXISTS {quote_ident(staging)}")
-            raise
         cur.execute("BEGIN TRANSACTION")
         try:
-            cur.execute(f"DROP TABLE IF EXISTS {quote_ident(SYNC_CASES_TABLE)}")
-            cur.execute(f"ALTER TABLE {quote_ident(staging)} RENAME TO {quote_ident(SYNC_CASES_TABLE)}")
-            DuckDBStore.kv_set_sync(cur, SCHEMA_KV, built.metric_schema)
-            DuckDBStore.kv_set_sync(cur, CASES_SYNC_KV, sync_id)
-            DuckDBStore.set_metadata_sync(cur, SYNC_CASES_TABLE, compute_table_metadata_sync(cur, SYNC_CASES_TABLE))
+            built = swap_in_cases_sync(cur, settings, raw_table, sync_id)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
-            cur.execute(f"DROP TABLE IF EXISTS {quote_ident(staging)}")
             raise
         return built
 
     built = await store.run_write(_run)
-    if built is None:
-        return None
     store.cache_metadata(SYNC_CASES_TABLE, None)
-    logger.info("Built %s: %d cases (sync %s)", SYNC_CASES_TABLE, built.case_count, sync_id)
-    return built.metric_schema
+    return built.metric_schema if built is not None else None

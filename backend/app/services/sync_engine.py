@@ -38,7 +38,13 @@ from app.services.duckdb_store import (
     utc_iso_text,
     utc_now,
 )
-from app.services.human_signals_service import CASES_SYNC_KV, RAW_SYNC_KV, SYNC_CASES_TABLE, build_human_signals_derived
+from app.services.human_signals_service import (
+    CASES_SYNC_KV,
+    RAW_SYNC_KV,
+    SYNC_CASES_TABLE,
+    build_human_signals_derived,
+    swap_in_cases_sync,
+)
 from app.services.leader_lock import LeaderLock
 from app.services.sync_asyncpg_reader import load_with_asyncpg
 from app.services.sync_extension_reader import postgres_extension_file, read_with_extension
@@ -116,6 +122,7 @@ class _Outcome:
     rows_before: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
+    cases_built: bool | None = None  # human signals: cases built with the raw rows (False: not V2 data)
 
 
 class SchemaDrift(Exception):
@@ -485,8 +492,8 @@ class SyncEngine:
             status["seconds"],
             f"; truncated at max_sync_rows ({self.settings.duckdb.max_sync_rows})" if outcome.truncated else "",
         )
-        if target.name == "human_signals":
-            await self._run_derived(target, sync_id)
+        if outcome.cases_built is not None:
+            await self._record_cases_status(outcome.cases_built, sync_id)
         return SyncResult(
             dataset=target.name,
             status="ready",
@@ -643,8 +650,12 @@ class SyncEngine:
 
     def _register_sync(
         self, cur: duckdb.DuckDBPyConnection, target: SyncTarget, sync_id: str, truncated: bool
-    ) -> dict[str, Any]:
-        """Inside the swap transaction: metadata, registry row and (human signals) the raw sync id."""
+    ) -> tuple[dict[str, Any], bool | None]:
+        """Inside the swap transaction: metadata, registry row and (human signals) the raw sync id and the
+        cases built from the new rows, so readers see raw rows and cases change together (§10.9).
+
+        Returns the metadata and, for human signals, whether cases were built (False: not V2 data).
+        """
         meta = compute_table_metadata_sync(cur, target.view, metadata_parts(cur, target))
         DuckDBStore.set_metadata_sync(cur, target.view, meta)
         DuckDBStore.register_dataset_sync(
@@ -662,9 +673,10 @@ class SyncEngine:
                 extra={"sync_id": sync_id, "truncated": truncated, "tables": list(target.tables)},
             ),
         )
-        if target.name == "human_signals":
-            DuckDBStore.kv_set_sync(cur, RAW_SYNC_KV, sync_id)
-        return meta
+        if target.name != "human_signals":
+            return meta, None
+        DuckDBStore.kv_set_sync(cur, RAW_SYNC_KV, sync_id)
+        return meta, swap_in_cases_sync(cur, self.settings, target.view, sync_id) is not None
 
     async def _sync_full(self, target: SyncTarget, sync_id: str) -> _Outcome:
         started = time.perf_counter()
@@ -673,7 +685,7 @@ class SyncEngine:
         loads = await self._read_pair(target, queries)
         truncated = any(load.truncated for load in loads.values())
 
-        def _swap(cur: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+        def _swap(cur: duckdb.DuckDBPyConnection) -> tuple[dict[str, Any], bool | None]:
             cur.execute("BEGIN TRANSACTION")
             try:
                 for table in target.tables:
@@ -683,19 +695,21 @@ class SyncEngine:
                     cur.execute(f"DROP TABLE {quote_ident(target.view)}")
                 cur.execute(f"CREATE OR REPLACE VIEW {quote_ident(target.view)} AS {joined_select_sql(cur, target)}")
                 self._update_watermarks_sync(cur, target, loads, check_keys=True)
-                meta = self._register_sync(cur, target, sync_id, truncated)
+                registered = self._register_sync(cur, target, sync_id, truncated)
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
-            return meta
+            return registered
 
         read_s = time.perf_counter() - started
-        meta = await self.store.run_write(_swap)
-        self.store.cache_metadata(target.view, meta)
+        meta, cases_built = await self.store.run_write(_swap)
+        self._cache_after_swap(target, meta)
         reader = next(iter(loads.values())).reader
         phases = {"read": round(read_s, 3), "swap": round(time.perf_counter() - started - read_s, 3)}
-        return _Outcome(sync_type="full", truncated=truncated, reader=reader, metadata=meta, phases=phases)
+        return _Outcome(
+            sync_type="full", truncated=truncated, reader=reader, metadata=meta, phases=phases, cases_built=cases_built
+        )
 
     async def _sync_incremental(self, target: SyncTarget, wms: dict[str, Any], sync_id: str) -> _Outcome:
         cfg = self.config(target.name)
@@ -708,7 +722,7 @@ class SyncEngine:
         loads = await self._read_pair(target, queries)
         truncated = any(load.truncated for load in loads.values())
 
-        def _apply(cur: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+        def _apply(cur: duckdb.DuckDBPyConnection) -> tuple[dict[str, Any], bool | None]:
             for table in target.tables:
                 live = [(c["name"], c["type"]) for c in DuckDBStore.describe_sync(cur, table)]
                 new = [(c["name"], c["type"]) for c in DuckDBStore.describe_sync(cur, table + STAGING_SUFFIX)]
@@ -735,28 +749,37 @@ class SyncEngine:
                     )
                     cur.execute(f"DROP TABLE {staging}")
                 self._update_watermarks_sync(cur, target, loads, check_keys=False)
-                meta = self._register_sync(cur, target, sync_id, truncated)
+                registered = self._register_sync(cur, target, sync_id, truncated)
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
-            return meta
+            return registered
 
-        meta = await self.store.run_write(_apply)
-        self.store.cache_metadata(target.view, meta)
+        meta, cases_built = await self.store.run_write(_apply)
+        self._cache_after_swap(target, meta)
         reader = next(iter(loads.values())).reader
         return _Outcome(
-            sync_type="incremental", truncated=truncated, reader=reader, rows_before=rows_before, metadata=meta
+            sync_type="incremental",
+            truncated=truncated,
+            reader=reader,
+            rows_before=rows_before,
+            metadata=meta,
+            cases_built=cases_built,
         )
 
+    def _cache_after_swap(self, target: SyncTarget, meta: dict[str, Any]) -> None:
+        self.store.cache_metadata(target.view, meta)
+        if target.name == "human_signals":
+            self.store.cache_metadata(SYNC_CASES_TABLE, None)  # re-read from the row the swap wrote
+
     # ------------------------------------------------------------------ derived (§10.9)
-    async def _run_derived(self, target: SyncTarget, sync_id: str) -> None:
-        """Build ``human_signals_cases`` from the human-signals view (§10.9) and record its status."""
-        raw_id = await self.store.kv_get(RAW_SYNC_KV) or sync_id
+    async def _run_derived(self, raw_id: str) -> None:
+        """Rebuild ``human_signals_cases`` from the stored raw rows (the boot repair) and record its status."""
         previous = await self.get_status(SYNC_CASES_TABLE)
         await self._set_status(SYNC_CASES_TABLE, {**previous, "state": "syncing", "sync_id": raw_id})
         try:
-            built = await build_human_signals_derived(self.store, self.settings, target.view, raw_id)
+            schema = await build_human_signals_derived(self.store, self.settings, TARGETS["human_signals"].view, raw_id)
         except Exception as exc:
             message = self._scrub(str(exc))
             logger.error("Derived build of %s failed: %s", SYNC_CASES_TABLE, message)
@@ -764,9 +787,11 @@ class SyncEngine:
                 SYNC_CASES_TABLE, {**previous, "state": "error", "error": message, "sync_id": raw_id}
             )
             return
-        if built is None:  # not V2: cases built from an earlier sync would be served as this one's
-            await self.store.run_write(lambda cur: cur.execute(f"DROP TABLE IF EXISTS {quote_ident(SYNC_CASES_TABLE)}"))
-            await self.store.kv_delete(CASES_SYNC_KV)
+        await self._record_cases_status(schema is not None, raw_id)
+
+    async def _record_cases_status(self, built: bool, raw_id: str) -> None:
+        """Status of ``human_signals_cases`` after a build from raw sync ``raw_id`` (not V2 data: none built)."""
+        if not built:
             await self._set_status(
                 SYNC_CASES_TABLE,
                 {
@@ -776,13 +801,12 @@ class SyncEngine:
                 },
             )
             return
-        rows = await self._count(SYNC_CASES_TABLE)  # the build recorded raw_id as the cases' sync id
         await self._set_status(
             SYNC_CASES_TABLE,
             {
                 **blank_status(),
                 "state": "ready",
-                "rows": rows,
+                "rows": await self._count(SYNC_CASES_TABLE),
                 "last_sync": _now_iso(),
                 "sync_type": "derived",
                 "sync_id": raw_id,
@@ -812,7 +836,7 @@ class SyncEngine:
         try:
             cases_id = await self.store.kv_get(CASES_SYNC_KV)
             logger.info("Rebuilding %s from raw sync %s (cases were built from %s)", SYNC_CASES_TABLE, raw_id, cases_id)
-            await self._run_derived(TARGETS["human_signals"], raw_id)
+            await self._run_derived(raw_id)
         finally:
             if self._running.get("human_signals") == raw_id:
                 self._running.pop("human_signals", None)

@@ -707,3 +707,20 @@ async def test_status_and_registry_times_written_without_offset_are_served_as_ut
     # the stored values keep their format: the registry column is still a naive UTC TIMESTAMP
     stored = await store.fetch("SELECT loaded_at, typeof(loaded_at) FROM datasets")
     assert stored.rows == [(dt.datetime(2026, 11, 28, 17, 5, 29, 538624), "TIMESTAMP")]
+
+
+async def test_a_table_dropped_between_resolve_and_read_is_a_409_not_a_500(
+    app_client: tuple[Any, httpx.AsyncClient],
+) -> None:
+    """The state a concurrent delete leaves mid-request: the registry row read, the table gone."""
+    app, client = app_client
+    up = await client.get("/api/monitoring/example/monitoring_long")
+    info = await app.state.store.get_dataset(up.json()["dataset_id"])
+    await app.state.store.run_write(lambda cur: cur.execute(f"DROP TABLE {quote_ident(info.table_name)}"))
+    for path in ("trends", "metric-breakdown", "analysis-insights"):
+        r = await client.get(f"/api/monitoring/analytics/{path}", params={"dataset_id": info.dataset_id})
+        assert r.status_code == 409, (path, r.text)
+        assert r.json()["detail"] == (
+            "The dataset changed while this request read it (deleted, or replaced by another load); "
+            "send the request again"
+        )

@@ -409,3 +409,35 @@ def test_a_store_held_by_another_process_is_named_with_its_pid(tmp_path: Path) -
     finally:
         holder.kill()
         holder.wait(30)
+
+
+async def test_tables_a_killed_load_left_are_dropped_at_open(tmp_path: Path) -> None:
+    path = tmp_path / "orphans.duckdb"
+    store = DuckDBStore(path)
+    await store.open()
+
+    def build(cur: duckdb.DuckDBPyConnection, staging: str) -> None:
+        cur.execute(f"CREATE TABLE {quote_ident(staging)} AS SELECT 1 AS x")
+
+    kept = await store.land_dataset(kind="eval", source="test", build=build)
+    left = [
+        "ds_eval_0123456789ab_staging",  # an upload's staging table
+        "monitoring_dataset__staging",  # a sync's
+        "ds_human_signals_0123456789ab_cases",  # cases built before a swap that never came
+        "ds_human_signals_0123456789ab_staging__norm",
+        f"{kept.table_name}_staging__typed",
+        "ds_monitoring_0123456789ab__records",  # derived from a dataset that is gone
+    ]
+    for table in left:
+        await store.run_write(lambda cur, t=table: cur.execute(f"CREATE TABLE {quote_ident(t)} (x INT)"))
+    await store.run_write(lambda cur: cur.execute("CREATE TABLE monitoring_dataset (x INT)"))  # a sync's live table
+    await store.close()
+    again = DuckDBStore(path)
+    await again.open()
+    try:
+        names = {r[0] for r in (await again.fetch("SELECT table_name FROM duckdb_tables()")).rows}
+        assert not names & set(left)
+        assert {kept.table_name, "monitoring_dataset"} <= names
+        assert (await again.fetch(f"SELECT x FROM {quote_ident(kept.table_name)}")).rows == [(1,)]
+    finally:
+        await again.close()

@@ -17,6 +17,7 @@ import pytest
 
 from app.config import Settings
 from app.errors import Invalid
+from app.services import human_signals_service as hs
 from app.services.background import BackgroundTasks
 from app.services.duckdb_store import DuckDBStore
 from app.services.human_signals_service import CASES_SYNC_KV, RAW_SYNC_KV
@@ -865,6 +866,57 @@ def test_column_renames_custom_map_aliases_and_collision_guard() -> None:
         "a": "b",
         "b": "a",
     }
+
+
+async def test_human_signals_raw_rows_and_cases_change_together(
+    make_settings: Callable[..., Settings], pg: PgSchema
+) -> None:
+    """Readers during syncs that alternate two source versions see raw rows and cases of one version."""
+    pg.execute("CREATE TABLE ctl (v int)")
+    pg.execute("INSERT INTO ctl VALUES (1)")
+    pg.execute("CREATE TABLE ds (dataset_id text, source_name text, ver int)")
+    pg.execute("CREATE TABLE rs (dataset_id text, metric_name text, metric_category text, signals jsonb, ver int)")
+    for ver, n in ((1, 3), (2, 6)):
+        pg.execute(f"INSERT INTO ds SELECT 'case-{ver}-' || g, 'Atlas', {ver} FROM generate_series(1, {n}) g")
+        pg.execute(
+            f"INSERT INTO rs SELECT 'case-{ver}-' || g, 'm' || m, 'classification', "
+            f"jsonb_build_object('ok', g % 2 = 0), {ver} FROM generate_series(1, {n}) g, generate_series(1, 2) m"
+        )
+    s = pg.schema
+    settings = configure(
+        make_settings,
+        pg,
+        store="human_signals",
+        dataset_query=f'SELECT * FROM "{s}".ds WHERE ver = (SELECT v FROM "{s}".ctl)',
+        results_query=f'SELECT * FROM "{s}".rs WHERE ver = (SELECT v FROM "{s}".ctl)',
+    )
+    async with Env(settings) as e:
+        assert (await e.engine.sync_dataset("human_signals")).status == "ready"
+        pairs: set[tuple[int, int]] = set()
+        responses: set[tuple[int, int, frozenset[str]]] = set()
+        done = asyncio.Event()
+
+        async def reader() -> None:
+            while not done.is_set():
+                pair = await e.store.run_read(
+                    lambda cur: cur.execute(
+                        "SELECT (SELECT count(*) FROM human_signals_raw), (SELECT count(*) FROM human_signals_cases)"
+                    ).fetchone(),
+                    snapshot=True,
+                )
+                pairs.add((int(pair[0]), int(pair[1])))
+                res = await hs.list_cases(e.store, settings, 1, 500)
+                versions = frozenset(str(c["Case_ID"]).split("-")[1] for c in res.rows)
+                responses.add((res.row_count, len(res.rows), versions))
+
+        readers = [asyncio.create_task(reader()) for _ in range(3)]
+        for ver in (2, 1, 2, 1):
+            pg.execute(f"UPDATE ctl SET v = {ver}")
+            assert (await e.engine.sync_dataset("human_signals", force_full=True)).status == "ready"
+        done.set()
+        await asyncio.gather(*readers)
+    assert pairs <= {(6, 3), (12, 6)} and len(pairs) == 2
+    assert responses <= {(3, 3, frozenset({"1"})), (6, 6, frozenset({"2"}))} and len(responses) == 2
 
 
 async def test_human_signals_sync_runs_the_real_derived_build(
