@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import json
 import logging
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -68,16 +69,27 @@ def signal_columns(columns: Sequence[str]) -> dict[str, str]:
     return mapping
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _parse_literal(text: str) -> str | None:
-    """A Python-literal dict/list cell as JSON text, else None."""
+    """A dict/list cell DuckDB's JSON reader rejected, as JSON text it accepts, else None.
+
+    Such a cell is JSON Python reads (DuckDB refuses a lone surrogate escape such as ``\\ud83d``,
+    half an emoji cut off in model output) or a Python literal (``{'a': True}``). Lone surrogates
+    become U+FFFD.
+    """
     try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return None
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return None
     if isinstance(value, dict | list):
         try:
-            return json.dumps(value, default=str)
-        except (TypeError, ValueError):
+            return _LONE_SURROGATE.sub("\ufffd", json.dumps(value, default=str, ensure_ascii=False))
+        except (TypeError, ValueError, RecursionError):
             return None
     return None
 
@@ -136,7 +148,7 @@ def _literal_fallback(cur: duckdb.DuckDBPyConnection, table: str, pairs: Sequenc
     for i, (_, j) in enumerate(pairs, start=1):
         fixed = [(js, row[0]) for row in rows if row[i] is not None and (js := _parse_literal(row[i])) is not None]
         if fixed:
-            cur.executemany(f"UPDATE {q} SET {quote_ident(j)} = CAST(? AS JSON) WHERE _rid = ?", fixed)
+            cur.executemany(f"UPDATE {q} SET {quote_ident(j)} = TRY_CAST(? AS JSON) WHERE _rid = ?", fixed)
 
 
 def _build(
@@ -312,13 +324,14 @@ def _case_column_names(
     out: dict[tuple[str, str], str] = {}
     for key in [("", k) for k in promoted] + signal_cols:
         m, k = key
-        base = f"{m}__{k}" if m else k
+        raw = f"{m}__{k}" if m else k
+        base = raw.replace("\x00", "\ufffd")  # a NUL in a JSON key cannot be part of a column name
         name, n = base, 2
         while name.lower() in used:
             name, n = f"{base}_{n}", n + 1
         used.add(name.lower())
         out[key] = name
-        if m and name != base:
+        if m and name != raw:
             _rename_signal(schema["metrics"][m], k, name[len(m) + 2 :])
     return out
 

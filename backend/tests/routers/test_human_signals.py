@@ -108,3 +108,21 @@ async def test_non_finite_signal_values_give_a_standard_json_page(client: httpx.
         cases = {c["Case_ID"]: c for c in strict_json(res.content)["data"]}
         assert (cases["a"]["m__score"], cases["a"]["m__ok"]) == (None, 1)
         assert (cases["e"]["m__score"], cases["e"]["m__ok"]) == (1.5, 5)
+
+
+async def test_json_python_reads_but_duckdb_refuses_still_loads(client: httpx.AsyncClient) -> None:
+    """A lone surrogate escape (half an emoji cut off) and a NUL inside a key: the rows load (were 500 / 400)."""
+    body = (
+        b"dataset_id,metric_name,signals,conversation\n"
+        b'c1,m1,"{""note"": ""trunc \\ud83d"", ""ok"": true}",'
+        b'"{""messages"": [{""role"": ""user"", ""content"": ""New support case: T1 \\ud83d""}]}"\n'
+        b'c2,m1,"{""note"": ""fine"", ""ok"": false, ""a\\u0000b"": 3}",\n'
+    )
+    up = await client.post("/api/human-signals/upload", files={"file": ("odd.csv", body, "text/csv")})
+    assert up.status_code == 200, up.text
+    cases = {c["Case_ID"]: c for c in up.json()["data"]}
+    assert (cases["c1"]["m1__note"], cases["c1"]["m1__ok"]) == ("trunc \ufffd", True)
+    assert (cases["c2"]["m1__note"], cases["c2"]["m1__ok"], cases["c2"]["m1__a\ufffdb"]) == ("fine", False, 3)
+    assert cases["c1"]["Full_Conversation"][0]["content"] == "New support case: T1 \ufffd"
+    schema = (await client.get("/api/human-signals/metric-schema")).json()["metric_schema"]
+    assert schema["metrics"]["m1"]["signals"] == ["note", "ok", "a\ufffdb"]
