@@ -66,10 +66,17 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 MAX_CSV_LINE_BYTES = 2 * 1024 * 1024
 _HEADER_PROBE_BYTES = MAX_CSV_LINE_BYTES  # a header may be as long as any line
 CSV_BUFFER_BYTES = 2 * MAX_CSV_LINE_BYTES
+# pandas' default missing-value spellings (``read_csv``'s ``na_values``): a cell spelled so is empty
+# in every column, as in the Ref's pandas reader (a column of numbers and ``NA`` stays numeric).
+PANDAS_NA_VALUES = (
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
+    "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+)  # fmt: skip
 _CSV_DIALECT = (
     "header = true, skip = 0, delim = ',', quote = '\"', escape = '\"', "
     "strict_mode = true, null_padding = false, ignore_errors = false, "
-    f"max_line_size = {MAX_CSV_LINE_BYTES}, buffer_size = {CSV_BUFFER_BYTES}"
+    f"max_line_size = {MAX_CSV_LINE_BYTES}, buffer_size = {CSV_BUFFER_BYTES}, "
+    "nullstr = [" + ", ".join("'" + v + "'" for v in PANDAS_NA_VALUES) + "]"
 )
 
 

@@ -27,6 +27,7 @@ from app.errors import Invalid, NotFound
 from app.serialization import RenderedRows
 from app.services.column_aliases import EVAL_ALIASES, normalise_column_key
 from app.services.csv_ingest import (
+    PANDAS_NA_VALUES,
     CsvLoadResult,
     CsvTransform,
     UploadLike,
@@ -294,12 +295,9 @@ def _ensure_varchar(cur: duckdb.DuckDBPyConnection, table: str, name: str, types
         types[name] = "VARCHAR"
 
 
-# Spellings of a missing score in exports from spreadsheets, R and pandas; read as NULL like a blank.
-# pandas' default missing-value spellings (read_csv ``na_values``; a blank cell is NULL already).
-MISSING_SCORE_TOKENS = (
-    "NA", "N/A", "n/a", "#N/A", "#N/A N/A", "#NA", "NULL", "null", "None", "NaN", "nan", "-NaN", "-nan",
-    "<NA>", "1.#IND", "-1.#IND", "1.#QNAN", "-1.#QNAN",
-)  # fmt: skip
+# Spellings of a missing score (pandas' list; CSV uploads read them as NULL already, database imports
+# and posted rows may carry them as text).
+MISSING_SCORE_TOKENS = tuple(v for v in PANDAS_NA_VALUES if v)
 
 
 def _require_numeric_scores(cur: duckdb.DuckDBPyConnection, table: str, types: dict[str, str]) -> None:

@@ -343,15 +343,36 @@ def test_wide_file_checks_and_infers_every_column(tmp_path: Path) -> None:
     width = 100
     header = ",".join(f"c{j}" for j in range(width)) + ",d\n"
     rows = "".join(",".join(str(i + j) for j in range(width)) + f",2026-01-0{i % 9 + 1}\n" for i in range(25_000))
-    late = ",".join("2.5" if j == 41 else ("n/a" if j == 77 else "7") for j in range(width)) + ",2026-01-09 10:30\n"
+    late = ",".join("2.5" if j == 41 else ("high" if j == 77 else "7") for j in range(width)) + ",2026-01-09 10:30\n"
     con, res = _load(tmp_path, (header + rows + late).encode())
     assert res.inferred_by_sql is True and res.row_count == 25_001
     types = {c["name"]: c["type"] for c in res.columns}
     assert types["c41"] == "DOUBLE" and types["c77"] == "VARCHAR" and types["d"] == "TIMESTAMP"
     assert {t for n, t in types.items() if n not in ("c41", "c77", "d")} == {"BIGINT"}
     got = con.execute("SELECT c0, c41, c77, d FROM t WHERE c41 = 2.5").fetchall()
-    assert got == [(7, 2.5, "n/a", dt.datetime(2026, 1, 9, 10, 30))]
+    assert got == [(7, 2.5, "high", dt.datetime(2026, 1, 9, 10, 30))]
     assert con.execute("SELECT sum(c99) FROM t").fetchone() == (sum(range(99, 25_099)) + 7,)
+
+
+def test_pandas_missing_spellings_are_empty_in_every_column(tmp_path: Path) -> None:
+    """``NA``, ``N/A``, ``None``, ``null``, … are empty cells as pandas reads them: a number column stays numeric."""
+    data = (
+        b"dataset_id,weight,latency,label\n"
+        b'1,NA,1.5,x\n2,0.5,N/A,None\n3,null,2,NULL\n4,0.25,#N/A,"NA"\n'
+        + b"".join(b"%d,0.5,3,y\n" % i for i in range(5, 30_000))
+        + b"30000,n/a,4,<NA>\n"
+    )
+    con, res = _load(tmp_path, data)
+    types = {c["name"]: c["type"] for c in res.columns}
+    assert types == {"dataset_id": "BIGINT", "weight": "DOUBLE", "latency": "DOUBLE", "label": "VARCHAR"}
+    expected = pd.read_csv(io.BytesIO(data))
+    assert str(expected["weight"].dtype) == "float64" and str(expected["latency"].dtype) == "float64"
+    got = con.execute("SELECT weight, latency, label FROM t ORDER BY rowid").fetchall()
+    want = [
+        tuple(None if (isinstance(v, float) and math.isnan(v)) or v is None else v for v in row)
+        for row in expected[["weight", "latency", "label"]].itertuples(index=False)
+    ]
+    assert got == want
 
 
 def test_only_true_false_are_booleans_and_long_integers_stay_exact(tmp_path: Path) -> None:
