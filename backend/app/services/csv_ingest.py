@@ -362,6 +362,31 @@ def _csv_error_message(exc: duckdb.Error) -> str:
     return f"CSV parsing error{where}: {problem}{snippet}"
 
 
+def _line_ending_note(path: Path) -> str:
+    """For a parse error: a note when the file ends lines in more than one way (the reader's usual cause).
+
+    DuckDB's reader expects one kind of line ending per file (pandas reads a mix) and then reports a
+    quoting or line-length problem. A CRLF inside a quoted cell of an LF file counts too, so this is
+    only said once the parse has failed.
+    """
+    crlf = lf = cr = 0
+    tail = b""
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 22):
+            block = tail + chunk
+            whole = block[:-1]  # the last byte may start a CRLF split across chunks
+            crlf += whole.count(b"\r\n")
+            lf += whole.count(b"\n") - whole.count(b"\r\n")
+            cr += whole.count(b"\r") - whole.count(b"\r\n")
+            tail = block[-1:]
+    lf += tail == b"\n"
+    cr += tail == b"\r"
+    kinds = [name for name, n in (("CRLF", crlf), ("LF", lf), ("CR", cr)) if n]
+    if len(kinds) < 2:
+        return ""
+    return f"; the file ends its lines in more than one way ({', '.join(kinds)}): save it with one kind of line ending"
+
+
 def _field_count(line: str) -> int | None:
     """Fields of one CSV line (our dialect), or None when it is not one complete record."""
     try:
@@ -698,7 +723,7 @@ def _build_table_from_csv(
         except duckdb.InterruptException:
             raise
         except duckdb.Error as exc:  # reads only: the file's own problem
-            raise Invalid(_csv_error_message(exc)) from None
+            raise Invalid(_csv_error_message(exc) + _line_ending_note(path)) from None
         select = _typed_select(cols)
         # the same file and dialect just parsed: an error here is the store's (e.g. a full disk)
         cur.execute(f"CREATE TABLE {qtable} AS SELECT {select} FROM {text_source}", [file_param])
@@ -727,7 +752,7 @@ def count_csv_rows(cur: duckdb.DuckDBPyConnection, path: Path) -> tuple[list[str
         try:
             row = cur.execute(f"SELECT count(*) FROM {source}", [str(path)]).fetchone()
         except duckdb.Error as exc:
-            raise Invalid(_csv_error_message(exc)) from None
+            raise Invalid(_csv_error_message(exc) + _line_ending_note(path)) from None
     return header, int(row[0]) if row else 0
 
 

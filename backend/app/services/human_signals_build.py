@@ -69,6 +69,8 @@ def signal_columns(columns: Sequence[str]) -> dict[str, str]:
     return mapping
 
 
+# Whitespace a blank name or value may consist of (SQL ``trim``'s second argument; Python's strip()).
+_BLANK = "(' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13))"
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -172,7 +174,8 @@ def _build(
                CASE WHEN is_obj THEN sj END AS sig_j, CASE WHEN NOT is_obj THEN sig_txt END AS sig_txt FROM (
             SELECT *, coalesce(json_type(sj) IN ('OBJECT', 'ARRAY'), false) AS is_obj FROM (
                 SELECT row_number() OVER () AS _rid, {text("dataset_id")} AS dataset_id,
-                       trim({text("metric_name")}) AS metric_name, lower(trim({text("metric_category")})) AS cat,
+                       trim({text("metric_name")}, {_BLANK}) AS metric_name,
+                       lower(trim({text("metric_category")}, {_BLANK})) AS cat,
                        {text("signals")} AS sig_txt, TRY_CAST({text("signals")} AS JSON) AS sj
                 FROM {q_raw}))"""
     )
@@ -276,7 +279,8 @@ def _metric_schema(
             tcount AS (SELECT metric_name, k, t, sum(n) AS n, min(first_pos) AS first_pos FROM g
                        WHERE t IS NOT NULL GROUP BY ALL),
             majority AS (SELECT metric_name, k, arg_max(t, (n, -first_pos)) AS t FROM tcount GROUP BY ALL),
-            vals AS (SELECT metric_name, k, list_sort(list_filter(vs, x -> trim(x) <> ''))[:{MAX_SCHEMA_VALUES}] AS vs
+            vals AS (SELECT metric_name, k,
+                            list_sort(list_filter(vs, x -> trim(x, {_BLANK}) <> ''))[:{MAX_SCHEMA_VALUES}] AS vs
                      FROM g WHERE t = 'string'),
             firsts AS (SELECT metric_name, k, min(first_pos) AS p FROM g GROUP BY ALL)
         SELECT f.metric_name, f.k, coalesce(m.t, 'unknown'), vals.vs, f.p FROM firsts f
@@ -381,7 +385,7 @@ def _cases_table(
     agent_fallback = "b.source_name_txt" if "source_name" in cols else "NULL::VARCHAR"
     first_content = "b.first_content"
     # "New <word> case: <label>" (a word in any script, as Python's \w); tabs and CR are blank like spaces
-    blank = "(' ' || chr(9) || chr(13) || chr(10))"
+    blank = _BLANK
     label = f"trim(regexp_extract({first_content}, 'New [\\pL\\pN_]+ case:[ \\t]*([^\\r\\n]*)', 1), {blank})"
     proj += [
         "CASE WHEN json_type(b.additional_input_j) = 'OBJECT' THEN b.additional_input_j ->> 'message_url' END "
@@ -405,19 +409,22 @@ def _cases_table(
         if fld in cols:
             j, t = quote_ident(fld + "_j"), quote_ident(fld + "_txt")
             proj.append(f"coalesce(CAST(b.{j} AS VARCHAR), b.{t}) AS {quote_ident(fld)}")
-    taken = {
-        "case_id",
-        "slack_url",
-        "agent_name",
+    fields = [
+        "Case_ID",
+        "Slack_URL",
+        "Agent_Name",
         "additional_input",
-        "business",
-        "full_conversation",
-        "message_count",
-        "timestamp",
+        "Business",
+        "Full_Conversation",
+        "Message_Count",
+        "Timestamp",
         *present_sources,
         *[f for f in TEXT_JSON_FIELDS if f in cols],
-    }
-    promoted = [k for k in common if k.lower() not in taken]
+    ]
+    taken = {f.lower() for f in fields}
+    # A common key never replaces a case field of its exact name (§7.4); one differing only in case
+    # (``timestamp`` next to ``Timestamp``) is kept under a numbered name (DuckDB's names ignore case).
+    promoted = [k for k in common if k not in fields]
     signal_cols = [(m, k) for m in kept for k in schema["metrics"][m]["signals"]]
     names = _case_column_names(taken, promoted, signal_cols, schema)
     # Object/array values are stored as JSON strings of their text.

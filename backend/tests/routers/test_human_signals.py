@@ -126,3 +126,30 @@ async def test_json_python_reads_but_duckdb_refuses_still_loads(client: httpx.As
     assert cases["c1"]["Full_Conversation"][0]["content"] == "New support case: T1 \ufffd"
     schema = (await client.get("/api/human-signals/metric-schema")).json()["metric_schema"]
     assert schema["metrics"]["m1"]["signals"] == ["note", "ok", "a\ufffdb"]
+
+
+async def test_tab_only_names_and_values_are_blank(client: httpx.AsyncClient) -> None:
+    body = (
+        b"dataset_id,metric_name,signals\n"
+        b'c1,m,"{""mood"": ""x""}"\nc2,m,"{""mood"": ""\\t""}"\nc3,m,"{""mood"": "" ""}"\nc4,\t,"{""zz"": 3}"\n'
+    )
+    up = await client.post("/api/human-signals/upload", files={"file": ("tabs.csv", body, "text/csv")})
+    assert up.status_code == 200, up.text
+    schema = (await client.get("/api/human-signals/metric-schema")).json()["metric_schema"]
+    assert list(schema["metrics"]) == ["m"] and schema["metrics"]["m"]["values"] == {"mood": ["x"]}
+    assert not any("zz" in c for c in up.json()["columns"])
+
+
+async def test_a_common_key_differing_from_a_case_field_only_in_case_is_kept(client: httpx.AsyncClient) -> None:
+    """``timestamp`` next to the case field ``Timestamp``: promoted under a numbered name, not dropped."""
+    body = (
+        b"dataset_id,metric_name,signals\n"
+        b'c1,m1,"{""timestamp"": ""2024-05-05"", ""Business"": ""acme"", ""x1"": 1}"\n'
+        b'c1,m2,"{""timestamp"": ""2024-05-06"", ""Business"": ""acme2"", ""x2"": 2}"\n'
+    )
+    up = await client.post("/api/human-signals/upload", files={"file": ("common.csv", body, "text/csv")})
+    assert up.status_code == 200, up.text
+    [case] = up.json()["data"]
+    assert case["timestamp_2"] == "2024-05-05"  # first non-null wins
+    assert case["Business"] == "Unknown"  # a case field of that exact name is never replaced
+    assert (case["m1__x1"], case["m2__x2"]) == (1, 2)

@@ -247,6 +247,18 @@ def test_count_csv_rows_checks_like_the_loader_without_storing(tmp_path: Path, d
     assert con.execute("SELECT count(*) FROM duckdb_tables()").fetchone() == (0,)
 
 
+def test_mixed_line_endings_are_named(tmp_path: Path) -> None:
+    data = b"dataset_id,metric_name,metric_score,x\n1,m,0.5,a\r\n2,m,0.6,b\n3,m,0.7,c\n"
+    with pytest.raises(Invalid) as err:
+        _load(tmp_path, data)
+    assert err.value.message.endswith(
+        "; the file ends its lines in more than one way (CRLF, LF): save it with one kind of line ending"
+    )
+    # CRLF inside a quoted cell of an LF file parses (and is not called a mix)
+    con, _ = _load(tmp_path, b'a,b\n1,"x\r\ny"\n2,z\n')
+    assert con.execute("SELECT b FROM t ORDER BY rowid").fetchall() == [("x\r\ny",), ("z",)]
+
+
 def test_unterminated_quote(tmp_path: Path) -> None:
     with pytest.raises(Invalid, match="on line 2: a quoted value is never closed"):
         _load(tmp_path, b'a,b\n1,"open\n2,3\n')
