@@ -323,7 +323,7 @@ def read_csv_header(path: Path) -> list[str]:
 
 # ---------------------------------------------------------------------------------------- parse
 _LINE_RE = re.compile(r"CSV Error on Line:\s*(\d+)")
-_ORIGINAL_RE = re.compile(r"Original Line:\s*(.*?)\n", re.S)
+_ORIGINAL_RE = re.compile(r"Original Line: ?(.*?)\n", re.S)
 _COLUMNS_RE = re.compile(r"Expected Number of Columns:\s*(\d+)\s*Found:\s*(\d+)")
 
 
@@ -358,7 +358,7 @@ def _csv_error_message(exc: duckdb.Error) -> str:
     snippet = ""
     if orig_m:
         original = orig_m.group(1).strip()
-        snippet = f" (line starts: {original[:80]!r})"
+        snippet = f" (line starts: {original[:80]!r})" if original else " (the line holds only spaces)"
     return f"CSV parsing error{where}: {problem}{snippet}"
 
 
