@@ -374,12 +374,12 @@ def _line_ending_note(path: Path) -> str:
     with path.open("rb") as fh:
         while chunk := fh.read(1 << 22):
             block = tail + chunk
-            whole = block[:-1]  # the last byte may start a CRLF split across chunks
-            crlf += whole.count(b"\r\n")
-            lf += whole.count(b"\n") - whole.count(b"\r\n")
-            cr += whole.count(b"\r") - whole.count(b"\r\n")
-            tail = block[-1:]
-    lf += tail == b"\n"
+            # a CR ending the block may be the first half of a CRLF split across two reads
+            whole, tail = (block[:-1], b"\r") if block.endswith(b"\r") else (block, b"")
+            pairs = whole.count(b"\r\n")
+            crlf += pairs
+            lf += whole.count(b"\n") - pairs
+            cr += whole.count(b"\r") - pairs
     cr += tail == b"\r"
     kinds = [name for name, n in (("CRLF", crlf), ("LF", lf), ("CR", cr)) if n]
     if len(kinds) < 2:
@@ -725,8 +725,14 @@ def _build_table_from_csv(
         except duckdb.Error as exc:  # reads only: the file's own problem
             raise Invalid(_csv_error_message(exc) + _line_ending_note(path)) from None
         select = _typed_select(cols)
-        # the same file and dialect just parsed: an error here is the store's (e.g. a full disk)
-        cur.execute(f"CREATE TABLE {qtable} AS SELECT {select} FROM {text_source}", [file_param])
+        try:
+            # The inference may have read only the first rows (every column text there): a later
+            # row can still be the file's problem (a ragged row), else the error is the store's.
+            cur.execute(f"CREATE TABLE {qtable} AS SELECT {select} FROM {text_source}", [file_param])
+        except duckdb.Error as exc:
+            if isinstance(exc, duckdb.InterruptException) or is_storage_write_failure(exc):
+                raise
+            raise Invalid(_csv_error_message(exc) + _line_ending_note(path)) from None
         inferred = True
     free_reserved_columns_sync(cur, table)
     count_row = cur.execute(f"SELECT count(*) FROM {qtable}").fetchone()

@@ -287,7 +287,11 @@ def sweep_orphan_tables_sync(cur: duckdb.DuckDBPyConnection) -> list[str]:
     )
     for table in orphans:
         cur.execute(f"DROP TABLE IF EXISTS {quote_ident(table)}")
-    return orphans
+    views = cur.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal AND NOT temporary").fetchall()
+    scratch = sorted(str(r[0]) for r in views if _TRANSIENT_TABLE.fullmatch(str(r[0])))  # a killed import's __raw
+    for view in scratch:
+        cur.execute(f"DROP VIEW IF EXISTS {quote_ident(view)}")
+    return orphans + scratch
 
 
 class StoreLocked(RuntimeError):

@@ -40,7 +40,7 @@ def scaled_values_sql(values: str, value: str, partition: str) -> str:
     return f"SELECT *, {value} / {SCALE} AS {SCALED} FROM (SELECT *, {scale} AS {SCALE} FROM ({values}))"
 
 
-_TOP = "pow(2.0, 1023)"
+TOP = "pow(2.0, 1023)"  # SQL: the scale of an overflow-safe mean
 
 
 def avg_sql(value: str) -> str:
@@ -50,7 +50,7 @@ def avg_sql(value: str) -> str:
     near 1.8e308); then the mean is taken over ``value`` / 2^1023 (an exact scaling for such
     values) and scaled back. Other means are ``avg``'s own.
     """
-    return f"coalesce(CASE WHEN isfinite(avg({value})) THEN avg({value}) END, avg({value} / {_TOP}) * {_TOP})"
+    return f"coalesce(CASE WHEN isfinite(avg({value})) THEN avg({value}) END, avg({value} / {TOP}) * {TOP})"
 
 
 def plain_avg_sql(value: str) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import duckdb
 
 from app.services.duckdb_store import DuckDBStore, cleanup_quietly, quote_ident
-from app.services.sql_stats import finite_double, plain_avg_sql, retry_mean
+from app.services.sql_stats import TOP, finite_double, plain_avg_sql, retry_mean
 
 METADATA_FILTER_FIELDS = (
     "environment",
@@ -35,12 +35,16 @@ def _summary_select(x: str, mean: Callable[[str], str] = plain_avg_sql) -> str:
 
 
 def _summary_parts(x: str) -> str:
-    """Per-part score aggregates that add up: count, sum and passing count (``sc, ss, sp``)."""
-    return f"count({x}) AS sc, sum({x}) AS ss, count(*) FILTER (WHERE {x} >= 0.5) AS sp"
+    """Per-part score aggregates that add up: count, sum, sum / 2^1023 and passing count (``sc, ss, sz, sp``)."""
+    return f"count({x}) AS sc, sum({x}) AS ss, sum({x} / {TOP}) AS sz, count(*) FILTER (WHERE {x} >= 0.5) AS sp"
 
 
-# The summary of _summary_select from summed parts (the average to float rounding).
-_SUMMARY_COMBINED = "sum(sc), sum(ss) / nullif(sum(sc), 0), 100.0 * sum(sp) / nullif(sum(sc), 0)"
+# The summary of _summary_select from summed parts (the average to float rounding; when the sum
+# leaves the double range, from the scaled sums, as avg_sql does).
+_SUMMARY_COMBINED = (
+    f"sum(sc), coalesce(CASE WHEN isfinite(sum(ss)) THEN sum(ss) / nullif(sum(sc), 0) END, "
+    f"sum(sz) / nullif(sum(sc), 0) * {TOP}), 100.0 * sum(sp) / nullif(sum(sc), 0)"
+)
 
 
 def _over_parts(

@@ -153,6 +153,19 @@ async def test_one_key_with_two_outputs_is_two_records_stored_inline_and_prepare
         assert points == [(0.2, 0.8), (0.5, 0.5), (0.9, 0.1)] and res.json()["total_points"] == 3
     summary = (await client.post("/api/analytics/summary", params={"dataset_id": up.json()["dataset_id"]})).json()
     assert summary["total_records"] == 3
+    # a metric row whose query and output are blank is not another record
+    blank = (
+        "dataset_id,evaluation_name,query,actual_output,metric_name,metric_score\n"
+        "r1,exp,Q1,A1,faithfulness,0.9\nr1,exp,,,relevance,0.7\nr2,exp,Q2,A2,faithfulness,0.5\n"
+        "r2,exp,Q2,A2,relevance,0.4\n"
+    )
+    up = await client.post("/api/data/upload", files={"file": ("blank.csv", blank.encode(), "text/csv")})
+    assert up.status_code == 200, up.text
+    sc = await client.post(
+        "/api/analytics/scatter",
+        params={"x_metric": "faithfulness", "y_metric": "relevance", "dataset_id": up.json()["dataset_id"]},
+    )
+    assert sorted(zip(sc.json()["x"], sc.json()["y"], strict=True)) == [(0.5, 0.4), (0.9, 0.7)]
 
 
 async def test_non_finite_values_are_missing_stored_and_inline(client: httpx.AsyncClient) -> None:

@@ -18,6 +18,7 @@ from app.errors import Invalid, PayloadTooLarge
 from app.services.csv_ingest import (
     CsvLoadResult,
     CsvTransform,
+    _line_ending_note,
     check_csv_filename,
     count_csv_rows,
     create_table_from_csv,
@@ -259,6 +260,21 @@ def test_mixed_line_endings_are_named(tmp_path: Path) -> None:
     # CRLF inside a quoted cell of an LF file parses (and is not called a mix)
     con, _ = _load(tmp_path, b'a,b\n1,"x\r\ny"\n2,z\n')
     assert con.execute("SELECT b FROM t ORDER BY rowid").fetchall() == [("x\r\ny",), ("z",)]
+
+
+def test_a_bad_row_after_the_inference_sample_is_a_clear_400(tmp_path: Path) -> None:
+    """Every column text in the first rows: the full read happens in the CREATE, and its error is the file's."""
+    with pytest.raises(Invalid) as err:
+        _load(tmp_path, b"query,actual_output\n" + b"hello,world\n" * 20_000 + b"x,y,z\n")
+    assert err.value.message == "CSV parsing error on line 20002: expected 2 columns, found 3 (line starts: 'x,y,z')"
+
+
+def test_line_endings_split_across_reads_are_one_kind(tmp_path: Path) -> None:
+    """A CRLF file whose first 4 MiB read ends right after a CRLF is not called a mix."""
+    path = _write(tmp_path, "crlf.csv", b"123456\r\n" * (2 * (1 << 22) // 8 + 3))
+    assert _line_ending_note(path) == ""
+    mixed = _write(tmp_path, "mixed.csv", b"123456\r\n" * ((1 << 22) // 8) + b"1\n2\r3\n")
+    assert _line_ending_note(mixed).startswith("; the file ends its lines in more than one way (CRLF, LF, CR)")
 
 
 def test_unterminated_quote(tmp_path: Path) -> None:

@@ -431,11 +431,14 @@ async def test_tables_a_killed_load_left_are_dropped_at_open(tmp_path: Path) -> 
     for table in left:
         await store.run_write(lambda cur, t=table: cur.execute(f"CREATE TABLE {quote_ident(t)} (x INT)"))
     await store.run_write(lambda cur: cur.execute("CREATE TABLE monitoring_dataset (x INT)"))  # a sync's live table
+    left.append("ds_monitoring_0123456789ab_staging__raw")  # a database import's scratch view
+    await store.run_write(lambda cur: cur.execute(f"CREATE VIEW {quote_ident(left[-1])} AS SELECT 1 AS x"))
     await store.close()
     again = DuckDBStore(path)
     await again.open()
     try:
         names = {r[0] for r in (await again.fetch("SELECT table_name FROM duckdb_tables()")).rows}
+        names |= {r[0] for r in (await again.fetch("SELECT view_name FROM duckdb_views() WHERE NOT internal")).rows}
         assert not names & set(left)
         assert {kept.table_name, "monitoring_dataset"} <= names
         assert (await again.fetch(f"SELECT x FROM {quote_ident(kept.table_name)}")).rows == [(1,)]

@@ -174,6 +174,20 @@ def test_view_metadata_counts_join_multiplicity() -> None:
     assert meta["summary_stats_by_category"]["SCORE"] == stats
 
 
+def test_metadata_means_whose_sums_overflow_agree_over_parts() -> None:
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE t AS SELECT * FROM (VALUES ('a', 1.7e308, 'SCORE'), ('b', 1.7e308, 'SCORE'), "
+        "('c', 1.0, 'SCORE'), ('d', 1.0, 'SCORE')) v(dataset_id, metric_score, metric_category)"
+    )
+    parts = [f"(SELECT * FROM t WHERE dataset_id {op} 'b') AS _p" for op in ("<=", ">")]
+    whole = compute_table_metadata_sync(con.cursor(), "t")
+    split = compute_table_metadata_sync(con.cursor(), "t", parts)
+    for meta in (whole, split):
+        assert meta["summary_stats"]["avg_score"] == pytest.approx(1.7e308 / 2)
+        assert meta["summary_stats_by_category"]["SCORE"]["avg_score"] == pytest.approx(1.7e308 / 2)
+
+
 def test_ingest_buffer_bound_is_session_only() -> None:
     con = duckdb.connect()
     staging, other = con.cursor(), con.cursor()
