@@ -468,6 +468,7 @@ def _not_integer_literal(column: str) -> str:
 
 
 INFER_SAMPLE_ROWS = 10_000
+FIRST_SAMPLE_ROWS = 256  # the first, cheap sample (a text column fails every candidate there)
 
 # Above this many (column, predicate) counts one aggregate per count makes DuckDB's planner
 # quadratic (1,000 columns: 7 s to plan); the counts are then taken over the unpivoted values.
@@ -598,12 +599,16 @@ def _infer_types_sql(
     candidates that survive the sample (a text column's TIMESTAMPTZ check alone costs ~0.3 s
     per million values). Both passes stream the file; nothing is materialised.
     """
-    sample_checks = [(n, _misfit(t)) for n in names for t in _INFER_CANDIDATES]
-    sample_bad = _count_per_column(cur, f"(SELECT * FROM {source} LIMIT {INFER_SAMPLE_ROWS})", params, sample_checks)
-    alive = {
-        n: [t for j, t in enumerate(_INFER_CANDIDATES) if sample_bad[i * len(_INFER_CANDIDATES) + j] == 0]
-        for i, n in enumerate(names)
-    }
+    alive = {n: list(_INFER_CANDIDATES) for n in names}
+    for rows in (FIRST_SAMPLE_ROWS, INFER_SAMPLE_ROWS):  # text columns fail in the first rows already
+        sampled = [(n, t) for n in names for t in alive[n]]
+        if not sampled:
+            break
+        bad = _count_per_column(
+            cur, f"(SELECT * FROM {source} LIMIT {rows})", params, [(n, _misfit(t)) for n, t in sampled]
+        )
+        failed = {check for check, n_bad in zip(sampled, bad, strict=True) if n_bad}
+        alive = {n: [t for t in alive[n] if (n, t) not in failed] for n in names}
     typed = [n for n in names if alive[n]]  # the others are text whatever the rest holds
     checks = [(n, t) for n in typed for t in alive[n]]
     full = _count_per_column(cur, source, params, [(n, _PRESENT) for n in typed] + [(n, _misfit(t)) for n, t in checks])
@@ -624,28 +629,37 @@ def _typed_select(cols: Sequence[tuple[str, str]]) -> str:
     return ", ".join(f"{typed(quote_ident(n), t)} AS {quote_ident(n)}" for n, t in cols)
 
 
-def _type_sniffed_text_columns(cur: duckdb.DuckDBPyConnection, table: str, types: dict[str, str]) -> bool:
-    """Give sniffed VARCHAR columns whose values all fit a type that type, as the text path would; True if any.
+def _retype_sniffed_sync(cur: duckdb.DuckDBPyConnection, table: str, types: dict[str, str]) -> bool:
+    """Rebuild a sniffed table when a column needs another type; True when a text column was re-typed.
 
-    DuckDB's sniffer reads a sample: a column that is blank there (30,000 empty cells, then numbers)
-    or starts with ``inf`` or ``+0.5`` is sniffed as text, while the same values in another order
-    are numbers (and pandas reads them as numbers either way). The check runs over the loaded
-    table: a real text column fails every candidate within its first rows, so only columns that
-    are blank or number-like there are scanned in full. A re-typed table is rebuilt by one CREATE.
+    * Zoned timestamps (TIMESTAMPTZ) become naive UTC TIMESTAMPs. In a rebuild, not by ``ALTER …
+      TYPE … USING``: DuckDB cannot replay such an ALTER from its log after a kill (the store
+      would not open again).
+    * Sniffed VARCHAR columns whose values all fit a type get it, as the text path would type them:
+      DuckDB's sniffer reads a sample, so a column that is blank there (30,000 empty cells, then
+      numbers) or starts with ``inf`` or ``+0.5`` is text, while the same values in another order
+      are numbers (pandas reads numbers either way). A real text column fails every candidate in
+      its first rows, so only columns blank or number-like there are scanned in full.
+
+    One CREATE, only when some column changes.
     """
     text_cols = [n for n, t in types.items() if t == "VARCHAR"]
-    if not text_cols:
+    inferred = dict(_infer_types_sql(cur, quote_ident(table), [], text_cols)) if text_cols else {}
+    retyped = {n: t for n, t in inferred.items() if t != "VARCHAR"}
+    zoned = [n for n, t in types.items() if _is_tz_timestamp(t)]
+    if not retyped and not zoned:
         return False
-    inferred = dict(_infer_types_sql(cur, quote_ident(table), [], text_cols))
-    if all(t == "VARCHAR" for t in inferred.values()):
-        return False
-    cols = [(n, inferred.get(n, "VARCHAR") if t == "VARCHAR" else t) for n, t in types.items()]
-    select = ", ".join(quote_ident(n) if types[n] != "VARCHAR" else _typed_select([(n, t)]) for n, t in cols)
+    select = ", ".join(
+        _typed_select([(n, retyped[n])])
+        if n in retyped
+        else (f"{utc_instant_sql(quote_ident(n))} AS {quote_ident(n)}" if n in zoned else quote_ident(n))
+        for n in types
+    )
     tmp = quote_ident(f"{table}__typed")
     cur.execute(f"CREATE OR REPLACE TABLE {tmp} AS SELECT {select} FROM {quote_ident(table)}")
     cur.execute(f"DROP TABLE {quote_ident(table)}")
     cur.execute(f"ALTER TABLE {tmp} RENAME TO {quote_ident(table)}")
-    return True
+    return bool(retyped)
 
 
 def create_table_from_csv(
@@ -697,19 +711,12 @@ def _build_table_from_csv(
     inferred = False
     try:
         source = _read_csv_sql(None, header)
-        # The sniffed types first, so zoned timestamps become UTC TIMESTAMPs in the one CREATE (an
-        # ALTER … TYPE … USING over a TIMESTAMPTZ column crashes DuckDB's WAL replay after a kill).
-        described = cur.execute(f"DESCRIBE SELECT * FROM {source}", [file_param]).fetchall()
-        cols = [(str(r[0]), str(r[1])) for r in described]
+        cur.execute(f"CREATE TABLE {qtable} AS SELECT * FROM {source}", [file_param])
+        cols = [(c["name"], c["type"]) for c in DuckDBStore.describe_sync(cur, table)]
         if [c[0] for c in cols] != header:
             raise duckdb.InvalidInputException("sniffed columns differ from the header")
-        select = ", ".join(
-            f"{utc_instant_sql(quote_ident(n))} AS {quote_ident(n)}" if _is_tz_timestamp(t) else quote_ident(n)
-            for n, t in cols
-        )
-        cur.execute(f"CREATE TABLE {qtable} AS SELECT {select} FROM {source}", [file_param])
         _check_sniffed_types_lossless(cur, file_param, header, dict(cols))
-        inferred = _type_sniffed_text_columns(cur, table, dict(cols))
+        inferred = _retype_sniffed_sync(cur, table, dict(cols))
     except duckdb.Error as typed_exc:
         if isinstance(typed_exc, duckdb.InterruptException) or is_storage_write_failure(typed_exc):
             raise  # the encoding check stopped the parse, or the store cannot write: not a type problem

@@ -424,14 +424,13 @@ def record_keys_sync(cur: duckdb.DuckDBPyConnection, relation: str, columns: Ite
     elif outputs:
         # Grouped by a hash of the key (8 bytes a record, not its text): a collision can only add the
         # outputs to keys under which they do not vary, which groups the records the same way.
-        # Blank outputs do not count: a metric row without the query is not another record.
-        varies = " OR ".join(
-            f"min({h}) <> max({h})"
-            for h in (f"CASE WHEN {quote_ident(c)} IS NOT NULL THEN hash({quote_ident(c)}) END" for c in outputs)
-        )
+        # Rows with a blank query or output do not count: such a metric row is not another record.
+        present = " AND ".join(f"{quote_ident(c)} IS NOT NULL" for c in outputs)
+        out = f"CASE WHEN {present} THEN hash({', '.join(quote_ident(c) for c in outputs)}) END"
         grouped = ", ".join(quote_ident(k) for k in keys)
         row = cur.execute(
-            f"SELECT count(*) FROM (SELECT 1 FROM {rel} GROUP BY hash({grouped}) HAVING {varies} LIMIT 1)"
+            f"SELECT count(*) FROM (SELECT 1 FROM {rel} GROUP BY hash({grouped}) "
+            f"HAVING min({out}) <> max({out}) LIMIT 1)"
         ).fetchone()
         if row and row[0]:
             keys += outputs
