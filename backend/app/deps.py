@@ -1,4 +1,4 @@
-"""Typed FastAPI dependencies: settings, store and background tasks come from ``app.state``."""
+"""Typed FastAPI dependencies: settings, store and sync engine come from ``app.state``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.config import Settings
-from app.services.background import BackgroundTasks
 from app.services.duckdb_store import DuckDBStore
 from app.services.sync_engine import SyncEngine
 
@@ -24,12 +23,6 @@ def get_store(request: Request) -> DuckDBStore:
     return store
 
 
-def get_tasks(request: Request) -> BackgroundTasks:
-    """The lifespan-owned background tasks."""
-    tasks: BackgroundTasks = request.app.state.tasks
-    return tasks
-
-
 def get_sync_engine(request: Request) -> SyncEngine:
     """The app's PostgreSQL sync engine."""
     engine: SyncEngine = request.app.state.sync_engine
@@ -38,5 +31,4 @@ def get_sync_engine(request: Request) -> SyncEngine:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[DuckDBStore, Depends(get_store)]
-TasksDep = Annotated[BackgroundTasks, Depends(get_tasks)]
 SyncEngineDep = Annotated[SyncEngine, Depends(get_sync_engine)]

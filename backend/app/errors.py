@@ -34,12 +34,6 @@ class Expired(ServiceError):
     status_code = 401
 
 
-class Unauthorized(ServiceError):
-    """Missing or wrong API token."""
-
-    status_code = 401
-
-
 class NotFound(ServiceError):
     """The named thing does not exist."""
 

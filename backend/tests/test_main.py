@@ -222,7 +222,6 @@ def test_row_lists_serialise_with_the_clean_json_rules() -> None:
 ERROR_CASES = [
     (errors.Invalid, 400),
     (errors.Expired, 401),
-    (errors.Unauthorized, 401),
     (errors.NotFound, 404),
     (errors.Timeout, 408),
     (errors.Conflict, 409),

@@ -66,12 +66,6 @@ class MessageResponse(SuccessResponse):
     message: str
 
 
-class ErrorResponse(BaseModel):
-    """``{"detail": "..."}`` as built by the error handler."""
-
-    detail: str
-
-
 class HealthComponents(BaseModel):
     """Per-component health."""
 

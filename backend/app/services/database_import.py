@@ -336,7 +336,7 @@ async def _import(
                     f"SELECT * FROM (\n{src.sql}\n) AS _axis_src{order_sql} LIMIT {limit_param}"
                 )
                 read = await _stream(
-                    s.conn, stmt, [*src.params, limit], cols, store, scratch, settings.db_import_batch_rows, created
+                    stmt, [*src.params, limit], cols, store, scratch, settings.db_import_batch_rows, created
                 )
         except TimeoutError:
             raise timeout_error(timeout_s) from None
@@ -413,7 +413,6 @@ def _check_result_names(names: list[str]) -> None:
 
 
 async def _stream(
-    conn: asyncpg.Connection,
     stmt: Any,
     args: list[Any],
     cols: list[_ArrowColumn],
@@ -527,7 +526,7 @@ async def _land(
     except duckdb.Error as exc:
         raise Invalid(f"Import failed: {str(exc).splitlines()[0][:300]}") from None
     if plan.kind == "monitoring":
-        await monitoring_service.finish_monitoring_load(store, settings.monitoring_db, info)
+        await monitoring_service.finish_monitoring_load(store, info)
     preview, data = await store.run_read(
         lambda cur: preview_and_rows_sync(cur, info.table_name, PREVIEW_ROWS, settings.upload_response_row_cap)
     )

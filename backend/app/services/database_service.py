@@ -62,7 +62,6 @@ from app.services.database_session import (
 from app.services.sql_safety import table_allowed
 
 MASKED_PASSWORD = "********"
-PREVIEW_ROWS = 10
 SAMPLE_ROWS = 5
 # Sample values longer than this (as PostgreSQL text) are left out of /schema samples, so a table of
 # large documents or blobs does not send them over the wire or into the response.

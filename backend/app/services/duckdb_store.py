@@ -19,15 +19,12 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 import anyio
 import duckdb
 
 from app.errors import Invalid, NotFound, Unavailable
-
-if TYPE_CHECKING:
-    import pyarrow as pa
 
 logger = logging.getLogger(__name__)
 
@@ -525,15 +522,6 @@ class DuckDBStore:
         """Like :meth:`fetch`, rows as dicts."""
         return (await self.fetch(sql, params)).dicts()
 
-    async def fetch_arrow(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pa.Table:
-        """Run a read query and return an Arrow table."""
-
-        def _q(cur: duckdb.DuckDBPyConnection) -> pa.Table:
-            cur.execute(sql, params)
-            return cur.fetch_arrow_table()
-
-        return await self.run_read(_q)
-
     async def run_staging(
         self,
         fn: Callable[[duckdb.DuckDBPyConnection], T],
@@ -607,12 +595,6 @@ class DuckDBStore:
         if self._con is None:
             return False
         return await self.run_read(lambda cur: self.table_exists_sync(cur, name))
-
-    async def has_table(self, name: str) -> bool:
-        """True for an API-visible table (allow-list or registry) that exists."""
-        if not await self.is_visible_table(name):
-            return False
-        return await self.table_exists(name)
 
     async def is_visible_table(self, name: str) -> bool:
         """Allow-list check: the fixed API tables plus every table in the registry."""

@@ -832,8 +832,6 @@ LONG_SCORE_EXPLANATIONS: Final[dict[str, tuple[str, str]]] = {
     ),
 }
 
-RESOLUTION_LABELS: Final[tuple[str, ...]] = ("resolved", "partially_resolved", "unresolved", "escalated")
-
 # ANALYSIS texts: (root cause, suggested action, multi-line explanation) for problematic records.
 LONG_ANALYSIS_ISSUES: Final[tuple[tuple[str, str, str], ...]] = (
     (

@@ -251,7 +251,7 @@ def _record_level(f: MonitoringFilters, config: MonitoringDBConfig, *, allow_met
     )
 
 
-async def refresh_summary_cache(store: DuckDBStore, info: DatasetInfo, config: MonitoringDBConfig) -> dict[str, Any]:
+async def refresh_summary_cache(store: DuckDBStore, info: DatasetInfo) -> dict[str, Any]:
     """Compute per-category summary stats for a dataset and store them in its metadata (DB-29)."""
     t = MonitoringTable.of(info)
     threshold = SUMMARY_PASS_THRESHOLD
@@ -275,7 +275,7 @@ async def summary(store: DuckDBStore, config: MonitoringDBConfig, f: MonitoringF
         entry: dict[str, Any] = meta.get(SUMMARY_CACHE_KEY) or {}
         fresh = entry.get("loaded_at") == t.info.loaded_at.isoformat()
         if not (fresh and entry.get("threshold") == threshold):
-            entry = await refresh_summary_cache(store, t.info, config)
+            entry = await refresh_summary_cache(store, t.info)
         stats = entry["by_category"].get(category)
         kpis = SummaryKpis(**stats) if stats else SummaryKpis()
         return SummaryResponse(kpis=kpis, dataset_id=t.info.dataset_id, threshold=threshold, cached=True)

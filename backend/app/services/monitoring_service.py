@@ -215,11 +215,11 @@ def _csv_transform(custom_map: Mapping[str, str] | None) -> Any:
     return transform
 
 
-async def finish_monitoring_load(store: DuckDBStore, config: MonitoringDBConfig, info: DatasetInfo) -> None:
+async def finish_monitoring_load(store: DuckDBStore, info: DatasetInfo) -> None:
     """Store table metadata, the per-category summary cache (DB-29) and the per-record table."""
     meta = await store.run_read(lambda cur: compute_table_metadata_sync(cur, info.table_name))
     await store.set_metadata(info.table_name, meta)
-    await refresh_summary_cache(store, info, config)
+    await refresh_summary_cache(store, info)
     await records_table(store, MonitoringTable.of(info))
 
 
@@ -282,7 +282,7 @@ async def upload_monitoring(
         spool_dir=spool_dir,
         transform=_csv_transform(cfg.column_rename_map),
     )
-    await finish_monitoring_load(store, cfg, res.dataset)
+    await finish_monitoring_load(store, res.dataset)
     return await _response(
         store,
         res.dataset,
@@ -301,7 +301,7 @@ async def load_monitoring_example(store: DuckDBStore, settings: Settings, name: 
     if not path.is_file():
         raise NotFound(f"Example file for '{name}' is missing")
     res = await ingest_csv_file(store, path, kind=KIND, source=f"example:{name}", transform=_csv_transform(None))
-    await finish_monitoring_load(store, settings.monitoring_db, res.dataset)
+    await finish_monitoring_load(store, res.dataset)
     return await _response(
         store,
         res.dataset,
@@ -416,7 +416,7 @@ async def import_monitoring_from_db(store: DuckDBStore, settings: Settings) -> M
         message = f"Imported {processed.row_count} records from {cfg.table}"
     else:
         raise Invalid("No queries configured. Set dataset_query and results_query (or table) in monitoring_db.")
-    await finish_monitoring_load(store, cfg, info)
+    await finish_monitoring_load(store, info)
     return await _response(
         store,
         info,

@@ -153,10 +153,6 @@ class Where:
         """``WHERE …`` (or empty)."""
         return ("WHERE " + " AND ".join(self.clauses)) if self.clauses else ""
 
-    def and_sql(self) -> str:
-        """`` AND …`` continuation (or empty)."""
-        return (" AND " + " AND ".join(self.clauses)) if self.clauses else ""
-
 
 def parse_time_bound(value: str | None, name: str) -> dt.datetime | None:
     """Parse an ISO timestamp filter to naive UTC; invalid text → 400."""

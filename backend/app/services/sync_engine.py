@@ -94,10 +94,6 @@ def seconds_until_next(last_run: dict[str, float], intervals: dict[str, float], 
     return max(0.0, min(last_run.get(n, now) + every - now for n, every in intervals.items()))
 
 
-def _now_iso() -> str:
-    return utc_iso()
-
-
 # ---------------------------------------------------------------------- results
 @dataclass
 class SyncResult:
@@ -425,7 +421,7 @@ class SyncEngine:
     async def _sync_claimed(self, target: SyncTarget, *, force_full: bool, reason: str, sync_id: str) -> SyncResult:
         previous = await self.get_status(target.view)
         await self._set_status(
-            target.view, {**previous, "state": "syncing", "error": None, "sync_id": sync_id, "started_at": _now_iso()}
+            target.view, {**previous, "state": "syncing", "error": None, "sync_id": sync_id, "started_at": utc_iso()}
         )
         started = time.perf_counter()
         try:
@@ -460,13 +456,13 @@ class SyncEngine:
                 "error": message,
                 "rows": rows,
                 "sync_id": sync_id,
-                "failed_at": _now_iso(),
+                "failed_at": utc_iso(),
             }
             await self._set_status(target.view, status)
             return SyncResult(dataset=target.name, status="error", sync_id=sync_id, rows=rows, error=message)
 
         rows = int(outcome.metadata.get("row_count", 0))
-        now = _now_iso()
+        now = utc_iso()
         status = {
             **blank_status(),
             "state": "ready",
@@ -807,7 +803,7 @@ class SyncEngine:
                 **blank_status(),
                 "state": "ready",
                 "rows": await self._count(SYNC_CASES_TABLE),
-                "last_sync": _now_iso(),
+                "last_sync": utc_iso(),
                 "sync_type": "derived",
                 "sync_id": raw_id,
             },

@@ -155,14 +155,14 @@ async def test_summary_matches_numpy_and_fast_path_agrees(
 
 
 async def test_summary_cache_leaves_the_table_metadata_alone(
-    store: DuckDBStore, config: MonitoringDBConfig, long_ds: tuple[DatasetInfo, pd.DataFrame]
+    store: DuckDBStore, long_ds: tuple[DatasetInfo, pd.DataFrame]
 ) -> None:
     """The /summary cache is one metadata key, merged under the write lock: it never replaces the
     table's own summary_stats (all categories) nor metadata another load wrote meanwhile."""
     info, _ = long_ds
     newer = {"row_count": 999, "summary_stats": {"total_records": 7}, "filter_values": {"metric_name": ["m9"]}}
     await store.set_metadata(info.table_name, newer)  # a later load/sync replaced the metadata
-    entry = await ma.refresh_summary_cache(store, info, config)
+    entry = await ma.refresh_summary_cache(store, info)
     meta = await store.get_metadata(info.table_name)
     assert {k: meta[k] for k in newer} == newer and meta[ma.SUMMARY_CACHE_KEY] == entry
     persisted = await store.fetch("SELECT metadata_json FROM _store_metadata WHERE table_name = ?", [info.table_name])
