@@ -162,6 +162,7 @@ class ParsedDsn(BaseModel):
     ssl_mode: SslMode | None = None
 
 
+# From weakest to strongest (a saved password never travels with a weaker mode than its configured one).
 SSL_MODES: tuple[str, ...] = ("disable", "prefer", "require", "verify-ca", "verify-full")
 DSN_SCHEMES = ("postgresql", "postgres")
 _BAD_PORT = "the port in the URL is not a number from 1 to 65535"

@@ -27,13 +27,12 @@ from typing import Any
 
 import asyncpg
 
-from app.config.db_configs import ConnectionParams
+from app.config.db_configs import SSL_MODES, ConnectionParams
 from app.errors import Expired, Invalid, ServiceError, Timeout, TooManyRequests
 from app.log_redaction import scrub_secrets
 
 logger = logging.getLogger(__name__)
 
-SSL_MODES = ("disable", "prefer", "require", "verify-ca", "verify-full")
 EXPIRED_MESSAGE = "Connection handle has expired or is invalid. Please reconnect."
 GENERIC_FAILURE = "Connection failed: check your configuration (host, port, database, credentials)."
 

@@ -50,6 +50,7 @@ from app.services.duckdb_store import (
     free_reserved_columns_sync,
     is_storage_write_failure,
     quote_ident,
+    quote_literal,
     utc_instant_sql,
     zoned_text_sql,
 )
@@ -401,15 +402,10 @@ def _field_count(line: str) -> int | None:
 def _read_csv_sql(columns: dict[str, str] | None, names: list[str]) -> str:
     """``read_csv(?)`` with our dialect: explicit VARCHAR columns, or sniffed types with our names."""
     if columns is not None:
-        struct = ", ".join(f"{_sql_str(n)}: {_sql_str(t)}" for n, t in columns.items())
+        struct = ", ".join(f"{quote_literal(n)}: {quote_literal(t)}" for n, t in columns.items())
         return f"read_csv(?, {_CSV_DIALECT}, auto_detect = false, columns = {{{struct}}})"
-    name_list = ", ".join(_sql_str(n) for n in names)
+    name_list = ", ".join(quote_literal(n) for n in names)
     return f"read_csv(?, {_CSV_DIALECT}, names = [{name_list}])"
-
-
-def _sql_str(value: str) -> str:
-    """A SQL string literal (only for read_csv option values, which cannot be bound)."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 @contextmanager
@@ -695,7 +691,7 @@ def create_table_from_csv(
             logger.debug("could not drop %s after a failed CSV load", table)
         raise
     finally:
-        cur.execute(f"SET TimeZone = {_sql_str(previous_tz)}")
+        cur.execute(f"SET TimeZone = {quote_literal(previous_tz)}")
     return load
 
 

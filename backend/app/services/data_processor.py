@@ -37,7 +37,7 @@ from app.services.csv_ingest import (
     ingest_csv_upload,
     spool_upload,
 )
-from app.services.duckdb_store import DatasetInfo, DuckDBStore, head_rows_sql, quote_ident
+from app.services.duckdb_store import DatasetInfo, DuckDBStore, head_rows_sql, quote_ident, quote_literal
 from app.services.json_rows import preview_and_rows_sync
 
 EVAL_RUNNER = "eval_runner"
@@ -285,8 +285,7 @@ def _add_column(cur: duckdb.DuckDBPyConnection, table: str, name: str, default: 
     if default is None:
         cur.execute(f"ALTER TABLE {q} ADD COLUMN {quote_ident(name)} VARCHAR")
     else:
-        literal = "'" + default.replace("'", "''") + "'"
-        cur.execute(f"ALTER TABLE {q} ADD COLUMN {quote_ident(name)} VARCHAR DEFAULT {literal}")
+        cur.execute(f"ALTER TABLE {q} ADD COLUMN {quote_ident(name)} VARCHAR DEFAULT {quote_literal(default)}")
 
 
 def _ensure_varchar(cur: duckdb.DuckDBPyConnection, table: str, name: str, types: dict[str, str]) -> None:

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from app.config import Settings
-from app.config.db_configs import DBImportConfig, parse_dsn
+from app.config.db_configs import SSL_MODES, DBImportConfig, parse_dsn
 from app.errors import Invalid, PayloadTooLarge
 from app.models.database import (
     CloseResponse,
@@ -52,13 +52,13 @@ from app.services.database_session import (
     checked_query,
     decoding_errors,
     open_session,
-    pg_ident,
     projection_sql,
     require_column,
     resolve_table,
     store_config,
     where_sql,
 )
+from app.services.duckdb_store import quote_ident
 from app.services.sql_safety import table_allowed
 
 MASKED_PASSWORD = "********"
@@ -111,10 +111,6 @@ def _configured_password(cfg: DBImportConfig) -> str | None:
     return None
 
 
-# TLS modes from weakest to strongest: a saved password never travels with less than its configured mode.
-SSL_STRENGTH = ("disable", "prefer", "require", "verify-ca", "verify-full")
-
-
 def saved_password_target(cfg: DBImportConfig, req: ConnectRequest) -> tuple[str, str]:
     """(password, ssl_mode) for ``********``: the store's saved password, only for the server it is saved for.
 
@@ -134,7 +130,7 @@ def saved_password_target(cfg: DBImportConfig, req: ConnectRequest) -> tuple[str
             "The saved password is only used for the configured server (its host, port, database and user); "
             "enter the password to connect to another one."
         )
-    ssl_mode = max(req.ssl_mode, target.ssl_mode, key=SSL_STRENGTH.index)
+    ssl_mode = max(req.ssl_mode, target.ssl_mode, key=SSL_MODES.index)  # never weaker than the configured mode
     return password, ssl_mode
 
 
@@ -261,8 +257,8 @@ async def table_schema(
         samples: dict[str, list[Any]] = {c.name: [] for c in t.columns}
         if t.columns:
             short = ", ".join(
-                f"CASE WHEN octet_length(CAST({pg_ident(c.name)} AS text)) <= {SAMPLE_VALUE_MAX_BYTES} "
-                f"THEN {pg_ident(c.name)} END"
+                f"CASE WHEN octet_length(CAST({quote_ident(c.name)} AS text)) <= {SAMPLE_VALUE_MAX_BYTES} "
+                f"THEN {quote_ident(c.name)} END"
                 for c in t.columns
             )
             with decoding_errors():
@@ -284,7 +280,7 @@ async def distinct_values(
     and by ``DB_QUERY_MAX_RESULT_MB`` (413)."""
     async with open_session(conns, settings, handle_id, settings.db_statement_timeout_seconds) as s:
         t = await resolve_table(s, req.table)
-        col = pg_ident(require_column(t, req.column).name)
+        col = quote_ident(require_column(t, req.column).name)
         inner = f"SELECT DISTINCT {col}::text AS v FROM {t.sql} WHERE {col} IS NOT NULL ORDER BY 1"
         _names, rows = await _fetch_sized(s, inner, [], req.limit, settings.db_query_max_result_mb)
     return DistinctValuesResponse(values=[r[0] for r in rows])

@@ -27,6 +27,7 @@ from app.models.database import (
     TableRef,
 )
 from app.services.connection_store import ConnectionHandle, ConnectionStore, Credentials, scrub_error
+from app.services.duckdb_store import quote_ident
 from app.services.sql_safety import SafeQuery, table_allowed, validate_select
 
 ORDINAL = "__axis_ord"
@@ -56,11 +57,6 @@ def check_identifier(name: Any, what: str) -> str:
     if len(name.encode()) > MAX_IDENTIFIER_BYTES:
         raise Invalid(f"Invalid {what} name: longer than {MAX_IDENTIFIER_BYTES} bytes")
     return name
-
-
-def pg_ident(name: str) -> str:
-    """Double-quote a PostgreSQL identifier (after it was validated against the catalogue)."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 # ------------------------------------------------------------------------------ execution helpers
@@ -174,7 +170,7 @@ class PgTable:
 
     @property
     def sql(self) -> str:
-        return f"{pg_ident(self.schema)}.{pg_ident(self.name)}"
+        return f"{quote_ident(self.schema)}.{quote_ident(self.name)}"
 
     def column(self, name: str) -> PgColumn | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -231,7 +227,7 @@ def check_request_columns(
 def projection_sql(table: PgTable, mappings: list[ColumnMapping] | None) -> str:
     """``"src" AS "target"`` for each mapping (validated), else every column."""
     if not mappings:
-        return ", ".join(pg_ident(c.name) for c in table.columns) or "*"
+        return ", ".join(quote_ident(c.name) for c in table.columns) or "*"
     check_columns(table, [m.source for m in mappings])
     targets: set[str] = set()
     parts = []
@@ -240,7 +236,7 @@ def projection_sql(table: PgTable, mappings: list[ColumnMapping] | None) -> str:
         if m.target.lower() in targets or m.target == ORDINAL:
             raise Invalid(f"Duplicate or reserved target column '{m.target}'")
         targets.add(m.target.lower())
-        parts.append(f"{pg_ident(m.source)} AS {pg_ident(m.target)}")
+        parts.append(f"{quote_ident(m.source)} AS {quote_ident(m.target)}")
     return ", ".join(parts)
 
 
@@ -252,10 +248,10 @@ def where_sql(table: PgTable, filters: list[ColumnFilter] | None, first_param: i
     clauses, params = [], []
     for f in filters:
         if f.value is None:
-            clauses.append(f"{pg_ident(f.column)} IS NULL")
+            clauses.append(f"{quote_ident(f.column)} IS NULL")
             continue
         params.append(str(f.value).lower() if isinstance(f.value, bool) else str(f.value))
-        clauses.append(f"{pg_ident(f.column)}::text = ${first_param + len(params) - 1}")
+        clauses.append(f"{quote_ident(f.column)}::text = ${first_param + len(params) - 1}")
     return " WHERE " + " AND ".join(clauses), params
 
 

@@ -54,6 +54,15 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def quote_literal(text: str) -> str:
+    """Single-quote one SQL string literal (DuckDB, and PostgreSQL with standard_conforming_strings).
+
+    Only where a value cannot be a bound parameter: read_csv options, ``SET``/``LOAD``/``ATTACH``
+    arguments and the watermark in a sync's PostgreSQL query text.
+    """
+    return "'" + text.replace("'", "''") + "'"
+
+
 # DuckDB's row-number pseudo-column: a stored column of that name (any case) would shadow it, and
 # paging, caps and CSV error reports address rows by it.
 RESERVED_COLUMN = "rowid"

@@ -34,6 +34,7 @@ from app.services.duckdb_store import (
     DatasetInfo,
     DuckDBStore,
     quote_ident,
+    quote_literal,
     utc_iso,
     utc_iso_text,
     utc_now,
@@ -53,7 +54,6 @@ from app.services.sync_queries import (
     incremental_query,
     libpq_conninfo,
     pg_cast_for,
-    pg_literal,
     scrub_error,
 )
 from app.services.sync_status import STATUS_PREFIX, STATUS_TABLES, STATUS_TIME_FIELDS, blank_status
@@ -576,7 +576,7 @@ class SyncEngine:
             if path is None:
                 logger.warning("duckdb-extension-postgres is not installed; using the asyncpg reader")
                 return None
-            load_sql = "LOAD " + pg_literal(str(path))
+            load_sql = "LOAD " + quote_literal(str(path))
             await self.store.run_staging(lambda cur: cur.execute(load_sql))
             return path
         except (OSError, duckdb.Error) as exc:

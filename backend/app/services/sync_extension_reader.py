@@ -17,8 +17,8 @@ from typing import Any
 import duckdb
 
 from app.errors import Invalid
-from app.services.duckdb_store import DuckDBStore, bound_ingest_buffers, quote_ident, utc_instant_sql
-from app.services.sync_queries import limit_query, partition_queries, pg_literal, wrap_query
+from app.services.duckdb_store import DuckDBStore, bound_ingest_buffers, quote_ident, quote_literal, utc_instant_sql
+from app.services.sync_queries import limit_query, partition_queries, wrap_query
 from app.services.sync_targets import (
     DUPLICATE_COLUMNS,
     STAGING_SUFFIX,
@@ -176,7 +176,7 @@ async def read_with_extension(
     ``on_cancel`` runs when the read is cancelled (see ``DuckDBStore.run_staging``).
     """
     alias = f"axis_pg_{uuid.uuid4().hex[:10]}"
-    attach_sql = f"ATTACH {pg_literal(conninfo)} AS {quote_ident(alias)} (TYPE postgres, READ_ONLY)"
+    attach_sql = f"ATTACH {quote_literal(conninfo)} AS {quote_ident(alias)} (TYPE postgres, READ_ONLY)"
     await store.run_staging(lambda cur: cur.execute(attach_sql))
     results: dict[str, LoadResult] = {}
     try:

@@ -7,7 +7,7 @@ from typing import Any
 
 from app.config.db_configs import ConnectionParams
 from app.log_redaction import scrub_secrets
-from app.services.duckdb_store import quote_ident
+from app.services.duckdb_store import quote_ident, quote_literal
 
 
 def wrap_query(query: str) -> str:
@@ -50,11 +50,6 @@ def pg_cast_for(source_type: str) -> str | None:
     return _PG_CASTS.get(source_type)
 
 
-def pg_literal(text: str) -> str:
-    """A PostgreSQL string literal."""
-    return "'" + text.replace("'", "''") + "'"
-
-
 # Casts whose values can be ±infinity: the watermark is the largest finite value.
 INFINITE_CASTS = frozenset({"timestamptz", "timestamp", "date", "float8", "float4"})
 
@@ -72,7 +67,7 @@ def incremental_query(query: str, column: str, watermark: dict[str, Any]) -> str
     below = f" OR {col} = '-infinity'::{cast}" if cast in INFINITE_CASTS else ""
     return (
         f"SELECT * FROM (\n{wrap_query(query)}\n) AS _axis_inc "
-        f"WHERE {col} >= {pg_literal(value)}::{cast} OR {col} IS NULL{below}"
+        f"WHERE {col} >= {quote_literal(value)}::{cast} OR {col} IS NULL{below}"
     )
 
 

@@ -31,7 +31,7 @@ from app.services import database_import as di
 from app.services import database_service as ds
 from app.services import human_signals_service
 from app.services.connection_store import ConnectionStore
-from app.services.database_session import check_identifier, pg_ident
+from app.services.database_session import check_identifier
 from app.services.duckdb_store import DuckDBStore, quote_ident
 from tests.conftest import PgSchema
 
@@ -107,7 +107,7 @@ def test_check_identifier_rejects(name: str) -> None:
 def test_check_identifier_accepts_real_names() -> None:
     assert check_identifier("Mixed Case", "column") == "Mixed Case"
     assert check_identifier("données_été", "column") == "données_été"
-    assert pg_ident('we"ird') == '"we""ird"'
+    assert quote_ident('we"ird') == '"we""ird"'
 
 
 def test_json_value_ref_serialisation() -> None:
