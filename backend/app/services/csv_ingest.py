@@ -26,7 +26,6 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import json
 import logging
 import re
 import threading
@@ -813,10 +812,7 @@ async def ingest_csv_file(
             return
         info.format = report.format or info.format
         info.extra = {**info.extra, **report.extra}
-        cur.execute(
-            "UPDATE datasets SET format = ?, extra_json = ? WHERE dataset_id = ?",
-            [info.format, _json_dumps(info.extra), info.dataset_id],
-        )
+        DuckDBStore.set_dataset_format_sync(cur, info)
 
     info = await store.land_dataset(
         kind=kind,
@@ -859,7 +855,3 @@ async def ingest_csv_upload(
         )
     finally:
         await anyio.to_thread.run_sync(spooled.remove)
-
-
-def _json_dumps(value: Any) -> str:
-    return json.dumps(value, default=str)

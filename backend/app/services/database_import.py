@@ -509,7 +509,7 @@ async def _land(
 
     def after(cur: duckdb.DuckDBPyConnection, info: DatasetInfo) -> None:
         info.format = holder["format"]
-        cur.execute("UPDATE datasets SET format = ? WHERE dataset_id = ?", [info.format, info.dataset_id])
+        DuckDBStore.set_dataset_format_sync(cur, info)
 
     try:
         if plan.kind == "human_signals":

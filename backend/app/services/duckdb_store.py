@@ -707,7 +707,8 @@ class DuckDBStore:
         return latest
 
     @staticmethod
-    def _registry_upsert_sync(cur: duckdb.DuckDBPyConnection, info: DatasetInfo) -> None:
+    def register_dataset_sync(cur: duckdb.DuckDBPyConnection, info: DatasetInfo) -> None:
+        """Insert or replace one registry row inside a write (e.g. in the sync's swap transaction)."""
         cur.execute(
             f"INSERT OR REPLACE INTO {REGISTRY_TABLE} ({DuckDBStore._REGISTRY_COLS}) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -726,13 +727,16 @@ class DuckDBStore:
         )
 
     @staticmethod
-    def register_dataset_sync(cur: duckdb.DuckDBPyConnection, info: DatasetInfo) -> None:
-        """Insert or replace one registry row inside a write (e.g. in the sync's swap transaction)."""
-        DuckDBStore._registry_upsert_sync(cur, info)
+    def set_dataset_format_sync(cur: duckdb.DuckDBPyConnection, info: DatasetInfo) -> None:
+        """Write ``info.format`` and ``info.extra`` to its registry row inside a write (``after_swap`` hooks)."""
+        cur.execute(
+            f"UPDATE {REGISTRY_TABLE} SET format = ?, extra_json = ? WHERE dataset_id = ?",
+            [info.format, json.dumps(info.extra, default=str), info.dataset_id],
+        )
 
     async def register_dataset(self, info: DatasetInfo) -> None:
         """Insert or replace one registry row (for tables/views built elsewhere, e.g. syncs)."""
-        await self.run_write(lambda cur: self._registry_upsert_sync(cur, info))
+        await self.run_write(lambda cur: self.register_dataset_sync(cur, info))
 
     async def land_dataset(
         self,
@@ -785,7 +789,7 @@ class DuckDBStore:
             try:
                 cur.execute(f"DROP TABLE IF EXISTS {quote_ident(live)}")
                 cur.execute(f"ALTER TABLE {quote_ident(staging)} RENAME TO {quote_ident(live)}")
-                self._registry_upsert_sync(cur, info)
+                self.register_dataset_sync(cur, info)
                 if after_swap is not None:
                     after_swap(cur, info)
                 cur.execute("COMMIT")

@@ -4,7 +4,6 @@ LEFT-joined, renamed by the alias table, processed as an upload (§4.3) and land
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import duckdb
@@ -92,10 +91,7 @@ async def import_eval_db(store: DuckDBStore, cfg: EvalDBConfig, *, row_cap: int)
     def _after(cur: duckdb.DuckDBPyConnection, info: DatasetInfo) -> None:
         info.format = holder["report"].format
         info.extra = {**info.extra, **holder["report"].extra}
-        cur.execute(
-            "UPDATE datasets SET format = ?, extra_json = ? WHERE dataset_id = ?",
-            [info.format, json.dumps(info.extra, default=str), info.dataset_id],
-        )
+        DuckDBStore.set_dataset_format_sync(cur, info)
 
     try:
         info = await store.land_dataset(kind="eval", source="database", build=_build, after_swap=_after)
