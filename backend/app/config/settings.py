@@ -215,6 +215,16 @@ class Settings(BaseSettings):
         return self.axis_home / "data"
 
     @property
+    def spool_dir(self) -> Path:
+        """Folder where uploads are spooled before they are parsed."""
+        return self.data_dir / "spool"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """The upload size cap (``MAX_UPLOAD_MB``) in bytes."""
+        return self.max_upload_mb * 1024 * 1024
+
+    @property
     def eval_db(self) -> EvalDBConfig:
         """Eval database config (YAML over env)."""
         return self._eval_db

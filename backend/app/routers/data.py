@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
@@ -27,10 +26,6 @@ router = APIRouter(prefix="/api/data", tags=["data"])
 Records = Annotated[list[dict[str, Any]], Body()]
 
 
-def _spool_dir(settings: SettingsDep) -> Path:
-    return settings.data_dir / "spool"
-
-
 def _upload_response(res: data_processor.EvalLoadResult) -> RawJSONResponse:
     body = UploadResponse(
         format=res.format,
@@ -48,13 +43,13 @@ def _upload_response(res: data_processor.EvalLoadResult) -> RawJSONResponse:
 @router.post("/upload", response_model=UploadResponse, openapi_extra=MULTIPART_FILE)
 async def upload(request: Request, settings: SettingsDep, store: StoreDep) -> RawJSONResponse:
     """Upload an evaluation CSV; it is processed and stored as the latest eval dataset."""
-    max_bytes = settings.max_upload_mb * 1024 * 1024
+    max_bytes = settings.max_upload_bytes
     file = await read_upload_file(request, max_bytes=max_bytes)
     res = await data_processor.upload_eval_csv(
         store,
         file,
         max_bytes=max_bytes,
-        spool_dir=_spool_dir(settings),
+        spool_dir=settings.spool_dir,
         row_cap=settings.upload_response_row_cap,
     )
     return _upload_response(res)
@@ -63,9 +58,9 @@ async def upload(request: Request, settings: SettingsDep, store: StoreDep) -> Ra
 @router.post("/detect-format", response_model=DetectFormatResponse, openapi_extra=MULTIPART_FILE)
 async def detect_format(request: Request, settings: SettingsDep, store: StoreDep) -> DetectFormatResponse:
     """Detect the format of a CSV without storing it."""
-    max_bytes = settings.max_upload_mb * 1024 * 1024
+    max_bytes = settings.max_upload_bytes
     file = await read_upload_file(request, max_bytes=max_bytes)
-    res = await data_processor.detect_upload_format(store, file, max_bytes=max_bytes, spool_dir=_spool_dir(settings))
+    res = await data_processor.detect_upload_format(store, file, max_bytes=max_bytes, spool_dir=settings.spool_dir)
     return DetectFormatResponse(format=res.format, columns=res.columns, row_count=res.row_count)
 
 

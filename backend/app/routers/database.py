@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from app.deps import SettingsDep, StoreDep
+from app.deps import ConnectionsDep, SettingsDep, StoreDep
 from app.models.database import (
     CloseResponse,
     ConnectRequest,
@@ -35,18 +35,10 @@ from app.models.database import (
 )
 from app.serialization import RawJSONResponse
 from app.services import database_import, database_service
-from app.services.connection_store import ConnectionStore
 
 router = APIRouter(prefix="/api/database", tags=["database"])
 
 
-def get_connections(request: Request) -> ConnectionStore:
-    """The app's connection-handle store."""
-    conns: ConnectionStore = request.app.state.db_connections
-    return conns
-
-
-ConnectionsDep = Annotated[ConnectionStore, Depends(get_connections)]
 StoreQuery = Annotated[str, Query(description="Config store: data, monitoring or human_signals")]
 
 

@@ -19,8 +19,8 @@ router = APIRouter(prefix="/api/human-signals", tags=["human-signals"])
 @router.post("/upload", response_model=CaseListResponse, openapi_extra=MULTIPART_FILE)
 async def upload(request: Request, settings: SettingsDep, store: StoreDep) -> RawJSONResponse:
     """Upload a V2 human-signals CSV; stored as the latest human-signals dataset."""
-    file = await read_upload_file(request, max_bytes=settings.max_upload_mb * 1024 * 1024)
-    res = await human_signals_service.upload_human_signals(store, settings, file, settings.data_dir / "spool")
+    file = await read_upload_file(request, max_bytes=settings.max_upload_bytes)
+    res = await human_signals_service.upload_human_signals(store, settings, file, settings.spool_dir)
     return RawJSONResponse(res.render_json())
 
 

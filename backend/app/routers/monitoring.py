@@ -16,8 +16,8 @@ router = APIRouter(prefix="/api/monitoring", tags=["monitoring"])
 @router.post("/upload", response_model=MonitoringUploadResponse, openapi_extra=MULTIPART_FILE)
 async def upload(request: Request, settings: SettingsDep, store: StoreDep) -> RawJSONResponse:
     """Upload a monitoring CSV (wide or long); stored as the latest monitoring dataset."""
-    file = await read_upload_file(request, max_bytes=settings.max_upload_mb * 1024 * 1024)
-    res = await monitoring_service.upload_monitoring(store, settings, file, settings.data_dir / "spool")
+    file = await read_upload_file(request, max_bytes=settings.max_upload_bytes)
+    res = await monitoring_service.upload_monitoring(store, settings, file, settings.spool_dir)
     return RawJSONResponse(res.render_json())
 
 

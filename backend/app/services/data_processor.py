@@ -38,7 +38,7 @@ from app.services.csv_ingest import (
     spool_upload,
 )
 from app.services.duckdb_store import DatasetInfo, DuckDBStore, head_rows_sql, quote_ident, quote_literal
-from app.services.json_rows import preview_and_rows_sync
+from app.services.json_rows import PREVIEW_ROWS, preview_and_rows_sync
 
 EVAL_RUNNER = "eval_runner"
 TREE_FORMAT = "tree_format"
@@ -111,7 +111,6 @@ EXTRA_METRIC_NAMES = "metric_names"
 EXTRA_RECORD_COUNT = "record_count"
 EXTRA_RECORD_KEYS = "record_keys"
 
-PREVIEW_ROWS = 10
 ORDINAL = "__axis_ord"  # listed in PER_METRIC_COLUMNS
 
 

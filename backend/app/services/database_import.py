@@ -52,10 +52,9 @@ from app.services.database_session import (
     where_sql,
 )
 from app.services.duckdb_store import DatasetInfo, DuckDBStore, quote_ident
-from app.services.json_rows import preview_and_rows_sync
+from app.services.json_rows import PREVIEW_ROWS, preview_and_rows_sync
 from app.services.pg_source import utc_naive
 
-PREVIEW_ROWS = 10
 CANONICAL_COLUMNS = ("query", "dataset_id", "metric_name", "metric_score", "actual_output", "evaluation_name")
 # PostgreSQL types without a btree ordering (none of their own, none through a binary-compatible
 # type; from pg_opclass of PostgreSQL 15): never part of an import's stable ORDER BY.

@@ -177,7 +177,7 @@ async def upload_human_signals(
         store,
         upload,
         kind=KIND,
-        max_bytes=settings.max_upload_mb * 1024 * 1024,
+        max_bytes=settings.max_upload_bytes,
         spool_dir=spool_dir,
         transform=_csv_transform(cases_table, settings.human_signals_db.visible_metrics),
         dataset_id=ds_id,

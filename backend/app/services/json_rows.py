@@ -35,6 +35,8 @@ FIRST_WINDOW_ROWS = 2048
 MAX_WINDOW_ROWS = 16_384
 WINDOW_BYTES = 8 << 20
 FETCH_ROWS = 1024
+# Rows of the ``preview`` of upload, example and import responses.
+PREVIEW_ROWS = 10
 
 _DECIMAL = re.compile(r"DECIMAL\(\d+,\d+\)")
 # JSON text that may hold a non-finite token or a number beyond DOUBLE (an RE2 pattern for DuckDB).

@@ -40,7 +40,7 @@ from app.services.duckdb_store import (
     utc_now,
     utc_timestamp_sql,
 )
-from app.services.json_rows import preview_and_rows_sync
+from app.services.json_rows import PREVIEW_ROWS, preview_and_rows_sync
 from app.services.monitoring_analytics import records_table, refresh_summary_cache
 from app.services.monitoring_table import MonitoringTable
 from app.services.pg_source import fetch_split_queries, fetch_table, joined_split_sql, split_key_condition
@@ -50,7 +50,6 @@ from app.services.table_metadata import compute_table_metadata_sync, latency_num
 KIND = "monitoring"
 FORMAT = "monitoring"
 EXAMPLES = {"monitoring": "monitoring_sample.csv", "monitoring_long": "monitoring_long_sample.csv"}
-PREVIEW_ROWS = 10
 
 ID_KEYS = ("dataset_id", "id", "record_id")
 
@@ -278,7 +277,7 @@ async def upload_monitoring(
         store,
         upload,
         kind=KIND,
-        max_bytes=settings.max_upload_mb * 1024 * 1024,
+        max_bytes=settings.max_upload_bytes,
         spool_dir=spool_dir,
         transform=_csv_transform(cfg.column_rename_map),
     )

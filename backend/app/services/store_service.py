@@ -46,7 +46,12 @@ DATASET_TABLES = {
     "eval": "eval_data",
     "kpi": "kpi_data",
 }
-DATASET_KINDS = {"monitoring": "monitoring", "human_signals_raw": "human_signals", "eval": "eval"}
+PATH_KINDS = {
+    "monitoring": "monitoring",
+    "human_signals": "human_signals",
+    "human_signals_raw": "human_signals",
+    "eval": "eval",
+}
 EQUALITY_FILTERS = ("environment", "source_name", "source_component", "source_type", "metric_name")
 SEARCH_COLUMNS = ("query", "trace_id", "actual_output", "dataset_query", "dataset_actual_output")
 
@@ -116,7 +121,7 @@ async def resolve_table(store: DuckDBStore, dataset: str, dataset_id: str | None
     serves a dataset's cases table. A path that is itself a registry id is accepted too.
     """
     if dataset in DATASET_TABLES:
-        kind = DATASET_KINDS.get(dataset) or ("human_signals" if dataset == "human_signals" else None)
+        kind = PATH_KINDS.get(dataset)
         info = None
         if dataset_id:
             info = await store.get_dataset(dataset_id)
