@@ -62,16 +62,20 @@ def check_identifier(name: Any, what: str) -> str:
 # ------------------------------------------------------------------------------ execution helpers
 @dataclass
 class Session:
+    """An open read-only session: the pooled connection, its handle and the store's tables allow-list."""
+
     conn: asyncpg.Connection
     handle: ConnectionHandle
     allowed_tables: list[str]
 
 
 def timeout_error(timeout_s: int) -> Timeout:
+    """The 408 of a query that ran past ``timeout_s`` seconds."""
     return Timeout(f"Query timeout exceeded ({timeout_s}s). Simplify the query or add filters.")
 
 
 def translate_error(exc: BaseException, creds: Credentials, timeout_s: int) -> ServiceError:
+    """A driver error as a domain error (408, 400 or 502), the password scrubbed from its text."""
     secrets = [creds.password]
     if isinstance(exc, asyncpg.QueryCanceledError):
         return timeout_error(timeout_s)
@@ -156,6 +160,8 @@ async def check_function_owners(s: Session, safe: SafeQuery) -> None:
 
 @dataclass
 class PgColumn:
+    """One column of a catalogue-resolved table."""
+
     name: str
     data_type: str
     nullable: bool
@@ -164,15 +170,19 @@ class PgColumn:
 
 @dataclass
 class PgTable:
+    """A table found in the catalogue, with its columns in ordinal order."""
+
     schema: str
     name: str
     columns: list[PgColumn]
 
     @property
     def sql(self) -> str:
+        """``"schema"."table"``, quoted."""
         return f"{quote_ident(self.schema)}.{quote_ident(self.name)}"
 
     def column(self, name: str) -> PgColumn | None:
+        """The column of that exact name, or None."""
         return next((c for c in self.columns if c.name == name), None)
 
 
@@ -202,6 +212,7 @@ async def resolve_table(s: Session, ref: TableRef, loc: tuple[str, ...] = ("body
 
 
 def require_column(table: PgTable, name: Any, what: str = "column") -> PgColumn:
+    """The named column of ``table`` (shape-checked; 400 when it does not exist)."""
     check_identifier(name, what)
     col = table.column(name)
     if col is None:
@@ -210,6 +221,7 @@ def require_column(table: PgTable, name: Any, what: str = "column") -> PgColumn:
 
 
 def check_columns(table: PgTable, names: Sequence[Any]) -> None:
+    """Every name is a well-formed column of ``table`` (one 400 listing all the missing ones)."""
     for name in names:
         check_identifier(name, "column")
     missing = list(dict.fromkeys(n for n in names if table.column(n) is None))

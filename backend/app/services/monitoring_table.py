@@ -250,6 +250,7 @@ async def resolve_table(store: DuckDBStore, dataset_id: str | None) -> Monitorin
 
 
 def wide_metrics(t: MonitoringTable, f: MonitoringFilters) -> list[str]:
+    """The wide-format ``*_score`` columns, narrowed to the ``metrics`` filter when one is given."""
     cols = t.score_columns
     wanted = f.metric_list()
     if wanted:
