@@ -22,7 +22,7 @@ from app.services.data_processor import (
     process_eval_table,
 )
 from app.services.duckdb_store import DatasetInfo, DuckDBStore, quote_ident
-from app.services.pg_source import fetch_split_queries, joined_split_sql, source_secrets, split_key_condition
+from app.services.pg_source import create_joined_table_sync, fetch_split_queries, source_secrets
 from app.services.sync_targets import TARGETS
 
 
@@ -64,16 +64,7 @@ async def import_eval_db(store: DuckDBStore, cfg: EvalDBConfig, *, row_cap: int)
 
     def _build(cur: duckdb.DuckDBPyConnection, staging: str) -> None:
         joined = f"{staging}__joined"
-        cur.register("_rs", results)
-        cur.register("_ds", dataset)
-        try:
-            cur.execute(
-                f"CREATE TABLE {quote_ident(joined)} AS "
-                + joined_split_sql(dataset.column_names, results.column_names, on=split_key_condition(dataset, results))
-            )
-        finally:
-            cur.unregister("_rs")
-            cur.unregister("_ds")
+        create_joined_table_sync(cur, f"CREATE TABLE {quote_ident(joined)}", dataset, results)
         try:
             cols = list(column_types(cur, joined))
             renames = eval_alias_renames(cols, cfg.column_rename_map)

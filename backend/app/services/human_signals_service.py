@@ -45,7 +45,7 @@ from app.services.human_signals_build import (
 )
 from app.services.json_rows import render_rows_sync
 from app.services.monitoring_service import source_db_status
-from app.services.pg_source import fetch_split_queries, fetch_table, joined_split_sql, split_key_condition
+from app.services.pg_source import create_joined_table_sync, fetch_split_queries, fetch_table
 from app.services.signals_display_config import build_display_config, load_signals_metrics_yaml
 from app.services.sync_targets import TARGETS
 from app.services.table_metadata import compute_table_metadata_sync
@@ -233,20 +233,7 @@ async def land_arrow_signals(
     visible = settings.human_signals_db.visible_metrics
 
     def build(cur: duckdb.DuckDBPyConnection, staging: str) -> None:
-        cur.register("_rs", results)
-        if dataset is not None:
-            cur.register("_ds", dataset)
-        try:
-            sql = joined_split_sql(
-                dataset.column_names if dataset is not None else [],
-                results.column_names,
-                on=split_key_condition(dataset, results),
-            )
-            cur.execute(f"CREATE TABLE {quote_ident(staging)} AS {sql}")
-        finally:
-            cur.unregister("_rs")
-            if dataset is not None:
-                cur.unregister("_ds")
+        create_joined_table_sync(cur, f"CREATE TABLE {quote_ident(staging)}", dataset, results)
         _normalise_in_place(cur, staging)
         try:
             holder["b"] = build_signals_tables_sync(cur, staging, cases_table, visible)

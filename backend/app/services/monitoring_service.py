@@ -43,7 +43,7 @@ from app.services.duckdb_store import (
 from app.services.json_rows import PREVIEW_ROWS, preview_and_rows_sync
 from app.services.monitoring_analytics import records_table, refresh_summary_cache
 from app.services.monitoring_table import MonitoringTable
-from app.services.pg_source import fetch_split_queries, fetch_table, joined_split_sql, split_key_condition
+from app.services.pg_source import create_joined_table_sync, fetch_split_queries, fetch_table
 from app.services.sync_targets import TARGETS
 from app.services.table_metadata import compute_table_metadata_sync, latency_number_sql
 
@@ -364,21 +364,10 @@ async def land_arrow_monitoring(
 
     def build(cur: duckdb.DuckDBPyConnection, staging: str) -> None:
         raw = f"{staging}__raw"
-        cur.register("_rs", results)
-        if dataset is not None:
-            cur.register("_ds", dataset)
         try:
-            sql = joined_split_sql(
-                dataset.column_names if dataset is not None else [],
-                results.column_names,
-                on=split_key_condition(dataset, results),
-            )
-            cur.execute(f"CREATE OR REPLACE TEMP TABLE {quote_ident(raw)} AS {sql}")
+            create_joined_table_sync(cur, f"CREATE OR REPLACE TEMP TABLE {quote_ident(raw)}", dataset, results)
             holder["p"] = process_monitoring_sync(cur, raw, staging, cfg.column_rename_map)
         finally:
-            cur.unregister("_rs")
-            if dataset is not None:
-                cur.unregister("_ds")
             cur.execute(f"DROP TABLE IF EXISTS {quote_ident(raw)}")
 
     def after_swap(cur: duckdb.DuckDBPyConnection, info: DatasetInfo) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
+import duckdb
 import pyarrow as pa
 
 from app.config.db_configs import DBImportConfig
@@ -260,3 +261,26 @@ def joined_split_sql(
         taken.add(alias.lower())
         parts.append(f"d.{quote_ident(c)} AS {quote_ident(alias)}")
     return f"SELECT {', '.join(parts)} FROM {ordered} r LEFT JOIN _ds d ON {on} ORDER BY r.{ROW_ORDER}"
+
+
+def create_joined_table_sync(
+    cur: duckdb.DuckDBPyConnection, create: str, dataset: pa.Table | None, results: pa.Table
+) -> None:
+    """``<create> AS`` :func:`joined_split_sql` over the two fetched sides (registered for this statement only).
+
+    ``create`` is the statement head with the quoted target, e.g. ``CREATE TABLE "x"``.
+    """
+    cur.register("_rs", results)
+    if dataset is not None:
+        cur.register("_ds", dataset)
+    try:
+        sql = joined_split_sql(
+            dataset.column_names if dataset is not None else [],
+            results.column_names,
+            on=split_key_condition(dataset, results),
+        )
+        cur.execute(f"{create} AS {sql}")
+    finally:
+        cur.unregister("_rs")
+        if dataset is not None:
+            cur.unregister("_ds")
