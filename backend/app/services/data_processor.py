@@ -268,8 +268,7 @@ def fetch_rows(cur: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] |
 
 def column_types(cur: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
     """Column name → DuckDB type of a table/view (case preserved)."""
-    cur.execute(f"DESCRIBE SELECT * FROM {quote_ident(relation)}")
-    return {str(r[0]): str(r[1]) for r in cur.fetchall()}
+    return {c["name"]: c["type"] for c in DuckDBStore.describe_sync(cur, relation)}
 
 
 def is_numeric_type(type_name: str) -> bool:

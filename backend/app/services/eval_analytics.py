@@ -25,6 +25,7 @@ from app.services.data_processor import (
     EXTRA_RECORD_COUNT,
     EXTRA_RECORD_KEYS,
     ORDINAL,
+    column_types,
     is_numeric_type,
     long_metric_names,
     record_keys_sync,
@@ -161,13 +162,8 @@ class Relation:
         ]
 
 
-def _describe(cur: duckdb.DuckDBPyConnection, name: str) -> dict[str, str]:
-    cur.execute(f"DESCRIBE SELECT * FROM {quote_ident(name)}")
-    return {str(r[0]): str(r[1]) for r in cur.fetchall()}
-
-
 def _relation(cur: duckdb.DuckDBPyConnection, name: str, extra: dict[str, Any] | None = None) -> Relation:
-    types = _describe(cur, name)
+    types = column_types(cur, name)
     extra = extra or {}
     metrics = extra.get(EXTRA_METRIC_NAMES)
     records = extra.get(EXTRA_RECORD_COUNT)
