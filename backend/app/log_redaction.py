@@ -80,8 +80,17 @@ class SecretRedactingFilter(logging.Filter):
         return True
 
 
+    def add_secrets(self, secrets: Iterable[str]) -> None:
+        """Also remove these values (a handler keeps one filter; each app adds its own secrets)."""
+        self.secrets.extend(s for s in secrets if s and s not in self.secrets)
+
+
 def install_secret_filter(secrets: list[str]) -> SecretRedactingFilter:
-    """Attach a redacting filter to every handler of the root logger (and uvicorn's)."""
+    """Attach a redacting filter to every handler of the root logger (and uvicorn's).
+
+    A handler that already has one (an earlier app in the same process) gets these secrets added
+    to it, so every app's secrets stay out of every handler's output.
+    """
     flt = SecretRedactingFilter(secrets)
     root = logging.getLogger()
     if not root.handlers:
@@ -93,6 +102,9 @@ def install_secret_filter(secrets: list[str]) -> SecretRedactingFilter:
         logging.getLogger("uvicorn.access"),
     ):
         for handler in logger.handlers:
-            if not any(isinstance(f, SecretRedactingFilter) for f in handler.filters):
+            existing = [f for f in handler.filters if isinstance(f, SecretRedactingFilter)]
+            if not existing:
                 handler.addFilter(flt)
+            for other in existing:
+                other.add_secrets(flt.secrets)
     return flt

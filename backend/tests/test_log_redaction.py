@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import logging
 
 from uvicorn.logging import AccessFormatter
 
-from app.log_redaction import SecretRedactingFilter
+from app.log_redaction import SecretRedactingFilter, install_secret_filter
 
 SECRET = "Sup3r-Secret-Value"
 
@@ -55,3 +56,21 @@ def test_short_secrets_are_scrubbed_as_whole_words_only() -> None:
     record = _record("login %s failed for %s in database %s", ("ab", "user ab", "tab_db"), name="app")
     SecretRedactingFilter(["ab"]).filter(record)
     assert record.getMessage() == "login *** failed for user *** in database tab_db"
+
+
+def test_a_second_install_adds_its_secrets_to_the_handlers_filter() -> None:
+    """Two apps in one process: the handler already filtered for the first still scrubs the second's secret."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger = logging.getLogger("uvicorn.access")
+    logger.addHandler(handler)
+    try:
+        install_secret_filter(["first-app-secret"])
+        install_secret_filter(["second-app-secret"])
+        assert sum(isinstance(f, SecretRedactingFilter) for f in handler.filters) == 1
+        logger.warning("token %s then %s", "first-app-secret", "second-app-secret")
+    finally:
+        logger.removeHandler(handler)
+    out = stream.getvalue()
+    assert "first-app-secret" not in out and "second-app-secret" not in out
+    assert out.strip() == "token *** then ***"
