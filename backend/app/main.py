@@ -68,7 +68,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     tasks: BackgroundTasks = app.state.tasks
     engine: SyncEngine = app.state.sync_engine
     db_connections: ConnectionStore = app.state.db_connections
-    logger.info("AXIS starting on %s:%s", settings.host, settings.port)
+    logger.info("AXIS starting")
     try:
         await store.open()
     except StoreLocked as exc:
@@ -77,7 +77,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     logger.info(
         "Store %s (%d datasets); configuration from %s",
         store.path,
-        len(await store.list_datasets()),
+        await store.count_datasets(),
         settings.config_dir,
     )
     if settings.duckdb.enabled:

@@ -64,7 +64,7 @@ class Settings(BaseSettings):
         case_sensitive=False,
     )
 
-    # server
+    # server (read by `make run` as HOST/PORT for uvicorn; listed so a bad value fails the start early)
     host: str = "127.0.0.1"
     port: int = 8500
 

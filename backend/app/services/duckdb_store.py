@@ -653,6 +653,11 @@ class DuckDBStore:
         res = await self.fetch(sql, params)
         return [self._row_to_info(r) for r in res.rows]
 
+    async def count_datasets(self) -> int:
+        """How many datasets the registry holds."""
+        res = await self.fetch(f"SELECT count(*) FROM {REGISTRY_TABLE}")
+        return int(res.rows[0][0])
+
     async def _registry_lookup(self, key: tuple[str, str], sql: str, params: list[Any]) -> DatasetInfo | None:
         """One registry row through the per-write-generation cache (a copy; callers may mutate it)."""
         generation = self._write_generation

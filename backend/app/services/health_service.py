@@ -25,7 +25,7 @@ async def check_health(settings: Settings, store: DuckDBStore) -> HealthResponse
     sync: dict[str, str] = {}
     try:
         duck_ok = await store.probe()
-        datasets = len(await store.list_datasets()) if duck_ok else 0
+        datasets = await store.count_datasets() if duck_ok else 0
         for table in STATUS_TABLES if duck_ok else ():
             status = await store.kv_get(STATUS_PREFIX + table)
             sync[table] = str(status.get("state") or "not_synced") if isinstance(status, dict) else "not_synced"
