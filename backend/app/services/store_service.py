@@ -23,7 +23,7 @@ from app.models.store import (
     StoreStatusResponse,
     SyncStartedResponse,
 )
-from app.services.duckdb_store import DuckDBStore, quote_ident, utc_iso
+from app.services.duckdb_store import DuckDBStore, quote_ident, utc_iso, utc_timestamp_sql
 from app.services.monitoring_table import parse_time_bound
 from app.services.store_paging import (
     HIDDEN,
@@ -191,8 +191,14 @@ def escape_like(term: str) -> str:
     return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def build_where(names: list[str], q: DataQuery) -> tuple[list[str], list[Any]]:
-    """AND-ed conditions over existing columns only; every value is a bound parameter."""
+def build_where(types: dict[str, str], q: DataQuery) -> tuple[list[str], list[Any]]:
+    """AND-ed conditions over existing columns (name → DuckDB type) only; every value is a bound parameter.
+
+    Time bounds compare the ``timestamp`` column read as monitoring analytics reads it
+    (``utc_timestamp_sql``: offsets converted to UTC, Unix times, zoned text), so the same filter
+    selects the same rows here and in ``/api/monitoring/analytics``.
+    """
+    names = list(types)
     parts: list[str] = []
     params: list[Any] = []
     for fld in EQUALITY_FILTERS:
@@ -208,12 +214,13 @@ def build_where(names: list[str], q: DataQuery) -> tuple[list[str], list[Any]]:
         else:
             parts.append(f"{expr} = ?")
         params.append(cat)
-    if "timestamp" in names:
+    if "timestamp" in types:
+        ts = utc_timestamp_sql(quote_ident("timestamp"), types["timestamp"])
         if q.time_start:
-            parts.append('TRY_CAST("timestamp" AS TIMESTAMP) >= ?')
+            parts.append(f"{ts} >= ?")
             params.append(parse_time_bound(q.time_start, "time_start"))
         if q.time_end:
-            parts.append('TRY_CAST("timestamp" AS TIMESTAMP) <= ?')
+            parts.append(f"{ts} <= ?")
             params.append(parse_time_bound(q.time_end, "time_end"))
     if q.search:
         cols = [c for c in SEARCH_COLUMNS if c in names]
@@ -250,7 +257,7 @@ async def dataset_rows(
             return None
         described = DuckDBStore.describe_sync(cur, table)
         names = [c["name"] for c in described]
-        conds, params = build_where(names, q)
+        conds, params = build_where({c["name"]: c["type"] for c in described}, q)
         # Column names are matched case-insensitively, as DuckDB does (it refuses case variants in a table).
         by_lower = {n.lower(): n for n in names}
         sort_by = by_lower.get(q.sort_by.lower()) if q.sort_by else None

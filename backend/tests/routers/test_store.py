@@ -724,3 +724,33 @@ async def test_a_table_dropped_between_resolve_and_read_is_a_409_not_a_500(
             "The dataset changed while this request read it (deleted, or replaced by another load); "
             "send the request again"
         )
+
+
+async def test_time_bounds_read_a_text_timestamp_as_monitoring_analytics_does(
+    app_client: tuple[Any, httpx.AsyncClient],
+) -> None:
+    """A text ``timestamp`` with offsets and Unix times: the data page and analytics select the same rows."""
+    app, client = app_client
+    # instants (UTC): a 2024-01-01T23:00, b 2024-01-02T00:00, c 2024-01-03T00:00, d 2024-01-02T10:00
+    stamps = {
+        "a": "2024-01-02T01:00:00+02:00",
+        "b": "1704153600",
+        "c": "2024-01-03 00:00:00",
+        "d": "2024-01-02T05:00:00-05:00",
+    }
+
+    def build(cur: duckdb.DuckDBPyConnection, staging: str) -> None:
+        cur.execute(
+            f"CREATE TABLE {quote_ident(staging)} (dataset_id VARCHAR, metric_name VARCHAR, metric_score DOUBLE, "
+            "timestamp VARCHAR)"
+        )
+        cur.executemany(
+            f"INSERT INTO {quote_ident(staging)} VALUES (?, 'm', 0.5, ?)", [[k, v] for k, v in stamps.items()]
+        )
+
+    info = await app.state.store.land_dataset(kind="monitoring", source="upload:text_ts.csv", build=build)
+    window = {"time_start": "2024-01-02T00:00:00Z", "time_end": "2024-01-02T12:00:00Z", "dataset_id": info.dataset_id}
+    page = (await client.get("/api/store/data/monitoring", params=window)).json()
+    assert sorted(row["dataset_id"] for row in page["data"]) == ["b", "d"] and page["total"] == 2
+    summary = (await client.get("/api/monitoring/analytics/summary", params=window)).json()
+    assert summary["kpis"]["total_records"] == 2
