@@ -493,7 +493,7 @@ async def _land(
         try:
             if plan.kind == "monitoring":
                 res = monitoring_service.process_monitoring_sync(cur, raw, staging, None)
-                holder.update(format=res.format, message=res.message)
+                holder.update(format=res.format, message=res.message, extra=res.extra)
             else:
                 _renamed(cur, raw, staging, plan.renames)
                 try:
@@ -508,6 +508,7 @@ async def _land(
 
     def after(cur: duckdb.DuckDBPyConnection, info: DatasetInfo) -> None:
         info.format = holder["format"]
+        info.extra = {**info.extra, **holder.get("extra", {})}
         DuckDBStore.set_dataset_format_sync(cur, info)
 
     try:

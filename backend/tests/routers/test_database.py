@@ -337,7 +337,10 @@ async def _import_100k(pg: PgSchema, client: Any, store: DuckDBStore) -> None:
         assert summary[metric]["passing_rate"] == pytest.approx(sum(v >= 0.5 for v in values) / len(values))
 
 
-async def test_query_import_monitoring_is_served_by_monitoring_analytics(pg: PgSchema, client: Any) -> None:
+async def test_query_import_monitoring_is_served_by_monitoring_analytics(
+    pg: PgSchema, app_client: tuple[Any, Any]
+) -> None:
+    app, client = app_client
     pg.execute(
         """
         CREATE TABLE mon AS SELECT 'r' || g AS record_id, TIMESTAMPTZ '2024-05-01 00:00:00+00' + g * INTERVAL '1 hour'
@@ -365,6 +368,9 @@ async def test_query_import_monitoring_is_served_by_monitoring_analytics(pg: PgS
     assert kpis["avg_score"] == pytest.approx(statistics.fmean(scores))
     assert kpis["pass_rate"] == pytest.approx(100 * sum(v >= 0.5 for v in scores) / len(scores))
     assert kpis["p50_latency"] == pytest.approx(statistics.median(latencies))
+    # the registry keeps what processing found, as for a CSV upload of the same rows
+    info = await app.state.store.get_dataset(res["dataset_id"])
+    assert info.extra["metric_columns"] == ["relevance_score"] and info.extra["category_normalised"] is False
 
 
 async def test_password_never_logged(pg: PgSchema, client: Any, caplog: pytest.LogCaptureFixture) -> None:
