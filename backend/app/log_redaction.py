@@ -79,7 +79,6 @@ class SecretRedactingFilter(logging.Filter):
             record.args = None
         return True
 
-
     def add_secrets(self, secrets: Iterable[str]) -> None:
         """Also remove these values (a handler keeps one filter; each app adds its own secrets)."""
         self.secrets.extend(s for s in secrets if s and s not in self.secrets)

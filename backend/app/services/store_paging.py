@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,16 @@ def decode_cursor(token: str) -> PageCursor:
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
         raise Invalid("cursor is not a value returned as next_cursor by this endpoint") from None
     return PageCursor(fingerprint=fingerprint, page=page, pos=pos, keys=tuple(keys), sort=sort)
+
+
+# Types whose DESCRIBE name may stand in ``CAST(? AS <type>)``: plain words, a (precision, scale), list
+# brackets. Anything else (STRUCT, MAP, UNION, ENUM with its quoted labels) is read by OFFSET pages only.
+_CURSOR_SORT_TYPE = re.compile(r"[A-Z][A-Z0-9_]*( [A-Z]+)*(\(\d+(, ?\d+)?\))?(\[\d*\])*")
+
+
+def cursor_sortable(type_name: str | None) -> bool:
+    """True when keyset cursors can page a sort column of this type (its name is safe to put in SQL)."""
+    return type_name is None or _CURSOR_SORT_TYPE.fullmatch(type_name) is not None
 
 
 @dataclass(frozen=True)
@@ -123,6 +134,8 @@ def _segments(q: PageQuery, rel: KeyedRelation, after: PageCursor) -> list[tuple
     s = quote_ident(q.sort_col)
     if after.sort is None:  # already inside the trailing NULLs
         return [(f"{s} IS NULL AND {key_cond}", key_params, False)]
+    if not cursor_sortable(q.sort_type):  # dataset_rows offers no cursor for such a sort
+        raise Invalid(f"cannot page by cursor when sorting by {q.sort_col}; use page instead")
     value = f"CAST(? AS {q.sort_type})"
     beyond = "<" if q.descending else ">"
     return [

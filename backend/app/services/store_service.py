@@ -29,6 +29,7 @@ from app.services.store_paging import (
     HIDDEN,
     PageCursor,
     PageQuery,
+    cursor_sortable,
     decode_cursor,
     encode_cursor,
     keyed_relation,
@@ -283,11 +284,14 @@ async def dataset_rows(
         else:
             total = info.row_count  # written in the same transaction as the table (exact)
         rel = keyed_relation(cur, table) if not HIDDEN & set(names) else None
+        # The row key still breaks ties of a sort whose type cannot carry a cursor (STRUCT, ENUM, …).
+        by_cursor = rel is not None and cursor_sortable(query.sort_type)
         fingerprint = _fingerprint(table, loaded, conds, params, sort_col, descending, query.columns)
         page, offset = q.page, (q.page - 1) * q.page_size
         if after is not None:
-            if rel is None:
-                raise Invalid(f"Dataset '{dataset}' cannot be read by cursor; use page instead")
+            if not by_cursor:
+                what = f"Dataset '{dataset}'" if rel is None else f"Sorted by {sort_col}, dataset '{dataset}'"
+                raise Invalid(f"{what} cannot be read by cursor; use page instead")
             if after.fingerprint != fingerprint:
                 raise Invalid(
                     "This cursor belongs to a different query (filters, sort or columns) or to data that "
@@ -299,7 +303,7 @@ async def dataset_rows(
         if json_cols:
             _decode_json_values(rows, json_cols)
         next_cursor = None
-        if last_keys is not None:
+        if last_keys is not None and by_cursor:
             start = after.pos if after is not None else offset
             next_cursor = encode_cursor(PageCursor(fingerprint, page + 1, start + q.page_size, last_keys, last_sort))
         return rows, total, next_cursor, page

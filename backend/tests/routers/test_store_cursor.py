@@ -269,3 +269,42 @@ async def test_column_names_collide_case_insensitively(make_settings: Callable[.
         async with Env(make_settings()) as e:
             res = await e.engine.sync_dataset("monitoring")
             assert res.status == "error" and "two columns of the same name" in (res.error or ""), reader
+
+
+async def test_sorting_by_a_struct_or_enum_column_pages_by_offset(app_client: tuple[Any, httpx.AsyncClient]) -> None:
+    """Such a type's name is not put into SQL: no cursor is offered, and offset pages still sort correctly."""
+    app, client = app_client
+
+    def build(cur: duckdb.DuckDBPyConnection, staging: str) -> None:
+        cur.execute("CREATE TYPE IF NOT EXISTS mood AS ENUM ('sad', 'o''k', 'happy')")
+        cur.execute(
+            f"CREATE TABLE {quote_ident(staging)} AS SELECT 'r' || lpad(i::VARCHAR, 2, '0') AS dataset_id, "
+            "{'w': (i * 7) % 5, 'v': i} AS pair, (['sad', 'o''k', 'happy'])[i % 3 + 1]::mood AS feeling "
+            "FROM range(12) t(i)"
+        )
+
+    info = await app.state.store.land_dataset(kind="eval", source="upload:nested.csv", build=build)
+    for col, key in (("pair", lambda i: ((i * 7) % 5, i)), ("feeling", lambda i: (i % 3, i))):
+        first = (
+            await client.get(
+                "/api/store/data/eval",
+                params={"dataset_id": info.dataset_id, "sort_by": col, "sort_dir": "asc", "page_size": 5},
+            )
+        ).json()
+        assert first.get("next_cursor") is None and first["total"] == 12
+        ids: list[str] = []
+        for page in (1, 2, 3):
+            body = (
+                await client.get(
+                    "/api/store/data/eval",
+                    params={
+                        "dataset_id": info.dataset_id,
+                        "sort_by": col,
+                        "sort_dir": "asc",
+                        "page_size": 5,
+                        "page": page,
+                    },
+                )
+            ).json()
+            ids += [row["dataset_id"] for row in body["data"]]
+        assert ids == [f"r{i:02d}" for i in sorted(range(12), key=key)]
