@@ -257,7 +257,7 @@ def _build(
     )
     schema, common = _metric_schema(cur, q_rows, q_e, cols, visible)
     kept = list(schema["metrics"])
-    n_cases = _cases_table(cur, q_base, q_e, cases_table, cols, kept, common, schema)
+    n_cases = _cases_table(cur, q_base, q_e, cases_table, cols, kept, common, schema, only_kept=bool(visible))
     columns = [c["name"] for c in DuckDBStore.describe_sync(cur, cases_table)]
     return SignalsBuild(metric_schema=schema, case_count=n_cases, columns=columns)
 
@@ -378,6 +378,8 @@ def _cases_table(
     kept: list[str],
     common: list[str],
     schema: dict[str, Any],
+    *,
+    only_kept: bool = False,
 ) -> int:
     present_sources = [f for f in SOURCE_FIELDS if f in cols]
     proj: list[str] = ['b.dataset_id AS "Case_ID"']
@@ -451,6 +453,10 @@ def _cases_table(
     cc = "cc" if promoted else "NULL"
     sc = "sc" if signal_cols else "NULL"
     src = f"SELECT dataset_id, {value} AS val, jt, pos, {cc} AS cc, {sc} AS sc FROM {q_e} {' '.join(joins)}"
+    if only_kept:
+        # Rows of metrics outside visible_metrics are skipped (§7.4): they promote no common key either.
+        src += " WHERE list_contains(?::VARCHAR[], metric_name)"
+        params.append(kept)
     if len(aggs) <= WIDE_PIVOT_COLUMNS:
         pivot = f"""SELECT dataset_id, {", ".join(aggs) or "NULL AS _none"} FROM ({src})
             WHERE cc IS NOT NULL OR sc IS NOT NULL GROUP BY dataset_id"""

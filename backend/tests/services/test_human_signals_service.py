@@ -282,6 +282,27 @@ async def test_visible_metrics(store: DuckDBStore) -> None:
     assert not any(k.startswith("escalation__") for c in cases for k in c)
 
 
+@pytest.mark.parametrize("extra_keys", [0, 80])  # 80 keys: past WIDE_PIVOT_COLUMNS, the map pivot
+async def test_hidden_metrics_promote_no_common_keys(store: DuckDBStore, extra_keys: int) -> None:
+    """§7.4: rows of metrics outside visible_metrics are skipped, so they promote no common key either."""
+    wide = {f"k{i}": i for i in range(extra_keys)}
+    rows = [
+        # "reasoning" is in 3 of 3 metrics (> 50 %): common metadata, promoted at case level
+        {"metric_name": "hidden", "dataset_id": "a", "signals": json.dumps({"reasoning": "from-hidden", "h": 1})},
+        {"metric_name": "m1", "dataset_id": "a", "signals": json.dumps({"reasoning": None, "x": 1} | wide)},
+        {"metric_name": "m2", "dataset_id": "a", "signals": json.dumps({"reasoning": "from-m2", "y": 2})},
+        {"metric_name": "hidden", "dataset_id": "b", "signals": json.dumps({"reasoning": "only-hidden", "h": 3})},
+        {"metric_name": "m1", "dataset_id": "b", "signals": json.dumps({"x": 4})},
+    ]
+    built, cases = await build(store, pd.DataFrame(rows), visible=["m1", "m2"])
+    assert list(built.metric_schema["metrics"]) == ["m1", "m2"]
+    a, b = cases
+    # first non-null value among the visible metrics' rows, in row order: m1's is null, m2's wins
+    assert (a["Case_ID"], a["reasoning"], a["m1__x"], a["m2__y"]) == ("a", "from-m2", 1, 2)
+    assert b["Case_ID"] == "b" and b.get("reasoning") is None and b["m1__x"] == 4
+    assert not any(k.startswith("hidden__") or k == "h" for c in cases for k in c)
+
+
 async def test_missing_signals_is_400(store: DuckDBStore) -> None:
     df = pd.DataFrame({"metric_name": ["m"], "dataset_id": ["a"], "source": ["s"]})
     with pytest.raises(Invalid, match="Required columns: metric_name, dataset_id, signals"):
