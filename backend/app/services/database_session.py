@@ -83,6 +83,13 @@ def translate_error(exc: BaseException, creds: Credentials, timeout_s: int) -> S
         return Invalid(f"Refused: queries run read-only ({scrub_error(str(exc), secrets)})")
     if isinstance(exc, asyncpg.InsufficientPrivilegeError):
         return Invalid(f"Permission denied: {scrub_error(str(exc), secrets)}")
+    if isinstance(exc, asyncpg.exceptions.UnsupportedClientFeatureError):
+        # A result column the driver cannot decode (a composite type with a money or tsquery field):
+        # the query's shape, not a lost connection, and the connection stays usable.
+        return Invalid(
+            f"The result holds a column whose type cannot be read ({scrub_error(str(exc), secrets)[:200]}). "
+            "Select that column cast to text in a query instead, for example col::text."
+        )
     if isinstance(exc, (asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError)):
         # Backend terminated (pg_terminate_backend, shutdown) or connection lost mid-query: not the query's fault.
         return Upstream("Lost the connection to the database; reconnect and try again.")

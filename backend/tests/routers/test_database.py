@@ -563,3 +563,27 @@ async def test_table_import_of_numeric_precision_edges_is_standard_json(pg: PgSc
     expected = [{"id": 1, "p": 0.5, "big": 9007199254740992.0}, {"id": 2, "p": 0.0, "big": 42.0}]
     assert res["data"] == res["preview"] == expected
     assert all(type(row["big"]) is float for row in res["data"] + res["preview"])
+
+
+async def test_columns_the_driver_cannot_decode_are_400_not_a_lost_connection(pg: PgSchema, client: Any) -> None:
+    """A composite column with a money field cannot be decoded by the driver: a 400 with a hint, not a 502."""
+    pg.execute(
+        "CREATE TYPE price AS (amount money, note text); CREATE TABLE priced (id int, p price); "
+        "INSERT INTO priced VALUES (1, ROW('12.50', 'a')::price)"
+    )
+    handle = (await client.post("/api/database/connect", json=body(pg))).json()["handle"]
+    table = {"schema_name": pg.schema, "name": "priced"}
+    responses = [
+        await client.get(f"/api/database/{handle}/schema", params={"schema": pg.schema, "table": "priced"}),
+        await client.post(f"/api/database/{handle}/preview", json={"table": table}),
+        await client.post(f"/api/database/{handle}/import", json={"handle": handle, "table": table}),
+        *await post_both(client, handle, f'SELECT id, p FROM "{pg.schema}".priced'),
+    ]
+    for r in responses:
+        assert r.status_code == 400, r.text
+        assert "cast to text" in r.json()["detail"]
+    # the handle and its connection still work, and the hint does
+    r = await client.post(
+        f"/api/database/{handle}/query", json={"query": f'SELECT id, p::text AS p FROM "{pg.schema}".priced'}
+    )
+    assert r.status_code == 200 and r.json()["data"] == [{"id": 1, "p": "($12.50,a)"}]
