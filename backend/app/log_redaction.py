@@ -1,4 +1,4 @@
-"""A logging filter that removes configured secret values from every log record."""
+"""A logging filter that removes configured secret values (and database-browser handles) from every log record."""
 
 from __future__ import annotations
 
@@ -11,9 +11,19 @@ from app.errors import Invalid
 _DSN_PASSWORD = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]*)@")
 
 
+# A database-browser handle in a request path (the access log): a bearer credential for the stored
+# connection until it expires, so only its prefix is logged (spec §6.1).
+_DB_HANDLE = re.compile(r"(?P<keep>/api/database/[0-9A-Fa-f]{8})(?:-?[0-9A-Fa-f]{4}){3}-?[0-9A-Fa-f]{12}")
+
+
 def scrub_dsn(text: str) -> str:
     """Replace the password part of any ``scheme://user:password@`` URL with ``***``."""
     return _DSN_PASSWORD.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:***@", text)
+
+
+def mask_db_handles(text: str) -> str:
+    """Shorten each database-browser handle in an ``/api/database/<handle>`` path to its prefix."""
+    return _DB_HANDLE.sub(lambda m: f"{m.group('keep')}…", text)
 
 
 # Secrets shorter than this are removed only where they stand as a whole word: replacing every "e" of
@@ -35,8 +45,8 @@ def redact_secrets(text: str, secrets: Iterable[str | None]) -> str:
 
 
 def scrub_secrets(text: str, secrets: Iterable[str | None]) -> str:
-    """Remove DSN passwords and each known secret value from ``text``."""
-    return redact_secrets(scrub_dsn(text), secrets)
+    """Remove DSN passwords, database-browser handles and each known secret value from ``text``."""
+    return redact_secrets(mask_db_handles(scrub_dsn(text)), secrets)
 
 
 class SecretRedactingFilter(logging.Filter):

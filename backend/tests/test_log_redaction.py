@@ -74,3 +74,19 @@ def test_a_second_install_adds_its_secrets_to_the_handlers_filter() -> None:
     out = stream.getvalue()
     assert "first-app-secret" not in out and "second-app-secret" not in out
     assert out.strip() == "token *** then ***"
+
+
+def test_database_handles_in_access_lines_keep_only_their_prefix() -> None:
+    """§6.1: a handle stands for stored credentials until it expires; logs carry only its prefix."""
+    handle = "f577c569-345e-45bd-b65c-871fd386cce7"
+    fmt = AccessFormatter('%(client_addr)s - "%(request_line)s" %(status_code)s', use_colors=False)
+    record = _record('%s - "%s %s HTTP/%s" %d', ("127.0.0.1:5000", "POST", f"/api/database/{handle}/query", "1.1", 200))
+    assert SecretRedactingFilter([]).filter(record)
+    assert fmt.format(record) == '127.0.0.1:5000 - "POST /api/database/f577c569…/query HTTP/1.1" 200 OK'
+    record = _record('%s - "%s %s HTTP/%s" %d', ("127.0.0.1:5000", "DELETE", f"/api/database/{handle}", "1.1", 200))
+    SecretRedactingFilter([]).filter(record)
+    assert handle not in fmt.format(record) and "/api/database/f577c569…" in fmt.format(record)
+    for path in ("/api/database/defaults?store=data", "/api/database/stats", "/api/database/connect"):
+        record = _record('%s - "%s %s HTTP/%s" %d', ("127.0.0.1:5000", "GET", path, "1.1", 200))
+        SecretRedactingFilter([]).filter(record)
+        assert fmt.format(record) == f'127.0.0.1:5000 - "GET {path} HTTP/1.1" 200 OK'
