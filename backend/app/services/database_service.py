@@ -19,6 +19,7 @@ Python. Values PostgreSQL can hold but Python cannot decode (dates and timestamp
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -173,8 +174,37 @@ def json_value(value: Any) -> Any:
     return str(value)
 
 
-def _rows(names: Sequence[str], values: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
-    return [{k: json_value(v) for k, v in zip(names, row, strict=True)} for row in values]
+JSON_TYPES = frozenset({"json", "jsonb"})
+
+
+def json_columns(attributes: Sequence[Any]) -> set[int]:
+    """Positions of result columns of type json/jsonb (or arrays of them; domains report their base type)."""
+    return {i for i, a in enumerate(attributes) if str(getattr(a.type, "name", "")).removesuffix("[]") in JSON_TYPES}
+
+
+def decode_json_cell(value: Any) -> Any:
+    """A json/jsonb value as the JSON value it holds (the Ref driver decoded them); arrays element-wise.
+
+    The driver hands json as text; text it cannot parse (nesting deeper than Python's limit) stays text.
+    """
+    if isinstance(value, list):
+        return [decode_json_cell(v) for v in value]
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except (ValueError, RecursionError):
+            return value
+    return value
+
+
+def _rows(names: Sequence[str], values: Sequence[Sequence[Any]], json_cols: set[int]) -> list[dict[str, Any]]:
+    return [
+        {
+            k: json_value(decode_json_cell(v) if i in json_cols else v)
+            for i, (k, v) in enumerate(zip(names, row, strict=True))
+        }
+        for row in values
+    ]
 
 
 def _sized_sql(inner: str, first_param: int) -> str:
@@ -207,21 +237,25 @@ def _megabytes(nbytes: int) -> str:
 
 async def _fetch_sized(
     s: Session, inner: str, params: Sequence[Any], limit: int, max_mb: float
-) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """At most ``limit`` rows of ``inner`` and their column names; over ``max_mb`` MB of text → 413."""
+) -> tuple[list[str], list[tuple[Any, ...]], set[int]]:
+    """At most ``limit`` rows of ``inner``, their column names and the positions of json columns;
+    over ``max_mb`` MB of text → 413."""
     budget = int(max_mb * 1024 * 1024)
     with decoding_errors():
-        records = await s.conn.fetch(_sized_sql(inner, len(params) + 1), *params, limit, budget)
+        stmt = await s.conn.prepare(_sized_sql(inner, len(params) + 1))
+        records = await stmt.fetch(*params, limit, budget)
+    attributes = stmt.get_attributes()[3:]
+    names = [a.name for a in attributes]
     head = records[0]
-    names = list(head.keys())[3:]
     if head[1] > budget:
         raise PayloadTooLarge(
             f"The query result is too large: {head[0]} rows hold about {_megabytes(head[1])} MB of data "
             f"(limit {max_mb:g} MB, DB_QUERY_MAX_RESULT_MB). Select fewer or narrower columns, or lower the limit."
         )
+    json_cols = json_columns(attributes)
     if head[2] is None:
-        return names, []
-    return names, [tuple(rec)[3:] for rec in records]
+        return names, [], json_cols
+    return names, [tuple(rec)[3:] for rec in records], json_cols
 
 
 # ------------------------------------------------------------------------------ browsing
@@ -262,11 +296,13 @@ async def table_schema(
                 for c in t.columns
             )
             with decoding_errors():
-                rows = await s.conn.fetch(f"SELECT {short} FROM {t.sql} LIMIT {SAMPLE_ROWS}")
+                stmt = await s.conn.prepare(f"SELECT {short} FROM {t.sql} LIMIT {SAMPLE_ROWS}")
+                rows = await stmt.fetch()
+            json_cols = json_columns(stmt.get_attributes())
             for rec in rows:
                 for i, col in enumerate(t.columns):
                     if rec[i] is not None:
-                        samples[col.name].append(json_value(rec[i]))
+                        samples[col.name].append(json_value(decode_json_cell(rec[i]) if i in json_cols else rec[i]))
     return SchemaResponse(
         columns=[ColumnInfo(name=c.name, data_type=c.data_type, nullable=c.nullable) for c in t.columns],
         sample_values=samples,
@@ -282,7 +318,7 @@ async def distinct_values(
         t = await resolve_table(s, req.table)
         col = quote_ident(require_column(t, req.column).name)
         inner = f"SELECT DISTINCT {col}::text AS v FROM {t.sql} WHERE {col} IS NOT NULL ORDER BY 1"
-        _names, rows = await _fetch_sized(s, inner, [], req.limit, settings.db_query_max_result_mb)
+        _names, rows, _json = await _fetch_sized(s, inner, [], req.limit, settings.db_query_max_result_mb)
     return DistinctValuesResponse(values=[r[0] for r in rows])
 
 
@@ -293,10 +329,10 @@ async def preview(conns: ConnectionStore, settings: Settings, handle_id: str, re
         check_request_columns(t, req.mappings, req.filters)
         select = projection_sql(t, req.mappings)
         where, params = where_sql(t, req.filters, 1)
-        names, values = await _fetch_sized(
+        names, values, json_cols = await _fetch_sized(
             s, f"SELECT {select} FROM {t.sql}{where}", params, req.limit, settings.db_query_max_result_mb
         )
-    data = _rows(names, values)
+    data = _rows(names, values, json_cols)
     return RowsResponse(data=data, row_count=len(data))
 
 
@@ -310,9 +346,9 @@ async def run_query(conns: ConnectionStore, settings: Settings, handle_id: str, 
     safe = await checked_query(req.query, allowed)
     async with open_session(conns, settings, handle_id, settings.db_query_timeout_seconds) as s:
         await check_function_owners(s, safe)
-        names, values = await _fetch_sized(s, safe.sql, [], req.limit, settings.db_query_max_result_mb)
+        names, values, json_cols = await _fetch_sized(s, safe.sql, [], req.limit, settings.db_query_max_result_mb)
     dups = sorted({n for n in names if names.count(n) > 1})
     if dups:
         raise Invalid(f"Duplicate column names in the result: {', '.join(dups)}. Give each column a unique alias.")
-    data = _rows(names, values)
+    data = _rows(names, values, json_cols)
     return RowsResponse(data=data, row_count=len(data))

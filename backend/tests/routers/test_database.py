@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import statistics
 import uuid
@@ -587,3 +588,22 @@ async def test_columns_the_driver_cannot_decode_are_400_not_a_lost_connection(pg
         f"/api/database/{handle}/query", json={"query": f'SELECT id, p::text AS p FROM "{pg.schema}".priced'}
     )
     assert r.status_code == 200 and r.json()["data"] == [{"id": 1, "p": "($12.50,a)"}]
+
+
+async def test_json_columns_are_json_values_in_query_preview_and_schema(pg: PgSchema, client: Any) -> None:
+    """§6.2's Ref rule: lists and dicts pass through, so json/jsonb cells arrive as the JSON they hold, not as text."""
+    doc = {"messages": [{"role": "user", "content": "hi"}], "n": 1.5, "ok": True}
+    pg.execute("CREATE DOMAIN jdoc AS jsonb")
+    pg.execute("CREATE TABLE docs (id int, j json, jb jsonb, ja jsonb[], d jdoc, t text)")
+    pg.execute(
+        "INSERT INTO docs VALUES (1, %s, %s, ARRAY[%s::jsonb, '[1, 2]'::jsonb, NULL], %s, %s)",
+        (json.dumps(doc), json.dumps(doc), json.dumps(doc), '"str"', json.dumps(doc)),
+    )
+    expected = {"id": 1, "j": doc, "jb": doc, "ja": [doc, [1, 2], None], "d": "str", "t": json.dumps(doc)}
+    handle = (await client.post("/api/database/connect", json=body(pg))).json()["handle"]
+    r = await client.post(f"/api/database/{handle}/query", json={"query": f'SELECT * FROM "{pg.schema}".docs'})
+    assert r.status_code == 200 and r.json()["data"] == [expected], r.text
+    r = await client.post(f"/api/database/{handle}/preview", json={"table": {"schema_name": pg.schema, "name": "docs"}})
+    assert r.status_code == 200 and r.json()["data"] == [expected], r.text
+    r = await client.get(f"/api/database/{handle}/schema", params={"schema": pg.schema, "table": "docs"})
+    assert r.status_code == 200 and r.json()["sample_values"] == {k: [v] for k, v in expected.items()}, r.text
