@@ -399,6 +399,8 @@ async def _land_signals(
 
 
 def _check_result_names(names: list[str]) -> None:
+    if not names:
+        raise Invalid("The query returns no columns (SELECT FROM …, or a table without columns); select at least one.")
     seen: dict[str, str] = {}
     dups = []
     for n in names:

@@ -607,3 +607,21 @@ async def test_json_columns_are_json_values_in_query_preview_and_schema(pg: PgSc
     assert r.status_code == 200 and r.json()["data"] == [expected], r.text
     r = await client.get(f"/api/database/{handle}/schema", params={"schema": pg.schema, "table": "docs"})
     assert r.status_code == 200 and r.json()["sample_values"] == {k: [v] for k, v in expected.items()}, r.text
+
+
+async def test_import_of_zero_columns_is_a_clear_400(pg: PgSchema, client: Any) -> None:
+    pg.execute("CREATE TABLE nocols (); INSERT INTO nocols DEFAULT VALUES")
+    handle = (await client.post("/api/database/connect", json=body(pg))).json()["handle"]
+    for r in (
+        await client.post(
+            f"/api/database/{handle}/query-import",
+            json={"handle": handle, "query": f'SELECT FROM "{pg.schema}".nocols'},
+        ),
+        await client.post(
+            f"/api/database/{handle}/import",
+            json={"handle": handle, "table": {"schema_name": pg.schema, "name": "nocols"}},
+        ),
+    ):
+        assert r.status_code == 400, r.text
+        assert r.json()["detail"].startswith("The query returns no columns"), r.text
+    assert (await client.get("/api/store/datasets")).json()["datasets"] == []
