@@ -45,6 +45,7 @@ from app.services.database_session import (
     checked_query,
     decoding_errors,
     open_session,
+    pg_ident,
     projection_sql,
     resolve_table,
     store_config,
@@ -79,6 +80,23 @@ class _ArrowColumn:
     convert: Callable[[Any], Any] | None = None
     duck_cast: str | None = None
     orderable: bool = True
+    read_sql: str | None = None  # how the import reads the column ({} = the column), when not as itself
+
+
+# An interval read as its three fields (months, days, microseconds): the driver's timedelta folds a year
+# into 365 days and a month into 30, so '1 year' would land 6 hours short of PostgreSQL's (and the
+# sync's) 365.25-day year. The fields keep the value exact, as DuckDB's INTERVAL holds the same three.
+INTERVAL_PARTS_SQL = (
+    "CASE WHEN {0} IS NULL THEN NULL ELSE ARRAY["
+    "(extract(year FROM {0}) * 12 + extract(month FROM {0}))::bigint, extract(day FROM {0})::bigint, "
+    "((extract(hour FROM {0}) * 3600 + extract(minute FROM {0}) * 60) * 1000000 "
+    "+ extract(microseconds FROM {0}))::bigint] END"
+)
+
+
+def _month_day_nano(parts: Sequence[int]) -> tuple[int, int, int]:
+    """(months, days, microseconds) as Arrow's month_day_nano."""
+    return (int(parts[0]), int(parts[1]), int(parts[2]) * 1000)
 
 
 def _decimal_text(v: Any) -> str | None:
@@ -137,6 +155,8 @@ def _arrow_column(name: str, pg_type: Any, declared: str | None) -> _ArrowColumn
             return _ArrowColumn(name, pa.decimal128(int(m.group(1)), int(m.group(2))), _finite_decimal)
         # Unknown precision/scale (query results): carry exact text, type it from the data when landing.
         return _ArrowColumn(name, pa.string(), _decimal_text, NUMERIC_FROM_DATA)
+    if typname == "interval" and kind == "scalar":
+        return _ArrowColumn(name, pa.month_day_nano_interval(), _month_day_nano, None, orderable, INTERVAL_PARTS_SQL)
     if typname in _SCALARS:
         arrow_type, convert, cast = _SCALARS[typname]
         return _ArrowColumn(name, arrow_type, convert, cast, orderable)
@@ -332,7 +352,7 @@ async def _import(
                 plan = detect_kind(mapped, preferred)
                 order_sql = "" if src.ordered else _stable_order(mapped, cols, plan.key if dedupe else [])
                 stmt = await s.conn.prepare(
-                    f"SELECT * FROM (\n{src.sql}\n) AS _axis_src{order_sql} LIMIT {limit_param}"
+                    f"SELECT {_read_list(cols)} FROM (\n{src.sql}\n) AS _axis_src{order_sql} LIMIT {limit_param}"
                 )
                 read = await _stream(
                     stmt, [*src.params, limit], cols, store, scratch, settings.db_import_batch_rows, created
@@ -353,6 +373,17 @@ async def _import(
     finally:
         if created:
             await store.execute_write(f"DROP TABLE IF EXISTS {quote_ident(scratch)}")
+
+
+def _read_list(cols: list[_ArrowColumn]) -> str:
+    """The select list of the read: ``*`` unless a column is read through its ``read_sql``."""
+    if not any(c.read_sql for c in cols):
+        return "*"
+    parts = []
+    for c in cols:
+        ref = f"_axis_src.{pg_ident(c.name)}"
+        parts.append(f"{c.read_sql.format(ref)} AS {pg_ident(c.name)}" if c.read_sql else ref)
+    return ", ".join(parts)
 
 
 def _stable_order(mapped: list[str], cols: list[_ArrowColumn], key: list[str]) -> str:

@@ -11,8 +11,9 @@ ISO-8601 with a ``T`` and six fraction digits only when the microseconds are not
 the same in UTC with ``Z``; the ±infinity values (and the client's sentinels
 9999-12-31 23:59:59.999999 / 0001-01-01 00:00 / DATE 9999-12-31 / 0001-01-01) as ``"infinity"`` /
 ``"-infinity"``; JSON cells as their text in a JSON string, or with ``decode_json`` as JSON values,
-a NULL one leaving its key out (the human-signals cases). A window holding a column of any other
-type (BLOB, INTERVAL, lists, …), a date outside years 1–9999 or, with ``decode_json``, JSON text
+a NULL one leaving its key out (the human-signals cases); INTERVAL as seconds (PostgreSQL's
+``extract(epoch …)``: a year is 365.25 days). A window holding a column of any other
+type (BLOB, lists, …), a date outside years 1–9999 or, with ``decode_json``, JSON text
 that may hold NaN/Infinity or an out-of-range number is rendered by the Python serializer instead.
 """
 
@@ -63,6 +64,28 @@ def _timestamp_sql(col: str, *, utc: bool) -> str:
     )
 
 
+def seconds_sql(col: str) -> str:
+    """An INTERVAL as seconds, PostgreSQL's ``extract(epoch …)``: a month is 30 days, a year 365.25.
+
+    DuckDB's Python client turns an INTERVAL into a ``timedelta`` that counts a year as 360 days (and
+    overflows past ~2.7 million years), so intervals are converted in SQL wherever rows are read.
+    """
+    return f"epoch({col})"
+
+
+def interval_select_sql(table: str, described: Sequence[dict[str, str]]) -> str:
+    """``SELECT * FROM table`` with INTERVAL columns as seconds (``*`` when there are none)."""
+    if not any(c["type"].upper() == "INTERVAL" for c in described):
+        return f"SELECT * FROM {quote_ident(table)}"
+    cols = [
+        f"{seconds_sql(quote_ident(c['name']))} AS {quote_ident(c['name'])}"
+        if c["type"].upper() == "INTERVAL"
+        else quote_ident(c["name"])
+        for c in described
+    ]
+    return f"SELECT {', '.join(cols)} FROM {quote_ident(table)}"
+
+
 def cell_json_sql(col: str, type_name: str, *, decode_json: bool = False) -> str | None:
     """SQL for the JSON text of one cell of ``col`` (a quoted column), or None if Python must render it.
 
@@ -83,6 +106,8 @@ def cell_json_sql(col: str, type_name: str, *, decode_json: bool = False) -> str
         return f"coalesce(regexp_replace({text}, '^(-?)[.]', '\\10.') || {fraction}, 'null')"
     if t in ("DOUBLE", "FLOAT"):
         return f"CASE WHEN isfinite({col}) THEN to_json(CAST({col} AS DOUBLE))::VARCHAR ELSE 'null' END"
+    if t == "INTERVAL":
+        return f"coalesce(to_json({seconds_sql(col)})::VARCHAR, 'null')"
     if t == "DATE":
         return (
             f"CASE WHEN {col} IS NULL THEN 'null' "
@@ -161,8 +186,9 @@ def render_rows_sync(
 def python_rows_sync(
     cur: duckdb.DuckDBPyConnection, table: str, limit: int, offset: int = 0, json_columns: Collection[str] = ()
 ) -> list[dict[str, Any]]:
-    """A page of rows as Python values; cells of ``json_columns`` decoded, NULL ones left out."""
-    cur.execute(head_rows_sql(table), [limit, offset])
+    """A page of rows as Python values (INTERVAL as seconds); cells of ``json_columns`` decoded, NULL ones left out."""
+    select = interval_select_sql(table, DuckDBStore.describe_sync(cur, table))
+    cur.execute(f"{select} LIMIT ? OFFSET ?", [limit, offset])
     names = [d[0] for d in cur.description or []]
     out = []
     for values in cur.fetchall():

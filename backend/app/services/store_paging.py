@@ -18,6 +18,7 @@ import duckdb
 
 from app.errors import Invalid
 from app.services.duckdb_store import DuckDBStore, quote_ident
+from app.services.json_rows import seconds_sql
 from app.services.sync_targets import joined_select_sql, view_target
 
 KEY_COLUMNS = ("_axis_page_k1", "_axis_page_k2")
@@ -110,6 +111,7 @@ class PageQuery:
     sort_type: str | None
     descending: bool
     page_size: int
+    interval_columns: frozenset[str] = frozenset()  # served as seconds (json_rows.seconds_sql)
 
 
 def _keys_after(keys: tuple[str, ...], values: tuple[int, ...]) -> tuple[str, list[Any]]:
@@ -164,7 +166,10 @@ def read_page(
     """
     s = quote_ident(q.sort_col) if q.sort_col else None
     direction = "DESC" if q.descending else "ASC"
-    select = [quote_ident(c) for c in q.columns]
+    select = [
+        f"{seconds_sql(quote_ident(c))} AS {quote_ident(c)}" if c in q.interval_columns else quote_ident(c)
+        for c in q.columns
+    ]
     key_order: list[str] = []
     if rel is not None:
         select += [f"{k} AS {quote_ident(name)}" for k, name in zip(rel.keys, KEY_COLUMNS, strict=False)]

@@ -276,6 +276,7 @@ async def dataset_rows(
             sort_type=next((c["type"] for c in described if c["name"] == sort_col), None),
             descending=descending,
             page_size=q.page_size,
+            interval_columns=frozenset(c["name"] for c in described if c["type"].upper() == "INTERVAL"),
         )
         if conds or not same_table or info is None:
             where = f" WHERE {' AND '.join(conds)}" if conds else ""

@@ -625,3 +625,32 @@ async def test_import_of_zero_columns_is_a_clear_400(pg: PgSchema, client: Any) 
         assert r.status_code == 400, r.text
         assert r.json()["detail"].startswith("The query returns no columns"), r.text
     assert (await client.get("/api/store/datasets")).json()["datasets"] == []
+
+
+async def test_imported_intervals_keep_years_and_months(pg: PgSchema, client: Any) -> None:
+    """An imported interval equals PostgreSQL's: its seconds are PostgreSQL's own extract(epoch)
+    (a year is 365.25 days there, and in the sync's INTERVAL; the driver's timedelta made it 365)."""
+    values = [
+        "1 year 2 mons 3 days 04:05:06.789", "-1 mon", "-1 days +02:00:00", "1 day -00:00:01",
+        "-1 years -2 mons +3 days -04:05:06.5", "178000000 years", "00:00:00.000001", None,
+    ]  # fmt: skip
+    pg.execute("CREATE TABLE spans (id int, iv interval)")
+    for i, v in enumerate(values):
+        pg.execute("INSERT INTO spans VALUES (%s, %s::interval)", (i, v))
+    epochs = {
+        i: None if e is None else float(e)
+        for i, e in pg.fetch("SELECT id, extract(epoch FROM iv) FROM spans ORDER BY id")
+    }
+    handle = (await client.post("/api/database/connect", json=body(pg))).json()["handle"]
+    for path, payload in (
+        ("query-import", {"query": f'SELECT id, iv FROM "{pg.schema}".spans ORDER BY id'}),
+        ("import", {"table": {"schema_name": pg.schema, "name": "spans"}}),
+    ):
+        r = await client.post(f"/api/database/{handle}/{path}", json={"handle": handle, **payload})
+        assert r.status_code == 200, r.text
+        got = {row["id"]: row["iv"] for row in r.json()["data"]}
+        assert got.keys() == epochs.keys() and got[7] is None is epochs[7]
+        assert {i: got[i] for i in range(7)} == pytest.approx({i: epochs[i] for i in range(7)}, rel=1e-15, abs=1e-9)
+        # the stored dataset serves the same seconds
+        page = (await client.get(f"/api/store/data/{r.json()['dataset_id']}", params={"page_size": 50})).json()
+        assert {row["id"]: row["iv"] for row in page["data"]} == got

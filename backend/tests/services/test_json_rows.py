@@ -12,6 +12,7 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import pytest
 
 from app.models.data import UploadResponse
 from app.serialization import RenderedRows
@@ -112,7 +113,7 @@ async def test_hand_written_cells(store: DuckDBStore) -> None:
 
 
 async def test_other_types_and_out_of_range_years_take_the_python_path(store: DuckDBStore) -> None:
-    assert cell_json_sql('"x"', "BLOB") is None and cell_json_sql('"x"', "INTERVAL") is None
+    assert cell_json_sql('"x"', "BLOB") is None
 
     def build(cur: duckdb.DuckDBPyConnection) -> None:
         cur.execute("CREATE TABLE o (b BLOB, iv INTERVAL, l INTEGER[], j JSON, s VARCHAR)")
@@ -229,3 +230,33 @@ async def test_json_cells_with_lowercase_non_finite_tokens_and_huge_numbers(stor
     ]
     assert load_json_cell('{"s": "nan", "x": -INF}') == {"s": "nan", "x": -math.inf}
     assert load_json_cell("{not json") == "{not json"
+
+
+async def test_intervals_are_postgresql_epoch_seconds_on_every_path(store: DuckDBStore) -> None:
+    """INTERVAL → seconds as PostgreSQL's extract(epoch) (a year is 365.25 days, a month 30), in SQL and in
+    Python rendering alike; DuckDB's timedelta would make a year 360 days and overflow past ~2.7 M years."""
+
+    def build(cur: duckdb.DuckDBPyConnection) -> None:
+        cur.execute("CREATE TABLE iv (i INTEGER, v INTERVAL)")
+        cur.execute(
+            "INSERT INTO iv VALUES (1, INTERVAL '1 year 2 months 3 days 04:05:06.789'), (2, INTERVAL '-1 month'), "
+            "(3, INTERVAL '178000000 years'), (4, NULL)"
+        )
+        cur.execute("CREATE TABLE ivb AS SELECT *, '\\xFF'::BLOB AS b FROM iv")  # a BLOB: the Python path
+
+    await store.run_write(build)
+    year = 365.25 * 86400
+    expected = [
+        {"i": 1, "v": year + 2 * 30 * 86400 + 3 * 86400 + 4 * 3600 + 5 * 60 + 6.789},
+        {"i": 2, "v": -30 * 86400.0},
+        {"i": 3, "v": 178_000_000 * year},
+        {"i": 4, "v": None},
+    ]
+    sql_rows = list(await store.run_read(lambda cur: render_rows_sync(cur, "iv", 10)))
+    py_rows = [
+        {k: r[k] for k in ("i", "v")} for r in await store.run_read(lambda cur: render_rows_sync(cur, "ivb", 10))
+    ]
+    preview, _ = await store.run_read(lambda cur: preview_and_rows_sync(cur, "iv", 10, 10))
+    for rows in (sql_rows, py_rows, preview):
+        assert [r["i"] for r in rows] == [1, 2, 3, 4] and rows[3]["v"] is None
+        assert [r["v"] for r in rows[:3]] == [pytest.approx(e["v"], rel=1e-15) for e in expected[:3]]
