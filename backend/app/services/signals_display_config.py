@@ -123,6 +123,7 @@ def build_display_config(
                     classification.append(
                         {"metric": metric, "signal": key, "type": "bar", "title": f"{label(metric)}: {label(key)}"}
                     )
+                if 2 <= len(vals) <= 20:  # filters take every such string signal, suggested_action too (§7.5)
                     filters.append(
                         {"type": "metric", "metric": metric, "signal": key, "label": label(key), "options": vals}
                     )

@@ -106,3 +106,39 @@ def test_visible_kpis_and_yaml_overrides(tmp_path: Path) -> None:
     path.write_text(": not yaml : [")
     assert load_signals_metrics_yaml(path) == {}
     assert load_signals_metrics_yaml(tmp_path / "missing.yaml") == {}
+
+
+def test_suggested_action_with_a_few_values_is_a_filter_but_not_a_chart() -> None:
+    """§7.5: chart_sections send suggested_action to Insights only, but filters take every string signal
+    with 2–20 values."""
+    schema = {
+        "metrics": {
+            "m": {
+                "category": "classification",
+                "signals": ["suggested_action"],
+                "signal_types": {"suggested_action": "string"},
+                "values": {"suggested_action": ["escalate", "refund", "retry"]},
+            }
+        },
+        "source_fields": [],
+        "has_timestamp": False,
+    }
+    cfg = build_display_config(schema)
+    assert cfg["filters"] == [
+        {
+            "type": "metric",
+            "metric": "m",
+            "signal": "suggested_action",
+            "label": "Suggested Action",
+            "options": ["escalate", "refund", "retry"],
+        }
+    ]
+    assert cfg["chart_sections"] == [
+        {
+            "title": "Insights",
+            "layout": "full",
+            "charts": [
+                {"metric": "m", "signal": "suggested_action", "type": "text_list", "title": "Top Suggested Actions"}
+            ],
+        }
+    ]
