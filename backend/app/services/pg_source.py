@@ -90,6 +90,11 @@ async def _with_connection(cfg: DBImportConfig, application_name: str, fn: Calla
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
         raise Invalid(f"Could not connect to the database: {scrub_error(str(exc), secrets)}") from None
     try:
+        # Intervals as their (months, days, microseconds): the default timedelta makes a year 365 days
+        # and a month 30, where PostgreSQL (and the sync's INTERVAL) keep them.
+        await conn.set_type_codec(
+            "interval", schema="pg_catalog", encoder=_encode_unused, decoder=_month_day_nano, format="tuple"
+        )
         async with conn.transaction(readonly=True):
             return await fn(conn)
     except (asyncpg.QueryCanceledError, TimeoutError):
@@ -102,12 +107,21 @@ async def _with_connection(cfg: DBImportConfig, application_name: str, fn: Calla
         await conn.close()
 
 
+def _month_day_nano(value: tuple[int, int, int]) -> pa.MonthDayNano:
+    """asyncpg's interval tuple (months, days, microseconds) as an Arrow month_day_nano value."""
+    return pa.MonthDayNano([value[0], value[1], value[2] * 1000])
+
+
+def _encode_unused(value: Any) -> Any:
+    return value  # imports bind no interval parameters
+
+
 def _arrow_value(v: Any) -> Any:
     if isinstance(v, bytes | memoryview):
         return bytes(v).decode("utf-8", errors="replace")
     if isinstance(v, uuid.UUID):
         return str(v)
-    return v  # an interval's timedelta becomes an Arrow duration, i.e. a DuckDB INTERVAL (as the sync lands it)
+    return v  # an interval (MonthDayNano, or a timedelta → Arrow duration) lands as a DuckDB INTERVAL, as in the sync
 
 
 def utc_naive(v: dt.datetime) -> dt.datetime:
