@@ -45,7 +45,6 @@ from app.services.database_session import (
     checked_query,
     decoding_errors,
     open_session,
-    pg_ident,
     projection_sql,
     resolve_table,
     store_config,
@@ -381,8 +380,8 @@ def _read_list(cols: list[_ArrowColumn]) -> str:
         return "*"
     parts = []
     for c in cols:
-        ref = f"_axis_src.{pg_ident(c.name)}"
-        parts.append(f"{c.read_sql.format(ref)} AS {pg_ident(c.name)}" if c.read_sql else ref)
+        ref = f"_axis_src.{quote_ident(c.name)}"
+        parts.append(f"{c.read_sql.format(ref)} AS {quote_ident(c.name)}" if c.read_sql else ref)
     return ", ".join(parts)
 
 
