@@ -392,6 +392,17 @@ async def metric_breakdown(
 
 
 # --------------------------------------------------------------------------- latency
+def histogram_edges(lo: float, hi: float, bins: int) -> list[float]:
+    """§9.3 edges ``lo + i·(hi − lo)/bins``; when ``hi − lo`` leaves the double range, the same edges
+    from halved values (an exact scaling), so they stay finite."""
+    span = hi - lo
+    if math.isfinite(span):
+        width = span / bins
+        return [lo + i * width for i in range(bins + 1)]
+    half = (hi / 2 - lo / 2) / bins
+    return [2 * (lo / 2 + i * half) for i in range(bins + 1)]
+
+
 async def latency_distribution(
     store: DuckDBStore, config: MonitoringDBConfig, f: MonitoringFilters, bins: int = 20, group_by: str | None = None
 ) -> LatencyDistributionResponse:
@@ -426,7 +437,14 @@ async def latency_distribution(
         if dedupe
         else "SELECT g, v FROM base WHERE v IS NOT NULL AND g IS NOT NULL"
     )
-    bucket = "LEAST(GREATEST(CAST(floor((v - lo) / (hi - lo) * ?) AS BIGINT) + 1, 1), ?)"
+    # §9.3: clamp(floor((v − lo)/(hi − lo)·bins) + 1, 1, bins). A span below one ulp (a constant latency
+    # past 2^53, where lo + 1 == lo) puts every value in bin 1; a span past the double range (hi − lo
+    # = inf) is taken over halved values, an exact scaling, so no NaN reaches the BIGINT cast.
+    ratio = (
+        "CASE WHEN hi <= lo THEN 0.0 WHEN isfinite(hi - lo) THEN (v - lo) / (hi - lo) "
+        "ELSE (v / 2 - lo / 2) / (hi / 2 - lo / 2) END"
+    )
+    bucket = f"LEAST(GREATEST(CAST(floor({ratio} * ?) AS BIGINT) + 1, 1), ?)"
     sql_all = f"""
         WITH base AS ({base}), r AS MATERIALIZED ({r_all}),
         b AS (SELECT min(v) AS lo, CASE WHEN max(v) = min(v) THEN min(v) + 1 ELSE max(v) END AS hi,
@@ -453,7 +471,6 @@ async def latency_distribution(
     if not stats or not stats[2]:
         return empty
     lo, hi = float(stats[0]), float(stats[1])
-    width = (hi - lo) / bins
     counts = [0] * bins
     for b, n in hist:
         counts[int(b) - 1] = int(n)
@@ -463,7 +480,7 @@ async def latency_distribution(
         for g, b, n in ghist:
             by_group[g].counts[int(b) - 1] = int(n)
     return LatencyDistributionResponse(
-        histogram=Histogram(counts=counts, edges=[lo + i * width for i in range(bins + 1)]),
+        histogram=Histogram(counts=counts, edges=histogram_edges(lo, hi, bins)),
         percentiles=_pcts(stats[3]),
         by_group=by_group,
         dataset_id=t.info.dataset_id,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
 from typing import Any
 
 import httpx
@@ -121,3 +123,68 @@ async def test_unknown_long_metric_and_non_finite_threshold_are_4xx(client: http
         str(n): 100.0 * float((g["metric_score"].astype(float) >= 0.7).mean()) for n, g in scores.groupby("metric_name")
     }
     assert {m["name"]: m["pass_rate"] for m in ok.json()["metrics"]} == pytest.approx(expected)
+
+
+def _spec_bucket(v: Fraction, lo: Fraction, hi: Fraction, bins: int) -> int:
+    """§9.3 bucket rule in exact arithmetic: clamp(floor((v − lo)/(hi − lo)·bins) + 1, 1, bins)."""
+    return min(max(math.floor((v - lo) / (hi - lo) * bins) + 1, 1), bins)
+
+
+def _spec_quantiles(values: list[Fraction]) -> list[float]:
+    """Continuous quantiles (linear interpolation) 0.5, 0.95, 0.99 in exact arithmetic."""
+    s = sorted(values)
+    out = []
+    for q in (Fraction(1, 2), Fraction(95, 100), Fraction(99, 100)):
+        rn = (len(s) - 1) * q
+        i = math.floor(rn)
+        j = min(i + 1, len(s) - 1)
+        out.append(float(s[i] + (s[j] - s[i]) * (rn - i)))
+    return out
+
+
+@pytest.mark.parametrize(
+    "latencies",
+    [
+        ["1e16"],  # a constant latency past 2^53: lo + 1 == lo in doubles
+        ["9007199254740993", "9007199254740993"],
+        ["-1e308", "0", "1e308"],  # max − min leaves the double range
+        ["-1.7e308", "1.7e308", "1.7e308", "0"],
+    ],
+)
+async def test_latency_histogram_of_extreme_spans(client: httpx.AsyncClient, latencies: list[str]) -> None:
+    """The §9.3 histogram for spans below one ulp or beyond the double range: numbers, never a 500."""
+    text = "dataset_id,latency,a_score,environment\n" + "".join(
+        f"r{i},{v},0.5,e{i % 2}\n" for i, v in enumerate(latencies)
+    )
+    up = await client.post("/api/monitoring/upload", files={"file": ("lat.csv", text, "text/csv")})
+    assert up.status_code == 200, up.text
+    values = [Fraction(float(v)) for v in latencies]
+    bins = 5
+    lo, hi = min(values), max(values)
+    if hi == lo:
+        hi = lo + 1
+    for group_by in (None, "environment"):
+        params: dict[str, Any] = {"bins": bins, **({"group_by": group_by} if group_by else {})}
+        res = await client.get(f"{BASE}/latency-distribution", params=params)
+        assert res.status_code == 200, res.text
+        body = res.json()
+        counts = [0] * bins
+        for v in values:
+            counts[_spec_bucket(v, lo, hi, bins) - 1] += 1
+        assert body["histogram"]["counts"] == counts
+        edges = [float(lo + (hi - lo) * i / bins) for i in range(bins + 1)]
+        assert body["histogram"]["edges"] == pytest.approx(edges, rel=1e-12)
+        p = body["percentiles"]
+        assert [p["p50"], p["p95"], p["p99"]] == pytest.approx(_spec_quantiles(values), rel=1e-12)
+        if group_by:
+            groups = sorted({f"e{i % 2}" for i in range(len(values))})
+            assert sorted(body["by_group"]) == groups
+            for g in groups:
+                mine = [v for i, v in enumerate(values) if f"e{i % 2}" == g]
+                got = body["by_group"][g]
+                want = [0] * bins
+                for v in mine:
+                    want[_spec_bucket(v, lo, hi, bins) - 1] += 1
+                assert got["counts"] == want
+                gp = got["percentiles"]
+                assert [gp["p50"], gp["p95"], gp["p99"]] == pytest.approx(_spec_quantiles(mine), rel=1e-12)
