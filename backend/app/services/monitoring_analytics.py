@@ -591,19 +591,17 @@ async def correlation(
         complete = rec is not None and (len(rec[1]) < MAX_PIVOT_METRICS or all(n in rec[1] for n in names))
         if rec is not None and complete:
             rt, mapping = rec
-            valid = [n for n in names if n in mapping]
+            # A name is valid when it is a metric_name value (as on the row path below); the per-record
+            # table pivots only SCORE metrics with numbers, so the others are all-NULL columns.
+            missing = [n for n in names if n not in mapping]
+            have = await _metric_names_present(store, t, missing) if missing else set()
+            valid = [n for n in names if n in mapping or n in have]
+            columns = [quote_ident(mapping[n]) if n in mapping else "NULL::DOUBLE" for n in valid]
             rwhere = build_where(rt, f, config, apply_metric_name=False)
-            src = (
-                f"(SELECT {', '.join(f'{quote_ident(mapping[n])} AS c{i}' for i, n in enumerate(valid))} "
-                f"FROM {rt.sql} {rwhere.sql()})"
-            )
+            src = f"(SELECT {', '.join(f'{c} AS c{i}' for i, c in enumerate(columns))} FROM {rt.sql} {rwhere.sql()})"
             return await _corr(store, t, valid, src, rwhere.params)
         where = build_where(t, f, config, default_category="SCORE", apply_metric_name=False)
-        present = await store.fetch(
-            f"SELECT DISTINCT {t.text('metric_name')} FROM {t.sql} WHERE list_contains(?, {t.text('metric_name')})",
-            [names],
-        )
-        have = {r[0] for r in present.rows}
+        have = await _metric_names_present(store, t, names)
         valid = [n for n in names if n in have]
         if len(valid) < 2:
             return CorrelationResponse(matrix=[], metrics=[], dataset_id=t.info.dataset_id)
@@ -616,6 +614,15 @@ async def correlation(
     else:
         return CorrelationResponse(matrix=[], metrics=[], dataset_id=t.info.dataset_id)
     return await _corr(store, t, valid, src, params)
+
+
+async def _metric_names_present(store: DuckDBStore, t: MonitoringTable, names: list[str]) -> set[str]:
+    """Which of ``names`` are metric_name values of the dataset (any category, any score)."""
+    present = await store.fetch(
+        f"SELECT DISTINCT {t.text('metric_name')} FROM {t.sql} WHERE list_contains(?, {t.text('metric_name')})",
+        [names],
+    )
+    return {r[0] for r in present.rows}
 
 
 async def _corr(

@@ -188,3 +188,41 @@ async def test_latency_histogram_of_extreme_spans(client: httpx.AsyncClient, lat
                 assert got["counts"] == want
                 gp = got["percentiles"]
                 assert [gp["p50"], gp["p95"], gp["p99"]] == pytest.approx(_spec_quantiles(mine), rel=1e-12)
+
+
+async def test_long_correlation_names_are_the_same_on_every_path(client: httpx.AsyncClient) -> None:
+    """A metric name present in long data counts as existing (§9.3) whether or not it has numeric SCORE
+    values: the per-record table (no filters) and the row path (a time window over every row) agree."""
+    rows = ["dataset_id,timestamp,metric_name,metric_category,metric_score,explanation"]
+    rel = [0.9, 0.4, 0.7, 0.2]
+    acc = [0.8, 0.5, 0.6, 0.1]
+    for i, (r, a) in enumerate(zip(rel, acc, strict=True)):
+        ts = f"2025-05-0{i + 1}T10:00:00Z"
+        rows += [
+            f"r{i},{ts},relevance,SCORE,{r},",
+            f"r{i},{ts},accuracy,,{a},",
+            f"r{i},{ts},blank,SCORE,,",  # a SCORE metric without any score
+            f"r{i},{ts},tone,CLASSIFICATION,{'good' if i % 2 else 'bad'},label",
+        ]
+    text = "\n".join(rows) + "\n"
+    up = await client.post("/api/monitoring/upload", files={"file": ("c.csv", text, "text/csv")})
+    assert up.status_code == 200, up.text
+    names = ["relevance", "tone", "accuracy", "blank", "missing"]
+    # Independent: every name that is a metric_name value is valid; tone and blank have no SCORE numbers.
+    valid = ["relevance", "tone", "accuracy", "blank"]
+    r = float(np.corrcoef(rel, acc)[0, 1])
+    expected = [
+        [1.0, 0.0, r, 0.0],
+        [0.0, 0.0, 0.0, 0.0],
+        [r, 0.0, 1.0, 0.0],
+        [0.0, 0.0, 0.0, 0.0],
+    ]
+    for extra in ({}, {"time_start": "2025-01-01T00:00:00Z"}, {"environment": "prod"}):
+        res = await client.get(f"{BASE}/correlation", params={"metrics": ",".join(names), **extra})
+        assert res.status_code == 200, res.text
+        body = res.json()
+        assert body["metrics"] == valid, extra
+        assert body["matrix"] == [pytest.approx(row) for row in expected], extra
+    # Two names of which only one has numbers are still two existing metrics.
+    res = await client.get(f"{BASE}/correlation", params={"metrics": "relevance,tone"})
+    assert res.json()["metrics"] == ["relevance", "tone"] and res.json()["matrix"] == [[1.0, 0.0], [0.0, 0.0]]
