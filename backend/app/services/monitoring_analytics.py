@@ -488,11 +488,21 @@ async def latency_distribution(
 
 
 # --------------------------------------------------------------------------- class distribution
+def _middle(a: float, b: float) -> float:
+    """The median of the two middle values: one of them when equal (an odd count), else their mean
+    rounded once; halved first only when the sum overflows (halving a subnormal would round it)."""
+    a, b = float(a), float(b)  # Python floats: an overflowing sum is inf without a numpy warning
+    if a == b:
+        return a
+    total = a + b
+    return total / 2.0 if math.isfinite(total) else a / 2.0 + b / 2.0
+
+
 def _sorted_group_values(groups: pa.Table) -> list[tuple[str, int, Any, Any, float, float, float, list[float]]]:
     """Per group (g, n, mean, std, min, max, median, values-or-sketch) from ``g, n, a, sd, s`` rows.
 
     ``s`` holds the group's values unsorted; they are sorted once (NaN last, as DuckDB orders
-    them). The median is DuckDB's ``(s[(n+1)//2] + s[(n+2)//2]) / 2`` (1-based) and the sketch keeps
+    them). The median is DuckDB's ``(s[(n+1)//2] + s[(n+2)//2]) / 2`` (1-based, :func:`_middle`) and the sketch keeps
     positions ``1, 1+k, 1+2k, …`` and ``n`` with ``k = ceil((n-1)/(cap-1))``.
     """
     lists = groups.column("s").combine_chunks()
@@ -502,7 +512,7 @@ def _sorted_group_values(groups: pa.Table) -> list[tuple[str, int, Any, Any, flo
     rows = zip(*(groups.column(c).to_pylist() for c in ("g", "n", "a", "sd")), strict=True)
     for i, (g, n, a, sd) in enumerate(rows):
         values = np.sort(flat[offsets[i] : offsets[i + 1]])
-        median = values[(n + 1) // 2 - 1] / 2.0 + values[(n + 2) // 2 - 1] / 2.0  # halves: no overflow
+        median = _middle(values[(n + 1) // 2 - 1], values[(n + 2) // 2 - 1])
         if n <= MAX_RAW_VALUES:
             sketch = values
         else:

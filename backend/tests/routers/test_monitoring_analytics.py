@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from fractions import Fraction
 from typing import Any
 
@@ -226,3 +227,22 @@ async def test_long_correlation_names_are_the_same_on_every_path(client: httpx.A
     # Two names of which only one has numbers are still two existing metrics.
     res = await client.get(f"{BASE}/correlation", params={"metrics": "relevance,tone"})
     assert res.json()["metrics"] == ["relevance", "tone"] and res.json()["matrix"] == [[1.0, 0.0], [0.0, 0.0]]
+
+
+@pytest.mark.parametrize(
+    "latencies",
+    [["5e-324"], ["5e-324", "1.5e-323", "2e-323"], ["5e-324", "1.5e-323"], ["1.7e308", "1.7e308"], ["-1e308", "1e308"]],
+)
+async def test_class_distribution_median_is_exact_at_the_ends_of_the_double_range(
+    client: httpx.AsyncClient, latencies: list[str]
+) -> None:
+    """The median is the middle value (odd count) or the mean of the two middle values, rounded once."""
+    text = "dataset_id,latency,a_score,environment\n" + "".join(f"r{i},{v},0.5,prod\n" for i, v in enumerate(latencies))
+    up = await client.post("/api/monitoring/upload", files={"file": ("m.csv", text, "text/csv")})
+    assert up.status_code == 200, up.text
+    res = await client.get(f"{BASE}/class-distribution", params={"metric": "latency", "group_by": "environment"})
+    assert res.status_code == 200, res.text
+    stats = res.json()["data"][0]["stats"]
+    exact = statistics.median(Fraction(float(v)) for v in latencies)
+    assert stats["median"] == float(exact)
+    assert stats["min"] == min(float(v) for v in latencies) and stats["count"] == len(latencies)
