@@ -30,6 +30,9 @@ class SyncTarget:
     kind: str
     view: str
     aliases: dict[str, str] | None  # None: every name is just normalised
+    # §8.1 step 3 (monitoring): the custom map, then the alias table, so a custom target that is an
+    # alias ends as its canonical name ({conv: id} → dataset_id), as the upload's rename plan does.
+    custom_through_aliases: bool = False
 
     @property
     def dataset_table(self) -> str:
@@ -53,7 +56,9 @@ class SyncTarget:
 
 
 TARGETS: dict[str, SyncTarget] = {
-    "monitoring": SyncTarget("monitoring", "monitoring", "monitoring_data", MONITORING_ALIASES),
+    "monitoring": SyncTarget(
+        "monitoring", "monitoring", "monitoring_data", MONITORING_ALIASES, custom_through_aliases=True
+    ),
     "human_signals": SyncTarget("human_signals", "human_signals", "human_signals_raw", None),
     "eval": SyncTarget("eval", "eval", "eval_data", with_canonical_names(EVAL_ALIASES)),
 }
@@ -80,8 +85,13 @@ def column_renames(columns: list[str], target: SyncTarget, custom: dict[str, str
     or a target the query already returns (and keeps), are refused (Invalid). An alias whose target
     already exists as a source column, or was already produced, is skipped, so the stored table
     never has duplicate names (collision guard). Names compare case-insensitively, as DuckDB's
-    identifiers do; a ``rowid`` column becomes ``source_rowid``.
+    identifiers do; a ``rowid`` column becomes ``source_rowid``. For monitoring a custom target that
+    is itself an alias becomes its canonical name (``{conv: id}`` → ``dataset_id``), so both sides of
+    a split source join on it (:attr:`SyncTarget.custom_through_aliases`).
     """
+    aliases = target.aliases
+    if target.custom_through_aliases and aliases is not None:
+        custom = {src: aliases.get(normalise_column_key(dst), dst) if dst else dst for src, dst in custom.items()}
     seen: dict[str, str] = {}
     for col in columns:
         if col.lower() in seen:

@@ -212,6 +212,27 @@ async def test_db_import_joins_a_dataset_side_keyed_by_an_alias_like_the_sync(
     assert rows.rows == [("a", "m1", "q-a"), ("b", "m1", "q-b"), ("b", "m2", "q-b")]
 
 
+async def test_db_import_joins_the_sides_on_a_custom_map_target_that_is_an_id_alias(
+    store: DuckDBStore, pg: PgSchema, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """``columns: {conv: id}`` makes conv the record id (§8.1 step 3: custom map, then the alias table) on
+    both sides, so the dataset side joins: its environment and latency reach the stored rows."""
+    pg.execute("CREATE TABLE ds (conv text, env text, lat int)")
+    pg.execute("CREATE TABLE rs (conv text, metric_name text, metric_score float8)")
+    pg.execute("INSERT INTO ds VALUES ('a', 'prod', 100), ('b', 'dev', 300)")
+    pg.execute("INSERT INTO rs VALUES ('a', 'm', 0.9), ('b', 'm', 0.1), ('b', 'n', 0.6)")
+    _write_split_queries(tmp_path, pg)
+    cfg = tmp_path / "custom" / "config" / "monitoring_db.yaml"
+    for target in ("id", "Record ID", "dataset_id"):
+        cfg.write_text(cfg.read_text().split("  columns:")[0] + f"  columns:\n    conv: '{target}'\n    lat: latency\n")
+        res = await ms.import_monitoring_from_db(store, make_settings())
+        info = await store.get_dataset(res.dataset_id)
+        rows = await store.fetch(
+            f"SELECT dataset_id, metric_name, environment, latency FROM {quote_ident(info.table_name)} ORDER BY 1, 2"
+        )
+        assert rows.rows == [("a", "m", "prod", 100.0), ("b", "m", "dev", 300.0), ("b", "n", "dev", 300.0)], target
+
+
 async def test_db_import_joins_integer_and_text_ids_and_reads_interval_latency(
     store: DuckDBStore, pg: PgSchema, make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:

@@ -1083,3 +1083,24 @@ async def test_partitioned_read_keeps_null_partition_keys(
     async with Env(capped) as e2:
         res = await e2.engine.sync_dataset("monitoring", force_full=True)
         assert res.truncated and await e2.count("monitoring_results") == 25
+
+
+async def test_monitoring_custom_map_target_that_is_an_alias_keys_the_join(
+    make_settings: Callable[..., Settings], source: PgSchema
+) -> None:
+    """§8.1 step 3: custom map, then the alias table. ``{record_id: id}`` names the dataset side's key
+    ``dataset_id``, so the view joins (it failed: "must return a dataset_id column"), as an upload with
+    the same map does; the eval target keeps §4.4's rule (the custom name as written)."""
+    mon, ev = TARGETS["monitoring"], TARGETS["eval"]
+    assert column_renames(["conv", "lat"], mon, {"conv": "Record ID", "lat": "latency_ms"}) == {
+        "conv": "dataset_id",
+        "lat": "latency",
+    }
+    assert column_renames(["conv"], ev, {"conv": "id"}) == {"conv": "id"}
+    settings = configure(make_settings, source, columns={**MAP, "record_id": "id"})
+    async with Env(settings) as e:
+        res = await e.engine.sync_dataset("monitoring")
+        assert res.status == "ready", res.error
+        assert res.rows == joined_count(source) == 60
+        rows = await e.rows("SELECT count(*) FROM monitoring_data WHERE query IS NULL")
+        assert rows == [(0,)]  # every result row carries its record's query
