@@ -325,7 +325,7 @@ async def trends(
     def sql(mean: Callable[[str], str]) -> str:
         return f"""
             SELECT date_trunc('{unit}', _ts) AS b, metric, {mean("s")}, quantile_cont(s, [0.5, 0.95, 0.99]), count(s)
-            FROM {src} WHERE s IS NOT NULL AND _ts IS NOT NULL AND metric IS NOT NULL
+            FROM {src} WHERE s IS NOT NULL AND isfinite(_ts) AND metric IS NOT NULL
             GROUP BY b, metric ORDER BY b, metric
         """
 
@@ -721,7 +721,7 @@ async def classification_trends(
     sql = f"""
         SELECT date_trunc('{unit}', _ts) AS b, v, count(*) FROM (
             SELECT {ts} AS _ts, {t.text(cat)} AS v FROM {t.sql} {where.sql()}
-        ) WHERE _ts IS NOT NULL AND v IS NOT NULL GROUP BY b, v ORDER BY b, v
+        ) WHERE isfinite(_ts) AND v IS NOT NULL GROUP BY b, v ORDER BY b, v
     """
     rows = (await store.fetch(sql, where.params)).rows
     buckets: dict[str, dict[str, int]] = {}
@@ -777,6 +777,10 @@ async def analysis_insights(
     select = [f"{t.text(c)} AS {quote_ident(c)}" for c in projected]
     ts = t.ts
     select.append(f"{ts} AS _ts" if ts else "NULL::TIMESTAMP AS _ts")
+    # ±infinity as the stored rows render it (Python's datetime would show 9999-12-31T23:59:59.999999)
+    select.append(
+        f"CASE WHEN NOT isfinite({ts}) THEN CAST({ts} AS VARCHAR) END AS _ts_inf" if ts else "NULL AS _ts_inf"
+    )
     if t.has("signals"):
         select.append(f"{t.text('signals')} AS signals")
     # A total order, so pages never overlap or skip rows: the rows of one record share dataset_id and
@@ -815,7 +819,7 @@ async def analysis_insights(
     records = [
         AnalysisRecord(
             dataset_id=_text_or_none(r.get("dataset_id")),
-            timestamp=_iso(r["_ts"]) if r.get("_ts") is not None else None,
+            timestamp=r.get("_ts_inf") or (_iso(r["_ts"]) if r.get("_ts") is not None else None),
             metric_name=_text_or_none(r.get("metric_name")),
             query=_text_or_none(r.get("query")),
             actual_output=_text_or_none(r.get("actual_output")),

@@ -246,3 +246,57 @@ async def test_class_distribution_median_is_exact_at_the_ends_of_the_double_rang
     exact = statistics.median(Fraction(float(v)) for v in latencies)
     assert stats["median"] == float(exact)
     assert stats["min"] == min(float(v) for v in latencies) and stats["count"] == len(latencies)
+
+
+async def test_infinite_timestamps_are_no_time_bucket(client: httpx.AsyncClient) -> None:
+    """±infinity timestamps (PostgreSQL sentinels; DuckDB reads the text too) are no point in time: trends
+    and classification trends leave them out like unreadable times; insights show them as the stored rows do."""
+    rows = ["dataset_id,timestamp,metric_name,metric_category,metric_score,explanation"]
+    for rid, ts in (
+        ("a", "infinity"),
+        ("b", "-infinity"),
+        ("c", "2025-01-01T10:00:00Z"),
+        ("d", "2025-01-01T12:00:00Z"),
+    ):
+        rows += [
+            f"{rid},{ts},m,SCORE,{0.5 if rid != 'd' else 0.9},",
+            f"{rid},{ts},tone,CLASSIFICATION,,{'yes' if rid in 'ad' else 'no'}",
+            f"{rid},{ts},note,ANALYSIS,,text {rid}",
+        ]
+    up = await client.post("/api/monitoring/upload", files={"file": ("inf.csv", "\n".join(rows) + "\n", "text/csv")})
+    assert up.status_code == 200, up.text
+    assert {r["timestamp"] for r in up.json()["data"]} == {
+        "infinity",
+        "-infinity",
+        "2025-01-01T10:00:00",
+        "2025-01-01T12:00:00",
+    }
+    for granularity in ("hourly", "daily", "weekly"):
+        body = (await client.get(f"{BASE}/trends", params={"granularity": granularity})).json()
+        assert sum(p["count"] for p in body["data"]) == 2, granularity
+        assert all(p["timestamp"].startswith(("2025-01-01", "2024-12-30")) for p in body["data"]), body["data"]
+        cls = (
+            await client.get(
+                f"{BASE}/classification-trends", params={"metric_name": "tone", "granularity": granularity}
+            )
+        ).json()
+        assert sum(sum(p["categories"].values()) for p in cls["data"]) == 2, cls["data"]
+    daily = (await client.get(f"{BASE}/trends")).json()["data"]
+    assert daily == [
+        {
+            "timestamp": "2025-01-01T00:00:00",
+            "metric": "m",
+            "avg": pytest.approx(0.7),
+            "p50": pytest.approx(0.7),
+            "p95": pytest.approx(0.88),
+            "p99": pytest.approx(0.896),
+            "count": 2,
+        }
+    ]
+    ins = (await client.get(f"{BASE}/analysis-insights")).json()
+    assert [(r["dataset_id"], r["timestamp"]) for r in ins["records"]] == [
+        ("a", "infinity"),
+        ("d", "2025-01-01T12:00:00"),
+        ("c", "2025-01-01T10:00:00"),
+        ("b", "-infinity"),
+    ]
