@@ -107,7 +107,7 @@ def _scored_source(t: MonitoringTable, where: Where, wide_cols: list[str]) -> st
     """
     lat = t.latency_column
     lat_expr = t.num(lat) if lat else "NULL::DOUBLE"
-    cat = f"coalesce(upper({t.text('metric_category')}), 'SCORE')" if t.has("metric_category") else "'SCORE'"
+    cat = f"coalesce({t.category()}, 'SCORE')" if t.has("metric_category") else "'SCORE'"
     if t.is_long:
         key = quote_ident("dataset_id") if t.has("dataset_id") else "row_number() OVER ()"
         return (
@@ -180,11 +180,7 @@ def build_records_sync(cur: duckdb.DuckDBPyConnection, t: MonitoringTable, targe
     Built once per load so latency and correlation read 1 row per record instead of re-grouping
     every metric row on each request.
     """
-    score_cat = (
-        f"(upper({t.text('metric_category')}) = 'SCORE' OR {quote_ident('metric_category')} IS NULL)"
-        if t.has("metric_category")
-        else "TRUE"
-    )
+    score_cat = f"coalesce({t.category()}, 'SCORE') = 'SCORE'" if t.has("metric_category") else "TRUE"
     names = [
         r[0]
         for r in cur.execute(

@@ -45,7 +45,7 @@ from app.services.monitoring_analytics import records_table, refresh_summary_cac
 from app.services.monitoring_table import MonitoringTable
 from app.services.pg_source import create_joined_table_sync, fetch_split_queries, fetch_table
 from app.services.sync_targets import TARGETS
-from app.services.table_metadata import compute_table_metadata_sync, latency_number_sql
+from app.services.table_metadata import category_sql, compute_table_metadata_sync, latency_number_sql
 
 KIND = "monitoring"
 FORMAT = "monitoring"
@@ -136,7 +136,7 @@ def process_monitoring_sync(
             select.append(f"TRY_CAST({q} AS DOUBLE) AS {alias}" if not (bad and bad[0]) else f"{q} AS {alias}")
         elif new == "metric_category":
             # Upper-cased once here so category filters are plain equality (pushed into the scan).
-            select.append(f"nullif(upper(trim(CAST({q} AS VARCHAR))), '') AS {alias}")
+            select.append(f"{category_sql(q)} AS {alias}")
         elif (new == "latency" or new.endswith("_score")) and types[col].upper().startswith("INTERVAL"):
             select.append(f"{latency_number_sql(q, types[col])} AS {alias}")  # a PostgreSQL interval: ms
         elif new == "latency" or new.endswith("_score"):

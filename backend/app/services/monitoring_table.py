@@ -25,7 +25,7 @@ from app.services.sql_stats import (
     finite_double,
 )
 from app.services.sync_status import STATUS_PREFIX as SYNC_STATUS_PREFIX
-from app.services.table_metadata import latency_number_sql
+from app.services.table_metadata import category_sql, latency_number_sql
 
 KIND = "monitoring"
 GROUP_BY_ALLOWED = (
@@ -129,6 +129,12 @@ class MonitoringTable:
         col = quote_ident(name)
         return col if self.types.get(name) == "VARCHAR" else f"CAST({col} AS VARCHAR)"
 
+    def category(self) -> str:
+        """``metric_category`` trimmed, upper-cased, blank → NULL: stored so by uploads and imports
+        (plain column, pushed into the scan), normalised on read for synced views."""
+        col = quote_ident("metric_category")
+        return col if self.info.extra.get("category_normalised") else category_sql(col)
+
     @property
     def ts(self) -> str | None:
         """The timestamp column as a plain UTC TIMESTAMP expression (None when absent)."""
@@ -199,14 +205,9 @@ def build_where(
     effective = (category or f.metric_category or default_category or "").strip().upper()
     if effective:
         if t.has("metric_category"):
-            # Datasets we loaded store the category upper-cased: plain equality, pushed into the scan.
-            cat = (
-                quote_ident("metric_category")
-                if t.info.extra.get("category_normalised")
-                else f"upper({t.text('metric_category')})"
-            )
+            cat = t.category()
             if effective == "SCORE":
-                w.add(f"({cat} = 'SCORE' OR {quote_ident('metric_category')} IS NULL)")
+                w.add(f"({cat} = 'SCORE' OR {cat} IS NULL)")
             else:
                 w.add(f"{cat} = ?", effective)
         elif effective != "SCORE":

@@ -37,7 +37,7 @@ from app.services.store_paging import (
 )
 from app.services.sync_engine import SyncEngine
 from app.services.sync_targets import TARGETS
-from app.services.table_metadata import compute_table_metadata_sync
+from app.services.table_metadata import category_sql, compute_table_metadata_sync
 
 # Path names of §10.1 → API table, and the registry kind whose latest dataset they default to.
 DATASET_TABLES = {
@@ -209,9 +209,9 @@ def build_where(types: dict[str, str], q: DataQuery) -> tuple[list[str], list[An
             params.append(value)
     if q.metric_category and "metric_category" in names:
         cat = q.metric_category.strip().upper()
-        expr = 'upper(CAST("metric_category" AS VARCHAR))'
+        expr = category_sql(quote_ident("metric_category"))  # as the monitoring analytics compare it
         if cat == "SCORE":
-            parts.append(f'({expr} = ? OR "metric_category" IS NULL)')
+            parts.append(f"({expr} = ? OR {expr} IS NULL)")
         else:
             parts.append(f"{expr} = ?")
         params.append(cat)

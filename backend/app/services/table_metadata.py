@@ -68,6 +68,12 @@ def _over_parts(
         cleanup_quietly(cur, f"DROP TABLE IF EXISTS {tmp}")
 
 
+def category_sql(column: str) -> str:
+    """``metric_category`` as every monitoring statistic compares it: trimmed, upper-cased, blank → NULL
+    (NULL is the default SCORE bucket, §9.1). Uploads and imports store it so; synced views are read so."""
+    return f"nullif(upper(trim(CAST({column} AS VARCHAR))), '')"
+
+
 def latency_number_sql(column: str, type_name: str) -> str:
     """A latency column as DOUBLE: an INTERVAL in milliseconds, numbers (or numeric text) finite or NULL."""
     if type_name.upper().startswith("INTERVAL"):
@@ -188,7 +194,9 @@ def compute_table_metadata_sync(
     has_time = "timestamp" in names
     has_score = "metric_score" in names
     latency = next((c for c in LATENCY_COLUMNS if c in names), None)
-    category = "coalesce(upper(CAST(metric_category AS VARCHAR)), 'SCORE')" if "metric_category" in names else None
+    category = (
+        f"coalesce({category_sql(quote_ident('metric_category'))}, 'SCORE')" if "metric_category" in names else None
+    )
     score = finite_double('"metric_score"', try_cast=True)
     summary_parts = _summary_parts(score)
     record_key = '"dataset_id"' if "dataset_id" in names and "metric_name" in names else None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import statistics
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
@@ -12,7 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.config import BACKEND_DIR
+from app.config import BACKEND_DIR, Settings
+from tests.conftest import PgSchema
+from tests.sync_helpers import configure
 
 BASE = "/api/monitoring/analytics"
 
@@ -300,3 +304,60 @@ async def test_infinite_timestamps_are_no_time_bucket(client: httpx.AsyncClient)
         ("c", "2025-01-01T10:00:00"),
         ("b", "-infinity"),
     ]
+
+
+async def _wait_synced(client: httpx.AsyncClient) -> None:
+    for _ in range(600):
+        body = (await client.get("/api/store/status")).json()
+        if body["datasets"]["monitoring_data"]["state"] in ("ready", "error") and not body["running"]:
+            assert body["datasets"]["monitoring_data"]["state"] == "ready", body
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the monitoring sync did not finish")
+
+
+async def test_synced_and_imported_categories_compare_alike(
+    pg: PgSchema, make_settings: Callable[..., Settings], make_client: Callable[[Settings], Any]
+) -> None:
+    """The same PostgreSQL rows answer the same numbers whether synced or imported: a category is
+    compared trimmed and upper-cased, and a blank one is the default SCORE (as NULL is, §9.1)."""
+    pg.execute("CREATE TABLE ds (dataset_id text, environment text, latency int)")
+    pg.execute("CREATE TABLE rs (dataset_id text, metric_name text, metric_category text, metric_score float8)")
+    pg.execute(
+        "INSERT INTO ds VALUES ('a','prod',100), ('b','prod',200), ('c','prod',300), ('d','prod',400), ('e','dev',500)"
+    )
+    cats = {"a": "SCORE", "b": "", "c": " score ", "d": None, "e": "Classification "}
+    scores = {"a": 0.9, "b": 0.1, "c": 0.2, "d": 0.8, "e": 0.3}
+    for rid, cat in cats.items():
+        pg.execute("INSERT INTO rs VALUES (%s, 'm', %s, %s)", (rid, cat, scores[rid]))
+    # Independent: SCORE = trimmed/upper-cased SCORE, blank or NULL.
+    norm = {rid: (c or "").strip().upper() or "SCORE" for rid, c in cats.items()}
+    score_vals = [scores[r] for r in scores if norm[r] == "SCORE"]
+    lat = {"a": 100, "b": 200, "c": 300, "d": 400, "e": 500}
+    expected = {
+        "total_records": len(score_vals),
+        "avg_score": pytest.approx(statistics.mean(score_vals)),
+        "pass_rate": pytest.approx(100.0 * sum(v >= 0.5 for v in score_vals) / len(score_vals)),
+        "p50_latency": pytest.approx(float(np.percentile([lat[r] for r in lat if norm[r] == "SCORE"], 50))),
+    }
+    answers = []
+    for enabled in (True, False):
+        settings = configure(make_settings, pg, enabled=enabled)
+        async with make_client(settings) as client:
+            if enabled:
+                assert (await client.post("/api/store/sync/monitoring")).status_code == 200
+                await _wait_synced(client)
+            else:
+                assert (await client.post("/api/monitoring/db-import")).status_code == 200
+            got = []
+            for params in ({}, {"environment": "prod"}, {"metric_category": "classification"}):
+                k = (await client.get(f"{BASE}/summary", params=params)).json()["kpis"]
+                got.append({key: k[key] for key in ("total_records", "avg_score", "pass_rate", "p50_latency")})
+            bd = (await client.get(f"{BASE}/metric-breakdown")).json()["metrics"]
+            got.append([(m["name"], m["count"]) for m in bd])
+            page = (await client.get("/api/store/data/monitoring", params={"metric_category": "SCORE"})).json()
+            got.append(page["total"])
+            answers.append(got)
+            assert got[0] == expected, ("sync" if enabled else "import", got[0])
+            assert got[1]["total_records"] == 4 and got[2]["total_records"] == 1 and got[4] == 4
+    assert answers[0] == answers[1]
