@@ -6,12 +6,27 @@ import re
 from typing import Any
 
 from app.config.db_configs import ConnectionParams
+from app.errors import ServiceError
 from app.log_redaction import scrub_secrets
 from app.services.duckdb_store import quote_ident, quote_literal
+from app.services.sql_safety import tokenize
 
 
 def wrap_query(query: str) -> str:
-    """The configured query as a subquery body (trailing semicolons removed, comments safe)."""
+    """The configured query as a subquery body: trailing semicolons, comments and blanks removed.
+
+    ``SELECT ... ; -- note`` is a whole statement to ``psql``, but inside ``(...)`` its semicolon is a
+    syntax error: everything after the last token that is not a comment, a blank or a ``;`` goes.
+    """
+    try:
+        tokens = tokenize(query)
+    except ServiceError:  # unterminated literal or comment: PostgreSQL reports it with the query
+        tokens = []
+    end = len(tokens)
+    while end and (tokens[end - 1].kind in ("space", "comment") or tokens[end - 1].text == ";"):
+        end -= 1
+    if tokens:
+        return query[: tokens[end - 1].end] if end else ""
     body = query.strip()
     while body.endswith(";"):
         body = body[:-1].rstrip()

@@ -29,7 +29,7 @@ from app.services.sync_engine import (
     due_datasets,
     seconds_until_next,
 )
-from app.services.sync_queries import incremental_query, scrub_error
+from app.services.sync_queries import incremental_query, scrub_error, wrap_query
 from app.services.sync_targets import TARGETS, column_renames, metadata_parts
 from app.services.table_metadata import compute_table_metadata_sync
 from tests.conftest import PgSchema
@@ -568,6 +568,37 @@ async def test_incremental_appends_new_rows_and_upserts_updates(env: Env, source
 
     again = await env.engine.sync_dataset("monitoring")
     assert again.sync_type == "incremental" and again.rows == 63 and again.incremental_rows == 0
+
+
+@pytest.mark.parametrize("reader", READERS)
+async def test_a_query_ending_in_a_semicolon_and_a_comment_syncs(
+    make_settings: Callable[..., Settings], source: PgSchema, reader: str
+) -> None:
+    """``SELECT ...; -- note`` (as saved from psql) kept its semicolon inside the subquery: syntax error."""
+    s = source.schema
+    settings = configure(
+        make_settings,
+        source,
+        columns=MAP,
+        incremental_column="seq",
+        dataset_query=f'SELECT * FROM "{s}".ds; -- one row per case',
+        results_query=f'-- results\nSELECT * FROM "{s}".rs\n;\n/* end; */\n',
+        duckdb={"sync_reader": reader},
+    )
+    async with Env(settings) as e:
+        first = await e.engine.sync_dataset("monitoring")
+        assert first.status == "ready" and first.rows == joined_count(source) == 60, first.error
+        source.execute("INSERT INTO rs VALUES ('c0001', 'm9', 0.9, now(), 900, 'prod')")
+        again = await e.engine.sync_dataset("monitoring")
+        assert again.sync_type == "incremental" and again.rows == joined_count(source) == 61, again.error
+
+
+def test_wrap_query_drops_trailing_semicolons_and_comments() -> None:
+    assert wrap_query("SELECT 1 ; -- note") == "SELECT 1"
+    assert wrap_query("SELECT 1; /* a; */ ;\n-- b\n") == "SELECT 1"
+    assert wrap_query("SELECT ';' AS x, $$;$$ AS y;") == "SELECT ';' AS x, $$;$$ AS y"
+    assert wrap_query("SELECT 1 -- c") == "SELECT 1"
+    assert wrap_query("SELECT 'unterminated;") == "SELECT 'unterminated"  # PostgreSQL reports it
 
 
 def test_incremental_query_uses_typed_literals() -> None:
