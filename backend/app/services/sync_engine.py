@@ -125,6 +125,10 @@ class SchemaDrift(Exception):
     """The incremental read's columns differ from the live table, or its rows repeat an upsert key."""
 
 
+class OverSyncCap(Exception):
+    """An incremental sync would grow a table past ``max_sync_rows`` (the full sync caps and flags it)."""
+
+
 # ---------------------------------------------------------------------- engine
 class SyncEngine:
     """Runs syncs, keeps their persisted status, owns the leader lock and the scheduler."""
@@ -717,6 +721,7 @@ class SyncEngine:
         }
         loads = await self._read_pair(target, queries)
         truncated = any(load.truncated for load in loads.values())
+        cap = self.settings.duckdb.max_sync_rows
 
         def _apply(cur: duckdb.DuckDBPyConnection) -> tuple[dict[str, Any], bool | None]:
             for table in target.tables:
@@ -744,6 +749,12 @@ class SyncEngine:
                         f"QUALIFY row_number() OVER (PARTITION BY {part} ORDER BY {order} DESC NULLS LAST) = 1"
                     )
                     cur.execute(f"DROP TABLE {staging}")
+                    held = cur.execute(f"SELECT count(*) FROM {live_t}").fetchone()
+                    if held and int(held[0]) > cap:
+                        raise OverSyncCap(
+                            f"{table} would hold {int(held[0])} rows, more than max_sync_rows ({cap}); "
+                            "a full sync keeps the first rows and flags the dataset truncated"
+                        )
                 self._update_watermarks_sync(cur, target, loads, check_keys=False)
                 registered = self._register_sync(cur, target, sync_id, truncated)
                 cur.execute("COMMIT")

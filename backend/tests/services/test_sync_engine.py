@@ -520,6 +520,34 @@ async def test_a_truncated_read_turns_incremental_off_until_the_source_fits(
         assert (await e.engine.sync_dataset("monitoring")).sync_type == "incremental"
 
 
+@pytest.mark.parametrize("reader", READERS)
+async def test_incremental_syncs_never_grow_a_table_past_max_sync_rows(
+    make_settings: Callable[..., Settings], source: PgSchema, reader: str
+) -> None:
+    """60 results fit a cap of 70; 30 new ones arrived incrementally and the table held 90 rows,
+    unflagged, where a full sync of the same source keeps 70 and says truncated."""
+    settings = configure(
+        make_settings,
+        source,
+        columns=MAP,
+        incremental_column="seq",
+        duckdb={"max_sync_rows": 70, "sync_reader": reader},
+    )
+    async with Env(settings) as e:
+        first = await e.engine.sync_dataset("monitoring")
+        assert first.sync_type == "full" and not first.truncated and await e.count("monitoring_results") == 60
+        source.execute(
+            "INSERT INTO rs SELECT dataset_id, 'n' || seq, 0.5, now(), 1000 + seq, 'prod' FROM rs WHERE metric = 'm1'"
+        )
+        assert int(source.fetch("SELECT count(*) FROM rs")[0][0]) == 80
+        second = await e.engine.sync_dataset("monitoring")
+        assert second.status == "ready" and second.sync_type == "full" and second.truncated, second
+        assert await e.count("monitoring_results") == 70 and second.rows == await e.count() == 70
+        assert (await e.engine.get_status("monitoring_data"))["truncated"] is True
+        _, disabled = await e.engine.watermarks(TARGETS["monitoring"])
+        assert disabled is not None and "max_sync_rows (70)" in disabled
+
+
 async def test_missing_dataset_id_is_an_error_and_nothing_is_swapped(
     make_settings: Callable[..., Settings], source: PgSchema
 ) -> None:
