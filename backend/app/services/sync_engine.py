@@ -94,6 +94,25 @@ def seconds_until_next(last_run: dict[str, float], intervals: dict[str, float], 
     return max(0.0, min(last_run.get(n, now) + every - now for n, every in intervals.items()))
 
 
+def incremental_column_problem(column: str, side: str, load: LoadResult) -> str | None:
+    """Why ``column`` cannot give a watermark for one side's read (None when it can).
+
+    A name the query does not return (a typo, another case, the stored name of a renamed column) or
+    a type without an order PostgreSQL and DuckDB share would leave incremental syncs off silently.
+    """
+    stored = load.renames.get(column)
+    if stored is None:
+        hint = next((src for src, new in load.renames.items() if new == column), None)
+        hint = hint or next((src for src in load.renames if src.lower() == column.lower()), None)
+        named = f" (the query calls it '{hint}')" if hint else ""
+        return f"incremental_column '{column}' is not a column the {side} query returns{named}"
+    type_name = load.source_types.get(stored, "")
+    if pg_cast_for(type_name) is None:
+        typ = type_name or "unknown"
+        return f"incremental_column '{column}' of the {side} query has type {typ}, which has no watermark order"
+    return None
+
+
 # ---------------------------------------------------------------------- results
 @dataclass
 class SyncResult:
@@ -619,6 +638,10 @@ class SyncEngine:
                         ),
                     },
                 )
+                continue
+            problem = incremental_column_problem(column, side, load) if column else None
+            if problem is not None:
+                DuckDBStore.kv_set_sync(cur, key, {"value": None, "disabled": f"incremental sync is off: {problem}"})
                 continue
             if column and check_keys:
                 keys = result_keys(list(load.renames.values()), side)

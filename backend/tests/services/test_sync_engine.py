@@ -1078,6 +1078,30 @@ async def test_a_real_incremental_column_rereads_rows_equal_to_the_watermark(
         assert again.sync_type == "incremental" and again.rows == 2
 
 
+@pytest.mark.parametrize(
+    ("column", "why"),
+    [
+        ("timestamp", "'timestamp' is not a column the results query returns (the query calls it 'created_at')"),
+        ("SEQ", "'SEQ' is not a column the results query returns (the query calls it 'seq')"),
+        ("environment", "'environment' is not a column the dataset query returns"),
+        ("flagged", "'flagged' of the results query has type BOOLEAN, which has no watermark order"),
+    ],
+)
+async def test_an_incremental_column_that_gives_no_watermark_says_why(
+    make_settings: Callable[..., Settings], source: PgSchema, column: str, why: str
+) -> None:
+    """Every sync ran in full, silently (no watermark, no incremental_disabled), when the column was
+    the stored name of a renamed column, another case, missing from one query or of an unordered type."""
+    source.execute("ALTER TABLE rs ADD COLUMN flagged bool DEFAULT true")
+    async with Env(configure(make_settings, source, columns=MAP, incremental_column=column)) as e:
+        assert (await e.engine.sync_dataset("monitoring")).rows == 60
+        report = (await e.engine.status_report())["monitoring_data"]
+        assert report["incremental_disabled"] == f"incremental sync is off: incremental_column {why}"
+        assert report["watermarks"]["monitoring_dataset"] is None
+        again = await e.engine.sync_dataset("monitoring")
+        assert again.status == "ready" and again.sync_type == "full" and again.rows == 60
+
+
 async def test_a_changed_incremental_column_starts_with_a_full_sync(
     make_settings: Callable[..., Settings], source: PgSchema
 ) -> None:
