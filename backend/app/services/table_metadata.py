@@ -8,7 +8,7 @@ from typing import Any
 
 import duckdb
 
-from app.services.duckdb_store import DuckDBStore, cleanup_quietly, quote_ident
+from app.services.duckdb_store import DuckDBStore, cleanup_quietly, quote_ident, utc_timestamp_sql
 from app.services.sql_stats import TOP, finite_double, plain_avg_sql, retry_mean
 
 METADATA_FILTER_FIELDS = (
@@ -192,6 +192,8 @@ def compute_table_metadata_sync(
     types = {c["name"]: c["type"] for c in cols}
     fields = [f for f in METADATA_FILTER_FIELDS if f in names]
     has_time = "timestamp" in names
+    # the instants of the column (text with offsets or zone names, Unix time), as the time filters read it
+    instant = utc_timestamp_sql('"timestamp"', types["timestamp"]) if has_time else ""
     has_score = "metric_score" in names
     latency = next((c for c in LATENCY_COLUMNS if c in names), None)
     category = (
@@ -208,7 +210,7 @@ def compute_table_metadata_sync(
         # One scan for count, filter values, time range and the score summary.
         select = ["count(*)", *distinct]
         if has_time:
-            select += ['CAST(min("timestamp") AS VARCHAR)', 'CAST(max("timestamp") AS VARCHAR)']
+            select += [f"CAST(min({instant}) AS VARCHAR)", f"CAST(max({instant}) AS VARCHAR)"]
 
         def _scan(mean: Callable[[str], str]) -> tuple[Any, ...]:
             cols = [*select, _summary_select(score, mean)] if has_score else select
@@ -222,7 +224,7 @@ def compute_table_metadata_sync(
             for i in range(len(fields))
         ]
         if has_time:
-            partial += ['min("timestamp") AS tmin', 'max("timestamp") AS tmax']
+            partial += [f"min({instant}) AS tmin", f"max({instant}) AS tmax"]
             combined += ["CAST(min(tmin) AS VARCHAR)", "CAST(max(tmax) AS VARCHAR)"]
         if has_score:
             partial.append(summary_parts)

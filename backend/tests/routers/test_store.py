@@ -755,3 +755,38 @@ async def test_time_bounds_read_a_text_timestamp_as_monitoring_analytics_does(
     assert sorted(row["dataset_id"] for row in page["data"]) == ["b", "d"] and page["total"] == 2
     summary = (await client.get("/api/monitoring/analytics/summary", params=window)).json()
     assert summary["kpis"]["total_records"] == 2
+
+
+async def test_time_bounds_and_time_range_of_a_synced_text_timestamp(
+    make_settings: Callable[..., Settings], make_client: Callable[[Settings], Any], pg: PgSchema
+) -> None:
+    """A synced ``timestamp`` column holding text was compared with TRY_CAST: an offset was ignored
+    (10:00+05:00 counted as 10:00 UTC) and a zone name or Unix time was NULL, so the window lost or
+    gained rows that ``/api/monitoring/analytics`` (which reads them as UTC instants) counts."""
+    pg.execute("CREATE TABLE ds (dataset_id text)")
+    pg.execute("CREATE TABLE rs (dataset_id text, metric_name text, metric_score float8, created_at text)")
+    stamps = [
+        "2024-01-01T10:00:00+05:00",  # 05:00 UTC: before the window
+        "2024-01-01T07:30:00+01:00",  # 06:30 UTC: inside
+        "2024-01-01 09:00:00 Europe/Berlin",  # 08:00 UTC: inside
+        "1704099600",  # 2024-01-01 09:00 UTC: inside
+        "2024-01-01T06:00:00Z",  # inside
+        "2024-01-01T12:00:00-03:00",  # 15:00 UTC: after
+    ]
+    for i, stamp in enumerate(stamps):
+        pg.execute("INSERT INTO ds VALUES (%s)", [f"r{i}"])
+        pg.execute("INSERT INTO rs VALUES (%s, 'm', 0.5, %s)", [f"r{i}", stamp])
+    window = {"time_start": "2024-01-01T06:00:00Z", "time_end": "2024-01-01T09:00:00Z"}
+    settings = configure(make_settings, pg)
+    async with make_client(settings) as client:
+        assert (await client.post("/api/store/sync/monitoring")).status_code == 200
+        assert (await wait_state(client, "monitoring_data", {"ready", "error"}))["state"] == "ready"
+        meta = (await client.get("/api/store/metadata/monitoring")).json()["metadata"]
+        assert {c["column_name"]: c["column_type"] for c in meta["columns"]}["timestamp"] == "VARCHAR"
+        # the range of the instants (it was the text's: min '1704099600', max '2024-01-01T12:00:00-03:00')
+        assert meta["time_range"] == {"min": "2024-01-01 05:00:00", "max": "2024-01-01 15:00:00"}
+        body = (await client.get("/api/store/data/monitoring", params=window)).json()
+        assert sorted(r["dataset_id"] for r in body["data"]) == ["r1", "r2", "r3", "r4"]
+        assert body["total"] == 4
+        kpis = (await client.get("/api/monitoring/analytics/summary", params=window)).json()["kpis"]
+        assert kpis["total_records"] == body["total"]
