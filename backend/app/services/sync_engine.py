@@ -313,7 +313,10 @@ class SyncEngine:
         """Validate and start a background sync of one dataset (or all eligible); return (sync_id, names).
 
         Ineligible → Invalid (400); one already running → Conflict (409); not the leader → Conflict.
+        With ``duckdb.enabled: false`` (the master switch, §2.4) nothing syncs: Invalid.
         """
+        if not self.settings.duckdb.enabled:
+            raise Invalid("Syncing is switched off (duckdb.enabled: false in duckdb.yaml)")
         if name is not None:
             self.target(name)
             why = self.ineligible_reason(name)

@@ -790,3 +790,18 @@ async def test_time_bounds_and_time_range_of_a_synced_text_timestamp(
         assert body["total"] == 4
         kpis = (await client.get("/api/monitoring/analytics/summary", params=window)).json()["kpis"]
         assert kpis["total_records"] == body["total"]
+
+
+async def test_no_sync_starts_while_the_duckdb_master_switch_is_off(
+    make_settings: Callable[..., Settings], make_client: Callable[[Settings], Any], source: PgSchema
+) -> None:
+    """``duckdb.enabled: false`` stopped the startup sync and the scheduler, but a POST still synced
+    (and /status said ``enabled: false`` next to a ready table)."""
+    settings = configure(make_settings, source, columns=MAP, duckdb={"enabled": False})
+    async with make_client(settings) as client:
+        for path in ("/api/store/sync/monitoring", "/api/store/sync"):
+            resp = await client.post(path)
+            assert resp.status_code == 400 and "duckdb.enabled" in resp.json()["detail"], resp.text
+        body = (await client.get("/api/store/status")).json()
+        assert body["enabled"] is False and body["running"] == {}
+        assert body["datasets"]["monitoring_data"]["state"] == "not_synced"
