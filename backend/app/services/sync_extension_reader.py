@@ -97,24 +97,33 @@ def plan_extension_load(
 def numeric_safe_query(query: str, columns: list[tuple[str, str]]) -> str:
     """The query with its numeric columns converted on the PostgreSQL side (as the asyncpg reader lands them).
 
-    The extension reads a numeric NaN or ±Infinity as 0: a DOUBLE column (unconstrained numeric,
-    float4, float8) is sent as ``float8`` (NaN and ±Infinity kept; numeric correctly rounded), a
-    DECIMAL one (numeric(p,s)) with NaN as NULL. Other columns pass as they are.
+    The extension reads a numeric NaN or ±Infinity as 0, in arrays too: a DOUBLE column
+    (unconstrained numeric, float4, float8) is sent as ``float8`` (NaN and ±Infinity kept; numeric
+    correctly rounded), a DECIMAL one (numeric(p,s)) with NaN as NULL; a DOUBLE[] list as
+    ``float8[]``, a DECIMAL[] one with its NaN elements NULL. Other columns pass as they are.
     """
 
     def decimal(typ: str) -> bool:
         return typ.startswith("DECIMAL") and typ.endswith(")")  # not a DECIMAL[] list
 
-    if not any(t == "DOUBLE" or decimal(t) for _, t in columns):
+    def decimal_list(typ: str) -> bool:
+        return typ.startswith("DECIMAL") and typ.endswith(")[]")
+
+    if not any(t in ("DOUBLE", "DOUBLE[]") or decimal(t) or decimal_list(t) for _, t in columns):
         return query
     parts = []
     for name, typ in columns:
         col = f"_axis_n.{quote_ident(name)}"
         if typ == "DOUBLE":
             parts.append(f"{col}::float8 AS {quote_ident(name)}")
+        elif typ == "DOUBLE[]":
+            parts.append(f"{col}::float8[] AS {quote_ident(name)}")
         elif decimal(typ):  # by its text (money lands as DECIMAL too); typmod restored, so the type stays
             numeric = "numeric" + typ.removeprefix("DECIMAL")
             parts.append(f"(CASE WHEN {col}::text = 'NaN' THEN NULL ELSE {col} END)::{numeric} AS {quote_ident(name)}")
+        elif decimal_list(typ):
+            numeric = "numeric" + typ.removeprefix("DECIMAL").removesuffix("[]")
+            parts.append(f"array_replace({col}::numeric[], 'NaN', NULL)::{numeric}[] AS {quote_ident(name)}")
         else:
             parts.append(col)
     return f"SELECT {', '.join(parts)} FROM (\n{wrap_query(query)}\n) AS _axis_n"

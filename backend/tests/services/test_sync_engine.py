@@ -317,6 +317,41 @@ async def test_both_readers_keep_numeric_nan_and_infinity(
         ]
 
 
+@pytest.mark.parametrize("reader", READERS)
+async def test_both_readers_keep_nan_and_infinity_inside_numeric_arrays(
+    make_settings: Callable[..., Settings], pg: PgSchema, reader: str
+) -> None:
+    """The extension read NaN and ±Infinity elements of numeric arrays as 0 (a plausible value, not
+    what the asyncpg reader or PostgreSQL says); they now land as the scalars do."""
+    pg.execute("CREATE DOMAIN money82 AS numeric(8,2)")
+    pg.execute("CREATE TABLE ds (dataset_id text, n numeric[], n_10_2 numeric(10,2)[], m money82[], f float8[])")
+    pg.execute(
+        "INSERT INTO ds VALUES "
+        "('a', '{1.5,NaN,NULL,Infinity,-Infinity}', '{1.25,NaN,NULL}', '{NaN,2.5}', '{NaN,Infinity}'), "
+        "('b', '{}', '{}', '{}', '{}'), ('c', NULL, NULL, NULL, NULL)"
+    )
+    pg.execute("CREATE TABLE rs (dataset_id text, metric_name text, metric_score float8)")
+    pg.execute("INSERT INTO rs SELECT dataset_id, 'm1', 0.5 FROM ds")
+    async with Env(configure(make_settings, pg, duckdb={"sync_reader": reader})) as e:
+        res = await e.engine.sync_dataset("monitoring")
+        assert res.status == "ready" and res.rows == 3 and res.reader == reader, res.error
+        types = {c["name"]: c["type"] for c in await e.store.describe("monitoring_dataset")}
+        assert [types[c] for c in ("n", "n_10_2", "m", "f")] == [
+            "DOUBLE[]",
+            "DECIMAL(10,2)[]",
+            "VARCHAR",  # an array of a domain: PostgreSQL's text, in both readers
+            "DOUBLE[]",
+        ]
+        rows = await e.rows(
+            "SELECT n::VARCHAR, n_10_2::VARCHAR, m::VARCHAR, f::VARCHAR FROM monitoring_dataset ORDER BY 1"
+        )
+        assert rows == [
+            ("[1.5, nan, NULL, inf, -inf]", "[1.25, NULL, NULL]", "{NaN,2.50}", "[nan, inf]"),
+            ("[]", "[]", "{}", "[]"),
+            (None, None, None, None),
+        ]
+
+
 def test_numeric_duck_type_follows_the_extensions_decimal_rule() -> None:
     def typmod(precision: int, scale: int) -> int:  # PostgreSQL's encoding of numeric(p,s)
         return ((precision << 16) | (scale & 0x7FF)) + 4
