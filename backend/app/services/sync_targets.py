@@ -117,7 +117,7 @@ def column_renames(columns: list[str], target: SyncTarget, custom: dict[str, str
     out: dict[str, str] = {}
     for col in columns:
         if custom.get(col):
-            new = custom[col]
+            new = canonical_case(custom[col], target)
         else:
             if target.aliases is None:
                 new = normalise_column_key(col) or col
@@ -134,6 +134,20 @@ def column_renames(columns: list[str], target: SyncTarget, custom: dict[str, str
         used.add(new.lower())
         out[col] = new
     return out
+
+
+def canonical_case(name: str, target: SyncTarget) -> str:
+    """A custom map target in the spelling the store's processing uses when only its case differs.
+
+    ``{score: Metric_Score}`` stored ``Metric_Score``, which the metadata and analytics (they look for
+    ``metric_score``) never found, although DuckDB itself treats both as one name. Monitoring and eval
+    targets take the case of a canonical alias name; human-signals ones are lowercased, as every
+    other human-signals column name is.
+    """
+    if target.aliases is None:
+        return name.lower() if normalise_column_key(name) == name.lower() else name
+    canonical = {c.lower(): c for c in target.aliases.values()}
+    return canonical.get(name.lower(), name)
 
 
 def result_keys(columns: list[str], side: str) -> list[str]:

@@ -805,3 +805,23 @@ async def test_no_sync_starts_while_the_duckdb_master_switch_is_off(
         body = (await client.get("/api/store/status")).json()
         assert body["enabled"] is False and body["running"] == {}
         assert body["datasets"]["monitoring_data"]["state"] == "not_synced"
+
+
+async def test_a_columns_map_target_in_another_case_feeds_the_analytics(
+    make_settings: Callable[..., Settings], make_client: Callable[[Settings], Any], source: PgSchema
+) -> None:
+    """``columns: {score: Metric_Score, metric: METRIC_NAME}`` stored those spellings; metadata and
+    monitoring analytics look for metric_score / metric_name and reported no scores at all."""
+    settings = configure(make_settings, source, columns={"metric": "METRIC_NAME", "score": "Metric_Score"})
+    async with make_client(settings) as client:
+        assert (await client.post("/api/store/sync/monitoring")).status_code == 200
+        assert (await wait_state(client, "monitoring_data", {"ready", "error"}))["state"] == "ready"
+        scores = [float(r[0]) for r in source.fetch("SELECT score FROM rs JOIN ds ON rs.dataset_id = ds.record_id")]
+        meta = (await client.get("/api/store/metadata/monitoring")).json()["metadata"]
+        names = [c["column_name"] for c in meta["columns"]]
+        assert "metric_score" in names and "metric_name" in names
+        assert meta["summary_stats"]["total_records"] == len(scores) == 60
+        assert meta["summary_stats"]["avg_score"] == pytest.approx(sum(scores) / len(scores))
+        assert meta["filter_values"]["metric_name"] == ["m1", "m2", "m3"]
+        kpis = (await client.get("/api/monitoring/analytics/summary")).json()["kpis"]
+        assert kpis["total_records"] == 60 and kpis["avg_score"] == pytest.approx(sum(scores) / len(scores))

@@ -955,6 +955,20 @@ def test_column_renames_custom_map_aliases_and_collision_guard() -> None:
         column_renames(["dataset_id", "a", "b"], mon, {"a": "x", "b": "x"})
     with pytest.raises(Invalid, match="a column the query already returns"):
         column_renames(["dataset_id", "a", "x"], mon, {"a": "x"})
+    # a target that differs from a canonical name only in case takes the canonical spelling
+    assert column_renames(
+        ["dataset_id", "score", "metric"], mon, {"score": "Metric_Score", "metric": "METRIC_NAME"}
+    ) == {
+        "dataset_id": "dataset_id",
+        "score": "metric_score",
+        "metric": "metric_name",
+    }
+    assert column_renames(["dataset_id", "x", "y"], hs, {"x": "Source_Name", "y": "My Col"}) == {
+        "dataset_id": "dataset_id",
+        "x": "source_name",
+        "y": "My Col",
+    }
+    assert column_renames(["dataset_id", "x"], mon, {"x": "My_Col"})["x"] == "My_Col"  # not a canonical name
     assert column_renames(["dataset_id", "a", "b"], mon, {"a": "b", "b": "a"}) == {
         "dataset_id": "dataset_id",
         "a": "b",
