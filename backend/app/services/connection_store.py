@@ -30,6 +30,7 @@ import asyncpg
 from app.config.db_configs import SSL_MODES, ConnectionParams
 from app.errors import Expired, Invalid, ServiceError, Timeout, TooManyRequests
 from app.log_redaction import scrub_secrets
+from app.services.pg_text import install_text_codecs
 
 logger = logging.getLogger(__name__)
 
@@ -213,6 +214,7 @@ class ConnectionStore:
                 min_size=1,
                 max_size=self.pool_max_size,
                 timeout=self.connect_timeout,
+                init=install_text_codecs,  # PostgreSQL's text for points, bit strings, rows, …
                 server_settings={
                     "application_name": self.application_name,
                     "statement_timeout": str(self.statement_timeout_seconds * 1000),

@@ -54,6 +54,7 @@ from app.services.database_session import (
 from app.services.duckdb_store import DatasetInfo, DuckDBStore, quote_ident
 from app.services.json_rows import PREVIEW_ROWS, preview_and_rows_sync
 from app.services.pg_source import utc_naive
+from app.services.pg_text import text_reads
 
 CANONICAL_COLUMNS = ("query", "dataset_id", "metric_name", "metric_score", "actual_output", "evaluation_name")
 # PostgreSQL types without a btree ordering (none of their own, none through a binary-compatible
@@ -143,11 +144,20 @@ def _json_text(v: Any) -> str:
     return json.dumps(v, default=str)
 
 
-def _arrow_column(name: str, pg_type: Any, declared: str | None) -> _ArrowColumn:
-    """Arrow type (and value conversion) for a PostgreSQL result column."""
+def _arrow_column(name: str, pg_type: Any, declared: str | None, text_read: str | None = None) -> _ArrowColumn:
+    """Arrow type (and value conversion) for a PostgreSQL result column.
+
+    ``text_read``: the column is read as PostgreSQL's text (a range, multirange or composite, or an
+    array of them: :func:`~app.services.pg_text.text_reads`), so it lands as that text (an array as
+    the JSON list of its elements' text, like other arrays).
+    """
     typname = str(getattr(pg_type, "name", ""))
     kind = str(getattr(pg_type, "kind", "scalar"))
     orderable = typname not in UNORDERABLE_TYPES and kind != "composite"
+    if text_read is not None:
+        if kind == "array":
+            return _ArrowColumn(name, pa.string(), _json_text, None, False, text_read)
+        return _ArrowColumn(name, pa.string(), None, None, orderable, text_read)
     if typname == "numeric":
         m = _NUMERIC_RE.fullmatch((declared or "").replace(" ", ""))
         if m and int(m.group(1)) <= 38:
@@ -167,7 +177,7 @@ def _arrow_column(name: str, pg_type: Any, declared: str | None) -> _ArrowColumn
         return _ArrowColumn(
             name, pa.list_(elem_type), lambda v: [None if x is None else conv(x) for x in v], None, False
         )
-    if kind in ("array", "composite"):
+    if kind == "array":
         return _ArrowColumn(name, pa.string(), _json_text, None, False)
     return _ArrowColumn(name, pa.string(), str, None, orderable)
 
@@ -345,7 +355,10 @@ async def _import(
                 attrs = probe.get_attributes()
                 names = [a.name for a in attrs]
                 _check_result_names(names)
-                cols = [_arrow_column(a.name, a.type, src.declared.get(a.name)) for a in attrs]
+                reads = await text_reads(s.conn, [a.type for a in attrs])
+                cols = [
+                    _arrow_column(a.name, a.type, src.declared.get(a.name), reads.get(i)) for i, a in enumerate(attrs)
+                ]
                 custom = apply_rename_map(names, cfg.column_rename_map)
                 mapped = [custom.get(n, n) for n in names]
                 plan = detect_kind(mapped, preferred)

@@ -14,7 +14,9 @@ used as functions is also checked against the catalogue: a function of a schema 
 ``DB_QUERY_MAX_RESULT_MB``. The size is measured in SQL (the text form of each row) on the limited
 rows before any value is sent, so an over-size result is refused (413) without being read into
 Python. Values PostgreSQL can hold but Python cannot decode (dates and timestamps outside years
-1–9999) answer 400 with a hint to cast the column to text.
+1–9999) answer 400 with a hint to cast the column to text. Values the driver would decode into its
+own objects (points, bit strings, rows, ranges, composites, …) are served as PostgreSQL's text
+(:mod:`app.services.pg_text`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from app.models.database import (
 )
 from app.services.connection_store import ConnectionStore, Credentials
 from app.services.database_session import (
+    PgTable,
     Session,
     check_function_owners,
     check_request_columns,
@@ -60,6 +63,7 @@ from app.services.database_session import (
     where_sql,
 )
 from app.services.duckdb_store import quote_ident
+from app.services.pg_text import text_reads
 from app.services.sql_safety import table_allowed
 
 MASKED_PASSWORD = "********"
@@ -207,15 +211,23 @@ def _rows(names: Sequence[str], values: Sequence[Sequence[Any]], json_cols: set[
     ]
 
 
-def _sized_sql(inner: str, first_param: int) -> str:
+def _sized_sql(inner: str, first_param: int, reads: dict[int, str] | None = None, names: Sequence[str] = ()) -> str:
     """``inner`` limited to ``$first_param`` rows, sent only when their text size fits ``$first_param+1``.
 
     Columns: row count, total bytes, ordinal, then the query's own columns. When the rows are over
     the budget the query returns one row whose values are NULL, so nothing big crosses the wire.
+    ``reads``: how to read some of the columns (position → format string, ``{}`` = the column;
+    :func:`~app.services.pg_text.text_reads`); they are then selected by ``names`` (unique).
     """
     limit, budget = f"${first_param}", f"${first_param + 1}"
     # The bare alias stands for the whole row unless a result column has its name: a per-call name.
     row = f"_axis_l_{uuid.uuid4().hex[:12]}"
+    columns = "(r._axis_row).*"
+    if reads:
+        columns = ", ".join(
+            f"{reads.get(i, '{}').format(f'(r._axis_row).{quote_ident(name)}')} AS {quote_ident(name)}"
+            for i, name in enumerate(names)
+        )
     return (
         "WITH _axis_r AS MATERIALIZED (\n"
         f"  SELECT {row} AS _axis_row, row_number() OVER () AS _axis_n\n"
@@ -223,7 +235,7 @@ def _sized_sql(inner: str, first_param: int) -> str:
         "), _axis_size AS (\n"
         "  SELECT count(*) AS _axis_rows, coalesce(sum(octet_length(_axis_row::text)), 0) AS _axis_bytes FROM _axis_r\n"
         ")\n"
-        "SELECT s._axis_rows, s._axis_bytes, r._axis_n, (r._axis_row).*\n"
+        f"SELECT s._axis_rows, s._axis_bytes, r._axis_n, {columns}\n"
         f"FROM _axis_size AS s LEFT JOIN _axis_r AS r ON s._axis_bytes <= {budget}\n"
         "ORDER BY r._axis_n"
     )
@@ -243,9 +255,15 @@ async def _fetch_sized(
     budget = int(max_mb * 1024 * 1024)
     with decoding_errors():
         stmt = await s.conn.prepare(_sized_sql(inner, len(params) + 1))
+        attributes = stmt.get_attributes()[3:]
+        names = [a.name for a in attributes]
+        # Ranges, multiranges and composites (asyncpg's own objects) are read as PostgreSQL's text. By
+        # name: a result with duplicate names is refused by /query, and a read by name would be ambiguous.
+        reads = await text_reads(s.conn, [a.type for a in attributes])
+        if reads and len(set(names)) == len(names):
+            stmt = await s.conn.prepare(_sized_sql(inner, len(params) + 1, reads, names))
+            attributes = stmt.get_attributes()[3:]
         records = await stmt.fetch(*params, limit, budget)
-    attributes = stmt.get_attributes()[3:]
-    names = [a.name for a in attributes]
     head = records[0]
     if head[1] > budget:
         raise PayloadTooLarge(
@@ -278,6 +296,17 @@ async def list_tables(conns: ConnectionStore, settings: Settings, handle_id: str
     return TablesResponse(tables=tables)
 
 
+def _samples_sql(t: PgTable, reads: dict[int, str] | None = None) -> str:
+    """The first rows of ``t``, each value NULL when longer than ``SAMPLE_VALUE_MAX_BYTES`` as text;
+    ``reads``: how to read some columns (position → format string, ``{}`` = the column)."""
+    short = ", ".join(
+        f"CASE WHEN octet_length(CAST({quote_ident(c.name)} AS text)) <= {SAMPLE_VALUE_MAX_BYTES} "
+        f"THEN {(reads or {}).get(i, '{}').format(quote_ident(c.name))} END"
+        for i, c in enumerate(t.columns)
+    )
+    return f"SELECT {short} FROM {t.sql} LIMIT {SAMPLE_ROWS}"
+
+
 async def table_schema(
     conns: ConnectionStore, settings: Settings, handle_id: str, schema: str, table: str
 ) -> SchemaResponse:
@@ -290,13 +319,11 @@ async def table_schema(
         t = await resolve_table(s, TableRef(schema_name=schema, name=table), loc=("query", "table"))
         samples: dict[str, list[Any]] = {c.name: [] for c in t.columns}
         if t.columns:
-            short = ", ".join(
-                f"CASE WHEN octet_length(CAST({quote_ident(c.name)} AS text)) <= {SAMPLE_VALUE_MAX_BYTES} "
-                f"THEN {quote_ident(c.name)} END"
-                for c in t.columns
-            )
             with decoding_errors():
-                stmt = await s.conn.prepare(f"SELECT {short} FROM {t.sql} LIMIT {SAMPLE_ROWS}")
+                stmt = await s.conn.prepare(_samples_sql(t))
+                reads = await text_reads(s.conn, [a.type for a in stmt.get_attributes()])
+                if reads:  # ranges, multiranges and composites as PostgreSQL's text
+                    stmt = await s.conn.prepare(_samples_sql(t, reads))
                 rows = await stmt.fetch()
             json_cols = json_columns(stmt.get_attributes())
             for rec in rows:

@@ -21,6 +21,7 @@ from app.config.db_configs import DBImportConfig
 from app.errors import Invalid, ServiceError, Timeout, Upstream
 from app.services.connection_store import connect_source, scrub_error
 from app.services.duckdb_store import quote_ident
+from app.services.pg_text import install_text_codecs, text_reads
 from app.services.sync_queries import wrap_query
 from app.services.sync_targets import KeyKind, SyncTarget, column_renames, key_join_sql
 
@@ -95,6 +96,7 @@ async def _with_connection(cfg: DBImportConfig, application_name: str, fn: Calla
         await conn.set_type_codec(
             "interval", schema="pg_catalog", encoder=_encode_unused, decoder=_month_day_nano, format="tuple"
         )
+        await install_text_codecs(conn)  # PostgreSQL's text for points, bit strings, rows, …
         async with conn.transaction(readonly=True):
             return await fn(conn)
     except (asyncpg.QueryCanceledError, TimeoutError):
@@ -176,8 +178,17 @@ async def _fetch_arrow(conn: Any, sql: str, label: str, *args: Any) -> pa.Table:
     """Run ``sql`` as an Arrow table; a PostgreSQL error is re-raised naming ``label``."""
     try:
         stmt = await conn.prepare(sql)
-        columns = [a.name for a in stmt.get_attributes()]
+        attributes = stmt.get_attributes()
+        columns = [a.name for a in attributes]
         check_column_names(columns, label)
+        # Ranges, multiranges and composites (asyncpg's own objects) are read as PostgreSQL's text.
+        reads = await text_reads(conn, [a.type for a in attributes])
+        if reads:
+            select = ", ".join(
+                f"{reads.get(i, '{}').format(f'_axis_t.{quote_ident(c)}')} AS {quote_ident(c)}"
+                for i, c in enumerate(columns)
+            )
+            stmt = await conn.prepare(f"SELECT {select} FROM (\n{sql}\n) AS _axis_t")
         rows = await stmt.fetch(*args)
     except asyncpg.QueryCanceledError:
         raise

@@ -17,6 +17,7 @@ import pytest
 
 from app.config import Settings
 from tests.conftest import PgSchema
+from tests.routers.test_database import create_pg_text_table
 from tests.services.test_data_processor import EXAMPLE_FORMATS
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_data"
@@ -574,3 +575,25 @@ async def test_every_upload_refuses_early_and_alike(
         r = await client.post(path, content=stream, headers={**headers, "content-length": str(length)})
         assert r.status_code == 413 and "200 MB" in r.json()["detail"]
         assert counter.get("sent", 0) < 250 * 1024 * 1024
+
+
+async def test_eval_db_import_stores_postgres_text_of_driver_objects(
+    make_settings: Callable[..., Settings], make_client: Any, pg: PgSchema
+) -> None:
+    """The split-query import stores PostgreSQL's own text for points, bit strings, ranges, multiranges,
+    rows and composites, not the driver's Python objects; arrays of them as lists of that text."""
+    expected = create_pg_text_table(pg)
+    r = await _import_with(
+        make_settings,
+        make_client,
+        pg,
+        dataset_query="SELECT 'a' AS dataset_id, 'q' AS query",
+        results_query=(
+            "SELECT 'a' AS dataset_id, 'acc' AS metric_name, 1.0 AS metric_score, s.*, ROW(s.k, 'x y') AS rw "
+            f'FROM "{pg.schema}".shapes s ORDER BY k'
+        ),
+    )
+    assert r.status_code == 200, r.text
+    rows = sorted(r.json()["data"], key=lambda row: row["k"])
+    assert [{c: row[c] for c in expected[0]} for row in rows] == expected
+    assert [row["rw"] for row in rows] == ['(1,"x y")', '(2,"x y")']

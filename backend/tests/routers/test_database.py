@@ -654,3 +654,119 @@ async def test_imported_intervals_keep_years_and_months(pg: PgSchema, client: An
         # the stored dataset serves the same seconds
         page = (await client.get(f"/api/store/data/{r.json()['dataset_id']}", params={"page_size": 50})).json()
         assert {row["id"]: row["iv"] for row in page["data"]} == got
+
+
+# Columns of types asyncpg decodes into its own objects: name → (type, value of row 1; row 2 is NULL).
+PG_TEXT_COLUMNS = {
+    "pt": ("point", "point(1.5, -2)"),
+    "bx": ("box", "box(point(0, 0), point(1, 2))"),
+    "ci": ("circle", "circle(point(0, 0), 2.5)"),
+    "pa": ("path", "'[(0,0),(1,1),(2,0)]'::path"),
+    "pg": ("polygon", "'((0,0),(1,1),(1,0))'::polygon"),
+    "ln": ("line", "line(point(0, 0), point(1, 1))"),
+    "ls": ("lseg", "lseg(point(0, 0), point(1, 1))"),
+    "b4": ("bit(4)", "B'1010'"),
+    "vb": ("varbit", "B'101'"),
+    "ir": ("int4range", "int4range(1, 5)"),
+    "nr": ("numrange", "numrange(1.50, 2.0000001, '[]')"),
+    "dr": ("daterange", "daterange('2024-01-01', '2024-02-01')"),
+    "tr": ("tstzrange", "tstzrange('2024-01-01 10:00:00.5+02', '2024-01-02 00:00+00')"),
+    "er": ("int4range", "'empty'::int4range"),
+    "lo": ("numrange", "numrange(NULL, 3)"),
+    "hi": ("daterange", "daterange('2024-01-01', NULL)"),
+    "mr": ("int4multirange", "'{[1,3),[5,7)}'::int4multirange"),
+    "tg": ("tag", "ROW('a, \"b\" c', NULL, true, int4range(1, 3))::tag"),
+    "sp": ("span", "int4range(2, 4)::span"),
+    "ch": ('"char"', "'x'"),
+    "apt": ("point[]", "ARRAY[point(1, 2), NULL, point(3, 4)]"),
+    "air": ("int4range[]", "ARRAY[int4range(1, 5), 'empty', NULL]"),
+    "atg": ("tag[]", "ARRAY[ROW('p q', 1, false, NULL)::tag]"),
+    "asp": ("span[]", "ARRAY[int4range(1, 2)::span]"),
+}
+
+
+def create_pg_text_table(pg: PgSchema) -> list[dict[str, Any]]:
+    """Table ``shapes`` (k, then :data:`PG_TEXT_COLUMNS`), two rows; returns PostgreSQL's own text of
+    each value (``::text``; arrays as lists of their elements' ``::text``), NULL as None."""
+    pg.execute("CREATE TYPE tag AS (label text, n int, ok bool, r int4range); CREATE DOMAIN span AS int4range")
+    cols = ", ".join(f"{c} {t}" for c, (t, _) in PG_TEXT_COLUMNS.items())
+    values = ", ".join(v for _, v in PG_TEXT_COLUMNS.values())
+    pg.execute(f"CREATE TABLE shapes (k int, {cols}); INSERT INTO shapes (k, {', '.join(PG_TEXT_COLUMNS)}) "
+               f"VALUES (1, {values}); INSERT INTO shapes (k) VALUES (2)")  # fmt: skip
+    texts = ", ".join(f"{c}::text[]" if t.endswith("[]") else f"{c}::text" for c, (t, _) in PG_TEXT_COLUMNS.items())
+    rows = pg.fetch(f"SELECT k, {texts} FROM shapes ORDER BY k")
+    return [dict(zip(["k", *PG_TEXT_COLUMNS], row, strict=True)) for row in rows]
+
+
+async def test_driver_objects_are_postgres_text_in_the_browser(pg: PgSchema, client: Any) -> None:
+    """Points, bit strings, ranges, multiranges, rows and composites (and arrays of them) are served as
+    PostgreSQL's own text, not as the driver's Python objects (``asyncpg.pgproto.types.Point(...)``)."""
+    expected = create_pg_text_table(pg)
+    assert expected[0]["pt"] == "(1.5,-2)" and expected[0]["er"] == "empty" and expected[0]["lo"] == "(,3)"
+    assert expected[0]["tg"] == '("a, ""b"" c",,t,"[1,3)")' and expected[0]["mr"] == "{[1,3),[5,7)}"
+    assert expected[1] == {"k": 2, **dict.fromkeys(PG_TEXT_COLUMNS)}
+    handle = (await client.post("/api/database/connect", json=body(pg))).json()["handle"]
+    r = await client.post(
+        f"/api/database/{handle}/query", json={"query": f'SELECT * FROM "{pg.schema}".shapes ORDER BY k'}
+    )
+    assert r.status_code == 200 and r.json()["data"] == expected, r.text
+    table = {"schema_name": pg.schema, "name": "shapes"}
+    r = await client.post(f"/api/database/{handle}/preview", json={"table": table})
+    assert r.status_code == 200 and sorted(r.json()["data"], key=lambda row: row["k"]) == expected, r.text
+    r = await client.post(
+        f"/api/database/{handle}/preview",
+        json={"table": table, "mappings": [{"source": "ir", "target": "range"}, {"source": "tg", "target": "tag"}],
+              "filters": [{"column": "k", "value": 1}]},
+    )  # fmt: skip
+    assert r.status_code == 200 and r.json()["data"] == [{"range": "[1,5)", "tag": expected[0]["tg"]}], r.text
+    r = await client.get(f"/api/database/{handle}/schema", params={"schema": pg.schema, "table": "shapes"})
+    assert r.status_code == 200, r.text
+    assert r.json()["sample_values"] == {**{k: [v] for k, v in expected[0].items()}, "k": [1, 2]}
+    # anonymous rows (nested ones too) and system types, as PostgreSQL writes them
+    sql = (
+        "SELECT ROW(1, 'a b', NULL::int) AS rw, ROW(2, ROW('x', B'1')) AS nested, ARRAY[ROW(1, 'c')] AS rows, "
+        f"'0/16B6C50'::pg_lsn AS lsn, ctid AS tid FROM \"{pg.schema}\".shapes WHERE k = 1"
+    )
+    want = pg.fetch(
+        sql.replace(" AS rows", "::text[] AS rows").replace(" AS ", "::text AS ").replace("::text[]::text", "::text[]")
+    )
+    r = await client.post(f"/api/database/{handle}/query", json={"query": sql})
+    assert r.status_code == 200, r.text
+    assert r.json()["data"] == [dict(zip(["rw", "nested", "rows", "lsn", "tid"], want[0], strict=True))]
+    assert r.json()["data"][0]["rw"] == '(1,"a b",)'
+
+
+async def test_driver_objects_are_postgres_text_in_imports(pg: PgSchema, client: Any) -> None:
+    """Imports store PostgreSQL's text for the same values (arrays as the JSON list of their elements' text).
+    A timestamptz range is PostgreSQL's text in the session's TimeZone (the server's, as ``::text`` here)."""
+    expected = create_pg_text_table(pg)
+    stored = [{k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items()} for row in expected]
+    assert stored[0]["apt"] == '["(1,2)", null, "(3,4)"]'
+    handle = (await client.post("/api/database/connect", json=body(pg))).json()["handle"]
+    for path, payload in (
+        ("query-import", {"query": f'SELECT * FROM "{pg.schema}".shapes ORDER BY k'}),
+        ("import", {"table": {"schema_name": pg.schema, "name": "shapes"}}),
+    ):
+        r = await client.post(f"/api/database/{handle}/{path}", json={"handle": handle, **payload})
+        assert r.status_code == 200, r.text
+        assert r.json()["data"] == stored, path
+        page = (await client.get(f"/api/store/data/{r.json()['dataset_id']}", params={"page_size": 50})).json()
+        assert page["data"] == stored, path
+
+
+async def test_other_types_keep_their_json_form(pg: PgSchema, client: Any) -> None:
+    """The text codecs leave the other types as they were: numbers, timestamps, intervals, uuid, bytea, inet, json."""
+    sql = (
+        "SELECT 1.50::numeric AS num, 2.5::float8 AS f, TIMESTAMPTZ '2024-01-01 10:00:00.5+02' AS ts, "
+        "TIMESTAMP '2024-01-01 10:00' AS t, DATE '2024-02-29' AS d, INTERVAL '1 day 02:00' AS iv, "
+        "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid AS u, '\\x6869'::bytea AS by, '10.0.0.1/24'::inet AS ip, "
+        "'{\"a\": [1]}'::jsonb AS j, ARRAY[1, 2] AS ints, ARRAY['x', NULL] AS texts, true AS ok"
+    )
+    handle = (await client.post("/api/database/connect", json=body(pg))).json()["handle"]
+    r = await client.post(f"/api/database/{handle}/query", json={"query": sql})
+    assert r.status_code == 200, r.text
+    assert r.json()["data"] == [
+        {"num": "1.50", "f": 2.5, "ts": "2024-01-01 08:00:00.500000+00:00", "t": "2024-01-01 10:00:00",
+         "d": "2024-02-29", "iv": "1 day, 2:00:00", "u": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "by": "b'hi'",
+         "ip": "10.0.0.1/24", "j": {"a": [1]}, "ints": [1, 2], "texts": ["x", None], "ok": True}
+    ]  # fmt: skip
