@@ -80,9 +80,12 @@ def incremental_query(query: str, column: str, watermark: dict[str, Any]) -> str
         value = value + "+00"
     col = f"_axis_inc.{quote_ident(column)}"
     below = f" OR {col} = '-infinity'::{cast}" if cast in INFINITE_CASTS else ""
+    # Text compares in byte order, as DuckDB's max took the watermark (the column's own collation
+    # could put a value above the watermark in byte order below it, and that row would never be read).
+    compared = f'{col} COLLATE "C"' if cast == "text" else col
     return (
         f"SELECT * FROM (\n{wrap_query(query)}\n) AS _axis_inc "
-        f"WHERE {col} >= {quote_literal(value)}::{cast} OR {col} IS NULL{below}"
+        f"WHERE {compared} >= {quote_literal(value)}::{cast} OR {col} IS NULL{below}"
     )
 
 

@@ -1236,3 +1236,28 @@ async def test_monitoring_custom_map_target_that_is_an_alias_keys_the_join(
         assert res.rows == joined_count(source) == 60
         rows = await e.rows("SELECT count(*) FROM monitoring_data WHERE query IS NULL")
         assert rows == [(0,)]  # every result row carries its record's query
+
+
+@pytest.mark.parametrize("reader", READERS)
+async def test_a_text_watermark_compares_in_byte_order_whatever_the_collation(
+    make_settings: Callable[..., Settings], pg: PgSchema, reader: str
+) -> None:
+    """DuckDB's max takes the watermark in byte order; under an ICU collation 'a' sorts below 'B', so
+    a new row 'a' (above 'B' in byte order) was never read by ``k >= 'B'``."""
+    pg.execute('CREATE TABLE ds (dataset_id text, k text COLLATE "und-x-icu")')
+    pg.execute('CREATE TABLE rs (dataset_id text, metric_name text, metric_score float8, k text COLLATE "und-x-icu")')
+    pg.execute("INSERT INTO ds VALUES ('r1', 'A'), ('r2', 'B')")
+    pg.execute("INSERT INTO rs VALUES ('r1', 'm', 0.5, 'A'), ('r2', 'm', 0.7, 'B')")
+    settings = configure(make_settings, pg, incremental_column="k", duckdb={"sync_reader": reader})
+    async with Env(settings) as e:
+        assert (await e.engine.sync_dataset("monitoring")).rows == 2
+        pg.execute("INSERT INTO ds VALUES ('r3', 'a')")
+        pg.execute("INSERT INTO rs VALUES ('r3', 'm', 0.9, 'a')")
+        assert pg.fetch("SELECT 'a' < 'B' COLLATE \"und-x-icu\"")[0][0] is True  # the collation disagrees
+        again = await e.engine.sync_dataset("monitoring")
+        assert again.sync_type == "incremental" and again.rows == 3
+        assert await e.rows("SELECT dataset_id FROM monitoring_data ORDER BY dataset_id") == [
+            ("r1",),
+            ("r2",),
+            ("r3",),
+        ]
