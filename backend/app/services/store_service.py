@@ -24,6 +24,7 @@ from app.models.store import (
     SyncStartedResponse,
 )
 from app.services.duckdb_store import DuckDBStore, quote_ident, utc_iso, utc_timestamp_sql
+from app.services.monitoring_analytics import RECORDS_KEY, SUMMARY_CACHE_KEY
 from app.services.monitoring_table import parse_time_bound
 from app.services.store_paging import (
     HIDDEN,
@@ -157,7 +158,9 @@ async def dataset_metadata(store: DuckDBStore, dataset: str, dataset_id: str | N
     meta = await store.get_metadata(table)
     if not meta and await store.table_exists(table):
         meta = await store.run_read(lambda cur: compute_table_metadata_sync(cur, table))
-    return MetadataResponse(dataset=dataset, metadata=meta)
+    # The analytics caches kept beside it (summary, per-record table) are not metadata of §10.7.
+    public = {k: v for k, v in meta.items() if k not in (SUMMARY_CACHE_KEY, RECORDS_KEY)}
+    return MetadataResponse(dataset=dataset, metadata=public)
 
 
 async def delete_dataset(store: DuckDBStore, dataset_id: str) -> MessageResponse:

@@ -62,6 +62,18 @@ async def test_upload_long_then_summary_kpis(client: httpx.AsyncClient) -> None:
     assert [(m["metric_name"], [(c["value"], c["count"]) for c in m["categories"]]) for m in cls.json()["metrics"]] == [
         ("tone", [("friendly", 3)])
     ]
+    # store metadata is §10.7's, not the analytics caches kept beside it (a summary, the per-record table)
+    await client.get("/api/monitoring/analytics/correlation", params={"metrics": "a,b"})
+    meta = (await client.get("/api/store/metadata/monitoring")).json()["metadata"]
+    assert set(meta) == {
+        "row_count",
+        "columns",
+        "filter_values",
+        "time_range",
+        "summary_stats",
+        "summary_stats_by_category",
+    }
+    assert meta["row_count"] == 9 and meta["summary_stats"]["total_records"] == 6
 
 
 async def test_upload_errors(client: httpx.AsyncClient) -> None:
