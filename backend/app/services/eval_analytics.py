@@ -235,6 +235,9 @@ def record_count(cur: duckdb.DuckDBPyConnection, rel: Relation) -> int:
 
 VAL = "__axis_v"
 METRIC = "__axis_m"
+_METRIC_PREFIX = "__axis_p"
+_UNPIVOT_NAME = "__axis_un"
+_UNPIVOT_VALUE = "__axis_uv"
 
 
 def extra_alias(i: int) -> str:
@@ -248,7 +251,7 @@ def metric_alias(i: int) -> str:
     Positional, because metric names are data: ``Acc`` and ``acc`` are one identifier to DuckDB,
     and a metric may be named like a key column.
     """
-    return f"__axis_p{i}"
+    return f"{_METRIC_PREFIX}{i}"
 
 
 def values_sql(rel: Relation, metrics: Sequence[str], extra: Sequence[str] = ()) -> tuple[str, list[Any]]:
@@ -265,11 +268,26 @@ def values_sql(rel: Relation, metrics: Sequence[str], extra: Sequence[str] = ())
             f"WHERE CAST(metric_name AS VARCHAR) IN ({marks})"
         )
         return sql, list(metrics)
-    parts = [
-        f"SELECT {extra_q}CAST(? AS VARCHAR) AS {METRIC}, {finite_double(quote_ident(m))} AS {VAL} FROM {rel.q}"
-        for m in metrics
-    ]
-    return " UNION ALL ".join(parts), list(metrics)
+    # Wide data: one UNPIVOT over plain casts, the finite check applied once to the value column.
+    # (A UNION ALL of one SELECT per metric, or a finite check per column, makes DuckDB's planner
+    # quadratic in the number of columns: 3,000 inline columns took minutes and 11 GB.)
+    if not metrics:
+        return f"SELECT {extra_q}NULL::VARCHAR AS {METRIC}, NULL::DOUBLE AS {VAL} FROM {rel.q} WHERE false", []
+    inner = ", ".join(
+        [
+            *(f"{quote_ident(c)} AS {extra_alias(i)}" for i, c in enumerate(extra)),
+            *(f"CAST({quote_ident(m)} AS DOUBLE) AS {metric_alias(i)}" for i, m in enumerate(metrics)),
+        ]
+    )
+    on = ", ".join(metric_alias(i) for i in range(len(metrics)))
+    extras = "".join(f"{extra_alias(i)}, " for i in range(len(extra)))
+    index = f"CAST(substr({_UNPIVOT_NAME}, {len(_METRIC_PREFIX) + 1}) AS INTEGER) + 1"
+    sql = (
+        f"SELECT {extras}list_extract(CAST(? AS VARCHAR[]), {index}) AS {METRIC}, "
+        f"CASE WHEN isfinite({_UNPIVOT_VALUE}) THEN {_UNPIVOT_VALUE} END AS {VAL} "
+        f"FROM (SELECT {inner} FROM {rel.q}) UNPIVOT INCLUDE NULLS ({_UNPIVOT_VALUE} FOR {_UNPIVOT_NAME} IN ({on}))"
+    )
+    return sql, [list(metrics)]
 
 
 def wide_sql(
