@@ -33,6 +33,7 @@ from app.services.data_processor import (
 )
 from app.services.duckdb_store import DuckDBStore, quote_ident
 from app.services.sql_stats import (
+    check_correlation_size,
     finite_double,
     mean_sql,
     pair_correlations,
@@ -537,6 +538,7 @@ async def correlation(store: DuckDBStore, inp: AnalyticsInput, *, metrics: list[
         chosen = _resolve_metrics(cur, rel, metrics)
         if len(chosen) < 2:
             raise Invalid("Need at least 2 metrics for correlation")
+        check_correlation_size(len(chosen))
         wide, params = wide_sql(cur, rel, chosen)
         pairs = [(i, j) for i in range(len(chosen)) for j in range(i, len(chosen))]
 

@@ -63,6 +63,7 @@ from app.services.monitoring_table import (
     wide_metrics,
 )
 from app.services.sql_stats import (
+    check_correlation_size,
     mean_sql,
     pair_correlations,
     pearson,
@@ -637,6 +638,7 @@ async def _corr(
     """Pearson matrix (undefined → 0.0) of the columns c0..ck-1 of ``src``."""
     if len(valid) < 2:
         return CorrelationResponse(matrix=[], metrics=[], dataset_id=t.info.dataset_id)
+    check_correlation_size(len(valid))
     k = len(valid)
     pairs = [(i, j) for i in range(k) for j in range(i, k)]
     cols = [f"c{i}" for i in range(k)]

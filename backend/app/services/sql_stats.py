@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 import duckdb
 
+from app.errors import Invalid
+
 T = TypeVar("T")
 
 SCALE = "__axis_scale"
@@ -107,6 +109,20 @@ def pearson(value: Any, same: bool) -> float | None:
     if value is None or value != value:
         return None
     return 1.0 if same else min(1.0, max(-1.0, float(value)))
+
+
+# Widest correlation matrix served: its pairs grow with the square of the metric count (1,000
+# metrics are 500,500 corr() aggregates in one query: DuckDB ran out of its 19 GB memory limit).
+MAX_CORRELATION_METRICS = 100
+
+
+def check_correlation_size(count: int) -> None:
+    """400 when a correlation matrix would have more than :data:`MAX_CORRELATION_METRICS` metrics."""
+    if count > MAX_CORRELATION_METRICS:
+        raise Invalid(
+            f"A correlation matrix takes at most {MAX_CORRELATION_METRICS} metrics; this request has {count}. "
+            "Name the metrics to correlate in 'metrics'"
+        )
 
 
 def pair_correlations(

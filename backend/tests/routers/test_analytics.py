@@ -435,3 +435,21 @@ async def test_wide_rows_with_many_metric_columns(client: httpx.AsyncClient) -> 
         await client.post("/api/analytics/distribution", params={"dataset_id": up.json()["dataset_id"], "metric": "c8"})
     ).json()
     assert dist["values"] == pytest.approx([0.008, 1.008]) and dist["values_total"] == 2
+
+
+async def test_correlation_refuses_more_metrics_than_the_cap(client: httpx.AsyncClient) -> None:
+    """A correlation matrix grows with the square of its metrics: beyond 100 it is a 400, not an OOM 500."""
+    rows = [{f"c{i}": float((r * (i + 1)) % 7) for i in range(101)} for r in range(6)]
+    r = await client.post("/api/analytics/correlation", json=rows)
+    assert r.status_code == 400
+    assert r.json()["detail"] == (
+        "A correlation matrix takes at most 100 metrics; this request has 101. "
+        "Name the metrics to correlate in 'metrics'"
+    )
+    names = [f"c{i}" for i in range(100)]
+    r = await client.post("/api/analytics/correlation", params={"metrics": ",".join(names)}, json=rows)
+    assert r.status_code == 200, r.text
+    got = r.json()["correlation"]
+    assert len(got) == 100 and got["c0"]["c0"] == 1.0
+    expected = np.corrcoef([row["c1"] for row in rows], [row["c2"] for row in rows])[0, 1]
+    assert got["c1"]["c2"] == pytest.approx(expected)

@@ -406,3 +406,25 @@ async def test_wide_upload_with_thousands_of_score_columns(client: httpx.AsyncCl
     assert len(got) == n and got["c1_score"]["count"] == 3 and got["c2499_score"]["count"] == 4
     assert got["c2499_score"]["avg"] == pytest.approx(0.2499 + 0.375)
     assert elapsed < 6  # trends + breakdown: ~1 s; 11 s with a finite check per column inside the UNPIVOT
+
+
+async def test_correlation_refuses_more_metrics_than_the_cap(client: httpx.AsyncClient) -> None:
+    """1,000 score columns asked at once ran DuckDB out of memory (500); beyond 100 metrics it is a 400."""
+    n = 101
+    header = ["dataset_id", *(f"c{i}_score" for i in range(n))]
+    lines = [",".join(header)] + [
+        ",".join([f"d{r}", *(str((r * (i + 1)) % 7 / 7) for i in range(n))]) for r in range(6)
+    ]
+    up = await client.post("/api/monitoring/upload", files={"file": ("w.csv", "\n".join(lines) + "\n", "text/csv")})
+    assert up.status_code == 200, up.text
+    ds = up.json()["dataset_id"]
+    names = [f"c{i}_score" for i in range(n)]
+    r = await client.get(f"{BASE}/correlation", params={"dataset_id": ds, "metrics": ",".join(names)})
+    assert r.status_code == 400
+    assert "at most 100 metrics; this request has 101" in r.json()["detail"]
+    r = await client.get(f"{BASE}/correlation", params={"dataset_id": ds, "metrics": ",".join(names[:100])})
+    assert r.status_code == 200, r.text
+    matrix = r.json()["matrix"]
+    assert len(matrix) == 100 and matrix[0][0] == 1.0
+    col = [[(row * (i + 1)) % 7 / 7 for row in range(6)] for i in (1, 2)]
+    assert matrix[1][2] == pytest.approx(np.corrcoef(col[0], col[1])[0, 1])
