@@ -15,6 +15,7 @@ from app.config import Settings, load_settings
 from app.errors import register_error_handlers
 from app.log_redaction import install_secret_filter
 from app.models.common import HealthResponse, RootResponse
+from app.request_limits import RequestBodyLimit
 from app.routers import ALL_ROUTERS
 from app.serialization import CleanJSONResponse
 from app.services.background import BackgroundTasks
@@ -121,6 +122,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     register_error_handlers(app)
     if settings.axis_api_token is not None and settings.axis_api_token.get_secret_value():
         _install_token_guard(app, settings.axis_api_token.get_secret_value())
+    # Bodies other than file uploads (JSON rows) are parsed whole: the upload cap bounds them too.
+    app.add_middleware(RequestBodyLimit, max_bytes=settings.max_upload_mb * 1024 * 1024)
     # CORS is added last so it is the outermost middleware (401s carry CORS headers too).
     app.add_middleware(
         CORSMiddleware,
