@@ -824,6 +824,12 @@ class DuckDBStore:
         def _drop(cur: duckdb.DuckDBPyConnection) -> None:
             cur.execute("BEGIN TRANSACTION")
             try:
+                # Checked again under the write lock: concurrent deletes of one id all passed the
+                # lookup above, and each answered "Deleted" though only the first removed anything.
+                found = cur.execute(f"SELECT count(*) FROM {REGISTRY_TABLE} WHERE dataset_id = ?", [dataset_id])
+                row = found.fetchone()
+                if not row or not row[0]:
+                    raise NotFound(f"Dataset '{dataset_id}' not found")
                 for table in tables:
                     cur.execute(f"DROP TABLE IF EXISTS {quote_ident(table)}")
                     cur.execute(f"DELETE FROM {METADATA_TABLE} WHERE table_name = ?", [table])

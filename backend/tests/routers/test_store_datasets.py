@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 
 import httpx
@@ -54,6 +55,23 @@ async def test_delete_dataset_and_derived_tables(
 
     missing = await client.delete(f"/api/store/datasets/{second}")
     assert missing.status_code == 404 and second in missing.json()["detail"]
+
+
+async def test_concurrent_deletes_of_one_dataset_report_one_deletion(
+    app_client: tuple[object, httpx.AsyncClient],
+) -> None:
+    """Ten DELETEs of one id at once: one "Deleted", nine 404 (all ten answered "Deleted" before)."""
+    _, client = app_client
+    keep = (await client.get("/api/monitoring/example/monitoring")).json()["dataset_id"]
+    gone = (await client.get("/api/monitoring/example/monitoring_long")).json()["dataset_id"]
+    answers = await asyncio.gather(*(client.delete(f"/api/store/datasets/{gone}") for _ in range(10)))
+    codes = sorted(r.status_code for r in answers)
+    assert codes == [200] + [404] * 9, [r.text for r in answers]
+    ok = next(r for r in answers if r.status_code == 200)
+    assert ok.json()["message"] == f"Deleted monitoring dataset {gone} (300 rows)"
+    assert all(r.json() == {"detail": f"Dataset '{gone}' not found"} for r in answers if r.status_code == 404)
+    ids = [d["dataset_id"] for d in (await client.get("/api/store/datasets")).json()["datasets"]]
+    assert ids == [keep]
 
 
 async def test_synced_dataset_cannot_be_deleted(app_client: tuple[object, httpx.AsyncClient]) -> None:
