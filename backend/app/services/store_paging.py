@@ -114,6 +114,23 @@ class PageQuery:
     interval_columns: frozenset[str] = frozenset()  # served as seconds (json_rows.seconds_sql)
 
 
+FLOAT_TYPES = ("DOUBLE", "FLOAT", "REAL")
+
+
+def sort_expr(q: PageQuery) -> str | None:
+    """The ORDER BY expression of the sort column: a float's NaN and ±inf sort as NULL (last).
+
+    They are served as null (decision 1); ordered as DuckDB's values, NaN and +inf came first in a
+    descending sort, so a "highest scores first" page opened with blank cells.
+    """
+    if q.sort_col is None:
+        return None
+    col = quote_ident(q.sort_col)
+    if (q.sort_type or "").upper() in FLOAT_TYPES:
+        return f"(CASE WHEN isfinite({col}) THEN {col} END)"
+    return col
+
+
 def _keys_after(keys: tuple[str, ...], values: tuple[int, ...]) -> tuple[str, list[Any]]:
     """``keys > values`` lexicographically, values bound."""
     if len(values) != len(keys):
@@ -131,9 +148,9 @@ def _segments(q: PageQuery, rel: KeyedRelation, after: PageCursor) -> list[tuple
     segment is ordered by the sort column (else by key only: within one tie, or the NULL tail).
     """
     key_cond, key_params = _keys_after(rel.keys, after.keys)
-    if q.sort_col is None:
+    s = sort_expr(q)
+    if s is None:
         return [(key_cond, key_params, False)]
-    s = quote_ident(q.sort_col)
     if after.sort is None:  # already inside the trailing NULLs
         return [(f"{s} IS NULL AND {key_cond}", key_params, False)]
     if not cursor_sortable(q.sort_type):  # dataset_rows offers no cursor for such a sort
@@ -164,7 +181,7 @@ def read_page(
     filter there (~0.3 s on 4 M joined rows), where a range condition on the sort column changes the
     join plan (~0.55 s). Deeper, OFFSET grows (1.4 s and 2.7 GB at 20 k rows) and the keyset wins.
     """
-    s = quote_ident(q.sort_col) if q.sort_col else None
+    s = sort_expr(q)
     direction = "DESC" if q.descending else "ASC"
     select = [
         f"{seconds_sql(quote_ident(c))} AS {quote_ident(c)}" if c in q.interval_columns else quote_ident(c)

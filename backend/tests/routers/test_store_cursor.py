@@ -129,6 +129,31 @@ async def test_cursor_pages_equal_offset_pages_and_an_independent_sort(
     assert nxt["page"] == 2 and all(set(r) == {"query", "score"} for r in nxt["data"])
 
 
+async def test_nan_and_infinite_sort_values_sort_last_like_the_nulls_they_are_served_as(
+    paged_client: tuple[Any, httpx.AsyncClient],
+) -> None:
+    """NaN and ±inf are served as null (decision 1), so they sort with the NULLs (last) both ways.
+
+    As DuckDB orders them, NaN and +inf came first in a descending sort: a "highest first" page
+    opened with blank scores.
+    """
+    app, client = paged_client
+    specials = {3: float("nan"), 8: float("inf"), 13: float("-inf"), 20: float("nan")}
+    rows = [(r[0], specials.get(i, r[1]), r[2], r[3]) for i, r in enumerate(ROWS)]
+    await _land(app.state.store, "monitoring", rows)
+    served = [(r[0], None if r[1] is None or r[1] != r[1] or abs(r[1]) == float("inf") else r[1], *r[2:]) for r in rows]
+    path = "/api/store/data/monitoring"
+    for sort_dir in ("desc", "asc"):
+        params = {"sort_by": "score", "sort_dir": sort_dir, "page_size": 4}
+        got, _ = await _walk(client, path, **params)
+        assert [r["dataset_id"] for r in got] == _expected(served, 1, sort_dir == "desc"), sort_dir
+        assert [r["dataset_id"] for r in await _offset_pages(client, path, **params)] == _expected(
+            served, 1, sort_dir == "desc"
+        )
+        first = (await client.get(path, params={**params, "page_size": 3})).json()["data"]
+        assert all(r["score"] is not None for r in first)
+
+
 async def test_table_without_sort_column_pages_in_stored_order(paged_client: tuple[Any, httpx.AsyncClient]) -> None:
     app, client = paged_client
     await _land(app.state.store, "eval", ROWS, with_time=False)
