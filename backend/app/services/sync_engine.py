@@ -55,6 +55,7 @@ from app.services.sync_queries import (
     libpq_conninfo,
     pg_cast_for,
     scrub_error,
+    source_error_text,
 )
 from app.services.sync_status import STATUS_PREFIX, STATUS_TABLES, STATUS_TIME_FIELDS, blank_status
 from app.services.sync_targets import (
@@ -373,7 +374,9 @@ class SyncEngine:
             if isinstance(res, SyncResult):
                 out.append(res)
             elif isinstance(res, Exception):
-                out.append(SyncResult(dataset=n, status="error", sync_id=sid, error=self._scrub(str(res))))
+                out.append(
+                    SyncResult(dataset=n, status="error", sync_id=sid, error=self._scrub(source_error_text(res)))
+                )
             else:
                 raise res
         return out
@@ -460,7 +463,7 @@ class SyncEngine:
                     logger.warning(
                         "Incremental sync of %s failed (%s); clearing watermarks and rebuilding in full",
                         target.name,
-                        self._scrub(str(root_error(exc))),
+                        self._scrub(source_error_text(root_error(exc))),
                     )
                     await self._clear_watermarks(target)
                     outcome = None
@@ -472,7 +475,7 @@ class SyncEngine:
             await asyncio.shield(self._drop_staging(target))
             raise
         except Exception as exc:
-            message = self._scrub(str(root_error(exc))) or type(root_error(exc)).__name__
+            message = self._scrub(source_error_text(root_error(exc))) or type(root_error(exc)).__name__
             logger.error("Sync of %s failed: %s", target.name, message)
             await self._drop_staging(target)
             rows = await self._count(target.view)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import duckdb
+
 from app.config.db_configs import ConnectionParams
 from app.errors import ServiceError
 from app.log_redaction import scrub_secrets
@@ -111,6 +113,25 @@ def libpq_conninfo(params: ConnectionParams, *, application_name: str, timeout_m
 
 
 _CONNINFO_PASSWORD = re.compile(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+# A PostgreSQL error as libpq words it ("ERROR:  relation … does not exist"), inside a DuckDB error.
+_PG_ERROR = re.compile(r"\bERROR:\s+([^\n]+)")
+
+
+def source_error_text(exc: BaseException) -> str:
+    """The text of a sync failure; a PostgreSQL error that DuckDB's postgres extension wraps is unwrapped.
+
+    The extension reports 'Binder Error: Failed to prepare query "SELECT * FROM (…) AS _axis_q LIMIT
+    2000001": ERROR:  relation "x" does not exist … LINE 1: DESCRIBE SELECT * FROM postgres_query(?, ?)':
+    the app's own SQL around PostgreSQL's message, which is what the asyncpg reader reports alone.
+    """
+    text = str(exc)
+    if isinstance(exc, duckdb.Error):
+        found = _PG_ERROR.search(text)
+        if found:
+            return found.group(1).strip()
+    return text
 
 
 def scrub_error(message: str, secrets: list[str]) -> str:

@@ -1261,3 +1261,28 @@ async def test_a_text_watermark_compares_in_byte_order_whatever_the_collation(
             ("r2",),
             ("r3",),
         ]
+
+
+@pytest.mark.parametrize("reader", READERS)
+async def test_a_failing_source_query_is_reported_in_postgresql_words(
+    make_settings: Callable[..., Settings], source: PgSchema, reader: str
+) -> None:
+    """The status error of a query PostgreSQL refuses is its message, not DuckDB's wrapper around it.
+
+    With the postgres extension it read 'Binder Error: Failed to prepare query "SELECT * FROM (…) AS
+    _axis_q LIMIT 2000001": ERROR: … LINE 1: DESCRIBE SELECT * FROM postgres_query(?, ?)'.
+    """
+    settings = configure(
+        make_settings,
+        source,
+        columns=MAP,
+        results_query=f'SELECT * FROM "{source.schema}".no_such_table',
+        duckdb={"sync_reader": reader},
+    )
+    async with Env(settings) as e:
+        res = await e.engine.sync_dataset("monitoring")
+        assert res.status == "error"
+        assert res.error == f'relation "{source.schema}.no_such_table" does not exist'
+
+        status = await e.engine.get_status("monitoring_data")
+        assert status["state"] == "error" and status["error"] == res.error
