@@ -38,6 +38,7 @@ WINDOW_BYTES = 8 << 20
 FETCH_ROWS = 1024
 # Rows of the ``preview`` of upload, example and import responses.
 PREVIEW_ROWS = 10
+RENDER_GROUP_COLUMNS = 200
 
 _DECIMAL = re.compile(r"DECIMAL\(\d+,\d+\)")
 # JSON text that may hold a non-finite token or a number beyond DOUBLE (an RE2 pattern for DuckDB).
@@ -149,7 +150,19 @@ def render_rows_sync(
     columns = [(quote_ident(c["name"]), c["type"].upper()) for c in described]
     cells = [cell_json_sql(col, typ, decode_json=decode_json) for col, typ in columns]
     keys = [json.dumps(c["name"], ensure_ascii=False) + ":" for c in described]
-    body = f"'{{' || concat_ws(',', {', '.join(f'? || {cell}' for cell in cells)}) || '}}'"
+    # One projection of at most RENDER_GROUP_COLUMNS cells per query: DuckDB's planner is quadratic in
+    # the expressions of one projection (5,000 columns: ~10 s to plan each window, 3 rows or 50 k).
+    # Only a table's scans give every group its rows in the same (stored) order; a view renders whole.
+    width = RENDER_GROUP_COLUMNS if DuckDBStore.is_table_sync(cur, table) else max(len(cells), 1)
+    groups = [
+        (
+            f"concat_ws(',', {', '.join(f'? || {cell}' for cell in cells[i : i + width])})",
+            keys[i : i + width],
+            # the group's own columns only: binding all of a 5,000-column table per group costs too
+            f"SELECT {', '.join(col for col, _ in columns[i : i + width])} FROM {quote_ident(table)} LIMIT ? OFFSET ?",
+        )
+        for i in range(0, len(cells), width)
+    ]
     check = _python_check_sql(columns, decode_json)
     json_columns = {c["name"] for c in described if c["type"].upper() == "JSON"} if decode_json else set()
     parts: list[bytes] = []
@@ -164,12 +177,24 @@ def render_rows_sync(
             flagged = cur.fetchone()
             in_sql = not (flagged and flagged[0])
         count = 0
-        if in_sql:
-            cur.execute(f"SELECT {body} AS j FROM ({page})", [*keys, n, start])
+        if in_sql and len(groups) == 1:
+            body, group_keys, _ = groups[0]
+            cur.execute(f"SELECT '{{' || {body} || '}}' AS j FROM ({page})", [*group_keys, n, start])
             while batch := cur.fetchmany(FETCH_ROWS):
                 parts.append(",".join(row[0] for row in batch).encode())
                 rendered += len(parts[-1])
                 count += len(batch)
+        elif in_sql:
+            # Each group's fragments of the window's rows (same stored order), joined per row here.
+            fragments: list[list[str]] = []
+            for body, group_keys, group_page in groups:
+                cur.execute(f"SELECT {body} AS j FROM ({group_page})", [*group_keys, n, start])
+                fragments.append([row[0] for row in cur.fetchall()])
+            lines = ["{" + ",".join(f for f in row if f) + "}" for row in zip(*fragments, strict=True)]
+            for i in range(0, len(lines), FETCH_ROWS):
+                parts.append(",".join(lines[i : i + FETCH_ROWS]).encode())
+                rendered += len(parts[-1])
+            count = len(lines)
         else:
             rows = RenderedRows.of(python_rows_sync(cur, table, n, start, json_columns))
             parts.extend(rows.parts)
