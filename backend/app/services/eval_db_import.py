@@ -58,7 +58,7 @@ async def import_eval_db(store: DuckDBStore, cfg: EvalDBConfig, *, row_cap: int)
         )
     if not cfg.has_query:
         raise Invalid("No SQL queries configured. Set eval_db.dataset_query and eval_db.results_query.")
-    dataset, results = await fetch_split_queries(cfg, TARGETS["eval"], application_name="axis-eval-import")
+    dataset, results, note = await fetch_split_queries(cfg, TARGETS["eval"], application_name="axis-eval-import")
     if results.num_rows == 0:
         raise Invalid("Results query returned no data. Check eval_db.results_query.")
 
@@ -93,5 +93,5 @@ async def import_eval_db(store: DuckDBStore, cfg: EvalDBConfig, *, row_cap: int)
     report = holder["report"]
     n = info.row_count
     return await load_result(
-        store, info, CsvTransform(format=report.format, message=f"Imported {n} records from database"), row_cap
+        store, info, CsvTransform(format=report.format, message=f"Imported {n} records from database{note}"), row_cap
     )

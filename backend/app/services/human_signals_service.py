@@ -280,14 +280,14 @@ async def import_human_signals_from_db(store: DuckDBStore, settings: Settings) -
             limit=settings.upload_response_row_cap,
         )
     if cfg.has_query:
-        dataset, results = await fetch_split_queries(
+        dataset, results, note = await fetch_split_queries(
             cfg, TARGETS["human_signals"], application_name="axis-human-signals-import"
         )
         if results.num_rows == 0:
             raise Invalid("Results query returned no data. Check results_query.")
         info = await land_arrow_signals(store, settings, results, dataset, "database")
     elif cfg.table:
-        table_rows = await fetch_table(
+        table_rows, note = await fetch_table(
             cfg, cfg.schema_name or "public", cfg.table, application_name="axis-human-signals-import"
         )
         if table_rows.num_rows == 0:
@@ -301,7 +301,7 @@ async def import_human_signals_from_db(store: DuckDBStore, settings: Settings) -
         info,
         str(info.extra["cases_table"]),
         info.extra["metric_schema"],
-        message="Imported {n} cases from database",
+        message="Imported {n} cases from database" + note.replace("{", "{{").replace("}", "}}"),
         source="database",
         limit=settings.upload_response_row_cap,
     )

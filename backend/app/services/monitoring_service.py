@@ -387,21 +387,21 @@ async def import_monitoring_from_db(store: DuckDBStore, settings: Settings) -> M
             or "Database not configured. Set monitoring_db in monitoring_db.yaml or MONITORING_DB_* env vars."
         )
     if cfg.has_query:
-        dataset, results = await fetch_split_queries(
+        dataset, results, note = await fetch_split_queries(
             cfg, TARGETS["monitoring"], application_name="axis-monitoring-import"
         )
         if results.num_rows == 0:
             raise Invalid("Results query returned no data. Check results_query.")
         info, processed = await land_arrow_monitoring(store, cfg, results, dataset, "database")
-        message = f"Imported {processed.row_count} records from database query"
+        message = f"Imported {processed.row_count} records from database query{note}"
     elif cfg.table:
-        table = await fetch_table(
+        table, note = await fetch_table(
             cfg, cfg.schema_name or "public", cfg.table, application_name="axis-monitoring-import"
         )
         if table.num_rows == 0:
             raise Invalid(f"Table {cfg.table} returned no data")
         info, processed = await land_arrow_monitoring(store, cfg, table, None, "database")
-        message = f"Imported {processed.row_count} records from {cfg.table}"
+        message = f"Imported {processed.row_count} records from {cfg.table}{note}"
     else:
         raise Invalid("No queries configured. Set dataset_query and results_query (or table) in monitoring_db.")
     await finish_monitoring_load(store, info)

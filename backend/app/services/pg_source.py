@@ -174,8 +174,9 @@ def check_column_names(columns: Sequence[str], label: str) -> None:
         )
 
 
-async def _fetch_arrow(conn: Any, sql: str, label: str, *args: Any) -> pa.Table:
-    """Run ``sql`` as an Arrow table; a PostgreSQL error is re-raised naming ``label``."""
+async def _fetch_arrow(conn: Any, sql: str, label: str, row_limit: int, cut: list[str]) -> pa.Table:
+    """Run ``sql`` (``LIMIT $1``) for at most ``row_limit`` rows as an Arrow table; a PostgreSQL error is
+    re-raised naming ``label``, and ``label`` is appended to ``cut`` when rows were left unread."""
     try:
         stmt = await conn.prepare(sql)
         attributes = stmt.get_attributes()
@@ -189,12 +190,23 @@ async def _fetch_arrow(conn: Any, sql: str, label: str, *args: Any) -> pa.Table:
                 for i, c in enumerate(columns)
             )
             stmt = await conn.prepare(f"SELECT {select} FROM (\n{sql}\n) AS _axis_t")
-        rows = await stmt.fetch(*args)
+        rows = await stmt.fetch(row_limit + 1)
     except asyncpg.QueryCanceledError:
         raise
     except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise _QueryFailed(label, exc) from exc
+    if len(rows) > row_limit:
+        rows = rows[:row_limit]
+        cut.append(label)
     return records_to_arrow(columns, rows)
+
+
+def row_limit_note(cut: list[str], row_limit: int) -> str:
+    """A message suffix naming the reads stopped at ``row_limit`` (empty when none was)."""
+    if not cut:
+        return ""
+    reads = " and the ".join(cut)
+    return f"; the {reads} returned more than row_limit ({row_limit:,}) rows: raise row_limit to import them all"
 
 
 def _limited(query: str) -> str:
@@ -203,8 +215,10 @@ def _limited(query: str) -> str:
 
 async def fetch_split_queries(
     cfg: DBImportConfig, target: SyncTarget, *, application_name: str
-) -> tuple[pa.Table, pa.Table]:
-    """Run the dataset and results queries (each ``LIMIT row_limit``); returns (dataset, results).
+) -> tuple[pa.Table, pa.Table, str]:
+    """Run the dataset and results queries (each ``LIMIT row_limit``); returns (dataset, results, note).
+
+    ``note`` names the queries that had more rows than ``row_limit`` (:func:`row_limit_note`).
 
     Each side's column names are normalised as a sync of ``target`` stores them (the custom
     ``columns`` map, then the alias table: :func:`~app.services.sync_targets.column_renames`), so an
@@ -212,13 +226,19 @@ async def fetch_split_queries(
     (each query runs as a subquery). Errors name the query that failed.
     """
 
+    cut: list[str] = []
+
     async def _both(conn: Any) -> tuple[pa.Table, pa.Table]:
-        ds = await _fetch_arrow(conn, _limited(cfg.dataset_query or ""), "dataset_query", cfg.row_limit)
-        rs = await _fetch_arrow(conn, _limited(cfg.results_query or ""), "results_query", cfg.row_limit)
+        ds = await _fetch_arrow(conn, _limited(cfg.dataset_query or ""), "dataset_query", cfg.row_limit, cut)
+        rs = await _fetch_arrow(conn, _limited(cfg.results_query or ""), "results_query", cfg.row_limit, cut)
         return ds, rs
 
     dataset, results = await _with_connection(cfg, application_name, _both)
-    return _normalised(dataset, target, cfg.column_rename_map), _normalised(results, target, cfg.column_rename_map)
+    return (
+        _normalised(dataset, target, cfg.column_rename_map),
+        _normalised(results, target, cfg.column_rename_map),
+        row_limit_note(cut, cfg.row_limit),
+    )
 
 
 def _normalised(table: pa.Table, target: SyncTarget, custom: dict[str, str]) -> pa.Table:
@@ -226,11 +246,15 @@ def _normalised(table: pa.Table, target: SyncTarget, custom: dict[str, str]) -> 
     return table.rename_columns([renames.get(c, c) for c in table.column_names])
 
 
-async def fetch_table(cfg: DBImportConfig, schema: str, table: str, *, application_name: str) -> pa.Table:
-    """Legacy path: ``SELECT * FROM schema.table LIMIT row_limit``."""
+async def fetch_table(cfg: DBImportConfig, schema: str, table: str, *, application_name: str) -> tuple[pa.Table, str]:
+    """Legacy path: ``SELECT * FROM schema.table LIMIT row_limit``; returns (rows, :func:`row_limit_note`)."""
     sql = f"SELECT * FROM {quote_ident(schema)}.{quote_ident(table)} LIMIT $1"
     label = f"table {schema}.{table}"
-    return await _with_connection(cfg, application_name, lambda conn: _fetch_arrow(conn, sql, label, cfg.row_limit))
+    cut: list[str] = []
+    rows = await _with_connection(
+        cfg, application_name, lambda conn: _fetch_arrow(conn, sql, label, cfg.row_limit, cut)
+    )
+    return rows, row_limit_note(cut, cfg.row_limit)
 
 
 def split_key_condition(dataset: pa.Table | None, results: pa.Table) -> str:

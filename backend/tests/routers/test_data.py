@@ -317,6 +317,23 @@ async def test_eval_db_config_and_import(
         summ = await summary_of_latest(client)
         assert {s["metric_name"]: s["mean"] for s in summ["summary"]} == {"acc": 0.5, "f1": 0.25}
 
+    # a query with more rows than row_limit is cut there, and the message says which one
+    settings = make_settings()
+    _eval_yaml(
+        settings,
+        pg,
+        dataset_query=f"SELECT * FROM {pg.schema}.ds",
+        results_query=f"SELECT * FROM {pg.schema}.res ORDER BY dataset_id, metric",
+        row_limit=2,
+    )
+    async with make_client(settings) as client:
+        body = (await client.post("/api/data/eval-db-import")).json()
+        assert body["message"] == (
+            "Imported 2 records from database; the results_query returned more than row_limit (2) rows: "
+            "raise row_limit to import them all"
+        )
+        assert sorted((d["dataset_id"], d["metric_name"]) for d in body["data"]) == [("a", "acc"), ("b", "acc")]
+
     settings = make_settings()
     _eval_yaml(
         settings,

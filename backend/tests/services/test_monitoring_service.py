@@ -282,6 +282,12 @@ async def test_db_import_legacy_table_and_errors(
     assert [r["relevance_score"] for r in res.rows] == [0.5, None]
     assert res.data == []  # the rows arrive rendered by the store (RowsPayload.with_rows)
     assert all(dt.datetime.fromisoformat(r["timestamp"]) >= before for r in res.rows)
+    _write_yaml(cfg_dir, base + f"  schema: {pg.schema}\n  table: mon\n  row_limit: 1\n")
+    res = await ms.import_monitoring_from_db(store, make_settings())
+    assert res.message == (
+        f"Imported 1 records from mon; the table {pg.schema}.mon returned more than row_limit (1) rows: "
+        "raise row_limit to import them all"
+    )
     _write_yaml(cfg_dir, base)
     with pytest.raises(Invalid, match="No queries configured"):
         await ms.import_monitoring_from_db(store, make_settings())
