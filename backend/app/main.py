@@ -147,6 +147,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         report = await check_health(request.app.state.settings, request.app.state.store)
         return CleanJSONResponse(report.model_dump(), status_code=200 if report.status == "healthy" else 503)
 
+    # HEAD for uptime probes (FastAPI adds it to no GET route by itself); the same status, no body.
+    app.add_api_route("/", root, methods=["HEAD"], include_in_schema=False)
+    app.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)
     return app
 
 

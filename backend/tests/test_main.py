@@ -22,6 +22,7 @@ from app.config import Settings
 from app.main import create_app
 from app.models.common import Row
 from app.serialization import clean_json, dumps_clean
+from tests.robustness import live_server
 
 
 async def test_root_and_health_probe_duckdb(client: httpx.AsyncClient) -> None:
@@ -285,3 +286,12 @@ async def test_openapi_states_pass_rate_units(client: httpx.AsyncClient) -> None
     assert schemas["MetricSummary"]["properties"]["passing_rate"]["description"].startswith("Fraction (0–1)")
     for name in ("SummaryKpis", "MetricBreakdownItem", "GroupStats"):
         assert schemas[name]["properties"]["pass_rate"]["description"].startswith("Percent (0–100)"), name
+
+
+def test_head_on_the_health_routes_over_a_real_server(settings: Settings) -> None:
+    """Uptime probes send HEAD: 200 with no body (was 405)."""
+    with live_server(settings) as server:
+        for path in ("/", "/health"):
+            r = httpx.head(server.base_url + path, timeout=30)
+            assert r.status_code == 200 and r.content == b"", (path, r.status_code)
+            assert httpx.get(server.base_url + path, timeout=30).json()["status"] == "healthy"
