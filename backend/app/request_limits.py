@@ -10,6 +10,8 @@ cap (whose message and timing they keep).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
@@ -56,15 +58,20 @@ class RequestBodyLimit:
         if declared is not None and declared.strip().isdigit() and int(declared) > limit:
             await JSONResponse({"detail": message}, status_code=413)(scope, receive, send)
             return
-        seen = 0
+        await self.app(scope, capped_receive(receive, limit, lambda: HTTPException(413, detail=message)), send)
 
-        async def capped() -> Message:
-            nonlocal seen
-            msg = await receive()
-            if msg["type"] == "http.request":
-                seen += len(msg.get("body", b""))
-                if seen > limit:
-                    raise HTTPException(status_code=413, detail=message)
-            return msg
 
-        await self.app(scope, capped, send)
+def capped_receive(receive: Receive, limit: int, too_large: Callable[[], Exception]) -> Receive:
+    """``receive`` that raises ``too_large()`` once more than ``limit`` body bytes have arrived."""
+    seen = 0
+
+    async def capped() -> Message:
+        nonlocal seen
+        msg = await receive()
+        if msg["type"] == "http.request":
+            seen += len(msg.get("body", b""))
+            if seen > limit:
+                raise too_large()
+        return msg
+
+    return capped
