@@ -672,7 +672,7 @@ def test_incremental_query_uses_typed_literals() -> None:
     )
     assert "SELECT * FROM t\n" in ts  # trailing semicolon removed
     txt = incremental_query("SELECT 1", 'we"ird', {"value": "it's", "pg_cast": "text"})
-    assert txt.endswith("""WHERE _axis_inc."we""ird" >= 'it''s'::text OR _axis_inc."we""ird" IS NULL""")
+    assert txt.endswith("""WHERE _axis_inc."we""ird" COLLATE "C" >= 'it''s'::text OR _axis_inc."we""ird" IS NULL""")
 
 
 async def test_reset_watermark_and_full_flag_force_full(env: Env) -> None:
