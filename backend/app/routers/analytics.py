@@ -26,20 +26,12 @@ SourceArg = Annotated[ea.Source, Query(description="auto: inline rows when given
 MetricsArg = Annotated[list[str] | None, Query(description="Repeated, comma-separated or a JSON array")]
 
 
-def _input(
-    body: Any, dataset_id: str | None, source: ea.Source, metrics: list[str] | None
-) -> tuple[ea.AnalyticsInput, list[str] | None]:
-    raw = body.model_dump() if isinstance(body, AnalyticsBody) else body
-    return ea.build_input(raw, dataset_id=dataset_id, source=source, query_metrics=metrics)
-
-
 @router.post("/summary", response_model=SummaryResponse)
 async def summary(
     store: StoreDep, body: BodyArg = None, dataset_id: DatasetArg = None, source: SourceArg = "auto"
 ) -> SummaryResponse:
     """Mean, sample std, min, max, count and passing rate per metric."""
-    inp, _ = _input(body, dataset_id, source, None)
-    return SummaryResponse(**await ea.summary(store, inp))
+    return await ea.summary(store, body, dataset_id=dataset_id, source=source)
 
 
 @router.post("/distribution", response_model=DistributionResponse)
@@ -52,8 +44,7 @@ async def distribution(
     source: SourceArg = "auto",
 ) -> DistributionResponse:
     """Histogram, quantiles and (capped) values of one metric."""
-    inp, _ = _input(body, dataset_id, source, None)
-    return DistributionResponse(**await ea.distribution(store, inp, metric=metric, bins=bins))
+    return await ea.distribution(store, body, metric=metric, bins=bins, dataset_id=dataset_id, source=source)
 
 
 @router.post("/comparison", response_model=ComparisonResponse)
@@ -66,8 +57,7 @@ async def comparison(
     source: SourceArg = "auto",
 ) -> ComparisonResponse:
     """Per-group mean, std and count of each metric."""
-    inp, chosen = _input(body, dataset_id, source, metrics)
-    return ComparisonResponse(**await ea.comparison(store, inp, group_by=group_by, metrics=chosen))
+    return await ea.comparison(store, body, group_by=group_by, metrics=metrics, dataset_id=dataset_id, source=source)
 
 
 @router.post("/correlation", response_model=CorrelationResponse)
@@ -79,8 +69,7 @@ async def correlation(
     source: SourceArg = "auto",
 ) -> CorrelationResponse:
     """Pearson correlation matrix (pairwise-complete)."""
-    inp, chosen = _input(body, dataset_id, source, metrics)
-    return CorrelationResponse(**await ea.correlation(store, inp, metrics=chosen))
+    return await ea.correlation(store, body, metrics=metrics, dataset_id=dataset_id, source=source)
 
 
 @router.post("/radar", response_model=RadarResponse)
@@ -93,8 +82,7 @@ async def radar(
     source: SourceArg = "auto",
 ) -> RadarResponse:
     """Average of each metric per group (or overall)."""
-    inp, chosen = _input(body, dataset_id, source, metrics)
-    return RadarResponse(**await ea.radar(store, inp, metrics=chosen, group_by=group_by))
+    return await ea.radar(store, body, metrics=metrics, group_by=group_by, dataset_id=dataset_id, source=source)
 
 
 @router.post("/scatter", response_model=ScatterResponse, response_model_exclude_none=True)
@@ -108,5 +96,6 @@ async def scatter(
     source: SourceArg = "auto",
 ) -> ScatterResponse:
     """x/y points of two metrics, optional colour and ids."""
-    inp, _ = _input(body, dataset_id, source, None)
-    return ScatterResponse(**await ea.scatter(store, inp, x_metric=x_metric, y_metric=y_metric, color_by=color_by))
+    return await ea.scatter(
+        store, body, x_metric=x_metric, y_metric=y_metric, color_by=color_by, dataset_id=dataset_id, source=source
+    )

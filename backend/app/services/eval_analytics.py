@@ -20,6 +20,15 @@ import numpy as np
 
 from app.config.constants import Columns, Thresholds
 from app.errors import Invalid
+from app.models.analytics import (
+    AnalyticsBody,
+    ComparisonResponse,
+    CorrelationResponse,
+    DistributionResponse,
+    RadarResponse,
+    ScatterResponse,
+    SummaryResponse,
+)
 from app.services.data_processor import (
     EXTRA_METRIC_NAMES,
     EXTRA_RECORD_COUNT,
@@ -44,6 +53,8 @@ from app.services.sql_stats import (
 )
 
 Source = Literal["auto", "body", "store"]
+# A request body: a raw list of rows, the ``{data, metrics, dataset_id}`` object, or nothing.
+RequestBody = list[dict[str, Any]] | AnalyticsBody | None
 
 INLINE_RELATION = "__axis_analytics_rows"
 SCATTER_POINT_CAP = 20_000
@@ -115,10 +126,10 @@ def parse_body(body: Any) -> tuple[list[dict[str, Any]], list[str] | None, str |
 
 
 def build_input(
-    body: Any, *, dataset_id: str | None, source: Source, query_metrics: list[str] | None
+    body: RequestBody, *, dataset_id: str | None, source: Source, query_metrics: list[str] | None
 ) -> tuple[AnalyticsInput, list[str] | None]:
     """Request → (input, metrics): query metrics and body metrics merged; query dataset_id wins."""
-    rows, body_metrics, body_ds = parse_body(body)
+    rows, body_metrics, body_ds = parse_body(body.model_dump() if isinstance(body, AnalyticsBody) else body)
     metrics = parse_metrics(query_metrics, body_metrics)
     return AnalyticsInput(rows=rows, dataset_id=dataset_id or body_ds, source=source), metrics
 
@@ -359,8 +370,11 @@ def _f(value: Any) -> float | None:
 
 
 # ------------------------------------------------------------------------------------ endpoints
-async def summary(store: DuckDBStore, inp: AnalyticsInput) -> dict[str, Any]:
+async def summary(
+    store: DuckDBStore, body: RequestBody = None, *, dataset_id: str | None = None, source: Source = "auto"
+) -> SummaryResponse:
     """Per metric: mean, sample std (0 when n<2), min, max, count, passing_rate (≥ 0.5); total_records."""
+    inp, _ = build_input(body, dataset_id=dataset_id, source=source, query_metrics=None)
 
     def _fn(cur: duckdb.DuckDBPyConnection, rel: Relation) -> dict[str, Any]:
         metrics = available_metrics(cur, rel)
@@ -398,7 +412,7 @@ async def summary(store: DuckDBStore, inp: AnalyticsInput) -> dict[str, Any]:
             )
         return {"summary": out, "total_records": total}
 
-    return await run_on_source(store, inp, _fn)
+    return SummaryResponse(**await run_on_source(store, inp, _fn))
 
 
 # Widest bin range, relative to |v|, that still separates 201 edges around a huge constant value.
@@ -422,8 +436,17 @@ def histogram_edges(lo: float | None, hi: float | None, bins: int) -> list[float
     return [*((lo / 2 + i * half_step) * 2 for i in range(bins)), hi]
 
 
-async def distribution(store: DuckDBStore, inp: AnalyticsInput, *, metric: str, bins: int = 20) -> dict[str, Any]:
+async def distribution(
+    store: DuckDBStore,
+    body: RequestBody = None,
+    *,
+    metric: str,
+    bins: int = 20,
+    dataset_id: str | None = None,
+    source: Source = "auto",
+) -> DistributionResponse:
     """Values (capped), histogram (last bin right-closed) and mean/median/std/q25/q75 of one metric."""
+    inp, _ = build_input(body, dataset_id=dataset_id, source=source, query_metrics=None)
     if not 1 <= bins <= MAX_BINS:
         raise Invalid(f"bins must be between 1 and {MAX_BINS}")
 
@@ -482,20 +505,28 @@ async def distribution(store: DuckDBStore, inp: AnalyticsInput, *, metric: str, 
             },
         }
 
-    return await run_on_source(store, inp, _fn)
+    return DistributionResponse(**await run_on_source(store, inp, _fn))
 
 
 GROUP_LABEL = "group"
 
 
 async def comparison(
-    store: DuckDBStore, inp: AnalyticsInput, *, group_by: str, metrics: list[str] | None
-) -> dict[str, Any]:
+    store: DuckDBStore,
+    body: RequestBody = None,
+    *,
+    group_by: str,
+    metrics: list[str] | None = None,
+    dataset_id: str | None = None,
+    source: Source = "auto",
+) -> ComparisonResponse:
     """Per group × metric mean / sample std / count in one GROUP BY; null groups dropped.
 
     Each entry is ``{"group": label, <metric>: stats}``, so a metric named ``group`` cannot be
-    shown: asked for explicitly it is a 400, by default it is left out.
+    shown: asked for explicitly it is a 400, by default it is left out. ``metrics`` (query form)
+    is merged with the body's.
     """
+    inp, metrics = build_input(body, dataset_id=dataset_id, source=source, query_metrics=metrics)
 
     def _fn(cur: duckdb.DuckDBPyConnection, rel: Relation) -> dict[str, Any]:
         _check_column(rel, group_by, "Column")
@@ -528,11 +559,19 @@ async def comparison(
                 entry[m] = {"mean": _f(mean), "std": _f(std) if int(count) >= 2 else 0.0, "count": int(count)}
         return {"comparison": list(groups.values()), "metrics": chosen, "groups": list(groups)}
 
-    return await run_on_source(store, inp, _fn)
+    return ComparisonResponse(**await run_on_source(store, inp, _fn))
 
 
-async def correlation(store: DuckDBStore, inp: AnalyticsInput, *, metrics: list[str] | None) -> dict[str, Any]:
+async def correlation(
+    store: DuckDBStore,
+    body: RequestBody = None,
+    *,
+    metrics: list[str] | None = None,
+    dataset_id: str | None = None,
+    source: Source = "auto",
+) -> CorrelationResponse:
     """Pearson r for every metric pair over pairwise-complete records (DuckDB corr); NaN → null."""
+    inp, metrics = build_input(body, dataset_id=dataset_id, source=source, query_metrics=metrics)
 
     def _fn(cur: duckdb.DuckDBPyConnection, rel: Relation) -> dict[str, Any]:
         chosen = _resolve_metrics(cur, rel, metrics)
@@ -550,17 +589,24 @@ async def correlation(store: DuckDBStore, inp: AnalyticsInput, *, metrics: list[
             matrix[a][b] = matrix[b][a] = pearson(r, i == j)
         return {"correlation": matrix, "metrics": chosen}
 
-    return await run_on_source(store, inp, _fn)
+    return CorrelationResponse(**await run_on_source(store, inp, _fn))
 
 
 async def radar(
-    store: DuckDBStore, inp: AnalyticsInput, *, metrics: list[str] | None, group_by: str | None
-) -> dict[str, Any]:
+    store: DuckDBStore,
+    body: RequestBody = None,
+    *,
+    metrics: list[str] | None = None,
+    group_by: str | None = None,
+    dataset_id: str | None = None,
+    source: Source = "auto",
+) -> RadarResponse:
     """AVG per metric per group (or one 'Overall' trace), null → 0.0; one GROUP BY.
 
     A ``group_by`` column that does not exist gives the 'Overall' trace (spec §5); rows whose group
     value is null are left out, as in comparison.
     """
+    inp, metrics = build_input(body, dataset_id=dataset_id, source=source, query_metrics=metrics)
 
     def _fn(cur: duckdb.DuckDBPyConnection, rel: Relation) -> dict[str, Any]:
         chosen = _resolve_metrics(cur, rel, metrics)
@@ -591,13 +637,21 @@ async def radar(
             "traces": [{"name": name, "values": [vals_.get(m, 0.0) for m in chosen]} for name, vals_ in traces.items()],
         }
 
-    return await run_on_source(store, inp, _fn)
+    return RadarResponse(**await run_on_source(store, inp, _fn))
 
 
 async def scatter(
-    store: DuckDBStore, inp: AnalyticsInput, *, x_metric: str, y_metric: str, color_by: str | None
-) -> dict[str, Any]:
+    store: DuckDBStore,
+    body: RequestBody = None,
+    *,
+    x_metric: str,
+    y_metric: str,
+    color_by: str | None = None,
+    dataset_id: str | None = None,
+    source: Source = "auto",
+) -> ScatterResponse:
     """x/y pairs with both values present (capped at 20k, reported), optional color and ids."""
+    inp, _ = build_input(body, dataset_id=dataset_id, source=source, query_metrics=None)
 
     def _fn(cur: duckdb.DuckDBPyConnection, rel: Relation) -> dict[str, Any]:
         _require_metric(cur, rel, x_metric, "X metric")
@@ -644,4 +698,4 @@ async def scatter(
             out["ids"] = [r[pos] for r in rows]
         return out
 
-    return await run_on_source(store, inp, _fn)
+    return ScatterResponse(**await run_on_source(store, inp, _fn))
