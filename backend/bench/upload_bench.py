@@ -130,7 +130,7 @@ def child_ours(csv_path: str, home: str, memory_limit: str = "") -> dict[str, An
             "ingest_rss_mb": ingest_rss,
             "rows": res.row_count,
             "format": res.format,
-            "data_rows": res.data.size,
+            "data_rows": min(res.row_count, settings.upload_response_row_cap),
         }
 
     out = asyncio.run(run())

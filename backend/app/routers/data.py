@@ -12,7 +12,6 @@ from app.models.data import (
     DetectFormatResponse,
     EvalDBConfigResponse,
     ExampleResponse,
-    MetricMapping,
     PrepareAnalyticsResponse,
     UploadResponse,
 )
@@ -24,20 +23,6 @@ from app.services import eval_db_import as eval_db
 router = APIRouter(prefix="/api/data", tags=["data"])
 
 Records = Annotated[list[dict[str, Any]], Body()]
-
-
-def _upload_response(res: data_processor.EvalLoadResult) -> RawJSONResponse:
-    body = UploadResponse(
-        format=res.format,
-        row_count=res.row_count,
-        columns=res.columns,
-        preview=res.preview,
-        message=res.message,
-        data=[],
-        dataset_id=res.dataset.dataset_id,
-        data_truncated=res.data_truncated,
-    )
-    return RawJSONResponse(body.with_rows(res.data).render_json())
 
 
 @router.post("/upload", response_model=UploadResponse, openapi_extra=MULTIPART_FILE)
@@ -52,7 +37,7 @@ async def upload(request: Request, settings: SettingsDep, store: StoreDep) -> Ra
         spool_dir=settings.spool_dir,
         row_cap=settings.upload_response_row_cap,
     )
-    return _upload_response(res)
+    return RawJSONResponse(res.render_json())
 
 
 @router.post("/detect-format", response_model=DetectFormatResponse, openapi_extra=MULTIPART_FILE)
@@ -60,8 +45,7 @@ async def detect_format(request: Request, settings: SettingsDep, store: StoreDep
     """Detect the format of a CSV without storing it."""
     max_bytes = settings.max_upload_bytes
     file = await read_upload_file(request, max_bytes=max_bytes)
-    res = await data_processor.detect_upload_format(store, file, max_bytes=max_bytes, spool_dir=settings.spool_dir)
-    return DetectFormatResponse(format=res.format, columns=res.columns, row_count=res.row_count)
+    return await data_processor.detect_upload_format(store, file, max_bytes=max_bytes, spool_dir=settings.spool_dir)
 
 
 @router.post("/convert-tree", response_model=ConvertTreeResponse)
@@ -72,10 +56,9 @@ async def convert_tree(
     include_conversation: Annotated[bool, Query()] = False,
 ) -> ConvertTreeResponse:
     """Pivot tree rows to one wide row per item."""
-    res = await eval_reshaping.convert_tree(
+    return await eval_reshaping.convert_tree(
         store, records, metric_type=metric_type, include_conversation=include_conversation
     )
-    return ConvertTreeResponse(data=res.data, columns=res.columns)
 
 
 @router.post("/prepare-analytics", response_model=PrepareAnalyticsResponse)
@@ -86,13 +69,7 @@ async def prepare_analytics(
     metric_type: Annotated[str | None, Query()] = None,
 ) -> PrepareAnalyticsResponse:
     """Wide rows, metric columns and the metric/component mapping for the analytics views."""
-    res = await eval_reshaping.prepare_analytics(store, records, format_type=format_type, metric_type=metric_type)
-    return PrepareAnalyticsResponse(
-        data=res.data,
-        columns=res.columns,
-        metric_columns=res.metric_columns,
-        mapping=MetricMapping(**res.mapping),
-    )
+    return await eval_reshaping.prepare_analytics(store, records, format_type=format_type, metric_type=metric_type)
 
 
 @router.get("/example/{dataset_name}", response_model=ExampleResponse)
@@ -101,34 +78,17 @@ async def example(settings: SettingsDep, store: StoreDep, dataset_name: str) -> 
     res = await data_processor.load_example(
         store, dataset_name, sample_dir=settings.axis_sample_dir, row_cap=settings.upload_response_row_cap
     )
-    body = ExampleResponse(
-        format=res.format,
-        row_count=res.row_count,
-        columns=res.columns,
-        data=[],
-        message=res.message,
-        dataset_id=res.dataset.dataset_id,
-        data_truncated=res.data_truncated,
-    )
-    return RawJSONResponse(body.with_rows(res.data).render_json())
+    return RawJSONResponse(res.render_json())
 
 
 @router.get("/eval-db-config", response_model=EvalDBConfigResponse)
 async def eval_db_config(settings: SettingsDep) -> EvalDBConfigResponse:
     """Whether the evaluation database is configured (no secrets)."""
-    st = eval_db.eval_db_status(settings.eval_db)
-    return EvalDBConfigResponse(
-        configured=st.configured,
-        auto_load=st.auto_load,
-        has_query=st.has_query,
-        row_limit=st.row_limit,
-        query_timeout=st.query_timeout,
-        config_error=st.config_error,
-    )
+    return eval_db.eval_db_status(settings.eval_db)
 
 
 @router.post("/eval-db-import", response_model=UploadResponse)
 async def eval_db_import(settings: SettingsDep, store: StoreDep) -> RawJSONResponse:
     """Import evaluation data with the configured split queries and store it."""
     res = await eval_db.import_eval_db(store, settings.eval_db, row_cap=settings.upload_response_row_cap)
-    return _upload_response(res)
+    return RawJSONResponse(res.render_json())

@@ -24,6 +24,7 @@ import duckdb
 import pyarrow as pa
 
 from app.errors import Invalid, NotFound
+from app.models.data import DetectFormatResponse, ExampleResponse, UploadResponse
 from app.serialization import RenderedRows
 from app.services.column_aliases import EVAL_ALIASES, normalise_column_key
 from app.services.csv_ingest import (
@@ -115,29 +116,6 @@ ORDINAL = "__axis_ord"  # listed in PER_METRIC_COLUMNS
 
 
 # ------------------------------------------------------------------------------------ results
-@dataclass
-class EvalLoadResult:
-    """A processed, stored eval dataset plus the Ref response payload."""
-
-    dataset: DatasetInfo
-    format: str
-    message: str
-    row_count: int
-    columns: list[str]
-    preview: list[dict[str, Any]]
-    data: RenderedRows
-    data_truncated: bool
-
-
-@dataclass
-class DetectedFormat:
-    """``detect-format``: raw format, columns and row count (before processing)."""
-
-    format: str
-    columns: list[str]
-    row_count: int
-
-
 @dataclass
 class WideTable:
     """Rows and column names of a reshaped table."""
@@ -569,8 +547,10 @@ def _encodable(parsed: Any, raw: str) -> Any:
     return parsed
 
 
-async def load_result(store: DuckDBStore, info: DatasetInfo, report: CsvTransform, row_cap: int) -> EvalLoadResult:
-    """Fetch the preview and the capped ``data`` rows (rendered as JSON by DuckDB) of a stored dataset."""
+async def _response_rows(
+    store: DuckDBStore, info: DatasetInfo, report: CsvTransform, row_cap: int
+) -> tuple[list[dict[str, Any]], RenderedRows]:
+    """The preview and the capped ``data`` rows (rendered as JSON by DuckDB) of a stored dataset."""
     parse_lists = report.format in LONG_FORMATS and "retrieved_content" in info.column_names
 
     def _fetch(cur: duckdb.DuckDBPyConnection) -> tuple[list[dict[str, Any]], RenderedRows]:
@@ -582,22 +562,27 @@ async def load_result(store: DuckDBStore, info: DatasetInfo, report: CsvTransfor
             return table.data[:PREVIEW_ROWS], RenderedRows.of(table.data[:row_cap])
         return preview_and_rows_sync(cur, info.table_name, PREVIEW_ROWS, row_cap)
 
-    preview, data = await store.run_read(_fetch)
-    return EvalLoadResult(
-        dataset=info,
+    return await store.run_read(_fetch)
+
+
+async def load_result(store: DuckDBStore, info: DatasetInfo, report: CsvTransform, row_cap: int) -> UploadResponse:
+    """The Ref upload response of a stored eval dataset: preview and the capped ``data`` rows."""
+    preview, data = await _response_rows(store, info, report, row_cap)
+    return UploadResponse(
         format=report.format or info.format or UNKNOWN_FORMAT,
-        message=report.message or "",
         row_count=info.row_count,
         columns=info.column_names,
         preview=preview,
-        data=data,
+        message=report.message or "",
+        data=[],
+        dataset_id=info.dataset_id,
         data_truncated=info.row_count > data.size,
-    )
+    ).with_rows(data)
 
 
 async def upload_eval_csv(
     store: DuckDBStore, upload: UploadLike, *, max_bytes: int, spool_dir: Path, row_cap: int
-) -> EvalLoadResult:
+) -> UploadResponse:
     """POST /upload: spool, parse, process (§4.3) and land an eval CSV; Ref response payload."""
     res = await ingest_csv_upload(
         store, upload, kind="eval", max_bytes=max_bytes, spool_dir=spool_dir, transform=eval_csv_transform
@@ -607,13 +592,13 @@ async def upload_eval_csv(
 
 async def detect_upload_format(
     store: DuckDBStore, upload: UploadLike, *, max_bytes: int, spool_dir: Path
-) -> DetectedFormat:
+) -> DetectFormatResponse:
     """POST /detect-format: raw detection on the parsed file (nothing is stored)."""
     spooled = await spool_upload(upload, max_bytes=max_bytes, spool_dir=spool_dir)
 
-    def _detect(cur: duckdb.DuckDBPyConnection) -> DetectedFormat:
+    def _detect(cur: duckdb.DuckDBPyConnection) -> DetectFormatResponse:
         header, row_count = count_csv_rows(cur, spooled.path)
-        return DetectedFormat(format=detect_data_format(header), columns=header, row_count=row_count)
+        return DetectFormatResponse(format=detect_data_format(header), columns=header, row_count=row_count)
 
     try:
         return await store.run_read(_detect)
@@ -631,8 +616,18 @@ def example_path(sample_dir: Path, name: str) -> Path:
     return path
 
 
-async def load_example(store: DuckDBStore, name: str, *, sample_dir: Path, row_cap: int) -> EvalLoadResult:
+async def load_example(store: DuckDBStore, name: str, *, sample_dir: Path, row_cap: int) -> ExampleResponse:
     """GET /example/{name}: load a sample CSV through the upload path, source ``example:<name>``."""
     path = example_path(sample_dir, name)
     res = await ingest_csv_file(store, path, kind="eval", source=f"example:{name}", transform=eval_csv_transform)
-    return await load_result(store, res.dataset, res.transform, row_cap)
+    info, report = res.dataset, res.transform
+    _, data = await _response_rows(store, info, report, row_cap)
+    return ExampleResponse(
+        format=report.format or info.format or UNKNOWN_FORMAT,
+        row_count=info.row_count,
+        columns=info.column_names,
+        data=[],
+        message=report.message or "",
+        dataset_id=info.dataset_id,
+        data_truncated=info.row_count > data.size,
+    ).with_rows(data)

@@ -4,18 +4,16 @@ LEFT-joined, renamed by the alias table, processed as an upload (§4.3) and land
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import duckdb
 
 from app.config.db_configs import EvalDBConfig
 from app.errors import Invalid, ServiceError
+from app.models.data import EvalDBConfigResponse, UploadResponse
 from app.services.connection_store import scrub_error
 from app.services.csv_ingest import (
     CsvTransform,
 )
 from app.services.data_processor import (
-    EvalLoadResult,
     column_types,
     eval_alias_renames,
     load_result,
@@ -26,21 +24,9 @@ from app.services.pg_source import create_joined_table_sync, fetch_split_queries
 from app.services.sync_targets import TARGETS
 
 
-@dataclass
-class EvalDBStatus:
-    """``eval-db-config`` payload."""
-
-    configured: bool
-    auto_load: bool
-    has_query: bool
-    row_limit: int
-    query_timeout: int
-    config_error: str | None = None
-
-
-def eval_db_status(cfg: EvalDBConfig) -> EvalDBStatus:
+def eval_db_status(cfg: EvalDBConfig) -> EvalDBConfigResponse:
     """GET /eval-db-config payload."""
-    return EvalDBStatus(
+    return EvalDBConfigResponse(
         configured=cfg.is_configured,
         auto_load=cfg.auto_load and cfg.is_configured,
         has_query=cfg.has_query,
@@ -50,7 +36,7 @@ def eval_db_status(cfg: EvalDBConfig) -> EvalDBStatus:
     )
 
 
-async def import_eval_db(store: DuckDBStore, cfg: EvalDBConfig, *, row_cap: int) -> EvalLoadResult:
+async def import_eval_db(store: DuckDBStore, cfg: EvalDBConfig, *, row_cap: int) -> UploadResponse:
     """POST /eval-db-import (§4.8): split queries → LEFT join → aliases → §4.3 → stored dataset."""
     if not cfg.is_configured:
         raise Invalid(

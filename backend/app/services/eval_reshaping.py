@@ -6,12 +6,12 @@ The records are registered as a temporary Arrow relation and reshaped with SQL, 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
 
 from app.errors import Invalid
+from app.models.data import ConvertTreeResponse, MetricMapping, PrepareAnalyticsResponse
 from app.services.data_processor import (
     LONG_FORMATS,
     ORDINAL,
@@ -26,16 +26,6 @@ from app.services.data_processor import (
 from app.services.duckdb_store import DuckDBStore, quote_ident
 
 INLINE_RELATION = "__axis_inline_rows"
-
-
-@dataclass
-class PreparedAnalytics:
-    """prepare-analytics output."""
-
-    data: list[dict[str, Any]]
-    columns: list[str]
-    metric_columns: list[str]
-    mapping: dict[str, list[str]] = field(default_factory=lambda: {"metrics": [], "components": []})
 
 
 def tree_to_wide_sql(
@@ -138,16 +128,16 @@ async def convert_tree(
     *,
     metric_type: str | None = None,
     include_conversation: bool = False,
-) -> WideTable:
+) -> ConvertTreeResponse:
     """POST /convert-tree: tree records → wide rows (§4.5)."""
     if not records:
-        return WideTable(data=[], columns=[])
+        return ConvertTreeResponse(data=[], columns=[])
 
     def _fn(cur: duckdb.DuckDBPyConnection, rel: str) -> WideTable:
         return tree_to_wide_sql(cur, rel, metric_type=metric_type, include_conversation=include_conversation)
 
     result: WideTable = await _with_inline(store, records, _fn)
-    return result
+    return ConvertTreeResponse(data=result.data, columns=result.columns)
 
 
 _NON_METRIC = (
@@ -167,13 +157,13 @@ async def prepare_analytics(
     *,
     format_type: str,
     metric_type: str | None = None,
-) -> PreparedAnalytics:
+) -> PrepareAnalyticsResponse:
     """POST /prepare-analytics (§4.6): mapping, tree→wide for long formats, metric columns."""
     if not records:
-        return PreparedAnalytics(data=[], columns=[], metric_columns=[])
+        return PrepareAnalyticsResponse(data=[], columns=[], metric_columns=[], mapping=MetricMapping())
     long = format_type in LONG_FORMATS
 
-    def _fn(cur: duckdb.DuckDBPyConnection, rel: str) -> PreparedAnalytics:
+    def _fn(cur: duckdb.DuckDBPyConnection, rel: str) -> PrepareAnalyticsResponse:
         types = column_types(cur, rel)
         mapping: dict[str, list[str]] = {"metrics": [], "components": []}
         if "metric_type" in types and "metric_name" in types:
@@ -186,11 +176,15 @@ async def prepare_analytics(
             mapping["components"] = [name for kind, name in rows if kind == "component"]
         if format_type == SIMPLE_JUDGMENT:
             table = _strip_ordinal(fetch_rows(cur, f"SELECT * FROM {quote_ident(rel)} ORDER BY {ORDINAL}"))
-            return PreparedAnalytics(table.data, table.columns, ["judgment"], mapping)
+            return PrepareAnalyticsResponse(
+                data=table.data, columns=table.columns, metric_columns=["judgment"], mapping=MetricMapping(**mapping)
+            )
         if long:
             table = tree_to_wide_sql(cur, rel, metric_type=metric_type)
             if not table.data:
-                return PreparedAnalytics([], [], [], mapping)
+                return PrepareAnalyticsResponse(
+                    data=[], columns=[], metric_columns=[], mapping=MetricMapping(**mapping)
+                )
             # metric cells are DOUBLE or NULL; index columns as stored (column keys are case-sensitive here)
             wide_types = {c: types.get(c, "DOUBLE") for c in table.columns}
             excluded = set(_NON_METRIC)
@@ -199,7 +193,9 @@ async def prepare_analytics(
             wide_types = {k: v for k, v in types.items() if k != ORDINAL}
             excluded = {*_NON_METRIC, "critique"}
         metric_columns = [c for c, t in wide_types.items() if is_numeric_type(t) and c not in excluded]
-        return PreparedAnalytics(table.data, table.columns, metric_columns, mapping)
+        return PrepareAnalyticsResponse(
+            data=table.data, columns=table.columns, metric_columns=metric_columns, mapping=MetricMapping(**mapping)
+        )
 
-    result: PreparedAnalytics = await _with_inline(store, records, _fn)
+    result: PrepareAnalyticsResponse = await _with_inline(store, records, _fn)
     return result

@@ -33,7 +33,7 @@ async def load_examples_if_empty(store: DuckDBStore, settings: Settings, skip_ki
     if "eval" not in skip_kinds:
         for name in EVAL_EXAMPLES:
             res = await data_processor.load_example(store, name, sample_dir=settings.axis_sample_dir, row_cap=0)
-            loaded.append(res.dataset.dataset_id)
+            loaded.append(res.dataset_id)
     if "monitoring" not in skip_kinds:
         for name in MONITORING_EXAMPLES:
             mon = await monitoring_service.load_monitoring_example(store, settings, name)

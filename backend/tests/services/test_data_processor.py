@@ -4,6 +4,7 @@ prepare-analytics (§4.6), examples and eval-db-import (§4.8) against real Duck
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,12 @@ from starlette.datastructures import UploadFile
 
 from app.config.db_configs import EvalDBConfig
 from app.errors import Invalid, NotFound, Timeout
+from app.models.common import RowsPayload
+from app.models.data import ExampleResponse, UploadResponse
 from app.services import data_processor as dp
 from app.services import eval_db_import as eval_db
 from app.services import eval_reshaping as reshaping
-from app.services.duckdb_store import DuckDBStore
+from app.services.duckdb_store import DatasetInfo, DuckDBStore
 from app.services.pg_source import joined_split_sql
 from tests.conftest import PgSchema
 
@@ -34,9 +37,20 @@ def _csv(header: list[str], rows: list[list[Any]]) -> bytes:
 
 async def _upload(
     store: DuckDBStore, tmp_path: Path, data: bytes, name: str = "f.csv", cap: int = 1000
-) -> dp.EvalLoadResult:
+) -> UploadResponse:
     up = UploadFile(io.BytesIO(data), filename=name)
     return await dp.upload_eval_csv(store, up, max_bytes=50 * 1024 * 1024, spool_dir=tmp_path / "spool", row_cap=cap)
+
+
+def _rows(res: RowsPayload) -> list[dict[str, Any]]:
+    """The ``data`` rows of a response as its JSON body carries them."""
+    rows: list[dict[str, Any]] = json.loads(res.render_json())["data"]
+    return rows
+
+
+async def _dataset(store: DuckDBStore, res: UploadResponse | ExampleResponse) -> DatasetInfo:
+    """The stored dataset a load answered with."""
+    return await store.get_dataset(res.dataset_id)
 
 
 # ------------------------------------------------------------------ detection
@@ -83,8 +97,9 @@ async def test_five_formats_from_real_files(store: DuckDBStore, tmp_path: Path) 
     for fmt, data in files.items():
         res = await _upload(store, tmp_path, data, name=f"{fmt}.CSV")
         assert res.format == fmt, fmt
-        assert res.dataset.format == fmt
-        assert res.dataset.source == f"upload:{fmt}.CSV"
+        info = await _dataset(store, res)
+        assert info.format == fmt
+        assert info.source == f"upload:{fmt}.CSV"
     # detect-format reports raw columns and row count without storing anything
     before = len(await store.list_datasets("eval"))
     det = await dp.detect_upload_format(
@@ -103,13 +118,14 @@ async def test_flat_is_processed_and_reported_honestly(store: DuckDBStore, tmp_p
     res = await _upload(store, tmp_path, data)
     assert res.format == "flat_format"
     assert res.message.startswith("Flat format (as tree) with 2 nodes, root: acc, f1")
-    rows = await store.fetch_dicts(f'SELECT * FROM "{res.dataset.table_name}" ORDER BY rowid')
+    table = (await _dataset(store, res)).table_name
+    rows = await store.fetch_dicts(f'SELECT * FROM "{table}" ORDER BY rowid')
     assert rows[0]["evaluation_name"] == "exp" and "experiment_name" not in rows[0]
     assert rows[0]["metric_type"] == "metric" and rows[0]["parent"] is None and rows[0]["weight"] is None
     assert rows[0]["dataset_id"] == "test_case_1" and rows[0]["query"] == "" and rows[0]["critique"] == ""
     assert rows[0]["evaluation_metadata"] == "{}" and rows[0]["data_metadata"] == "{}"
     assert rows[0]["metric_score"] == 1.0 and rows[1]["metric_score"] is None
-    assert (await store.describe(res.dataset.table_name))[2] == {"name": "metric_score", "type": "DOUBLE"}
+    assert (await store.describe(table))[2] == {"name": "metric_score", "type": "DOUBLE"}
 
 
 async def test_tree_parent_blank_to_null_and_metadata_fill(store: DuckDBStore, tmp_path: Path) -> None:
@@ -121,15 +137,14 @@ async def test_tree_parent_blank_to_null_and_metadata_fill(store: DuckDBStore, t
     res = await _upload(store, tmp_path, data)
     assert res.format == "tree_format"
     assert res.message == "Tree format with 2 nodes, root: root"
-    rows = await store.fetch_dicts(
-        f'SELECT parent, data_metadata, retrieved_content FROM "{res.dataset.table_name}" ORDER BY rowid'
-    )
+    table = (await _dataset(store, res)).table_name
+    rows = await store.fetch_dicts(f'SELECT parent, data_metadata, retrieved_content FROM "{table}" ORDER BY rowid')
     assert rows == [
         {"parent": None, "data_metadata": "{}", "retrieved_content": "[]"},
         {"parent": "root", "data_metadata": '{"k": 1}', "retrieved_content": '["doc"]'},
     ]
     # the response rows carry retrieved_content parsed (Ref): JSON / Python literal, else the raw text
-    assert [r["retrieved_content"] for r in res.data] == [[], ["doc"]]
+    assert [r["retrieved_content"] for r in _rows(res)] == [[], ["doc"]]
 
 
 def test_parse_literal_list() -> None:
@@ -160,7 +175,7 @@ async def test_pandas_missing_spellings_and_the_refusal_names_the_files_columns(
     names its columns as the file spells them (and says names are case-sensitive)."""
     rows = [["acc", 0.5], ["acc", "#NA"], ["acc", "-1.#IND"], ["acc", "1.#QNAN"]]
     res = await _upload(store, tmp_path, _csv(["metric_name", "metric_score"], rows))
-    assert [r["metric_score"] for r in res.data] == [0.5, None, None, None]
+    assert [r["metric_score"] for r in _rows(res)] == [0.5, None, None, None]
     with pytest.raises(Invalid, match=r"Columns found: Metric_Name, metric_score\. Column names are case-sensitive"):
         await _upload(store, tmp_path, _csv(["Metric_Name", "metric_score"], [["acc", 0.5]]))
 
@@ -177,26 +192,27 @@ async def test_bad_files_keep_previous_dataset(store: DuckDBStore, tmp_path: Pat
     with pytest.raises(Invalid, match="Could not detect valid data format"):
         await _upload(store, tmp_path, _csv(["a", "b"], [[1, 2]]))
     latest = await store.resolve_dataset("eval", None)
-    assert latest.dataset_id == good.dataset.dataset_id
-    assert [d.dataset_id for d in await store.list_datasets("eval")] == [good.dataset.dataset_id]
+    assert latest.dataset_id == good.dataset_id
+    assert [d.dataset_id for d in await store.list_datasets("eval")] == [good.dataset_id]
 
 
 async def test_missing_score_spellings_are_null(store: DuckDBStore, tmp_path: Path) -> None:
     rows = [["acc", v] for v in ("NA", "N/A", "null", " None ", "0.25", "", "#N/A", "0.75")]
     res = await _upload(store, tmp_path, _csv(["metric_name", "metric_score"], rows))
-    assert [r["metric_score"] for r in res.data] == [None, None, None, None, 0.25, None, None, 0.75]
-    got = await store.fetch(f'SELECT count(metric_score), avg(metric_score) FROM "{res.dataset.table_name}"')
+    assert [r["metric_score"] for r in _rows(res)] == [None, None, None, None, 0.25, None, None, 0.75]
+    table = (await _dataset(store, res)).table_name
+    got = await store.fetch(f'SELECT count(metric_score), avg(metric_score) FROM "{table}"')
     assert got.rows == [(2, 0.5)]
 
 
 async def test_response_rows_capped(store: DuckDBStore, tmp_path: Path) -> None:
     data = _csv(["metric_name", "metric_score"], [[f"m{i % 3}", i / 100] for i in range(25)])
     res = await _upload(store, tmp_path, data, cap=7)
-    assert res.row_count == 25 and len(res.data) == 7 and res.data_truncated is True
+    assert res.row_count == 25 and len(_rows(res)) == 7 and res.data_truncated is True
     assert len(res.preview) == 10  # preview is always the first 10 rows
-    assert [r["metric_score"] for r in res.data] == [i / 100 for i in range(7)]
+    assert [r["metric_score"] for r in _rows(res)] == [i / 100 for i in range(7)]
     res = await _upload(store, tmp_path, data, cap=100)
-    assert len(res.data) == 25 and res.data_truncated is False and len(res.preview) == 10
+    assert len(_rows(res)) == 25 and res.data_truncated is False and len(res.preview) == 10
 
 
 # ------------------------------------------------------------------ aliases
@@ -326,7 +342,7 @@ async def test_convert_tree_needs_metric_columns(store: DuckDBStore) -> None:
 
 async def test_prepare_analytics(store: DuckDBStore) -> None:
     res = await reshaping.prepare_analytics(store, TREE_ROWS, format_type="tree_format")
-    assert res.mapping == {"metrics": ["quality"], "components": ["faith"]}
+    assert res.mapping.model_dump() == {"metrics": ["quality"], "components": ["faith"]}
     assert res.metric_columns == ["quality", "faith"]
     assert len(res.data) == 2
 
@@ -337,7 +353,7 @@ async def test_prepare_analytics(store: DuckDBStore) -> None:
     wide = [{"dataset_id": 1, "query": "q", "acc": 0.5, "f1": 1, "critique": 3, "label": "x"}]
     res = await reshaping.prepare_analytics(store, wide, format_type="fresh_annotation")
     assert res.metric_columns == ["acc", "f1"]
-    assert res.mapping == {"metrics": [], "components": []}
+    assert res.mapping.model_dump() == {"metrics": [], "components": []}
     empty = await reshaping.prepare_analytics(store, [], format_type="tree_format")
     assert empty.data == [] and empty.metric_columns == []
 
@@ -356,8 +372,8 @@ EXAMPLE_FORMATS = [
 async def test_examples_load_from_sample_data(store: DuckDBStore, name: str, fmt: str) -> None:
     res = await dp.load_example(store, name, sample_dir=SAMPLES, row_cap=50_000)
     assert res.format == fmt and res.row_count > 0
-    assert res.dataset.source == f"example:{name}"
-    assert res.row_count == len(res.data)
+    assert (await _dataset(store, res)).source == f"example:{name}"
+    assert res.row_count == len(_rows(res))
 
 
 async def test_example_unknown_and_missing(store: DuckDBStore, tmp_path: Path) -> None:
@@ -393,8 +409,8 @@ async def test_eval_db_import_left_join_aliases(store: DuckDBStore, pg: PgSchema
     res = await eval_db.import_eval_db(store, cfg, row_cap=100)
     assert res.format == "flat_format"
     assert res.message == "Imported 3 records from database"
-    assert res.dataset.source == "database"
-    rows = {(r["dataset_id"], r["metric_name"]): r for r in res.data}
+    assert (await _dataset(store, res)).source == "database"
+    rows = {(r["dataset_id"], r["metric_name"]): r for r in _rows(res)}
     assert set(rows) == {("d1", "acc"), ("d1", "f1"), ("d9", "acc")}
     assert rows[("d1", "acc")]["notes_dataset"] == "keep me"  # legitimate *_dataset column survives
     assert rows[("d1", "acc")]["shared"] == "from results"  # results win
@@ -413,7 +429,7 @@ async def test_eval_db_import_joins_sides_keyed_by_an_alias_like_the_sync(store:
     cfg = _cfg(pg, dataset_query=f'SELECT * FROM "{s}".items', results_query=f'SELECT * FROM "{s}".scores')
     res = await eval_db.import_eval_db(store, cfg, row_cap=100)
     keys = ("dataset_id", "metric_name", "metric_score", "query", "actual_output")
-    got = sorted(tuple(r[k] for k in keys) for r in res.data)
+    got = sorted(tuple(r[k] for k in keys) for r in _rows(res))
     assert got == [("d1", "acc", 0.9, "q1", "a1"), ("d2", "acc", 0.4, "q2", "a2"), ("d2", "f1", 0.6, "q2", "a2")]
 
 
@@ -437,7 +453,7 @@ async def test_eval_db_import_keeps_infinite_timestamps(store: DuckDBStore, pg: 
     )
     cfg = _cfg(pg, dataset_query="SELECT 'x' AS dataset_id WHERE false", results_query=f'SELECT * FROM "{pg.schema}".r')
     res = await eval_db.import_eval_db(store, cfg, row_cap=100)
-    assert {r["dataset_id"]: r["at"] for r in res.data} == {
+    assert {r["dataset_id"]: r["at"] for r in _rows(res)} == {
         "a": "2024-01-02T01:04:05",
         "b": "-infinity",
         "c": "infinity",

@@ -86,7 +86,7 @@ def long_rows() -> list[dict[str, Any]]:
 async def stored(store: DuckDBStore, long_rows: list[dict[str, Any]], tmp_path: Path) -> str:
     up = UploadFile(io.BytesIO(rows_to_csv(long_rows)), filename="long.csv")
     res = await dp.upload_eval_csv(store, up, max_bytes=10**8, spool_dir=tmp_path / "spool", row_cap=10)
-    return res.dataset.dataset_id
+    return res.dataset_id
 
 
 def sources(long_rows: list[dict[str, Any]]) -> list[list[dict[str, Any]] | None]:
@@ -332,7 +332,7 @@ async def test_dataset_selection(store: DuckDBStore, tmp_path: Path) -> None:
         rows = [{"dataset_id": f"d{i}", "metric_name": "s", "metric_score": scale * i / 10} for i in range(5)]
         up = UploadFile(io.BytesIO(rows_to_csv(rows)), filename="s.csv")
         res = await dp.upload_eval_csv(store, up, max_bytes=10**6, spool_dir=tmp_path, row_cap=10)
-        ids.append(res.dataset.dataset_id)
+        ids.append(res.dataset_id)
     latest = await ea.summary(store, None)
     first = await ea.summary(store, None, dataset_id=ids[0])
     assert latest.summary[0].max == 0.2 and first.summary[0].max == 0.4
