@@ -1,12 +1,19 @@
-"""Typed FastAPI dependencies: settings, store, sync engine and database-browser handles come from ``app.state``."""
+"""Typed FastAPI dependencies: settings, store, sync engine and database-browser handles come from ``app.state``.
+
+Also the request bodies that need their own parsing (the database connect body).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from app.config import Settings
+from app.models.database import ConnectRequest
 from app.services.connection_store import ConnectionStore
 from app.services.duckdb_store import DuckDBStore
 from app.services.sync_engine import SyncEngine
@@ -40,3 +47,21 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[DuckDBStore, Depends(get_store)]
 SyncEngineDep = Annotated[SyncEngine, Depends(get_sync_engine)]
 ConnectionsDep = Annotated[ConnectionStore, Depends(get_connections)]
+
+
+async def parse_connect_request(request: Request) -> ConnectRequest:
+    """The database connect body; validation errors never echo the submitted values (the password)."""
+    try:
+        raw: Any = json.loads(await request.body() or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise RequestValidationError([{"type": "json_invalid", "loc": ["body"], "msg": "JSON decode error"}]) from None
+    try:
+        return ConnectRequest.model_validate(raw)
+    except ValidationError as exc:
+        errors = [
+            {"type": e["type"], "loc": ["body", *e["loc"]], "msg": e["msg"]} for e in exc.errors(include_input=False)
+        ]
+        raise RequestValidationError(errors) from None
+
+
+ConnectBody = Annotated[ConnectRequest, Depends(parse_connect_request)]

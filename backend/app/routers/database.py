@@ -7,14 +7,11 @@ tables users may see.
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
-from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from fastapi import APIRouter, Query
 
-from app.deps import ConnectionsDep, SettingsDep, StoreDep
+from app.deps import ConnectBody, ConnectionsDep, SettingsDep, StoreDep
 from app.models.database import (
     CloseResponse,
     ConnectRequest,
@@ -40,24 +37,6 @@ router = APIRouter(prefix="/api/database", tags=["database"])
 
 
 StoreQuery = Annotated[str, Query(description="Config store: data, monitoring or human_signals")]
-
-
-async def connect_body(request: Request) -> ConnectRequest:
-    """Parse the connect body; validation errors never echo the submitted values (the password)."""
-    try:
-        raw: Any = json.loads(await request.body() or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise RequestValidationError([{"type": "json_invalid", "loc": ["body"], "msg": "JSON decode error"}]) from None
-    try:
-        return ConnectRequest.model_validate(raw)
-    except ValidationError as exc:
-        errors = [
-            {"type": e["type"], "loc": ["body", *e["loc"]], "msg": e["msg"]} for e in exc.errors(include_input=False)
-        ]
-        raise RequestValidationError(errors) from None
-
-
-ConnectBody = Annotated[ConnectRequest, Depends(connect_body)]
 
 
 @router.get("/defaults", response_model=DatabaseDefaults)
