@@ -26,34 +26,8 @@ from app.services.monitoring_table import MonitoringFilters
 router = APIRouter(prefix="/api/monitoring/analytics", tags=["monitoring-analytics"])
 
 
-def common_filters(
-    dataset_id: str | None = None,
-    environment: str | None = None,
-    source_name: str | None = None,
-    source_component: str | None = None,
-    source_type: str | None = None,
-    time_start: str | None = None,
-    time_end: str | None = None,
-    metric_category: str | None = None,
-    metric_name: str | None = None,
-    metrics: str | None = None,
-) -> MonitoringFilters:
-    """The common filter set accepted by every endpoint (``metrics`` is a CSV of names)."""
-    return MonitoringFilters(
-        dataset_id=dataset_id,
-        environment=environment,
-        source_name=source_name,
-        source_component=source_component,
-        source_type=source_type,
-        time_start=time_start,
-        time_end=time_end,
-        metric_category=metric_category,
-        metric_name=metric_name,
-        metrics=metrics,
-    )
-
-
-FiltersDep = Annotated[MonitoringFilters, Depends(common_filters)]
+# The common filter set of every endpoint: the dataclass fields are the query parameters (``metrics`` a CSV).
+FiltersDep = Annotated[MonitoringFilters, Depends()]
 
 
 @router.get("/summary", response_model=SummaryResponse)
