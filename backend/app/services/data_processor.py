@@ -38,7 +38,7 @@ from app.services.csv_ingest import (
     ingest_csv_upload,
     spool_upload,
 )
-from app.services.duckdb_store import DatasetInfo, DuckDBStore, head_rows_sql, quote_ident, quote_literal
+from app.services.duckdb_store import ORDINAL, DatasetInfo, DuckDBStore, head_rows_sql, quote_ident, quote_literal
 from app.services.json_rows import PREVIEW_ROWS, preview_and_rows_sync
 
 EVAL_RUNNER = "eval_runner"
@@ -104,15 +104,13 @@ PER_METRIC_COLUMNS = frozenset(
         "metric_metadata",
         "judgment",
         "cost_estimate",
-        "__axis_ord",
+        ORDINAL,
     }
 )
 # Registry extras cached at load time for long data (analytics read them instead of rescanning).
 EXTRA_METRIC_NAMES = "metric_names"
 EXTRA_RECORD_COUNT = "record_count"
 EXTRA_RECORD_KEYS = "record_keys"
-
-ORDINAL = "__axis_ord"  # listed in PER_METRIC_COLUMNS
 
 
 # ------------------------------------------------------------------------------------ results
@@ -210,7 +208,7 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def rows_to_arrow(rows: Sequence[dict[str, Any]], *, ordinal: bool = True) -> pa.Table:
+def records_to_arrow(rows: Sequence[dict[str, Any]], *, ordinal: bool = True) -> pa.Table:
     """Record dicts → Arrow table (columns in first-seen order; JSON objects stored as JSON text).
 
     With ``ordinal`` a ``__axis_ord`` column keeps the row order. Column names that differ only

@@ -37,7 +37,6 @@ from app.services import data_processor, human_signals_service, monitoring_servi
 from app.services.column_aliases import MONITORING_ALIASES, normalise_column_key
 from app.services.connection_store import ConnectionStore
 from app.services.database_session import (
-    ORDINAL,
     PgTable,
     Session,
     check_function_owners,
@@ -46,12 +45,12 @@ from app.services.database_session import (
     decoding_errors,
     open_session,
     projection_sql,
-    resolve_table,
+    resolve_pg_table,
     store_config,
     timeout_error,
     where_sql,
 )
-from app.services.duckdb_store import DatasetInfo, DuckDBStore, quote_ident
+from app.services.duckdb_store import ORDINAL, DatasetInfo, DuckDBStore, quote_ident
 from app.services.json_rows import PREVIEW_ROWS, preview_and_rows_sync
 from app.services.pg_source import utc_naive
 from app.services.pg_text import text_reads
@@ -313,7 +312,7 @@ async def table_import(
     resolved: dict[str, PgTable] = {}
 
     async def _source(s: Session) -> _Source:
-        t = await resolve_table(s, req.table)
+        t = await resolve_pg_table(s, req.table)
         resolved["t"] = t
         check_request_columns(t, req.mappings, req.filters)
         select = projection_sql(t, req.mappings)

@@ -58,7 +58,7 @@ from app.services.database_session import (
     open_session,
     projection_sql,
     require_column,
-    resolve_table,
+    resolve_pg_table,
     store_config,
     where_sql,
 )
@@ -316,7 +316,7 @@ async def table_schema(
     ``SAMPLE_VALUE_MAX_BYTES`` as text (those are dropped in PostgreSQL, before they are sent).
     """
     async with open_session(conns, settings, handle_id, settings.db_statement_timeout_seconds) as s:
-        t = await resolve_table(s, TableRef(schema_name=schema, name=table), loc=("query", "table"))
+        t = await resolve_pg_table(s, TableRef(schema_name=schema, name=table), loc=("query", "table"))
         samples: dict[str, list[Any]] = {c.name: [] for c in t.columns}
         if t.columns:
             with decoding_errors():
@@ -342,7 +342,7 @@ async def distinct_values(
     """``POST /{handle}/distinct-values``: distinct non-null values as text, sorted, bounded by ``limit``
     and by ``DB_QUERY_MAX_RESULT_MB`` (413)."""
     async with open_session(conns, settings, handle_id, settings.db_statement_timeout_seconds) as s:
-        t = await resolve_table(s, req.table)
+        t = await resolve_pg_table(s, req.table)
         col = quote_ident(require_column(t, req.column).name)
         inner = f"SELECT DISTINCT {col}::text AS v FROM {t.sql} WHERE {col} IS NOT NULL ORDER BY 1"
         _names, rows, _json = await _fetch_sized(s, inner, [], req.limit, settings.db_query_max_result_mb)
@@ -352,7 +352,7 @@ async def distinct_values(
 async def preview(conns: ConnectionStore, settings: Settings, handle_id: str, req: PreviewRequest) -> RowsResponse:
     """``POST /{handle}/preview``: mapped/filtered rows, bounded by ``limit``."""
     async with open_session(conns, settings, handle_id, settings.db_statement_timeout_seconds) as s:
-        t = await resolve_table(s, req.table)
+        t = await resolve_pg_table(s, req.table)
         check_request_columns(t, req.mappings, req.filters)
         select = projection_sql(t, req.mappings)
         where, params = where_sql(t, req.filters, 1)

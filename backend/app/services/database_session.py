@@ -27,10 +27,9 @@ from app.models.database import (
     TableRef,
 )
 from app.services.connection_store import ConnectionHandle, ConnectionStore, Credentials, scrub_error
-from app.services.duckdb_store import quote_ident
+from app.services.duckdb_store import ORDINAL, quote_ident
 from app.services.sql_safety import SafeQuery, table_allowed, validate_select
 
-ORDINAL = "__axis_ord"
 MAX_IDENTIFIER_BYTES = 63
 
 
@@ -193,7 +192,7 @@ class PgTable:
         return next((c for c in self.columns if c.name == name), None)
 
 
-async def resolve_table(s: Session, ref: TableRef, loc: tuple[str, ...] = ("body", "table")) -> PgTable:
+async def resolve_pg_table(s: Session, ref: TableRef, loc: tuple[str, ...] = ("body", "table")) -> PgTable:
     """The table's columns; refused (422 at ``loc``) outside the allow-list, 404 when it does not exist."""
     schema = check_identifier(ref.schema_name, "schema")
     name = check_identifier(ref.name, "table")

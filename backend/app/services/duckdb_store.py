@@ -66,6 +66,8 @@ def quote_literal(text: str) -> str:
 # DuckDB's row-number pseudo-column: a stored column of that name (any case) would shadow it, and
 # paging, caps and CSV error reports address rows by it.
 RESERVED_COLUMN = "rowid"
+# The row-order column added to inline records and database-import scratch tables (never stored).
+ORDINAL = "__axis_ord"
 
 
 def reserved_column_renames(names: Iterable[str]) -> dict[str, str]:

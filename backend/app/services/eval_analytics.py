@@ -33,14 +33,13 @@ from app.services.data_processor import (
     EXTRA_METRIC_NAMES,
     EXTRA_RECORD_COUNT,
     EXTRA_RECORD_KEYS,
-    ORDINAL,
     column_types,
     is_numeric_type,
     long_metric_names,
     record_keys_sync,
-    rows_to_arrow,
+    records_to_arrow,
 )
-from app.services.duckdb_store import DuckDBStore, quote_ident
+from app.services.duckdb_store import ORDINAL, DuckDBStore, quote_ident
 from app.services.sql_stats import (
     check_correlation_size,
     finite_double,
@@ -206,7 +205,7 @@ async def run_on_source(
             raise Invalid("No rows to analyse: send a non-empty list of row objects, or use source=store")
 
         def _inline(cur: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-            cur.register(INLINE_RELATION, rows_to_arrow(rows, ordinal=False))
+            cur.register(INLINE_RELATION, records_to_arrow(rows, ordinal=False))
             try:
                 return fn(cur, _relation(cur, INLINE_RELATION))
             finally:

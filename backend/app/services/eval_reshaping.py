@@ -14,16 +14,15 @@ from app.errors import Invalid
 from app.models.data import ConvertTreeResponse, MetricMapping, PrepareAnalyticsResponse
 from app.services.data_processor import (
     LONG_FORMATS,
-    ORDINAL,
     SIMPLE_JUDGMENT,
     WIDE_INDEX_COLUMNS,
     WideTable,
     column_types,
     fetch_rows,
     is_numeric_type,
-    rows_to_arrow,
+    records_to_arrow,
 )
-from app.services.duckdb_store import DuckDBStore, quote_ident
+from app.services.duckdb_store import ORDINAL, DuckDBStore, quote_ident
 
 INLINE_RELATION = "__axis_inline_rows"
 
@@ -103,7 +102,7 @@ async def _with_inline(store: DuckDBStore, records: Sequence[dict[str, Any]], fn
     """Run ``fn(cursor, relation)`` over records registered as a temporary Arrow relation."""
 
     def _work(cur: duckdb.DuckDBPyConnection) -> Any:
-        arrow = rows_to_arrow(records)
+        arrow = records_to_arrow(records)
         cur.register(INLINE_RELATION, arrow)
         try:
             return fn(cur, INLINE_RELATION)

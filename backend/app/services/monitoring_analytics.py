@@ -58,7 +58,7 @@ from app.services.monitoring_table import (
     add_metric_name_filters,
     build_where,
     check_group_by,
-    resolve_table,
+    resolve_monitoring_table,
     unpivot_source,
     wide_metrics,
 )
@@ -263,7 +263,7 @@ async def summary(store: DuckDBStore, config: MonitoringDBConfig, f: MonitoringF
 
     The pass threshold is fixed (§9.2); configured thresholds apply to the metric breakdown only (DB-28).
     """
-    t = await resolve_table(store, f.dataset_id)
+    t = await resolve_monitoring_table(store, f.dataset_id)
     threshold = SUMMARY_PASS_THRESHOLD
     category = (f.metric_category or "SCORE").strip().upper()
     fast = not f.has_row_filters() and not config.visible_metrics
@@ -302,7 +302,7 @@ async def trends(
     unit = GRANULARITY_UNITS.get(granularity)
     if unit is None:
         raise Invalid("granularity must be one of hourly, daily, weekly")
-    t = await resolve_table(store, f.dataset_id)
+    t = await resolve_monitoring_table(store, f.dataset_id)
     ts = t.ts
     empty = TrendsResponse(data=[], metrics=[], granularity=granularity, dataset_id=t.info.dataset_id)
     if ts is None:
@@ -345,7 +345,7 @@ async def metric_breakdown(
     group_by: str | None = None,
 ) -> MetricBreakdownResponse:
     """Per-metric pass rate (percent), mean and count; optional per-group split in the same query."""
-    t = await resolve_table(store, f.dataset_id)
+    t = await resolve_monitoring_table(store, f.dataset_id)
     grp = check_group_by(t, group_by)
     thr = threshold if threshold is not None else config.thresholds.pass_threshold(f.source_name)
     where = build_where(t, f, config, default_category="SCORE")
@@ -406,7 +406,7 @@ async def latency_distribution(
     """Histogram (max value in the last bin) and percentiles of per-record latency (DB-31)."""
     if not 5 <= bins <= 100:
         raise Invalid("bins must be between 5 and 100")
-    t = await resolve_table(store, f.dataset_id)
+    t = await resolve_monitoring_table(store, f.dataset_id)
     grp = check_group_by(t, group_by)
     lat = t.latency_column
     empty = LatencyDistributionResponse(
@@ -523,7 +523,7 @@ async def class_distribution(
     store: DuckDBStore, config: MonitoringDBConfig, f: MonitoringFilters, metric: str, group_by: str
 ) -> ClassDistributionResponse:
     """Per-group values (capped) and stats of one numeric column, or of one metric in long format."""
-    t = await resolve_table(store, f.dataset_id)
+    t = await resolve_monitoring_table(store, f.dataset_id)
     if group_by not in GROUP_BY_ALLOWED:
         raise Invalid(f"Invalid group_by: {group_by}. Allowed: {', '.join(GROUP_BY_ALLOWED)}")
     if not t.has(group_by):
@@ -584,7 +584,7 @@ async def correlation(
 ) -> CorrelationResponse:
     """Pairwise-complete Pearson matrix over columns, or over metric names pivoted per record."""
     names = list(dict.fromkeys(m.strip() for m in metrics.split(",") if m.strip()))
-    t = await resolve_table(store, f.dataset_id)
+    t = await resolve_monitoring_table(store, f.dataset_id)
     if len(names) < 2:
         return CorrelationResponse(matrix=[], metrics=[], dataset_id=t.info.dataset_id)
     cols = [n for n in names if t.has(n)]
@@ -665,7 +665,7 @@ async def classification_breakdown(
     category_source: str = "explanation",
 ) -> ClassificationBreakdownResponse:
     """Per-metric counts and percentages of CLASSIFICATION labels, one GROUP BY."""
-    t = await resolve_table(store, f.dataset_id)
+    t = await resolve_monitoring_table(store, f.dataset_id)
     cat = _category_column(t, category_source)
     if cat is None or not t.has("metric_name"):
         return ClassificationBreakdownResponse(metrics=[], dataset_id=t.info.dataset_id)
@@ -706,7 +706,7 @@ async def classification_trends(
     unit = GRANULARITY_UNITS.get(granularity)
     if unit is None:
         raise Invalid("granularity must be one of hourly, daily, weekly")
-    t = await resolve_table(store, f.dataset_id)
+    t = await resolve_monitoring_table(store, f.dataset_id)
     cat = _category_column(t, category_source)
     ts = t.ts
     empty = ClassificationTrendsResponse(
@@ -768,7 +768,7 @@ async def analysis_insights(
         raise Invalid("page must be >= 1")
     if not 1 <= limit <= 100:
         raise Invalid("limit must be between 1 and 100")
-    t = await resolve_table(store, f.dataset_id)
+    t = await resolve_monitoring_table(store, f.dataset_id)
     where = build_where(t, f, config, category="ANALYSIS")
     names_where = build_where(t, f, config, category="ANALYSIS", apply_metric_name=False)
     projected = [c for c in ANALYSIS_TEXT_FIELDS if t.has(c)]

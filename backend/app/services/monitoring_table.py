@@ -247,7 +247,7 @@ def check_group_by(t: MonitoringTable, group_by: str | None) -> str | None:
     return group_by if t.has(group_by) else None
 
 
-async def resolve_table(store: DuckDBStore, dataset_id: str | None) -> MonitoringTable:
+async def resolve_monitoring_table(store: DuckDBStore, dataset_id: str | None) -> MonitoringTable:
     """The chosen (or latest) monitoring dataset; 503 while the first monitoring sync is running."""
     try:
         return MonitoringTable.of(await store.resolve_dataset(KIND, dataset_id))

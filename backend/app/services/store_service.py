@@ -115,7 +115,7 @@ async def store_status(engine: SyncEngine, settings: Settings) -> StoreStatusRes
 
 
 # ---------------------------------------------------------------------- datasets
-async def resolve_table(store: DuckDBStore, dataset: str, dataset_id: str | None) -> tuple[str, str | None]:
+async def resolve_api_table(store: DuckDBStore, dataset: str, dataset_id: str | None) -> tuple[str, str | None]:
     """API table (and registry id) for a path name and optional ``dataset_id``.
 
     ``dataset_id`` names a registry entry (its kind must match the path's kind); without it the
@@ -154,7 +154,7 @@ async def resolve_table(store: DuckDBStore, dataset: str, dataset_id: str | None
 
 async def dataset_metadata(store: DuckDBStore, dataset: str, dataset_id: str | None) -> MetadataResponse:
     """Cached metadata of a dataset's table; computed on demand when none is stored ({} if no table)."""
-    table, _ = await resolve_table(store, dataset, dataset_id)
+    table, _ = await resolve_api_table(store, dataset, dataset_id)
     meta = await store.get_metadata(table)
     if not meta and await store.table_exists(table):
         meta = await store.run_read(lambda cur: compute_table_metadata_sync(cur, table))
@@ -246,7 +246,7 @@ async def dataset_rows(
     ``store_paging``). A cursor is bound to its query (filters, sort, projection) and to the
     dataset's load: after a reload it is refused with a 400.
     """
-    table, ds_id = await resolve_table(store, dataset, dataset_id)
+    table, ds_id = await resolve_api_table(store, dataset, dataset_id)
     if q.sort_dir not in ("asc", "desc"):
         raise Invalid("sort_dir must be asc or desc")
     after = decode_cursor(q.cursor) if q.cursor else None

@@ -274,7 +274,7 @@ def _wire_arrow_type(key: str, is_list: bool) -> pa.DataType:
     return pa.list_(types[key]) if is_list else types[key]
 
 
-def rows_to_arrow(rows: list[Any], names: list[str], columns: list[AsyncpgColumn]) -> pa.Table:
+def chunk_to_arrow(rows: list[Any], names: list[str], columns: list[AsyncpgColumn]) -> pa.Table:
     """One fetched chunk as an Arrow table of the columns' wire types (columns named c0, c1, ...)."""
     import pyarrow as pa
 
@@ -356,7 +356,7 @@ async def load_with_asyncpg(
                 batch = await cursor.fetch(chunk_rows)
 
                 def _append(cur: duckdb.DuckDBPyConnection, rows: list[Any] = batch, create: bool = first) -> None:
-                    append_arrow_chunk(cur, staging, rows_to_arrow(rows, names, columns), select, create)
+                    append_arrow_chunk(cur, staging, chunk_to_arrow(rows, names, columns), select, create)
 
                 if first or batch:
                     await store.run_staging(_append)
