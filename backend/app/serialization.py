@@ -220,14 +220,9 @@ class RenderedRows(Sequence[dict[str, Any]]):
         pieces.append(b"]")
         return pieces
 
-    @property
-    def json(self) -> bytes:
-        """The rows as one JSON array."""
-        return b"".join(self.array_pieces())
-
     def _rows(self) -> list[dict[str, Any]]:
         if self._parsed is None:
-            self._parsed = json.loads(self.json)
+            self._parsed = json.loads(b"".join(self.array_pieces()))
         return self._parsed
 
     def __len__(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -17,6 +18,7 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from app.main import create_app
+from app.models.common import RowsPayload
 from app.services.duckdb_store import DuckDBStore
 from app.services.falkordb_server import FalkorDBServer
 from tests.fake_llm import FakeLLMServer
@@ -110,6 +112,18 @@ class PgSchema:
     @property
     def user(self) -> str:
         return psycopg.conninfo.conninfo_to_dict(self.dsn).get("user") or "postgres"  # type: ignore[return-value]
+
+
+async def fetch_dicts(store: DuckDBStore, sql: str, params: Any = None) -> list[dict[str, Any]]:
+    """Rows of a read query on the store (``store.fetch``) as dicts keyed by column name."""
+    res = await store.fetch(sql, params)
+    return [dict(zip(res.columns, row, strict=True)) for row in res.rows]
+
+
+def response_rows(payload: RowsPayload) -> list[dict[str, Any]]:
+    """The ``data`` rows of a response as its JSON body (``render_json``, what the routers send) carries them."""
+    rows: list[dict[str, Any]] = json.loads(payload.render_json())["data"]
+    return rows
 
 
 @pytest.fixture

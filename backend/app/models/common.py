@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PrivateAttr
@@ -46,11 +45,6 @@ class RowsPayload(SuccessResponse):
         """Attach the rendered rows that replace ``data`` in the JSON body."""
         self._rendered = rows
         return self
-
-    @property
-    def rows(self) -> Sequence[dict[str, Any]]:
-        """The response's rows: the rendered ones when attached, else ``data``."""
-        return self._rendered if self._rendered is not None else self.data
 
     def render_json(self) -> bytes:
         """The JSON body (as FastAPI would write it), ``data`` taken from the rendered rows."""

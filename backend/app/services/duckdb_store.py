@@ -215,10 +215,6 @@ class QueryResult:
     columns: list[str]
     rows: list[tuple[Any, ...]]
 
-    def dicts(self) -> list[dict[str, Any]]:
-        """Rows as dicts keyed by column name."""
-        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
-
 
 @dataclass
 class DatasetInfo:
@@ -339,11 +335,6 @@ class DuckDBStore:
     def limiter(self) -> anyio.CapacityLimiter:
         """The shared limiter every DuckDB read goes through."""
         return self._limiter
-
-    @property
-    def is_open(self) -> bool:
-        """True while the connection is open."""
-        return self._con is not None
 
     def open_sync(self) -> None:
         """Open the file and create the internal tables (call from a worker thread)."""
@@ -528,10 +519,6 @@ class DuckDBStore:
             return QueryResult(cols, cur.fetchall())
 
         return await self.run_read(_q)
-
-    async def fetch_dicts(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        """Like :meth:`fetch`, rows as dicts."""
-        return (await self.fetch(sql, params)).dicts()
 
     async def run_staging(
         self,
@@ -741,10 +728,6 @@ class DuckDBStore:
             [info.format, json.dumps(info.extra, default=str), info.dataset_id],
         )
 
-    async def register_dataset(self, info: DatasetInfo) -> None:
-        """Insert or replace one registry row (for tables/views built elsewhere, e.g. syncs)."""
-        await self.run_write(lambda cur: self.register_dataset_sync(cur, info))
-
     async def land_dataset(
         self,
         *,
@@ -933,15 +916,6 @@ class DuckDBStore:
     async def kv_set(self, key: str, value: Any) -> None:
         """Store a JSON-encodable value under a KV key."""
         await self.run_write(lambda cur: self.kv_set_sync(cur, key, value))
-
-    async def kv_delete(self, key: str) -> None:
-        """Remove a KV key."""
-        await self.execute_write(f"DELETE FROM {KV_TABLE} WHERE key = ?", [key])
-
-    async def kv_items(self, prefix: str) -> dict[str, Any]:
-        """Every KV entry whose key starts with ``prefix``."""
-        res = await self.fetch(f"SELECT key, value_json FROM {KV_TABLE} WHERE starts_with(key, ?)", [prefix])
-        return {k: json.loads(v) for k, v in res.rows}
 
     # ------------------------------------------------------------------ health
     async def probe(self) -> bool:

@@ -687,17 +687,16 @@ async def test_status_and_registry_times_written_without_offset_are_served_as_ut
         STATUS_PREFIX + "eval_data",
         {**blank_status(), "state": "ready", "last_sync": "2026-11-28T18:05:29.538624+01:00"},
     )
-    await store.register_dataset(
-        DatasetInfo(
-            dataset_id="sync_monitoring",
-            kind="monitoring",
-            source="sync",
-            table_name="monitoring_data",
-            row_count=3,
-            columns=[],
-            loaded_at=dt.datetime(2026, 11, 28, 17, 5, 29, 538624),
-        )
+    synced = DatasetInfo(
+        dataset_id="sync_monitoring",
+        kind="monitoring",
+        source="sync",
+        table_name="monitoring_data",
+        row_count=3,
+        columns=[],
+        loaded_at=dt.datetime(2026, 11, 28, 17, 5, 29, 538624),
     )
+    await store.run_write(lambda cur: DuckDBStore.register_dataset_sync(cur, synced))
     status = (await client.get("/api/store/status")).json()["datasets"]
     assert status["monitoring_data"]["last_sync"] == "2026-11-28T17:05:29.538624Z"
     assert status["monitoring_data"]["last_incremental"] == "2026-11-28T17:00:00Z"

@@ -4,7 +4,6 @@ prepare-analytics (§4.6), examples and eval-db-import (§4.8) against real Duck
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +13,13 @@ from starlette.datastructures import UploadFile
 
 from app.config.db_configs import EvalDBConfig
 from app.errors import Invalid, NotFound, Timeout
-from app.models.common import RowsPayload
 from app.models.data import ExampleResponse, UploadResponse
 from app.services import data_processor as dp
 from app.services import eval_db_import as eval_db
 from app.services import eval_reshaping as reshaping
 from app.services.duckdb_store import DatasetInfo, DuckDBStore
 from app.services.pg_source import joined_split_sql
-from tests.conftest import PgSchema
+from tests.conftest import PgSchema, fetch_dicts, response_rows
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_data"
 
@@ -40,12 +38,6 @@ async def _upload(
 ) -> UploadResponse:
     up = UploadFile(io.BytesIO(data), filename=name)
     return await dp.upload_eval_csv(store, up, max_bytes=50 * 1024 * 1024, spool_dir=tmp_path / "spool", row_cap=cap)
-
-
-def _rows(res: RowsPayload) -> list[dict[str, Any]]:
-    """The ``data`` rows of a response as its JSON body carries them."""
-    rows: list[dict[str, Any]] = json.loads(res.render_json())["data"]
-    return rows
 
 
 async def _dataset(store: DuckDBStore, res: UploadResponse | ExampleResponse) -> DatasetInfo:
@@ -119,7 +111,7 @@ async def test_flat_is_processed_and_reported_honestly(store: DuckDBStore, tmp_p
     assert res.format == "flat_format"
     assert res.message.startswith("Flat format (as tree) with 2 nodes, root: acc, f1")
     table = (await _dataset(store, res)).table_name
-    rows = await store.fetch_dicts(f'SELECT * FROM "{table}" ORDER BY rowid')
+    rows = await fetch_dicts(store, f'SELECT * FROM "{table}" ORDER BY rowid')
     assert rows[0]["evaluation_name"] == "exp" and "experiment_name" not in rows[0]
     assert rows[0]["metric_type"] == "metric" and rows[0]["parent"] is None and rows[0]["weight"] is None
     assert rows[0]["dataset_id"] == "test_case_1" and rows[0]["query"] == "" and rows[0]["critique"] == ""
@@ -138,13 +130,13 @@ async def test_tree_parent_blank_to_null_and_metadata_fill(store: DuckDBStore, t
     assert res.format == "tree_format"
     assert res.message == "Tree format with 2 nodes, root: root"
     table = (await _dataset(store, res)).table_name
-    rows = await store.fetch_dicts(f'SELECT parent, data_metadata, retrieved_content FROM "{table}" ORDER BY rowid')
+    rows = await fetch_dicts(store, f'SELECT parent, data_metadata, retrieved_content FROM "{table}" ORDER BY rowid')
     assert rows == [
         {"parent": None, "data_metadata": "{}", "retrieved_content": "[]"},
         {"parent": "root", "data_metadata": '{"k": 1}', "retrieved_content": '["doc"]'},
     ]
     # the response rows carry retrieved_content parsed (Ref): JSON / Python literal, else the raw text
-    assert [r["retrieved_content"] for r in _rows(res)] == [[], ["doc"]]
+    assert [r["retrieved_content"] for r in response_rows(res)] == [[], ["doc"]]
 
 
 def test_parse_literal_list() -> None:
@@ -175,7 +167,7 @@ async def test_pandas_missing_spellings_and_the_refusal_names_the_files_columns(
     names its columns as the file spells them (and says names are case-sensitive)."""
     rows = [["acc", 0.5], ["acc", "#NA"], ["acc", "-1.#IND"], ["acc", "1.#QNAN"]]
     res = await _upload(store, tmp_path, _csv(["metric_name", "metric_score"], rows))
-    assert [r["metric_score"] for r in _rows(res)] == [0.5, None, None, None]
+    assert [r["metric_score"] for r in response_rows(res)] == [0.5, None, None, None]
     with pytest.raises(Invalid, match=r"Columns found: Metric_Name, metric_score\. Column names are case-sensitive"):
         await _upload(store, tmp_path, _csv(["Metric_Name", "metric_score"], [["acc", 0.5]]))
 
@@ -199,7 +191,7 @@ async def test_bad_files_keep_previous_dataset(store: DuckDBStore, tmp_path: Pat
 async def test_missing_score_spellings_are_null(store: DuckDBStore, tmp_path: Path) -> None:
     rows = [["acc", v] for v in ("NA", "N/A", "null", " None ", "0.25", "", "#N/A", "0.75")]
     res = await _upload(store, tmp_path, _csv(["metric_name", "metric_score"], rows))
-    assert [r["metric_score"] for r in _rows(res)] == [None, None, None, None, 0.25, None, None, 0.75]
+    assert [r["metric_score"] for r in response_rows(res)] == [None, None, None, None, 0.25, None, None, 0.75]
     table = (await _dataset(store, res)).table_name
     got = await store.fetch(f'SELECT count(metric_score), avg(metric_score) FROM "{table}"')
     assert got.rows == [(2, 0.5)]
@@ -208,11 +200,11 @@ async def test_missing_score_spellings_are_null(store: DuckDBStore, tmp_path: Pa
 async def test_response_rows_capped(store: DuckDBStore, tmp_path: Path) -> None:
     data = _csv(["metric_name", "metric_score"], [[f"m{i % 3}", i / 100] for i in range(25)])
     res = await _upload(store, tmp_path, data, cap=7)
-    assert res.row_count == 25 and len(_rows(res)) == 7 and res.data_truncated is True
+    assert res.row_count == 25 and len(response_rows(res)) == 7 and res.data_truncated is True
     assert len(res.preview) == 10  # preview is always the first 10 rows
-    assert [r["metric_score"] for r in _rows(res)] == [i / 100 for i in range(7)]
+    assert [r["metric_score"] for r in response_rows(res)] == [i / 100 for i in range(7)]
     res = await _upload(store, tmp_path, data, cap=100)
-    assert len(_rows(res)) == 25 and res.data_truncated is False and len(res.preview) == 10
+    assert len(response_rows(res)) == 25 and res.data_truncated is False and len(res.preview) == 10
 
 
 # ------------------------------------------------------------------ aliases
@@ -373,7 +365,7 @@ async def test_examples_load_from_sample_data(store: DuckDBStore, name: str, fmt
     res = await dp.load_example(store, name, sample_dir=SAMPLES, row_cap=50_000)
     assert res.format == fmt and res.row_count > 0
     assert (await _dataset(store, res)).source == f"example:{name}"
-    assert res.row_count == len(_rows(res))
+    assert res.row_count == len(response_rows(res))
 
 
 async def test_example_unknown_and_missing(store: DuckDBStore, tmp_path: Path) -> None:
@@ -410,7 +402,7 @@ async def test_eval_db_import_left_join_aliases(store: DuckDBStore, pg: PgSchema
     assert res.format == "flat_format"
     assert res.message == "Imported 3 records from database"
     assert (await _dataset(store, res)).source == "database"
-    rows = {(r["dataset_id"], r["metric_name"]): r for r in _rows(res)}
+    rows = {(r["dataset_id"], r["metric_name"]): r for r in response_rows(res)}
     assert set(rows) == {("d1", "acc"), ("d1", "f1"), ("d9", "acc")}
     assert rows[("d1", "acc")]["notes_dataset"] == "keep me"  # legitimate *_dataset column survives
     assert rows[("d1", "acc")]["shared"] == "from results"  # results win
@@ -429,7 +421,7 @@ async def test_eval_db_import_joins_sides_keyed_by_an_alias_like_the_sync(store:
     cfg = _cfg(pg, dataset_query=f'SELECT * FROM "{s}".items', results_query=f'SELECT * FROM "{s}".scores')
     res = await eval_db.import_eval_db(store, cfg, row_cap=100)
     keys = ("dataset_id", "metric_name", "metric_score", "query", "actual_output")
-    got = sorted(tuple(r[k] for k in keys) for r in _rows(res))
+    got = sorted(tuple(r[k] for k in keys) for r in response_rows(res))
     assert got == [("d1", "acc", 0.9, "q1", "a1"), ("d2", "acc", 0.4, "q2", "a2"), ("d2", "f1", 0.6, "q2", "a2")]
 
 
@@ -453,7 +445,7 @@ async def test_eval_db_import_keeps_infinite_timestamps(store: DuckDBStore, pg: 
     )
     cfg = _cfg(pg, dataset_query="SELECT 'x' AS dataset_id WHERE false", results_query=f'SELECT * FROM "{pg.schema}".r')
     res = await eval_db.import_eval_db(store, cfg, row_cap=100)
-    assert {r["dataset_id"]: r["at"] for r in _rows(res)} == {
+    assert {r["dataset_id"]: r["at"] for r in response_rows(res)} == {
         "a": "2024-01-02T01:04:05",
         "b": "-infinity",
         "c": "infinity",

@@ -33,7 +33,7 @@ from app.services import human_signals_service
 from app.services.connection_store import ConnectionStore
 from app.services.database_session import check_identifier
 from app.services.duckdb_store import DuckDBStore, quote_ident
-from tests.conftest import PgSchema
+from tests.conftest import PgSchema, response_rows
 
 Env = tuple[ConnectionStore, Settings, str]
 
@@ -560,7 +560,7 @@ async def test_import_keeps_the_query_order(env: Env, people: PgSchema, store: D
         )
         info = await store.get_dataset(res.dataset_id or "")
         rows = await store.fetch(f"SELECT id FROM {quote_ident(info.table_name)} ORDER BY rowid")
-        assert [r["id"] for r in res.rows] == [r[0] for r in rows.rows]
+        assert [r["id"] for r in response_rows(res)] == [r[0] for r in rows.rows]
         return [r[0] for r in rows.rows]
 
     assert await imported(sql + " ORDER BY id DESC") == [20, 19, 18]  # the latest three, newest first
@@ -643,7 +643,7 @@ async def test_import_dedupes_in_stable_order_and_lands_eval(env: Env, people: P
                 continue
             seen.add((r[0], r[1]))
         expected.append((r[0], r[1], r[2]))
-    got = [(r["dataset_id"], r["metric_name"], r["metric_score"]) for r in res.rows]
+    got = [(r["dataset_id"], r["metric_name"], r["metric_score"]) for r in response_rows(res)]
     assert got == expected
     assert res.duplicates_removed == 7 - len(expected) == 2
     assert res.dataset_id is not None
@@ -682,8 +682,8 @@ async def test_import_rename_map_of_targeted_store_and_kinds(
         )
         assert mon.kind == "monitoring" and mon.format == "monitoring"
         assert mon.columns[:4] == ["dataset_id", "timestamp", "latency", "relevance_score"]
-        assert [(r["dataset_id"], r["latency"]) for r in mon.rows] == [("a", 120.0), ("b", 80.0)]
-        assert mon.rows[0]["timestamp"] == "2024-03-01T11:00:00"  # UTC, naive
+        assert [(r["dataset_id"], r["latency"]) for r in response_rows(mon)] == [("a", 120.0), ("b", 80.0)]
+        assert response_rows(mon)[0]["timestamp"] == "2024-03-01T11:00:00"  # UTC, naive
         # Same rows targeted at the data store: the eval map applies (DB-20) and the data still lands as monitoring.
         ev = await di.query_import(conns, store, settings, handle, QueryImportRequest(handle=handle, query=sql), None)
         assert "eval_latency" in ev.columns and "latency" not in ev.columns
@@ -694,8 +694,8 @@ async def test_import_rename_map_of_targeted_store_and_kinds(
         )  # fmt: skip
         assert hs.kind == "human_signals" and hs.format == "hitl_feedback" and hs.row_count == 1
         cases = await human_signals_service.list_cases(store, settings, 1, 50, hs.dataset_id)
-        assert [c["Case_ID"] for c in cases.rows] == ["1"]
-        assert cases.rows[0]["m__is_ok"] is True
+        assert [c["Case_ID"] for c in response_rows(cases)] == ["1"]
+        assert response_rows(cases)[0]["m__is_ok"] is True
     finally:
         await conns.close_all()
 
@@ -711,7 +711,7 @@ async def test_table_import_mappings_filters_types(env: Env, people: PgSchema, s
     )  # fmt: skip
     res = await di.table_import(conns, store, settings, handle, req, None)
     assert res.row_count == 2 and res.columns == ["dataset_id", "query", "score_value", "ts"]
-    assert res.rows == [
+    assert response_rows(res) == [
         {"dataset_id": 1, "query": "ann", "score_value": 1.5, "ts": "2024-01-01T08:00:00"},
         {"dataset_id": 3, "query": "cid", "score_value": None, "ts": None},
     ]

@@ -186,17 +186,16 @@ async def test_registry_resolves_latest_and_checks_kind(store: DuckDBStore) -> N
     with pytest.raises(NotFound):
         await store.get_dataset("nope")
 
-    await store.register_dataset(
-        DatasetInfo(
-            dataset_id="sync_monitoring",
-            kind="monitoring",
-            source="sync",
-            table_name="monitoring_data",
-            row_count=0,
-            columns=[],
-            loaded_at=utc_now(),
-        )
+    synced = DatasetInfo(
+        dataset_id="sync_monitoring",
+        kind="monitoring",
+        source="sync",
+        table_name="monitoring_data",
+        row_count=0,
+        columns=[],
+        loaded_at=utc_now(),
     )
+    await store.run_write(lambda cur: DuckDBStore.register_dataset_sync(cur, synced))
     assert (await store.resolve_dataset("monitoring", None)).dataset_id == "sync_monitoring"
     assert await store.is_visible_table(first.table_name)
     assert not await store.is_visible_table("_store_kv")
@@ -241,9 +240,9 @@ async def test_metadata_and_kv_persist_across_reopen(settings: Settings) -> None
     await st.set_metadata("monitoring_data", {"row_count": 3, "columns": []})
     await st.kv_set("_watermark_x", {"value": "5", "pg_cast": "bigint"})
     await st.kv_set("other", [1, 2])
-    assert await st.kv_items("_watermark_") == {"_watermark_x": {"value": "5", "pg_cast": "bigint"}}
+    assert await st.kv_get("_watermark_x") == {"value": "5", "pg_cast": "bigint"}
     await st.close()
-    assert not st.is_open
+    assert not await st.probe()  # closed
 
     st2 = DuckDBStore(settings.duckdb_path)
     await st2.open()
@@ -252,7 +251,7 @@ async def test_metadata_and_kv_persist_across_reopen(settings: Settings) -> None
         assert await st2.kv_get("other") == [1, 2]
         # metadata and KV live in separate tables (DB-43)
         assert (await st2.fetch("SELECT count(*) FROM _store_metadata WHERE table_name = 'other'")).rows == [(0,)]
-        await st2.kv_delete("other")
+        await st2.run_write(lambda cur: DuckDBStore.kv_delete_sync(cur, "other"))
         assert await st2.kv_get("other") is None
     finally:
         await st2.close()

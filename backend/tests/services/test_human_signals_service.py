@@ -15,6 +15,7 @@ from app.errors import Invalid, NotFound
 from app.services import human_signals_service as hs
 from app.services.duckdb_store import DuckDBStore, quote_ident
 from app.services.human_signals_build import build_signals_tables_sync
+from tests.conftest import response_rows
 
 CONV_A = json.dumps(
     {
@@ -312,8 +313,8 @@ async def test_missing_signals_is_400(store: DuckDBStore) -> None:
 async def test_example_hitl(store: DuckDBStore, settings: Settings) -> None:
     res = await hs.load_human_signals_example(store, settings, "hitl")
     assert res.format == "hitl_feedback" and res.row_count == 3 and res.message == "Processed 3 cases"
-    assert [c["Business"] for c in res.rows] == ["SUP-1204", "SUP-5893", "SUP-8087"]
-    assert [c["Message_Count"] for c in res.rows] == [5, 4, 5]
+    assert [c["Business"] for c in response_rows(res)] == ["SUP-1204", "SUP-5893", "SUP-8087"]
+    assert [c["Message_Count"] for c in response_rows(res)] == [5, 4, 5]
     schema = res.metric_schema
     assert schema is not None and len(schema["metrics"]) == 13
     assert "reasoning" in schema["metrics"]["priority_level"]["signals"]  # 5/13 metrics: not common
@@ -332,7 +333,7 @@ async def test_example_hitl(store: DuckDBStore, settings: Settings) -> None:
     assert info.kind == "human_signals" and info.source == "example:hitl"
     assert info.extra["cases_table"] == f"ds_{info.dataset_id}_cases"
     page = await hs.list_cases(store, settings, page=2, page_size=2)
-    assert page.row_count == 3 and [c["Case_ID"] for c in page.rows] == [res.rows[2]["Case_ID"]]
+    assert page.row_count == 3 and [c["Case_ID"] for c in response_rows(page)] == [response_rows(res)[2]["Case_ID"]]
     sch = await hs.metric_schema(store, settings)
     assert sch.metric_schema == schema
     with pytest.raises(NotFound):
@@ -359,17 +360,16 @@ async def test_sync_hook_builds_fixed_tables(store: DuckDBStore, settings: Setti
     # a synced dataset registered by the sync engine serves /cases from the fixed tables
     from app.services.duckdb_store import DatasetInfo, utc_now
 
-    await store.register_dataset(
-        DatasetInfo(
-            dataset_id="sync_human_signals",
-            kind="human_signals",
-            source="sync",
-            table_name="human_signals_raw",
-            row_count=len(df),
-            columns=await store.describe("human_signals_raw"),
-            loaded_at=utc_now(),
-        )
+    synced = DatasetInfo(
+        dataset_id="sync_human_signals",
+        kind="human_signals",
+        source="sync",
+        table_name="human_signals_raw",
+        row_count=len(df),
+        columns=await store.describe("human_signals_raw"),
+        loaded_at=utc_now(),
     )
+    await store.run_write(lambda cur: DuckDBStore.register_dataset_sync(cur, synced))
     page = await hs.list_cases(store, settings, 1, 50)
     assert page.row_count == 3 and page.metric_schema == schema and page.source == "duckdb"
 
@@ -392,7 +392,7 @@ async def test_db_import_from_postgres(
     )
     res = await hs.import_human_signals_from_db(store, make_settings())
     assert res.source == "database" and res.row_count == 2
-    assert [c["m1__is_ok"] for c in res.rows] == [True, False]
+    assert [c["m1__is_ok"] for c in response_rows(res)] == [True, False]
     assert res.metric_schema is not None and res.metric_schema["metrics"]["m1"]["signal_types"] == {"is_ok": "boolean"}
 
 
@@ -413,4 +413,4 @@ async def test_db_import_joins_integer_and_text_ids(
     )
     res = await hs.import_human_signals_from_db(store, make_settings())
     assert res.row_count == 2
-    assert sorted((str(c["Case_ID"]), c["m1__is_ok"]) for c in res.rows) == [("1", True), ("abc", False)]
+    assert sorted((str(c["Case_ID"]), c["m1__is_ok"]) for c in response_rows(res)) == [("1", True), ("abc", False)]

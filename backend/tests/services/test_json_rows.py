@@ -27,6 +27,11 @@ COLUMNS = (
 )
 
 
+def _array(rows: RenderedRows) -> bytes:
+    """The rendered rows as the one JSON array a response body carries."""
+    return b"".join(rows.array_pieces())
+
+
 def _python_rows(cur: duckdb.DuckDBPyConnection, table: str) -> list[dict[str, Any]]:
     """The reference: DuckDB's Python values through the app's clean_json rules (the Row serializer)."""
     cur.execute(f"SELECT * FROM {table}")
@@ -71,7 +76,7 @@ async def test_duckdb_rendering_equals_the_python_serializer(store: DuckDBStore)
     fast = await store.run_read(lambda cur: render_rows_sync(cur, "t", 10_000))
     slow = await store.run_read(lambda cur: _python_rows(cur, "t"))
     assert fast.size == 2004 and len(slow) == 2004
-    rows = json.loads(fast.json)  # valid JSON: no NaN / Infinity tokens
+    rows = json.loads(_array(fast))  # valid JSON: no NaN / Infinity tokens
     assert rows == slow
     assert list(rows[0]) == ["s", "i", "h", "d", "f", "b", "dd", "ts", "tz", "dc", "u", 'we"ird ké\\y']
     assert rows[-4:] == [
@@ -81,7 +86,7 @@ async def test_duckdb_rendering_equals_the_python_serializer(store: DuckDBStore)
         {**dict.fromkeys(rows[0], None), "dd": "-infinity", "ts": "-infinity", "tz": "-infinity"},
     ]
     # The first rows are the `specials` (k % 3 == 0): NaN and ±inf became null, not NaN tokens.
-    assert b"NaN" not in fast.json and b"Infinity" not in fast.json
+    assert b"NaN" not in _array(fast) and b"Infinity" not in _array(fast)
 
 
 async def test_hand_written_cells(store: DuckDBStore) -> None:
@@ -94,7 +99,7 @@ async def test_hand_written_cells(store: DuckDBStore) -> None:
 
     await store.run_write(build)
     rendered = await store.run_read(lambda cur: render_rows_sync(cur, "t", 1))
-    assert rendered.size == 1 and rendered.json.startswith(b"[{") and rendered.json.endswith(b"}]")
+    assert rendered.size == 1 and _array(rendered).startswith(b"[{") and _array(rendered).endswith(b"}]")
     assert list(rendered) == [
         {"ts": "2024-03-01T11:00:00", "tz": "2024-03-01T11:00:00.500000Z", "d": None, "s": 'a"b\n', "n": 1.25}
     ]
@@ -110,7 +115,7 @@ async def test_hand_written_cells(store: DuckDBStore) -> None:
         }
     ] and math.isnan(preview[0]["d"])
     empty = await store.run_read(lambda cur: render_rows_sync(cur, "t", 0))
-    assert empty.json == b"[]" and list(empty) == []
+    assert _array(empty) == b"[]" and list(empty) == []
 
 
 async def test_other_types_and_out_of_range_years_take_the_python_path(store: DuckDBStore) -> None:
@@ -145,9 +150,9 @@ def test_response_splices_rendered_rows() -> None:
     parsed = json.loads(body.render_json())
     assert parsed["data"] == [{"a": 1, "t": "2024-01-02T00:00:00Z"}, {"a": None, "t": None}]
     assert parsed["data_truncated"] is True and parsed["dataset_id"] == "x" and parsed["success"] is True
-    assert list(body.rows) == parsed["data"] and body.data == []
+    assert list(rows) == parsed["data"] and body.data == []
     plain = UploadResponse(format="f", row_count=0, columns=[], message="", data=[{"a": 2}], dataset_id="y")
-    assert json.loads(plain.render_json())["data"] == [{"a": 2}] and plain.rows == [{"a": 2}]
+    assert json.loads(plain.render_json())["data"] == [{"a": 2}] and plain.data == [{"a": 2}]
 
 
 async def test_decoded_json_cells_windows_and_offsets(store: DuckDBStore) -> None:
@@ -177,7 +182,7 @@ async def test_decoded_json_cells_windows_and_offsets(store: DuckDBStore) -> Non
             lambda cur, o=offset, k=limit: render_rows_sync(cur, "c", k, o, decode_json=True)
         )
         want = [expected(i) for i in range(offset, min(offset + limit, n))]
-        assert rendered.size == len(want) and json.loads(rendered.json) == want
+        assert rendered.size == len(want) and json.loads(_array(rendered)) == want
     # Without decode_json a JSON cell is its text, as the DuckDB client returns it.
     plain = await store.run_read(lambda cur: render_rows_sync(cur, "c", 2, 0))
     assert list(plain) == [{"i": 0, "j": None, "arr": "[0.0,0.5]", "t": "0"}, {**plain[1], "arr": "[1.0,1.5]"}]
@@ -194,18 +199,18 @@ async def test_decimals_of_every_shape_are_json_numbers_like_float_decimal(store
     select = ", ".join(f"CAST('{v}' AS {t}) AS {k}" for k, (v, t) in cases.items())
     await store.run_write(lambda cur: cur.execute(f"CREATE TABLE d AS SELECT {select}"))
     rendered = await store.run_read(lambda cur: render_rows_sync(cur, "d", 10))
-    row = strict_json(rendered.json)[0]
+    row = strict_json(_array(rendered))[0]
     assert row == {k: float(decimal.Decimal(v)) for k, (v, _) in cases.items()}
     assert all(type(x) is float for x in row.values())  # as the Python path writes them (9007199254740992.0)
     # A DECIMAL list is not a DECIMAL: it goes to Python (DuckDB would write [.5]).
     await store.run_write(lambda cur: cur.execute("CREATE TABLE dl AS SELECT [0.5::DECIMAL(20,20)] AS l"))
-    assert strict_json((await store.run_read(lambda cur: render_rows_sync(cur, "dl", 1))).json) == [{"l": [0.5]}]
+    assert strict_json(_array(await store.run_read(lambda cur: render_rows_sync(cur, "dl", 1)))) == [{"l": [0.5]}]
 
 
 def test_python_rendering_writes_keys_and_surrogates_like_the_row_serializer() -> None:
     rows = [{"rc": {True: 1, None: 2, 3: dt.date(2024, 1, 2)}, "s": "\ud800x"}]
     assert list(RenderedRows.of(rows)) == [{"rc": {"True": 1, "None": 2, "3": "2024-01-02"}, "s": "\ud800x"}]
-    assert RenderedRows.of(rows).json.isascii()  # the lone surrogate is escaped, the body stays valid UTF-8
+    assert _array(RenderedRows.of(rows)).isascii()  # the lone surrogate is escaped, the body stays valid UTF-8
 
 
 async def test_json_cells_with_lowercase_non_finite_tokens_and_huge_numbers(store: DuckDBStore) -> None:
@@ -222,7 +227,7 @@ async def test_json_cells_with_lowercase_non_finite_tokens_and_huge_numbers(stor
 
     await store.run_write(build)
     page = await store.run_read(lambda cur: render_rows_sync(cur, "c", 10, decode_json=True))
-    assert strict_json(page.json) == [
+    assert strict_json(_array(page)) == [
         {"i": 0, "j": {"score": None, "ok": 1}},
         {"i": 1, "j": {"score": None, "ok": 2}},
         {"i": 2, "j": {"v": [None, None, 1]}},
@@ -289,11 +294,11 @@ async def test_wide_tables_render_in_column_groups_with_the_same_rows(store: Duc
     fast = await store.run_read(lambda cur: render_rows_sync(cur, "wide", 10_000))
     slow = await store.run_read(lambda cur: _python_rows(cur, "wide"))
     assert fast.size == len(slow) == 2500
-    rows = json.loads(fast.json)
+    rows = json.loads(_array(fast))
     assert rows == slow and list(rows[0]) == names
     # an offset window of a wide table, and decoded JSON cells (a NULL one leaves its key out)
     part = await store.run_read(lambda cur: render_rows_sync(cur, "wide_json", 7, 2041, decode_json=True))
-    got = json.loads(part.json)
+    got = json.loads(_array(part))
     assert [r["c0_i"] for r in got] == [row[1] for row in base[2041:2048]]
     for r, row in zip(got, base[2041:2048], strict=True):
         assert ("j" in r) == (row[1] % 2 == 1) and r.get("j", {"k": 1}) == {"k": 1}
@@ -308,4 +313,4 @@ async def test_wide_tables_render_in_column_groups_with_the_same_rows(store: Duc
     started = time.monotonic()
     very = await store.run_read(lambda cur: render_rows_sync(cur, "very_wide", 10))
     assert time.monotonic() - started < 8
-    assert json.loads(very.json) == [{f"v{i}": round(r + i / 8, 3) for i in range(3000)} for r in range(2)]
+    assert json.loads(_array(very)) == [{f"v{i}": round(r + i / 8, 3) for i in range(3000)} for r in range(2)]

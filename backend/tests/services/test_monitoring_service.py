@@ -16,7 +16,7 @@ from app.errors import Invalid, NotFound
 from app.services import monitoring_service as ms
 from app.services.column_aliases import MONITORING_ALIASES
 from app.services.duckdb_store import DuckDBStore, quote_ident, utc_now
-from tests.conftest import PgSchema
+from tests.conftest import PgSchema, fetch_dicts, response_rows
 
 
 def test_plan_renames_collision_guard() -> None:
@@ -184,9 +184,10 @@ async def test_db_import_split_queries(
     assert res.message == "Imported 4 records from database query"
     info = await store.get_dataset(res.dataset_id)
     assert info.source == "database"
-    rows = await store.fetch_dicts(
+    rows = await fetch_dicts(
+        store,
         f"SELECT dataset_id, query, environment, dataset_environment, timestamp, latency "
-        f"FROM {quote_ident(info.table_name)} ORDER BY dataset_id, metric_name"
+        f"FROM {quote_ident(info.table_name)} ORDER BY dataset_id, metric_name",
     )
     # LEFT join keeps the result without a dataset row; results win on collisions.
     assert [r["dataset_id"] for r in rows] == ["a", "a", "b", "c"]
@@ -279,9 +280,9 @@ async def test_db_import_legacy_table_and_errors(
     before = utc_now()
     res = await ms.import_monitoring_from_db(store, make_settings())
     assert res.message == "Imported 2 records from mon" and res.metric_columns == ["relevance_score"]
-    assert [r["relevance_score"] for r in res.rows] == [0.5, None]
+    assert [r["relevance_score"] for r in response_rows(res)] == [0.5, None]
     assert res.data == []  # the rows arrive rendered by the store (RowsPayload.with_rows)
-    assert all(dt.datetime.fromisoformat(r["timestamp"]) >= before for r in res.rows)
+    assert all(dt.datetime.fromisoformat(r["timestamp"]) >= before for r in response_rows(res))
     _write_yaml(cfg_dir, base + f"  schema: {pg.schema}\n  table: mon\n  row_limit: 1\n")
     res = await ms.import_monitoring_from_db(store, make_settings())
     assert res.message == (

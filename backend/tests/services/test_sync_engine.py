@@ -32,7 +32,7 @@ from app.services.sync_engine import (
 from app.services.sync_queries import incremental_query, scrub_error, wrap_query
 from app.services.sync_targets import TARGETS, column_renames, metadata_parts
 from app.services.table_metadata import compute_table_metadata_sync
-from tests.conftest import PgSchema
+from tests.conftest import PgSchema, fetch_dicts, response_rows
 from tests.sync_helpers import (
     TYPED_COLUMNS,
     configure,
@@ -137,9 +137,10 @@ async def test_full_sync_keeps_types_and_builds_the_join_view(
         assert list(types).count("dataset_id") == 1
 
         row = (
-            await e.store.fetch_dicts(
+            await fetch_dicts(
+                e.store,
                 "SELECT timestamp, dataset_timestamp, meta, flagged, note, query FROM monitoring_data "
-                "WHERE dataset_id = 'tz1'"
+                "WHERE dataset_id = 'tz1'",
             )
         )[0]
         assert row["dataset_timestamp"] == dt.datetime(2024, 3, 1, 10, 30)  # +02 → UTC
@@ -1014,8 +1015,9 @@ async def test_human_signals_raw_rows_and_cases_change_together(
                 )
                 pairs.add((int(pair[0]), int(pair[1])))
                 res = await hs.list_cases(e.store, settings, 1, 500)
-                versions = frozenset(str(c["Case_ID"]).split("-")[1] for c in res.rows)
-                responses.add((res.row_count, len(res.rows), versions))
+                cases = response_rows(res)
+                versions = frozenset(str(c["Case_ID"]).split("-")[1] for c in cases)
+                responses.add((res.row_count, len(cases), versions))
 
         readers = [asyncio.create_task(reader()) for _ in range(3)]
         for ver in (2, 1, 2, 1):
