@@ -112,14 +112,14 @@ def test_unparseable_yaml_is_logged_without_its_text(
     make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
 ) -> None:
     """PyYAML quotes the broken line in its message; the log keeps only where and what."""
-    from app.services.config_service import read_agents_yaml
+    from app.config.yaml_loader import read_yaml_list_section
 
     broken = 'human_signals_db:\n  host: db\n  password: "Hunter2SecretValue\n'
     write_yaml(make_settings, "human_signals_db.yaml", broken)
     agents = write_yaml(make_settings, "agents.yaml", 'agents:\n  - name: a\n    token: "Hunter2SecretValue\n')
     with caplog.at_level(logging.WARNING):
         settings = make_settings()
-        assert read_agents_yaml(agents) == []
+        assert read_yaml_list_section(agents, "agents") == []
     assert settings.human_signals_db.config_error is not None
     assert "human_signals_db.yaml" in caplog.text and "agents.yaml" in caplog.text
     assert "while scanning a quoted scalar" in caplog.text and "line 3, column 13" in caplog.text
@@ -165,12 +165,12 @@ async def test_unparseable_db_yaml_is_reported_by_the_import(
 
 
 def test_agents_yaml_expands_env_vars(make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.services.config_service import read_agents_yaml
+    from app.config.yaml_loader import read_yaml_list_section
     from app.services.signals_display_config import load_signals_metrics_yaml
 
     monkeypatch.setenv("AXIS_T_AVATAR", "https://x/av.png")
     path = write_yaml(make_settings, "agents.yaml", "agents:\n  - name: a\n    avatar: ${AXIS_T_AVATAR}\n")
-    assert read_agents_yaml(path) == [{"name": "a", "avatar": "https://x/av.png"}]
+    assert read_yaml_list_section(path, "agents") == [{"name": "a", "avatar": "https://x/av.png"}]
     path = write_yaml(make_settings, "signals_metrics.yaml", "signals_metrics:\n  title: ${AXIS_T_AVATAR:-x}\n")
     assert load_signals_metrics_yaml(path) == {"title": "https://x/av.png"}
 

@@ -15,6 +15,8 @@ from pydantic import ValidationError
 logger = logging.getLogger(__name__)
 
 _QUOTED = re.compile(r"'[^']*'")
+# What reading and parsing a YAML file can raise.
+_READ_ERRORS = (yaml.YAMLError, UnicodeDecodeError, OSError)
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -38,6 +40,15 @@ def expand_env_vars(value: Any, environ: Mapping[str, str] | None = None) -> Any
     return value
 
 
+def _load_yaml(path: Path) -> Any:
+    """The parsed document of a YAML file; a read or parse error is logged (where and what only) and re-raised."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except _READ_ERRORS as exc:
+        logger.warning("Ignoring malformed YAML file %s: %s", path, describe_yaml_error(exc))
+        raise
+
+
 def read_yaml_section(path: Path, key: str, environ: Mapping[str, str] | None = None) -> dict[str, Any] | None:
     """Return the mapping under top-level ``key`` of a YAML file, or None.
 
@@ -57,9 +68,8 @@ def read_yaml_section_checked(
     if not path.is_file():
         return None, None
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
-        logger.warning("Ignoring malformed YAML file %s: %s", path, describe_yaml_error(exc))
+        loaded = _load_yaml(path)
+    except _READ_ERRORS as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         return None, f"{path.name} could not be read as YAML{where}"
@@ -78,6 +88,30 @@ def read_yaml_section_checked(
         return None, f"{path.name} key '{key}': expected a mapping"
     expanded: dict[str, Any] = expand_env_vars(section, environ)
     return expanded, None
+
+
+def read_yaml_list_section(
+    path: Path, key: str, environ: Mapping[str, str] | None = None, *, name_key: str = "name"
+) -> list[dict[str, Any]]:
+    """The entries under top-level ``key``: a list of mappings, or a name→fields mapping read as one.
+
+    List items that are not mappings are dropped; a mapping gives ``{name_key: name, **fields}`` per
+    entry (no fields when they are not a mapping). ``${VAR}`` is expanded as in
+    :func:`read_yaml_section`. A missing file or key, or any other value, gives []; a malformed file
+    is logged and gives [] too.
+    """
+    if not path.is_file():
+        return []
+    try:
+        loaded = _load_yaml(path)
+    except _READ_ERRORS:
+        return []
+    section = expand_env_vars(loaded.get(key), environ) if isinstance(loaded, dict) else None
+    if isinstance(section, dict):
+        return [{name_key: k, **(v if isinstance(v, dict) else {})} for k, v in section.items()]
+    if isinstance(section, list):
+        return [item for item in section if isinstance(item, dict)]
+    return []
 
 
 def describe_yaml_error(exc: Exception) -> str:

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import logging
 import mimetypes
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
-import yaml
 from pydantic import ValidationError
 
 from app.config import Settings
-from app.config.yaml_loader import describe_yaml_error, expand_env_vars
+from app.config.yaml_loader import read_yaml_list_section
 from app.errors import NotFound
 from app.models.config import (
     AgentInfo,
@@ -67,9 +65,9 @@ def get_features(settings: Settings) -> FeaturesResponse:
 
 
 def get_agents(settings: Settings) -> AgentsResponse:
-    """Agent personas from agents.yaml ([] when absent or malformed)."""
+    """Agent personas from agents.yaml: a list or a name→fields mapping ([] when absent or malformed)."""
     path = settings.yaml_path("agents.yaml")
-    section = read_agents_yaml(path, settings.yaml_environ)
+    section = read_yaml_list_section(path, "agents", settings.yaml_environ)
     agents: list[AgentInfo] = []
     for index, item in enumerate(section):
         try:
@@ -77,27 +75,6 @@ def get_agents(settings: Settings) -> AgentsResponse:
         except ValidationError:
             logger.warning("Ignoring agent #%d in %s: invalid fields", index, path)
     return AgentsResponse(agents=agents)
-
-
-def read_agents_yaml(path: Path, environ: Mapping[str, str] | None = None) -> list[dict[str, object]]:
-    """The ``agents`` list of agents.yaml, accepting a list or a name→fields mapping.
-
-    ``${VAR}`` is expanded from ``environ`` (``Settings.yaml_environ``: the process environment over
-    backend/.env; the process environment alone when None).
-    """
-    if not path.is_file():
-        return []
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
-        logger.warning("Ignoring malformed YAML file %s: %s", path, describe_yaml_error(exc))
-        return []
-    agents = expand_env_vars(loaded.get("agents"), environ) if isinstance(loaded, dict) else None
-    if isinstance(agents, dict):
-        return [{"name": k, **(v if isinstance(v, dict) else {})} for k, v in agents.items()]
-    if isinstance(agents, list):
-        return [a for a in agents if isinstance(a, dict)]
-    return []
 
 
 @dataclass
