@@ -89,7 +89,8 @@ class Settings(BaseSettings):
     frontend_url: str = "http://localhost:3500"
     frontend_urls: str | None = None
 
-    # AI (used by the LLM layer)
+    # AI: read by the LLM layer of the AI plane (spec ai-plane.md), which has no issue yet; only
+    # the two keys are read today (health and features report offline without them)
     openai_api_base: str | None = None
     openai_api_key: SecretStr | None = None
     anthropic_api_base: str | None = None
@@ -152,7 +153,7 @@ class Settings(BaseSettings):
     eval_db_query_timeout: int = 60
     eval_db_row_limit: int = 10000
 
-    # graph
+    # graph: only the host is read today (health reports it); the rest is for the memory graph
     graph_db_host: str | None = None
     graph_db_port: int = 6379
     graph_db_name: str = "knowledge_graph"
