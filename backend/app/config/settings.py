@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     frontend_urls: str | None = None
 
     # AI: read by the LLM layer of the AI plane (spec ai-plane.md), which has no issue yet; only
-    # the two keys are read today (health and features report offline without them)
+    # the two keys are read today (/health reports llm: offline without them)
     openai_api_base: str | None = None
     openai_api_key: SecretStr | None = None
     anthropic_api_base: str | None = None
