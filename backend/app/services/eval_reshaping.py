@@ -13,6 +13,7 @@ import duckdb
 from app.errors import Invalid
 from app.models.data import ConvertTreeResponse, MetricMapping, PrepareAnalyticsResponse
 from app.services.data_processor import (
+    EVAL_RUNNER,
     LONG_FORMATS,
     SIMPLE_JUDGMENT,
     WIDE_INDEX_COLUMNS,
@@ -160,10 +161,14 @@ async def prepare_analytics(
     """POST /prepare-analytics (§4.6): mapping, tree→wide for long formats, metric columns."""
     if not records:
         return PrepareAnalyticsResponse(data=[], columns=[], metric_columns=[], mapping=MetricMapping())
-    long = format_type in LONG_FORMATS
 
     def _fn(cur: duckdb.DuckDBPyConnection, rel: str) -> PrepareAnalyticsResponse:
         types = column_types(cur, rel)
+        # An eval-runner export without metric rows (run_id, dataset_id, passed, score columns) is
+        # wide: its numeric columns are the metrics, as the upload that reported the format keeps it.
+        long = format_type in LONG_FORMATS and (
+            format_type != EVAL_RUNNER or {"metric_name", "metric_score"} <= set(types)
+        )
         mapping: dict[str, list[str]] = {"metrics": [], "components": []}
         if "metric_type" in types and "metric_name" in types:
             rows = cur.execute(
@@ -186,12 +191,11 @@ async def prepare_analytics(
                 )
             # metric cells are DOUBLE or NULL; index columns as stored (column keys are case-sensitive here)
             wide_types = {c: types.get(c, "DOUBLE") for c in table.columns}
-            excluded = set(_NON_METRIC)
+            metric_columns = [c for c, t in wide_types.items() if is_numeric_type(t) and c not in _NON_METRIC]
         else:
             table = _strip_ordinal(fetch_rows(cur, f"SELECT * FROM {quote_ident(rel)} ORDER BY {ORDINAL}"))
-            wide_types = {k: v for k, v in types.items() if k != ORDINAL}
             excluded = {*_NON_METRIC, "critique"}
-        metric_columns = [c for c, t in wide_types.items() if is_numeric_type(t) and c not in excluded]
+            metric_columns = [c for c, t in types.items() if c != ORDINAL and is_numeric_type(t) and c not in excluded]
         return PrepareAnalyticsResponse(
             data=table.data, columns=table.columns, metric_columns=metric_columns, mapping=MetricMapping(**mapping)
         )

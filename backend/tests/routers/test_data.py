@@ -192,6 +192,32 @@ async def test_convert_tree_and_prepare_analytics(client: httpx.AsyncClient) -> 
     assert r.status_code == 422
 
 
+async def test_prepare_analytics_takes_back_an_uploaded_wide_eval_runner_export(client: httpx.AsyncClient) -> None:
+    """An eval-runner export without metric rows uploads as ``eval_runner`` (wide); its rows and format posted
+    back to prepare-analytics give its numeric columns as metrics (spec §4.6 "otherwise"), not a 400."""
+    up = await upload(
+        client, b"run_id,dataset_id,passed,score,latency_ms,note\nr1,d1,true,0.5,3,a\nr1,d2,false,0.25,4,b\n"
+    )
+    assert up.status_code == 200, up.text
+    assert up.json()["format"] == "eval_runner"
+    r = await client.post(
+        "/api/data/prepare-analytics", params={"format_type": up.json()["format"]}, json=up.json()["data"]
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["metric_columns"] == ["score", "latency_ms"]
+    assert [row["score"] for row in body["data"]] == [0.5, 0.25]
+    # A long eval-runner export still pivots by metric_name.
+    long_rows = [
+        {"run_id": "r1", "dataset_id": "d1", "passed": True, "metric_name": "acc", "metric_score": 0.75},
+        {"run_id": "r1", "dataset_id": "d2", "passed": False, "metric_name": "acc", "metric_score": 0.25},
+    ]
+    r = await client.post("/api/data/prepare-analytics", params={"format_type": "eval_runner"}, json=long_rows)
+    assert r.status_code == 200, r.text
+    assert r.json()["metric_columns"] == ["acc"]
+    assert [row["acc"] for row in r.json()["data"]] == [0.75, 0.25]
+
+
 async def test_case_variants_of_processed_columns_take_the_canonical_name(client: httpx.AsyncClient) -> None:
     """DuckDB folds case: 'Parent' or 'Query' is the processor's 'parent'/'query', so it takes that name."""
     r = await upload(client, b"metric_name,metric_score,Parent,Query,Dataset_ID\nacc,1,,q1,a\nsub,0.5,acc,q1,a\n")
