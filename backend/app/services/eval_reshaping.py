@@ -189,9 +189,9 @@ async def prepare_analytics(
                 return PrepareAnalyticsResponse(
                     data=[], columns=[], metric_columns=[], mapping=MetricMapping(**mapping)
                 )
-            # metric cells are DOUBLE or NULL; index columns as stored (column keys are case-sensitive here)
-            wide_types = {c: types.get(c, "DOUBLE") for c in table.columns}
-            metric_columns = [c for c, t in wide_types.items() if is_numeric_type(t) and c not in _NON_METRIC]
+            # Every pivoted column but the index is a metric (DOUBLE cells), whatever type an input
+            # column of the same name (a metric named 'critique' or 'parent') had.
+            metric_columns = [c for c in table.columns if c not in _NON_METRIC]
         else:
             table = _strip_ordinal(fetch_rows(cur, f"SELECT * FROM {quote_ident(rel)} ORDER BY {ORDINAL}"))
             excluded = {*_NON_METRIC, "critique"}

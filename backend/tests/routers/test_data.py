@@ -218,6 +218,21 @@ async def test_prepare_analytics_takes_back_an_uploaded_wide_eval_runner_export(
     assert [row["acc"] for row in r.json()["data"]] == [0.75, 0.25]
 
 
+async def test_prepare_analytics_metric_named_like_a_text_input_column(client: httpx.AsyncClient) -> None:
+    """A pivoted metric is a metric column whatever an input column of that name held (spec §4.6: the
+    numeric columns of the wide table; critique is only excluded for non-tree data)."""
+    rows = [
+        {"dataset_id": "d1", "metric_name": "critique", "metric_score": 0.4, "critique": "ok", "parent": None},
+        {"dataset_id": "d1", "metric_name": "parent", "metric_score": 0.6, "critique": "ok", "parent": None},
+        {"dataset_id": "d1", "metric_name": "acc", "metric_score": 0.7, "critique": "ok", "parent": None},
+    ]
+    r = await client.post("/api/data/prepare-analytics", params={"format_type": "tree_format"}, json=rows)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["metric_columns"] == ["critique", "parent", "acc"]
+    assert body["data"] == [{"dataset_id": "d1", "data_metadata": "{}", "critique": 0.4, "parent": 0.6, "acc": 0.7}]
+
+
 async def test_case_variants_of_processed_columns_take_the_canonical_name(client: httpx.AsyncClient) -> None:
     """DuckDB folds case: 'Parent' or 'Query' is the processor's 'parent'/'query', so it takes that name."""
     r = await upload(client, b"metric_name,metric_score,Parent,Query,Dataset_ID\nacc,1,,q1,a\nsub,0.5,acc,q1,a\n")
