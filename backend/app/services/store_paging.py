@@ -118,17 +118,28 @@ FLOAT_TYPES = ("DOUBLE", "FLOAT", "REAL")
 
 
 def sort_expr(q: PageQuery) -> str | None:
-    """The ORDER BY expression of the sort column: a float's NaN and ±inf sort as NULL (last).
+    """The ORDER BY expression of the sort column, ordering rows as their values are served.
 
-    They are served as null (decision 1); ordered as DuckDB's values, NaN and +inf came first in a
-    descending sort, so a "highest scores first" page opened with blank cells.
+    A float's NaN and ±inf sort as NULL (last): they are served as null (decision 1); ordered as
+    DuckDB's values, NaN and +inf came first in a descending sort, so a "highest scores first" page
+    opened with blank cells. An INTERVAL sorts by the seconds it is served as (``seconds_sql``, a
+    year 365.25 days): DuckDB orders intervals with a month as 30 days, so '12 months' (served as
+    31,557,600 s) came before '361 days' (31,190,400 s) and tied with '360 days'.
     """
     if q.sort_col is None:
         return None
     col = quote_ident(q.sort_col)
-    if (q.sort_type or "").upper() in FLOAT_TYPES:
+    sort_type = (q.sort_type or "").upper()
+    if sort_type in FLOAT_TYPES:
         return f"(CASE WHEN isfinite({col}) THEN {col} END)"
+    if sort_type == "INTERVAL":
+        return seconds_sql(col)
     return col
+
+
+def sort_value_type(q: PageQuery) -> str | None:
+    """The DuckDB type of :func:`sort_expr`'s values (a cursor's sort value is cast back to it)."""
+    return "DOUBLE" if (q.sort_type or "").upper() == "INTERVAL" else q.sort_type
 
 
 def _keys_after(keys: tuple[str, ...], values: tuple[int, ...]) -> tuple[str, list[Any]]:
@@ -155,7 +166,7 @@ def _segments(q: PageQuery, rel: KeyedRelation, after: PageCursor) -> list[tuple
         return [(f"{s} IS NULL AND {key_cond}", key_params, False)]
     if not cursor_sortable(q.sort_type):  # dataset_rows offers no cursor for such a sort
         raise Invalid(f"cannot page by cursor when sorting by {q.sort_col}; use page instead")
-    value = f"CAST(? AS {q.sort_type})"
+    value = f"CAST(? AS {sort_value_type(q)})"
     beyond = "<" if q.descending else ">"
     return [
         (f"{s} = {value} AND {key_cond}", [after.sort, *key_params], False),  # the rest of the tie

@@ -333,3 +333,49 @@ async def test_sorting_by_a_struct_or_enum_column_pages_by_offset(app_client: tu
             ).json()
             ids += [row["dataset_id"] for row in body["data"]]
         assert ids == [f"r{i:02d}" for i in sorted(range(12), key=key)]
+
+
+# (dataset_id, interval text, months, days, seconds): DuckDB orders intervals with a month as 30 days,
+# the API serves them as PostgreSQL's epoch seconds (a year 365.25 days, a month 30).
+INTERVALS = [
+    ("i0", "12 months", 12, 0, 0),
+    ("i1", "361 days", 0, 361, 0),
+    ("i2", "365 days", 0, 365, 0),
+    ("i3", "360 days", 0, 360, 0),
+    ("i4", None, 0, 0, 0),
+    ("i5", "1 month", 1, 0, 0),
+    ("i6", "30 days 1 hour", 0, 30, 3600),
+    ("i7", "1 year", 12, 0, 0),
+    ("i8", "1 year 1 day", 12, 1, 0),
+    ("i9", "2 years -400 days", 24, -400, 0),
+]
+
+
+def _epoch_seconds(months: int, days: int, seconds: int) -> float:
+    """PostgreSQL's extract(epoch FROM interval), computed here: whole years 365.25 days, months 30."""
+    return (months // 12) * 365.25 * 86400 + (months % 12) * 30 * 86400 + days * 86400 + seconds
+
+
+async def test_interval_sort_follows_the_seconds_served(paged_client: tuple[Any, httpx.AsyncClient]) -> None:
+    """Rows sorted by an INTERVAL column come in the order of the seconds they are served as, on
+    cursor and offset pages: '12 months' (31,557,600 s) after '365 days' (31,536,000 s), not tied
+    with '360 days' as DuckDB's own interval order has them."""
+    app, client = paged_client
+
+    def build(cur: duckdb.DuckDBPyConnection, staging: str) -> None:
+        cur.execute(f"CREATE TABLE {quote_ident(staging)} (dataset_id VARCHAR, wait INTERVAL)")
+        cur.executemany(
+            f"INSERT INTO {quote_ident(staging)} VALUES (?, CAST(? AS INTERVAL))", [(r[0], r[1]) for r in INTERVALS]
+        )
+
+    await app.state.store.land_dataset(kind="monitoring", source="upload:intervals.csv", build=build)
+    served = [(r[0], None if r[1] is None else _epoch_seconds(*r[2:])) for r in INTERVALS]
+    path = "/api/store/data/monitoring"
+    for sort_dir in ("asc", "desc"):
+        params = {"sort_by": "wait", "sort_dir": sort_dir, "page_size": 2}
+        want = _expected(served, 1, sort_dir == "desc")
+        rows, pages = await _walk(client, path, **params)
+        assert [r["dataset_id"] for r in rows] == want, sort_dir
+        assert pages == [1, 2, 3, 4, 5]
+        assert {r["dataset_id"]: r["wait"] for r in rows} == dict(served)
+        assert [r["dataset_id"] for r in await _offset_pages(client, path, **params)] == want, sort_dir
