@@ -136,9 +136,11 @@ def utc_naive(v: dt.datetime) -> dt.datetime:
         return v.replace(tzinfo=None)
 
 
-def records_to_arrow(columns: list[str], rows: Sequence[Sequence[Any]]) -> pa.Table:
-    """asyncpg rows as an Arrow table; aware timestamps become naive UTC, numerics DOUBLE, intervals durations,
-    untypable values text."""
+def fetched_rows_to_arrow(columns: list[str], rows: Sequence[Sequence[Any]]) -> pa.Table:
+    """asyncpg rows as an Arrow table; aware timestamps become naive UTC, numerics DOUBLE, intervals
+    month_day_nano (the import connection's codec; a bare timedelta a duration), untypable values text.
+
+    Not :func:`app.services.data_processor.records_to_arrow`, which takes record dicts."""
     arrays = []
     for i, _ in enumerate(columns):
         values = [_arrow_value(r[i]) for r in rows]
@@ -198,7 +200,7 @@ async def _fetch_arrow(conn: Any, sql: str, label: str, row_limit: int, cut: lis
     if len(rows) > row_limit:
         rows = rows[:row_limit]
         cut.append(label)
-    return records_to_arrow(columns, rows)
+    return fetched_rows_to_arrow(columns, rows)
 
 
 def row_limit_note(cut: list[str], row_limit: int) -> str:
