@@ -123,7 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.axis_api_token is not None and settings.axis_api_token.get_secret_value():
         _install_token_guard(app, settings.axis_api_token.get_secret_value())
     # Bodies other than file uploads (JSON rows) are parsed whole: the upload cap bounds them too.
-    app.add_middleware(RequestBodyLimit, max_bytes=settings.max_upload_mb * 1024 * 1024)
+    app.add_middleware(RequestBodyLimit, max_bytes=settings.max_upload_bytes)
     # CORS is added last so it is the outermost middleware (401s carry CORS headers too).
     app.add_middleware(
         CORSMiddleware,
