@@ -26,6 +26,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import anyio
+
 from app.config import Settings
 from app.config.db_configs import SSL_MODES, DBImportConfig, parse_dsn
 from app.errors import Invalid, PayloadTooLarge
@@ -359,7 +361,7 @@ async def preview(conns: ConnectionStore, settings: Settings, handle_id: str, re
         names, values, json_cols = await _fetch_sized(
             s, f"SELECT {select} FROM {t.sql}{where}", params, req.limit, settings.db_query_max_result_mb
         )
-    data = _rows(names, values, json_cols)
+    data = await anyio.to_thread.run_sync(_rows, names, values, json_cols)  # up to the MB cap: off the loop
     return RowsResponse(data=data, row_count=len(data))
 
 
@@ -377,5 +379,5 @@ async def run_query(conns: ConnectionStore, settings: Settings, handle_id: str, 
     dups = sorted({n for n in names if names.count(n) > 1})
     if dups:
         raise Invalid(f"Duplicate column names in the result: {', '.join(dups)}. Give each column a unique alias.")
-    data = _rows(names, values, json_cols)
+    data = await anyio.to_thread.run_sync(_rows, names, values, json_cols)  # up to the MB cap: off the loop
     return RowsResponse(data=data, row_count=len(data))
