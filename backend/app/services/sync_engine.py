@@ -54,7 +54,7 @@ from app.services.sync_queries import (
     incremental_query,
     libpq_conninfo,
     pg_cast_for,
-    scrub_error,
+    scrub_sync_error,
     source_error_text,
 )
 from app.services.sync_status import STATUS_PREFIX, STATUS_TABLES, STATUS_TIME_FIELDS, blank_status
@@ -417,7 +417,7 @@ class SyncEngine:
 
     # ------------------------------------------------------------------ orchestration
     def _scrub(self, text: str) -> str:
-        return scrub_error(text, self._secrets)
+        return scrub_sync_error(text, self._secrets)
 
     async def _clear_watermarks(self, target: SyncTarget) -> None:
         def _clear(cur: duckdb.DuckDBPyConnection) -> None:

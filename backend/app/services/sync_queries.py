@@ -134,7 +134,7 @@ def source_error_text(exc: BaseException) -> str:
     return text
 
 
-def scrub_error(message: str, secrets: list[str]) -> str:
+def scrub_sync_error(message: str, secrets: list[str]) -> str:
     """An error text safe for logs and status: no DSN or conninfo passwords, no known secrets."""
     cleaned = _CONNINFO_PASSWORD.sub("password=***", message)
     return scrub_secrets(cleaned, secrets)

@@ -29,7 +29,7 @@ from app.services.sync_engine import (
     due_datasets,
     seconds_until_next,
 )
-from app.services.sync_queries import incremental_query, scrub_error, wrap_query
+from app.services.sync_queries import incremental_query, scrub_sync_error, wrap_query
 from app.services.sync_targets import TARGETS, column_renames, metadata_parts
 from app.services.table_metadata import compute_table_metadata_sync
 from tests.conftest import PgSchema, fetch_dicts, response_rows
@@ -809,7 +809,7 @@ async def test_connection_errors_never_leak_the_password(
 
 def test_scrub_error_removes_conninfo_and_url_passwords() -> None:
     text = "failed at \"host=x password='a b\\'c' user=u\" and postgresql://u:pw1@h/db"
-    out = scrub_error(text, ["pw1"])
+    out = scrub_sync_error(text, ["pw1"])
     assert "a b" not in out and "pw1" not in out and "password=***" in out
 
 
