@@ -53,7 +53,7 @@ async def parse_connect_request(request: Request) -> ConnectRequest:
     """The database connect body; validation errors never echo the submitted values (the password)."""
     try:
         raw: Any = json.loads(await request.body() or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise RequestValidationError([{"type": "json_invalid", "loc": ["body"], "msg": "JSON decode error"}]) from None
     try:
         return ConnectRequest.model_validate(raw)

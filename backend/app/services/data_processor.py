@@ -528,7 +528,7 @@ def parse_literal_list(value: Any) -> Any:
         return []
     try:
         return _encodable(json.loads(text), value)
-    except ValueError:
+    except (ValueError, RecursionError):  # too deeply nested for Python's decoder: try the literal
         pass
     try:
         return _encodable(ast.literal_eval(text), value)

@@ -85,6 +85,8 @@ def parse_metrics(*values: Any) -> list[str] | None:
                 parsed = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise Invalid(f"metrics is not a valid JSON array: {exc.msg}") from None
+            except RecursionError:
+                raise Invalid("metrics is not a valid JSON array: it is nested too deeply") from None
             if not isinstance(parsed, list):
                 raise Invalid("metrics JSON must be an array of names")
             for p in parsed:

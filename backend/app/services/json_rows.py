@@ -235,7 +235,7 @@ def load_json_cell(text: str) -> Any:
     """
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         pass
 
     def _token(match: re.Match[str]) -> str:
@@ -248,7 +248,7 @@ def load_json_cell(text: str) -> Any:
 
     try:
         return json.loads(_JSON_TOKEN.sub(_token, text))
-    except ValueError:
+    except (ValueError, RecursionError):
         return text
 
 

@@ -755,7 +755,7 @@ def _parse_signals(v: Any) -> Any:
     if isinstance(v, str):
         try:
             return json.loads(v)
-        except ValueError:
+        except (ValueError, RecursionError):
             return v
     return v
 

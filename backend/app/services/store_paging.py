@@ -62,7 +62,7 @@ def decode_cursor(token: str) -> PageCursor:
         )
         if not valid:
             raise ValueError("unknown cursor layout")
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError):
         raise Invalid("cursor is not a value returned as next_cursor by this endpoint") from None
     return PageCursor(fingerprint=fingerprint, page=page, pos=pos, keys=tuple(keys), sort=sort)
 

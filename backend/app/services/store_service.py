@@ -327,7 +327,7 @@ def _decode_json_values(rows: list[dict[str, Any]], columns: list[str]) -> None:
         for col in columns:
             value = row.get(col)
             if isinstance(value, str):
-                with contextlib.suppress(ValueError):  # not JSON after all: keep the text
+                with contextlib.suppress(ValueError, RecursionError):  # not JSON (or too deep): keep the text
                     row[col] = json.loads(value)
 
 
