@@ -511,3 +511,21 @@ def test_a_killed_server_restarts_with_every_landed_upload(make_settings: Callab
         assert_kpis(client, expected, dataset_id=mon.json()["dataset_id"])
         summary = client.post("/api/analytics/summary", params={"dataset_id": ev.json()["dataset_id"]}).json()
         assert [(m["metric_name"], m["mean"]) for m in summary["summary"]] == [("acc", 0.5)]
+
+
+def test_a_database_import_scratch_table_left_by_a_kill_is_dropped_at_the_next_start(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A browser import streams into ``_axis_dbimport_<hex>`` before it lands; a kill -9 leaves it in the file."""
+    settings = make_settings()
+    with server_process(settings):
+        pass
+    con = duckdb.connect(str(settings.duckdb_path))
+    try:
+        con.execute("CREATE TABLE _axis_dbimport_0123456789ab AS SELECT range AS n FROM range(1000)")
+    finally:
+        con.close()
+    assert leftover_tables(settings.duckdb_path) == ["_axis_dbimport_0123456789ab"]
+    with server_process(settings) as (_, client):
+        assert client.get("/api/store/datasets").json()["datasets"] == []
+    assert leftover_tables(settings.duckdb_path) == []

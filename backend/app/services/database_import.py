@@ -50,7 +50,7 @@ from app.services.database_session import (
     timeout_error,
     where_sql,
 )
-from app.services.duckdb_store import ORDINAL, DatasetInfo, DuckDBStore, quote_ident
+from app.services.duckdb_store import DB_IMPORT_SCRATCH_PREFIX, ORDINAL, DatasetInfo, DuckDBStore, quote_ident
 from app.services.json_rows import PREVIEW_ROWS, preview_and_rows_sync
 from app.services.pg_source import utc_naive
 from app.services.pg_text import text_reads
@@ -341,7 +341,7 @@ async def _import(
     target_store = store_key or handle.store
     cfg = store_config(settings, target_store)
     preferred = STORE_KINDS.get(target_store, "eval")
-    scratch = f"_axis_dbimport_{uuid.uuid4().hex[:12]}"
+    scratch = f"{DB_IMPORT_SCRATCH_PREFIX}{uuid.uuid4().hex[:12]}"
     created: list[bool] = []
     timeout_s = settings.db_import_timeout_seconds
     try:

@@ -270,6 +270,8 @@ def cleanup_quietly(cur: duckdb.DuckDBPyConnection, sql: str) -> None:
 # Tables that exist only while a load builds (a stop in between leaves them): staging tables of
 # uploads, imports and syncs, and the scratch tables of their processing steps.
 _TRANSIENT_TABLE = re.compile(r".*(_staging|__staging|__norm|__typed|__mon|__raw|__joined)")
+# The scratch table a database-browser import streams its rows into before it lands them.
+DB_IMPORT_SCRATCH_PREFIX = "_axis_dbimport_"
 
 
 def sweep_orphan_tables_sync(cur: duckdb.DuckDBPyConnection) -> list[str]:
@@ -287,7 +289,9 @@ def sweep_orphan_tables_sync(cur: duckdb.DuckDBPyConnection) -> list[str]:
         if isinstance(cases, str):
             referenced.add(cases)
     orphans = sorted(
-        t for t in tables if t not in referenced and (_TRANSIENT_TABLE.fullmatch(t) or t.startswith("ds_"))
+        t
+        for t in tables
+        if t not in referenced and (_TRANSIENT_TABLE.fullmatch(t) or t.startswith(("ds_", DB_IMPORT_SCRATCH_PREFIX)))
     )
     for table in orphans:
         cur.execute(f"DROP TABLE IF EXISTS {quote_ident(table)}")
