@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
@@ -20,6 +21,7 @@ from app.routers import ALL_ROUTERS
 from app.serialization import CleanJSONResponse
 from app.services.background import BackgroundTasks
 from app.services.connection_store import ConnectionStore
+from app.services.csv_ingest import sweep_orphan_spool_files
 from app.services.database_service import build_connection_store
 from app.services.duckdb_store import DuckDBStore, StoreLocked
 from app.services.example_loader import LOAD_EXAMPLES_TASK, load_examples_if_empty
@@ -75,6 +77,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     except StoreLocked as exc:
         logger.error("%s", exc)
         raise
+    swept = await anyio.to_thread.run_sync(sweep_orphan_spool_files, settings.spool_dir)
+    if swept:
+        logger.warning("Removed %d upload spool files left by a stopped server: %s", len(swept), ", ".join(swept))
     logger.info(
         "Store %s (%d datasets); configuration from %s",
         store.path,

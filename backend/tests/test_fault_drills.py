@@ -20,6 +20,7 @@ Faults:
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import csv
 import io
 import logging
@@ -511,6 +512,41 @@ def test_a_killed_server_restarts_with_every_landed_upload(make_settings: Callab
         assert_kpis(client, expected, dataset_id=mon.json()["dataset_id"])
         summary = client.post("/api/analytics/summary", params={"dataset_id": ev.json()["dataset_id"]}).json()
         assert [(m["metric_name"], m["mean"]) for m in summary["summary"]] == [("acc", 0.5)]
+
+
+def test_uploads_spooled_by_a_killed_server_are_removed_at_the_next_start(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """kill -9 while an upload is spooled/parsed leaves the whole file in the spool folder: the next start removes it.
+
+    A spool file of a live process (another server on the same AXIS_HOME) is kept.
+    """
+    settings = make_settings()
+    spool = settings.spool_dir
+    big, _ = monitoring_csv(300_000, 0.1)
+    with server_process(settings) as (proc, client):
+        seen: list[Path] = []
+
+        def upload() -> None:
+            with contextlib.suppress(httpx.TransportError):
+                client.post("/api/monitoring/upload", files={"file": ("big.csv", big, "text/csv")})
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(upload)
+            deadline = time.monotonic() + 60
+            while not seen and time.monotonic() < deadline and not pending.done():
+                seen = list(spool.glob("upload-*.csv")) if spool.exists() else []
+                time.sleep(0.001)
+            proc.kill()
+            proc.wait(30)
+            pending.result()
+    assert seen, "no spool file appeared while the upload ran"
+    assert [p for p in seen if p.exists()], "the killed server's spool file is gone before the restart"
+    live = spool / f"upload-{os.getpid()}-{uuid.uuid4().hex}.csv"
+    live.write_bytes(b"a,b\n1,2\n")
+    with server_process(settings) as (_, client):
+        assert client.get("/api/store/datasets").json()["datasets"] == []
+    assert [p.name for p in spool.iterdir()] == [live.name]
 
 
 def test_a_database_import_scratch_table_left_by_a_kill_is_dropped_at_the_next_start(

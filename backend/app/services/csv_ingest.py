@@ -27,8 +27,10 @@ import codecs
 import csv
 import io
 import logging
+import os
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -193,7 +195,7 @@ async def spool_upload(
     The name is checked first (400 before any byte is read). File writes run in worker threads.
     """
     filename = check_csv_filename(upload.filename)
-    path = spool_dir / f"upload-{uuid.uuid4().hex}.csv"
+    path = spool_dir / f"upload-{os.getpid()}-{uuid.uuid4().hex}.csv"
     size = 0
     try:
         await anyio.to_thread.run_sync(lambda: spool_dir.mkdir(parents=True, exist_ok=True))
@@ -215,6 +217,52 @@ async def spool_upload(
             raise Unavailable(f"Cannot store the upload: the data directory is not writable ({exc.strerror})") from None
         raise
     return SpooledCsv(path=path, filename=filename, size_bytes=size)
+
+
+# ``upload-<pid>-<hex>.csv``: the pid of the server that spooled it; ``upload-<hex>.csv`` (older servers).
+_SPOOL_NAME = re.compile(r"upload-(?:(\d+)-)?[0-9a-f]{32}\.csv")
+# A spool file of an older server (no pid in its name) untouched this long is an orphan.
+LEGACY_SPOOL_ORPHAN_SECONDS = 3600.0
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def sweep_orphan_spool_files(spool_dir: Path, *, now: float | None = None) -> list[str]:
+    """At start: remove spool files whose server is gone (killed mid-upload); return their names.
+
+    A server killed while an upload spools or parses never reaches its ``finally`` and leaves the
+    whole upload (up to ``MAX_UPLOAD_MB``) in the spool folder. Files of a live process (another
+    server sharing ``AXIS_HOME`` with another ``duckdb.path``) are kept.
+    """
+    removed: list[str] = []
+    try:
+        entries = list(spool_dir.iterdir())
+    except FileNotFoundError:
+        return removed
+    moment = time.time() if now is None else now
+    for path in entries:
+        m = _SPOOL_NAME.fullmatch(path.name)
+        if m is None or not path.is_file():
+            continue
+        if m.group(1) is not None:
+            orphan = not _pid_alive(int(m.group(1)))
+        else:
+            orphan = moment - path.stat().st_mtime > LEGACY_SPOOL_ORPHAN_SECONDS
+        if orphan:
+            _discard(path)
+            if not path.exists():
+                removed.append(path.name)
+    return removed
 
 
 def _discard(path: Path) -> None:
