@@ -226,8 +226,6 @@ LEGACY_SPOOL_ORPHAN_SECONDS = 3600.0
 
 
 def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -241,8 +239,10 @@ def sweep_orphan_spool_files(spool_dir: Path, *, now: float | None = None) -> li
     """At start: remove spool files whose server is gone (killed mid-upload); return their names.
 
     A server killed while an upload spools or parses never reaches its ``finally`` and leaves the
-    whole upload (up to ``MAX_UPLOAD_MB``) in the spool folder. Files of a live process (another
-    server sharing ``AXIS_HOME`` with another ``duckdb.path``) are kept.
+    whole upload (up to ``MAX_UPLOAD_MB``) in the spool folder. Files of another live process (a
+    server sharing ``AXIS_HOME`` with another ``duckdb.path``) are kept. It runs before this process
+    spools anything, so a file carrying our own pid is a killed predecessor's (pids are reused,
+    e.g. by a container that restarts its server with the same pid).
     """
     removed: list[str] = []
     try:
@@ -255,7 +255,8 @@ def sweep_orphan_spool_files(spool_dir: Path, *, now: float | None = None) -> li
         if m is None or not path.is_file():
             continue
         if m.group(1) is not None:
-            orphan = not _pid_alive(int(m.group(1)))
+            pid = int(m.group(1))
+            orphan = pid == os.getpid() or not _pid_alive(pid)
         else:
             orphan = moment - path.stat().st_mtime > LEGACY_SPOOL_ORPHAN_SECONDS
         if orphan:

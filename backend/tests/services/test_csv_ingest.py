@@ -5,7 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import io
 import math
+import os
+import subprocess
 import threading
+import uuid
 from pathlib import Path
 
 import duckdb
@@ -26,6 +29,7 @@ from app.services.csv_ingest import (
     ingest_csv_file,
     ingest_csv_upload,
     spool_upload,
+    sweep_orphan_spool_files,
 )
 from app.services.duckdb_store import DuckDBStore
 
@@ -587,3 +591,20 @@ async def test_ingest_upload_source_and_cleanup(store: DuckDBStore, tmp_path: Pa
     with pytest.raises(PayloadTooLarge):
         await ingest_csv_upload(store, StreamedUpload("x.csv", 5000), kind="eval", max_bytes=1000, spool_dir=spool)
     assert list(spool.iterdir()) == []
+
+
+def test_the_start_up_sweep_removes_a_spool_file_carrying_its_own_pid(tmp_path: Path) -> None:
+    """The sweep runs before this process spools anything: a file with its own pid is a killed
+    predecessor's whose pid was reused (a container restarting the server), not a live upload."""
+    mine = tmp_path / f"upload-{os.getpid()}-{uuid.uuid4().hex}.csv"
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        theirs = tmp_path / f"upload-{other.pid}-{uuid.uuid4().hex}.csv"
+        for p in (mine, theirs):
+            p.write_bytes(b"a\n1\n")
+        assert sweep_orphan_spool_files(tmp_path) == [mine.name]
+        assert [p.name for p in tmp_path.iterdir()] == [theirs.name]
+    finally:
+        other.kill()
+        other.wait()
+    assert sweep_orphan_spool_files(tmp_path) == [theirs.name]  # its process is gone now
