@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import uuid
@@ -19,7 +20,7 @@ from fastapi import FastAPI
 from app.config import Settings
 from app.main import create_app
 from app.models.common import RowsPayload
-from app.services.duckdb_store import DuckDBStore
+from app.services.duckdb_store import DatasetInfo, DuckDBStore, utc_now
 from app.services.falkordb_server import FalkorDBServer
 from tests.fake_llm import FakeLLMServer
 from tests.falkor import FalkorInstance
@@ -118,6 +119,29 @@ async def fetch_dicts(store: DuckDBStore, sql: str, params: Any = None) -> list[
     """Rows of a read query on the store (``store.fetch``) as dicts keyed by column name."""
     res = await store.fetch(sql, params)
     return [dict(zip(res.columns, row, strict=True)) for row in res.rows]
+
+
+async def register_synced(
+    store: DuckDBStore,
+    kind: str,
+    table: str,
+    *,
+    row_count: int = 0,
+    columns: list[dict[str, Any]] | None = None,
+    loaded_at: dt.datetime | None = None,
+) -> DatasetInfo:
+    """Register ``table`` as the sync engine does (``sync_<kind>``, source ``sync``) and return the entry."""
+    info = DatasetInfo(
+        dataset_id=f"sync_{kind}",
+        kind=kind,
+        source="sync",
+        table_name=table,
+        row_count=row_count,
+        columns=columns or [],
+        loaded_at=loaded_at or utc_now(),
+    )
+    await store.run_write(lambda cur: DuckDBStore.register_dataset_sync(cur, info))
+    return info
 
 
 def response_rows(payload: RowsPayload) -> list[dict[str, Any]]:

@@ -17,10 +17,10 @@ import psycopg
 import pytest
 
 from app.config import Settings
-from app.services.duckdb_store import DatasetInfo, DuckDBStore, quote_ident
+from app.services.duckdb_store import DuckDBStore, quote_ident
 from app.services.leader_lock import LeaderLock
 from app.services.sync_status import STATUS_PREFIX, blank_status
-from tests.conftest import PgSchema
+from tests.conftest import PgSchema, register_synced
 from tests.sync_helpers import configure, create_source, joined_count, slow_results_query, terminate_sync_backend
 
 MAP = {"metric": "metric_name", "score": "metric_score"}
@@ -687,16 +687,9 @@ async def test_status_and_registry_times_written_without_offset_are_served_as_ut
         STATUS_PREFIX + "eval_data",
         {**blank_status(), "state": "ready", "last_sync": "2026-11-28T18:05:29.538624+01:00"},
     )
-    synced = DatasetInfo(
-        dataset_id="sync_monitoring",
-        kind="monitoring",
-        source="sync",
-        table_name="monitoring_data",
-        row_count=3,
-        columns=[],
-        loaded_at=dt.datetime(2026, 11, 28, 17, 5, 29, 538624),
+    await register_synced(
+        store, "monitoring", "monitoring_data", row_count=3, loaded_at=dt.datetime(2026, 11, 28, 17, 5, 29, 538624)
     )
-    await store.run_write(lambda cur: DuckDBStore.register_dataset_sync(cur, synced))
     status = (await client.get("/api/store/status")).json()["datasets"]
     assert status["monitoring_data"]["last_sync"] == "2026-11-28T17:05:29.538624Z"
     assert status["monitoring_data"]["last_incremental"] == "2026-11-28T17:00:00Z"

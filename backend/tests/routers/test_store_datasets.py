@@ -8,7 +8,8 @@ import csv
 import httpx
 
 from app.config import Settings
-from app.services.duckdb_store import DATASET_KINDS, DatasetInfo, DuckDBStore, utc_now
+from app.services.duckdb_store import DATASET_KINDS, DuckDBStore
+from tests.conftest import register_synced
 
 
 async def _tables(store: DuckDBStore) -> set[str]:
@@ -77,16 +78,7 @@ async def test_concurrent_deletes_of_one_dataset_report_one_deletion(
 async def test_synced_dataset_cannot_be_deleted(app_client: tuple[object, httpx.AsyncClient]) -> None:
     app, client = app_client
     store: DuckDBStore = app.state.store  # type: ignore[attr-defined]
-    synced = DatasetInfo(
-        dataset_id="sync_monitoring",
-        kind="monitoring",
-        source="sync",
-        table_name="monitoring_data",
-        row_count=0,
-        columns=[],
-        loaded_at=utc_now(),
-    )
-    await store.run_write(lambda cur: DuckDBStore.register_dataset_sync(cur, synced))
+    await register_synced(store, "monitoring", "monitoring_data")
     res = await client.delete("/api/store/datasets/sync_monitoring")
     assert res.status_code == 400 and "sync" in res.json()["detail"]
     assert [d["dataset_id"] for d in (await client.get("/api/store/datasets")).json()["datasets"]] == [

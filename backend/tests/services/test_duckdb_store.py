@@ -22,17 +22,16 @@ from app.config import Settings
 from app.errors import Invalid, NotFound
 from app.services.csv_ingest import ingest_csv_file
 from app.services.duckdb_store import (
-    DatasetInfo,
     DuckDBStore,
     StoreLocked,
     assert_off_event_loop,
     head_rows_sql,
     quote_ident,
     utc_instant_sql,
-    utc_now,
     utc_timestamp_sql,
 )
 from app.services.table_metadata import compute_table_metadata_sync
+from tests.conftest import register_synced
 
 
 def test_quote_ident_escapes_and_rejects() -> None:
@@ -186,16 +185,7 @@ async def test_registry_resolves_latest_and_checks_kind(store: DuckDBStore) -> N
     with pytest.raises(NotFound):
         await store.get_dataset("nope")
 
-    synced = DatasetInfo(
-        dataset_id="sync_monitoring",
-        kind="monitoring",
-        source="sync",
-        table_name="monitoring_data",
-        row_count=0,
-        columns=[],
-        loaded_at=utc_now(),
-    )
-    await store.run_write(lambda cur: DuckDBStore.register_dataset_sync(cur, synced))
+    await register_synced(store, "monitoring", "monitoring_data")
     assert (await store.resolve_dataset("monitoring", None)).dataset_id == "sync_monitoring"
     assert await store.is_visible_table(first.table_name)
     assert not await store.is_visible_table("_store_kv")

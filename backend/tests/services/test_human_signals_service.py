@@ -15,7 +15,7 @@ from app.errors import Invalid, NotFound
 from app.services import human_signals_service as hs
 from app.services.duckdb_store import DuckDBStore, quote_ident
 from app.services.human_signals_build import build_signals_tables_sync
-from tests.conftest import response_rows
+from tests.conftest import register_synced, response_rows
 
 CONV_A = json.dumps(
     {
@@ -358,18 +358,13 @@ async def test_sync_hook_builds_fixed_tables(store: DuckDBStore, settings: Setti
     meta = await store.get_metadata(hs.SYNC_CASES_TABLE)
     assert meta["row_count"] == 3
     # a synced dataset registered by the sync engine serves /cases from the fixed tables
-    from app.services.duckdb_store import DatasetInfo, utc_now
-
-    synced = DatasetInfo(
-        dataset_id="sync_human_signals",
-        kind="human_signals",
-        source="sync",
-        table_name="human_signals_raw",
+    await register_synced(
+        store,
+        "human_signals",
+        "human_signals_raw",
         row_count=len(df),
         columns=await store.describe("human_signals_raw"),
-        loaded_at=utc_now(),
     )
-    await store.run_write(lambda cur: DuckDBStore.register_dataset_sync(cur, synced))
     page = await hs.list_cases(store, settings, 1, 50)
     assert page.row_count == 3 and page.metric_schema == schema and page.source == "duckdb"
 
