@@ -38,7 +38,7 @@ setup:
 ## run: install, copy templates, start the server on 127.0.0.1:8500 with example data loaded
 run: install setup
 	cd $(BACKEND) && AXIS_LOAD_EXAMPLES=$${AXIS_LOAD_EXAMPLES:-true} $(VENV)/bin/uvicorn --factory app.main:create_app \
-		--host $${HOST:-127.0.0.1} --port $${PORT:-8500} --workers 1
+		--host $${HOST:-127.0.0.1} --port $${PORT:-8500} --workers 1 --timeout-graceful-shutdown 10
 
 lint: install-dev
 	cd $(BACKEND) && $(VENV)/bin/ruff check app tests bench && $(VENV)/bin/ruff format --check app tests bench

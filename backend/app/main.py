@@ -16,6 +16,7 @@ from app.config import Settings, load_settings
 from app.errors import register_error_handlers
 from app.log_redaction import install_secret_filter
 from app.models.common import HealthResponse, RootResponse
+from app.request_cancellation import CancelOnDisconnect
 from app.request_limits import RequestBodyLimit
 from app.routers import ALL_ROUTERS
 from app.serialization import CleanJSONResponse
@@ -129,6 +130,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         _install_token_guard(app, settings.axis_api_token.get_secret_value())
     # Bodies other than file uploads (JSON rows) are parsed whole: the upload cap bounds them too.
     app.add_middleware(RequestBodyLimit, max_bytes=settings.max_upload_bytes)
+    # Outside the body cap (it alone reads the server's receive after the body): read-only routes
+    # stop their queries when the client goes away.
+    app.add_middleware(CancelOnDisconnect)
     # CORS is added last so it is the outermost middleware (401s carry CORS headers too).
     app.add_middleware(
         CORSMiddleware,

@@ -10,15 +10,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
@@ -29,6 +30,8 @@ from app.config import Settings
 from app.main import create_app
 from tests.conftest import PgSchema
 from tests.threaded_uvicorn import ThreadedUvicorn
+
+T = TypeVar("T")
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
 
@@ -152,6 +155,7 @@ class LiveServer:
         self._app: Any = None
         self.port = port or free_port()
         self._runner: ThreadedUvicorn | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def base_url(self) -> str:
@@ -166,8 +170,15 @@ class LiveServer:
         return self._app
 
     def _factory(self) -> Any:
+        self._loop = asyncio.get_running_loop()  # uvicorn calls the factory inside its serving loop
         self._app = create_app(self.settings)
         return self._app
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+        """Run ``coro`` on the server's event loop (e.g. a store call) and return its result."""
+        if self._loop is None:
+            raise RuntimeError("the server is not started")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     def start(self, timeout: float = 60.0) -> None:
         """Start serving; return once the lifespan finished and the socket accepts connections.

@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import threading
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -302,6 +303,23 @@ def sweep_orphan_tables_sync(cur: duckdb.DuckDBPyConnection) -> list[str]:
     return orphans + scratch
 
 
+async def _interrupt_until_done(cur: duckdb.DuckDBPyConnection, task: asyncio.Future[Any], *, queued: bool) -> None:
+    """Stop a cancelled read on ``cur``: cancel it while ``queued`` for the limiter, else interrupt it.
+
+    The worker checks the cancel flag after marking itself started, so a queued read that gets a
+    thread anyway never touches the cursor. A started one is interrupted every 50 ms until it
+    finishes (at most 30 s): a read made of several statements may catch one interrupt and go on.
+    """
+    if queued:
+        task.cancel()
+    deadline = time.monotonic() + 30.0
+    while not task.done() and time.monotonic() < deadline:
+        cur.interrupt()
+        await asyncio.wait([task], timeout=0.05)
+    if task.done() and not task.cancelled():
+        task.exception()  # the interrupt's error is expected: mark it retrieved (no stray log)
+
+
 class StoreLocked(RuntimeError):
     """The DuckDB file is held by another process (one read-write process per file, decision 4)."""
 
@@ -441,28 +459,45 @@ class DuckDBStore:
         store: a sync or upload that swaps tables meanwhile is seen entirely or not at all (catalog
         included). Such an ``fn`` must not go on after a failed statement (the transaction is then
         aborted), so it is for reads that do not retry.
+
+        Cancelling the caller (a client that went away, a shutdown) stops the read: one still
+        waiting for the limiter never starts, a running one has its DuckDB query interrupted, and
+        the caller's cancellation is raised once the worker thread has let go of the cursor.
         """
         con = self._connection()
+        cur = con.cursor()
+        started, cancelled = threading.Event(), threading.Event()
 
         def _work() -> T:
             assert_off_event_loop()
-            cur = con.cursor()
+            started.set()  # each side sets its flag before reading the other's (see the except below)
+            if cancelled.is_set():
+                raise duckdb.InterruptException("read cancelled before it started")
+            if not snapshot:
+                return fn(cur)
+            cur.execute("BEGIN TRANSACTION")
             try:
-                if not snapshot:
-                    return fn(cur)
-                cur.execute("BEGIN TRANSACTION")
-                try:
-                    result = fn(cur)
-                except BaseException:
-                    cleanup_quietly(cur, "ROLLBACK")
-                    raise
-                cur.execute("COMMIT")
-                return result
-            finally:
-                cur.close()
+                result = fn(cur)
+            except BaseException:
+                cleanup_quietly(cur, "ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+            return result
 
         self.read_count += 1
-        return await anyio.to_thread.run_sync(_work, limiter=self._limiter)
+        task = asyncio.ensure_future(anyio.to_thread.run_sync(_work, limiter=self._limiter))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled.set()
+            with anyio.CancelScope(shield=True):
+                await _interrupt_until_done(cur, task, queued=not started.is_set())
+            raise
+        finally:
+            if task.done():
+                cur.close()
+            else:  # still winding down after the 30 s bound: close once the thread lets go
+                task.add_done_callback(lambda _t: cur.close())
 
     async def run_write(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         """Run ``fn(cursor)`` in a worker thread while holding the single write lock."""

@@ -144,6 +144,80 @@ async def test_reads_run_in_worker_threads_under_the_limiter(store: DuckDBStore)
     assert (await task).rows == [(1,)]
 
 
+# About 100 s of work on two cores (300 M rows take 1 s): it only ends early when interrupted.
+SLOW_SQL = "SELECT count(*) FROM range(30000000000) a WHERE a.range % 7 = 3"
+
+
+async def test_cancelling_a_read_interrupts_its_duckdb_query(store: DuckDBStore) -> None:
+    """A cancelled caller stops the query (interrupted, not left running) and frees its limiter slot."""
+    outcome: list[BaseException] = []
+    entered = threading.Event()
+
+    def _slow(cur: duckdb.DuckDBPyConnection) -> Any:
+        entered.set()
+        try:
+            return cur.execute(SLOW_SQL).fetchall()
+        except BaseException as exc:
+            outcome.append(exc)
+            raise
+
+    task = asyncio.create_task(store.run_read(_slow))
+    assert await anyio.to_thread.run_sync(entered.wait, 10.0)
+    await asyncio.sleep(0.2)
+    t0 = asyncio.get_running_loop().time()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert asyncio.get_running_loop().time() - t0 < 5.0
+    # the worker thread has finished, with DuckDB's interrupt (not the query's result)
+    assert len(outcome) == 1 and isinstance(outcome[0], duckdb.InterruptException)
+    assert store.limiter.borrowed_tokens == 0
+    assert (await store.fetch("SELECT 6 * 7")).rows == [(42,)]
+
+
+async def test_a_read_that_goes_on_after_an_interrupt_is_interrupted_again(store: DuckDBStore) -> None:
+    """A read that swallows one interrupt and runs another statement is stopped too."""
+    outcome: list[str] = []
+    entered = threading.Event()
+
+    def _stubborn(cur: duckdb.DuckDBPyConnection) -> Any:
+        entered.set()
+        try:
+            cur.execute(SLOW_SQL).fetchall()
+        except duckdb.InterruptException:
+            outcome.append("first interrupted")
+        try:
+            return cur.execute(SLOW_SQL).fetchall()
+        except duckdb.InterruptException:
+            outcome.append("second interrupted")
+            raise
+
+    task = asyncio.create_task(store.run_read(_stubborn))
+    assert await anyio.to_thread.run_sync(entered.wait, 10.0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert outcome == ["first interrupted", "second interrupted"]
+
+
+async def test_a_read_cancelled_while_queued_never_runs(store: DuckDBStore) -> None:
+    ran: list[bool] = []
+    limiter = store.limiter
+    borrowers = [object() for _ in range(int(limiter.total_tokens))]
+    for b in borrowers:
+        await limiter.acquire_on_behalf_of(b)
+    task = asyncio.create_task(store.run_read(lambda cur: ran.append(True)))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for b in borrowers:
+        limiter.release_on_behalf_of(b)
+    await asyncio.sleep(0.2)
+    assert ran == [] and limiter.borrowed_tokens == 0
+
+
 async def test_land_dataset_swaps_atomically_and_failed_builds_leave_nothing(store: DuckDBStore) -> None:
     def build(cur: duckdb.DuckDBPyConnection, staging: str) -> None:
         cur.execute(f"CREATE TABLE {quote_ident(staging)} AS SELECT range AS v FROM range(10)")

@@ -1,0 +1,121 @@
+"""A client that goes away stops the read-only work it started, and never a write (real uvicorn, real PostgreSQL)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from app.config import Settings
+from app.request_cancellation import is_cancellable
+from app.services.duckdb_store import DatasetInfo, DuckDBStore, utc_now
+from tests.conftest import PgSchema
+from tests.robustness import live_server
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "expected"),
+    [
+        ("POST", "/api/analytics/summary", True),
+        ("GET", "/api/monitoring/analytics/trends", True),
+        ("GET", "/api/store/data/monitoring", True),
+        ("GET", "/api/store/datasets", True),
+        ("GET", "/api/human-signals/cases", True),
+        ("POST", "/api/database/h123/query", True),
+        ("GET", "/api/database/h123/schema", True),
+        # writes: never cut off half-way
+        ("POST", "/api/database/h123/query-import", False),
+        ("POST", "/api/database/h123/import", False),
+        ("POST", "/api/data/upload", False),
+        ("GET", "/api/data/example/model", False),
+        ("GET", "/api/monitoring/example/monitoring", False),
+        ("POST", "/api/store/sync", False),
+        ("DELETE", "/api/store/datasets/eval_1", False),
+        ("DELETE", "/api/database/h123", False),
+        ("GET", "/api/store/datasetsX", False),
+    ],
+)
+def test_only_read_only_routes_are_cancellable(method: str, path: str, expected: bool) -> None:
+    assert is_cancellable(method, path) is expected
+
+
+def running_queries(pg: PgSchema, marker: str) -> int:
+    rows = pg.fetch(
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND strpos(query, %s) > 0 "
+        "AND pid <> pg_backend_pid()",
+        (marker,),
+    )
+    return int(rows[0][0])
+
+
+def wait_for(predicate: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_disconnect_cancels_a_database_query_but_not_an_import(
+    pg: PgSchema, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings()
+    with live_server(settings) as server, httpx.Client(base_url=server.base_url, timeout=30) as client:
+        conn = {"host": pg.host, "port": pg.port, "database": pg.database, "username": pg.user,
+                "password": "unused-trust-auth", "ssl_mode": "disable"}  # fmt: skip
+        handle = client.post("/api/database/connect", json=conn).json()["handle"]
+
+        # /query: the client gives up after 1 s; the 30 s query is cancelled at the server
+        marker = f"axis_cancel_{uuid.uuid4().hex[:8]}"
+        sql = f"SELECT pg_sleep(30) AS s, '{marker}' AS m"
+        with pytest.raises(httpx.ReadTimeout):
+            client.post(f"/api/database/{handle}/query", json={"handle": handle, "query": sql}, timeout=1.0)
+        assert wait_for(lambda: running_queries(pg, marker) == 0, 10.0), "the abandoned query still runs"
+        # the handle still works afterwards
+        r = client.post(f"/api/database/{handle}/query", json={"handle": handle, "query": "SELECT 6 * 7 AS v"})
+        assert r.status_code == 200, r.text
+        assert r.json()["data"] == [{"v": 42}]
+
+        # /query-import writes: the client leaving does not stop it, and the dataset lands whole
+        before = {d["dataset_id"] for d in client.get("/api/store/datasets").json()["datasets"]}
+        marker = f"axis_keep_{uuid.uuid4().hex[:8]}"
+        sql = f"SELECT g AS x, '{marker}' AS m, pg_sleep(0.01) AS s FROM generate_series(1, 150) g"
+        with pytest.raises(httpx.ReadTimeout):
+            client.post(f"/api/database/{handle}/query-import", json={"handle": handle, "query": sql}, timeout=0.5)
+
+        def landed() -> list[dict[str, object]]:
+            datasets = client.get("/api/store/datasets").json()["datasets"]
+            return [d for d in datasets if d["dataset_id"] not in before]
+
+        assert wait_for(lambda: len(landed()) == 1, 20.0), "the import did not finish after the client left"
+        assert landed()[0]["row_count"] == 150
+
+
+def test_disconnect_interrupts_a_duckdb_read(make_settings: Callable[..., Settings]) -> None:
+    """A store page over a table that takes minutes to count: the client leaves, the DuckDB query stops."""
+    settings = make_settings()
+    with live_server(settings) as server, httpx.Client(base_url=server.base_url, timeout=30) as client:
+        store = server.app.state.store
+        # about 100 s of counting on two cores; only an interrupt ends it early
+        view = (
+            "CREATE VIEW ds_big AS SELECT range AS latency, 'r' || range AS dataset_id, 'q' || range AS query "
+            "FROM range(30000000000) WHERE range % 7 = 3"
+        )
+        server.run(store.execute_write(view))
+        info = DatasetInfo(
+            dataset_id="big", kind="monitoring", source="upload:big.csv", table_name="ds_big", row_count=0,
+            columns=[{"name": "latency", "type": "BIGINT"}, {"name": "dataset_id", "type": "VARCHAR"},
+                     {"name": "query", "type": "VARCHAR"}],
+            loaded_at=utc_now(),
+        )  # fmt: skip
+        server.run(store.run_write(lambda cur: DuckDBStore.register_dataset_sync(cur, info)))
+        limiter = server.app.state.store.limiter
+        with pytest.raises(httpx.ReadTimeout):  # a search no row matches: every row is read
+            client.get("/api/store/data/big", params={"search": "no such text"}, timeout=1.0)
+        assert wait_for(lambda: limiter.borrowed_tokens == 0, 10.0), "the abandoned DuckDB read still runs"
+        r = client.get("/api/store/datasets")
+        assert r.status_code == 200 and [d["dataset_id"] for d in r.json()["datasets"]] == ["big"]
