@@ -49,22 +49,55 @@ def postgres_extension_file(data_dir: Path) -> Path | None:
     return dst
 
 
-def _projection(columns: list[tuple[str, str]], renames: dict[str, str]) -> str:
+def _projection(plan: ExtensionPlan) -> str:
     parts = []
-    for name, typ in columns:
+    for name, typ in plan.columns:
         src = quote_ident(name)
-        expr = utc_instant_sql(src) if typ == "TIMESTAMP WITH TIME ZONE" else src
-        parts.append(f"{expr} AS {quote_ident(renames.get(name, name))}")
+        if typ == "TIMESTAMP WITH TIME ZONE":
+            expr = utc_instant_sql(src)
+        elif name in plan.numeric_text:  # PostgreSQL's text of a numeric, read by DuckDB's DOUBLE parser
+            expr = f"CAST({src} AS {typ})"
+        else:
+            expr = src
+        parts.append(f"{expr} AS {quote_ident(plan.renames.get(name, name))}")
     return ", ".join(parts)
 
 
 @dataclass
 class ExtensionPlan:
-    """Source columns, stored names and the PostgreSQL queries (one per stream) of one table."""
+    """Source columns, stored names and the PostgreSQL queries (one per stream) of one table.
+
+    ``numeric_text``: DOUBLE columns that are not float8 at the source (numeric, domains over it);
+    they travel as text (see :func:`numeric_safe_query`).
+    """
 
     columns: list[tuple[str, str]]
     renames: dict[str, str]
     queries: list[str]
+    numeric_text: frozenset[str] = frozenset()
+
+
+FLOAT8_TYPES = ("double precision", "double precision[]")
+
+
+def numeric_text_columns(
+    cur: duckdb.DuckDBPyConnection, alias: str, query: str, columns: list[tuple[str, str]]
+) -> frozenset[str]:
+    """The DOUBLE columns whose PostgreSQL type is not float8 (asked of the source without reading a row).
+
+    DuckDB's DESCRIBE gives DOUBLE for float8 and for unconstrained numeric alike; only the latter
+    can hold a value float8 cannot (1e400), on which PostgreSQL's cast fails the whole read.
+    """
+    doubles = [name for name, typ in columns if typ in ("DOUBLE", "DOUBLE[]")]
+    if not doubles:
+        return frozenset()
+    types = ", ".join(f"pg_typeof(_axis_q.{quote_ident(name)})::text AS t{i}" for i, name in enumerate(doubles))
+    probe = (
+        f"SELECT {types} FROM (SELECT 1) AS _axis_one "
+        f"LEFT JOIN (SELECT * FROM (\n{wrap_query(query)}\n) AS _axis_s LIMIT 0) AS _axis_q ON true"
+    )
+    row = cur.execute("SELECT * FROM postgres_query(?, ?)", [alias, probe]).fetchone() or ()
+    return frozenset(name for name, pg_type in zip(doubles, row, strict=True) if pg_type not in FLOAT8_TYPES)
 
 
 def plan_extension_load(
@@ -87,20 +120,23 @@ def plan_extension_load(
         raise Invalid(f"{DUPLICATE_COLUMNS} ({str(exc).splitlines()[0]})") from None
     columns = [(str(r[0]), str(r[1])) for r in described]
     renames = column_renames([c for c, _ in columns], target, custom)
-    source = numeric_safe_query(query, columns)
+    numeric_text = numeric_text_columns(cur, alias, query, columns)
+    source = numeric_safe_query(query, columns, numeric_text)
     queries = [limit_query(source, max_rows + 1)]
     if partition_column and workers > 1 and partition_column in {c for c, _ in columns}:
         queries = partition_queries(source, partition_column, workers, max_rows + 1)
-    return ExtensionPlan(columns=columns, renames=renames, queries=queries)
+    return ExtensionPlan(columns=columns, renames=renames, queries=queries, numeric_text=numeric_text)
 
 
-def numeric_safe_query(query: str, columns: list[tuple[str, str]]) -> str:
+def numeric_safe_query(query: str, columns: list[tuple[str, str]], numeric_text: frozenset[str] = frozenset()) -> str:
     """The query with its numeric columns converted on the PostgreSQL side (as the asyncpg reader lands them).
 
-    The extension reads a numeric NaN or ±Infinity as 0, in arrays too: a DOUBLE column
-    (unconstrained numeric, float4, float8) is sent as ``float8`` (NaN and ±Infinity kept; numeric
-    correctly rounded), a DECIMAL one (numeric(p,s)) with NaN as NULL; a DOUBLE[] list as
-    ``float8[]``, a DECIMAL[] one with its NaN elements NULL. Other columns pass as they are.
+    The extension reads a numeric NaN or ±Infinity as 0, in arrays too: a float8 DOUBLE column is
+    sent as ``float8``, a DOUBLE one in ``numeric_text`` (unconstrained numeric) as its text, which
+    the projection parses as DOUBLE like the asyncpg reader does (NaN and ±Infinity kept, correctly
+    rounded, beyond float8's range ±inf or 0 where PostgreSQL's own cast would fail the read); a
+    DECIMAL one (numeric(p,s)) with NaN as NULL; DOUBLE[] lists alike (``float8[]`` or ``text[]``),
+    a DECIMAL[] one with its NaN elements NULL. Other columns pass as they are.
     """
 
     def decimal(typ: str) -> bool:
@@ -114,10 +150,9 @@ def numeric_safe_query(query: str, columns: list[tuple[str, str]]) -> str:
     parts = []
     for name, typ in columns:
         col = f"_axis_n.{quote_ident(name)}"
-        if typ == "DOUBLE":
-            parts.append(f"{col}::float8 AS {quote_ident(name)}")
-        elif typ == "DOUBLE[]":
-            parts.append(f"{col}::float8[] AS {quote_ident(name)}")
+        if typ in ("DOUBLE", "DOUBLE[]"):
+            cast = "text" if name in numeric_text else "float8"
+            parts.append(f"{col}::{cast}{typ.removeprefix('DOUBLE')} AS {quote_ident(name)}")
         elif decimal(typ):  # by its text (money lands as DECIMAL too); typmod restored, so the type stays
             numeric = "numeric" + typ.removeprefix("DECIMAL")
             parts.append(f"(CASE WHEN {col}::text = 'NaN' THEN NULL ELSE {col} END)::{numeric} AS {quote_ident(name)}")
@@ -135,7 +170,7 @@ def create_staging_from_plan(
     """Create ``staging``: filled from one stream (CTAS), or empty with the final types (``stream=None``)."""
     bound_ingest_buffers(cur)
     cur.execute(f"DROP TABLE IF EXISTS {quote_ident(staging)}")
-    select = f"SELECT {_projection(plan.columns, plan.renames)} FROM postgres_query(?, ?)"
+    select = f"SELECT {_projection(plan)} FROM postgres_query(?, ?)"
     if stream is not None:
         cur.execute(f"CREATE TABLE {quote_ident(staging)} AS {select}", [alias, plan.queries[stream]])
         return
@@ -148,8 +183,7 @@ def insert_stream(cur: duckdb.DuckDBPyConnection, alias: str, staging: str, plan
     """Append one partition stream to ``staging`` (streams run concurrently on their own cursors)."""
     bound_ingest_buffers(cur)
     cur.execute(
-        f"INSERT INTO {quote_ident(staging)} SELECT {_projection(plan.columns, plan.renames)} "
-        "FROM postgres_query(?, ?)",
+        f"INSERT INTO {quote_ident(staging)} SELECT {_projection(plan)} FROM postgres_query(?, ?)",
         [alias, plan.queries[stream]],
     )
 

@@ -319,6 +319,39 @@ async def test_both_readers_keep_numeric_nan_and_infinity(
 
 
 @pytest.mark.parametrize("reader", READERS)
+async def test_both_readers_land_numerics_beyond_double_range(
+    make_settings: Callable[..., Settings], pg: PgSchema, reader: str
+) -> None:
+    """A numeric past float8's range (1e400, or 1e-400 below its smallest step) failed an extension
+    sync ("out of range for type double precision"); both readers now land what DuckDB's DOUBLE
+    makes of the number: ±inf for overflow, 0 for underflow, the nearest double otherwise."""
+    pg.execute("CREATE DOMAIN amount AS numeric")
+    pg.execute("CREATE TABLE ds (dataset_id text, n numeric, d amount, arr numeric[], f float8)")
+    pg.execute(
+        "INSERT INTO ds VALUES ('a', 1e400, -1e400, '{1e400,-1e-400,2.5,NaN}', 1.5), "
+        "('b', -1e-400, 1e-400, '{}', -0.25), ('c', 0.1, 123456789.123456789, NULL, NULL), "
+        "('d', 1.7976931348623157e308, 4.9e-324, '{-1e400}', 2)"
+    )
+    pg.execute("CREATE TABLE rs (dataset_id text, metric_name text, metric_score numeric)")
+    pg.execute("INSERT INTO rs VALUES ('a', 'm1', 1e500), ('b', 'm1', 0.5), ('c', 'm1', NULL), ('d', 'm1', -1e-500)")
+    async with Env(configure(make_settings, pg, duckdb={"sync_reader": reader})) as e:
+        res = await e.engine.sync_dataset("monitoring")
+        assert res.status == "ready" and res.rows == 4 and res.reader == reader, res.error
+        types = {c["name"]: c["type"] for c in await e.store.describe("monitoring_dataset")}
+        assert [types[c] for c in ("n", "d", "arr", "f")] == ["DOUBLE", "DOUBLE", "DOUBLE[]", "DOUBLE"]
+        rows = await e.rows("SELECT dataset_id, n, d, arr, f FROM monitoring_dataset ORDER BY dataset_id")
+        inf = float("inf")
+        assert [(*r[:3], None if r[3] is None else [str(x) for x in r[3]], r[4]) for r in rows] == [
+            ("a", inf, -inf, ["inf", "-0.0", "2.5", "nan"], 1.5),
+            ("b", -0.0, 0.0, [], -0.25),
+            ("c", 0.1, 123456789.12345679, None, None),
+            ("d", 1.7976931348623157e308, 5e-324, ["-inf"], 2.0),
+        ]
+        scores = await e.rows("SELECT dataset_id, metric_score FROM monitoring_results ORDER BY dataset_id")
+        assert scores == [("a", inf), ("b", 0.5), ("c", None), ("d", -0.0)]
+
+
+@pytest.mark.parametrize("reader", READERS)
 async def test_both_readers_keep_nan_and_infinity_inside_numeric_arrays(
     make_settings: Callable[..., Settings], pg: PgSchema, reader: str
 ) -> None:
