@@ -50,10 +50,13 @@ from app.services.duckdb_store import (
     bound_ingest_buffers,
     free_reserved_columns_sync,
     is_storage_write_failure,
+    named_or_loose_zone_sql,
     quote_ident,
     quote_literal,
     utc_instant_sql,
+    zone_respelled_sql,
     zoned_text_sql,
+    zoned_text_utc_cases_sql,
 )
 
 logger = logging.getLogger(__name__)
@@ -557,8 +560,14 @@ _INEXACT_DOUBLE = (
 )
 _NOT_INTEGER = "{v} IS NOT NULL AND " + _not_integer_literal("{v}")
 _DATE_WITH_TIME = "TRY_CAST({v} AS TIMESTAMP) IS DISTINCT FROM CAST(TRY_CAST({v} AS DATE) AS TIMESTAMP)"
-# (a check predicate is a format string over ``{v}``: the regex's own braces are doubled)
-_WITH_UTC_OFFSET = zoned_text_sql("\0").replace("{", "{{").replace("}", "}}").replace("\0", "{v}")
+
+
+def _over_value(sql: Callable[[str], str]) -> str:
+    """A check predicate (a format string over ``{v}``) from an SQL builder: its regexes' own braces doubled."""
+    return sql("\0").replace("{", "{{").replace("}", "}}").replace("\0", "{v}")
+
+
+_WITH_UTC_OFFSET = _over_value(zoned_text_sql)
 # The sniffer also reads day-first or month-first dates (which one depends on the other rows) and
 # ``inf`` as a date: only ISO-8601 text (YYYY-MM-DD first) keeps a sniffed date or timestamp type; other
 # text keeps its own form, as pandas does.
@@ -567,15 +576,18 @@ _NOT_ISO_START = "NOT regexp_matches(trim({v}), '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2
 _NOT_ISO_DATE = f"{{v}} IS NOT NULL AND ({_NOT_ISO_START} OR lower(trim({{v}})) IN {_INFINITY_SPELLINGS})"
 _NOT_ISO_TIMESTAMP = f"{{v}} IS NOT NULL AND {_NOT_ISO_START}"
 # A zone *name* (UTC, PST, Europe/Berlin) in a sniffed TIMESTAMPTZ column: DuckDB's reader carries it
-# over to the next rows without one; the typing path reads each row alone.
-_ZONE_NAME_OR_NOT_ISO = f"{{v}} IS NOT NULL AND ({_NOT_ISO_START} OR regexp_matches({{v}}, '[A-Za-z]{{{{2,}}}}'))"
+# over to the next rows without one; the typing path reads each row alone. A zone spelled the way the
+# cast rejects (``… 10:00:00 +02:00``, ``…z``): the reader makes it NULL without an error; the typing
+# path respells it (:func:`zone_respelled_sql`).
+_ZONE_NAME_OR_NOT_ISO = f"{{v}} IS NOT NULL AND ({_NOT_ISO_START} OR {_over_value(named_or_loose_zone_sql)})"
+_NOT_INSTANT = f"TRY_CAST({_over_value(zone_respelled_sql)} AS TIMESTAMPTZ) IS NULL"
 
 
 def _text_instant_utc_sql(col: str) -> str:
     """Text timestamps as naive UTC: zoned ones (:func:`zoned_text_sql`) through TIMESTAMPTZ, others as they are."""
     instant = f"timezone('UTC', CAST({col} AS TIMESTAMPTZ))"
     return (
-        f"(CASE WHEN {zoned_text_sql(col)} THEN {instant} ELSE coalesce(TRY_CAST({col} AS TIMESTAMP), {instant}) END)"
+        f"(CASE {zoned_text_utc_cases_sql(col, strict=True)}ELSE coalesce(TRY_CAST({col} AS TIMESTAMP), {instant}) END)"
     )
 
 
@@ -629,7 +641,7 @@ def _misfit(typ: str) -> str:
     elif typ == "BOOLEAN":
         bad = f"({bad} OR lower(trim({{v}})) NOT IN ('true', 'false'))"
     elif typ == "TIMESTAMPTZ":  # DuckDB's cast also reads '1/2/24' (as the year 1): ISO-8601 only
-        bad = f"({bad} OR {_NOT_ISO_START})"
+        bad = f"({_NOT_INSTANT} OR {_NOT_ISO_START})"
     return f"{_PRESENT} AND {bad}"
 
 

@@ -126,14 +126,65 @@ def utc_instant_sql(expr: str) -> str:
     return f"(CASE WHEN isfinite({expr}) THEN make_timestamp(epoch_us({expr})) ELSE timezone('UTC', {expr}) END)"
 
 
+# Regex parts of timestamp text: a time of day (``10:00``, ``10:00:00``, ``10:00:00.123``), a UTC offset
+# (``+02``, ``+0200``, ``-05:00``) and a zone *name* (UTC, PST, Europe/Berlin: two letters in a row).
+_TIME_OF_DAY_RE = "[0-9]:[0-9]{2}(?::[0-9]{2}(?:\\.[0-9]+)?)?"
+_UTC_OFFSET_RE = "[+-][0-9]{2}(?::?[0-9]{2})?"
+_ZONE_NAME_RE = "[A-Za-z]{2,}"
+# ``Z`` or an offset right after the time: DuckDB's TIMESTAMPTZ cast reads it (matched on the trimmed text).
+_CAST_READY_ZONE_RE = f"{_TIME_OF_DAY_RE}(?:Z|{_UTC_OFFSET_RE})$"
+# The zone after the time spelled in a way the cast rejects: a lowercase ``z``, or one blank before ``Z`` or an
+# offset (``2024-01-01 10:00:00 +02:00``, as Ruby's ``Time#to_s`` and ``date`` write). Group 1 is the time of
+# day, group 2 the zone with its blank.
+_LOOSE_ZONE_RE = f"({_TIME_OF_DAY_RE})( ?z| Z| {_UTC_OFFSET_RE})\\s*$"
+
+
+def named_or_loose_zone_sql(text: str) -> str:
+    """True for text with a zone name, or a zone after its time that only :func:`zone_respelled_sql` makes castable.
+
+    One regex pass: a check over every value costs no more than the zone-name check alone.
+    """
+    return f"regexp_matches({text}, {quote_literal(f'{_ZONE_NAME_RE}|{_LOOSE_ZONE_RE}')})"
+
+
 def zoned_text_sql(text: str) -> str:
-    """True for timestamp text that carries its zone: a UTC offset or ``Z`` after the time, or a zone name.
+    """True for timestamp text that carries its zone: a UTC offset or ``Z`` after the time (also spelled
+    ``… +02:00``, ``…z``, ``… Z``), or a zone name.
 
     Only such text may go through DuckDB's TIMESTAMPTZ cast: after a zone *name* in the same vector,
     the ICU cast reads zoneless values in that zone, so those are cast to TIMESTAMP (taken as UTC).
     """
-    offset = "'[0-9]:[0-9]{2}(:[0-9]{2}(\\.[0-9]+)?)? ?(Z|[+-][0-9]{2}(:?[0-9]{2})?)$'"
-    return f"(regexp_matches(trim({text}), {offset}) OR regexp_matches({text}, '[A-Za-z]{{2,}}'))"
+    return f"(regexp_matches(trim({text}), {quote_literal(_CAST_READY_ZONE_RE)}) OR {named_or_loose_zone_sql(text)})"
+
+
+def zone_respelled_sql(text: str) -> str:
+    """``text`` with the zone after its time respelled the way DuckDB's casts read it; any other text as it is.
+
+    ``…10:00:00 +02:00`` → ``…10:00:00+02:00``, ``…10:00:00z`` and ``…10:00:00 Z`` → ``…10:00:00Z``
+    (trailing blanks dropped); only that trailing part changes. The cast answers NULL for those
+    spellings, and slowly (about 0.3 ms a value: 5 minutes for a million), so they are recognised
+    by a regex before any cast; other text costs that one regex match.
+    """
+    loose = quote_literal(_LOOSE_ZONE_RE)
+    return (
+        f"(CASE WHEN regexp_matches({text}, {loose}) THEN regexp_replace({text}, {loose}, '\\1') "
+        f"|| upper(trim(regexp_extract({text}, {loose}, 2))) ELSE {text} END)"
+    )
+
+
+def zoned_text_utc_cases_sql(text: str, *, strict: bool = False) -> str:
+    """``WHEN … THEN …`` branches of a CASE: text with its zone (:func:`zoned_text_sql`) as a naive UTC TIMESTAMP.
+
+    A zone the cast reads goes straight to it (one regex, as before); a zone name or a loose spelling
+    through :func:`zone_respelled_sql`. NULL when the cast fails; ``strict``: the cast's error.
+    """
+    cast = "CAST" if strict else "TRY_CAST"
+    return (
+        f"WHEN regexp_matches(trim({text}), {quote_literal(_CAST_READY_ZONE_RE)}) "
+        f"THEN timezone('UTC', {cast}({text} AS TIMESTAMPTZ)) "
+        f"WHEN {named_or_loose_zone_sql(text)} "
+        f"THEN timezone('UTC', {cast}({zone_respelled_sql(text)} AS TIMESTAMPTZ)) "
+    )
 
 
 def epoch_timestamp_sql(number: str) -> str:
@@ -149,8 +200,8 @@ def utc_timestamp_sql(column: str, type_name: str) -> str:
 
     TIMESTAMP as is, TIMESTAMPTZ converted to UTC, DATE / other TIMESTAMP precisions cast, numbers
     read as Unix time (:func:`epoch_timestamp_sql`); text is parsed with TRY_CAST (an offset, ``Z``
-    or a zone name → converted to UTC, none → taken as UTC, :func:`zoned_text_sql`; 9–13 digits →
-    Unix time), so an unparseable value is NULL.
+    or a zone name → converted to UTC, :func:`zoned_text_utc_cases_sql`; none → taken as UTC; 9–13
+    digits → Unix time), so an unparseable value is NULL.
     """
     t = type_name.upper()
     if t == "TIMESTAMP":
@@ -163,8 +214,7 @@ def utc_timestamp_sql(column: str, type_name: str) -> str:
         return epoch_timestamp_sql(f"CAST({column} AS DOUBLE)")
     text = f"CAST({column} AS VARCHAR)"
     return (
-        f"(CASE WHEN {zoned_text_sql(text)} "
-        f"THEN timezone('UTC', TRY_CAST({text} AS TIMESTAMPTZ)) "
+        f"(CASE {zoned_text_utc_cases_sql(text)}"
         f"WHEN regexp_full_match(trim({text}), '[0-9]{{9,13}}(\\.[0-9]+)?') "
         f"THEN {epoch_timestamp_sql(f'CAST(trim({text}) AS DOUBLE)')} "
         f"ELSE TRY_CAST({text} AS TIMESTAMP) END)"

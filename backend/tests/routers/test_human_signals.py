@@ -9,6 +9,7 @@ import json
 import httpx
 
 from tests.robustness import strict_json
+from tests.services.test_csv_ingest import LOOSE_ZONES
 
 
 def _csv(rows: list[list[object]]) -> str:
@@ -46,6 +47,25 @@ async def test_upload_with_display_headers_and_source_column(client: httpx.Async
     assert schema["metric_schema"] == data["metric_schema"]
     assert (await client.get("/api/human-signals/cases", params={"page": 0})).status_code == 422
     assert (await client.get("/api/human-signals/cases", params={"page_size": 501})).status_code == 422
+
+
+async def test_timestamps_with_a_zone_after_a_blank_or_a_lowercase_z_show_their_utc_time(
+    client: httpx.AsyncClient,
+) -> None:
+    """They stayed text as written (``2024-01-01 10:00:00 +02:00``) while ``…Z`` / ``+02:00`` showed the UTC time."""
+    rows = [["metric_name", "dataset_id", "signals", "timestamp"]]
+    rows += [["m", f"c{i}", json.dumps({"ok": True}), text] for i, (text, _) in enumerate(LOOSE_ZONES)]
+    res = await client.post("/api/human-signals/upload", files={"file": ("hs.csv", _csv(rows), "text/csv")})
+    assert res.status_code == 200, res.text
+    got = {c["Case_ID"]: c["Timestamp"] for c in res.json()["data"]}
+    assert got == {
+        "c0": "2024-01-01 08:00:00",
+        "c1": "2024-01-01 09:00:00",
+        "c2": "2024-01-01 10:00:00",
+        "c3": "2024-01-01 11:00:00",
+        "c4": "2024-01-01 12:00:00.25",
+        "c5": "2024-01-01 13:00:00",
+    }
 
 
 async def test_upload_without_signals_is_400(client: httpx.AsyncClient) -> None:

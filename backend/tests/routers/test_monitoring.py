@@ -7,6 +7,9 @@ import io
 import statistics
 
 import httpx
+import pytest
+
+from tests.services.test_csv_ingest import LOOSE_ZONES
 
 CSV = (
     "ID,Response Time,relevance_score,coherence_score,env\na,100,0.9,0.8,prod\nb,300,0.3,0.6,prod\nc,200,0.7,bad,dev\n"
@@ -117,6 +120,40 @@ async def test_epoch_timestamps_are_read_and_unreadable_ones_reported(client: ht
     res = await client.post("/api/monitoring/upload", files={"file": ("n.csv", numeric, "text/csv")})
     assert [r["timestamp"] for r in res.json()["data"]] == ["2024-01-02T00:00:00", "2024-01-03T00:00:00.500000"]
     assert "could not be read" not in res.json()["message"]
+
+
+@pytest.mark.parametrize("extra", ["", "z,not a date,0.1\n"])
+async def test_zones_after_a_blank_or_a_lowercase_z_are_read_and_filtered_as_utc(
+    client: httpx.AsyncClient, extra: str
+) -> None:
+    """``2024-01-01 10:00:00 +02:00`` (Ruby, date(1)), ``…z`` and ``… Z`` were reported as unreadable and stored
+    empty; they are the UTC instants, in the stored column (typed, or text next to 'not a date') and in filters."""
+    rows = "".join(f"r{i},{text},0.5\n" for i, (text, _) in enumerate(LOOSE_ZONES))
+    res = await client.post(
+        "/api/monitoring/upload",
+        files={"file": ("z.csv", "dataset_id,timestamp,a_score\n" + rows + extra, "text/csv")},
+    )
+    assert res.status_code == 200, res.text
+    body = res.json()
+    expected = [instant.isoformat() for _, instant in LOOSE_ZONES]
+    assert [r["timestamp"] for r in body["data"]] == expected + ([None] if extra else [])
+    if extra:
+        assert body["message"] == (
+            f"Processed {len(LOOSE_ZONES) + 1} monitoring records; 1 timestamp value(s) could not be read as a "
+            "date and time, e.g. 'not a date' (they are stored empty: time filters and trends skip those rows)"
+        )
+    else:
+        assert body["message"] == f"Processed {len(LOOSE_ZONES)} monitoring records"
+    # UTC 08:00, 09:00, 10:00, 11:00, 12:00:00.25, 13:00: the bounds are inclusive
+    window = {"time_start": "2024-01-01T09:00:00Z", "time_end": "2024-01-01T12:00:00Z"}
+    kpis = (await client.get("/api/monitoring/analytics/summary", params=window)).json()["kpis"]
+    assert kpis["total_records"] == 3
+    page = (await client.get("/api/store/data/monitoring", params=window)).json()
+    assert sorted(r["dataset_id"] for r in page["data"]) == ["r1", "r2", "r3"] and page["total"] == 3
+    trends = (await client.get("/api/monitoring/analytics/trends", params={"granularity": "hourly"})).json()
+    assert [(p["timestamp"][:13], p["count"]) for p in trends["data"]] == [
+        (f"2024-01-01T{h:02d}", 1) for h in range(8, 14)
+    ]
 
 
 async def test_wide_rows_with_a_category_column_summarise_alike_cached_or_filtered(client: httpx.AsyncClient) -> None:

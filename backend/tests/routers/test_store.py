@@ -21,6 +21,7 @@ from app.services.duckdb_store import DuckDBStore, quote_ident
 from app.services.leader_lock import LeaderLock
 from app.services.sync_status import STATUS_PREFIX, blank_status
 from tests.conftest import PgSchema, register_synced
+from tests.services.test_csv_ingest import LOOSE_ZONES
 from tests.sync_helpers import configure, create_source, joined_count, slow_results_query, terminate_sync_backend
 
 MAP = {"metric": "metric_name", "score": "metric_score"}
@@ -747,6 +748,42 @@ async def test_time_bounds_read_a_text_timestamp_as_monitoring_analytics_does(
     assert sorted(row["dataset_id"] for row in page["data"]) == ["b", "d"] and page["total"] == 2
     summary = (await client.get("/api/monitoring/analytics/summary", params=window)).json()
     assert summary["kpis"]["total_records"] == 2
+
+
+async def test_time_bounds_read_zones_after_a_blank_or_a_lowercase_z(app_client: tuple[Any, httpx.AsyncClient]) -> None:
+    """``… 10:00:00 +02:00``, ``…z`` and ``… Z`` were NULL to the time filters (stored text) or kept as text
+    (an upload): a window skipped them. UTC instants: 08:00, 09:00, 10:00, 11:00, 12:00:00.25, 13:00."""
+    app, client = app_client
+    window = {"time_start": "2024-01-01T09:00:00Z", "time_end": "2024-01-01T12:00:00Z"}
+
+    def build(cur: duckdb.DuckDBPyConnection, staging: str) -> None:
+        cur.execute(
+            f"CREATE TABLE {quote_ident(staging)} (dataset_id VARCHAR, metric_name VARCHAR, metric_score DOUBLE, "
+            "timestamp VARCHAR)"
+        )
+        cur.executemany(
+            f"INSERT INTO {quote_ident(staging)} VALUES (?, 'm', 0.5, ?)",
+            [[f"r{i}", text] for i, (text, _) in enumerate(LOOSE_ZONES)],
+        )
+
+    info = await app.state.store.land_dataset(kind="monitoring", source="sync:text_ts", build=build)
+    params = {**window, "dataset_id": info.dataset_id}
+    page = (await client.get("/api/store/data/monitoring", params=params)).json()
+    assert sorted(row["dataset_id"] for row in page["data"]) == ["r1", "r2", "r3"] and page["total"] == 3
+    summary = (await client.get("/api/monitoring/analytics/summary", params=params)).json()
+    assert summary["kpis"]["total_records"] == 3
+    meta = (await client.get("/api/store/metadata/monitoring", params={"dataset_id": info.dataset_id})).json()
+    assert meta["metadata"]["time_range"] == {"min": "2024-01-01 08:00:00", "max": "2024-01-01 13:00:00"}
+
+    lines = "".join(f"r{i},m,0.5,{text}\n" for i, (text, _) in enumerate(LOOSE_ZONES))
+    up = await client.post(
+        "/api/data/upload",
+        files={"file": ("e.csv", "dataset_id,metric_name,metric_score,timestamp\n" + lines, "text/csv")},
+    )
+    assert up.status_code == 200, up.text
+    assert [row["timestamp"] for row in up.json()["data"]] == [instant.isoformat() for _, instant in LOOSE_ZONES]
+    page = (await client.get("/api/store/data/eval", params=window)).json()
+    assert sorted(row["dataset_id"] for row in page["data"]) == ["r1", "r2", "r3"] and page["total"] == 3
 
 
 async def test_time_bounds_and_time_range_of_a_synced_text_timestamp(

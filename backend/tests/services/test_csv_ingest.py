@@ -488,6 +488,58 @@ def test_zone_names_do_not_carry_over_to_rows_without_one(tmp_path: Path) -> Non
     assert got == [dt.datetime(2024, 1, 2, 10), dt.datetime(2024, 1, 2, 15), dt.datetime(2024, 1, 2, 10)]
 
 
+# Zones DuckDB's casts reject (a blank before the offset or ``Z``, a lowercase ``z``) and their UTC instants,
+# worked out by hand; the hours differ so that a time window tells the rows apart.
+LOOSE_ZONES = [
+    ("2024-01-01 10:00:00 +02:00", dt.datetime(2024, 1, 1, 8)),  # Ruby's Time#to_s
+    ("2024-01-01 11:00:00 +0200", dt.datetime(2024, 1, 1, 9)),  # date(1)
+    ("2024-01-01 05:00:00 -05", dt.datetime(2024, 1, 1, 10)),
+    ("2024-01-01T11:00:00z", dt.datetime(2024, 1, 1, 11)),
+    ("2024-01-01T12:00:00.250z", dt.datetime(2024, 1, 1, 12, 0, 0, 250_000)),
+    ("2024-01-01T13:00:00 Z", dt.datetime(2024, 1, 1, 13)),
+]
+
+
+def _load_file(tmp_path: Path, data: bytes) -> tuple[duckdb.DuckDBPyConnection, CsvLoadResult]:
+    """Load into a DuckDB file (as the store does), in a session zone that is not UTC."""
+    con = duckdb.connect(str(tmp_path / "store.duckdb"))
+    con.execute("SET TimeZone = 'America/New_York'")
+    return con, create_table_from_csv(con, _write(tmp_path, "f.csv", data), "t")
+
+
+@pytest.mark.parametrize(("text", "instant"), LOOSE_ZONES)
+def test_a_zone_after_a_blank_or_a_lowercase_z_is_read_as_the_utc_instant(
+    tmp_path: Path, text: str, instant: dt.datetime
+) -> None:
+    """DuckDB's cast answers NULL for these spellings: the column stayed text (a time filter skipped it)."""
+    con, res = _load_file(tmp_path, f"id,ts\n1,{text}\n2,{text}\n3,\n".encode())
+    assert {c["name"]: c["type"] for c in res.columns} == {"id": "BIGINT", "ts": "TIMESTAMP"}
+    assert con.execute("SELECT id, ts FROM t ORDER BY id").fetchall() == [(1, instant), (2, instant), (3, None)]
+
+
+@pytest.mark.parametrize("first", ["2024-01-01T07:00:00Z", "2024-01-01 07:00:00"])
+def test_loose_zones_after_the_sniff_sample_are_read_not_dropped(tmp_path: Path, first: str) -> None:
+    """After 25,000 rows sniffed as zoned timestamps, DuckDB's reader made these values NULL without an error."""
+    rows = "".join(f"{i},{first}\n" for i in range(25_000))
+    late = "".join(f"{25_000 + i},{text}\n" for i, (text, _) in enumerate(LOOSE_ZONES))
+    con, res = _load_file(tmp_path, ("id,ts\n" + rows + late + "99999,\n").encode())
+    assert res.inferred_by_sql is True
+    assert {c["name"]: c["type"] for c in res.columns} == {"id": "BIGINT", "ts": "TIMESTAMP"}
+    got = con.execute("SELECT ts FROM t WHERE id >= 25000 ORDER BY id").fetchall()
+    assert got == [(instant,) for _, instant in LOOSE_ZONES] + [(None,)]
+    assert con.execute("SELECT DISTINCT ts FROM t WHERE id < 25000").fetchall() == [(dt.datetime(2024, 1, 1, 7),)]
+
+
+@pytest.mark.parametrize("other", ["not a date", "10:00:00 +02:00", "2024-13-01 10:00:00 +02:00", "Tuesday 10:00 z"])
+def test_loose_zones_next_to_text_that_is_no_timestamp_keep_the_column_text(tmp_path: Path, other: str) -> None:
+    """Respelling the zone makes no timestamp of other text: one such value keeps every value as written."""
+    texts = [text for text, _ in LOOSE_ZONES] + [other]
+    data = ("id,ts\n" + "".join(f"{i},{text}\n" for i, text in enumerate(texts))).encode()
+    con, res = _load_file(tmp_path, data)
+    assert {c["name"]: c["type"] for c in res.columns} == {"id": "BIGINT", "ts": "VARCHAR"}
+    assert [r[0] for r in con.execute("SELECT ts FROM t ORDER BY id").fetchall()] == texts
+
+
 @pytest.mark.parametrize(
     "rows",
     [

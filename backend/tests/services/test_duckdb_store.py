@@ -32,6 +32,7 @@ from app.services.duckdb_store import (
 )
 from app.services.table_metadata import compute_table_metadata_sync
 from tests.conftest import register_synced
+from tests.services.test_csv_ingest import LOOSE_ZONES
 
 
 def test_quote_ident_escapes_and_rejects() -> None:
@@ -75,6 +76,33 @@ def test_utc_instant_equals_timezone_utc_and_python() -> None:
     con.executemany("INSERT INTO t VALUES (?)", [["2024-05-01T10:00:00+02:00"], ["2024-05-01 10:00:00"], ["junk"]])
     text = con.execute(f"SELECT {utc_timestamp_sql('s', 'VARCHAR')} FROM t").fetchall()
     assert text == [(dt.datetime(2024, 5, 1, 8),), (dt.datetime(2024, 5, 1, 10),), (None,)]
+
+
+async def test_text_with_a_loose_zone_reads_as_the_utc_instant_other_text_as_before(store: DuckDBStore) -> None:
+    """A zone after a blank or a lowercase ``z`` was NULL (DuckDB's cast rejects it); every other text as before."""
+    others = [
+        ("2024-01-01T10:00:00Z", dt.datetime(2024, 1, 1, 10)),
+        ("2024-01-01 10:00:00+02:00", dt.datetime(2024, 1, 1, 8)),
+        ("2024-01-01 10:00:00 Europe/Paris", dt.datetime(2024, 1, 1, 9)),
+        ("2024-01-01 10:00:00 utc", dt.datetime(2024, 1, 1, 10)),
+        ("2024-01-01 10:00:00", dt.datetime(2024, 1, 1, 10)),  # zoneless: UTC
+        ("1704103200", dt.datetime(2024, 1, 1, 10)),  # Unix seconds
+        ("infinity", dt.datetime.max),
+        ("not a date", None),
+        ("10:00:00 +02:00", None),  # a time of day without a date
+        ("2024-01-01 10:00:00  +02:00", None),  # two blanks
+        (None, None),
+    ]
+    cases = LOOSE_ZONES + others
+
+    def build(cur: duckdb.DuckDBPyConnection, staging: str) -> None:
+        cur.execute(f"CREATE TABLE {quote_ident(staging)} (i INTEGER, s VARCHAR)")
+        cur.executemany(f"INSERT INTO {quote_ident(staging)} VALUES (?, ?)", [[i, t] for i, (t, _) in enumerate(cases)])
+
+    info = await store.land_dataset(kind="monitoring", source="text", build=build)
+    instant = utc_timestamp_sql("s", "VARCHAR")
+    got = await store.fetch(f"SELECT {instant} FROM {quote_ident(info.table_name)} ORDER BY i")
+    assert [r[0] for r in got.rows] == [instant for _, instant in cases]
 
 
 def test_store_sessions_run_in_utc_whatever_the_machine_zone(tmp_path: Path) -> None:
