@@ -951,22 +951,26 @@ class DuckDBStore:
         await self.run_write(lambda cur: self.set_metadata_sync(cur, table, metadata))
         self.cache_metadata(table, metadata)
 
+    @classmethod
+    def update_metadata_sync(
+        cls, cur: duckdb.DuckDBPyConnection, table: str, updates: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Inside a write: set some keys of a table's stored metadata; the new metadata (the caller
+        refreshes the cache), or None for a table that no longer exists (nothing is written)."""
+        row = cur.execute(f"SELECT metadata_json FROM {METADATA_TABLE} WHERE table_name = ?", [table]).fetchone()
+        if row is None and not cls.table_exists_sync(cur, table):
+            return None
+        meta: dict[str, Any] = {**(json.loads(row[0]) if row else {}), **updates}
+        cls.set_metadata_sync(cur, table, meta)
+        return meta
+
     async def update_metadata(self, table: str, updates: dict[str, Any]) -> None:
         """Set some keys of a table's stored metadata, read and written under the write lock.
 
         A read-modify-write outside the lock could put back the metadata a concurrent sync or load
         had just replaced. Nothing is written for a table that no longer exists (deleted meanwhile).
         """
-
-        def _update(cur: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
-            row = cur.execute(f"SELECT metadata_json FROM {METADATA_TABLE} WHERE table_name = ?", [table]).fetchone()
-            if row is None and not self.table_exists_sync(cur, table):
-                return None
-            meta: dict[str, Any] = {**(json.loads(row[0]) if row else {}), **updates}
-            self.set_metadata_sync(cur, table, meta)
-            return meta
-
-        meta = await self.run_write(_update)
+        meta = await self.run_write(lambda cur: self.update_metadata_sync(cur, table, updates))
         if meta is not None:
             self.cache_metadata(table, meta)
 

@@ -222,8 +222,16 @@ async def records_table(store: DuckDBStore, t: MonitoringTable) -> tuple[Monitor
     entry = meta.get(RECORDS_KEY) or {}
     if entry.get("loaded_at") != t.info.loaded_at.isoformat():
         target = f"{t.info.table_name}__records"
-        entry = await store.run_write(lambda cur: build_records_sync(cur, t, target))
-        await store.update_metadata(t.info.table_name, {RECORDS_KEY: entry})
+
+        def _build(cur: duckdb.DuckDBPyConnection) -> tuple[dict[str, Any], dict[str, Any] | None]:
+            # Built and recorded in one write: a request cancelled meanwhile (its client went away)
+            # cannot leave a table built but unrecorded, which the next request would build again.
+            built = build_records_sync(cur, t, target)
+            return built, DuckDBStore.update_metadata_sync(cur, t.info.table_name, {RECORDS_KEY: built})
+
+        entry, recorded = await store.run_write(_build)
+        if recorded is not None:
+            store.cache_metadata(t.info.table_name, recorded)
     info = dataclasses.replace(t.info, table_name=entry["table"], columns=entry["columns"])
     return MonitoringTable.of(info), dict(entry["metrics"])
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import datetime as dt
 import json
 import math
 import statistics
+import threading
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,7 +22,7 @@ from app.config import Settings
 from app.config.db_configs import MonitoringDBConfig
 from app.errors import Invalid, NotFound, Unavailable
 from app.services import monitoring_analytics as ma
-from app.services.duckdb_store import DatasetInfo, DuckDBStore, quote_ident
+from app.services.duckdb_store import DatasetInfo, DuckDBStore, quote_ident, utc_now
 from app.services.monitoring_table import MonitoringFilters
 from app.services.sync_status import STATUS_PREFIX
 from app.services.table_metadata import compute_table_metadata_sync
@@ -303,6 +307,49 @@ async def test_latency_distribution_dedupes_records_and_includes_max(
     assert sum(prod.histogram.counts) == sub["dataset_id"].nunique()
     with pytest.raises(Invalid):
         await ma.latency_distribution(store, config, MonitoringFilters(), bins=3)
+
+
+async def test_a_request_cancelled_while_the_record_table_builds_still_records_it(
+    store: DuckDBStore, config: MonitoringDBConfig, long_ds: tuple[DatasetInfo, pd.DataFrame]
+) -> None:
+    """A client that goes away cancels GET /api/monitoring/analytics/* (app/request_cancellation.py) by an
+    anyio cancel scope, as here. The lazily built per-record table was written (a write is not cut off)
+    but its metadata entry was not: every later request built it again under the write lock, for good
+    when its clients give up sooner than a build takes."""
+    info, df = long_ds
+    entered, release = threading.Event(), threading.Event()
+
+    def gate(x: float) -> float:  # holds the build (a DuckDB UDF over the latency column) until released
+        entered.set()
+        release.wait(30)
+        return x
+
+    await store.run_write(lambda cur: cur.create_function("axis_test_gate", gate, ["DOUBLE"], "DOUBLE"))
+    view = "ds_gated"
+    gated_latency = "SELECT * REPLACE (axis_test_gate(latency) AS latency)"
+    await store.execute_write(f"CREATE VIEW {view} AS {gated_latency} FROM {quote_ident(info.table_name)}")
+    gated = dataclasses.replace(info, dataset_id="gated", table_name=view, loaded_at=utc_now())
+    await store.run_write(lambda cur: DuckDBStore.register_dataset_sync(cur, gated))
+    scope = anyio.CancelScope()
+
+    async def request() -> None:
+        with scope:
+            await ma.latency_distribution(store, config, MonitoringFilters(dataset_id="gated"))
+
+    task = asyncio.create_task(request())
+    try:
+        assert await anyio.to_thread.run_sync(entered.wait, 30)  # the per-record table is being built
+        scope.cancel()
+    finally:
+        release.set()
+    await task
+    assert scope.cancelled_caught
+    records = f"{view}__records"
+    assert await store.table_exists(records)
+    entry = (await store.get_metadata(view)).get(ma.RECORDS_KEY) or {}
+    assert entry.get("table") == records and entry.get("loaded_at") == gated.loaded_at.isoformat()
+    res = await ma.latency_distribution(store, config, MonitoringFilters(dataset_id="gated"))
+    assert sum(res.histogram.counts) == df["dataset_id"].nunique()
 
 
 async def test_latency_distribution_constant_and_absent(store: DuckDBStore, config: MonitoringDBConfig) -> None:
