@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from typing import Any
 
 import duckdb
@@ -71,24 +72,33 @@ def pg_cast_for(source_type: str) -> str | None:
 INFINITE_CASTS = frozenset({"timestamptz", "timestamp", "date", "float8", "float4"})
 
 
+# The lowest finite double: a DOUBLE column's values below it are -inf in the store.
+LOWEST_DOUBLE = repr(-sys.float_info.max)
+
+
 def incremental_query(query: str, column: str, watermark: dict[str, Any]) -> str:
     """Wrap a query to re-read rows at or above a typed watermark (``>=``; upsert dedupes).
 
     Rows whose column is NULL (or −infinity) have no place in that order and are re-read every time.
+    A DOUBLE column is float8 or an unconstrained numeric at the source (DuckDB describes both so):
+    its watermark is a numeric literal, which PostgreSQL compares as float8 with the one and as
+    numeric with the other (a float8 literal casts that column to float8, which fails the read for
+    a 1e400 or 1e-400); values below the lowest double are −infinity or land as it.
     """
     cast = watermark["pg_cast"]
     value = str(watermark["value"])
     if cast == "timestamptz":
         value = value + "+00"
     col = f"_axis_inc.{quote_ident(column)}"
+    literal = f"{quote_literal(value)}::{cast}"
     below = f" OR {col} = '-infinity'::{cast}" if cast in INFINITE_CASTS else ""
+    if cast == "float8":
+        literal = f"{quote_literal(value)}::numeric"
+        below = f" OR {col} < {quote_literal(LOWEST_DOUBLE)}::numeric"
     # Text compares in byte order, as DuckDB's max took the watermark (the column's own collation
     # could put a value above the watermark in byte order below it, and that row would never be read).
     compared = f'{col} COLLATE "C"' if cast == "text" else col
-    return (
-        f"SELECT * FROM (\n{wrap_query(query)}\n) AS _axis_inc "
-        f"WHERE {compared} >= {quote_literal(value)}::{cast} OR {col} IS NULL{below}"
-    )
+    return f"SELECT * FROM (\n{wrap_query(query)}\n) AS _axis_inc WHERE {compared} >= {literal} OR {col} IS NULL{below}"
 
 
 def libpq_conninfo(params: ConnectionParams, *, application_name: str, timeout_ms: int) -> str:

@@ -690,6 +690,39 @@ async def test_a_query_ending_in_a_semicolon_and_a_comment_syncs(
         assert again.sync_type == "incremental" and again.rows == joined_count(source) == 61, again.error
 
 
+@pytest.mark.parametrize("reader", READERS)
+async def test_incremental_sync_on_a_numeric_column_beyond_double_range(
+    make_settings: Callable[..., Settings], pg: PgSchema, reader: str
+) -> None:
+    """The watermark of an unconstrained numeric column (DOUBLE in the store) was compared as float8 at
+    the source: a row holding 1e400 or 1e-400 failed PostgreSQL's cast, so every incremental sync
+    failed and fell back to a full rebuild. Rows that land as -inf are re-read, as float8 -infinity is."""
+    pg.execute("CREATE TABLE ds (dataset_id text, n numeric)")
+    pg.execute("CREATE TABLE rs (dataset_id text, metric_name text, metric_score float8, n numeric)")
+    pg.execute("INSERT INTO ds VALUES ('a', 1.5), ('b', 1e400), ('c', 1e-400), ('d', NULL)")
+    pg.execute("INSERT INTO rs SELECT dataset_id, 'm1', 0.5, n FROM ds")
+    settings = configure(make_settings, pg, incremental_column="n", duckdb={"sync_reader": reader})
+    async with Env(settings) as e:
+        first = await e.engine.sync_dataset("monitoring")
+        assert first.status == "ready" and first.sync_type == "full" and first.rows == 4, first.error
+        target = TARGETS["monitoring"]
+        assert await e.engine.watermarks(target) == ({"monitoring_dataset": "1.5", "monitoring_results": "1.5"}, None)
+        pg.execute("INSERT INTO ds VALUES ('e', 2.5), ('f', -1e400), ('g', 1.25)")  # g: below the watermark
+        pg.execute("INSERT INTO rs SELECT dataset_id, 'm1', 0.7, n FROM ds WHERE dataset_id IN ('e', 'f', 'g')")
+        again = await e.engine.sync_dataset("monitoring")
+        assert again.status == "ready" and again.sync_type == "incremental", again.error
+        assert await e.engine.watermarks(target) == ({"monitoring_dataset": "2.5", "monitoring_results": "2.5"}, None)
+        inf = float("inf")
+        assert await e.rows("SELECT dataset_id, n FROM monitoring_dataset ORDER BY dataset_id") == [
+            ("a", 1.5),
+            ("b", inf),
+            ("c", 0.0),
+            ("d", None),
+            ("e", 2.5),
+            ("f", -inf),
+        ]
+
+
 def test_wrap_query_drops_trailing_semicolons_and_comments() -> None:
     assert wrap_query("SELECT 1 ; -- note") == "SELECT 1"
     assert wrap_query("SELECT 1; /* a; */ ;\n-- b\n") == "SELECT 1"
