@@ -24,6 +24,7 @@ CANCELLABLE_ROUTES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("GET", re.compile(r"^/api/human-signals/(cases|metric-schema)$")),
     ("GET", re.compile(r"^/api/database/[^/]+/(tables|schema)$")),
     ("POST", re.compile(r"^/api/analytics/[a-z-]+$")),
+    ("POST", re.compile(r"^/api/data/(convert-tree|prepare-analytics)$")),
     ("POST", re.compile(r"^/api/database/[^/]+/(distinct-values|preview|query)$")),
 )
 

@@ -26,6 +26,9 @@ from tests.robustness import live_server
         ("GET", "/api/human-signals/cases", True),
         ("POST", "/api/database/h123/query", True),
         ("GET", "/api/database/h123/schema", True),
+        # rows posted for conversion: DuckDB reads over the posted rows (up to MAX_UPLOAD_MB of JSON)
+        ("POST", "/api/data/convert-tree", True),
+        ("POST", "/api/data/prepare-analytics", True),
         # writes: never cut off half-way
         ("POST", "/api/database/h123/query-import", False),
         ("POST", "/api/database/h123/import", False),
