@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -96,6 +97,30 @@ def test_disconnect_cancels_a_database_query_but_not_an_import(
 
         assert wait_for(lambda: len(landed()) == 1, 20.0), "the import did not finish after the client left"
         assert landed()[0]["row_count"] == 150
+
+
+def test_an_abandoned_database_query_rolls_back_its_own_session(
+    pg: PgSchema, make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The cancel scope that stops an abandoned /query cancels every await after it too: the session's
+    ROLLBACK was cut off, and asyncpg's pool logged an ERROR ("Resetting connection with an active
+    transaction") for each abandoned query as it took the connection back."""
+    settings = make_settings()
+    with live_server(settings) as server, httpx.Client(base_url=server.base_url, timeout=30) as client:
+        conn = {"host": pg.host, "port": pg.port, "database": pg.database, "username": pg.user,
+                "password": "unused-trust-auth", "ssl_mode": "disable"}  # fmt: skip
+        handle = client.post("/api/database/connect", json=conn).json()["handle"]
+        with caplog.at_level(logging.WARNING):
+            for _ in range(2):
+                marker = f"axis_rollback_{uuid.uuid4().hex[:8]}"
+                sql = f"SELECT pg_sleep(30) AS s, '{marker}' AS m"
+                with pytest.raises(httpx.ReadTimeout):
+                    client.post(f"/api/database/{handle}/query", json={"handle": handle, "query": sql}, timeout=1.0)
+                assert wait_for(lambda m=marker: running_queries(pg, m) == 0, 10.0), "the abandoned query still runs"
+            r = client.post(f"/api/database/{handle}/query", json={"handle": handle, "query": "SELECT 1 AS v"})
+            assert r.status_code == 200 and r.json()["data"] == [{"v": 1}], r.text
+        problems = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert not [m for m in problems if "active transaction" in m], problems
 
 
 def test_disconnect_interrupts_a_duckdb_read(make_settings: Callable[..., Settings]) -> None:

@@ -121,9 +121,16 @@ async def open_session(
             raise translate_error(exc, handle.credentials, timeout_s) from None
         finally:
             if started:
-                try:
-                    await tr.rollback()
-                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                # Shielded (bounded): a request stopped by a cancel scope (its client went away, see
+                # app/request_cancellation.py) is cancelled at every await, so its ROLLBACK would be cut
+                # off and the pool would take the connection back inside the transaction.
+                lost = False
+                with anyio.move_on_after(conns.connect_timeout, shield=True) as rollback:
+                    try:
+                        await tr.rollback()
+                    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                        lost = True
+                if lost or rollback.cancelled_caught:  # lost, or no answer to the ROLLBACK in time
                     # A connection lost mid-query is already detached from the pool; terminating it again
                     # raises InterfaceError, which must not replace the error being reported.
                     with suppress(asyncpg.InterfaceError):
