@@ -58,7 +58,7 @@ class CancelOnDisconnect:
 
         async def app_receive() -> Message:
             if unread:
-                return unread.pop()
+                return unread.pop(0)
             message = await receive()
             if message["type"] != "http.request" or not message.get("more_body", False):
                 body_read.set()
@@ -70,19 +70,24 @@ class CancelOnDisconnect:
             if message["type"] == "http.response.body" and not message.get("more_body", False):
                 complete = True
 
-        async with anyio.create_task_group() as tg:
+        try:
+            async with anyio.create_task_group() as tg:
 
-            async def watch() -> None:
-                await body_read.wait()
-                while (message := await receive())["type"] == "http.request":
-                    unread.append(message)
-                if not complete:
-                    logger.info("Client went away: cancelled %s %s", scope["method"], scope["path"])
-                    tg.cancel_scope.cancel()
+                async def watch() -> None:
+                    await body_read.wait()
+                    while (message := await receive())["type"] == "http.request":
+                        unread.append(message)
+                    if not complete:
+                        logger.info("Client went away: cancelled %s %s", scope["method"], scope["path"])
+                        tg.cancel_scope.cancel()
 
-            tg.start_soon(watch)
-            await self.app(scope, app_receive, tracked_send)
-            tg.cancel_scope.cancel()
+                tg.start_soon(watch)
+                await self.app(scope, app_receive, tracked_send)
+                tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:  # the app's own error, as the server would see it without this layer
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
 
 
 def _has_body(scope: Scope) -> bool:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
+from starlette.types import Receive, Scope, Send
 
 from app.config import Settings
-from app.request_cancellation import is_cancellable
+from app.request_cancellation import CancelOnDisconnect, is_cancellable
 from app.services.duckdb_store import DatasetInfo, DuckDBStore, utc_now
 from tests.conftest import PgSchema
 from tests.robustness import live_server
@@ -44,6 +45,41 @@ from tests.robustness import live_server
 )
 def test_only_read_only_routes_are_cancellable(method: str, path: str, expected: bool) -> None:
     assert is_cancellable(method, path) is expected
+
+
+async def test_an_app_error_passes_through_unwrapped() -> None:
+    """The middleware's task group must not turn the app's own exception into an ExceptionGroup."""
+
+    async def failing_app(scope: Scope, receive: Receive, send: Send) -> None:
+        raise LookupError("boom")
+
+    transport = httpx.ASGITransport(app=CancelOnDisconnect(failing_app))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        with pytest.raises(LookupError, match="boom"):
+            await client.post("/api/analytics/summary", json={"data": []})
+
+
+async def test_body_chunks_reach_the_app_in_order() -> None:
+    """A chunked body reaches the app whole and in order through the middleware."""
+    seen: list[bytes] = []
+
+    async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            seen.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"".join(seen)})
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for part in (b'{"data": ', b"[1, 2", b", 3]}"):
+            yield part
+
+    transport = httpx.ASGITransport(app=CancelOnDisconnect(echo_app))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        r = await client.post("/api/analytics/summary", content=chunks())
+    assert r.status_code == 200 and r.content == b'{"data": [1, 2, 3]}'
 
 
 def running_queries(pg: PgSchema, marker: str) -> int:

@@ -366,8 +366,16 @@ async def _interrupt_until_done(cur: duckdb.DuckDBPyConnection, task: asyncio.Fu
     while not task.done() and time.monotonic() < deadline:
         cur.interrupt()
         await asyncio.wait([task], timeout=0.05)
-    if task.done() and not task.cancelled():
-        task.exception()  # the interrupt's error is expected: mark it retrieved (no stray log)
+    if task.done():
+        _retrieve(task)
+    else:  # still winding down: its error is retrieved when it ends
+        task.add_done_callback(_retrieve)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark a cancelled read's outcome retrieved: its interrupt error is expected (no stray asyncio log)."""
+    if not task.cancelled():
+        task.exception()
 
 
 class StoreLocked(RuntimeError):
