@@ -18,6 +18,7 @@ from app.log_redaction import install_secret_filter
 from app.models.common import HealthResponse, RootResponse
 from app.request_cancellation import CancelOnDisconnect
 from app.request_limits import RequestBodyLimit
+from app.route_paths import route_path
 from app.routers import ALL_ROUTERS
 from app.serialization import CleanJSONResponse
 from app.services.background import BackgroundTasks
@@ -168,8 +169,7 @@ def _install_token_guard(app: FastAPI, token: str) -> None:
 
     @app.middleware("http")
     async def token_guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        path = request.url.path
-        if path.startswith("/api/") and request.method != "OPTIONS":
+        if route_path(request.scope).startswith("/api/") and request.method != "OPTIONS":
             scheme, _, given = request.headers.get("authorization", "").partition(" ")
             # the scheme is case-insensitive (RFC 9110); the token is compared in constant time
             if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):

@@ -16,6 +16,8 @@ import anyio
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.route_paths import route_path
+
 logger = logging.getLogger(__name__)
 
 # (method, path pattern): read-only routes whose work may be abandoned.
@@ -47,7 +49,7 @@ class CancelOnDisconnect:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not is_cancellable(scope["method"], scope["path"]):
+        if scope["type"] != "http" or not is_cancellable(scope["method"], route_path(scope)):
             await self.app(scope, receive, send)
             return
         complete = False

@@ -150,8 +150,9 @@ def monitoring_kpis(scores: list[float], threshold: float = 0.5) -> dict[str, An
 class LiveServer:
     """``create_app(settings)`` served by uvicorn (lifespan on) in a daemon thread on 127.0.0.1."""
 
-    def __init__(self, settings: Settings, *, port: int | None = None) -> None:
+    def __init__(self, settings: Settings, *, port: int | None = None, root_path: str = "") -> None:
         self.settings = settings
+        self.root_path = root_path
         self._app: Any = None
         self.port = port or free_port()
         self._runner: ThreadedUvicorn | None = None
@@ -195,6 +196,7 @@ class LiveServer:
             lifespan="on",
             timeout_graceful_shutdown=5,
             ws="none",
+            root_path=self.root_path,
         )
         self._runner = ThreadedUvicorn(config, "axis-live")
         self._runner.start(timeout)
@@ -207,9 +209,9 @@ class LiveServer:
 
 
 @contextmanager
-def live_server(settings: Settings) -> Iterator[LiveServer]:
-    """A started ``LiveServer``, stopped on exit."""
-    server = LiveServer(settings)
+def live_server(settings: Settings, *, root_path: str = "") -> Iterator[LiveServer]:
+    """A started ``LiveServer`` (``root_path``: as ``uvicorn --root-path``), stopped on exit."""
+    server = LiveServer(settings, root_path=root_path)
     server.start()
     try:
         yield server

@@ -13,6 +13,7 @@ from starlette.types import Receive, Scope, Send
 
 from app.config import Settings
 from app.request_cancellation import CancelOnDisconnect, is_cancellable
+from app.route_paths import route_path
 from app.services.duckdb_store import DatasetInfo, DuckDBStore, utc_now
 from tests.conftest import PgSchema
 from tests.robustness import live_server
@@ -45,6 +46,22 @@ from tests.robustness import live_server
 )
 def test_only_read_only_routes_are_cancellable(method: str, path: str, expected: bool) -> None:
     assert is_cancellable(method, path) is expected
+
+
+@pytest.mark.parametrize(
+    ("root_path", "path", "expected"),
+    [
+        ("", "/api/analytics/summary", "/api/analytics/summary"),
+        ("/axis", "/axis/api/analytics/summary", "/api/analytics/summary"),  # uvicorn --root-path /axis
+        ("/axis", "/axis", "/"),
+        ("/axis", "/axisx/api/analytics/summary", "/axisx/api/analytics/summary"),  # not under the root path
+        ("/axis", "/api/analytics/summary", "/api/analytics/summary"),
+    ],
+)
+def test_routes_are_matched_without_the_root_path(root_path: str, path: str, expected: str) -> None:
+    scope = {"type": "http", "path": path, "root_path": root_path}
+    assert route_path(scope) == expected
+    assert is_cancellable("POST", route_path(scope)) is (expected == "/api/analytics/summary")
 
 
 async def test_an_app_error_passes_through_unwrapped() -> None:

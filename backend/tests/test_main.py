@@ -91,6 +91,18 @@ async def test_api_token_guards_api_routes_only(make_settings: Callable[..., Set
             assert (await client.get("/api/config/features", headers={"Authorization": header})).status_code == 401
 
 
+def test_api_token_is_required_when_served_under_a_root_path(make_settings: Callable[..., Settings]) -> None:
+    """Served with ``uvicorn --root-path /axis`` (behind a proxy on a sub-path) the server puts the prefix in
+    the request path, and the guard, which looked at that path, let every /api route through without a token."""
+    settings = make_settings(axis_api_token=SecretStr("s3cret-token"))
+    with live_server(settings, root_path="/axis") as server, httpx.Client(base_url=server.base_url) as client:
+        denied = client.get("/api/store/datasets")
+        assert denied.status_code == 401 and "Bearer" in denied.json()["detail"]
+        ok = client.get("/api/store/datasets", headers={"Authorization": "Bearer s3cret-token"})
+        assert ok.status_code == 200 and ok.json()["datasets"] == []
+        assert client.get("/health").status_code == 200  # outside /api: open, as without a root path
+
+
 def test_clean_json_nan_inf_numpy() -> None:
     cleaned = clean_json(
         {"a": math.nan, "b": [math.inf, -math.inf, 1.5], "c": np.float64("nan"), "d": np.int64(7), "e": np.bool_(True)}
