@@ -7,6 +7,7 @@ import functools
 import importlib.util
 import logging
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Awaitable, Callable
@@ -61,6 +62,22 @@ def _projection(plan: ExtensionPlan) -> str:
             expr = src
         parts.append(f"{expr} AS {quote_ident(plan.renames.get(name, name))}")
     return ", ".join(parts)
+
+
+_DECIMAL_RE = re.compile(r"DECIMAL\((\d+),(\d+)\)(\[\])?")
+
+
+def _duck_type(described: str) -> str:
+    """The stored type of a described column: a DECIMAL whose scale is outside its precision is DOUBLE.
+
+    PostgreSQL 15 allows numeric(5,-2) and numeric(3,5); the extension describes them as
+    DECIMAL(5,254) and DECIMAL(3,5), which no DuckDB DECIMAL holds (the read failed at the source).
+    They travel as text and land as DOUBLE, as the asyncpg reader lands them (``numeric_duck_type``).
+    """
+    match = _DECIMAL_RE.fullmatch(described)
+    if match and int(match.group(2)) > int(match.group(1)):
+        return "DOUBLE" + (match.group(3) or "")
+    return described
 
 
 @dataclass
@@ -118,7 +135,7 @@ def plan_extension_load(
         if "duplicate column name" not in str(exc):
             raise
         raise Invalid(f"{DUPLICATE_COLUMNS} ({str(exc).splitlines()[0]})") from None
-    columns = [(str(r[0]), str(r[1])) for r in described]
+    columns = [(str(r[0]), _duck_type(str(r[1]))) for r in described]
     renames = column_renames([c for c, _ in columns], target, custom)
     numeric_text = numeric_text_columns(cur, alias, query, columns)
     source = numeric_safe_query(query, columns, numeric_text)

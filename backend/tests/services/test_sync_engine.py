@@ -352,6 +352,32 @@ async def test_both_readers_land_numerics_beyond_double_range(
 
 
 @pytest.mark.parametrize("reader", READERS)
+async def test_both_readers_land_numerics_with_a_scale_outside_their_precision(
+    make_settings: Callable[..., Settings], pg: PgSchema, reader: str
+) -> None:
+    """PostgreSQL 15 allows numeric(5,-2) (rounded to hundreds) and numeric(3,5); DuckDB's DECIMAL has
+    neither. The extension described them as DECIMAL(5,254) and DECIMAL(3,5) and the sync failed at the
+    source; both readers now land them as DOUBLE, as the asyncpg reader always did."""
+    pg.execute("CREATE TABLE ds (dataset_id text, hundreds numeric(5,-2), tiny numeric(3,5), arr numeric(4,-1)[])")
+    pg.execute(
+        "INSERT INTO ds VALUES ('a', 12345, 0.00123, '{1234,NULL,-55}'), ('b', -99949, -0.00999, NULL), "
+        "('c', NULL, NULL, '{}')"
+    )
+    pg.execute("CREATE TABLE rs (dataset_id text, metric_name text, metric_score float8)")
+    pg.execute("INSERT INTO rs SELECT dataset_id, 'm1', 0.5 FROM ds")
+    async with Env(configure(make_settings, pg, duckdb={"sync_reader": reader})) as e:
+        res = await e.engine.sync_dataset("monitoring")
+        assert res.status == "ready" and res.rows == 3 and res.reader == reader, res.error
+        types = {c["name"]: c["type"] for c in await e.store.describe("monitoring_dataset")}
+        assert [types[c] for c in ("hundreds", "tiny")] == ["DOUBLE", "DOUBLE"]
+        rows = await e.rows("SELECT dataset_id, hundreds, tiny FROM monitoring_dataset ORDER BY dataset_id")
+        # PostgreSQL rounded on insert: 12345 → 12300, -99949 → -99900 (scale -2); 0.00123 kept (scale 5)
+        assert rows == [("a", 12300.0, 0.00123), ("b", -99900.0, -0.00999), ("c", None, None)]
+        arr = await e.rows("SELECT arr::VARCHAR FROM monitoring_dataset ORDER BY dataset_id")
+        assert (types["arr"], [r[0] for r in arr]) == ("DOUBLE[]", ["[1230.0, NULL, -60.0]", None, "[]"])
+
+
+@pytest.mark.parametrize("reader", READERS)
 async def test_both_readers_keep_nan_and_infinity_inside_numeric_arrays(
     make_settings: Callable[..., Settings], pg: PgSchema, reader: str
 ) -> None:
