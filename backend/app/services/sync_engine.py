@@ -889,24 +889,40 @@ class SyncEngine:
         return out
 
     async def run_scheduler(self, *, clock: Callable[[], float] = time.monotonic) -> None:
-        """Periodic incremental syncs; the first run waits one interval; cancellation exits quietly."""
+        """Periodic incremental syncs; the first run waits one interval; cancellation exits quietly.
+
+        Each due dataset's sync runs as its own task, so a long sync of one dataset does not hold
+        back the others: their due times are still checked (and their syncs started) meanwhile.
+        A dataset's next interval counts from the end of its last sync.
+        """
         intervals = self.scheduled_intervals()
         if not intervals:
             return
         start = clock()
         last_run = {n: start for n in intervals}
+        running: dict[str, asyncio.Task[list[SyncResult]]] = {}
         logger.info("Sync scheduler: %s", {n: f"{s / 60:.0f} min" for n, s in intervals.items()})
         try:
             while True:
-                await asyncio.sleep(max(1.0, min(seconds_until_next(last_run, intervals, clock()), 60.0)))
-                due = due_datasets(last_run, intervals, clock())
-                if not due:
-                    continue
-                results = await self.sync_all(reason="scheduled", names=due)
-                for res in results:
-                    last_run[res.dataset] = clock()
-                    if res.status == "error":
-                        logger.warning("Scheduled sync of %s failed: %s", res.dataset, res.error)
+                idle = {n: every for n, every in intervals.items() if n not in running}
+                wait = max(1.0, min(seconds_until_next(last_run, idle, clock()), 60.0))
+                if running:
+                    await asyncio.wait(running.values(), timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                else:
+                    await asyncio.sleep(wait)
+                for name, task in list(running.items()):
+                    if task.done():
+                        del running[name]
+                        last_run[name] = clock()
+                        for res in [] if task.cancelled() else task.result():
+                            if res.status == "error":
+                                logger.warning("Scheduled sync of %s failed: %s", res.dataset, res.error)
+                idle = {n: every for n, every in intervals.items() if n not in running}
+                for name in due_datasets(last_run, idle, clock()):
+                    running[name] = asyncio.create_task(self.sync_all(reason="scheduled", names=[name]))
         except asyncio.CancelledError:
+            for task in running.values():
+                task.cancel()
+            await asyncio.gather(*running.values(), return_exceptions=True)
             logger.info("Sync scheduler stopped")
             raise

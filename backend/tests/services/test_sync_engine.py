@@ -1172,6 +1172,49 @@ async def test_scheduler_syncs_due_datasets_incrementally(
         assert status["sync_type"] == "incremental" and status["rows"] == 60
 
 
+async def test_a_long_scheduled_sync_does_not_hold_back_the_other_datasets(
+    make_settings: Callable[..., Settings], source: PgSchema
+) -> None:
+    """Scheduled syncs ran due datasets as one batch and waited for all of them before checking again,
+    so a slow monitoring sync held back every other dataset. Each now runs on its own: the quick eval
+    dataset syncs again and again while the monitoring read sleeps at the source."""
+    s = source.schema
+    source.execute("UPDATE ctl SET slow = true")  # the monitoring results read sleeps 60 s
+    eval_results = f'SELECT dataset_id, metric AS metric_name, score AS metric_score FROM "{s}".rs'
+    eval_dataset = f'SELECT record_id AS dataset_id, query FROM "{s}".ds'
+    configure(make_settings, source, store="eval", refresh_interval_minutes=1, dataset_query=eval_dataset,
+              results_query=eval_results)  # fmt: skip
+    settings = configure(
+        make_settings, source, columns=MAP, refresh_interval_minutes=1, results_query=slow_results_query(source)
+    )
+    async with Env(settings) as e:
+        assert e.engine.scheduled_intervals() == {"eval": 60.0, "monitoring": 60.0}
+        ticks = iter(range(0, 10**9, 120))  # every clock reading is two minutes later: always due
+
+        def clock() -> float:
+            return float(next(ticks))
+
+        finished: set[str] = set()  # distinct end times of eval syncs
+        task = asyncio.create_task(e.engine.run_scheduler(clock=clock))
+        try:
+            for _ in range(1200):
+                status = await e.engine.get_status("eval_data")
+                if status["state"] == "ready" and status["last_sync"]:
+                    finished.add(status["last_sync"])
+                if len(finished) >= 3:
+                    break
+                await asyncio.sleep(0.02)
+            monitoring = await e.engine.get_status("monitoring_data")
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert len(finished) >= 3, "the eval dataset was not synced again while monitoring's sync ran"
+        assert monitoring["state"] == "syncing"  # asleep at the source all along
+        assert status["reason"] == "scheduled" and status["rows"] == 60
+        assert await e.count("eval_data") == 60
+
+
 async def test_dataset_id_type_mismatch_still_joins(make_settings: Callable[..., Settings], pg: PgSchema) -> None:
     pg.execute("CREATE TABLE ds (dataset_id int, label text)")
     pg.execute("CREATE TABLE rs (dataset_id text, metric_name text, metric_score float8)")
