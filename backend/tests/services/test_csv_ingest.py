@@ -530,6 +530,17 @@ def test_loose_zones_after_the_sniff_sample_are_read_not_dropped(tmp_path: Path,
     assert con.execute("SELECT DISTINCT ts FROM t WHERE id < 25000").fetchall() == [(dt.datetime(2024, 1, 1, 7),)]
 
 
+@pytest.mark.parametrize("bad", ["2024-13-01T10:00:00Z", "2024-02-30T10:00:00Z", "2024-01-01T25:00:00+02:00"])
+def test_an_impossible_zoned_timestamp_after_the_sniff_sample_is_kept_not_dropped(tmp_path: Path, bad: str) -> None:
+    """In a column sniffed as zoned timestamps, DuckDB's reader turned a later impossible one (month 13,
+    30 February, hour 25) into NULL without an error: the value was lost. The column now stays text."""
+    rows = "".join(f"{i},2024-01-01T07:00:{i % 60:02d}Z\n" for i in range(25_000))
+    con, res = _load_file(tmp_path, ("id,ts\n" + rows + f"25000,{bad}\n").encode())
+    assert {c["name"]: c["type"] for c in res.columns} == {"id": "BIGINT", "ts": "VARCHAR"}
+    assert con.execute("SELECT ts FROM t WHERE id = 25000").fetchall() == [(bad,)]
+    assert con.execute("SELECT ts FROM t WHERE id = 61").fetchall() == [("2024-01-01T07:00:01Z",)]
+
+
 @pytest.mark.parametrize("other", ["not a date", "10:00:00 +02:00", "2024-13-01 10:00:00 +02:00", "Tuesday 10:00 z"])
 def test_loose_zones_next_to_text_that_is_no_timestamp_keep_the_column_text(tmp_path: Path, other: str) -> None:
     """Respelling the zone makes no timestamp of other text: one such value keeps every value as written."""
