@@ -647,9 +647,7 @@ class DuckDBStore:
                     await asyncio.wait_for(on_cancel(), timeout=10)
                 except Exception as exc:  # the wait below still bounds the shutdown
                     logger.warning("Could not cancel the source query of a cancelled staging read: %s", exc)
-            await asyncio.wait([fut], timeout=30)
-            if fut.done() and not fut.cancelled():
-                fut.exception()  # the interrupt's error is expected: mark it retrieved (no stray log)
+            await _interrupt_until_done(cur, fut, queued=False)
             raise
         finally:
             if fut.done():
