@@ -70,6 +70,12 @@ class Env:
     async def count(self, table: str = "monitoring_data") -> int:
         return int((await self.rows(f'SELECT count(*) FROM "{table}"'))[0][0])
 
+    async def sync_types(self, rows: int, reader: str) -> dict[str, str]:
+        """Sync monitoring with ``reader`` (it must land ``rows`` rows); the stored dataset side's column types."""
+        res = await self.engine.sync_dataset("monitoring")
+        assert res.status == "ready" and res.rows == rows and res.reader == reader, res.error
+        return {c["name"]: c["type"] for c in await self.store.describe("monitoring_dataset")}
+
 
 @pytest.fixture
 def source(pg: PgSchema) -> PgSchema:
@@ -305,9 +311,7 @@ async def test_both_readers_keep_numeric_nan_and_infinity(
     pg.execute("INSERT INTO rs SELECT dataset_id, 'm1', 0.5 FROM ds")
     settings = configure(make_settings, pg, duckdb={"sync_reader": reader})
     async with Env(settings) as e:
-        res = await e.engine.sync_dataset("monitoring")
-        assert res.status == "ready" and res.rows == 4 and res.reader == reader, res.error
-        types = {c["name"]: c["type"] for c in await e.store.describe("monitoring_dataset")}
+        types = await e.sync_types(4, reader)
         assert (types["n"], types["n_12_4"], types["f"]) == ("DOUBLE", "DECIMAL(12,4)", "DOUBLE")
         rows = await e.rows("SELECT n::VARCHAR, n_12_4, f::VARCHAR FROM monitoring_dataset ORDER BY dataset_id")
         assert rows == [
@@ -335,9 +339,7 @@ async def test_both_readers_land_numerics_beyond_double_range(
     pg.execute("CREATE TABLE rs (dataset_id text, metric_name text, metric_score numeric)")
     pg.execute("INSERT INTO rs VALUES ('a', 'm1', 1e500), ('b', 'm1', 0.5), ('c', 'm1', NULL), ('d', 'm1', -1e-500)")
     async with Env(configure(make_settings, pg, duckdb={"sync_reader": reader})) as e:
-        res = await e.engine.sync_dataset("monitoring")
-        assert res.status == "ready" and res.rows == 4 and res.reader == reader, res.error
-        types = {c["name"]: c["type"] for c in await e.store.describe("monitoring_dataset")}
+        types = await e.sync_types(4, reader)
         assert [types[c] for c in ("n", "d", "arr", "f")] == ["DOUBLE", "DOUBLE", "DOUBLE[]", "DOUBLE"]
         rows = await e.rows("SELECT dataset_id, n, d, arr, f FROM monitoring_dataset ORDER BY dataset_id")
         inf = float("inf")
@@ -366,9 +368,7 @@ async def test_both_readers_land_numerics_with_a_scale_outside_their_precision(
     pg.execute("CREATE TABLE rs (dataset_id text, metric_name text, metric_score float8)")
     pg.execute("INSERT INTO rs SELECT dataset_id, 'm1', 0.5 FROM ds")
     async with Env(configure(make_settings, pg, duckdb={"sync_reader": reader})) as e:
-        res = await e.engine.sync_dataset("monitoring")
-        assert res.status == "ready" and res.rows == 3 and res.reader == reader, res.error
-        types = {c["name"]: c["type"] for c in await e.store.describe("monitoring_dataset")}
+        types = await e.sync_types(3, reader)
         assert [types[c] for c in ("hundreds", "tiny")] == ["DOUBLE", "DOUBLE"]
         rows = await e.rows("SELECT dataset_id, hundreds, tiny FROM monitoring_dataset ORDER BY dataset_id")
         # PostgreSQL rounded on insert: 12345 → 12300, -99949 → -99900 (scale -2); 0.00123 kept (scale 5)
@@ -393,9 +393,7 @@ async def test_both_readers_keep_nan_and_infinity_inside_numeric_arrays(
     pg.execute("CREATE TABLE rs (dataset_id text, metric_name text, metric_score float8)")
     pg.execute("INSERT INTO rs SELECT dataset_id, 'm1', 0.5 FROM ds")
     async with Env(configure(make_settings, pg, duckdb={"sync_reader": reader})) as e:
-        res = await e.engine.sync_dataset("monitoring")
-        assert res.status == "ready" and res.rows == 3 and res.reader == reader, res.error
-        types = {c["name"]: c["type"] for c in await e.store.describe("monitoring_dataset")}
+        types = await e.sync_types(3, reader)
         assert [types[c] for c in ("n", "n_10_2", "m", "f")] == [
             "DOUBLE[]",
             "DECIMAL(10,2)[]",
