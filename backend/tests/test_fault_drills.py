@@ -11,7 +11,8 @@ Faults:
 - PostgreSQL unreachable when a sync starts (a loopback TCP forwarder whose port is closed, then
   reopened on the same address);
 - the DuckDB data directory made read-only during an upload: ``chattr -R +i`` (the immutable flag
-  stops root too; ``chmod`` would not), removed afterwards;
+  stops root too; ``chmod`` would not), removed afterwards; and read-only when the server starts
+  (a copied store without its sync lock file);
 - an upload cut off mid-body: a raw socket that declares the full Content-Length, sends half of
   the multipart body and closes; a complete HTTP request whose multipart body is truncated; and an
   in-process ASGI request whose body stream ends in a disconnect (the app answers 400).
@@ -315,6 +316,35 @@ def test_read_only_data_directory_during_an_upload(make_settings: Callable[..., 
         assert_kpis(client, new)
         assert len(datasets(client, "monitoring")) == 2
     assert leftover_tables(settings.duckdb_path) == []
+
+
+def test_a_data_directory_read_only_at_start_serves_the_stored_data(make_settings: Callable[..., Settings]) -> None:
+    """The store's directory is read-only when the server starts (a read-only volume; the store file is writable).
+
+    The stored data is served and writes answer 503. The sync lock file, which a first start creates next to the
+    store, is absent from a copied store: creating it failed the start (PermissionError out of the lifespan).
+    """
+    assert shutil.which("chattr"), "the drill needs chattr (e2fsprogs)"
+    base = make_settings()
+    source = {"dataset_query": "SELECT 1 AS dataset_id", "results_query": "SELECT 1 AS dataset_id"}
+    write_db_yaml(base, "monitoring", {"enabled": True, "url": "postgresql://postgres@127.0.0.1:5432/test", **source})
+    write_duckdb_yaml(base, {"sync_mode": "manual"})
+    settings = make_settings()
+    old_csv, old = monitoring_csv(120, 0.05)
+    with serving(settings) as (_, client):
+        res = client.post("/api/monitoring/upload", files={"file": ("old.csv", old_csv, "text/csv")})
+        assert res.status_code == 200, res.text
+    Path(str(settings.duckdb_path) + ".lock").unlink()
+
+    with immutable_paths([settings.data_dir]), serving(settings) as (_, client):
+        assert client.get("/health").json()["components"]["duckdb"] == "up"
+        assert_kpis(client, old)
+        res = client.post("/api/monitoring/upload", files={"file": ("new.csv", old_csv, "text/csv")})
+        assert res.status_code == 503, (res.status_code, res.text)
+        res = client.post("/api/store/sync/monitoring")
+        assert res.status_code == 503 and "lock file" in res.json()["detail"], (res.status_code, res.text)
+        assert client.get("/api/store/status").json()["leader"] is False
+        assert_kpis(client, old)
 
 
 def _multipart(name: str, content: bytes, boundary: str) -> bytes:

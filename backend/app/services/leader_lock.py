@@ -14,6 +14,8 @@ class LeaderLock:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fh: IO[str] | None = None
+        # why the lock file could not be opened (a read-only data directory), None while it can
+        self.unavailable: str | None = None
 
     @property
     def held(self) -> bool:
@@ -21,11 +23,21 @@ class LeaderLock:
         return self._fh is not None
 
     def try_acquire(self) -> bool:
-        """Take the lock if free; False when another process (or handle) holds it."""
+        """Take the lock if free; False when another process (or handle) holds it or the file cannot be opened.
+
+        A read-only data directory without the lock file (a copied store) sets ``unavailable``: such a
+        process serves the store but does not sync.
+        """
         if self._fh is not None:
             return True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = self.path.open("a+")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fh = self.path.open("a+")
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            self.unavailable = f"the sync lock file {self.path} cannot be created ({reason})"
+            return False
+        self.unavailable = None
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

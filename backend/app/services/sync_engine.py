@@ -27,7 +27,7 @@ from typing import Any
 import duckdb
 
 from app.config import DBImportConfig, Settings
-from app.errors import Conflict, Invalid, NotFound
+from app.errors import Conflict, Invalid, NotFound, Unavailable
 from app.services.background import BackgroundTasks
 from app.services.connection_store import cancel_source_queries
 from app.services.duckdb_store import (
@@ -285,6 +285,8 @@ class SyncEngine:
             await self.restore_statuses()
             # Claimed before the app serves, so /status shows the rebuild as running from the start.
             self._boot_repair = await self._claim_repair()
+        elif self.leader.unavailable is not None:
+            logger.warning("This process will not sync: %s", self.leader.unavailable)
         else:
             logger.info("Another process holds %s; this process will not sync", self.leader.path)
 
@@ -313,7 +315,8 @@ class SyncEngine:
     def start_sync(self, name: str | None, *, full: bool) -> tuple[str, list[str]]:
         """Validate and start a background sync of one dataset (or all eligible); return (sync_id, names).
 
-        Ineligible → Invalid (400); one already running → Conflict (409); not the leader → Conflict.
+        Ineligible → Invalid (400); one already running → Conflict (409); not the leader → Conflict (no lock
+        file can be made, a read-only data directory → Unavailable).
         With ``duckdb.enabled: false`` (the master switch, §2.4) nothing syncs: Invalid.
         """
         if not self.settings.duckdb.enabled:
@@ -332,6 +335,8 @@ class SyncEngine:
         if busy:
             raise Conflict(f"Sync already running for {busy[0]}")
         if not self.leader.held and not self.leader.try_acquire():
+            if self.leader.unavailable is not None:
+                raise Unavailable(f"This process cannot sync: {self.leader.unavailable}")
             raise Conflict("Another AXIS process owns the sync lock; sync there")
         sync_id = uuid.uuid4().hex
         for n in names:

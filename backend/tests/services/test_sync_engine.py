@@ -954,6 +954,16 @@ def test_leader_lock_is_exclusive(tmp_path: Path) -> None:
     first.release()
     assert second.try_acquire()
     second.release()
+    assert first.unavailable is None and second.unavailable is None
+
+
+def test_a_lock_file_that_cannot_be_created_means_no_sync_not_a_crash(tmp_path: Path) -> None:
+    """A read-only data directory without the lock file: the process serves the store and does not sync."""
+    (tmp_path / "not_a_dir").write_text("x")
+    lock = LeaderLock(tmp_path / "not_a_dir" / "db.lock")
+    assert not lock.try_acquire() and not lock.held
+    assert lock.unavailable is not None and "db.lock cannot be created" in lock.unavailable
+    lock.release()  # nothing held: a no-op
 
 
 async def test_second_sync_of_a_running_dataset_is_skipped(
