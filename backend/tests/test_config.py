@@ -335,6 +335,29 @@ def test_duckdb_path_resolves_against_home(make_settings: Callable[..., Settings
     assert again.duckdb.sync_mode == "manual"
 
 
+def test_relative_locations_are_read_from_the_backend_dir_whatever_the_working_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README: a relative AXIS_CUSTOM_DIR is read from backend/ (``make setup`` copies the templates there). A server
+    started from another directory (``uvicorn --app-dir backend`` at the repository root, a service unit) read it, and
+    a relative AXIS_HOME (the store) and AXIS_SAMPLE_DIR, from its working directory instead."""
+    custom, home, samples = tmp_path / "custom", tmp_path / "home", tmp_path / "samples"
+    (custom / "config").mkdir(parents=True)
+    (custom / "config" / "theme.yaml").write_text("theme:\n  active: sage_green\n", encoding="utf-8")
+    (custom / "config" / "duckdb.yaml").write_text("duckdb:\n  path: store/axis.duckdb\n", encoding="utf-8")
+    for name, path in (("AXIS_CUSTOM_DIR", custom), ("AXIS_HOME", home), ("AXIS_SAMPLE_DIR", samples)):
+        monkeypatch.setenv(name, os.path.relpath(path, BACKEND_DIR))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.theme.active == "sage_green"
+    assert settings.config_dir.resolve() == (custom / "config").resolve()
+    assert settings.duckdb_path.is_absolute()
+    assert settings.duckdb_path.resolve() == (home / "store" / "axis.duckdb").resolve()
+    assert settings.axis_sample_dir.resolve() == samples.resolve()
+
+
 def test_db_config_lookup(settings: Settings) -> None:
     assert settings.db_config("data") is settings.eval_db
     assert settings.db_config("monitoring") is settings.monitoring_db

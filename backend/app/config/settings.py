@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.config.db_configs import (
@@ -184,6 +184,12 @@ class Settings(BaseSettings):
     _duckdb: DuckDBConfig = PrivateAttr(default_factory=DuckDBConfig)
     _theme: ThemeConfig = PrivateAttr(default_factory=ThemeConfig)
     _dotenv: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @field_validator("axis_custom_dir", "axis_home", "axis_sample_dir")
+    @classmethod
+    def _from_backend_dir(cls, value: Path) -> Path:
+        """A relative location is read from ``backend/`` (where ``make run`` starts), whatever the working directory."""
+        return value if value.is_absolute() else BACKEND_DIR / value
 
     def __init__(self, **values: Any) -> None:
         """Settings from env/.env/arguments; the .env values are also kept for ``${VAR}`` in YAML."""
