@@ -4,9 +4,15 @@ VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 BACKEND := $(CURDIR)/backend
+# A setting's value in backend/.env (the server reads that file too; the environment wins over it).
+dotenv = $(shell sed -n 's/^[[:space:]]*$(1)[[:space:]]*=[[:space:]]*//p' $(BACKEND)/.env 2>/dev/null | tail -n 1 | tr -d "\"'")
 # The server reads $AXIS_CUSTOM_DIR (environment, else backend/.env; relative paths from backend/,
 # where it runs), else ./custom.
-AXIS_CUSTOM_DIR ?= $(shell sed -n 's/^[[:space:]]*AXIS_CUSTOM_DIR[[:space:]]*=[[:space:]]*//p' $(BACKEND)/.env 2>/dev/null | tail -n 1 | tr -d "\"'")
+AXIS_CUSTOM_DIR ?= $(call dotenv,AXIS_CUSTOM_DIR)
+# `make run`: bind address and example loading from the environment, else backend/.env, else the defaults.
+HOST := $(or $(HOST),$(call dotenv,HOST),127.0.0.1)
+PORT := $(or $(PORT),$(call dotenv,PORT),8500)
+AXIS_LOAD_EXAMPLES := $(or $(AXIS_LOAD_EXAMPLES),$(call dotenv,AXIS_LOAD_EXAMPLES),true)
 CUSTOM := $(if $(AXIS_CUSTOM_DIR),$(if $(filter /%,$(AXIS_CUSTOM_DIR)),$(AXIS_CUSTOM_DIR),$(BACKEND)/$(AXIS_CUSTOM_DIR)),$(CURDIR)/custom)
 
 .PHONY: run test lint typecheck install install-dev setup bench examples clean
@@ -37,8 +43,8 @@ setup:
 
 ## run: install, copy templates, start the server on 127.0.0.1:8500 with example data loaded
 run: install setup
-	cd $(BACKEND) && AXIS_LOAD_EXAMPLES=$${AXIS_LOAD_EXAMPLES:-true} $(VENV)/bin/uvicorn --factory app.main:create_app \
-		--host $${HOST:-127.0.0.1} --port $${PORT:-8500} --workers 1 --timeout-graceful-shutdown 10
+	cd $(BACKEND) && AXIS_LOAD_EXAMPLES=$(AXIS_LOAD_EXAMPLES) $(VENV)/bin/uvicorn --factory app.main:create_app \
+		--host $(HOST) --port $(PORT) --workers 1 --timeout-graceful-shutdown 10
 
 lint: install-dev
 	cd $(BACKEND) && $(VENV)/bin/ruff check app tests bench && $(VENV)/bin/ruff format --check app tests bench

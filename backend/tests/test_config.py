@@ -358,6 +358,38 @@ def test_relative_locations_are_read_from_the_backend_dir_whatever_the_working_d
     assert settings.axis_sample_dir.resolve() == samples.resolve()
 
 
+def test_make_run_reads_host_port_and_examples_from_the_dotenv_file(tmp_path: Path) -> None:
+    """Settings come from the environment and backend/.env; ``make run`` passed HOST, PORT and AXIS_LOAD_EXAMPLES from
+    the environment only, so with PORT=9000 and AXIS_LOAD_EXAMPLES=false in backend/.env it served on 127.0.0.1:8500
+    and loaded the examples (the AXIS_LOAD_EXAMPLES=true it exported beat the file).
+
+    The Makefile runs for real against a scratch backend/ and venv whose ``uvicorn`` prints what it was started with.
+    """
+    backend, venv = tmp_path / "backend", tmp_path / "venv"
+    (backend / "config").mkdir(parents=True)
+    (backend / "config" / "theme.yaml.example").write_text("theme: {}\n", encoding="utf-8")
+    (backend / "pyproject.toml").write_text("", encoding="utf-8")
+    (venv / "bin").mkdir(parents=True)
+    for tool in ("python", "pip"):
+        (venv / "bin" / tool).symlink_to(sys.executable)
+    uvicorn = venv / "bin" / "uvicorn"
+    uvicorn.write_text('#!/bin/sh\necho "AXIS_LOAD_EXAMPLES=$AXIS_LOAD_EXAMPLES $*"\n', encoding="utf-8")
+    uvicorn.chmod(0o755)
+    (venv / ".installed").touch()  # newer than pyproject.toml: nothing to install
+
+    def run(**env: str) -> str:
+        argv = ["make", "--no-print-directory", "run", f"BACKEND={backend}", f"VENV={venv}"]
+        env = {"PATH": os.environ.get("PATH", ""), "AXIS_CUSTOM_DIR": str(tmp_path / "custom"), **env}
+        out = subprocess.run(argv, cwd=BACKEND_DIR.parent, env=env, capture_output=True, text=True, check=True)
+        return out.stdout.strip().splitlines()[-1]
+
+    assert run().startswith("AXIS_LOAD_EXAMPLES=true --factory app.main:create_app --host 127.0.0.1 --port 8500 ")
+    (backend / ".env").write_text('HOST=0.0.0.0\nPORT="9000"\nAXIS_LOAD_EXAMPLES=false\n', encoding="utf-8")
+    assert run().startswith("AXIS_LOAD_EXAMPLES=false --factory app.main:create_app --host 0.0.0.0 --port 9000 ")
+    env_wins = run(PORT="9100", AXIS_LOAD_EXAMPLES="true")
+    assert env_wins.startswith("AXIS_LOAD_EXAMPLES=true --factory app.main:create_app --host 0.0.0.0 --port 9100 ")
+
+
 def test_db_config_lookup(settings: Settings) -> None:
     assert settings.db_config("data") is settings.eval_db
     assert settings.db_config("monitoring") is settings.monitoring_db
