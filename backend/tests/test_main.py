@@ -69,6 +69,20 @@ async def test_cors_allows_configured_frontends(make_settings: Callable[..., Set
         assert "access-control-allow-origin" not in bad.headers
 
 
+async def test_cors_origins_configured_with_a_trailing_slash_match(
+    make_settings: Callable[..., Settings], make_client: Any
+) -> None:
+    """``FRONTEND_URL=https://app.example/`` never matched a browser's ``Origin: https://app.example``."""
+    settings = make_settings(frontend_url="https://app.example/", frontend_urls="https://c.example/ ,/")
+    assert settings.cors_origins == [
+        "http://localhost:3500", "http://127.0.0.1:3500", "https://app.example", "https://c.example"
+    ]  # fmt: skip
+    async with make_client(settings) as client:
+        for origin in ("https://app.example", "https://c.example"):
+            r = await client.get("/", headers={"Origin": origin})
+            assert r.headers["access-control-allow-origin"] == origin
+
+
 async def test_api_token_guards_api_routes_only(make_settings: Callable[..., Settings], make_client: Any) -> None:
     settings = make_settings(axis_api_token=SecretStr("s3cret-token"))
     async with make_client(settings) as client:

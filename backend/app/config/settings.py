@@ -264,11 +264,15 @@ class Settings(BaseSettings):
 
     @property
     def cors_origins(self) -> list[str]:
-        """CORS allow-list (spec §1.2)."""
+        """CORS allow-list (spec §1.2).
+
+        A browser's ``Origin`` never ends in ``/``, so a configured ``https://app.example/`` is
+        listed as ``https://app.example`` (else it would never match, and CORS fail silently).
+        """
         origins = ["http://localhost:3500", "http://127.0.0.1:3500", self.frontend_url]
         if self.frontend_urls:
-            origins += [o.strip() for o in self.frontend_urls.split(",") if o.strip()]
-        return list(dict.fromkeys(origins))
+            origins += self.frontend_urls.split(",")
+        return list(dict.fromkeys(o.strip().rstrip("/") for o in origins if o.strip().rstrip("/")))
 
     def db_config(self, store: str) -> DBImportConfig:
         """Lookup by store key: ``data``/``eval`` → eval, ``monitoring``, ``human_signals``."""
