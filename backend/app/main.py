@@ -6,6 +6,7 @@ import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 from fastapi import FastAPI, Request, Response
@@ -179,3 +180,22 @@ def _install_token_guard(app: FastAPI, token: str) -> None:
                     headers={"WWW-Authenticate": "Bearer"},
                 )
         return await call_next(request)
+
+    # Declare it in the OpenAPI, so /docs offers "Authorize" and sends the header with "Try it out".
+    build_openapi = app.openapi
+
+    def openapi_with_bearer() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build_openapi()
+            schema.setdefault("components", {}).setdefault("securitySchemes", {})["apiToken"] = {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "AXIS_API_TOKEN",
+            }
+            for path, operations in schema.get("paths", {}).items():
+                if path.startswith("/api/"):
+                    for operation in operations.values():
+                        operation["security"] = [{"apiToken": []}]
+        return app.openapi_schema or {}
+
+    app.openapi = openapi_with_bearer  # type: ignore[method-assign]

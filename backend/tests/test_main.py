@@ -103,6 +103,20 @@ async def test_api_token_guards_api_routes_only(make_settings: Callable[..., Set
         assert lower.json()["success"] is True  # the scheme is case-insensitive
         for header in ("Basic s3cret-token", "s3cret-token", "Bearer s3cret-token-and-more", "Bearer"):
             assert (await client.get("/api/config/features", headers={"Authorization": header})).status_code == 401
+        # the OpenAPI declares the bearer token on /api routes, so /docs can send it ("Authorize")
+        paths = spec.json()["paths"]
+        assert spec.json()["components"]["securitySchemes"]["apiToken"] == {
+            "type": "http", "scheme": "bearer", "description": "AXIS_API_TOKEN"
+        }  # fmt: skip
+        assert paths["/api/config/features"]["get"]["security"] == [{"apiToken": []}]
+        assert paths["/api/store/sync"]["post"]["security"] == [{"apiToken": []}]
+        assert "security" not in paths["/health"]["get"]
+
+
+async def test_openapi_declares_no_token_when_none_is_set(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    assert "securitySchemes" not in spec.get("components", {})
+    assert "security" not in spec["paths"]["/api/config/features"]["get"]
 
 
 def test_api_token_is_required_when_served_under_a_root_path(make_settings: Callable[..., Settings]) -> None:
