@@ -378,6 +378,24 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
+async def _finish_then_cancel(task: asyncio.Future[T]) -> T:
+    """``task``'s result; a cancellation that arrives meanwhile is raised only once ``task`` has finished.
+
+    The wait is shielded from anyio cancel scopes (which would re-deliver their cancellation at every
+    await) and repeated after a direct ``Task.cancel()``.
+    """
+    cancelled = False
+    while not task.done():
+        try:
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait([task])
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return task.result()
+
+
 class StoreLocked(RuntimeError):
     """The DuckDB file is held by another process (one read-write process per file, decision 4)."""
 
@@ -558,7 +576,12 @@ class DuckDBStore:
                 task.add_done_callback(lambda _t: cur.close())
 
     async def run_write(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-        """Run ``fn(cursor)`` in a worker thread while holding the single write lock."""
+        """Run ``fn(cursor)`` in a worker thread while holding the single write lock.
+
+        A write is never cut off: cancelling the caller (e.g. a shutdown past its grace period, which
+        cancels request tasks directly) takes effect once the worker has finished, so the lock is
+        held until then and no other write, nor :meth:`close`, runs under it.
+        """
         async with self._write_lock:
             con = self._connection()
 
@@ -577,8 +600,9 @@ class DuckDBStore:
                 finally:
                     cur.close()
 
+            task = asyncio.ensure_future(anyio.to_thread.run_sync(_work))
             try:
-                return await anyio.to_thread.run_sync(_work)
+                return await _finish_then_cancel(task)
             finally:
                 self._write_generation += 1
 

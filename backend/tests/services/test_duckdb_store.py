@@ -246,6 +246,41 @@ async def test_a_read_cancelled_while_queued_never_runs(store: DuckDBStore) -> N
     assert ran == [] and limiter.borrowed_tokens == 0
 
 
+@pytest.mark.parametrize("how", ["task.cancel", "anyio scope"])
+async def test_a_cancelled_write_finishes_under_the_lock_before_the_cancel(store: DuckDBStore, how: str) -> None:
+    """A direct Task.cancel() (uvicorn past its graceful-shutdown bound) got through while the worker was
+    still writing: the write lock was released under it, so another write or close() could run meanwhile."""
+    entered, events = threading.Event(), []
+
+    def _write(cur: duckdb.DuckDBPyConnection) -> None:
+        entered.set()
+        cur.execute("CREATE TABLE w AS SELECT range AS v FROM range(60000000) WHERE range % 7 = 3")
+        events.append("write done")
+
+    async def _other_write() -> None:
+        await store.execute_write("CREATE TABLE later AS SELECT count(*) AS n FROM w")  # sees the whole table
+        events.append("next write")
+
+    if how == "task.cancel":
+        task = asyncio.create_task(store.run_write(_write))
+        assert await anyio.to_thread.run_sync(entered.wait, 10.0)
+        follower = asyncio.create_task(_other_write())
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        events.append("cancel raised")
+        await follower
+    else:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(store.run_write, _write)
+            assert await anyio.to_thread.run_sync(entered.wait, 10.0)
+            tg.cancel_scope.cancel()
+        events.append("cancel raised")
+        await _other_write()
+    assert events[0] == "write done" and sorted(events[1:]) == ["cancel raised", "next write"]
+    assert (await store.fetch("SELECT n FROM later")).rows == [(len(range(3, 60000000, 7)),)]
+
+
 async def test_land_dataset_swaps_atomically_and_failed_builds_leave_nothing(store: DuckDBStore) -> None:
     def build(cur: duckdb.DuckDBPyConnection, staging: str) -> None:
         cur.execute(f"CREATE TABLE {quote_ident(staging)} AS SELECT range AS v FROM range(10)")
