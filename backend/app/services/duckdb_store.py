@@ -382,7 +382,8 @@ async def _finish_then_cancel(task: asyncio.Future[T]) -> T:
     """``task``'s result; a cancellation that arrives meanwhile is raised only once ``task`` has finished.
 
     The wait is shielded from anyio cancel scopes (which would re-deliver their cancellation at every
-    await) and repeated after a direct ``Task.cancel()``.
+    await) and repeated after a direct ``Task.cancel()``. Cancelled, a failure of ``task`` is logged (no
+    caller is left to get it, and asyncio would report it as never retrieved).
     """
     cancelled = False
     while not task.done():
@@ -392,6 +393,9 @@ async def _finish_then_cancel(task: asyncio.Future[T]) -> T:
         except asyncio.CancelledError:
             cancelled = True
     if cancelled:
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            logger.warning("A write whose caller was cancelled failed: %s", error)
         raise asyncio.CancelledError
     return task.result()
 

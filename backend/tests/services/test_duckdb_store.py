@@ -281,6 +281,35 @@ async def test_a_cancelled_write_finishes_under_the_lock_before_the_cancel(store
     assert (await store.fetch("SELECT n FROM later")).rows == [(len(range(3, 60000000, 7)),)]
 
 
+async def test_a_cancelled_write_that_fails_logs_its_error_once_not_as_never_retrieved(
+    store: DuckDBStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A write that failed after its caller was cancelled (Task.cancel()) left its error unretrieved: asyncio logged
+    "Task exception was never retrieved" with a traceback when the worker's task was collected."""
+    import gc
+
+    entered, go = threading.Event(), threading.Event()
+
+    def _failing(cur: duckdb.DuckDBPyConnection) -> None:
+        entered.set()
+        go.wait(10.0)
+        cur.execute("SELECT CAST('not a number' AS INTEGER)")
+
+    task = asyncio.create_task(store.run_write(_failing))
+    assert await anyio.to_thread.run_sync(entered.wait, 10.0)
+    task.cancel()
+    await asyncio.sleep(0)  # the cancellation is delivered while the worker still runs
+    go.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    del task
+    gc.collect()
+    await asyncio.sleep(0)
+    assert "never retrieved" not in caplog.text
+    assert "A write whose caller was cancelled failed" in caplog.text and "not a number" in caplog.text
+    assert (await store.fetch("SELECT 42")).rows == [(42,)]
+
+
 async def test_land_dataset_swaps_atomically_and_failed_builds_leave_nothing(store: DuckDBStore) -> None:
     def build(cur: duckdb.DuckDBPyConnection, staging: str) -> None:
         cur.execute(f"CREATE TABLE {quote_ident(staging)} AS SELECT range AS v FROM range(10)")
