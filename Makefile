@@ -4,8 +4,11 @@ VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 BACKEND := $(CURDIR)/backend
-# A setting's value in backend/.env (the server reads that file too; the environment wins over it).
-dotenv = $(shell sed -n 's/^[[:space:]]*$(1)[[:space:]]*=[[:space:]]*//p' $(BACKEND)/.env 2>/dev/null | tail -n 1 | tr -d "\"'")
+# A setting's value in backend/.env (the server reads that file too; the environment wins over it), read as
+# python-dotenv reads it: an optional `export `, the value in quotes as it is, else up to a ` # comment`.
+dotenv = $(shell sed -n -E 's/^[[:space:]]*(export[[:space:]]+)?$(1)[[:space:]]*=[[:space:]]*//p' $(BACKEND)/.env \
+	2>/dev/null | tail -n 1 | sed -E -e "s/^'([^']*)'.*/\1/;t" -e 's/^"([^"]*)".*/\1/;t' -e 's/[[:space:]]+\#.*//' \
+	-e 's/[[:space:]]+$$//')
 # The server reads $AXIS_CUSTOM_DIR (environment, else backend/.env; relative paths from backend/,
 # where it runs), else ./custom.
 AXIS_CUSTOM_DIR ?= $(call dotenv,AXIS_CUSTOM_DIR)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dotenv import dotenv_values
 
 from app.config import BACKEND_DIR, Colors, Columns, Settings, Thresholds
 from app.config.db_configs import EvalDBConfig, parse_dsn
@@ -358,13 +359,8 @@ def test_relative_locations_are_read_from_the_backend_dir_whatever_the_working_d
     assert settings.axis_sample_dir.resolve() == samples.resolve()
 
 
-def test_make_run_reads_host_port_and_examples_from_the_dotenv_file(tmp_path: Path) -> None:
-    """Settings come from the environment and backend/.env; ``make run`` passed HOST, PORT and AXIS_LOAD_EXAMPLES from
-    the environment only, so with PORT=9000 and AXIS_LOAD_EXAMPLES=false in backend/.env it served on 127.0.0.1:8500
-    and loaded the examples (the AXIS_LOAD_EXAMPLES=true it exported beat the file).
-
-    The Makefile runs for real against a scratch backend/ and venv whose ``uvicorn`` prints what it was started with.
-    """
+def _make_run(tmp_path: Path) -> tuple[Path, Callable[..., str]]:
+    """A scratch backend/ and ``make run`` against it: its venv's ``uvicorn`` prints what it was started with."""
     backend, venv = tmp_path / "backend", tmp_path / "venv"
     (backend / "config").mkdir(parents=True)
     (backend / "config" / "theme.yaml.example").write_text("theme: {}\n", encoding="utf-8")
@@ -383,11 +379,37 @@ def test_make_run_reads_host_port_and_examples_from_the_dotenv_file(tmp_path: Pa
         out = subprocess.run(argv, cwd=BACKEND_DIR.parent, env=env, capture_output=True, text=True, check=True)
         return out.stdout.strip().splitlines()[-1]
 
+    return backend, run
+
+
+def test_make_run_reads_host_port_and_examples_from_the_dotenv_file(tmp_path: Path) -> None:
+    """Settings come from the environment and backend/.env; ``make run`` passed HOST, PORT and AXIS_LOAD_EXAMPLES from
+    the environment only, so with PORT=9000 and AXIS_LOAD_EXAMPLES=false in backend/.env it served on 127.0.0.1:8500
+    and loaded the examples (the AXIS_LOAD_EXAMPLES=true it exported beat the file).
+
+    The Makefile runs for real against a scratch backend/ and venv whose ``uvicorn`` prints what it was started with.
+    """
+    backend, run = _make_run(tmp_path)
     assert run().startswith("AXIS_LOAD_EXAMPLES=true --factory app.main:create_app --host 127.0.0.1 --port 8500 ")
     (backend / ".env").write_text('HOST=0.0.0.0\nPORT="9000"\nAXIS_LOAD_EXAMPLES=false\n', encoding="utf-8")
     assert run().startswith("AXIS_LOAD_EXAMPLES=false --factory app.main:create_app --host 0.0.0.0 --port 9000 ")
     env_wins = run(PORT="9100", AXIS_LOAD_EXAMPLES="true")
     assert env_wins.startswith("AXIS_LOAD_EXAMPLES=true --factory app.main:create_app --host 0.0.0.0 --port 9100 ")
+
+
+def test_make_run_reads_dotenv_lines_as_the_server_does(tmp_path: Path) -> None:
+    """python-dotenv (the server) reads ``export X=…`` lines and drops a `` # comment`` after a value; ``make run``
+    ignored the former (port 8500, examples loaded) and pasted the latter into its command line, where the shell took
+    the rest of the line for a comment: ``--workers 1 --timeout-graceful-shutdown 10``, or the whole uvicorn command,
+    was lost."""
+    backend, run = _make_run(tmp_path)
+    lines = ["export HOST=0.0.0.0  # all interfaces", "PORT='9000' # dev", "export AXIS_LOAD_EXAMPLES = false # none"]
+    (backend / ".env").write_text("\r\n".join(lines) + "\r\n", encoding="utf-8")
+    assert dotenv_values(backend / ".env") == {"HOST": "0.0.0.0", "PORT": "9000", "AXIS_LOAD_EXAMPLES": "false"}
+    assert run() == (
+        "AXIS_LOAD_EXAMPLES=false --factory app.main:create_app --host 0.0.0.0 --port 9000 --workers 1 "
+        "--timeout-graceful-shutdown 10"
+    )
 
 
 def test_db_config_lookup(settings: Settings) -> None:
