@@ -20,6 +20,7 @@ explores fresh inputs. No example database is written (``database=None``).
 
 from __future__ import annotations
 
+import copy
 import itertools
 import os
 from collections.abc import Callable
@@ -256,7 +257,14 @@ def test_every_operation_survives_fuzzing(
                 assert res.status_code == 200, res.text
                 known["handle"] = [res.json()["handle"]]
 
-        schema = schemathesis.openapi.from_dict(server.app.openapi())
+        # The token is sent with every case (the guard's own cases are in test_main.py): without the
+        # declared bearer scheme, schemathesis spends no cases on missing or garbled Authorization headers.
+        spec = copy.deepcopy(server.app.openapi())
+        spec.get("components", {}).pop("securitySchemes", None)
+        for operations_of_path in spec["paths"].values():
+            for operation_spec in operations_of_path.values():
+                operation_spec.pop("security", None)
+        schema = schemathesis.openapi.from_dict(spec)
         operations = [result.ok() for result in schema.get_all_operations()]
         operations.sort(key=lambda op: (METHOD_ORDER.get(op.method.upper(), 1), op.path, op.method))
         assert len(operations) >= 10

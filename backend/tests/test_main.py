@@ -73,12 +73,15 @@ async def test_cors_origins_configured_with_a_trailing_slash_match(
     make_settings: Callable[..., Settings], make_client: Any
 ) -> None:
     """``FRONTEND_URL=https://app.example/`` never matched a browser's ``Origin: https://app.example``."""
-    settings = make_settings(frontend_url="https://app.example/", frontend_urls="https://c.example/ ,/")
+    settings = make_settings(
+        frontend_url="https://app.example/", frontend_urls="https://c.example/ ,/, https://d.example:8443/axis/"
+    )
     assert settings.cors_origins == [
-        "http://localhost:3500", "http://127.0.0.1:3500", "https://app.example", "https://c.example"
+        "http://localhost:3500", "http://127.0.0.1:3500", "https://app.example", "https://c.example",
+        "https://d.example:8443",
     ]  # fmt: skip
     async with make_client(settings) as client:
-        for origin in ("https://app.example", "https://c.example"):
+        for origin in ("https://app.example", "https://c.example", "https://d.example:8443"):
             r = await client.get("/", headers={"Origin": origin})
             assert r.headers["access-control-allow-origin"] == origin
 

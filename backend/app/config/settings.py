@@ -7,6 +7,7 @@ import os
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError, field_validator
@@ -52,6 +53,14 @@ def read_dotenv(env_file: Any) -> dict[str, str]:
         if f and Path(f).is_file():
             out.update({k: v for k, v in dotenv_values(Path(f)).items() if v is not None})
     return out
+
+
+def _origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of a frontend URL (its path dropped); other text trimmed, as given."""
+    parts = urlsplit(url.strip())
+    if parts.scheme and parts.netloc:
+        return f"{parts.scheme}://{parts.netloc}"
+    return url.strip().rstrip("/")
 
 
 class Settings(BaseSettings):
@@ -266,13 +275,14 @@ class Settings(BaseSettings):
     def cors_origins(self) -> list[str]:
         """CORS allow-list (spec §1.2).
 
-        A browser's ``Origin`` never ends in ``/``, so a configured ``https://app.example/`` is
-        listed as ``https://app.example`` (else it would never match, and CORS fail silently).
+        A browser's ``Origin`` is scheme, host and port only, so a configured frontend URL with a
+        path (``https://app.example/``, ``https://host.example/axis/``) is listed as its origin;
+        else it would never match, and CORS would fail silently.
         """
         origins = ["http://localhost:3500", "http://127.0.0.1:3500", self.frontend_url]
         if self.frontend_urls:
             origins += self.frontend_urls.split(",")
-        return list(dict.fromkeys(o.strip().rstrip("/") for o in origins if o.strip().rstrip("/")))
+        return list(dict.fromkeys(o for o in map(_origin_of, origins) if o))
 
     def db_config(self, store: str) -> DBImportConfig:
         """Lookup by store key: ``data``/``eval`` → eval, ``monitoring``, ``human_signals``."""
