@@ -121,7 +121,7 @@ async def test_unknown_long_metric_and_non_finite_threshold_are_4xx(client: http
         res = await client.get(f"{BASE}/metric-breakdown", params={"threshold": bad})
         assert res.status_code == 422, (bad, res.text)
     ok = await client.get(f"{BASE}/metric-breakdown", params={"threshold": "0.7"})
-    assert ok.status_code == 200
+    assert ok.status_code == 200 and ok.json()["threshold"] == 0.7, ok.text
     df = pd.read_csv(BACKEND_DIR / "sample_data" / "monitoring_long_sample.csv")
     scores = df[df["metric_category"] == "SCORE"]
     expected = {
@@ -345,10 +345,12 @@ async def test_synced_and_imported_categories_compare_alike(
         settings = configure(make_settings, pg, enabled=enabled)
         async with make_client(settings) as client:
             if enabled:
-                assert (await client.post("/api/store/sync/monitoring")).status_code == 200
+                started = await client.post("/api/store/sync/monitoring")
+                assert started.status_code == 200 and started.json()["datasets"] == ["monitoring"], started.text
                 await _wait_synced(client)
             else:
-                assert (await client.post("/api/monitoring/db-import")).status_code == 200
+                imported = await client.post("/api/monitoring/db-import")
+                assert imported.status_code == 200 and imported.json()["row_count"] == len(cats), imported.text
             got = []
             for params in ({}, {"environment": "prod"}, {"metric_category": "classification"}):
                 k = (await client.get(f"{BASE}/summary", params=params)).json()["kpis"]

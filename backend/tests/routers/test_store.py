@@ -537,7 +537,8 @@ async def test_crash_between_raw_and_cases_stages_is_repaired_at_the_next_boot(
 
     async def sync(client: httpx.AsyncClient) -> str:
         await wait_state(client, "human_signals_cases", {"ready", "not_synced"})  # the boot's rebuild (409 meanwhile)
-        assert (await client.post("/api/store/sync/human_signals", params={"full": "true"})).status_code == 200
+        started = await client.post("/api/store/sync/human_signals", params={"full": "true"})
+        assert started.status_code == 200 and started.json()["datasets"] == ["human_signals"], started.text
         raw = await wait_state(client, "human_signals_raw", {"ready"})
         assert (await wait_state(client, "human_signals_cases", {"ready", "error"}))["state"] == "ready"
         return str(raw["sync_id"])
@@ -808,7 +809,8 @@ async def test_time_bounds_and_time_range_of_a_synced_text_timestamp(
     window = {"time_start": "2024-01-01T06:00:00Z", "time_end": "2024-01-01T09:00:00Z"}
     settings = configure(make_settings, pg)
     async with make_client(settings) as client:
-        assert (await client.post("/api/store/sync/monitoring")).status_code == 200
+        started = await client.post("/api/store/sync/monitoring")
+        assert started.status_code == 200 and started.json()["datasets"] == ["monitoring"], started.text
         assert (await wait_state(client, "monitoring_data", {"ready", "error"}))["state"] == "ready"
         meta = (await client.get("/api/store/metadata/monitoring")).json()["metadata"]
         assert {c["column_name"]: c["column_type"] for c in meta["columns"]}["timestamp"] == "VARCHAR"
@@ -843,7 +845,8 @@ async def test_a_columns_map_target_in_another_case_feeds_the_analytics(
     monitoring analytics look for metric_score / metric_name and reported no scores at all."""
     settings = configure(make_settings, source, columns={"metric": "METRIC_NAME", "score": "Metric_Score"})
     async with make_client(settings) as client:
-        assert (await client.post("/api/store/sync/monitoring")).status_code == 200
+        started = await client.post("/api/store/sync/monitoring")
+        assert started.status_code == 200 and started.json()["datasets"] == ["monitoring"], started.text
         assert (await wait_state(client, "monitoring_data", {"ready", "error"}))["state"] == "ready"
         scores = [float(r[0]) for r in source.fetch("SELECT score FROM rs JOIN ds ON rs.dataset_id = ds.record_id")]
         meta = (await client.get("/api/store/metadata/monitoring")).json()["metadata"]
