@@ -253,3 +253,18 @@ class RawJSONResponse(Response):
     """A response whose body is JSON bytes rendered beforehand (see ``RowsPayload.render_json``)."""
 
     media_type = "application/json"
+
+
+def decode_json_cell(value: Any) -> Any:
+    """JSON text as the value it holds (json/jsonb cells, stored signals); lists element-wise.
+
+    Text that is not JSON, or nested deeper than Python's decoder allows, stays text.
+    """
+    if isinstance(value, list):
+        return [decode_json_cell(v) for v in value]
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except (ValueError, RecursionError):
+            return value
+    return value

@@ -21,7 +21,6 @@ own objects (points, bit strings, rows, ranges, composites, …) are served as P
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -49,6 +48,7 @@ from app.models.database import (
     TableRef,
     TablesResponse,
 )
+from app.serialization import decode_json_cell
 from app.services.connection_store import ConnectionStore, Credentials
 from app.services.database_session import (
     PgTable,
@@ -186,21 +186,6 @@ JSON_TYPES = frozenset({"json", "jsonb"})
 def json_columns(attributes: Sequence[Any]) -> set[int]:
     """Positions of result columns of type json/jsonb (or arrays of them; domains report their base type)."""
     return {i for i, a in enumerate(attributes) if str(getattr(a.type, "name", "")).removesuffix("[]") in JSON_TYPES}
-
-
-def decode_json_cell(value: Any) -> Any:
-    """A json/jsonb value as the JSON value it holds (the Ref driver decoded them); arrays element-wise.
-
-    The driver hands json as text; text it cannot parse (nesting deeper than Python's limit) stays text.
-    """
-    if isinstance(value, list):
-        return [decode_json_cell(v) for v in value]
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except (ValueError, RecursionError):
-            return value
-    return value
 
 
 def _rows(names: Sequence[str], values: Sequence[Sequence[Any]], json_cols: set[int]) -> list[dict[str, Any]]:

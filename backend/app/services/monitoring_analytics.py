@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -45,6 +44,7 @@ from app.models.monitoring import (
     TrendPoint,
     TrendsResponse,
 )
+from app.serialization import decode_json_cell
 from app.services.duckdb_store import (
     DatasetInfo,
     DuckDBStore,
@@ -759,15 +759,6 @@ def _text_or_none(v: Any) -> str | None:
     return str(v) if v else None
 
 
-def _parse_signals(v: Any) -> Any:
-    if isinstance(v, str):
-        try:
-            return json.loads(v)
-        except (ValueError, RecursionError):
-            return v
-    return v
-
-
 async def analysis_insights(
     store: DuckDBStore, config: MonitoringDBConfig, f: MonitoringFilters, page: int = 1, limit: int = 20
 ) -> AnalysisInsightsResponse:
@@ -829,7 +820,7 @@ async def analysis_insights(
             metric_name=_text_or_none(r.get("metric_name")),
             query=_text_or_none(r.get("query")),
             actual_output=_text_or_none(r.get("actual_output")),
-            signals=_parse_signals(r.get("signals")),
+            signals=decode_json_cell(r.get("signals")),
             explanation=_text_or_none(r.get("explanation")),
             source_info=SourceInfo(
                 environment=_text_or_none(r.get("environment")),
